@@ -1,0 +1,69 @@
+"""Helpers shared by the benchmarks: timing, peak memory and the result file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def peak_rss_mb(children: bool = False) -> float:
+    """Peak resident memory of this process (or of its finished children), in MiB."""
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
+
+
+@contextmanager
+def timer(store: dict, key: str):
+    start = time.perf_counter()
+    yield
+    store[key] = round(time.perf_counter() - start, 3)
+
+
+def run_measured(cmd: list[str]) -> dict:
+    """Run ``cmd`` in a child process; its wall time and peak memory (GNU time-free)."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *cmd], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd!r} failed:\n{proc.stdout}\n{proc.stderr}")
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    info["wall_s"] = round(time.perf_counter() - start, 3)
+    return info
+
+
+# A tiny wrapper that runs a command and reports its children's peak RSS.
+_MEASURE = r"""
+import json, resource, subprocess, sys
+p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+if p.returncode:
+    sys.stderr.write(p.stderr); sys.exit(p.returncode)
+print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}))
+"""
+
+
+def write_result(name: str, result: dict) -> Path:
+    """Write ``benchmarks/results/NAME.json`` with the machine it ran on."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    result = {
+        "benchmark": name,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        **result,
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return path

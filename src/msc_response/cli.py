@@ -1,0 +1,66 @@
+"""The ``msc-response`` command line: one thin command per verb.
+
+Bad input (:class:`~msc_response.errors.DataError`, a bad config) prints every problem
+and exits with status 2; nothing is written.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from .errors import ConfigError, DataError
+
+app = typer.Typer(
+    help="Predict response to mesenchymal stromal cell therapy in decompensated cirrhosis.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True, soft_wrap=True)
+console = Console()
+
+EXIT_BAD_INPUT = 2
+
+
+@app.callback()
+def _main() -> None:
+    """Predict response to mesenchymal stromal cell therapy in decompensated cirrhosis."""
+
+
+def _bad_input_exits(func):
+    """Map bad input to exit code 2 with every problem printed; other errors are bugs."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (DataError, ConfigError) as err:
+            err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    return wrapper
+
+
+@app.command()
+@_bad_input_exits
+def scores(
+    input: Path = typer.Argument(..., help="Per-visit table, CSV or Parquet."),
+    output: Path = typer.Argument(..., help="Output table, CSV or Parquet (by extension)."),
+) -> None:
+    """Compute Child-Pugh, MELD, MELD-Na and MELD 3.0 for every row of a visit table."""
+    from .dataset import read_visit_table
+    from .features import with_scores
+    from .io import table_format, write_table
+
+    try:
+        table_format(output)
+    except ValueError as err:
+        raise ConfigError(f"OUTPUT: {err}") from None
+    raw, canonical = read_visit_table(input)
+    result = with_scores(raw, canonical)
+    write_table(result, output)
+    console.print(f"scored {len(result)} row(s) -> {output}")

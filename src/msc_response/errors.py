@@ -1,0 +1,62 @@
+"""The project's one error type for bad input data, and its warning category.
+
+Every reader and validator collects *all* problems it finds into :class:`DataError`
+before raising, so a site sees every fix it has to make at once. The CLI prints
+them and exits with status 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class MscResponseWarning(UserWarning):
+    """Warnings raised by msc-response itself (tests treat them as errors)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in an input file.
+
+    Parameters
+    ----------
+    file : str
+        File name (not the whole path: paths may contain site names).
+    row : int or None
+        1-based data row (the header is not counted; in a CSV, line = row + 1).
+    column : str or None
+        Column the problem is in, if it is about one column.
+    message : str
+        What is wrong, showing the bad value with ``!r``.
+    """
+
+    file: str
+    row: int | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = [self.file]
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        return f"{', '.join(where)}: {self.message}"
+
+
+class DataError(Exception):
+    """Bad input data: carries every :class:`Problem` found."""
+
+    def __init__(self, problems: list[Problem], *, limit: int = 50):
+        if not problems:
+            raise ValueError("DataError needs at least one problem")
+        self.problems = list(problems)
+        shown = "\n".join(f"  - {p}" for p in self.problems[:limit])
+        more = len(self.problems) - limit
+        if more > 0:
+            shown += f"\n  ... and {more} more"
+        super().__init__(f"{len(self.problems)} problem(s) in the input:\n{shown}")
+
+
+class ConfigError(ValueError):
+    """A bad experiment configuration; the message names the key."""

@@ -1,0 +1,70 @@
+"""Reading and atomically writing tables (CSV or Parquet, chosen by extension).
+
+Every output of the project goes through :func:`atomic_path`: the data are written
+to a temporary file in the destination folder and moved into place with
+``os.replace``, so a job killed at any point leaves the previous file or none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+def table_format(path: str | os.PathLike) -> str:
+    """``"csv"`` or ``"parquet"`` from the file extension; anything else is an error."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise ValueError(
+            f"unsupported table extension {suffix!r} in {str(path)!r}; use .csv or .parquet"
+        )
+    return suffix[1:]
+
+
+def read_table(path: str | os.PathLike, **kwargs) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a DataFrame (CSV through pyarrow's fast reader)."""
+    fmt = table_format(path)
+    if fmt == "parquet":
+        return pd.read_parquet(path, **kwargs)
+    return pd.read_csv(path, engine="pyarrow", **kwargs)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``df`` atomically as CSV or Parquet, by the extension of ``path``."""
+    fmt = table_format(path)
+    with atomic_path(path) as tmp:
+        if fmt == "parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False, lineterminator="\n")
+    return Path(path)
+
+
+def write_json(obj, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as indented, key-sorted JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    return Path(path)
