@@ -64,3 +64,42 @@ def scores(
     result = with_scores(raw, canonical)
     write_table(result, output)
     console.print(f"scored {len(result)} row(s) -> {output}")
+
+
+def _flow_box(flow: dict) -> str:
+    """The patient flow as text lines (also printed by ``train``)."""
+    lines = [f"patients in input: {flow['patients_in_input']}"]
+    for reason, count in flow["excluded"].items():
+        lines.append(f"  excluded ({reason}): {count}")
+    lines.append(f"included: {flow['included']}")
+    if "responders" in flow:
+        lines.append(
+            f"  responders: {flow['responders']}, non-responders: {flow['non_responders']}"
+        )
+    return "\n".join(lines)
+
+
+@app.command("build-features")
+@_bad_input_exits
+def build_features_cmd(
+    config: Path = typer.Option(..., "--config", help="Experiment config (YAML)."),
+    out: Path = typer.Option(..., "--out", help="Feature table with labels (.parquet or .csv)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Study directory (overrides the config's `data`)."
+    ),
+) -> None:
+    """Build the feature table with labels, the exclusion list and the patient flow."""
+    from .config import load_config
+    from .features import build_features, write_feature_set
+    from .io import table_format
+
+    try:
+        table_format(out)
+    except ValueError as err:
+        raise ConfigError(f"--out: {err}") from None
+    cfg = load_config(config).with_data(data)
+    fs = build_features(cfg, labels=True)
+    written = write_feature_set(fs, out)
+    console.print(_flow_box(fs.flow), highlight=False)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)

@@ -7,6 +7,7 @@ and raised together as one :class:`~msc_response.errors.DataError`. Row numbers 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pandera.pandas as pa
 
 from . import units
 from .errors import DataError, Problem
-from .io import read_table
+from .io import TABLE_SUFFIXES, read_table
 
 # ----------------------------------------------------------------------------------------
 # shared helpers
@@ -202,3 +203,412 @@ def canonical_visits(df: pd.DataFrame, file: str) -> pd.DataFrame:
         if col not in work.columns:
             work[col] = np.nan
     return work
+
+
+# ----------------------------------------------------------------------------------------
+# the study directory: patients, labs (long), cells or cells.h5ad
+
+#: Problems reported per rule before the rest are summarised in one line.
+MAX_PROBLEMS_PER_RULE = 20
+
+
+@dataclass
+class Study:
+    """A validated study directory in canonical units.
+
+    Attributes
+    ----------
+    patients : DataFrame
+        One row per patient, in file order; ``patient_id`` is a string.
+    labs : DataFrame
+        ``pidx`` (row of ``patients``), ``day``, ``test`` (categorical), ``value`` in
+        canonical units; identical duplicates dropped.
+    cells : DataFrame or None
+        ``pidx``, ``day``, ``population``, ``parent``, ``fraction``.
+    lab_units : dict
+        The unit of every test (canonical for known tests, the site's for others).
+    files : dict
+        The file each table was read from.
+    """
+
+    patients: pd.DataFrame
+    labs: pd.DataFrame
+    cells: pd.DataFrame | None
+    lab_units: dict[str, str]
+    files: dict[str, Path]
+    cells_derived: bool = False
+
+
+def find_table(directory: Path, stem: str, *, required: bool) -> Path | None:
+    """``directory/stem.csv`` or ``.parquet``; both present is ambiguous, none may be an error."""
+    found = [
+        directory / f"{stem}{suffix}"
+        for suffix in TABLE_SUFFIXES
+        if (directory / f"{stem}{suffix}").exists()
+    ]
+    if len(found) > 1:
+        raise DataError(
+            [
+                Problem(
+                    found[0].name,
+                    None,
+                    None,
+                    f"both {found[0].name} and {found[1].name} exist; keep one",
+                )
+            ]
+        )
+    if not found:
+        if required:
+            raise DataError(
+                [
+                    Problem(
+                        f"{stem}.csv",
+                        None,
+                        None,
+                        f"missing from the study directory {str(directory)!r}",
+                    )
+                ]
+            )
+        return None
+    return found[0]
+
+
+def _rows(mask) -> np.ndarray:
+    return np.flatnonzero(np.asarray(mask))
+
+
+def _report(problems: list[Problem], file: str, mask, column: str | None, message) -> None:
+    """Add one problem per failing row (capped), then a count of the rest."""
+    rows = _rows(mask)
+    for i in rows[:MAX_PROBLEMS_PER_RULE]:
+        problems.append(Problem(file, int(i) + 1, column, message(int(i))))
+    if len(rows) > MAX_PROBLEMS_PER_RULE:
+        first = message(int(rows[0]))
+        problems.append(
+            Problem(
+                file,
+                None,
+                column,
+                f"... {len(rows) - MAX_PROBLEMS_PER_RULE} more rows like: {first}",
+            )
+        )
+
+
+def _required_columns(df: pd.DataFrame, file: str, columns: list[str]) -> list[Problem]:
+    return [
+        Problem(file, None, c, "required column is missing") for c in columns if c not in df.columns
+    ]
+
+
+PATIENTS_SCHEMA = pa.DataFrameSchema(
+    {
+        "patient_id": pa.Column(str, nullable=False),
+        "sex": pa.Column(
+            object, pa.Check.isin(["F", "M"], error="must be 'F' or 'M'"), nullable=False
+        ),
+        "age_years": pa.Column(
+            float, pa.Check.in_range(0, 120, error="outside 0-120 years"), nullable=False
+        ),
+        "dose_per_infusion": pa.Column(
+            float,
+            pa.Check.in_range(1e6, 1e10, error="outside 1e6-1e10 cells"),
+            nullable=True,
+            required=False,
+        ),
+        "n_infusions": pa.Column(
+            float,
+            pa.Check.isin(list(range(0, 21)), error="must be a whole number 0-20"),
+            nullable=True,
+            required=False,
+        ),
+        "interval_days": pa.Column(
+            float,
+            pa.Check.in_range(0, 365, error="outside 0-365 days"),
+            nullable=True,
+            required=False,
+        ),
+    },
+    strict=False,
+)
+
+
+def read_patients(path: Path) -> pd.DataFrame:
+    """Read and validate ``patients``; every problem is collected first."""
+    file = path.name
+    df = read_input_table(path)
+    problems = _required_columns(df, file, ["patient_id", "sex", "age_years"])
+    if problems:
+        raise DataError(problems)
+    df = df.reset_index(drop=True)
+    missing_id = df["patient_id"].isna()
+    df["patient_id"] = df["patient_id"].astype(str).where(~missing_id, None)
+    numeric_cols = [
+        c for c in ("age_years", "dose_per_infusion", "n_infusions", "interval_days") if c in df
+    ]
+    df, problems = numeric_problems(df, numeric_cols, file)
+    _report(problems, file, missing_id, "patient_id", lambda i: "patient_id is missing")
+    dup = df["patient_id"].duplicated(keep="first") & ~missing_id
+    _report(
+        problems,
+        file,
+        dup,
+        "patient_id",
+        lambda i: f"duplicate patient_id {df['patient_id'].iloc[i]!r}",
+    )
+    checked = df.copy()
+    checked["patient_id"] = checked["patient_id"].fillna("")
+    problems += schema_problems(PATIENTS_SCHEMA, checked, file)
+    if problems:
+        raise DataError(problems)
+    return df
+
+
+LABS_SCHEMA = pa.DataFrameSchema(
+    {
+        "day": pa.Column(
+            float, pa.Check.in_range(-3650, 3650, error="outside -3650..3650 days"), nullable=False
+        ),
+        "value": pa.Column(float, nullable=False),
+    },
+    strict=False,
+)
+
+
+def _as_category(s: pd.Series) -> pd.Series:
+    """Categorical with string categories (IDs and names read as numbers become strings)."""
+    if not isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype("category")
+    if len(s.cat.categories) and not pd.api.types.is_string_dtype(s.cat.categories.dtype):
+        s = s.cat.rename_categories(s.cat.categories.astype(str))
+    return s
+
+
+def patient_index(ids: pd.Series, patient_ids: pd.Series) -> np.ndarray:
+    """Row of ``patient_ids`` for each id (-1 where unknown), through the categories only."""
+    ids = _as_category(ids)
+    lookup = pd.Index(patient_ids).get_indexer(ids.cat.categories)
+    codes = ids.cat.codes.to_numpy()
+    return np.where(codes >= 0, lookup[codes], -1).astype(np.int64)
+
+
+def read_labs(path: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Read, validate and convert the long-format labs to canonical units.
+
+    Returns the labs with ``pidx`` (row of ``patients``) instead of ``patient_id`` and
+    the unit of each test.
+    """
+    file = path.name
+    df = read_input_table(path)
+    problems = _required_columns(df, file, ["patient_id", "day", "test", "value", "unit"])
+    if problems:
+        raise DataError(problems)
+    df = df[["patient_id", "day", "test", "value", "unit"]].reset_index(drop=True)
+    df, problems = numeric_problems(df, ["day", "value"], file)
+    for col in ("patient_id", "test", "unit"):
+        _report(problems, file, df[col].isna(), col, lambda i, col=col: f"{col} is missing")
+    problems += schema_problems(LABS_SCHEMA, df.dropna(subset=["day", "value"]), file)
+    whole_day = df["day"].notna() & (df["day"] != np.floor(df["day"]))
+    _report(
+        problems,
+        file,
+        whole_day,
+        "day",
+        lambda i: f"day {df['day'].iloc[i]!r} is not a whole number",
+    )
+
+    # patients in labs but not in patients
+    pid = _as_category(df["patient_id"])
+    pidx = patient_index(pid, patients["patient_id"])
+    unknown = (pidx < 0) & pid.notna().to_numpy()
+    first_unknown = unknown & ~pid.where(unknown).duplicated().to_numpy()
+    _report(problems, file, first_unknown, "patient_id",
+            lambda i: f"patient_id {pid.iloc[i]!r} is not in the patients table")  # fmt: skip
+
+    test = _as_category(df["test"])
+    unit = _as_category(df["unit"])
+    factors = units.factors_for(test, unit)
+    known = test.isin(units.KNOWN_TESTS).to_numpy()
+    bad_unit = known & np.isnan(factors) & unit.notna().to_numpy()
+    _report(problems, file, bad_unit, "unit", lambda i: (
+        f"unknown unit {unit.iloc[i]!r} for test {test.iloc[i]!r}; accepted: {units.accepted_units(test.iloc[i])}"
+    ))  # fmt: skip
+
+    # one unit per test the project does not know (it cannot convert them)
+    lab_units: dict[str, str] = {t: u for t, u in units.CANONICAL_UNITS.items()}
+    other = ~known & test.notna().to_numpy() & unit.notna().to_numpy()
+    if other.any():
+        tc, uc = test.cat.codes.to_numpy(), unit.cat.codes.to_numpy()
+        rows = np.flatnonzero(other)
+        first_rows = rows[np.unique(tc[rows], return_index=True)[1]]  # first row of each test
+        first_unit = np.full(len(test.cat.categories), -1)
+        first_unit[tc[first_rows]] = uc[first_rows]
+        lab_units.update(
+            {str(test.cat.categories[tc[i]]): str(unit.cat.categories[uc[i]]) for i in first_rows}
+        )
+        mask = np.zeros(len(df), dtype=bool)
+        mask[rows] = uc[rows] != first_unit[tc[rows]]
+        _report(problems, file, mask, "unit", lambda i: (
+            f"test {test.iloc[i]!r} changes unit from {lab_units[test.iloc[i]]!r} to {unit.iloc[i]!r}; "
+            "use one unit per test"
+        ))  # fmt: skip
+
+    value = df["value"].to_numpy(dtype=float) * np.where(np.isnan(factors), 1.0, factors)
+    for t in units.KNOWN_TESTS:
+        rows = (test == t).to_numpy() & ~np.isnan(value)
+        if not rows.any():
+            continue
+        low, high = units.PLAUSIBLE_RANGES[t]
+        v = value[rows]
+        if t in units.INTEGER_TESTS:
+            bad_t = (v < low) | (v > high) | (v != np.floor(v))
+            expected = f"a whole {units.CANONICAL_UNITS[t]} {int(low)}-{int(high)}"
+        else:
+            bad_t = (v < low) | (v > high)
+            expected = f"within {low:g}-{high:g} {units.CANONICAL_UNITS[t]}"
+        mask = np.zeros(len(df), dtype=bool)
+        mask[np.flatnonzero(rows)[bad_t]] = True
+        mask &= ~bad_unit
+        _report(problems, file, mask, "value", lambda i, t=t, expected=expected: (
+            f"{t} value {df['value'].iloc[i]!r} {unit.iloc[i]} is not plausible (expected {expected})"
+            + (unit_hint(t, float(df["value"].iloc[i]), str(unit.iloc[i])) if t not in units.INTEGER_TESTS else "")
+        ))  # fmt: skip
+
+    if problems:
+        problems.sort(key=lambda p: (p.row is None, p.row or 0))
+        raise DataError(problems)
+
+    labs = pd.DataFrame(
+        {"pidx": pidx, "day": df["day"].to_numpy(dtype=np.int64), "test": test, "value": value}
+    )
+    labs = _drop_duplicate_measurements(labs, file)
+    return labs, lab_units
+
+
+def _drop_duplicate_measurements(labs: pd.DataFrame, file: str) -> pd.DataFrame:
+    """Identical repeats of (patient, day, test) are dropped; conflicting ones are errors."""
+    key = ["pidx", "day", "test"]
+    dup_any = labs.duplicated(key, keep=False)
+    if not dup_any.any():
+        return labs
+    dups = labs[dup_any]
+    spread = dups.groupby(key, observed=True)["value"].agg(["min", "max"])
+    conflicts = spread[~np.isclose(spread["min"], spread["max"], rtol=1e-9, atol=1e-12)]
+    if len(conflicts):
+        bad = dups.merge(conflicts.reset_index()[key], on=key)
+        rows = dups.index[dups.set_index(key).index.isin(conflicts.index)]
+        problems = []
+        for i in rows[:MAX_PROBLEMS_PER_RULE]:
+            r = labs.loc[i]
+            problems.append(Problem(file, int(i) + 1, "value",
+                                    f"conflicting duplicate of test {r['test']!r} on day {int(r['day'])} "
+                                    "for the same patient (values differ)"))  # fmt: skip
+        if len(rows) > MAX_PROBLEMS_PER_RULE:
+            problems.append(
+                Problem(file, None, "value", f"... {len(bad)} conflicting duplicate rows in all")
+            )
+        raise DataError(problems)
+    return labs[~labs.duplicated(key, keep="first")].reset_index(drop=True)
+
+
+def read_cells(path: Path, patients: pd.DataFrame) -> pd.DataFrame:
+    """Read and validate the ``cells`` table (immune cell fractions)."""
+    file = path.name
+    df = read_input_table(path)
+    problems = _required_columns(
+        df, file, ["patient_id", "day", "population", "parent", "fraction"]
+    )
+    if problems:
+        raise DataError(problems)
+    return validate_cells(df, patients, file)
+
+
+def validate_cells(df: pd.DataFrame, patients: pd.DataFrame, file: str) -> pd.DataFrame:
+    """Validate a frame in the ``cells`` form; returns it with ``pidx``."""
+    df = df[["patient_id", "day", "population", "parent", "fraction"]].reset_index(drop=True)
+    df, problems = numeric_problems(df, ["day", "fraction"], file)
+    for col in ("patient_id", "population", "parent", "day", "fraction"):
+        _report(problems, file, df[col].isna(), col, lambda i, col=col: f"{col} is missing")
+    f = df["fraction"]
+    _report(problems, file, (f < 0) | (f > 1), "fraction",
+            lambda i: f"fraction {f.iloc[i]!r} is outside 0-1" + ("; looks like a percentage" if 1 < f.iloc[i] <= 100 else ""))  # fmt: skip
+    pid = _as_category(df["patient_id"])
+    pidx = patient_index(pid, patients["patient_id"])
+    unknown = (pidx < 0) & ~pid.duplicated().to_numpy()
+    _report(
+        problems,
+        file,
+        unknown,
+        "patient_id",
+        lambda i: f"patient_id {pid.iloc[i]!r} is not in the patients table",
+    )
+    key = pd.DataFrame({"pidx": pidx, "day": df["day"], "population": df["population"].astype(str)})
+    conflict = key.duplicated(keep=False) & ~df.assign(pidx=pidx).duplicated(
+        ["pidx", "day", "population", "fraction"], keep=False
+    )
+    _report(
+        problems,
+        file,
+        conflict,
+        "fraction",
+        lambda i: "conflicting duplicate of (patient, day, population)",
+    )
+    if problems:
+        raise DataError(problems)
+    out = pd.DataFrame(
+        {
+            "pidx": pidx,
+            "day": df["day"].astype(np.int64),
+            "population": df["population"].astype(str),
+            "parent": df["parent"].astype(str),
+            "fraction": df["fraction"].astype(float),
+        }
+    )
+    return out.drop_duplicates(["pidx", "day", "population"]).reset_index(drop=True)
+
+
+def load_study(directory: str | Path, singlecell=None) -> Study:
+    """Read and validate a study directory (see the README's data contract).
+
+    Parameters
+    ----------
+    directory : path
+        Holds ``patients`` and ``labs`` (CSV or Parquet) and optionally ``cells`` or
+        ``cells.h5ad``.
+    singlecell : SingleCell config, optional
+        How to derive MX1+ monocyte fractions from ``cells.h5ad``.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError([Problem(str(directory), None, None, "study directory not found")])
+    files: dict[str, Path] = {}
+    problems: list[Problem] = []
+    patients = labs = cells = None
+    lab_units: dict[str, str] = {}
+    try:
+        files["patients"] = find_table(directory, "patients", required=True)
+        patients = read_patients(files["patients"])
+    except DataError as err:
+        raise DataError(err.problems) from None
+    try:
+        files["labs"] = find_table(directory, "labs", required=True)
+        labs, lab_units = read_labs(files["labs"], patients)
+    except DataError as err:
+        problems += err.problems
+    derived = False
+    try:
+        cells_path = find_table(directory, "cells", required=False)
+        h5ad = directory / "cells.h5ad"
+        if cells_path is not None:
+            files["cells"] = cells_path
+            cells = read_cells(cells_path, patients)
+        elif h5ad.exists():
+            from .singlecell import mx1_monocyte_fractions
+
+            files["cells"] = h5ad
+            cells = validate_cells(mx1_monocyte_fractions(h5ad, singlecell), patients, h5ad.name)
+            derived = True
+    except DataError as err:
+        problems += err.problems
+    if problems:
+        raise DataError(problems)
+    return Study(patients, labs, cells, lab_units, files, derived)
