@@ -150,10 +150,10 @@ def read_visit_table(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return df, canonical_visits(df, path.name)
 
 
-def read_input_table(path: Path, **kwargs) -> pd.DataFrame:
+def read_input_table(path: Path, categorical: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read a CSV or Parquet input, turning unreadable files into a :class:`DataError`."""
     try:
-        return read_table(path, **kwargs)
+        return read_table(path, categorical)
     except FileNotFoundError as err:
         raise DataError([Problem(path.name, None, None, f"file not found: {str(path)!r}")]) from err
     except (OSError, ValueError) as err:  # pyarrow's parse errors are ValueError subclasses
@@ -346,6 +346,7 @@ def read_patients(path: Path) -> pd.DataFrame:
         c for c in ("age_years", "dose_per_infusion", "n_infusions", "interval_days") if c in df
     ]
     df, problems = numeric_problems(df, numeric_cols, file)
+    df[numeric_cols] = df[numeric_cols].astype(float)
     _report(problems, file, missing_id, "patient_id", lambda i: "patient_id is missing")
     dup = df["patient_id"].duplicated(keep="first") & ~missing_id
     _report(
@@ -398,34 +399,42 @@ def read_labs(path: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
     the unit of each test.
     """
     file = path.name
-    df = read_input_table(path)
-    problems = _required_columns(df, file, ["patient_id", "day", "test", "value", "unit"])
+    raw = read_input_table(path, categorical=("patient_id", "test", "unit"))
+    problems = _required_columns(raw, file, ["patient_id", "day", "test", "value", "unit"])
     if problems:
         raise DataError(problems)
-    df = df[["patient_id", "day", "test", "value", "unit"]].reset_index(drop=True)
-    df, problems = numeric_problems(df, ["day", "value"], file)
-    for col in ("patient_id", "test", "unit"):
-        _report(problems, file, df[col].isna(), col, lambda i, col=col: f"{col} is missing")
-    problems += schema_problems(LABS_SCHEMA, df.dropna(subset=["day", "value"]), file)
-    whole_day = df["day"].notna() & (df["day"] != np.floor(df["day"]))
-    _report(
-        problems,
-        file,
-        whole_day,
-        "day",
-        lambda i: f"day {df['day'].iloc[i]!r} is not a whole number",
+    # work on columns, not on a frame: at millions of rows every frame copy costs seconds
+    col = {c: raw[c].reset_index(drop=True) for c in ("patient_id", "day", "test", "value", "unit")}
+    del raw
+    for name, series in col.items():
+        _report(
+            problems,
+            file,
+            series.isna().to_numpy(),
+            name,
+            lambda i, name=name: f"{name} is missing",
+        )
+    numeric, numeric_errors = numeric_problems(
+        pd.DataFrame({"day": col["day"], "value": col["value"]}), ["day", "value"], file
     )
+    problems += numeric_errors
+    day_f = numeric["day"].to_numpy(dtype=float)
+    value_raw = numeric["value"].to_numpy(dtype=float)
+    problems += schema_problems(LABS_SCHEMA, numeric.astype(float, copy=False), file)
+    del numeric
+    whole_day = ~np.isnan(day_f) & (day_f != np.floor(day_f))
+    _report(problems, file, whole_day, "day", lambda i: f"day {day_f[i]!r} is not a whole number")
 
     # patients in labs but not in patients
-    pid = _as_category(df["patient_id"])
+    pid = _as_category(col["patient_id"])
     pidx = patient_index(pid, patients["patient_id"])
     unknown = (pidx < 0) & pid.notna().to_numpy()
     first_unknown = unknown & ~pid.where(unknown).duplicated().to_numpy()
     _report(problems, file, first_unknown, "patient_id",
             lambda i: f"patient_id {pid.iloc[i]!r} is not in the patients table")  # fmt: skip
 
-    test = _as_category(df["test"])
-    unit = _as_category(df["unit"])
+    test = _as_category(col["test"])
+    unit = _as_category(col["unit"])
     factors = units.factors_for(test, unit)
     known = test.isin(units.KNOWN_TESTS).to_numpy()
     bad_unit = known & np.isnan(factors) & unit.notna().to_numpy()
@@ -445,14 +454,14 @@ def read_labs(path: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
         lab_units.update(
             {str(test.cat.categories[tc[i]]): str(unit.cat.categories[uc[i]]) for i in first_rows}
         )
-        mask = np.zeros(len(df), dtype=bool)
+        mask = np.zeros(len(day_f), dtype=bool)
         mask[rows] = uc[rows] != first_unit[tc[rows]]
         _report(problems, file, mask, "unit", lambda i: (
             f"test {test.iloc[i]!r} changes unit from {lab_units[test.iloc[i]]!r} to {unit.iloc[i]!r}; "
             "use one unit per test"
         ))  # fmt: skip
 
-    value = df["value"].to_numpy(dtype=float) * np.where(np.isnan(factors), 1.0, factors)
+    value = value_raw * np.where(np.isnan(factors), 1.0, factors)
     for t in units.KNOWN_TESTS:
         rows = (test == t).to_numpy() & ~np.isnan(value)
         if not rows.any():
@@ -465,49 +474,57 @@ def read_labs(path: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
         else:
             bad_t = (v < low) | (v > high)
             expected = f"within {low:g}-{high:g} {units.CANONICAL_UNITS[t]}"
-        mask = np.zeros(len(df), dtype=bool)
+        mask = np.zeros(len(day_f), dtype=bool)
         mask[np.flatnonzero(rows)[bad_t]] = True
         mask &= ~bad_unit
         _report(problems, file, mask, "value", lambda i, t=t, expected=expected: (
-            f"{t} value {df['value'].iloc[i]!r} {unit.iloc[i]} is not plausible (expected {expected})"
-            + (unit_hint(t, float(df["value"].iloc[i]), str(unit.iloc[i])) if t not in units.INTEGER_TESTS else "")
+            f"{t} value {value_raw[i]!r} {unit.iloc[i]} is not plausible (expected {expected})"
+            + (unit_hint(t, float(value_raw[i]), str(unit.iloc[i])) if t not in units.INTEGER_TESTS else "")
         ))  # fmt: skip
 
     if problems:
         problems.sort(key=lambda p: (p.row is None, p.row or 0))
         raise DataError(problems)
 
-    labs = pd.DataFrame(
-        {"pidx": pidx, "day": df["day"].to_numpy(dtype=np.int64), "test": test, "value": value}
-    )
+    labs = pd.DataFrame({"pidx": pidx, "day": day_f.astype(np.int64), "test": test, "value": value})
     labs = _drop_duplicate_measurements(labs, file)
     return labs, lab_units
 
 
 def _drop_duplicate_measurements(labs: pd.DataFrame, file: str) -> pd.DataFrame:
     """Identical repeats of (patient, day, test) are dropped; conflicting ones are errors."""
-    key = ["pidx", "day", "test"]
-    dup_any = labs.duplicated(key, keep=False)
-    if not dup_any.any():
+    n_tests = max(len(labs["test"].cat.categories), 1)
+    day = labs["day"].to_numpy()
+    # one int64 key per (patient, day, test); days are validated to lie in -3650..3650
+    key = (labs["pidx"].to_numpy() * 7301 + (day + 3650)) * n_tests + labs[
+        "test"
+    ].cat.codes.to_numpy()
+    order = None if np.all(key[1:] >= key[:-1]) else np.argsort(key, kind="stable")
+    k = key if order is None else key[order]
+    v = labs["value"].to_numpy() if order is None else labs["value"].to_numpy()[order]
+    same_key = k[1:] == k[:-1]
+    if not same_key.any():
         return labs
-    dups = labs[dup_any]
-    spread = dups.groupby(key, observed=True)["value"].agg(["min", "max"])
-    conflicts = spread[~np.isclose(spread["min"], spread["max"], rtol=1e-9, atol=1e-12)]
-    if len(conflicts):
-        bad = dups.merge(conflicts.reset_index()[key], on=key)
-        rows = dups.index[dups.set_index(key).index.isin(conflicts.index)]
+    conflict = same_key & ~np.isclose(v[1:], v[:-1], rtol=1e-9, atol=1e-12)
+    if conflict.any():
+        rows = np.flatnonzero(conflict) + 1
+        rows = rows if order is None else order[rows]
         problems = []
-        for i in rows[:MAX_PROBLEMS_PER_RULE]:
-            r = labs.loc[i]
+        for i in np.sort(rows)[:MAX_PROBLEMS_PER_RULE]:
+            r = labs.loc[int(i)]
             problems.append(Problem(file, int(i) + 1, "value",
                                     f"conflicting duplicate of test {r['test']!r} on day {int(r['day'])} "
                                     "for the same patient (values differ)"))  # fmt: skip
         if len(rows) > MAX_PROBLEMS_PER_RULE:
             problems.append(
-                Problem(file, None, "value", f"... {len(bad)} conflicting duplicate rows in all")
+                Problem(file, None, "value", f"... {len(rows)} conflicting duplicate rows in all")
             )
         raise DataError(problems)
-    return labs[~labs.duplicated(key, keep="first")].reset_index(drop=True)
+    drop = np.flatnonzero(same_key) + 1
+    drop = drop if order is None else order[drop]
+    keep = np.ones(len(labs), dtype=bool)
+    keep[drop] = False
+    return labs[keep].reset_index(drop=True)
 
 
 def read_cells(path: Path, patients: pd.DataFrame) -> pd.DataFrame:

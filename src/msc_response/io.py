@@ -29,12 +29,30 @@ def table_format(path: str | os.PathLike) -> str:
     return suffix[1:]
 
 
-def read_table(path: str | os.PathLike, **kwargs) -> pd.DataFrame:
-    """Read a CSV or Parquet file into a DataFrame (CSV through pyarrow's fast reader)."""
+def read_table(path: str | os.PathLike, categorical: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a DataFrame.
+
+    CSV goes through pyarrow's multi-threaded reader. Columns named in ``categorical``
+    (repetitive strings such as ids, test names, units) become pandas categoricals,
+    which keeps millions of rows small in memory.
+    """
+    import pyarrow as pa
+
     fmt = table_format(path)
     if fmt == "parquet":
-        return pd.read_parquet(path, **kwargs)
-    return pd.read_csv(path, engine="pyarrow", **kwargs)
+        df = pd.read_parquet(path)
+    else:
+        import pyarrow.csv as pacsv
+
+        types = {c: pa.dictionary(pa.int32(), pa.string()) for c in categorical}
+        table = pacsv.read_csv(
+            path, convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+        )
+        df = table.to_pandas()
+    for col in categorical:
+        if col in df.columns and not isinstance(df[col].dtype, pd.CategoricalDtype):
+            df[col] = df[col].astype("category")
+    return df
 
 
 @contextlib.contextmanager
