@@ -61,7 +61,7 @@ def schema_problems(
             else:
                 column = rename.get(str(case.column), str(case.column))
                 value = case.failure_case
-                message = f"value {value!r} {case.check}" if row is not None else str(case.check)
+                message = f"value {_py(value)!r} {case.check}" if row is not None else str(case.check)
                 if hint is not None and row is not None:
                     message += hint(str(case.column), int(index))
             problems.append(Problem(file, row, column, message))
@@ -83,10 +83,15 @@ def numeric_problems(
         bad = as_num.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
         for idx in np.flatnonzero(bad.to_numpy())[:1000]:
             problems.append(
-                Problem(file, int(idx) + 1, col, f"value {raw.iloc[idx]!r} is not a number")
+                Problem(file, int(idx) + 1, col, f"value {_py(raw.iloc[idx])!r} is not a number")
             )
         out[col] = as_num
     return out, problems
+
+
+def _py(value):
+    """A numpy scalar as the plain Python value, so messages show ``38.0``, not ``np.float64(38.0)``."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def unit_hint(test: str, value: float, unit: str) -> str:
@@ -354,7 +359,7 @@ def read_patients(path: Path) -> pd.DataFrame:
         file,
         dup,
         "patient_id",
-        lambda i: f"duplicate patient_id {df['patient_id'].iloc[i]!r}",
+        lambda i: f"duplicate patient_id {_py(df['patient_id'].iloc[i])!r}",
     )
     checked = df.copy()
     checked["patient_id"] = checked["patient_id"].fillna("")
@@ -423,7 +428,7 @@ def read_labs(path: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
     problems += schema_problems(LABS_SCHEMA, numeric.astype(float, copy=False), file)
     del numeric
     whole_day = ~np.isnan(day_f) & (day_f != np.floor(day_f))
-    _report(problems, file, whole_day, "day", lambda i: f"day {day_f[i]!r} is not a whole number")
+    _report(problems, file, whole_day, "day", lambda i: f"day {_py(day_f[i])!r} is not a whole number")
 
     # patients in labs but not in patients
     pid = _as_category(col["patient_id"])
@@ -431,7 +436,7 @@ def read_labs(path: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
     unknown = (pidx < 0) & pid.notna().to_numpy()
     first_unknown = unknown & ~pid.where(unknown).duplicated().to_numpy()
     _report(problems, file, first_unknown, "patient_id",
-            lambda i: f"patient_id {pid.iloc[i]!r} is not in the patients table")  # fmt: skip
+            lambda i: f"patient_id {_py(pid.iloc[i])!r} is not in the patients table")  # fmt: skip
 
     test = _as_category(col["test"])
     unit = _as_category(col["unit"])
@@ -439,7 +444,7 @@ def read_labs(path: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
     known = test.isin(units.KNOWN_TESTS).to_numpy()
     bad_unit = known & np.isnan(factors) & unit.notna().to_numpy()
     _report(problems, file, bad_unit, "unit", lambda i: (
-        f"unknown unit {unit.iloc[i]!r} for test {test.iloc[i]!r}; accepted: {units.accepted_units(test.iloc[i])}"
+        f"unknown unit {_py(unit.iloc[i])!r} for test {_py(test.iloc[i])!r}; accepted: {units.accepted_units(test.iloc[i])}"
     ))  # fmt: skip
 
     # one unit per test the project does not know (it cannot convert them)
@@ -457,7 +462,7 @@ def read_labs(path: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
         mask = np.zeros(len(day_f), dtype=bool)
         mask[rows] = uc[rows] != first_unit[tc[rows]]
         _report(problems, file, mask, "unit", lambda i: (
-            f"test {test.iloc[i]!r} changes unit from {lab_units[test.iloc[i]]!r} to {unit.iloc[i]!r}; "
+            f"test {_py(test.iloc[i])!r} changes unit from {lab_units[test.iloc[i]]!r} to {_py(unit.iloc[i])!r}; "
             "use one unit per test"
         ))  # fmt: skip
 
@@ -478,7 +483,7 @@ def read_labs(path: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
         mask[np.flatnonzero(rows)[bad_t]] = True
         mask &= ~bad_unit
         _report(problems, file, mask, "value", lambda i, t=t, expected=expected: (
-            f"{t} value {value_raw[i]!r} {unit.iloc[i]} is not plausible (expected {expected})"
+            f"{t} value {_py(value_raw[i])!r} {unit.iloc[i]} is not plausible (expected {expected})"
             + (unit_hint(t, float(value_raw[i]), str(unit.iloc[i])) if t not in units.INTEGER_TESTS else "")
         ))  # fmt: skip
 
@@ -547,7 +552,7 @@ def validate_cells(df: pd.DataFrame, patients: pd.DataFrame, file: str) -> pd.Da
         _report(problems, file, df[col].isna(), col, lambda i, col=col: f"{col} is missing")
     f = df["fraction"]
     _report(problems, file, (f < 0) | (f > 1), "fraction",
-            lambda i: f"fraction {f.iloc[i]!r} is outside 0-1" + ("; looks like a percentage" if 1 < f.iloc[i] <= 100 else ""))  # fmt: skip
+            lambda i: f"fraction {_py(f.iloc[i])!r} is outside 0-1" + ("; looks like a percentage" if 1 < f.iloc[i] <= 100 else ""))  # fmt: skip
     pid = _as_category(df["patient_id"])
     pidx = patient_index(pid, patients["patient_id"])
     unknown = (pidx < 0) & ~pid.duplicated().to_numpy()
@@ -556,7 +561,7 @@ def validate_cells(df: pd.DataFrame, patients: pd.DataFrame, file: str) -> pd.Da
         file,
         unknown,
         "patient_id",
-        lambda i: f"patient_id {pid.iloc[i]!r} is not in the patients table",
+        lambda i: f"patient_id {_py(pid.iloc[i])!r} is not in the patients table",
     )
     key = pd.DataFrame({"pidx": pidx, "day": df["day"], "population": df["population"].astype(str)})
     conflict = key.duplicated(keep=False) & ~df.assign(pidx=pidx).duplicated(

@@ -87,9 +87,9 @@ ENDPOINTS = ("child_pugh", "meld", "albumin")
 #: Response model coefficients per endpoint (see the module docstring); the intercepts
 #: and dose slopes were calibrated on 100,000 patients (benchmarks/calibrate_simulator.py).
 RESPONSE_COEF: dict[str, dict[str, float]] = {
-    "child_pugh": {"a": 0.16, "b": 0.55, "r": 1.488, "g": 0.9, "h": 0.35, "k": 0.25},
-    "meld": {"a": -1.259, "b": 0.30, "r": 0.35, "g": 0.6, "h": 0.2, "k": 0.10},
-    "albumin": {"a": 0.561, "b": 0.55, "r": 0.70, "g": 0.5, "h": 0.2, "k": 0.10},
+    "child_pugh": {"a": 0.159, "b": 0.55, "r": 1.527, "g": 0.9, "h": 0.35, "k": 0.25},
+    "meld": {"a": -1.277, "b": 0.30, "r": 0.35, "g": 0.6, "h": 0.2, "k": 0.10},
+    "albumin": {"a": 0.528, "b": 0.55, "r": 0.70, "g": 0.5, "h": 0.2, "k": 0.10},
 }
 LABEL_CORRELATION = 0.5
 MX1_LOGIT_MEAN, MX1_LOGIT_SD = -1.4, float(np.hypot(0.45, 0.55))
@@ -229,6 +229,10 @@ def _followup(rng, base, y, si, cholestatic):
         fu[t] = np.where(keep, np.maximum(fu[t], floor), fu[t])
     worsen = keep & (rng.random(n) < 0.15) & (fu["ascites"] < 2)
     fu["ascites"] = np.where(worsen, fu["ascites"] + 1, fu["ascites"])
+    # MELD almost never worsens (none did in the trial's repeated high-dose arm)
+    rose = ~resp_m & (_meld(fu) > base_meld) & (rng.random(n) < 0.9)
+    for t in ("creatinine", "bilirubin", "inr"):
+        fu[t] = np.where(rose, base[t], fu[t])
     # non-score labs drift; responders' platelets and transaminases improve a little
     for t in ("platelets", "alt", "ast", "sodium", "pta"):
         fu[t] = q(

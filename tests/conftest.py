@@ -1,0 +1,103 @@
+"""Shared fixtures: a small hand-written study and a simulated trial."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from msc_response.simulate import simulate
+
+PATIENTS = """\
+patient_id,sex,age_years,etiology,arm,dose_per_infusion,n_infusions,interval_days
+P1,M,50,HBV,A,100000000,1,0
+P2,F,61,HBV,B,200000000,3,7
+P3,M,44,alcohol,A,100000000,1,0
+P4,F,58,PBC,B,200000000,3,7
+"""
+
+# P1: baseline at day -10 and 0 (0 wins); follow-up 25 and 31 (31 wins the tie on distance 3).
+# P2: SI units; its albumin at follow-up rises.
+# P3: no follow-up in days 21..35 -> excluded.
+# P4: no baseline encephalopathy grade -> needs `assume`.
+LABS = """\
+patient_id,day,test,value,unit
+P1,-10,bilirubin,5.0,mg/dL
+P1,0,bilirubin,3.2,mg/dL
+P1,0,albumin,2.6,g/dL
+P1,0,inr,2.0,ratio
+P1,0,creatinine,1.0,mg/dL
+P1,0,sodium,138,mmol/L
+P1,0,ascites,1,grade
+P1,0,encephalopathy,1,grade
+P1,0,platelets,80,10^9/L
+P1,25,bilirubin,2.5,mg/dL
+P1,31,bilirubin,1.8,mg/dL
+P1,31,albumin,2.9,g/dL
+P1,31,inr,1.6,ratio
+P1,31,creatinine,1.0,mg/dL
+P1,31,ascites,1,grade
+P1,31,encephalopathy,1,grade
+P2,0,bilirubin,71.82,umol/L
+P2,0,albumin,30,g/L
+P2,0,inr,1.2,ratio
+P2,0,creatinine,167.96,umol/L
+P2,0,sodium,137,mEq/L
+P2,0,ascites,2,grade
+P2,0,encephalopathy,0,grade
+P2,0,platelets,120,10^9/L
+P2,28,bilirubin,71.82,umol/L
+P2,28,albumin,36,g/L
+P2,28,inr,1.2,ratio
+P2,28,creatinine,167.96,umol/L
+P2,28,ascites,2,grade
+P2,28,encephalopathy,0,grade
+P3,0,bilirubin,2.0,mg/dL
+P3,0,albumin,3.0,g/dL
+P3,0,inr,1.5,ratio
+P3,0,creatinine,1.1,mg/dL
+P3,0,ascites,1,grade
+P3,0,encephalopathy,0,grade
+P3,14,bilirubin,2.0,mg/dL
+P4,-3,bilirubin,3.5,mg/dL
+P4,-3,albumin,3.2,g/dL
+P4,-3,pt,19,s
+P4,-3,pt_control,12,s
+P4,-3,ascites,1,grade
+P4,28,bilirubin,3.5,mg/dL
+P4,28,albumin,3.2,g/dL
+P4,28,pt,19,s
+P4,28,pt_control,12,s
+P4,28,ascites,0,grade
+"""
+
+CELLS = """\
+patient_id,day,population,parent,fraction
+P1,0,MX1+ monocytes,monocytes,0.30
+P1,7,MX1+ monocytes,monocytes,0.18
+P2,-2,MX1+ monocytes,monocytes,0.22
+P2,7,MX1+ monocytes,monocytes,0.10
+"""
+
+
+def write_study(directory: Path, patients: str = PATIENTS, labs: str = LABS, cells: str | None = CELLS) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "patients.csv").write_text(textwrap.dedent(patients))
+    (directory / "labs.csv").write_text(textwrap.dedent(labs))
+    if cells is not None:
+        (directory / "cells.csv").write_text(textwrap.dedent(cells))
+    return directory
+
+
+@pytest.fixture
+def study_dir(tmp_path) -> Path:
+    return write_study(tmp_path / "study")
+
+
+@pytest.fixture(scope="session")
+def trial_dir(tmp_path_factory) -> Path:
+    """The default SIMULATED trial cohort (42 patients), written once per session."""
+    out = tmp_path_factory.mktemp("sim") / "trial"
+    simulate(out, design="trial", seed=1)
+    return out
