@@ -81,7 +81,9 @@ P2,7,MX1+ monocytes,monocytes,0.10
 """
 
 
-def write_study(directory: Path, patients: str = PATIENTS, labs: str = LABS, cells: str | None = CELLS) -> Path:
+def write_study(
+    directory: Path, patients: str = PATIENTS, labs: str = LABS, cells: str | None = CELLS
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "patients.csv").write_text(textwrap.dedent(patients))
     (directory / "labs.csv").write_text(textwrap.dedent(labs))

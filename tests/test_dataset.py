@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import LABS, PATIENTS, write_study
 
+from conftest import LABS, PATIENTS, write_study
 from msc_response.dataset import load_study
 from msc_response.errors import DataError
 
@@ -38,18 +38,22 @@ def test_study_from_parquet_equals_csv(study_dir, tmp_path):
 
 
 def test_every_lab_problem_is_reported_at_once(tmp_path):
-    labs = LABS + "\n".join(
-        [
-            "P1,1,albumin,38,g/dL",  # row 48: wrong unit betrayed by size
-            "P1,2,bilirubin,1.0,mg/L",  # unknown unit
-            "P1,3,bilirubin,abc,mg/dL",  # not a number
-            "P9,0,bilirubin,1.0,mg/dL",  # patient not in patients
-            "P1,4,ascites,3,grade",  # unknown grade
-            "P1,5,platelets,0.08,10^12/L",  # unknown test changes unit
-            "P1,0,bilirubin,3.3,mg/dL",  # conflicting duplicate (P1 day 0 bilirubin is 3.2)
-            "P1,2.5,inr,1.1,ratio",  # day not whole
-        ]
-    ) + "\n"
+    labs = (
+        LABS
+        + "\n".join(
+            [
+                "P1,1,albumin,38,g/dL",  # row 48: wrong unit betrayed by size
+                "P1,2,bilirubin,1.0,mg/L",  # unknown unit
+                "P1,3,bilirubin,abc,mg/dL",  # not a number
+                "P9,0,bilirubin,1.0,mg/dL",  # patient not in patients
+                "P1,4,ascites,3,grade",  # unknown grade
+                "P1,5,platelets,0.08,10^12/L",  # unknown test changes unit
+                "P1,0,bilirubin,3.3,mg/dL",  # conflicting duplicate (P1 day 0 bilirubin is 3.2)
+                "P1,2.5,inr,1.1,ratio",  # day not whole
+            ]
+        )
+        + "\n"
+    )
     found = problems_of(write_study(tmp_path / "s", labs=labs))
     text = "\n".join(found)
     assert "labs.csv, row 48, column 'value': albumin value 38.0 g/dL is not plausible" in text
@@ -68,12 +72,16 @@ def test_every_lab_problem_is_reported_at_once(tmp_path):
 
 def test_identical_duplicates_are_dropped(tmp_path):
     study = load_study(write_study(tmp_path / "s", labs=LABS + "P1,0,bilirubin,3.2,mg/dL\n"))
-    p1 = study.labs[(study.labs["pidx"] == 0) & (study.labs["day"] == 0) & (study.labs["test"] == "bilirubin")]
+    p1 = study.labs[
+        (study.labs["pidx"] == 0) & (study.labs["day"] == 0) & (study.labs["test"] == "bilirubin")
+    ]
     assert len(p1) == 1
 
 
 def test_patient_problems(tmp_path):
-    patients = PATIENTS + "P1,M,50,HBV,A,1e8,1,0\nP5,X,200,HBV,A,1e8,1.5,0\nP6,F,abc,HBV,A,1e8,1,0\n"
+    patients = (
+        PATIENTS + "P1,M,50,HBV,A,1e8,1,0\nP5,X,200,HBV,A,1e8,1.5,0\nP6,F,abc,HBV,A,1e8,1,0\n"
+    )
     text = "\n".join(problems_of(write_study(tmp_path / "s", patients=patients)))
     assert "patients.csv, row 5, column 'patient_id': duplicate patient_id 'P1'" in text
     assert "row 6, column 'sex'" in text
@@ -98,7 +106,10 @@ def test_ambiguous_table_format(study_dir):
 def test_cell_problems(tmp_path):
     cells = "patient_id,day,population,parent,fraction\nP1,0,MX1+ monocytes,monocytes,30\nP7,0,MX1+ monocytes,monocytes,0.2\n"
     text = "\n".join(problems_of(write_study(tmp_path / "s", cells=cells)))
-    assert "cells.csv, row 1, column 'fraction': fraction 30.0 is outside 0-1; looks like a percentage" in text
+    assert (
+        "cells.csv, row 1, column 'fraction': fraction 30.0 is outside 0-1; looks like a percentage"
+        in text
+    )
     assert "row 2, column 'patient_id': patient_id 'P7' is not in the patients table" in text
 
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import LABS, write_study
 from typer.testing import CliRunner
 
+from conftest import LABS, write_study
 from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.errors import DataError
@@ -56,8 +56,16 @@ def test_features_labels_and_flow(study_dir):
     assert np.isnan(t.loc["P4", "baseline_mx1_monocytes_fraction"])
     assert t.loc["P2", "cumulative_dose_1e8"] == pytest.approx(6.0)
     # every patient accounted for
-    assert set(fs.table["patient_id"]) | set(fs.exclusions["patient_id"]) == {"P1", "P2", "P3", "P4"}
-    assert fs.exclusions.set_index("patient_id").loc["P3", "reason"] == "no follow-up measurement in days 21..35"
+    assert set(fs.table["patient_id"]) | set(fs.exclusions["patient_id"]) == {
+        "P1",
+        "P2",
+        "P3",
+        "P4",
+    }
+    assert (
+        fs.exclusions.set_index("patient_id").loc["P3", "reason"]
+        == "no follow-up measurement in days 21..35"
+    )
     assert fs.flow == {
         "patients_in_input": 4,
         "excluded": {"no follow-up measurement in days 21..35": 1},
@@ -68,7 +76,9 @@ def test_features_labels_and_flow(study_dir):
     }
     a = fs.assumptions
     assert {"P4"} == set(a.loc[a["assumption"].str.contains("PT over control"), "patient_id"])
-    assert ((a["patient_id"] == "P4") & a["assumption"].str.startswith("encephalopathy = 0")).sum() == 2
+    assert (
+        (a["patient_id"] == "P4") & a["assumption"].str.startswith("encephalopathy = 0")
+    ).sum() == 2
     assert "P3" not in set(a["patient_id"])  # excluded patients carry no assumptions
 
 
@@ -81,14 +91,21 @@ def test_missing_component_without_assume_excludes_with_reason(study_dir):
 def test_no_baseline_is_excluded(tmp_path):
     labs = LABS.replace("P3,0,", "P3,5,")
     fs = build_features(cfg(), write_study(tmp_path / "s", labs=labs))
-    assert fs.exclusions.set_index("patient_id").loc["P3", "reason"] == "no baseline measurement in days -30..0"
+    assert (
+        fs.exclusions.set_index("patient_id").loc["P3", "reason"]
+        == "no baseline measurement in days -30..0"
+    )
 
 
 def test_endpoint_the_data_cannot_give_is_an_error(tmp_path):
     labs = "\n".join(line for line in LABS.splitlines() if ",creatinine," not in line) + "\n"
-    with pytest.raises(DataError, match="endpoint 'meld' needs test 'creatinine', which is never measured"):
+    with pytest.raises(
+        DataError, match="endpoint 'meld' needs test 'creatinine', which is never measured"
+    ):
         build_features(cfg(endpoint={"score": "meld"}), write_study(tmp_path / "s", labs=labs))
-    no_enceph = "\n".join(line for line in LABS.splitlines() if ",encephalopathy," not in line) + "\n"
+    no_enceph = (
+        "\n".join(line for line in LABS.splitlines() if ",encephalopathy," not in line) + "\n"
+    )
     with pytest.raises(DataError, match=r"needs test 'encephalopathy'.*assume"):
         build_features(cfg(assume={}), write_study(tmp_path / "e", labs=no_enceph))
 
@@ -108,7 +125,9 @@ def test_scoring_mode_needs_no_follow_up(study_dir):
 
 
 def test_albumin_endpoint(study_dir):
-    fs = build_features(cfg(endpoint={"score": "albumin", "direction": "increase", "min_change": 0.5}), study_dir)
+    fs = build_features(
+        cfg(endpoint={"score": "albumin", "direction": "increase", "min_change": 0.5}), study_dir
+    )
     t = fs.table.set_index("patient_id")
     assert t.loc["P2", "endpoint_change"] == pytest.approx(0.6) and t.loc["P2", "response"] == 1
     assert t.loc["P1", "response"] == 0  # 2.6 -> 2.9
@@ -118,12 +137,19 @@ def test_simulated_trial_round_trip(trial_dir):
     """Labels built from the simulated labs equal the simulator's realised truth."""
     truth = pd.read_csv(trial_dir / "truth.csv")
     for score in ("child_pugh", "meld"):
-        fs = build_features(config_from_dict({"name": "t", "endpoint": {"score": score}}), trial_dir)
+        fs = build_features(
+            config_from_dict({"name": "t", "endpoint": {"score": score}}), trial_dir
+        )
         assert fs.flow["included"] == 42 and fs.flow["n_excluded"] == 0
         merged = fs.table.merge(truth, on="patient_id")
         assert (merged["response"].astype(int) == merged[f"y_{score}"]).all()
     fs = build_features(
-        config_from_dict({"name": "t", "endpoint": {"score": "albumin", "direction": "increase", "min_change": 0.1}}),
+        config_from_dict(
+            {
+                "name": "t",
+                "endpoint": {"score": "albumin", "direction": "increase", "min_change": 0.1},
+            }
+        ),
         trial_dir,
     )
     merged = fs.table.merge(truth, on="patient_id")
@@ -150,7 +176,10 @@ def test_cli_build_features_writes_all_outputs(study_dir, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("name: t\nassume: {encephalopathy: 0, dialysis: 0}\n")
     out = tmp_path / "out" / "features.parquet"
-    result = runner.invoke(app, ["build-features", "--config", str(config), "--data", str(study_dir), "--out", str(out)])
+    result = runner.invoke(
+        app,
+        ["build-features", "--config", str(config), "--data", str(study_dir), "--out", str(out)],
+    )
     assert result.exit_code == 0, result.output
     assert "patients in input: 4" in result.output and "included: 3" in result.output
     assert len(pd.read_parquet(out)) == 3
@@ -164,7 +193,9 @@ def test_cli_bad_data_exits_2_and_writes_nothing(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("name: t\n")
     out = tmp_path / "out" / "features.parquet"
-    result = runner.invoke(app, ["build-features", "--config", str(config), "--data", str(d), "--out", str(out)])
+    result = runner.invoke(
+        app, ["build-features", "--config", str(config), "--data", str(d), "--out", str(out)]
+    )
     assert result.exit_code == 2
     assert "labs.csv, row 48, column 'value'" in result.output
     assert not out.parent.exists() or not any(out.parent.iterdir())
@@ -173,5 +204,16 @@ def test_cli_bad_data_exits_2_and_writes_nothing(tmp_path):
 def test_cli_bad_config_exits_2(tmp_path, study_dir):
     config = tmp_path / "c.yaml"
     config.write_text("name: t\nendpoint: {score: bmi}\n")
-    result = runner.invoke(app, ["build-features", "--config", str(config), "--data", str(study_dir), "--out", str(tmp_path / "f.parquet")])
+    result = runner.invoke(
+        app,
+        [
+            "build-features",
+            "--config",
+            str(config),
+            "--data",
+            str(study_dir),
+            "--out",
+            str(tmp_path / "f.parquet"),
+        ],
+    )
     assert result.exit_code == 2 and "endpoint.score: bad value 'bmi'" in result.output

@@ -19,7 +19,9 @@ def test_missing_change_is_missing_label():
     assert np.isnan(out[0]) and out[1] == 1
 
 
-@pytest.mark.parametrize(("direction", "min_change"), [("down", 1), ("decrease", 0), ("increase", -1)])
+@pytest.mark.parametrize(
+    ("direction", "min_change"), [("down", 1), ("decrease", 0), ("increase", -1)]
+)
 def test_bad_parameters(direction, min_change):
     with pytest.raises(ValueError, match="direction|min_change"):
         response([1.0], direction, min_change)

@@ -19,7 +19,14 @@ runner = CliRunner()
 def test_trial_design_layout(trial_dir):
     patients = pd.read_csv(trial_dir / "patients.csv")
     sizes = patients["arm"].value_counts().to_dict()
-    assert sizes == {"Ia 0.5e8 x1": 6, "Ia 1.0e8 x1": 6, "Ia 1.5e8 x1": 6, "Ia 2.0e8 x1": 6, "Ib 1.0e8 x3": 9, "Ib 2.0e8 x3": 9}
+    assert sizes == {
+        "Ia 0.5e8 x1": 6,
+        "Ia 1.0e8 x1": 6,
+        "Ia 1.5e8 x1": 6,
+        "Ia 2.0e8 x1": 6,
+        "Ib 1.0e8 x3": 9,
+        "Ib 2.0e8 x3": 9,
+    }
     labs = pd.read_csv(trial_dir / "labs.csv")
     assert sorted(labs["day"].unique()) == list(sim.VISITS)
     assert {"umol/L", "g/L"} <= set(labs["unit"])  # some patients in SI units
@@ -28,7 +35,9 @@ def test_trial_design_layout(trial_dir):
     assert 0.5 < meta["oracle_roc_auc"]["child_pugh"] <= 1
     assert "SIMULATED" in (trial_dir / "README.txt").read_text()
     truth = pd.read_csv(trial_dir / "truth.csv")
-    assert {"p_child_pugh", "y_child_pugh", "p_meld", "y_meld", "p_albumin", "y_albumin"} <= set(truth.columns)
+    assert {"p_child_pugh", "y_child_pugh", "p_meld", "y_meld", "p_albumin", "y_albumin"} <= set(
+        truth.columns
+    )
     study = load_study(trial_dir)  # follows the data contract
     assert len(study.patients) == 42
 
@@ -53,7 +62,9 @@ def test_same_seed_same_bytes_and_other_seed_differs(tmp_path):
 
 def test_parquet_same_bytes(tmp_path):
     for d in ("a", "b"):
-        sim.simulate(tmp_path / d, design="screening", n_patients=300, seed=2, fmt="parquet", h5ad_patients=0)
+        sim.simulate(
+            tmp_path / d, design="screening", n_patients=300, seed=2, fmt="parquet", h5ad_patients=0
+        )
     assert (tmp_path / "a/labs.parquet").read_bytes() == (tmp_path / "b/labs.parquet").read_bytes()
     assert len(load_study(tmp_path / "a").patients) == 300
 
@@ -65,7 +76,14 @@ def test_arm_sizes_scale_in_proportion():
 
 
 def test_baseline_only_has_no_follow_up(tmp_path):
-    meta = sim.simulate(tmp_path / "s", design="screening", n_patients=50, seed=1, baseline_only=True, h5ad_patients=0)
+    meta = sim.simulate(
+        tmp_path / "s",
+        design="screening",
+        n_patients=50,
+        seed=1,
+        baseline_only=True,
+        h5ad_patients=0,
+    )
     labs = pd.read_csv(tmp_path / "s/labs.csv")
     assert set(labs["day"]) == {-7, 0}
     assert "oracle_roc_auc" not in meta
@@ -95,7 +113,9 @@ def test_bad_arguments_exit_2(tmp_path):
 
 
 def test_mx1_fraction_dips_around_day_7_and_recovers(trial_dir):
-    cells = pd.read_csv(trial_dir / "cells.csv").pivot(index="patient_id", columns="day", values="fraction")
+    cells = pd.read_csv(trial_dir / "cells.csv").pivot(
+        index="patient_id", columns="day", values="fraction"
+    )
     single = pd.read_csv(trial_dir / "patients.csv").set_index("patient_id")["n_infusions"] == 1
     c = cells[single.reindex(cells.index)]
     assert (c[7] < c[0]).mean() > 0.9
@@ -109,7 +129,10 @@ def test_calibration_targets_on_100k_patients():
     arms = [a for a in sim.scaled_arms(sim.TRIAL_ARMS, n) for _ in range(a.size)]
     rng = np.random.default_rng(11)
     truth = pd.concat(
-        [sim.simulate_chunk(rng, arms[i : i + sim.CHUNK], i + 1)["truth"] for i in range(0, n, sim.CHUNK)]
+        [
+            sim.simulate_chunk(rng, arms[i : i + sim.CHUNK], i + 1)["truth"]
+            for i in range(0, n, sim.CHUNK)
+        ]
     )
     single = truth["arm"].str.startswith("Ia")
     high = truth["arm"] == "Ib 2.0e8 x3"
@@ -130,10 +153,22 @@ def test_meld_almost_never_worse_in_the_high_dose_arm():
     labs = chunk["labs"]
     from msc_response.units import convert
 
-    labs = labs[labs["test"].isin(["bilirubin", "inr", "creatinine", "dialysis"]) & labs["day"].isin([0, 28])].copy()
-    labs["value"] = [convert(v, t, u) for v, t, u in zip(labs["value"], labs["test"].astype(str), labs["unit"].astype(str), strict=True)]
-    wide = labs.pivot_table(index=["patient_id", "day"], columns="test", values="value", observed=True)
+    labs = labs[
+        labs["test"].isin(["bilirubin", "inr", "creatinine", "dialysis"])
+        & labs["day"].isin([0, 28])
+    ].copy()
+    labs["value"] = [
+        convert(v, t, u)
+        for v, t, u in zip(
+            labs["value"], labs["test"].astype(str), labs["unit"].astype(str), strict=True
+        )
+    ]
+    wide = labs.pivot_table(
+        index=["patient_id", "day"], columns="test", values="value", observed=True
+    )
     from msc_response.scores import meld
 
-    m = pd.Series(meld(wide["bilirubin"], wide["inr"], wide["creatinine"], wide["dialysis"]), index=wide.index).unstack()
+    m = pd.Series(
+        meld(wide["bilirubin"], wide["inr"], wide["creatinine"], wide["dialysis"]), index=wide.index
+    ).unstack()
     assert (m[28] > m[0]).mean() < 0.05

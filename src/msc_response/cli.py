@@ -143,5 +143,56 @@ def simulate(
         )
 
 
+@app.command()
+@_bad_input_exits
+def train(
+    config: Path = typer.Option(..., "--config", help="Experiment config (YAML)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Study directory (overrides the config's `data`)."
+    ),
+    summary: Path | None = typer.Option(None, "--summary", help="Write the summary JSON here."),
+) -> None:
+    """Validate candidates and baselines, refit the best, log to MLflow and register it."""
+    from rich.table import Table
+
+    from .config import load_config
+    from .modeling.train import train as run
+
+    cfg = load_config(config).with_data(data)
+    result = run(cfg, summary_path=summary)
+    console.print(_flow_box(result["patient_flow"]), highlight=False)
+    table = Table(
+        title=f"{result['experiment']}" + (" (SIMULATED data)" if result["simulated_data"] else "")
+    )
+    for col in (
+        "model",
+        "role",
+        "validated AUROC (95% CI)",
+        "optimism-corrected",
+        "apparent (not a result)",
+    ):
+        table.add_column(col)
+    for name, m in result["models"].items():
+        lo, hi = m["validated_roc_auc_ci"]
+        mark = " *" if name == result["chosen_model"] else ""
+        table.add_row(name + mark, m["role"], f"{m['validated_roc_auc']:.3f} ({lo:.3f}-{hi:.3f})",
+                      f"{m['optimism_corrected_roc_auc']:.3f}", f"{m['apparent_roc_auc']:.3f}")  # fmt: skip
+    console.print(table)
+    console.print(
+        f"n={result['n_patients']}, events={result['n_events']}, Riley minimum n={result['riley_min_n']}; "
+        f"calibration slope {result['validated_calibration_slope']:.2f}, intercept "
+        f"{result['validated_calibration_intercept']:.2f}, Brier {result['validated_brier']:.3f}",
+        highlight=False,
+    )
+    console.print(
+        f"registered {result['model_uri']} aliases={result['aliases']}: {result['champion_decision']}",
+        highlight=False,
+    )
+    for w in result["warnings"]:
+        err_console.print(f"[yellow]warning:[/] {w}")
+    if summary is not None:
+        console.print(f"summary -> {summary}", highlight=False)
+
+
 if __name__ == "__main__":  # python -m msc_response.cli
     app(prog_name="msc-response")

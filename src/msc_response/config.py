@@ -70,6 +70,9 @@ class ModelSettings:
     repeats: int | None = None  # None: 10 below 500 patients, 2 below 5,000, else 1
     bootstrap: int | None = None  # None: 200 below 500 patients, 50 below 5,000, else 10
     threshold: float = 0.5
+    n_jobs: int = (
+        2  # processes for cross-validation and bootstrap refits (results do not depend on it)
+    )
     lightgbm: dict[str, Any] = field(default_factory=lambda: dict(LIGHTGBM_DEFAULTS))
 
 
@@ -226,6 +229,12 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
             v,
             "null (automatic) or a whole number >= 1",
         )
+    _require(
+        _is_int(model.n_jobs) and model.n_jobs >= 1,
+        "model.n_jobs",
+        model.n_jobs,
+        "a whole number >= 1",
+    )
     _require(_is_num(model.threshold) and 0 < model.threshold < 1, "model.threshold", model.threshold,
              "a probability strictly between 0 and 1")  # fmt: skip
 

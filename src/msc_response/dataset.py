@@ -61,7 +61,9 @@ def schema_problems(
             else:
                 column = rename.get(str(case.column), str(case.column))
                 value = case.failure_case
-                message = f"value {_py(value)!r} {case.check}" if row is not None else str(case.check)
+                message = (
+                    f"value {_py(value)!r} {case.check}" if row is not None else str(case.check)
+                )
                 if hint is not None and row is not None:
                     message += hint(str(case.column), int(index))
             problems.append(Problem(file, row, column, message))
@@ -428,7 +430,9 @@ def read_labs(path: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
     problems += schema_problems(LABS_SCHEMA, numeric.astype(float, copy=False), file)
     del numeric
     whole_day = ~np.isnan(day_f) & (day_f != np.floor(day_f))
-    _report(problems, file, whole_day, "day", lambda i: f"day {_py(day_f[i])!r} is not a whole number")
+    _report(
+        problems, file, whole_day, "day", lambda i: f"day {_py(day_f[i])!r} is not a whole number"
+    )
 
     # patients in labs but not in patients
     pid = _as_category(col["patient_id"])

@@ -1,0 +1,92 @@
+"""A fitted response model: probability, contributions, and storage without pickle.
+
+LightGBM models are stored as the booster's text model file; scikit-learn pipelines
+through skops (which loads only the types it is told to trust).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MODEL_FILES = {"lightgbm": "model.lgb.txt", "logistic": "model.skops"}
+
+
+@dataclass
+class FittedModel:
+    """A refit model and the columns it reads, in order."""
+
+    kind: str
+    feature_columns: list[str]
+    estimator: object  # lightgbm.Booster or a fitted sklearn Pipeline
+
+    @classmethod
+    def from_estimator(cls, kind: str, feature_columns: list[str], estimator) -> FittedModel:
+        return cls(
+            kind, list(feature_columns), estimator.booster_ if kind == "lightgbm" else estimator
+        )
+
+    def matrix(self, X: pd.DataFrame) -> pd.DataFrame:
+        return X[self.feature_columns].astype(float)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Probability of response for each row of ``X``."""
+        if self.kind == "lightgbm":
+            return self.estimator.predict(self.matrix(X).to_numpy(), num_threads=1)
+        return self.estimator.predict_proba(self.matrix(X))[:, 1]
+
+    def contributions(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature contributions to the log-odds and the base value of each row.
+
+        LightGBM: the booster's native TreeSHAP values (``pred_contrib``). Logistic
+        regression: coefficient x centred (imputed, standardised) value; the base is the
+        intercept. Either way base + sum of contributions = logit(probability).
+        """
+        if self.kind == "lightgbm":
+            out = self.estimator.predict(
+                self.matrix(X).to_numpy(), pred_contrib=True, num_threads=1
+            )
+            return out[:, :-1], out[:, -1]
+        pipe = self.estimator
+        z = pipe[:-1].transform(self.matrix(X))
+        lr = pipe[-1]
+        coef = lr.coef_.ravel()
+        return np.asarray(z) * coef, np.full(len(X), float(lr.intercept_[0]))
+
+    def save(self, directory: Path) -> Path:
+        """Write the model file into ``directory``; returns its path."""
+        path = Path(directory) / MODEL_FILES[self.kind]
+        if self.kind == "lightgbm":
+            self.estimator.save_model(str(path))
+        else:
+            import skops.io as sio
+
+            sio.dump(self.estimator, path)
+        return path
+
+    @classmethod
+    def load(cls, kind: str, feature_columns: list[str], path: str | Path) -> FittedModel:
+        """Read a model written by :meth:`save` (skops trusts scikit-learn and numpy types only)."""
+        if kind == "lightgbm":
+            import lightgbm as lgb
+
+            return cls(kind, list(feature_columns), lgb.Booster(model_file=str(path)))
+        import skops.io as sio
+
+        untrusted = sio.get_untrusted_types(file=path)
+        foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy."))]
+        if foreign:
+            raise ValueError(
+                f"refusing to load {str(path)!r}: it holds types outside scikit-learn/numpy: {foreign!r}"
+            )
+        return cls(kind, list(feature_columns), sio.load(path, trusted=untrusted))
+
+
+def write_spec(spec: dict, path: Path) -> Path:
+    """The model's feature config and metadata, as JSON."""
+    path.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    return path
