@@ -17,8 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from _common import run_measured, write_result
 
+from _common import run_measured, write_result
 from msc_response.simulate import simulate
 
 N = 100_000
@@ -41,7 +41,17 @@ def make_study(work: Path) -> dict[str, Path]:
             shutil.copy(base / "patients.parquet", d / "patients.parquet")
             shutil.copy(base / "cells.parquet", d / "cells.parquet")
         else:
-            pacsv.write_csv(table.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f for f in table.schema])), d / "labs.csv")
+            pacsv.write_csv(
+                table.cast(
+                    pa.schema(
+                        [
+                            pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f
+                            for f in table.schema
+                        ]
+                    )
+                ),
+                d / "labs.csv",
+            )
             pd.read_parquet(base / "patients.parquet").to_csv(d / "patients.csv", index=False)
             pd.read_parquet(base / "cells.parquet").to_csv(d / "cells.csv", index=False)
         dirs[fmt] = d

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
 from _common import run_measured, write_result
 
 N = 1_000_000

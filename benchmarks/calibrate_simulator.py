@@ -12,9 +12,9 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from _common import write_result
 from scipy.special import logit
 
+from _common import write_result
 from msc_response import simulate as sim
 
 TARGETS = {"cp_single": 0.533, "cp_high": 0.889, "meld_high": 0.444, "alb_high": 0.889}
@@ -23,7 +23,10 @@ TARGETS = {"cp_single": 0.533, "cp_high": 0.889, "meld_high": 0.444, "alb_high":
 def realised_rates(n: int = 100_000, seed: int = 7) -> dict[str, float]:
     arms = [a for a in sim.scaled_arms(sim.TRIAL_ARMS, n) for _ in range(a.size)]
     rng = np.random.default_rng(seed)
-    parts = [sim.simulate_chunk(rng, arms[i : i + sim.CHUNK], i + 1)["truth"] for i in range(0, n, sim.CHUNK)]
+    parts = [
+        sim.simulate_chunk(rng, arms[i : i + sim.CHUNK], i + 1)["truth"]
+        for i in range(0, n, sim.CHUNK)
+    ]
     import pandas as pd
 
     truth = pd.concat(parts, ignore_index=True)
@@ -45,14 +48,21 @@ def main(iterations: int = 6) -> None:
     for it in range(iterations):
         r = realised_rates()
         print(it, {k: round(float(v), 4) for k, v in r.items()}, file=sys.stderr)
-        step = lambda key: logit(TARGETS[key]) - logit(np.clip(r[key], 1e-3, 1 - 1e-3))  # noqa: E731
+        step = lambda key, r=r: logit(TARGETS[key]) - logit(np.clip(r[key], 1e-3, 1 - 1e-3))  # noqa: E731
         coef["child_pugh"]["a"] += step("cp_single")
         coef["child_pugh"]["r"] += step("cp_high") - step("cp_single")
         coef["meld"]["a"] += step("meld_high")
         coef["albumin"]["a"] += step("alb_high")
     final = realised_rates()
     rounded = {ep: {k: round(v, 3) for k, v in c.items()} for ep, c in coef.items()}
-    write_result("calibration", {"coefficients": rounded, "realised": {k: round(float(v), 4) for k, v in final.items()}, "targets": TARGETS})
+    write_result(
+        "calibration",
+        {
+            "coefficients": rounded,
+            "realised": {k: round(float(v), 4) for k, v in final.items()},
+            "targets": TARGETS,
+        },
+    )
 
 
 if __name__ == "__main__":
