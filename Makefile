@@ -8,7 +8,10 @@ BIN := $(VENV)/bin
 CLI := $(BIN)/msc-response
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test lint demo bench clean
+EXPERIMENTS := $(wildcard experiments/*.yaml)
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+
+.PHONY: help install test lint demo data train score score-one ui bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
@@ -28,12 +31,48 @@ lint: $(STAMP) ## ruff lint and format check
 test: lint ## ruff + the whole pytest suite (slow end-to-end tests included)
 	$(BIN)/pytest
 
-demo: $(STAMP) ## the main job end to end on the embedded default (simulated data, local MLflow store)
+data: $(STAMP) ## SIMULATED data: the default trial cohort (data/trial) and a 2,000-patient screening cohort
+	$(CLI) simulate --design trial --seed 20250238 --out data/trial
+	$(CLI) simulate --design screening --n-patients 2000 --seed 7 --out data/screening
+
+train: $(STAMP) ## train the shipped experiments (experiments/*.yaml) on data/trial; summaries in outputs/
+	@test -d data/trial || $(MAKE) --no-print-directory data
+	@for cfg in $(EXPERIMENTS); do \
+	  name=$$(basename $$cfg .yaml); \
+	  $(CLI) train --config $$cfg --summary outputs/train_$$name.json || exit $$?; \
+	done
+
+score: $(STAMP) ## score the SIMULATED screening cohort with each experiment's champion, with explanations
+	@test -d data/screening || $(MAKE) --no-print-directory data
+	@$(MAKE) --no-print-directory score-one NAME=child-pugh-day28 OUT=outputs/predictions_child_pugh.csv ARGS="--explain 3 --regimens all"
+	@$(MAKE) --no-print-directory score-one NAME=meld-day28 OUT=outputs/predictions_meld.csv ARGS="--explain 3"
+
+# the champion if one was promoted, else (saying so) the latest candidate
+score-one:
+	@if $(CLI) score --model models:/$(NAME)@champion --data data/screening --out $(OUT) $(ARGS); then :; else \
+	  echo "no usable champion for $(NAME): scoring the latest candidate instead"; \
+	  $(CLI) score --model models:/$(NAME)@candidate --data data/screening --out $(OUT) $(ARGS); fi
+
+demo: $(STAMP) ## the main job end to end on the embedded default (SIMULATED data, local MLflow store)
 	$(CLI) scores examples/visits.csv outputs/visits_scored.csv
-	@cat outputs/visits_scored.csv
+	$(MAKE) --no-print-directory data train score
+	@echo
+	@echo "Demo done (all data SIMULATED):"
+	@echo "  predictions:    outputs/predictions_child_pugh.csv, outputs/predictions_meld.csv (+ .rejected.csv)"
+	@echo "  run summaries:  outputs/train_*.json, outputs/predictions_*.summary.json"
+	@echo "  MLflow store:   mlruns/ (sqlite:///mlruns/mlflow.db); browse it with 'make ui'"
 
-bench: $(STAMP) ## benchmarks; results in benchmarks/results/*.json
+ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:5000 over the local store
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+bench: $(STAMP) ## benchmarks; results in benchmarks/results/*.json (about 20 minutes)
 	$(BIN)/python benchmarks/bench_scores.py
+	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_simulate.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_honest_validation.py
+	$(BIN)/python benchmarks/bench_score.py
 
-clean: ## remove generated outputs (keeps .venv)
+clean: ## remove generated outputs and the local MLflow store (keeps .venv)
 	rm -rf outputs data reports benchmarks/results/*.json
+	find mlruns -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

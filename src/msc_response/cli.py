@@ -194,5 +194,47 @@ def train(
         console.print(f"summary -> {summary}", highlight=False)
 
 
+@app.command()
+@_bad_input_exits
+def score(
+    model: str = typer.Option(
+        ..., "--model", help="Model URI, e.g. models:/child-pugh-day28@champion."
+    ),
+    data: Path = typer.Option(..., "--data", help="Study directory to score (labels not needed)."),
+    out: Path = typer.Option(..., "--out", help="Predictions, .csv or .parquet."),
+    explain: int = typer.Option(
+        0, "--explain", help="Also write the top K SHAP contributions per patient."
+    ),
+    regimens: str | None = typer.Option(
+        None, "--regimens", help="'all': probability under each trial regimen."
+    ),
+    engine: str = typer.Option(
+        "local", "--engine", help="local, or spark (mlflow.pyfunc.spark_udf)."
+    ),
+    chunk: int = typer.Option(
+        100_000, "--patients-per-chunk", help="Patients processed at a time."
+    ),
+) -> None:
+    """Score every patient of a study directory with a registered model, with explanations."""
+    from .modeling.predict import score as run
+
+    if chunk < 1:
+        raise ConfigError(f"--patients-per-chunk: expected >= 1, got {chunk!r}")
+    summary = run(
+        model, data, out, explain=explain, regimens=regimens, engine=engine, patients_per_part=chunk
+    )
+    c = summary["counts"]
+    console.print(
+        f"{summary['registered_model']} v{summary['version']}: scored {c['scored']} of {c['patients_in_input']} "
+        f"patients, rejected {c['rejected']} -> {out}",
+        highlight=False,
+    )
+    for reason, n in summary["rejected_by_reason"].items():
+        console.print(f"  rejected ({reason}): {n}", highlight=False)
+    if "note" in summary:
+        console.print(f"[yellow]note:[/] {summary['note']}")
+    console.print(f"run summary -> {out.with_name(out.stem + '.summary.json')}", highlight=False)
+
+
 if __name__ == "__main__":  # python -m msc_response.cli
     app(prog_name="msc-response")

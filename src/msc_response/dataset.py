@@ -7,6 +7,7 @@ and raised together as one :class:`~msc_response.errors.DataError`. Row numbers 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def schema_problems(
     file: str,
     rename: dict[str, str] | None = None,
     hint=None,
+    rows=None,
 ) -> list[Problem]:
     """Run ``schema`` lazily on ``df`` and turn its failure cases into problems.
 
@@ -53,7 +55,7 @@ def schema_problems(
         problems = []
         for case in err.failure_cases.itertuples(index=False):
             index = case.index
-            row = None if index is None or pd.isna(index) else int(index) + 1
+            row = None if index is None or pd.isna(index) else _row_number(rows, int(index))
             if case.column is None or pd.isna(case.column):  # a whole-frame check
                 column, message = None, f"{case.check}: {case.failure_case!r}"
                 if case.check == "column_in_dataframe":
@@ -72,7 +74,7 @@ def schema_problems(
 
 
 def numeric_problems(
-    df: pd.DataFrame, columns: list[str], file: str
+    df: pd.DataFrame, columns: list[str], file: str, rows=None
 ) -> tuple[pd.DataFrame, list[Problem]]:
     """Coerce ``columns`` to float, reporting every non-numeric cell as a problem."""
     problems: list[Problem] = []
@@ -85,10 +87,24 @@ def numeric_problems(
         bad = as_num.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
         for idx in np.flatnonzero(bad.to_numpy())[:1000]:
             problems.append(
-                Problem(file, int(idx) + 1, col, f"value {_py(raw.iloc[idx])!r} is not a number")
+                Problem(
+                    file,
+                    _row_number(rows, int(idx)),
+                    col,
+                    f"value {_py(raw.iloc[idx])!r} is not a number",
+                )
             )
         out[col] = as_num
     return out, problems
+
+
+def _row_number(rows, position: int) -> int:
+    return int(rows[position]) if rows is not None else position + 1
+
+
+def pop_row_numbers(df: pd.DataFrame):
+    """The original 1-based row numbers a streamed partition carries in ``_row`` (or None)."""
+    return df.pop("_row").to_numpy() if "_row" in df.columns else None
 
 
 def _py(value):
@@ -284,21 +300,21 @@ def _rows(mask) -> np.ndarray:
     return np.flatnonzero(np.asarray(mask))
 
 
-def _report(problems: list[Problem], file: str, mask, column: str | None, message) -> None:
-    """Add one problem per failing row (capped), then a count of the rest."""
-    rows = _rows(mask)
-    for i in rows[:MAX_PROBLEMS_PER_RULE]:
-        problems.append(Problem(file, int(i) + 1, column, message(int(i))))
-    if len(rows) > MAX_PROBLEMS_PER_RULE:
-        first = message(int(rows[0]))
-        problems.append(
-            Problem(
-                file,
-                None,
-                column,
-                f"... {len(rows) - MAX_PROBLEMS_PER_RULE} more rows like: {first}",
-            )
-        )
+def _report(
+    problems: list[Problem], file: str, mask, column: str | None, message, rows=None
+) -> None:
+    """Add one problem per failing row (capped), then a count of the rest.
+
+    ``rows`` maps positions to the 1-based row numbers of the original file (streamed
+    partitions carry them); by default position i is row i + 1.
+    """
+    failing = _rows(mask)
+    for i in failing[:MAX_PROBLEMS_PER_RULE]:
+        problems.append(Problem(file, _row_number(rows, int(i)), column, message(int(i))))
+    if len(failing) > MAX_PROBLEMS_PER_RULE:
+        first = message(int(failing[0]))
+        more = len(failing) - MAX_PROBLEMS_PER_RULE
+        problems.append(Problem(file, None, column, f"... {more} more rows like: {first}"))
 
 
 def _required_columns(df: pd.DataFrame, file: str, columns: list[str]) -> list[Problem]:
@@ -339,33 +355,37 @@ PATIENTS_SCHEMA = pa.DataFrameSchema(
 )
 
 
-def read_patients(path: Path) -> pd.DataFrame:
-    """Read and validate ``patients``; every problem is collected first."""
-    file = path.name
+def read_patients(path: Path, file: str | None = None) -> pd.DataFrame:
+    """Read and validate ``patients``; every problem is collected first.
+
+    ``file`` is the name used in messages (a streamed partition reports its source).
+    """
+    file = file or path.name
     df = read_input_table(path)
     problems = _required_columns(df, file, ["patient_id", "sex", "age_years"])
     if problems:
         raise DataError(problems)
     df = df.reset_index(drop=True)
+    rows = pop_row_numbers(df)
+    report = functools.partial(_report, problems, file, rows=rows)
     missing_id = df["patient_id"].isna()
     df["patient_id"] = df["patient_id"].astype(str).where(~missing_id, None)
     numeric_cols = [
         c for c in ("age_years", "dose_per_infusion", "n_infusions", "interval_days") if c in df
     ]
-    df, problems = numeric_problems(df, numeric_cols, file)
+    df, numeric_errors = numeric_problems(df, numeric_cols, file, rows)
+    problems += numeric_errors
     df[numeric_cols] = df[numeric_cols].astype(float)
-    _report(problems, file, missing_id, "patient_id", lambda i: "patient_id is missing")
+    report(missing_id, "patient_id", lambda i: "patient_id is missing")
     dup = df["patient_id"].duplicated(keep="first") & ~missing_id
-    _report(
-        problems,
-        file,
+    report(
         dup,
         "patient_id",
         lambda i: f"duplicate patient_id {_py(df['patient_id'].iloc[i])!r}",
     )
     checked = df.copy()
     checked["patient_id"] = checked["patient_id"].fillna("")
-    problems += schema_problems(PATIENTS_SCHEMA, checked, file)
+    problems += schema_problems(PATIENTS_SCHEMA, checked, file, rows=rows)
     if problems:
         raise DataError(problems)
     return df
@@ -399,47 +419,48 @@ def patient_index(ids: pd.Series, patient_ids: pd.Series) -> np.ndarray:
     return np.where(codes >= 0, lookup[codes], -1).astype(np.int64)
 
 
-def read_labs(path: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+def read_labs(
+    path: Path, patients: pd.DataFrame, file: str | None = None
+) -> tuple[pd.DataFrame, dict[str, str]]:
     """Read, validate and convert the long-format labs to canonical units.
 
     Returns the labs with ``pidx`` (row of ``patients``) instead of ``patient_id`` and
     the unit of each test.
     """
-    file = path.name
+    file = file or path.name
     raw = read_input_table(path, categorical=("patient_id", "test", "unit"))
     problems = _required_columns(raw, file, ["patient_id", "day", "test", "value", "unit"])
     if problems:
         raise DataError(problems)
+    row_numbers = pop_row_numbers(raw)
+    report = functools.partial(_report, problems, file, rows=row_numbers)
     # work on columns, not on a frame: at millions of rows every frame copy costs seconds
     col = {c: raw[c].reset_index(drop=True) for c in ("patient_id", "day", "test", "value", "unit")}
     del raw
     for name, series in col.items():
-        _report(
-            problems,
-            file,
-            series.isna().to_numpy(),
-            name,
-            lambda i, name=name: f"{name} is missing",
-        )
+        report(series.isna().to_numpy(), name, lambda i, name=name: f"{name} is missing")
     numeric, numeric_errors = numeric_problems(
-        pd.DataFrame({"day": col["day"], "value": col["value"]}), ["day", "value"], file
+        pd.DataFrame({"day": col["day"], "value": col["value"]}),
+        ["day", "value"],
+        file,
+        row_numbers,
     )
     problems += numeric_errors
     day_f = numeric["day"].to_numpy(dtype=float)
     value_raw = numeric["value"].to_numpy(dtype=float)
-    problems += schema_problems(LABS_SCHEMA, numeric.astype(float, copy=False), file)
+    problems += schema_problems(
+        LABS_SCHEMA, numeric.astype(float, copy=False), file, rows=row_numbers
+    )
     del numeric
     whole_day = ~np.isnan(day_f) & (day_f != np.floor(day_f))
-    _report(
-        problems, file, whole_day, "day", lambda i: f"day {_py(day_f[i])!r} is not a whole number"
-    )
+    report(whole_day, "day", lambda i: f"day {_py(day_f[i])!r} is not a whole number")
 
     # patients in labs but not in patients
     pid = _as_category(col["patient_id"])
     pidx = patient_index(pid, patients["patient_id"])
     unknown = (pidx < 0) & pid.notna().to_numpy()
     first_unknown = unknown & ~pid.where(unknown).duplicated().to_numpy()
-    _report(problems, file, first_unknown, "patient_id",
+    report(first_unknown, "patient_id",
             lambda i: f"patient_id {_py(pid.iloc[i])!r} is not in the patients table")  # fmt: skip
 
     test = _as_category(col["test"])
@@ -447,7 +468,7 @@ def read_labs(path: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
     factors = units.factors_for(test, unit)
     known = test.isin(units.KNOWN_TESTS).to_numpy()
     bad_unit = known & np.isnan(factors) & unit.notna().to_numpy()
-    _report(problems, file, bad_unit, "unit", lambda i: (
+    report(bad_unit, "unit", lambda i: (
         f"unknown unit {_py(unit.iloc[i])!r} for test {_py(test.iloc[i])!r}; accepted: {units.accepted_units(test.iloc[i])}"
     ))  # fmt: skip
 
@@ -465,7 +486,7 @@ def read_labs(path: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
         )
         mask = np.zeros(len(day_f), dtype=bool)
         mask[rows] = uc[rows] != first_unit[tc[rows]]
-        _report(problems, file, mask, "unit", lambda i: (
+        report(mask, "unit", lambda i: (
             f"test {_py(test.iloc[i])!r} changes unit from {lab_units[test.iloc[i]]!r} to {_py(unit.iloc[i])!r}; "
             "use one unit per test"
         ))  # fmt: skip
@@ -486,7 +507,7 @@ def read_labs(path: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
         mask = np.zeros(len(day_f), dtype=bool)
         mask[np.flatnonzero(rows)[bad_t]] = True
         mask &= ~bad_unit
-        _report(problems, file, mask, "value", lambda i, t=t, expected=expected: (
+        report(mask, "value", lambda i, t=t, expected=expected: (
             f"{t} value {_py(value_raw[i])!r} {unit.iloc[i]} is not plausible (expected {expected})"
             + (unit_hint(t, float(value_raw[i]), str(unit.iloc[i])) if t not in units.INTEGER_TESTS else "")
         ))  # fmt: skip
@@ -496,11 +517,11 @@ def read_labs(path: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
         raise DataError(problems)
 
     labs = pd.DataFrame({"pidx": pidx, "day": day_f.astype(np.int64), "test": test, "value": value})
-    labs = _drop_duplicate_measurements(labs, file)
+    labs = _drop_duplicate_measurements(labs, file, row_numbers)
     return labs, lab_units
 
 
-def _drop_duplicate_measurements(labs: pd.DataFrame, file: str) -> pd.DataFrame:
+def _drop_duplicate_measurements(labs: pd.DataFrame, file: str, row_numbers=None) -> pd.DataFrame:
     """Identical repeats of (patient, day, test) are dropped; conflicting ones are errors."""
     n_tests = max(len(labs["test"].cat.categories), 1)
     day = labs["day"].to_numpy()
@@ -521,7 +542,7 @@ def _drop_duplicate_measurements(labs: pd.DataFrame, file: str) -> pd.DataFrame:
         problems = []
         for i in np.sort(rows)[:MAX_PROBLEMS_PER_RULE]:
             r = labs.loc[int(i)]
-            problems.append(Problem(file, int(i) + 1, "value",
+            problems.append(Problem(file, _row_number(row_numbers, int(i)), "value",
                                     f"conflicting duplicate of test {r['test']!r} on day {int(r['day'])} "
                                     "for the same patient (values differ)"))  # fmt: skip
         if len(rows) > MAX_PROBLEMS_PER_RULE:
@@ -536,33 +557,32 @@ def _drop_duplicate_measurements(labs: pd.DataFrame, file: str) -> pd.DataFrame:
     return labs[keep].reset_index(drop=True)
 
 
-def read_cells(path: Path, patients: pd.DataFrame) -> pd.DataFrame:
+def read_cells(path: Path, patients: pd.DataFrame, file: str | None = None) -> pd.DataFrame:
     """Read and validate the ``cells`` table (immune cell fractions)."""
-    file = path.name
+    file = file or path.name
     df = read_input_table(path)
     problems = _required_columns(
         df, file, ["patient_id", "day", "population", "parent", "fraction"]
     )
     if problems:
         raise DataError(problems)
-    return validate_cells(df, patients, file)
+    return validate_cells(df, patients, file, pop_row_numbers(df))
 
 
-def validate_cells(df: pd.DataFrame, patients: pd.DataFrame, file: str) -> pd.DataFrame:
+def validate_cells(df: pd.DataFrame, patients: pd.DataFrame, file: str, rows=None) -> pd.DataFrame:
     """Validate a frame in the ``cells`` form; returns it with ``pidx``."""
     df = df[["patient_id", "day", "population", "parent", "fraction"]].reset_index(drop=True)
-    df, problems = numeric_problems(df, ["day", "fraction"], file)
+    df, problems = numeric_problems(df, ["day", "fraction"], file, rows)
+    report = functools.partial(_report, problems, file, rows=rows)
     for col in ("patient_id", "population", "parent", "day", "fraction"):
-        _report(problems, file, df[col].isna(), col, lambda i, col=col: f"{col} is missing")
+        report(df[col].isna(), col, lambda i, col=col: f"{col} is missing")
     f = df["fraction"]
-    _report(problems, file, (f < 0) | (f > 1), "fraction",
+    report((f < 0) | (f > 1), "fraction",
             lambda i: f"fraction {_py(f.iloc[i])!r} is outside 0-1" + ("; looks like a percentage" if 1 < f.iloc[i] <= 100 else ""))  # fmt: skip
     pid = _as_category(df["patient_id"])
     pidx = patient_index(pid, patients["patient_id"])
     unknown = (pidx < 0) & ~pid.duplicated().to_numpy()
-    _report(
-        problems,
-        file,
+    report(
         unknown,
         "patient_id",
         lambda i: f"patient_id {_py(pid.iloc[i])!r} is not in the patients table",
@@ -571,9 +591,7 @@ def validate_cells(df: pd.DataFrame, patients: pd.DataFrame, file: str) -> pd.Da
     conflict = key.duplicated(keep=False) & ~df.assign(pidx=pidx).duplicated(
         ["pidx", "day", "population", "fraction"], keep=False
     )
-    _report(
-        problems,
-        file,
+    report(
         conflict,
         "fraction",
         lambda i: "conflicting duplicate of (patient, day, population)",
@@ -592,7 +610,9 @@ def validate_cells(df: pd.DataFrame, patients: pd.DataFrame, file: str) -> pd.Da
     return out.drop_duplicates(["pidx", "day", "population"]).reset_index(drop=True)
 
 
-def load_study(directory: str | Path, singlecell=None) -> Study:
+def load_study(
+    directory: str | Path, singlecell=None, display: dict[str, str] | None = None
+) -> Study:
     """Read and validate a study directory (see the README's data contract).
 
     Parameters
@@ -602,7 +622,10 @@ def load_study(directory: str | Path, singlecell=None) -> Study:
         ``cells.h5ad``.
     singlecell : SingleCell config, optional
         How to derive MX1+ monocyte fractions from ``cells.h5ad``.
+    display : dict, optional
+        File names to use in messages (a streamed partition names its source files).
     """
+    display = display or {}
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError([Problem(str(directory), None, None, "study directory not found")])
@@ -612,12 +635,12 @@ def load_study(directory: str | Path, singlecell=None) -> Study:
     lab_units: dict[str, str] = {}
     try:
         files["patients"] = find_table(directory, "patients", required=True)
-        patients = read_patients(files["patients"])
+        patients = read_patients(files["patients"], display.get("patients"))
     except DataError as err:
         raise DataError(err.problems) from None
     try:
         files["labs"] = find_table(directory, "labs", required=True)
-        labs, lab_units = read_labs(files["labs"], patients)
+        labs, lab_units = read_labs(files["labs"], patients, display.get("labs"))
     except DataError as err:
         problems += err.problems
     derived = False
@@ -626,7 +649,7 @@ def load_study(directory: str | Path, singlecell=None) -> Study:
         h5ad = directory / "cells.h5ad"
         if cells_path is not None:
             files["cells"] = cells_path
-            cells = read_cells(cells_path, patients)
+            cells = read_cells(cells_path, patients, display.get("cells"))
         elif h5ad.exists():
             from .singlecell import mx1_monocyte_fractions
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,7 +141,10 @@ def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summa
         dataset = mlflow.data.from_pandas(
             X.assign(response=y), targets="response", name=f"{config.name}-features"
         )
-        mlflow.log_input(dataset, context="training")
+        with warnings.catch_warnings():
+            # MLflow hints about integer columns while profiling the dataset; every feature is float
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            mlflow.log_input(dataset, context="training")
         mlflow.log_dict(
             {"flow": fs.flow, "feature_columns": fs.feature_columns, "lab_units": fs.lab_units},
             "patient_flow.json",

@@ -1,0 +1,243 @@
+"""Batch scoring end to end: a model trained on simulated data scores a simulated cohort."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from conftest import LABS, write_study
+from msc_response import tracking
+from msc_response.cli import app
+from msc_response.config import config_from_dict
+from msc_response.errors import ConfigError, DataError
+from msc_response.modeling import predict
+from msc_response.modeling.train import train
+from msc_response.simulate import simulate
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory, trial_dir):
+    """A store with one trained model (LightGBM only, so explanations are TreeSHAP)."""
+    root = tmp_path_factory.mktemp("store")
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    tracking.configure()
+    cfg = config_from_dict(
+        {"name": "score-test", "model": {"repeats": 2, "bootstrap": 10, "candidates": ["lightgbm"]}}
+    )
+    summary = train(cfg, trial_dir)
+    screening = root / "screening"
+    simulate(screening, design="screening", n_patients=300, seed=9, h5ad_patients=0)
+    yield {
+        "summary": summary,
+        "uri": f"models:/score-test/{summary['version']}",
+        "screening": screening,
+        "root": root,
+    }
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+def test_scores_every_patient_with_explanations(registered, tmp_path):
+    out = tmp_path / "pred.parquet"
+    summary = predict.score(
+        registered["uri"], registered["screening"], out, explain=3, patients_per_part=70
+    )
+    df = pd.read_parquet(out)
+    assert summary["counts"] == {"patients_in_input": 300, "scored": 300, "rejected": 0}
+    assert sorted(df["patient_id"]) == [f"SIM-{i:07d}" for i in range(1, 301)]
+    assert df["probability"].between(0, 1).all()
+    assert set(df["predicted_response"]) <= {0, 1}
+    assert (df["predicted_response"] == (df["probability"] >= 0.5)).all()
+    assert {"feature_1", "value_1", "contribution_1", "contribution_3"} <= set(df.columns)
+    assert (df["contribution_1"].abs() >= df["contribution_2"].abs()).all()
+    assert (df["model_name"] == "score-test").all() and (
+        df["model_version"] == registered["summary"]["version"]
+    ).all()
+    side = json.loads(out.with_name("pred.summary.json").read_text())
+    assert set(side["input_sha256"]) == {"patients.csv", "labs.csv", "cells.csv"}
+    assert side["data_simulated"] is True and side["model_trained_on_simulated_data"] is True
+
+
+def test_explanations_add_up_to_the_prediction(registered):
+    from scipy.special import logit
+
+    from msc_response.features import build_features
+
+    model = predict.load_model(registered["uri"])
+    fs = build_features(
+        config_from_dict(model.spec["config"]), registered["screening"], labels=False
+    )
+    X = fs.table[model.spec["feature_columns"]]
+    contrib, base = model.fitted.contributions(X)
+    p = model.pyfunc.predict(X)["probability"].to_numpy()
+    np.testing.assert_allclose(base + contrib.sum(axis=1), logit(p), atol=1e-6)
+    import shap
+
+    tree = shap.TreeExplainer(model.fitted.estimator).shap_values(X.to_numpy(dtype=float))
+    tree = tree[1] if isinstance(tree, list) else tree
+    np.testing.assert_allclose(contrib, tree, atol=1e-6)  # pred_contrib is exactly TreeSHAP
+
+
+def test_chunking_does_not_change_results_and_output_is_reproducible(registered, tmp_path):
+    a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
+    predict.score(
+        registered["uri"],
+        registered["screening"],
+        a,
+        explain=2,
+        patients_per_part=1000,
+        log_to_mlflow=False,
+    )
+    predict.score(
+        registered["uri"],
+        registered["screening"],
+        b,
+        explain=2,
+        patients_per_part=1000,
+        log_to_mlflow=False,
+    )
+    predict.score(
+        registered["uri"],
+        registered["screening"],
+        c,
+        explain=2,
+        patients_per_part=37,
+        log_to_mlflow=False,
+    )
+    assert a.read_bytes() == b.read_bytes()
+    da, dc = pd.read_csv(a).set_index("patient_id"), pd.read_csv(c).set_index("patient_id")
+    pd.testing.assert_frame_equal(da.sort_index(), dc.sort_index())
+
+
+def test_regimens_all_gives_one_probability_per_trial_arm(registered, tmp_path):
+    out = tmp_path / "pred.csv"
+    summary = predict.score(
+        registered["uri"], registered["screening"], out, regimens="all", log_to_mlflow=False
+    )
+    df = pd.read_csv(out)
+    arms = [c for c in df.columns if c.startswith("probability_under_")]
+    assert len(arms) == 6 and "not causal" in summary["note"]
+
+
+def test_unscorable_patients_are_rejected_and_the_rest_scored(registered, tmp_path):
+    d = tmp_path / "study"
+    shutil.copytree(registered["screening"], d)
+    labs = pd.read_csv(d / "labs.csv")
+    labs = labs[~((labs["patient_id"] == "SIM-0000005") & (labs["day"] <= 0))]
+    labs.to_csv(d / "labs.csv", index=False)
+    out = tmp_path / "pred.csv"
+    summary = predict.score(registered["uri"], d, out, log_to_mlflow=False)
+    rejected = pd.read_csv(tmp_path / "pred.rejected.csv")
+    assert rejected["patient_id"].tolist() == ["SIM-0000005"]
+    assert "no baseline measurement" in rejected["reason"][0]
+    assert summary["counts"] == {"patients_in_input": 300, "scored": 299, "rejected": 1}
+
+
+def test_spark_engine_gives_the_same_probabilities(registered, tmp_path):
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java 17 (apt-get install openjdk-17-jre-headless)")
+    local, spark = tmp_path / "local.csv", tmp_path / "spark.csv"
+    predict.score(registered["uri"], registered["screening"], local, log_to_mlflow=False)
+    predict.score(
+        registered["uri"], registered["screening"], spark, engine="spark", log_to_mlflow=False
+    )
+    a, b = pd.read_csv(local), pd.read_csv(spark)
+    np.testing.assert_allclose(a["probability"], b["probability"], atol=1e-6)
+
+
+def test_bad_model_references_exit_2(registered, tmp_path):
+    data = str(registered["screening"])
+    for uri, message in [
+        ("models:/no-such-model@champion", "cannot load it"),
+        ("models:/score-test@no-such-alias", "cannot load it"),
+        ("models:/score-test/99", "cannot load it"),
+    ]:
+        result = runner.invoke(
+            app, ["score", "--model", uri, "--data", data, "--out", str(tmp_path / "p.csv")]
+        )
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_model_of_another_experiment_is_refused(registered):
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    version = registered["summary"]["version"]
+    src = client.get_model_version("score-test", version).source
+    client.create_registered_model("other-experiment")
+    mv = client.create_model_version("other-experiment", src)
+    with pytest.raises(
+        ConfigError, match="belongs to experiment 'score-test', not 'other-experiment'"
+    ):
+        predict.load_model(f"models:/other-experiment/{mv.version}")
+
+
+def test_empty_or_malformed_study_exits_2_with_no_output(registered, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "p.csv"
+    with pytest.raises(DataError, match="missing from the study directory"):
+        predict.score(registered["uri"], empty, out, log_to_mlflow=False)
+    bad = write_study(tmp_path / "bad", labs=LABS + "P1,1,albumin,38,g/dL\n")
+    with pytest.raises(DataError, match=r"labs.csv, row 48, column 'value'"):
+        predict.score(registered["uri"], bad, out, log_to_mlflow=False)
+    assert not out.exists() and not out.with_name("p.rejected.csv").exists()
+
+
+def test_a_failed_run_keeps_the_previous_output(registered, tmp_path, monkeypatch):
+    out = tmp_path / "p.csv"
+    predict.score(registered["uri"], registered["screening"], out, log_to_mlflow=False)
+    before = out.read_bytes()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict._OutputWriter, "close", killed)
+    with pytest.raises(KeyboardInterrupt):
+        predict.score(registered["uri"], registered["screening"], out, log_to_mlflow=False)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "p.csv",
+        "p.rejected.csv",
+        "p.summary.json",
+    ]
+
+
+def test_missing_test_the_model_needs_is_an_error(registered, tmp_path):
+    d = tmp_path / "study"
+    shutil.copytree(registered["screening"], d)
+    labs = pd.read_csv(d / "labs.csv")
+    labs[labs["test"] != "platelets"].to_csv(d / "labs.csv", index=False)
+    model = predict.load_model(registered["uri"])
+    if "baseline_platelets" not in model.spec["feature_columns"]:
+        pytest.skip("the trained model does not use platelets")
+    with pytest.raises(DataError, match="needs test 'platelets'"):
+        predict.score(registered["uri"], d, tmp_path / "p.csv", log_to_mlflow=False)
+
+
+def test_unit_change_of_an_unconvertible_test_is_an_error(registered, tmp_path):
+    d = tmp_path / "study"
+    shutil.copytree(registered["screening"], d)
+    labs = pd.read_csv(d / "labs.csv")
+    labs.loc[labs["test"] == "platelets", "unit"] = "10^3/uL"
+    labs.to_csv(d / "labs.csv", index=False)
+    with pytest.raises(
+        DataError,
+        match="test 'platelets' is in '10\\^3/uL' here but the model was trained on '10\\^9/L'",
+    ):
+        predict.score(registered["uri"], d, tmp_path / "p.csv", log_to_mlflow=False)
