@@ -153,14 +153,8 @@ def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summa
             results[spec.name] = _validate_one(
                 exp_id, spec, config, X, y, n_minority, repeats, n_boot, n_ci, seed, tmp
             )
-        candidates = [r for r in results.values() if r.spec.role == "candidate"]
-        baselines = [r for r in results.values() if r.spec.role == "baseline"]
-        chosen = max(
-            candidates, key=lambda r: (r.validated_roc_auc, -list(results).index(r.spec.name))
-        )
-        best_baseline = max(baselines, key=lambda r: r.validated_roc_auc) if baselines else None
-
-        fitted = _refit(chosen.spec, config, X, y, n_minority, seed)
+        chosen, best_baseline = select(results)
+        fitted = refit(chosen.spec, config, X, y, n_minority, seed)
         contrib, base = fitted.contributions(X)
         from ..explain import global_importance, save_shap_plots
 
@@ -240,6 +234,40 @@ def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summa
     return summary
 
 
+def validate_model(
+    spec: ModelSpec, config, X, y, n_minority, repeats, n_boot, n_ci, seed
+) -> ModelResult:
+    """Repeated cross-validation and bootstrap optimism of one model (no tracking)."""
+    Xs = X[list(spec.features)]
+
+    def make(s):
+        return make_estimator(spec, config, s, n_minority)
+
+    n_jobs = config.model.n_jobs
+    cv = validation.cross_validate(
+        make,
+        Xs,
+        y,
+        folds=config.model.folds,
+        repeats=repeats,
+        seed=seed,
+        n_boot_ci=n_ci,
+        n_jobs=n_jobs,
+    )
+    opt = validation.bootstrap_optimism(make, Xs, y, n_boot=n_boot, seed=seed, n_jobs=n_jobs)
+    return ModelResult(spec, cv, opt, run_id="")
+
+
+def select(results: dict[str, ModelResult]) -> tuple[ModelResult, ModelResult | None]:
+    """The candidate with the best validated AUROC (first listed wins ties) and the best baseline."""
+    names = list(results)
+    candidates = [r for r in results.values() if r.spec.role == "candidate"]
+    baselines = [r for r in results.values() if r.spec.role == "baseline"]
+    chosen = max(candidates, key=lambda r: (r.validated_roc_auc, -names.index(r.spec.name)))
+    best_baseline = max(baselines, key=lambda r: r.validated_roc_auc) if baselines else None
+    return chosen, best_baseline
+
+
 def _validate_one(
     exp_id, spec, config, X, y, n_minority, repeats, n_boot, n_ci, seed, tmp
 ) -> ModelResult:
@@ -247,24 +275,10 @@ def _validate_one(
 
     from .. import report
 
-    Xs = X[list(spec.features)]
-
-    def make(s):
-        return make_estimator(spec, config, s, n_minority)
-
     with mlflow.start_run(experiment_id=exp_id, run_name=spec.name, nested=True) as run:
-        n_jobs = config.model.n_jobs
-        cv = validation.cross_validate(
-            make,
-            Xs,
-            y,
-            folds=config.model.folds,
-            repeats=repeats,
-            seed=seed,
-            n_boot_ci=n_ci,
-            n_jobs=n_jobs,
-        )
-        opt = validation.bootstrap_optimism(make, Xs, y, n_boot=n_boot, seed=seed, n_jobs=n_jobs)
+        result = validate_model(spec, config, X, y, n_minority, repeats, n_boot, n_ci, seed)
+        result.run_id = run.info.run_id
+        cv, opt = result.cv, result.optimism
         mlflow.set_tags({"role": spec.role, "kind": spec.kind})
         mlflow.log_params({"model": spec.name, "n_features": len(spec.features), "seed": seed})
         mlflow.log_metrics({
@@ -295,10 +309,11 @@ def _validate_one(
             report.plot_decision(report.decision_curve(y, p), label), out / "decision_curve.png"
         )
         mlflow.log_artifacts(str(out), "validation")
-        return ModelResult(spec, cv, opt, run.info.run_id)
+        return result
 
 
-def _refit(spec: ModelSpec, config, X, y, n_minority, seed) -> FittedModel:
+def refit(spec: ModelSpec, config, X, y, n_minority, seed) -> FittedModel:
+    """The model of ``spec`` fit on every patient."""
     est = make_estimator(spec, config, seed, n_minority)
     cols = list(spec.features)
     est.fit(X[cols], y)

@@ -1,0 +1,105 @@
+"""The batch scoring job at scale, on SIMULATED screening cohorts (baseline visits only).
+
+One run: 1,000,000 patients scored with and without explanations (whole job: reading,
+validation, features, prediction, writing), next to bare ``booster.predict`` and
+``booster.predict(pred_contrib=True)`` of the same champion on the same feature matrix;
+then 4,000,000 patients for peak memory. Targets (issue 6): with explanations >= 0.6 x
+the bare pred_contrib throughput; without >= 0.25 x the bare predict throughput; the
+whole 1,000,000 with explanations in under 2 minutes; peak memory under 2 GB at 1M and
+within 20% of that at 4M.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import run_measured, write_result
+
+N, N_BIG = 1_000_000, 4_000_000
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench_score_"))
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    from msc_response import tracking
+    from msc_response.config import config_from_dict
+    from msc_response.features import build_features
+    from msc_response.modeling.predict import load_model
+    from msc_response.modeling.train import train
+    from msc_response.simulate import simulate
+
+    cli = [sys.executable, "-m", "msc_response.cli"]
+    try:
+        tracking.configure()
+        simulate(work / "train", design="screening", n_patients=2000, seed=11, h5ad_patients=0)
+        cfg = config_from_dict({"name": "bench-score", "model": {"candidates": ["lightgbm"]}})
+        summary = train(cfg, work / "train")
+        uri = f"models:/bench-score/{summary['version']}"
+        result = {"model": summary["chosen_model"], "patients": N}
+        for n, name in ((N, "1m"), (N_BIG, "4m")):
+            simulate(work / name, design="screening", n_patients=n, seed=12, fmt="parquet",
+                     baseline_only=True, h5ad_patients=0)  # fmt: skip
+        for label, extra, data in (("with_explain_1m", ["--explain", "3"], "1m"), ("without_explain_1m", [], "1m"),
+                                   ("without_explain_4m", [], "4m")):  # fmt: skip
+            out = work / f"{label}.parquet"
+            info = run_measured(
+                [
+                    *cli,
+                    "score",
+                    "--model",
+                    uri,
+                    "--data",
+                    str(work / data),
+                    "--out",
+                    str(out),
+                    *extra,
+                ]
+            )
+            n = N if data == "1m" else N_BIG
+            info["patients_per_second"] = round(n / info["wall_s"])
+            result[label] = info
+            out.unlink()
+        model = load_model(uri)
+        fs = build_features(config_from_dict(model.spec["config"]), work / "1m", labels=False)
+        X = fs.table[model.spec["feature_columns"]].astype(float).to_numpy()
+        booster = model.fitted.estimator
+        bare = {}
+        for key, kwargs in (("predict", {}), ("pred_contrib", {"pred_contrib": True})):
+            start = time.perf_counter()
+            booster.predict(X, num_threads=1, **kwargs)
+            bare[key] = round(N / (time.perf_counter() - start))
+        result["bare_patients_per_second"] = bare
+        w, wo = result["with_explain_1m"], result["without_explain_1m"]
+        result["ratios"] = {
+            "with_explain_vs_pred_contrib": round(
+                w["patients_per_second"] / bare["pred_contrib"], 3
+            ),
+            "without_explain_vs_predict": round(wo["patients_per_second"] / bare["predict"], 3),
+            "peak_4m_vs_1m": round(
+                result["without_explain_4m"]["peak_rss_mb"] / wo["peak_rss_mb"], 3
+            ),
+        }
+        result["targets"] = {
+            "with_explain_vs_pred_contrib": ">= 0.6", "without_explain_vs_predict": ">= 0.25",
+            "with_explain_1m_seconds": "< 120", "peak_1m_mb": "< 2048", "peak_4m_vs_1m": "<= 1.2",
+        }  # fmt: skip
+        result["meets"] = {
+            "with_explain_vs_pred_contrib": result["ratios"]["with_explain_vs_pred_contrib"] >= 0.6,
+            "without_explain_vs_predict": result["ratios"]["without_explain_vs_predict"] >= 0.25,
+            "with_explain_1m_seconds": w["wall_s"] < 120,
+            "peak_1m_mb": max(w["peak_rss_mb"], wo["peak_rss_mb"]) < 2048,
+            "peak_4m_vs_1m": result["ratios"]["peak_4m_vs_1m"] <= 1.2,
+        }
+        write_result("score", result)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
