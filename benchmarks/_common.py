@@ -13,6 +13,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: The CLI as a child process (so each measured run has its own peak memory).
+CLI = [sys.executable, "-m", "msc_response.cli"]
+
+
+def private_store(prefix: str) -> Path:
+    """A temporary work folder whose MLflow store the benchmark (and its children) use."""
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    return work
 
 
 def peak_rss_mb(children: bool = False) -> float:

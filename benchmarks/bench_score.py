@@ -11,22 +11,16 @@ within 20% of that at 4M.
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-from _common import run_measured, write_result
+from _common import CLI, private_store, run_measured, write_result
 
 N, N_BIG = 1_000_000, 4_000_000
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="bench_score_"))
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    work = private_store("bench_score_")
     from msc_response import tracking
     from msc_response.config import config_from_dict
     from msc_response.features import build_features
@@ -34,7 +28,7 @@ def main() -> None:
     from msc_response.modeling.train import train
     from msc_response.simulate import simulate
 
-    cli = [sys.executable, "-m", "msc_response.cli"]
+    cli = CLI
     try:
         tracking.configure()
         simulate(work / "train", design="screening", n_patients=2000, seed=11, h5ad_patients=0)

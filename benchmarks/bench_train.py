@@ -3,23 +3,18 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
-import tempfile
 from pathlib import Path
 
-from _common import run_measured, write_result
+from _common import CLI, private_store, run_measured, write_result
 from msc_response.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="bench_train_"))
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    cli = [sys.executable, "-m", "msc_response.cli"]
+    work = private_store("bench_train_")
+    cli = CLI
     try:
         simulate(work / "trial", design="trial", seed=20250238, h5ad_patients=0)
         trial = {}
