@@ -207,7 +207,7 @@ def test_a_failed_run_keeps_the_previous_output(registered, tmp_path, monkeypatc
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(predict._OutputWriter, "close", killed)
+    monkeypatch.setattr(predict.ChunkWriter, "close", killed)
     with pytest.raises(KeyboardInterrupt):
         predict.score(registered["uri"], registered["screening"], out, log_to_mlflow=False)
     assert out.read_bytes() == before

@@ -8,6 +8,7 @@ and raised together as one :class:`~msc_response.errors.DataError`. Row numbers 
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,6 +261,17 @@ class Study:
     lab_units: dict[str, str]
     files: dict[str, Path]
     cells_derived: bool = False
+
+
+def is_simulated(directory: str | Path) -> bool:
+    """True when the study directory was written by the simulator (its ``simulation.json`` says so)."""
+    meta = Path(directory) / "simulation.json"
+    if not meta.exists():
+        return False
+    try:
+        return bool(json.loads(meta.read_text()).get("simulated"))
+    except (OSError, json.JSONDecodeError):
+        return False
 
 
 def find_table(directory: Path, stem: str, *, required: bool) -> Path | None:

@@ -86,3 +86,50 @@ def write_json(obj, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
     return Path(path)
+
+
+class ChunkWriter:
+    """Appends DataFrame chunks to one CSV or Parquet file (format by extension).
+
+    The first chunk fixes the Parquet schema (categoricals become dictionary<int32,
+    string>, so chunks with different categories share it); CSV gets one header.
+    Write to a temporary path (see :func:`atomic_path`) to make the result atomic.
+    """
+
+    def __init__(self, path: str | os.PathLike, fmt: str | None = None):
+        # ``fmt`` for a temporary path whose extension is not the destination's
+        self.path, self.fmt = Path(path), fmt or table_format(path)
+        self._pq = None
+        self._rows = 0
+
+    def write(self, df: pd.DataFrame) -> None:
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            fields = [
+                pa.field(f.name, pa.dictionary(pa.int32(), pa.string()))
+                if pa.types.is_dictionary(f.type)
+                else f
+                for f in table.schema
+            ]
+            table = table.cast(pa.schema(fields)).replace_schema_metadata(None)
+            if self._pq is None:
+                self._pq = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+            self._pq.write_table(table.cast(self._pq.schema))
+        else:
+            with open(self.path, "a" if self._rows else "w") as f:
+                df.to_csv(f, index=False, header=self._rows == 0, lineterminator="\n")
+        self._rows += max(len(df), 1)
+
+    def close(self, empty_columns: list[str] | None = None) -> None:
+        """Finish the file; with no chunk written, an empty table with ``empty_columns``."""
+        if self._pq is not None:
+            self._pq.close()
+        elif self._rows == 0 and empty_columns is not None:
+            write = pd.DataFrame(columns=empty_columns)
+            if self.fmt == "parquet":
+                write.to_parquet(self.path, index=False)
+            else:
+                write.to_csv(self.path, index=False, lineterminator="\n")

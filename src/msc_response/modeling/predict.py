@@ -20,10 +20,10 @@ import pandas as pd
 
 from .. import tracking
 from ..config import config_from_dict
-from ..dataset import load_study
+from ..dataset import is_simulated, load_study
 from ..errors import ConfigError, DataError, Problem
 from ..features import REGIMEN_FEATURES, features_from_study, sidecar, slug
-from ..io import atomic_path, table_format, write_json, write_table
+from ..io import ChunkWriter, atomic_path, table_format, write_json, write_table
 from ..stream import partition_study
 
 ASSOCIATION_NOTE = (
@@ -31,6 +31,14 @@ ASSOCIATION_NOTE = (
     "the model learned from who was given what, not from randomised comparisons"
 )
 DEFAULT_PATIENTS_PER_PART = 100_000
+OUTPUT_COLUMNS = [
+    "patient_id",
+    "model_name",
+    "model_version",
+    "model_uri",
+    "probability",
+    "predicted_response",
+]
 
 
 @dataclass
@@ -169,7 +177,7 @@ def score(
         t = time.perf_counter()
         parts = partition_study(data_dir, patients_per_part, Path(tmp), config.singlecell)
         timings["partition_s"] = round(time.perf_counter() - t, 3)
-        writer = _OutputWriter(tmp_out, fmt)
+        writer = ChunkWriter(tmp_out, fmt)
         for part in parts.parts:
             t = time.perf_counter()
             study = load_study(part, config.singlecell, display=parts.files)
@@ -220,7 +228,7 @@ def score(
             writer.write(result)
             t_write += time.perf_counter() - t
             counts["scored"] += len(result)
-        writer.close()
+        writer.close(empty_columns=OUTPUT_COLUMNS)
         missing = _missing_inputs(features, seen_tests, has_cells, parts.files)
         if missing:
             raise DataError(missing)
@@ -239,7 +247,7 @@ def score(
     summary = {
         "model_uri": model.uri, "registered_model": model.name, "version": model.version,
         "model_trained_on_simulated_data": bool(model.spec.get("trained_on_simulated_data")),
-        "data_simulated": (Path(data_dir) / "simulation.json").exists(),
+        "data_simulated": is_simulated(data_dir),
         "input_sha256": parts.sha256, "output": out.name, "rejected_file": sidecar(out, ".rejected.csv").name,
         "counts": counts, "rejected_by_reason": reasons, "engine": engine, "explain": explain,
         "regimens": regimens, "threshold": threshold, "timings": timings,
@@ -276,37 +284,6 @@ def _missing_inputs(features, seen_tests, has_cells, files) -> list[Problem]:
             )
         )
     return problems
-
-
-class _OutputWriter:
-    """Appends result chunks to one CSV or Parquet file (the caller makes it atomic)."""
-
-    def __init__(self, path: Path, fmt: str):
-        self.path, self.fmt, self._pq, self._header = path, fmt, None, True
-
-    def write(self, df: pd.DataFrame) -> None:
-        if self.fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
-            if self._pq is None:
-                self._pq = pq.ParquetWriter(self.path, table.schema)
-            self._pq.write_table(table.cast(self._pq.schema))
-        else:
-            with open(self.path, "a" if not self._header else "w") as f:
-                df.to_csv(f, index=False, header=self._header, lineterminator="\n")
-            self._header = False
-
-    def close(self) -> None:
-        if self._pq is not None:
-            self._pq.close()
-        elif self.fmt == "parquet":  # nobody scored: an empty file with no rows
-            pd.DataFrame(columns=["patient_id", "probability"]).to_parquet(self.path, index=False)
-        elif self._header:
-            self.path.write_text(
-                "patient_id,model_name,model_version,model_uri,probability,predicted_response\n"
-            )
 
 
 def _log_scoring_run(model: LoadedModel, summary: dict) -> None:

@@ -9,7 +9,6 @@ validated AUROC beats the best baseline's and the current champion's.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pandas as pd
 
 from .. import tracking
 from ..config import ExperimentConfig
+from ..dataset import is_simulated
 from ..errors import DataError, Problem
 from ..features import FeatureSet, build_features
 from ..io import write_json
@@ -75,14 +75,6 @@ def _check_outcome(fs: FeatureSet, config: ExperimentConfig) -> None:
         )
 
 
-def _is_simulated(data_dir: Path) -> bool:
-    meta = data_dir / "simulation.json"
-    try:
-        return bool(json.loads(meta.read_text()).get("simulated")) if meta.exists() else False
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
 def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summary_path: str | Path | None = None,
           root: str | Path | None = None) -> dict:  # fmt: skip
     """Train, validate, track and register one experiment; returns the summary.
@@ -111,7 +103,7 @@ def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summa
             f"{n} patients is below Riley's minimum sample size of {riley['min_n']} for {len(fs.feature_columns)} "
             "candidate predictors: treat every estimate as exploratory, with wide uncertainty"
         )
-    simulated = _is_simulated(data_dir)
+    simulated = is_simulated(data_dir)
 
     uri = tracking.configure(root)
     exp_id = tracking.experiment_id(config.name)
