@@ -241,3 +241,19 @@ def test_unit_change_of_an_unconvertible_test_is_an_error(registered, tmp_path):
         match="test 'platelets' is in '10\\^3/uL' here but the model was trained on '10\\^9/L'",
     ):
         predict.score(registered["uri"], d, tmp_path / "p.csv", log_to_mlflow=False)
+
+
+def test_non_number_in_a_streamed_csv_names_file_row_and_column(registered, tmp_path):
+    d = tmp_path / "study"
+    shutil.copytree(registered["screening"], d)
+    lines = (d / "labs.csv").read_text().splitlines()
+    fields = lines[5].split(",")
+    fields[3] = "abc"
+    lines[5] = ",".join(fields)
+    (d / "labs.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "p.csv"
+    with pytest.raises(
+        DataError, match=r"labs.csv, row 5, column 'value': value 'abc' is not a number"
+    ):
+        predict.score(registered["uri"], d, out, log_to_mlflow=False)
+    assert not out.exists()

@@ -70,15 +70,44 @@ def _batches(path: Path, table: str):
         yield from reader
     except pa.ArrowInvalid as err:
         text = str(err)
-        match = re.search(r"column #(\d+).*?[Rr]ow #(\d+)", text)
-        col = row = None
-        if match:
-            header = pacsv.open_csv(path).schema.names
-            col = header[int(match.group(1))] if int(match.group(1)) < len(header) else None
-            row = int(match.group(2)) - 1  # pyarrow counts the header line
+        match = re.search(r"column #(\d+)", text)
+        header = pacsv.open_csv(
+            path, convert_options=pacsv.ConvertOptions(column_types={})
+        ).schema.names
+        if match and int(match.group(1)) < len(header):
+            problems = _non_numeric_rows(path, header[int(match.group(1))])
+            if problems:
+                raise DataError(problems) from None
         raise DataError(
-            [Problem(path.name, row, col, f"cannot parse: {text.splitlines()[0]}")]
+            [Problem(path.name, None, None, f"cannot parse: {text.splitlines()[0]}")]
         ) from None
+
+
+def _non_numeric_rows(path: Path, column: str, limit: int = 20) -> list[Problem]:
+    """Rows of a CSV column that are not numbers (a second, string-typed pass over that column)."""
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=16 << 20),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=[column], column_types={column: pa.string()}, strings_can_be_null=True
+        ),
+    )
+    problems, offset = [], 0
+    for batch in reader:
+        raw = batch.column(0).to_pandas()
+        bad = raw.notna() & pd.to_numeric(raw, errors="coerce").isna()
+        for i in np.flatnonzero(bad.to_numpy()):
+            if len(problems) < limit:
+                problems.append(
+                    Problem(
+                        path.name,
+                        offset + int(i) + 1,
+                        column,
+                        f"value {raw.iloc[i]!r} is not a number",
+                    )
+                )
+        offset += batch.num_rows
+    return problems
 
 
 def _part_of(ids: pa.Array, n_parts: int) -> np.ndarray:
