@@ -74,6 +74,8 @@ def test_train_tracks_registers_and_serves_probabilities(trial_dir, store, tmp_p
     run = client.get_run(summary["run_id"])
     assert run.data.metrics["apparent_roc_auc"] >= run.data.metrics["validated_roc_auc"] - 0.05
     assert run.data.params["endpoint.score"] == "child_pugh"
+    assert run.data.params["model.seed"] == "20250238" and "git_commit" in run.data.params
+    assert run.data.params["version.lightgbm"] == "4.7.0"
     assert run.data.tags["data.simulated"] == "true"
     children = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"

@@ -113,15 +113,17 @@ def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summa
         tempfile.TemporaryDirectory() as tmp,
     ):
         tmp = Path(tmp)
+        commit = tracking.git_commit()
         mlflow.set_tags(
             {
                 "msc_response.stage": "train",
                 "data.simulated": str(simulated).lower(),
-                "git_commit": tracking.git_commit(),
+                "git_commit": commit,
             }
         )
         params = tracking.flatten(config.to_dict())
         params.update({f"version.{k}": v for k, v in tracking.package_versions().items()})
+        params["git_commit"] = commit
         params.update(
             {
                 "validation.repeats": repeats,
