@@ -41,7 +41,9 @@ def global_importance(contrib: np.ndarray, columns) -> pd.DataFrame:
     )
 
 
-def save_shap_plots(contrib: np.ndarray, base: np.ndarray, X: pd.DataFrame, directory) -> list:
+def save_shap_plots(
+    contrib: np.ndarray, base: np.ndarray, X: pd.DataFrame, directory, *, simulated: bool = False
+) -> list:
     """Beeswarm and bar plots of the contributions, written as PNG files."""
     import matplotlib
 
@@ -64,6 +66,10 @@ def save_shap_plots(contrib: np.ndarray, base: np.ndarray, X: pd.DataFrame, dire
     ):
         plt.figure()
         draw(expl, show=False, max_display=15)
+        if simulated:
+            from .report import SIMULATED_LABEL
+
+            plt.gcf().suptitle(SIMULATED_LABEL, color="firebrick", fontsize=9)
         path = Path(directory) / name
         plt.gcf().savefig(path, dpi=110, bbox_inches="tight")
         plt.close("all")

@@ -104,11 +104,16 @@ def plot_decision(curve: pd.DataFrame, label: str, ax=None):
     return ax
 
 
-def save_figure(ax, path) -> None:
-    """Write the figure of ``ax`` to ``path`` and close it."""
+SIMULATED_LABEL = "SIMULATED data - not patients"
+
+
+def save_figure(ax, path, *, simulated: bool = False) -> None:
+    """Write the figure of ``ax`` to ``path`` and close it (labelled when the data are simulated)."""
     import matplotlib.pyplot as plt
 
     fig = ax.figure
+    if simulated:
+        fig.suptitle(SIMULATED_LABEL, color="firebrick", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -145,7 +145,7 @@ def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summa
         )
         for spec in model_specs(config, fs.feature_columns):
             results[spec.name] = _validate_one(
-                exp_id, spec, config, X, y, n_minority, repeats, n_boot, n_ci, seed, tmp
+                exp_id, spec, config, X, y, n_minority, repeats, n_boot, n_ci, seed, tmp, simulated
             )
         chosen, best_baseline = select(results)
         fitted = refit(chosen.spec, config, X, y, n_minority, seed)
@@ -154,7 +154,7 @@ def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summa
 
         shap_dir = tmp / "shap"
         shap_dir.mkdir()
-        save_shap_plots(contrib, base, X[fitted.feature_columns], shap_dir)
+        save_shap_plots(contrib, base, X[fitted.feature_columns], shap_dir, simulated=simulated)
         global_importance(contrib, fitted.feature_columns).to_csv(
             shap_dir / "shap_importance.csv", index=False
         )
@@ -263,7 +263,7 @@ def select(results: dict[str, ModelResult]) -> tuple[ModelResult, ModelResult | 
 
 
 def _validate_one(
-    exp_id, spec, config, X, y, n_minority, repeats, n_boot, n_ci, seed, tmp
+    exp_id, spec, config, X, y, n_minority, repeats, n_boot, n_ci, seed, tmp, simulated
 ) -> ModelResult:
     import mlflow
 
@@ -295,13 +295,12 @@ def _validate_one(
             oof[f"oof_probability_repeat_{r + 1}"] = np.round(cv.oof[r], 6)
         oof.to_csv(out / "oof_predictions.csv", index=False)
         label = f"{spec.name} (AUROC {cv.metrics['roc_auc']:.2f})"
-        report.save_figure(report.plot_roc(report.roc_curve(y, p), label), out / "roc_curve.png")
-        report.save_figure(
-            report.plot_calibration(report.calibration_curve(y, p), label), out / "calibration.png"
-        )
-        report.save_figure(
-            report.plot_decision(report.decision_curve(y, p), label), out / "decision_curve.png"
-        )
+        for name, ax in (
+            ("roc_curve.png", report.plot_roc(report.roc_curve(y, p), label)),
+            ("calibration.png", report.plot_calibration(report.calibration_curve(y, p), label)),
+            ("decision_curve.png", report.plot_decision(report.decision_curve(y, p), label)),
+        ):
+            report.save_figure(ax, out / name, simulated=simulated)
         mlflow.log_artifacts(str(out), "validation")
         return result
 
