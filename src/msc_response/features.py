@@ -107,6 +107,9 @@ ENDPOINT_TESTS: dict[str, tuple[str, ...]] = {
 SCORE_TESTS = ("bilirubin", "albumin", "inr", "pt", "pt_control", "creatinine", "sodium",
                "ascites", "encephalopathy", "dialysis")  # fmt: skip
 
+#: Scores computed at baseline; each is the feature ``baseline_<score>``.
+BASELINE_SCORES = ("child_pugh", "meld", "meld_na", "meld3")
+
 REGIMEN_FEATURES = ("dose_per_infusion_1e8", "n_infusions", "cumulative_dose_1e8", "interval_days")
 
 
@@ -227,8 +230,6 @@ def _missing_components(score: str, tests: dict[str, np.ndarray], i: int) -> lis
             ):
                 continue
             missing.append(t)
-    if score == "meld3" and "sex" in tests and np.isnan(tests["sex"][i]):
-        missing.append("sex")
     return missing
 
 
@@ -312,7 +313,7 @@ def features_from_study(
     }
     for t in test_names:
         feats[f"baseline_{slug(t)}"] = base[t]
-    for s in ("child_pugh", "meld", "meld_na", "meld3"):
+    for s in BASELINE_SCORES:
         feats[f"baseline_{s}"] = base_scores[s].to_numpy(dtype=float)
     feats.update(_cell_features(study, config, n))
     feats.update(_regimen_features(patients))
@@ -326,12 +327,11 @@ def features_from_study(
         has_fu = ~np.all(np.isnan(fu_vals), axis=1)
         fu = columns(fu_vals, f"day {ep.followup_day}", has_fu)
         fu_scores = _wide_scores(fu, patients)
-        sex_num = {"sex": patients["sex"].map({"F": 1.0, "M": 0.0}).to_numpy(dtype=float)}
         b_end = _endpoint_values(score, base, base_scores)
         f_end = _endpoint_values(score, fu, fu_scores)
         for i in np.flatnonzero((reasons == None) & np.isnan(b_end)):  # noqa: E711
             reasons[i] = (
-                f"baseline {score} not computable: missing {', '.join(_missing_components(score, {**base, **sex_num}, i))}"
+                f"baseline {score} not computable: missing {', '.join(_missing_components(score, base, i))}"
             )
         no_fu = (reasons == None) & ~has_fu  # noqa: E711
         reasons[no_fu] = (
@@ -339,7 +339,7 @@ def features_from_study(
         )
         for i in np.flatnonzero((reasons == None) & np.isnan(f_end)):  # noqa: E711
             reasons[i] = (
-                f"follow-up {score} not computable: missing {', '.join(_missing_components(score, {**fu, **sex_num}, i))}"
+                f"follow-up {score} not computable: missing {', '.join(_missing_components(score, fu, i))}"
             )
         change = labels_mod.endpoint_change(b_end, f_end)
         endpoint_cols = [idx for idx, t in enumerate(test_names) if t in ENDPOINT_TESTS[score]]
