@@ -22,7 +22,14 @@ from .. import tracking
 from ..config import config_from_dict
 from ..dataset import is_simulated, load_study
 from ..errors import ConfigError, DataError, Problem
-from ..features import REGIMEN_FEATURES, features_from_study, sidecar, slug
+from ..features import (
+    BASELINE_SCORES,
+    REGIMEN_FEATURES,
+    features_from_study,
+    patient_flow,
+    sidecar,
+    slug,
+)
 from ..io import ChunkWriter, atomic_path, table_format, write_json, write_table
 from ..stream import partition_study
 
@@ -167,7 +174,6 @@ def score(
     spark = _spark_session() if engine == "spark" else None
 
     counts = {"patients_in_input": 0, "scored": 0, "rejected": 0}
-    reasons: dict[str, int] = {}
     seen_tests: set[str] = set()
     has_cells = False
     rejected_parts = []
@@ -194,8 +200,6 @@ def score(
             t_feat += time.perf_counter() - t
             counts["patients_in_input"] += n_part
             rejected_parts.append(fs.exclusions)
-            for r in fs.exclusions["reason"]:
-                reasons[r] = reasons.get(r, 0) + 1
             if X.empty:
                 continue
             t = time.perf_counter()
@@ -232,12 +236,13 @@ def score(
         missing = _missing_inputs(features, seen_tests, has_cells, parts.files)
         if missing:
             raise DataError(missing)
-        counts["rejected"] = sum(reasons.values())
         rejected = (
             pd.concat(rejected_parts, ignore_index=True)
             if rejected_parts
             else pd.DataFrame(columns=["patient_id", "reason"])
         )
+        counts["rejected"] = len(rejected)
+        reasons = patient_flow(counts["patients_in_input"], rejected, None)["excluded"]
         write_table(rejected, sidecar(out, ".rejected.csv"))
     if spark is not None:
         spark.stop()
@@ -270,7 +275,7 @@ def _missing_inputs(features, seen_tests, has_cells, files) -> list[Problem]:
                     "cells", None, None, f"the model uses {f!r} but the study has no cell fractions"
                 )
             )
-    known_scores = {"baseline_child_pugh", "baseline_meld", "baseline_meld_na", "baseline_meld3"}
+    known_scores = {f"baseline_{s}" for s in BASELINE_SCORES}
     tests_needed = {f.removeprefix("baseline_") for f in features
                     if f.startswith("baseline_") and not f.endswith("_fraction") and f not in known_scores}  # fmt: skip
     present = {slug(t) for t in seen_tests}
@@ -293,10 +298,10 @@ def _log_scoring_run(model: LoadedModel, summary: dict) -> None:
     with mlflow.start_run(experiment_id=exp, run_name=f"score {model.name} v{model.version}"):
         mlflow.set_tags({"msc_response.stage": "score", "model_uri": model.uri, "engine": summary["engine"],
                          "data.simulated": str(summary["data_simulated"]).lower()})  # fmt: skip
-        mlflow.log_metrics({**{f"n_{k}": v for k, v in summary["counts"].items()},
-                            **{k: v for k, v in summary["timings"].items()}})  # fmt: skip
-        mlflow.log_dict({k: v for k, v in summary.items() if k != "input_sha256"} | {"input_sha256": summary["input_sha256"]},
-                        "scoring_summary.json")  # fmt: skip
+        mlflow.log_metrics(
+            {**{f"n_{k}": v for k, v in summary["counts"].items()}, **summary["timings"]}
+        )
+        mlflow.log_dict(summary, "scoring_summary.json")
 
 
 # ----------------------------------------------------------------------------------------
