@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -111,16 +112,14 @@ def _non_numeric_rows(path: Path, column: str, limit: int = 20) -> list[Problem]
 
 
 def _part_of(ids: pa.Array, n_parts: int) -> np.ndarray:
-    """Partition of each id: a stable hash of the string, hashed once per distinct id."""
-    ids = ids.cast(pa.string()) if not pa.types.is_dictionary(ids.type) else ids
-    encoded = ids if pa.types.is_dictionary(ids.type) else ids.dictionary_encode()
-    dictionary = pd.Series(encoded.dictionary.to_pandas(), dtype=object).fillna("")
-    hashed = pd.util.hash_array(dictionary.to_numpy(dtype=object)) % np.uint64(n_parts)
-    idx = encoded.indices.to_numpy(zero_copy_only=False)
-    out = np.where(
-        pd.isna(idx), 0, hashed[np.nan_to_num(idx, nan=0).astype(np.int64)] if len(hashed) else 0
-    )
-    return out.astype(np.int64)
+    """Partition of each id: a stable hash of the string, hashed once per distinct id.
+
+    A missing id hashes as "" (its row is reported as missing in that partition).
+    """
+    encoded = pc.fill_null(ids.cast(pa.string()), "").dictionary_encode()
+    distinct = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
+    hashed = pd.util.hash_array(distinct) % np.uint64(n_parts)
+    return hashed[encoded.indices.to_numpy()].astype(np.int64)
 
 
 def _normalise(batch: pa.RecordBatch, first_row: int) -> pa.Table:
