@@ -72,6 +72,8 @@ def test_scores_every_patient_with_explanations(registered, tmp_path):
 
 
 def test_explanations_add_up_to_the_prediction(registered):
+    """Local scoring reads the model's artifacts directly; its pyfunc must agree with it."""
+    import mlflow
     from scipy.special import logit
 
     from msc_response.features import build_features
@@ -82,7 +84,8 @@ def test_explanations_add_up_to_the_prediction(registered):
     )
     X = fs.table[model.spec["feature_columns"]]
     contrib, base = model.fitted.contributions(X)
-    p = model.pyfunc.predict(X)["probability"].to_numpy()
+    p = mlflow.pyfunc.load_model(registered["uri"]).predict(X)["probability"].to_numpy()
+    np.testing.assert_array_equal(p, model.fitted.predict_proba(X))
     np.testing.assert_allclose(base + contrib.sum(axis=1), logit(p), atol=1e-6)
     import shap
 

@@ -211,18 +211,16 @@ def score(
     engine: str = typer.Option(
         "local", "--engine", help="local, or spark (mlflow.pyfunc.spark_udf)."
     ),
-    chunk: int = typer.Option(
-        100_000, "--patients-per-chunk", help="Patients processed at a time."
+    chunk: int = typer.Option(50_000, "--patients-per-chunk", help="Patients processed at a time."),
+    jobs: int = typer.Option(
+        0, "--jobs", help="Worker processes (0: one per core; 1: score in this process)."
     ),
 ) -> None:
     """Score every patient of a study directory with a registered model, with explanations."""
     from .modeling.predict import score as run
 
-    if chunk < 1:
-        raise ConfigError(f"--patients-per-chunk: expected >= 1, got {chunk!r}")
-    summary = run(
-        model, data, out, explain=explain, regimens=regimens, engine=engine, patients_per_part=chunk
-    )
+    summary = run(model, data, out, explain=explain, regimens=regimens, engine=engine,
+                  patients_per_part=chunk, jobs=jobs or None)  # fmt: skip
     c = summary["counts"]
     console.print(
         f"{summary['registered_model']} v{summary['version']}: scored {c['scored']} of {c['patients_in_input']} "

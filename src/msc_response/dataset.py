@@ -372,9 +372,16 @@ def read_patients(path: Path, file: str | None = None) -> pd.DataFrame:
 
     ``file`` is the name used in messages (a streamed partition reports its source).
     """
-    file = file or path.name
-    df = read_input_table(path)
-    problems = _required_columns(df, file, ["patient_id", "sex", "age_years"])
+    return validate_patients(read_input_table(path), file or path.name)
+
+
+#: Columns the ``patients`` table must have.
+PATIENT_COLUMNS = ["patient_id", "sex", "age_years"]
+
+
+def validate_patients(df: pd.DataFrame, file: str) -> pd.DataFrame:
+    """Validate a frame in the ``patients`` form (``_row``, if present, numbers its rows)."""
+    problems = _required_columns(df, file, PATIENT_COLUMNS)
     if problems:
         raise DataError(problems)
     df = df.reset_index(drop=True)
@@ -395,7 +402,8 @@ def read_patients(path: Path, file: str | None = None) -> pd.DataFrame:
         "patient_id",
         lambda i: f"duplicate patient_id {_py(df['patient_id'].iloc[i])!r}",
     )
-    checked = df.copy()
+    # pandera copies what it validates: give it only the columns it checks
+    checked = df[[c for c in PATIENTS_SCHEMA.columns if c in df.columns]].copy()
     checked["patient_id"] = checked["patient_id"].fillna("")
     problems += schema_problems(PATIENTS_SCHEMA, checked, file, rows=rows)
     if problems:
@@ -403,15 +411,10 @@ def read_patients(path: Path, file: str | None = None) -> pd.DataFrame:
     return df
 
 
-LABS_SCHEMA = pa.DataFrameSchema(
-    {
-        "day": pa.Column(
-            float, pa.Check.in_range(-3650, 3650, error="outside -3650..3650 days"), nullable=False
-        ),
-        "value": pa.Column(float, nullable=False),
-    },
-    strict=False,
-)
+#: Columns of the long-format labs table.
+LAB_COLUMNS = ["patient_id", "day", "test", "value", "unit"]
+#: Study days accepted in labs (ten years either side of the first infusion).
+DAY_RANGE = (-3650, 3650)
 
 
 def _as_category(s: pd.Series) -> pd.Series:
@@ -439,44 +442,53 @@ def read_labs(
     Returns the labs with ``pidx`` (row of ``patients``) instead of ``patient_id`` and
     the unit of each test.
     """
-    file = file or path.name
     raw = read_input_table(path, categorical=("patient_id", "test", "unit"))
-    problems = _required_columns(raw, file, ["patient_id", "day", "test", "value", "unit"])
+    return validate_labs(raw, patients, file or path.name)
+
+
+def _float_column(
+    s: pd.Series, column: str, file: str, rows, problems: list[Problem]
+) -> np.ndarray:
+    """``s`` as float64 (no copy when it already is), non-numbers reported and set to NaN."""
+    if pd.api.types.is_numeric_dtype(s):
+        return s.to_numpy(dtype=float)
+    numeric, errors = numeric_problems(s.to_frame(column), [column], file, rows)
+    problems += errors
+    return numeric[column].to_numpy(dtype=float)
+
+
+def validate_labs(
+    raw: pd.DataFrame, patients: pd.DataFrame, file: str
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Validate and convert a frame in the long ``labs`` form (see :func:`read_labs`).
+
+    Millions of rows go through here, so every rule is one vectorised pass over numpy
+    arrays and no frame is copied.
+    """
+    problems = _required_columns(raw, file, LAB_COLUMNS)
     if problems:
         raise DataError(problems)
-    row_numbers = pop_row_numbers(raw)
+    row_numbers = raw["_row"].to_numpy() if "_row" in raw.columns else None
     report = functools.partial(_report, problems, file, rows=row_numbers)
-    # work on columns, not on a frame: at millions of rows every frame copy costs seconds
-    col = {c: raw[c].reset_index(drop=True) for c in ("patient_id", "day", "test", "value", "unit")}
-    del raw
-    for name, series in col.items():
+    pid, test, unit = (_as_category(raw[c]) for c in ("patient_id", "test", "unit"))
+    for name, series in zip(LAB_COLUMNS, (pid, raw["day"], test, raw["value"], unit), strict=True):
         report(series.isna().to_numpy(), name, lambda i, name=name: f"{name} is missing")
-    numeric, numeric_errors = numeric_problems(
-        pd.DataFrame({"day": col["day"], "value": col["value"]}),
-        ["day", "value"],
-        file,
-        row_numbers,
-    )
-    problems += numeric_errors
-    day_f = numeric["day"].to_numpy(dtype=float)
-    value_raw = numeric["value"].to_numpy(dtype=float)
-    problems += schema_problems(
-        LABS_SCHEMA, numeric.astype(float, copy=False), file, rows=row_numbers
-    )
-    del numeric
+    day_f = _float_column(raw["day"], "day", file, row_numbers, problems)
+    value_raw = _float_column(raw["value"], "value", file, row_numbers, problems)
+    lo, hi = DAY_RANGE
+    report((day_f < lo) | (day_f > hi), "day",
+           lambda i: f"value {_py(day_f[i])!r} outside {lo}..{hi} days")  # fmt: skip
     whole_day = ~np.isnan(day_f) & (day_f != np.floor(day_f))
     report(whole_day, "day", lambda i: f"day {_py(day_f[i])!r} is not a whole number")
 
     # patients in labs but not in patients
-    pid = _as_category(col["patient_id"])
     pidx = patient_index(pid, patients["patient_id"])
     unknown = (pidx < 0) & pid.notna().to_numpy()
-    first_unknown = unknown & ~pid.where(unknown).duplicated().to_numpy()
-    report(first_unknown, "patient_id",
-            lambda i: f"patient_id {_py(pid.iloc[i])!r} is not in the patients table")  # fmt: skip
+    if unknown.any():  # one problem per unknown id, at its first row
+        first_unknown = unknown & ~pid.where(unknown).duplicated().to_numpy()
+        report(first_unknown, "patient_id",
+               lambda i: f"patient_id {_py(pid.iloc[i])!r} is not in the patients table")  # fmt: skip
 
-    test = _as_category(col["test"])
-    unit = _as_category(col["unit"])
     factors = units.factors_for(test, unit)
     known = test.isin(units.KNOWN_TESTS).to_numpy()
     bad_unit = known & np.isnan(factors) & unit.notna().to_numpy()
@@ -528,7 +540,9 @@ def read_labs(
         problems.sort(key=lambda p: (p.row is None, p.row or 0))
         raise DataError(problems)
 
-    labs = pd.DataFrame({"pidx": pidx, "day": day_f.astype(np.int64), "test": test, "value": value})
+    labs = pd.DataFrame(
+        {"pidx": pidx, "day": day_f.astype(np.int64), "test": test.array, "value": value}
+    )
     labs = _drop_duplicate_measurements(labs, file, row_numbers)
     return labs, lab_units
 
@@ -569,21 +583,26 @@ def _drop_duplicate_measurements(labs: pd.DataFrame, file: str, row_numbers=None
     return labs[keep].reset_index(drop=True)
 
 
+#: Columns of the ``cells`` table.
+CELL_COLUMNS = ["patient_id", "day", "population", "parent", "fraction"]
+
+
 def read_cells(path: Path, patients: pd.DataFrame, file: str | None = None) -> pd.DataFrame:
     """Read and validate the ``cells`` table (immune cell fractions)."""
-    file = file or path.name
-    df = read_input_table(path)
-    problems = _required_columns(
-        df, file, ["patient_id", "day", "population", "parent", "fraction"]
-    )
+    return _checked_cells(read_input_table(path), patients, file or path.name)
+
+
+def _checked_cells(df: pd.DataFrame, patients: pd.DataFrame, file: str) -> pd.DataFrame:
+    problems = _required_columns(df, file, CELL_COLUMNS)
     if problems:
         raise DataError(problems)
-    return validate_cells(df, patients, file, pop_row_numbers(df))
+    rows = df["_row"].to_numpy() if "_row" in df.columns else None
+    return validate_cells(df, patients, file, rows)
 
 
 def validate_cells(df: pd.DataFrame, patients: pd.DataFrame, file: str, rows=None) -> pd.DataFrame:
     """Validate a frame in the ``cells`` form; returns it with ``pidx``."""
-    df = df[["patient_id", "day", "population", "parent", "fraction"]].reset_index(drop=True)
+    df = df[CELL_COLUMNS].reset_index(drop=True)
     df, problems = numeric_problems(df, ["day", "fraction"], file, rows)
     report = functools.partial(_report, problems, file, rows=rows)
     for col in ("patient_id", "population", "parent", "day", "fraction"):
@@ -637,39 +656,61 @@ def load_study(
     display : dict, optional
         File names to use in messages (a streamed partition names its source files).
     """
-    display = display or {}
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError([Problem(str(directory), None, None, "study directory not found")])
-    files: dict[str, Path] = {}
+    files = {
+        "patients": find_table(directory, "patients", required=True),
+        "labs": find_table(directory, "labs", required=True),
+    }
+    patients = read_input_table(files["patients"])
+    labs = read_input_table(files["labs"], categorical=("patient_id", "test", "unit"))
+    cells, derived = None, False
+    cells_path = find_table(directory, "cells", required=False)
+    h5ad = directory / "cells.h5ad"
+    if cells_path is not None:
+        files["cells"] = cells_path
+        cells = read_input_table(cells_path)
+    elif h5ad.exists():
+        from .singlecell import mx1_monocyte_fractions
+
+        files["cells"] = h5ad
+        cells, derived = mx1_monocyte_fractions(h5ad, singlecell), True
+    return study_from_frames(patients, labs, cells, files, display, cells_derived=derived)
+
+
+def study_from_frames(
+    patients: pd.DataFrame,
+    labs: pd.DataFrame,
+    cells: pd.DataFrame | None,
+    files: dict[str, Path],
+    display: dict[str, str] | None = None,
+    *,
+    cells_derived: bool = False,
+) -> Study:
+    """Validate the tables of a study (or of a streamed part of one) into a :class:`Study`.
+
+    Frames may carry ``_row``, the 1-based row of the original file, which messages then
+    name. Problems of the labs and cells files are raised together; a broken patients
+    table is raised alone (the others cannot be checked against it).
+    """
+    display = display or {}
+
+    def name(table: str) -> str:
+        return display.get(table) or files[table].name
+
+    patients = validate_patients(patients, name("patients"))
     problems: list[Problem] = []
-    patients = labs = cells = None
     lab_units: dict[str, str] = {}
     try:
-        files["patients"] = find_table(directory, "patients", required=True)
-        patients = read_patients(files["patients"], display.get("patients"))
-    except DataError as err:
-        raise DataError(err.problems) from None
-    try:
-        files["labs"] = find_table(directory, "labs", required=True)
-        labs, lab_units = read_labs(files["labs"], patients, display.get("labs"))
+        labs, lab_units = validate_labs(labs, patients, name("labs"))
     except DataError as err:
         problems += err.problems
-    derived = False
-    try:
-        cells_path = find_table(directory, "cells", required=False)
-        h5ad = directory / "cells.h5ad"
-        if cells_path is not None:
-            files["cells"] = cells_path
-            cells = read_cells(cells_path, patients, display.get("cells"))
-        elif h5ad.exists():
-            from .singlecell import mx1_monocyte_fractions
-
-            files["cells"] = h5ad
-            cells = validate_cells(mx1_monocyte_fractions(h5ad, singlecell), patients, h5ad.name)
-            derived = True
-    except DataError as err:
-        problems += err.problems
+    if cells is not None:
+        try:
+            cells = _checked_cells(cells, patients, name("cells"))
+        except DataError as err:
+            problems += err.problems
     if problems:
         raise DataError(problems)
-    return Study(patients, labs, cells, lab_units, files, derived)
+    return Study(patients, labs, cells, lab_units, files, cells_derived)

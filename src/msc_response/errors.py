@@ -57,6 +57,10 @@ class DataError(Exception):
             shown += f"\n  ... and {more} more"
         super().__init__(f"{len(self.problems)} problem(s) in the input:\n{shown}")
 
+    def __reduce__(self):
+        # rebuilt from the problems (not the message) when it crosses a process boundary
+        return (self.__class__, (self.problems,))
+
 
 class ConfigError(ValueError):
     """A bad experiment configuration; the message names the key."""

@@ -162,18 +162,22 @@ def pick_values(
     """
     inside = (day >= lo) & (day <= hi)
     p, d, c, v = pidx[inside], day[inside], codes[inside], value[inside]
+    d = d.astype(np.int64)
     if target is None:
         rank = -d  # latest first
     else:
         rank = np.abs(d - target) * 2 + (d < target)  # closest first, ties to the later day
-    order = np.lexsort((rank, c, p))
-    p, d, c, v = p[order], d[order], c[order], v[order]
-    first = np.ones(len(p), dtype=bool)
-    first[1:] = (p[1:] != p[:-1]) | (c[1:] != c[:-1])
-    values = np.full((n_patients, n_codes), np.nan)
-    days = np.full((n_patients, n_codes), np.nan)
-    values[p[first], c[first]] = v[first]
-    days[p[first], c[first]] = d[first]
+    # no sort: the best rank of each cell by a scatter-min, then the rows that reach it
+    # (one per cell: a (patient, code, day) repeats only as an identical, dropped duplicate)
+    cell = p.astype(np.int64) * n_codes + c
+    best = np.full(n_patients * n_codes, np.iinfo(np.int64).max)
+    np.minimum.at(best, cell, rank)
+    chosen = rank == best[cell]
+    values = np.full(n_patients * n_codes, np.nan)
+    days = np.full(n_patients * n_codes, np.nan)
+    values[cell[chosen]] = v[chosen]
+    days[cell[chosen]] = d[chosen]
+    values, days = values.reshape(n_patients, n_codes), days.reshape(n_patients, n_codes)
     return values, days
 
 
@@ -273,8 +277,14 @@ def features_from_study(
     has_baseline = np.zeros(n, dtype=bool)
     has_baseline[pidx[(day >= lo) & (day <= hi)]] = True
 
-    assumptions: list[tuple[str, str, str]] = []
+    assumptions: list[pd.DataFrame] = []
     ids = patients["patient_id"].to_numpy()
+
+    def record(mask: np.ndarray, visit: str, text: str) -> None:
+        if mask.any():  # one frame per rule: a site without a test may assume it for everyone
+            assumptions.append(
+                pd.DataFrame({"patient_id": ids[mask], "visit": visit, "assumption": text})
+            )
 
     def columns(values: np.ndarray, visit: str, usable: np.ndarray) -> dict[str, np.ndarray]:
         cols = {t: values[:, j].copy() for j, t in enumerate(test_names)}
@@ -282,10 +292,7 @@ def features_from_study(
             col = cols.setdefault(test, np.full(n, np.nan))
             fill = np.isnan(col) & usable
             col[fill] = assumed
-            assumptions.extend(
-                (ids[i], visit, f"{test} = {assumed:g} assumed (not recorded)")
-                for i in np.flatnonzero(fill)
-            )
+            record(fill, visit, f"{test} = {assumed:g} assumed (not recorded)")
         inr, pt, ptc = (cols.get(t) for t in ("inr", "pt", "pt_control"))
         if pt is not None and ptc is not None:
             uses_pt = (
@@ -294,8 +301,7 @@ def features_from_study(
                 & ~np.isnan(pt)
                 & ~np.isnan(ptc)
             )
-            assumptions.extend((ids[i], visit, "Child-Pugh coagulation from PT over control (INR missing)")
-                               for i in np.flatnonzero(uses_pt))  # fmt: skip
+            record(uses_pt, visit, "Child-Pugh coagulation from PT over control (INR missing)")
         return cols
 
     base = columns(base_vals, "baseline", has_baseline)
@@ -364,8 +370,12 @@ def features_from_study(
     if labels:
         table["response"] = table["response"].astype("Int64")
     exclusions = pd.DataFrame({"patient_id": ids[~keep], "reason": reasons[~keep].astype(str)})
-    assumptions_df = pd.DataFrame(assumptions, columns=["patient_id", "visit", "assumption"])
-    assumptions_df = assumptions_df[assumptions_df["patient_id"].isin(set(ids[keep]))].reset_index(
+    assumptions_df = (
+        pd.concat(assumptions, ignore_index=True)
+        if assumptions
+        else pd.DataFrame(columns=["patient_id", "visit", "assumption"])
+    )
+    assumptions_df = assumptions_df[assumptions_df["patient_id"].isin(ids[keep])].reset_index(
         drop=True
     )
     included = table[keep].reset_index(drop=True)

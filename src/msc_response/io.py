@@ -88,12 +88,32 @@ def write_json(obj, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def encode_chunk(df: pd.DataFrame, fmt: str):
+    """A chunk ready for :meth:`ChunkWriter.write_encoded`: an Arrow table, or CSV text.
+
+    Encoding is the costly part of writing, so parallel workers do it and the one
+    writer only appends. Categoricals become dictionary<int32, string> (chunks with
+    different categories share one Parquet schema); the CSV text starts with its header.
+    """
+    if fmt == "parquet":
+        import pyarrow as pa
+
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        fields = [
+            pa.field(f.name, pa.dictionary(pa.int32(), pa.string()))
+            if pa.types.is_dictionary(f.type)
+            else f
+            for f in table.schema
+        ]
+        return table.cast(pa.schema(fields)).replace_schema_metadata(None)
+    return df.to_csv(index=False, lineterminator="\n")
+
+
 class ChunkWriter:
     """Appends DataFrame chunks to one CSV or Parquet file (format by extension).
 
-    The first chunk fixes the Parquet schema (categoricals become dictionary<int32,
-    string>, so chunks with different categories share it); CSV gets one header.
-    Write to a temporary path (see :func:`atomic_path`) to make the result atomic.
+    The first chunk fixes the Parquet schema; CSV gets one header. Write to a temporary
+    path (see :func:`atomic_path`) to make the result atomic.
     """
 
     def __init__(self, path: str | os.PathLike, fmt: str | None = None):
@@ -103,25 +123,21 @@ class ChunkWriter:
         self._rows = 0
 
     def write(self, df: pd.DataFrame) -> None:
+        self.write_encoded(encode_chunk(df, self.fmt))
+
+    def write_encoded(self, chunk) -> None:
+        """Append a chunk made by :func:`encode_chunk`."""
         if self.fmt == "parquet":
-            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            table = pa.Table.from_pandas(df, preserve_index=False)
-            fields = [
-                pa.field(f.name, pa.dictionary(pa.int32(), pa.string()))
-                if pa.types.is_dictionary(f.type)
-                else f
-                for f in table.schema
-            ]
-            table = table.cast(pa.schema(fields)).replace_schema_metadata(None)
             if self._pq is None:
-                self._pq = pq.ParquetWriter(self.path, table.schema, compression="zstd")
-            self._pq.write_table(table.cast(self._pq.schema))
+                self._pq = pq.ParquetWriter(self.path, chunk.schema, compression="zstd")
+            self._pq.write_table(chunk.cast(self._pq.schema))
         else:
+            text = chunk if self._rows == 0 else chunk.split("\n", 1)[1]
             with open(self.path, "a" if self._rows else "w") as f:
-                df.to_csv(f, index=False, header=self._rows == 0, lineterminator="\n")
-        self._rows += max(len(df), 1)
+                f.write(text)
+        self._rows += 1
 
     def close(self, empty_columns: list[str] | None = None) -> None:
         """Finish the file; with no chunk written, an empty table with ``empty_columns``."""

@@ -35,9 +35,18 @@ class FittedModel:
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Probability of response for each row of ``X``."""
+        return self.predict_matrix(self.matrix(X).to_numpy())
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Probability of response for a float matrix whose columns are ``feature_columns``.
+
+        LightGBM runs on one thread: batch scoring puts one worker process on each core.
+        """
         if self.kind == "lightgbm":
-            return self.estimator.predict(self.matrix(X).to_numpy(), num_threads=1)
-        return self.estimator.predict_proba(self.matrix(X))[:, 1]
+            return self.estimator.predict(matrix, num_threads=1)
+        return self.estimator.predict_proba(pd.DataFrame(matrix, columns=self.feature_columns))[
+            :, 1
+        ]
 
     def contributions(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature contributions to the log-odds and the base value of each row.

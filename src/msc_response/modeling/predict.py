@@ -1,18 +1,26 @@
 """Batch scoring: every patient of a study directory scored, explained and accounted for.
 
 Features are built by the same :func:`~msc_response.features.features_from_study` code
-and the same experiment config that were stored with the model. The study is streamed
-into patient partitions (bounded memory at any size); output rows follow the
-partitions, in input order within each, and are identical for identical input.
-Outputs are written to temporary files and moved into place only when every patient
-has been scored or rejected: a killed job leaves the previous output or none.
+and the same experiment config that were stored with the model. The study is read in
+chunks of patients (:mod:`msc_response.stream`): in one pass when its rows are grouped
+by patient in the patients file's order, through hash partitions on disk otherwise.
+Chunks are validated, featurised, scored and explained in ``jobs`` worker processes
+(each LightGBM call on one thread, so the workers use the cores) and written in
+chunk order, so output rows follow the patients file (or the partitions) and are
+identical for identical input whatever the number of workers. Outputs are written to
+temporary files and moved into place only when every patient has been scored or
+rejected: a killed job leaves the previous output or none.
 """
 
 from __future__ import annotations
 
+import collections
+import json
+import os
 import tempfile
 import time
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +28,7 @@ import pandas as pd
 
 from .. import tracking
 from ..config import config_from_dict
-from ..dataset import is_simulated, load_study
+from ..dataset import is_simulated, study_from_frames
 from ..errors import ConfigError, DataError, Problem
 from ..features import (
     BASELINE_SCORES,
@@ -30,14 +38,15 @@ from ..features import (
     sidecar,
     slug,
 )
-from ..io import ChunkWriter, atomic_path, table_format, write_json, write_table
-from ..stream import partition_study
+from ..io import ChunkWriter, atomic_path, encode_chunk, table_format, write_json, write_table
+from ..stream import NotGrouped, StudyChunk, StudySource, materialise
+from .fitted import FittedModel
 
 ASSOCIATION_NOTE = (
     "probability_under_* columns are model associations under each trial regimen, not causal effects: "
     "the model learned from who was given what, not from randomised comparisons"
 )
-DEFAULT_PATIENTS_PER_PART = 100_000
+DEFAULT_PATIENTS_PER_PART = 50_000
 OUTPUT_COLUMNS = [
     "patient_id",
     "model_name",
@@ -50,17 +59,19 @@ OUTPUT_COLUMNS = [
 
 @dataclass
 class LoadedModel:
-    """A registered response model with what scoring needs to know about it."""
+    """A registered response model with what scoring needs to know about it.
+
+    ``fitted`` is read from the model version's own artifacts (the LightGBM text model
+    or the skops file and ``model_spec.json``) - the same files and the same
+    :class:`~msc_response.modeling.fitted.FittedModel` its MLflow pyfunc wraps.
+    """
 
     uri: str
     name: str
     version: str
-    pyfunc: object
+    fitted: FittedModel
     spec: dict
-
-    @property
-    def fitted(self):
-        return self.pyfunc.unwrap_python_model().fitted
+    model_file: str
 
 
 def load_model(uri: str) -> LoadedModel:
@@ -89,20 +100,25 @@ def load_model(uri: str) -> LoadedModel:
             elif "/" in ref:
                 name, version = ref.split("/", 1)
                 client.get_model_version(name, version)
-        model = mlflow.pyfunc.load_model(uri)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        flavor = mlflow.models.Model.load(local).flavors.get("python_function", {})
     except (MlflowException, OSError) as err:
         raise ConfigError(f"--model {uri!r}: cannot load it: {str(err).splitlines()[0]}") from None
-    inner = model.unwrap_python_model() if hasattr(model, "unwrap_python_model") else None
-    spec = getattr(inner, "spec", None)
-    if not isinstance(spec, dict) or "feature_columns" not in spec or "config" not in spec:
+    artifacts = flavor.get("artifacts") or {}
+    if not {"model", "model_spec"} <= set(artifacts):
         raise ConfigError(
             f"--model {uri!r}: not an msc-response model (no feature config stored with it)"
         )
+    spec = json.loads((local / artifacts["model_spec"]["path"]).read_text())
+    if "feature_columns" not in spec or "config" not in spec:
+        raise ConfigError(f"--model {uri!r}: not an msc-response model (incomplete model_spec)")
     if name and spec.get("experiment") != name:
         raise ConfigError(
             f"--model {uri!r}: the model belongs to experiment {spec.get('experiment')!r}, not {name!r}"
         )
-    return LoadedModel(uri, name or spec.get("experiment", ""), version, model, spec)
+    model_file = str(local / artifacts["model"]["path"])
+    fitted = FittedModel.load(spec["kind"], spec["feature_columns"], model_file)
+    return LoadedModel(uri, name or spec.get("experiment", ""), version, fitted, spec, model_file)
 
 
 def trial_regimens() -> list[tuple[str, dict[str, float]]]:
@@ -117,9 +133,8 @@ def trial_regimens() -> list[tuple[str, dict[str, float]]]:
     ]  # fmt: skip
 
 
-def _check_compatible(model: LoadedModel, lab_units: dict[str, str], file: str) -> None:
+def _check_compatible(trained: dict[str, str], lab_units: dict[str, str], file: str) -> None:
     """Units of tests the project cannot convert must match the training data's."""
-    trained = model.spec.get("lab_units", {})
     problems = [
         Problem(
             file,
@@ -134,10 +149,178 @@ def _check_compatible(model: LoadedModel, lab_units: dict[str, str], file: str) 
         raise DataError(problems)
 
 
-def _predict(model: LoadedModel, X: pd.DataFrame, engine: str, spark) -> np.ndarray:
-    if engine == "spark":
-        return _spark_predict(model, X, spark)
-    return model.pyfunc.predict(X)["probability"].to_numpy(dtype=float)
+# ----------------------------------------------------------------------------------------
+# one chunk: validate, build features, predict, explain (in a worker process or inline
+
+
+@dataclass
+class _Scorer:
+    """Everything needed to score a chunk; plain data, sent with every task to the workers."""
+
+    kind: str
+    feature_columns: list[str]
+    model_file: str
+    spec: dict
+    files: dict[str, str]
+    explain: int
+    regimens: bool
+    constants: dict[str, str]  # model name, version and URI, written on every row
+    fmt: str
+
+    def fitted(self) -> FittedModel:
+        """The model, loaded once per process."""
+        key = (self.kind, self.model_file)
+        if key not in _FITTED:
+            _FITTED[key] = FittedModel.load(self.kind, self.feature_columns, self.model_file)
+        return _FITTED[key]
+
+
+_FITTED: dict[tuple[str, str], FittedModel] = {}
+
+
+@dataclass
+class _ChunkResult:
+    encoded: object  # the chunk's output rows, encoded for the writer (None: nobody scored)
+    n_scored: int
+    rejected: pd.DataFrame
+    n_patients: int
+    tests: set[str]
+    has_cells: bool
+    seconds: dict[str, float]
+    X: pd.DataFrame | None = None  # features, when another engine predicts
+    ids: np.ndarray | None = None
+
+
+def _score_chunk(scorer: _Scorer, chunk: StudyChunk, *, predict: bool = True) -> _ChunkResult:
+    """Read, validate, featurise, predict, explain and encode one chunk.
+
+    With ``predict=False`` the result carries the features instead (the Spark engine
+    predicts them in the driver).
+    """
+    t = time.perf_counter()
+    cells = materialise(chunk.cells)
+    study = study_from_frames(
+        materialise(chunk.patients).to_pandas(),
+        materialise(chunk.labs).to_pandas(),
+        None if cells is None else cells.to_pandas(),
+        {k: Path(v) for k, v in scorer.files.items()},
+    )
+    _check_compatible(scorer.spec.get("lab_units", {}), study.lab_units, scorer.files["labs"])
+    seconds = {"read_validate_s": time.perf_counter() - t}
+    t = time.perf_counter()
+    fs = features_from_study(study, config_from_dict(scorer.spec["config"]), labels=False)
+    X = fs.table.reindex(columns=scorer.feature_columns).astype(float)  # absent test: NaN
+    ids = fs.table["patient_id"].to_numpy()
+    seconds["features_s"] = time.perf_counter() - t
+    test = study.labs["test"]
+    result = _ChunkResult(
+        None, 0, fs.exclusions, len(study.patients),
+        {str(c) for c in test.cat.categories[test.cat.codes.unique()]} if len(test) else set(),
+        study.cells is not None and len(study.cells) > 0, seconds,
+    )  # fmt: skip
+    if not predict:
+        result.X, result.ids = X, ids
+    elif not X.empty:
+        t = time.perf_counter()
+        fitted = scorer.fitted()
+        scored = _scored_frame(ids, fitted.predict_matrix(X.to_numpy()), scorer)
+        if scorer.regimens:
+            for arm, values in trial_regimens():
+                p = fitted.predict_matrix(_with_regimen(X, values).to_numpy())
+                scored[f"probability_under_{slug(arm)}"] = np.round(p, 6)
+        seconds["predict_s"] = time.perf_counter() - t
+        if scorer.explain:
+            t = time.perf_counter()
+            scored = _with_explanations(scored, X, fitted, scorer.explain)
+            seconds["explain_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        result.encoded, result.n_scored = encode_chunk(scored, scorer.fmt), len(scored)
+        seconds["encode_s"] = time.perf_counter() - t
+    return result
+
+
+def _scored_frame(ids, p: np.ndarray, scorer: _Scorer) -> pd.DataFrame:
+    return pd.DataFrame({
+        "patient_id": ids,
+        **scorer.constants,
+        "probability": np.round(p, 6),
+        "predicted_response": (p >= float(scorer.spec["threshold"])).astype(int),
+    })  # fmt: skip
+
+
+def _with_explanations(scored: pd.DataFrame, X: pd.DataFrame, fitted: FittedModel, k: int):
+    from ..explain import top_contributions
+
+    contrib, _ = fitted.contributions(X)
+    return pd.concat([scored, top_contributions(contrib, X, k).reset_index(drop=True)], axis=1)
+
+
+def _with_regimen(X: pd.DataFrame, values: dict[str, float]) -> pd.DataFrame:
+    Xr = X.copy()
+    for k, v in values.items():
+        if k in Xr:
+            Xr[k] = v
+    return Xr
+
+
+def _warm_up() -> None:
+    """Import what scoring needs (a worker does it while the parent loads the model)."""
+    import lightgbm  # noqa: F401
+
+
+# ----------------------------------------------------------------------------------------
+# the job
+
+
+@dataclass
+class _Tally:
+    counts: dict = field(
+        default_factory=lambda: {"patients_in_input": 0, "scored": 0, "rejected": 0}
+    )
+    tests: set = field(default_factory=set)
+    has_cells: bool = False
+    rejected: list = field(default_factory=list)
+    seconds: collections.Counter = field(default_factory=collections.Counter)
+
+
+def _run_chunks(chunks, scorer: _Scorer, writer: ChunkWriter, pool, workers: int, spark) -> _Tally:
+    """Score every chunk (in the pool when there is one) and write results in chunk order."""
+    tally = _Tally()
+    pending: collections.deque = collections.deque()
+    limit = 2 * workers  # chunks in flight: bounded memory
+
+    def finish(result: _ChunkResult) -> None:
+        tally.counts["patients_in_input"] += result.n_patients
+        tally.tests |= result.tests
+        tally.has_cells |= result.has_cells
+        tally.rejected.append(result.rejected)
+        tally.seconds.update(result.seconds)
+        if result.X is not None and not result.X.empty:  # Spark predicts here, in the driver
+            t = time.perf_counter()
+            scored = _spark_scored(scorer, result, spark)
+            result.encoded, result.n_scored = encode_chunk(scored, scorer.fmt), len(scored)
+            tally.seconds["predict_s"] += time.perf_counter() - t
+        if result.encoded is None:
+            return
+        t = time.perf_counter()
+        writer.write_encoded(result.encoded)
+        tally.seconds["write_s"] += time.perf_counter() - t
+        tally.counts["scored"] += result.n_scored
+
+    try:
+        for chunk in chunks:
+            if pool is None:
+                finish(_score_chunk(scorer, chunk, predict=spark is None))
+                continue
+            pending.append(pool.submit(_score_chunk, scorer, chunk))
+            while len(pending) >= limit or (pending and pending[0].done()):
+                finish(pending.popleft().result())
+        while pending:
+            finish(pending.popleft().result())
+    finally:
+        for f in pending:
+            f.cancel()
+    return tally
 
 
 def score(
@@ -149,9 +332,17 @@ def score(
     regimens: str | None = None,
     engine: str = "local",
     patients_per_part: int = DEFAULT_PATIENTS_PER_PART,
+    jobs: int | None = None,
     log_to_mlflow: bool = True,
 ) -> dict:
-    """Score every patient of ``data_dir``; returns the run summary (also written beside ``out``)."""
+    """Score every patient of ``data_dir``; returns the run summary (also written beside ``out``).
+
+    Parameters
+    ----------
+    jobs : int, optional
+        Worker processes (default: the machine's cores). 1 scores in this process; the
+        Spark engine always builds features here and predicts through Spark.
+    """
     t0 = time.perf_counter()
     out = Path(out)
     try:
@@ -164,98 +355,78 @@ def score(
         raise ConfigError(f"--regimens: expected 'all', got {regimens!r}")
     if explain < 0:
         raise ConfigError(f"--explain: expected a number >= 0, got {explain!r}")
-    model = load_model(model_uri)
-    config = config_from_dict(model.spec["config"])
-    features = list(model.spec["feature_columns"])
-    if regimens == "all" and not set(REGIMEN_FEATURES) & set(features):
-        raise ConfigError("--regimens all: this model does not use the dosing regimen")
-    threshold = float(model.spec["threshold"])
-    timings: dict[str, float] = {"load_model_s": round(time.perf_counter() - t0, 3)}
-    spark = _spark_session() if engine == "spark" else None
+    if patients_per_part < 1:
+        raise ConfigError(f"--patients-per-chunk: expected >= 1, got {patients_per_part!r}")
+    jobs = os.cpu_count() or 1 if jobs is None else jobs
+    if jobs < 1:
+        raise ConfigError(f"--jobs: expected >= 1, got {jobs!r}")
+    source = StudySource(data_dir)
+    n_chunks = -(-source.n_patients // patients_per_part)
+    workers = 0 if engine == "spark" or jobs == 1 or n_chunks == 1 else min(jobs, n_chunks)
+    pool = spark = None
+    grouped, not_grouped = True, None
+    try:
+        if workers:  # started first: the workers import while the model loads
+            import multiprocessing
 
-    counts = {"patients_in_input": 0, "scored": 0, "rejected": 0}
-    seen_tests: set[str] = set()
-    has_cells = False
-    rejected_parts = []
-    t_feat = t_pred = t_explain = t_write = 0.0
-    with tempfile.TemporaryDirectory(prefix="msc-score-", dir=out.parent if out.parent.exists() else None) as tmp, \
-            atomic_path(out) as tmp_out:  # fmt: skip
-        t = time.perf_counter()
-        parts = partition_study(data_dir, patients_per_part, Path(tmp), config.singlecell)
-        timings["partition_s"] = round(time.perf_counter() - t, 3)
-        writer = ChunkWriter(tmp_out, fmt)
-        for part in parts.parts:
-            t = time.perf_counter()
-            study = load_study(part, config.singlecell, display=parts.files)
-            n_part = len(study.patients)
-            if n_part == 0:
-                continue
-            _check_compatible(model, study.lab_units, parts.files["labs"])
-            seen_tests |= set(map(str, study.labs["test"].unique()))
-            has_cells |= study.cells is not None and len(study.cells) > 0
-            fs = features_from_study(study, config, labels=False)
-            X = fs.table.reindex(columns=features).astype(
-                float
-            )  # a test absent from this part: NaN
-            t_feat += time.perf_counter() - t
-            counts["patients_in_input"] += n_part
-            rejected_parts.append(fs.exclusions)
-            if X.empty:
-                continue
-            t = time.perf_counter()
-            p = _predict(model, X, engine, spark)
-            result = pd.DataFrame({
-                "patient_id": fs.table["patient_id"].to_numpy(),
-                "model_name": model.name, "model_version": model.version, "model_uri": model.uri,
-                "probability": np.round(p, 6),
-                "predicted_response": (p >= threshold).astype(int),
-            })  # fmt: skip
-            if regimens == "all":
-                for arm, values in trial_regimens():
-                    Xr = X.copy()
-                    for k, v in values.items():
-                        if k in Xr:
-                            Xr[k] = v
-                    result[f"probability_under_{slug(arm)}"] = np.round(
-                        _predict(model, Xr, engine, spark), 6
-                    )
-            t_pred += time.perf_counter() - t
-            if explain:
-                t = time.perf_counter()
-                from ..explain import top_contributions
-
-                contrib, _ = model.fitted.contributions(X)
-                top = top_contributions(contrib, X[model.fitted.feature_columns], explain)
-                result = pd.concat([result, top.reset_index(drop=True)], axis=1)
-                t_explain += time.perf_counter() - t
-            t = time.perf_counter()
-            writer.write(result)
-            t_write += time.perf_counter() - t
-            counts["scored"] += len(result)
-        writer.close(empty_columns=OUTPUT_COLUMNS)
-        missing = _missing_inputs(features, seen_tests, has_cells, parts.files)
-        if missing:
-            raise DataError(missing)
-        rejected = (
-            pd.concat(rejected_parts, ignore_index=True)
-            if rejected_parts
-            else pd.DataFrame(columns=["patient_id", "reason"])
-        )
-        counts["rejected"] = len(rejected)
-        reasons = patient_flow(counts["patients_in_input"], rejected, None)["excluded"]
-        write_table(rejected, sidecar(out, ".rejected.csv"))
-    if spark is not None:
-        spark.stop()
-    timings.update(features_s=round(t_feat, 3), predict_s=round(t_pred, 3), explain_s=round(t_explain, 3),
-                   write_s=round(t_write, 3), total_s=round(time.perf_counter() - t0, 3))  # fmt: skip
-    total = timings["total_s"]
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            for _ in range(workers):
+                pool.submit(_warm_up)
+        model = load_model(model_uri)
+        features = list(model.spec["feature_columns"])
+        if regimens == "all" and not set(REGIMEN_FEATURES) & set(features):
+            raise ConfigError("--regimens all: this model does not use the dosing regimen")
+        timings: dict[str, float] = {"load_model_s": round(time.perf_counter() - t0, 3)}
+        source.derive_h5ad_cells(config_from_dict(model.spec["config"]).singlecell)
+        scorer = _Scorer(model.spec["kind"], features, model.model_file, model.spec, source.files,
+                         explain, regimens == "all",
+                         {"model_name": model.name, "model_version": model.version, "model_uri": model.uri},
+                         fmt)  # fmt: skip
+        _FITTED[(scorer.kind, scorer.model_file)] = model.fitted
+        spark = _spark_session() if engine == "spark" else None
+        parent = out.parent if out.parent.exists() else None
+        with tempfile.TemporaryDirectory(prefix="msc-score-", dir=parent) as tmp, \
+                atomic_path(out) as tmp_out:  # fmt: skip
+            try:
+                writer = ChunkWriter(tmp_out, fmt)
+                chunks = source.grouped_chunks(patients_per_part)
+                tally = _run_chunks(chunks, scorer, writer, pool, workers, spark)
+            except NotGrouped as why:
+                grouped, not_grouped = False, str(why)
+                writer = ChunkWriter(tmp_out, fmt)  # starts the file again
+                chunks = source.partitioned_chunks(patients_per_part, Path(tmp))
+                tally = _run_chunks(chunks, scorer, writer, pool, workers, spark)
+            writer.close(empty_columns=OUTPUT_COLUMNS)
+            missing = _missing_inputs(features, tally.tests, tally.has_cells, source.files)
+            if missing:
+                raise DataError(missing)
+            rejected = (
+                pd.concat(tally.rejected, ignore_index=True)
+                if tally.rejected
+                else pd.DataFrame(columns=["patient_id", "reason"])
+            )
+            tally.counts["rejected"] = len(rejected)
+            reasons = patient_flow(tally.counts["patients_in_input"], rejected, None)["excluded"]
+            write_table(rejected, sidecar(out, ".rejected.csv"))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        if spark is not None:
+            spark.stop()
+    timings.update({k: round(v, 3) for k, v in sorted(tally.seconds.items())})
+    timings["total_s"] = round(time.perf_counter() - t0, 3)
+    total = timings.pop("total_s")
+    counts = tally.counts
     summary = {
         "model_uri": model.uri, "registered_model": model.name, "version": model.version,
         "model_trained_on_simulated_data": bool(model.spec.get("trained_on_simulated_data")),
         "data_simulated": is_simulated(data_dir),
-        "input_sha256": parts.sha256, "output": out.name, "rejected_file": sidecar(out, ".rejected.csv").name,
+        "input_sha256": source.sha256, "output": out.name, "rejected_file": sidecar(out, ".rejected.csv").name,
         "counts": counts, "rejected_by_reason": reasons, "engine": engine, "explain": explain,
-        "regimens": regimens, "threshold": threshold, "timings": timings,
+        "regimens": regimens, "threshold": float(model.spec["threshold"]),
+        "workers": workers or 1, "input_grouped_by_patient": grouped,
+        "partitioned_because": not_grouped,
+        "timings": {**timings, "total_s": total},
         "patients_per_second": round(counts["patients_in_input"] / total, 1) if total else None,
     }  # fmt: skip
     if regimens == "all":
@@ -328,7 +499,20 @@ def _spark_session():
     )
 
 
-def _spark_predict(model: LoadedModel, X: pd.DataFrame, spark) -> np.ndarray:
+def _spark_scored(scorer: _Scorer, result: _ChunkResult, spark) -> pd.DataFrame:
+    """The chunk's output rows with probabilities from Spark (explanations computed here)."""
+    X, uri = result.X, scorer.constants["model_uri"]
+    scored = _scored_frame(result.ids, _spark_predict(uri, X, spark), scorer)
+    if scorer.regimens:
+        for arm, values in trial_regimens():
+            p = _spark_predict(uri, _with_regimen(X, values), spark)
+            scored[f"probability_under_{slug(arm)}"] = np.round(p, 6)
+    if scorer.explain:
+        scored = _with_explanations(scored, X, scorer.fitted(), scorer.explain)
+    return scored
+
+
+def _spark_predict(uri: str, X: pd.DataFrame, spark) -> np.ndarray:
     """Probabilities through ``mlflow.pyfunc.spark_udf`` on the same feature matrix."""
     import mlflow
     from pyspark.sql import functions as F
@@ -336,7 +520,7 @@ def _spark_predict(model: LoadedModel, X: pd.DataFrame, spark) -> np.ndarray:
     cols = list(X.columns)
     frame = X.assign(_order=np.arange(len(X)))
     sdf = spark.createDataFrame(frame)
-    udf = mlflow.pyfunc.spark_udf(spark, model.uri, result_type="double", env_manager="local")
+    udf = mlflow.pyfunc.spark_udf(spark, uri, result_type="double", env_manager="local")
     scored = sdf.withColumn("probability", udf(F.struct(*[F.col(c) for c in cols])))
     result = scored.select("_order", "probability").toPandas().sort_values("_order")
     return result["probability"].to_numpy(dtype=float)
