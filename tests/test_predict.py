@@ -260,3 +260,47 @@ def test_non_number_in_a_streamed_csv_names_file_row_and_column(registered, tmp_
     ):
         predict.score(registered["uri"], d, out, log_to_mlflow=False)
     assert not out.exists()
+
+
+def test_workers_order_and_format_do_not_change_the_predictions(registered, tmp_path):
+    """2 workers = in-process; shuffled rows (hash partitions) and Parquet give the same scores."""
+    src = registered["screening"]
+    kw = {"explain": 2, "patients_per_part": 64, "log_to_mlflow": False}
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    s1 = predict.score(registered["uri"], src, one, jobs=1, **kw)
+    s2 = predict.score(registered["uri"], src, two, jobs=2, **kw)
+    assert s1["workers"] == 1 and s2["workers"] == 2 and s2["input_grouped_by_patient"]
+    assert one.read_bytes() == two.read_bytes()
+    expected = pd.read_csv(one).set_index("patient_id").sort_index()
+
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(src, shuffled)
+    labs = pd.read_csv(shuffled / "labs.csv")
+    labs.sample(frac=1.0, random_state=0).to_csv(shuffled / "labs.csv", index=False)
+    s3 = predict.score(registered["uri"], shuffled, tmp_path / "s.csv", jobs=2, **kw)
+    assert not s3["input_grouped_by_patient"] and "not grouped" in s3["partitioned_because"]
+    got = pd.read_csv(tmp_path / "s.csv").set_index("patient_id").sort_index()
+    pd.testing.assert_frame_equal(got, expected)
+
+    as_parquet = tmp_path / "parquet"
+    as_parquet.mkdir()
+    for name in ("patients", "labs", "cells"):
+        pd.read_csv(src / f"{name}.csv").to_parquet(as_parquet / f"{name}.parquet")
+    predict.score(registered["uri"], as_parquet, tmp_path / "p.csv", jobs=2, **kw)
+    got = pd.read_csv(tmp_path / "p.csv").set_index("patient_id").sort_index()
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_a_patient_id_repeated_in_another_chunk_is_an_error(registered, tmp_path):
+    d = tmp_path / "study"
+    shutil.copytree(registered["screening"], d)
+    for name in ("patients", "labs", "cells"):  # patient 251 takes the id of patient 1
+        df = pd.read_csv(d / f"{name}.csv")
+        df.loc[df["patient_id"] == "SIM-0000251", "patient_id"] = "SIM-0000001"
+        df.to_csv(d / f"{name}.csv", index=False)
+    out = tmp_path / "p.csv"
+    with pytest.raises(
+        DataError, match=r"patients.csv, row 251, column 'patient_id': duplicate patient_id"
+    ):
+        predict.score(registered["uri"], d, out, patients_per_part=50, jobs=2, log_to_mlflow=False)
+    assert not out.exists()
