@@ -272,6 +272,14 @@ def test_workers_order_and_format_do_not_change_the_predictions(registered, tmp_
     assert s1["workers"] == 1 and s2["workers"] == 2 and s2["input_grouped_by_patient"]
     assert one.read_bytes() == two.read_bytes()
     expected = pd.read_csv(one).set_index("patient_id").sort_index()
+    # with explanations the probability comes from the same pass: sigmoid(base + contributions)
+    plain = tmp_path / "plain.csv"
+    predict.score(registered["uri"], src, plain, patients_per_part=64, log_to_mlflow=False)
+    np.testing.assert_allclose(
+        pd.read_csv(plain).set_index("patient_id").sort_index()["probability"],
+        expected["probability"],
+        atol=1e-6,
+    )
 
     shuffled = tmp_path / "shuffled"
     shutil.copytree(src, shuffled)

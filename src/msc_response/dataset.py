@@ -516,22 +516,24 @@ def validate_labs(
         ))  # fmt: skip
 
     value = value_raw * np.where(np.isnan(factors), 1.0, factors)
-    for t in units.KNOWN_TESTS:
-        rows = (test == t).to_numpy() & ~np.isnan(value)
-        if not rows.any():
-            continue
-        low, high = units.PLAUSIBLE_RANGES[t]
-        v = value[rows]
+    # plausible range of every row through its test's code: one pass, not one per test
+    cats = [str(c) for c in test.cat.categories]
+    low = np.array([units.PLAUSIBLE_RANGES.get(c, (-np.inf, np.inf))[0] for c in cats] + [-np.inf])
+    high = np.array([units.PLAUSIBLE_RANGES.get(c, (-np.inf, np.inf))[1] for c in cats] + [np.inf])
+    whole = np.array([c in units.INTEGER_TESTS for c in cats] + [False])
+    tc = test.cat.codes.to_numpy()  # -1 (missing) indexes the open-ended last entry
+    lo_r, hi_r = low[tc], high[tc]
+    with np.errstate(invalid="ignore"):
+        implausible = (value < lo_r) | (value > hi_r) | (whole[tc] & (value != np.floor(value)))
+    implausible &= ~bad_unit
+    for code in np.unique(tc[implausible]):
+        t = cats[code]
+        low_t, high_t = units.PLAUSIBLE_RANGES[t]
         if t in units.INTEGER_TESTS:
-            bad_t = (v < low) | (v > high) | (v != np.floor(v))
-            expected = f"a whole {units.CANONICAL_UNITS[t]} {int(low)}-{int(high)}"
+            expected = f"a whole {units.CANONICAL_UNITS[t]} {int(low_t)}-{int(high_t)}"
         else:
-            bad_t = (v < low) | (v > high)
-            expected = f"within {low:g}-{high:g} {units.CANONICAL_UNITS[t]}"
-        mask = np.zeros(len(day_f), dtype=bool)
-        mask[np.flatnonzero(rows)[bad_t]] = True
-        mask &= ~bad_unit
-        report(mask, "value", lambda i, t=t, expected=expected: (
+            expected = f"within {low_t:g}-{high_t:g} {units.CANONICAL_UNITS[t]}"
+        report(implausible & (tc == code), "value", lambda i, t=t, expected=expected: (
             f"{t} value {_py(value_raw[i])!r} {unit.iloc[i]} is not plausible (expected {expected})"
             + (unit_hint(t, float(value_raw[i]), str(unit.iloc[i])) if t not in units.INTEGER_TESTS else "")
         ))  # fmt: skip
@@ -540,8 +542,10 @@ def validate_labs(
         problems.sort(key=lambda p: (p.row is None, p.row or 0))
         raise DataError(problems)
 
+    # int32 days (validated within +/-3650): pandas then keeps pidx and day in separate
+    # blocks instead of copying them into one
     labs = pd.DataFrame(
-        {"pidx": pidx, "day": day_f.astype(np.int64), "test": test.array, "value": value}
+        {"pidx": pidx, "day": day_f.astype(np.int32), "test": test.array, "value": value}
     )
     labs = _drop_duplicate_measurements(labs, file, row_numbers)
     return labs, lab_units
@@ -618,27 +622,28 @@ def validate_cells(df: pd.DataFrame, patients: pd.DataFrame, file: str, rows=Non
         "patient_id",
         lambda i: f"patient_id {_py(pid.iloc[i])!r} is not in the patients table",
     )
-    key = pd.DataFrame({"pidx": pidx, "day": df["day"], "population": df["population"].astype(str)})
-    conflict = key.duplicated(keep=False) & ~df.assign(pidx=pidx).duplicated(
-        ["pidx", "day", "population", "fraction"], keep=False
-    )
-    report(
-        conflict,
-        "fraction",
-        lambda i: "conflicting duplicate of (patient, day, population)",
-    )
+    population = _as_category(df["population"])
+    day = df["day"].to_numpy(dtype=float)
+    key = pd.DataFrame({"pidx": pidx, "day": day, "population": population.cat.codes.to_numpy()})
+    same_key = key.duplicated(keep=False).to_numpy()
+    if same_key.any():  # rare: only then compare the fractions too
+        same_value = key.assign(fraction=df["fraction"].to_numpy()).duplicated(keep=False)
+        report(same_key & ~same_value.to_numpy(), "fraction",
+               lambda i: "conflicting duplicate of (patient, day, population)")  # fmt: skip
     if problems:
         raise DataError(problems)
     out = pd.DataFrame(
         {
             "pidx": pidx,
-            "day": df["day"].astype(np.int64),
-            "population": df["population"].astype(str),
-            "parent": df["parent"].astype(str),
-            "fraction": df["fraction"].astype(float),
+            "day": day.astype(np.int32),
+            "population": population.astype(str).to_numpy(),
+            "parent": df["parent"].astype(str).to_numpy(),
+            "fraction": df["fraction"].to_numpy(dtype=float),
         }
     )
-    return out.drop_duplicates(["pidx", "day", "population"]).reset_index(drop=True)
+    if same_key.any():
+        out = out.drop_duplicates(["pidx", "day", "population"]).reset_index(drop=True)
+    return out
 
 
 def load_study(

@@ -31,7 +31,10 @@ def cholestatic_mask(etiology: pd.Series | None, index) -> np.ndarray:
     """True where the etiology is PBC or PSC (the Child-Pugh bilirubin variant applies)."""
     if etiology is None:
         return np.zeros(len(index), dtype=bool)
-    return etiology.astype(str).str.strip().str.lower().isin(CHOLESTATIC_ETIOLOGIES).to_numpy()
+    cat = etiology.astype("category")  # string work once per distinct etiology, not per row
+    names = pd.Index(cat.cat.categories.astype(str)).str.strip().str.lower()
+    flags = np.append(names.isin(CHOLESTATIC_ETIOLOGIES), False)  # code -1 (missing): False
+    return flags[cat.cat.codes.to_numpy()]
 
 
 def add_scores(canonical: pd.DataFrame) -> pd.DataFrame:
@@ -58,11 +61,11 @@ def add_scores(canonical: pd.DataFrame) -> pd.DataFrame:
         cholestatic=cholestatic_mask(c.get("etiology"), c.index),
     )  # fmt: skip
     dialysis = col("dialysis")
-    female = (
-        c["sex"].map({"F": 1.0, "M": 0.0}).to_numpy(dtype=float)
-        if "sex" in c
-        else np.full(len(c), np.nan)
-    )
+    if "sex" in c:
+        sex = c["sex"].to_numpy()
+        female = np.where(sex == "F", 1.0, np.where(sex == "M", 0.0, np.nan))
+    else:
+        female = np.full(len(c), np.nan)
     out = pd.DataFrame(index=c.index)
     out["child_pugh"] = cp
     out["child_pugh_class"] = scores.child_pugh_class(cp)
