@@ -44,7 +44,7 @@ def run_measured(cmd: list[str]) -> dict:
     """Run ``cmd`` in a child process: wall time and peak memory.
 
     ``peak_rss_mb`` is the peak of the summed resident memory of the whole process tree
-    (the command and any workers it starts), sampled every 20 ms; ``peak_rss_single_mb``
+    (the command and any workers it starts), sampled every 50 ms; ``peak_rss_single_mb``
     is the exact peak of the largest single process (``getrusage``).
     """
     start = time.perf_counter()
@@ -73,7 +73,7 @@ while p.poll() is None:
     except psutil.Error:
         pass
     peak = max(peak, total)
-    time.sleep(0.02)
+    time.sleep(0.05)
 if p.returncode:
     log.seek(0); sys.stderr.write(log.read()); sys.exit(p.returncode)
 single = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

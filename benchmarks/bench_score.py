@@ -21,6 +21,7 @@ import time
 from _common import CLI, private_store, run_measured, write_result
 
 N, N_BIG = 1_000_000, 4_000_000
+REPEATS = 2
 
 
 def main() -> None:
@@ -43,28 +44,36 @@ def main() -> None:
         for n, name in ((N, "1m"), (N_BIG, "4m")):
             simulate(work / name, design="screening", n_patients=n, seed=12, fmt="parquet",
                      baseline_only=True, h5ad_patients=0)  # fmt: skip
-        for label, extra, data in (("with_explain_1m", ["--explain", "3"], "1m"), ("without_explain_1m", [], "1m"),
-                                   ("without_explain_4m", [], "4m")):  # fmt: skip
+        # this machine's speed drifts by +/-10% between runs: the 1M jobs and the bare calls
+        # are each the best of REPEATS; the 4M run is for memory
+        for label, extra, data, repeats in (("with_explain_1m", ["--explain", "3"], "1m", REPEATS),
+                                            ("without_explain_1m", [], "1m", REPEATS),
+                                            ("without_explain_4m", [], "4m", 1)):  # fmt: skip
             out = work / f"{label}.parquet"
-            info = run_measured(
-                [
-                    *cli,
-                    "score",
-                    "--model",
-                    uri,
-                    "--data",
-                    str(work / data),
-                    "--out",
-                    str(out),
-                    *extra,
-                ]
-            )
+            cmd = [
+                *cli,
+                "score",
+                "--model",
+                uri,
+                "--data",
+                str(work / data),
+                "--out",
+                str(out),
+                *extra,
+            ]
+            runs = []
+            for _ in range(repeats):
+                info = run_measured(cmd)
+                summary = json.loads(out.with_name(out.stem + ".summary.json").read_text())
+                info["job_timings_s"] = summary["timings"]  # per stage, summed over workers
+                info["workers"] = summary["workers"]
+                info["input_grouped_by_patient"] = summary["input_grouped_by_patient"]
+                runs.append(info)
+            info = min(runs, key=lambda r: r["wall_s"])
+            info["all_wall_s"] = [r["wall_s"] for r in runs]
+            info["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
             n = N if data == "1m" else N_BIG
             info["patients_per_second"] = round(n / info["wall_s"])
-            summary = json.loads(out.with_name(out.stem + ".summary.json").read_text())
-            info["job_timings_s"] = summary["timings"]  # per stage, summed over workers
-            info["workers"] = summary["workers"]
-            info["input_grouped_by_patient"] = summary["input_grouped_by_patient"]
             result[label] = info
             out.unlink()
         model = load_model(uri)
@@ -74,9 +83,12 @@ def main() -> None:
         bare, bare_1 = {}, {}
         for key, kwargs in (("predict", {}), ("pred_contrib", {"pred_contrib": True})):
             for store, threads in ((bare, 0), (bare_1, 1)):  # 0: LightGBM's default, all cores
-                start = time.perf_counter()
-                booster.predict(X, num_threads=threads, **kwargs)
-                store[key] = round(N / (time.perf_counter() - start))
+                best = float("inf")
+                for _ in range(REPEATS):
+                    start = time.perf_counter()
+                    booster.predict(X, num_threads=threads, **kwargs)
+                    best = min(best, time.perf_counter() - start)
+                store[key] = round(N / best)
         result["bare_patients_per_second"] = bare
         result["bare_patients_per_second_one_thread"] = bare_1
         w, wo = result["with_explain_1m"], result["without_explain_1m"]

@@ -312,3 +312,20 @@ def test_a_patient_id_repeated_in_another_chunk_is_an_error(registered, tmp_path
     ):
         predict.score(registered["uri"], d, out, patients_per_part=50, jobs=2, log_to_mlflow=False)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--patients-per-chunk", "0"], "--patients-per-chunk: expected >= 1, got 0"),
+        (["--jobs", "-1"], "--jobs: expected >= 1, got -1"),
+        (["--explain", "-2"], "--explain: expected a number >= 0, got -2"),
+        (["--engine", "gpu"], "--engine: expected 'local' or 'spark', got 'gpu'"),
+    ],
+)
+def test_bad_options_exit_2_before_any_work(registered, tmp_path, args, message):
+    out = tmp_path / "p.csv"
+    cmd = ["score", "--model", registered["uri"], "--data", str(registered["screening"])]
+    result = runner.invoke(app, [*cmd, "--out", str(out), *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not out.exists()

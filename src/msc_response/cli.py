@@ -211,7 +211,9 @@ def score(
     engine: str = typer.Option(
         "local", "--engine", help="local, or spark (mlflow.pyfunc.spark_udf)."
     ),
-    chunk: int = typer.Option(50_000, "--patients-per-chunk", help="Patients processed at a time."),
+    chunk: int | None = typer.Option(
+        None, "--patients-per-chunk", help="Patients per chunk (default 50,000)."
+    ),
     jobs: int = typer.Option(
         0, "--jobs", help="Worker processes (0: one per core; 1: score in this process)."
     ),

@@ -24,8 +24,8 @@ def top_contributions(contrib: np.ndarray, X: pd.DataFrame, k: int) -> pd.DataFr
     values = X.to_numpy(dtype=float)
     rows = np.arange(len(X))[:, None]
     out = {}
-    for i in range(k):
-        out[f"feature_{i + 1}"] = names[order[:, i]]
+    for i in range(k):  # categorical: a few names repeated on every row
+        out[f"feature_{i + 1}"] = pd.Categorical.from_codes(order[:, i], categories=names)
         out[f"value_{i + 1}"] = values[rows[:, 0], order[:, i]]
         out[f"contribution_{i + 1}"] = np.round(contrib[rows[:, 0], order[:, i]], 6)
     return pd.DataFrame(out, index=X.index)

@@ -395,6 +395,11 @@ class StudySource:
         self.h5ad_cells = cells
         self.schemas["cells"] = pa.Schema.from_pandas(cells, preserve_index=False)
 
+    @property
+    def parquet_only(self) -> bool:
+        """Every table is Parquet: chunks are planned as row ranges, without reading rows."""
+        return all(p.suffix.lower() == ".parquet" for p in self.paths.values())
+
     @cached_property
     def sha256(self) -> dict[str, str]:
         """SHA-256 of every input file, by file name."""

@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -254,9 +254,14 @@ def _score_chunk(scorer: _Scorer, chunk: StudyChunk, *, predict: bool = True) ->
 
 
 def _scored_frame(ids, p: np.ndarray, scorer: _Scorer) -> pd.DataFrame:
+    n = len(ids)
+    constants = {  # categorical: one value on every row costs nothing to encode
+        k: pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[v])
+        for k, v in scorer.constants.items()
+    }
     return pd.DataFrame({
         "patient_id": ids,
-        **scorer.constants,
+        **constants,
         "probability": np.round(p, 6),
         "predicted_response": (p >= float(scorer.spec["threshold"])).astype(int),
     })  # fmt: skip
@@ -357,7 +362,7 @@ def score(
     explain: int = 0,
     regimens: str | None = None,
     engine: str = "local",
-    patients_per_part: int = DEFAULT_PATIENTS_PER_PART,
+    patients_per_part: int | None = None,
     jobs: int | None = None,
     log_to_mlflow: bool = True,
 ) -> dict:
@@ -365,37 +370,33 @@ def score(
 
     Parameters
     ----------
+    patients_per_part : int, optional
+        Patients per chunk (default :data:`DEFAULT_PATIENTS_PER_PART`).
     jobs : int, optional
         Worker processes (default: the machine's cores). 1 scores in this process; the
         Spark engine always builds features here and predicts through Spark.
     """
     t0 = time.perf_counter()
     out = Path(out)
-    try:
-        fmt = table_format(out)
-    except ValueError as err:
-        raise ConfigError(f"--out: {err}") from None
-    if engine not in ("local", "spark"):
-        raise ConfigError(f"--engine: expected 'local' or 'spark', got {engine!r}")
-    if regimens not in (None, "all"):
-        raise ConfigError(f"--regimens: expected 'all', got {regimens!r}")
-    if explain < 0:
-        raise ConfigError(f"--explain: expected a number >= 0, got {explain!r}")
-    if patients_per_part < 1:
-        raise ConfigError(f"--patients-per-chunk: expected >= 1, got {patients_per_part!r}")
-    jobs = os.cpu_count() or 1 if jobs is None else jobs
-    if jobs < 1:
-        raise ConfigError(f"--jobs: expected >= 1, got {jobs!r}")
+    patients_per_part = (
+        DEFAULT_PATIENTS_PER_PART if patients_per_part is None else patients_per_part
+    )
+    jobs = (os.cpu_count() or 1) if jobs is None else jobs
+    fmt = _check_options(out, explain, regimens, engine, patients_per_part, jobs)
     source = StudySource(data_dir)
     n_chunks = -(-source.n_patients // patients_per_part)
     workers = 0 if engine == "spark" or jobs == 1 or n_chunks == 1 else min(jobs, n_chunks)
-    pool = spark = None
+    pool = spark = planner = planned = None
     grouped, not_grouped = True, None
     try:
         if workers:  # started first: the workers import while the model loads
             pool = ProcessPoolExecutor(workers, mp_context=_worker_context())
             for _ in range(workers):
                 pool.submit(_warm_up)
+        chunks = source.grouped_chunks(patients_per_part)
+        if workers and source.parquet_only:  # the plan is row ranges: made while the model loads
+            planner = ThreadPoolExecutor(1)
+            planned = planner.submit(list, chunks)
         model = load_model(model_uri)
         features = list(model.spec["feature_columns"])
         if regimens == "all" and not set(REGIMEN_FEATURES) & set(features):
@@ -414,7 +415,8 @@ def score(
                 atomic_path(out) as tmp_out:  # fmt: skip
             try:
                 writer = ChunkWriter(tmp_out, fmt)
-                chunks = source.grouped_chunks(patients_per_part)
+                if planned is not None:
+                    chunks = planned.result()
                 tally = _run_chunks(chunks, scorer, writer, pool, workers, spark)
             except NotGrouped as why:
                 grouped, not_grouped = False, str(why)
@@ -434,13 +436,14 @@ def score(
             reasons = patient_flow(tally.counts["patients_in_input"], rejected, None)["excluded"]
             write_table(rejected, sidecar(out, ".rejected.csv"))
     finally:
+        if planner is not None:
+            planner.shutdown()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
         if spark is not None:
             spark.stop()
     timings.update({k: round(v, 3) for k, v in sorted(tally.seconds.items())})
-    timings["total_s"] = round(time.perf_counter() - t0, 3)
-    total = timings.pop("total_s")
+    total = timings["total_s"] = round(time.perf_counter() - t0, 3)
     counts = tally.counts
     summary = {
         "model_uri": model.uri, "registered_model": model.name, "version": model.version,
@@ -451,7 +454,7 @@ def score(
         "regimens": regimens, "threshold": float(model.spec["threshold"]),
         "workers": workers or 1, "input_grouped_by_patient": grouped,
         "partitioned_because": not_grouped,
-        "timings": {**timings, "total_s": total},
+        "timings": timings,
         "patients_per_second": round(counts["patients_in_input"] / total, 1) if total else None,
     }  # fmt: skip
     if regimens == "all":
@@ -460,6 +463,25 @@ def score(
     if log_to_mlflow:
         _log_scoring_run(model, summary)
     return summary
+
+
+def _check_options(out: Path, explain, regimens, engine, patients_per_part, jobs) -> str:
+    """Validate the options before any work; returns the output format."""
+    try:
+        fmt = table_format(out)
+    except ValueError as err:
+        raise ConfigError(f"--out: {err}") from None
+    if engine not in ("local", "spark"):
+        raise ConfigError(f"--engine: expected 'local' or 'spark', got {engine!r}")
+    if regimens not in (None, "all"):
+        raise ConfigError(f"--regimens: expected 'all', got {regimens!r}")
+    if explain < 0:
+        raise ConfigError(f"--explain: expected a number >= 0, got {explain!r}")
+    if patients_per_part < 1:
+        raise ConfigError(f"--patients-per-chunk: expected >= 1, got {patients_per_part!r}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs: expected >= 1, got {jobs!r}")
+    return fmt
 
 
 def _missing_inputs(features, seen_tests, has_cells, files) -> list[Problem]:
