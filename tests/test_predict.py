@@ -329,3 +329,15 @@ def test_bad_options_exit_2_before_any_work(registered, tmp_path, args, message)
     result = runner.invoke(app, [*cmd, "--out", str(out), *args])
     assert result.exit_code == 2 and message in result.output, result.output
     assert not out.exists()
+
+
+def test_cells_from_h5ad_are_derived_once_and_scored_in_workers(registered, tmp_path):
+    d = tmp_path / "h5"
+    simulate(d, design="screening", n_patients=120, seed=3, h5ad_patients=4)
+    (d / "cells.csv").unlink()  # MX1+ monocyte fractions come from the AnnData file only
+    out = tmp_path / "p.csv"
+    summary = predict.score(
+        registered["uri"], d, out, patients_per_part=50, jobs=2, log_to_mlflow=False
+    )
+    assert summary["counts"]["scored"] == 120 and summary["workers"] == 2
+    assert "cells.h5ad" in summary["input_sha256"]
