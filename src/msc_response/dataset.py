@@ -103,9 +103,17 @@ def _row_number(rows, position: int) -> int:
     return int(rows[position]) if rows is not None else position + 1
 
 
+def row_numbers(df: pd.DataFrame):
+    """The original 1-based row numbers a streamed chunk carries in ``_row`` (or None)."""
+    return df["_row"].to_numpy() if "_row" in df.columns else None
+
+
 def pop_row_numbers(df: pd.DataFrame):
-    """The original 1-based row numbers a streamed partition carries in ``_row`` (or None)."""
-    return df.pop("_row").to_numpy() if "_row" in df.columns else None
+    """:func:`row_numbers`, and ``_row`` removed from ``df``."""
+    rows = row_numbers(df)
+    if rows is not None:
+        del df["_row"]
+    return rows
 
 
 def _py(value):
@@ -367,14 +375,6 @@ PATIENTS_SCHEMA = pa.DataFrameSchema(
 )
 
 
-def read_patients(path: Path, file: str | None = None) -> pd.DataFrame:
-    """Read and validate ``patients``; every problem is collected first.
-
-    ``file`` is the name used in messages (a streamed partition reports its source).
-    """
-    return validate_patients(read_input_table(path), file or path.name)
-
-
 #: Columns the ``patients`` table must have.
 PATIENT_COLUMNS = ["patient_id", "sex", "age_years"]
 
@@ -434,18 +434,6 @@ def patient_index(ids: pd.Series, patient_ids: pd.Series) -> np.ndarray:
     return np.where(codes >= 0, lookup[codes], -1).astype(np.int64)
 
 
-def read_labs(
-    path: Path, patients: pd.DataFrame, file: str | None = None
-) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Read, validate and convert the long-format labs to canonical units.
-
-    Returns the labs with ``pidx`` (row of ``patients``) instead of ``patient_id`` and
-    the unit of each test.
-    """
-    raw = read_input_table(path, categorical=("patient_id", "test", "unit"))
-    return validate_labs(raw, patients, file or path.name)
-
-
 def _float_column(
     s: pd.Series, column: str, file: str, rows, problems: list[Problem]
 ) -> np.ndarray:
@@ -460,7 +448,7 @@ def _float_column(
 def validate_labs(
     raw: pd.DataFrame, patients: pd.DataFrame, file: str
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Validate and convert a frame in the long ``labs`` form (see :func:`read_labs`).
+    """Validate and convert a frame in the long ``labs`` form (see :func:`load_study`).
 
     Millions of rows go through here, so every rule is one vectorised pass over numpy
     arrays and no frame is copied.
@@ -468,13 +456,13 @@ def validate_labs(
     problems = _required_columns(raw, file, LAB_COLUMNS)
     if problems:
         raise DataError(problems)
-    row_numbers = raw["_row"].to_numpy() if "_row" in raw.columns else None
-    report = functools.partial(_report, problems, file, rows=row_numbers)
+    source_rows = row_numbers(raw)
+    report = functools.partial(_report, problems, file, rows=source_rows)
     pid, test, unit = (_as_category(raw[c]) for c in ("patient_id", "test", "unit"))
     for name, series in zip(LAB_COLUMNS, (pid, raw["day"], test, raw["value"], unit), strict=True):
         report(series.isna().to_numpy(), name, lambda i, name=name: f"{name} is missing")
-    day_f = _float_column(raw["day"], "day", file, row_numbers, problems)
-    value_raw = _float_column(raw["value"], "value", file, row_numbers, problems)
+    day_f = _float_column(raw["day"], "day", file, source_rows, problems)
+    value_raw = _float_column(raw["value"], "value", file, source_rows, problems)
     lo, hi = DAY_RANGE
     report((day_f < lo) | (day_f > hi), "day",
            lambda i: f"value {_py(day_f[i])!r} outside {lo}..{hi} days")  # fmt: skip
@@ -547,7 +535,7 @@ def validate_labs(
     labs = pd.DataFrame(
         {"pidx": pidx, "day": day_f.astype(np.int32), "test": test.array, "value": value}
     )
-    labs = _drop_duplicate_measurements(labs, file, row_numbers)
+    labs = _drop_duplicate_measurements(labs, file, source_rows)
     return labs, lab_units
 
 
@@ -591,17 +579,11 @@ def _drop_duplicate_measurements(labs: pd.DataFrame, file: str, row_numbers=None
 CELL_COLUMNS = ["patient_id", "day", "population", "parent", "fraction"]
 
 
-def read_cells(path: Path, patients: pd.DataFrame, file: str | None = None) -> pd.DataFrame:
-    """Read and validate the ``cells`` table (immune cell fractions)."""
-    return _checked_cells(read_input_table(path), patients, file or path.name)
-
-
 def _checked_cells(df: pd.DataFrame, patients: pd.DataFrame, file: str) -> pd.DataFrame:
     problems = _required_columns(df, file, CELL_COLUMNS)
     if problems:
         raise DataError(problems)
-    rows = df["_row"].to_numpy() if "_row" in df.columns else None
-    return validate_cells(df, patients, file, rows)
+    return validate_cells(df, patients, file, row_numbers(df))
 
 
 def validate_cells(df: pd.DataFrame, patients: pd.DataFrame, file: str, rows=None) -> pd.DataFrame:
@@ -646,9 +628,24 @@ def validate_cells(df: pd.DataFrame, patients: pd.DataFrame, file: str, rows=Non
     return out
 
 
-def load_study(
-    directory: str | Path, singlecell=None, display: dict[str, str] | None = None
-) -> Study:
+def study_files(directory: str | Path) -> dict[str, Path]:
+    """The tables of a study directory: patients, labs, and cells (CSV/Parquet) or ``cells.h5ad``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError([Problem(str(directory), None, None, "study directory not found")])
+    files = {
+        "patients": find_table(directory, "patients", required=True),
+        "labs": find_table(directory, "labs", required=True),
+    }
+    cells = find_table(directory, "cells", required=False)
+    if cells is not None:
+        files["cells"] = cells
+    elif (directory / "cells.h5ad").exists():
+        files["cells"] = directory / "cells.h5ad"
+    return files
+
+
+def load_study(directory: str | Path, singlecell=None) -> Study:
     """Read and validate a study directory (see the README's data contract).
 
     Parameters
@@ -658,30 +655,18 @@ def load_study(
         ``cells.h5ad``.
     singlecell : SingleCell config, optional
         How to derive MX1+ monocyte fractions from ``cells.h5ad``.
-    display : dict, optional
-        File names to use in messages (a streamed partition names its source files).
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise DataError([Problem(str(directory), None, None, "study directory not found")])
-    files = {
-        "patients": find_table(directory, "patients", required=True),
-        "labs": find_table(directory, "labs", required=True),
-    }
+    files = study_files(directory)
     patients = read_input_table(files["patients"])
     labs = read_input_table(files["labs"], categorical=("patient_id", "test", "unit"))
     cells, derived = None, False
-    cells_path = find_table(directory, "cells", required=False)
-    h5ad = directory / "cells.h5ad"
-    if cells_path is not None:
-        files["cells"] = cells_path
-        cells = read_input_table(cells_path)
-    elif h5ad.exists():
+    if "cells" in files and files["cells"].suffix == ".h5ad":
         from .singlecell import mx1_monocyte_fractions
 
-        files["cells"] = h5ad
-        cells, derived = mx1_monocyte_fractions(h5ad, singlecell), True
-    return study_from_frames(patients, labs, cells, files, display, cells_derived=derived)
+        cells, derived = mx1_monocyte_fractions(files["cells"], singlecell), True
+    elif "cells" in files:
+        cells = read_input_table(files["cells"])
+    return study_from_frames(patients, labs, cells, files, cells_derived=derived)
 
 
 def study_from_frames(
@@ -689,20 +674,19 @@ def study_from_frames(
     labs: pd.DataFrame,
     cells: pd.DataFrame | None,
     files: dict[str, Path],
-    display: dict[str, str] | None = None,
     *,
     cells_derived: bool = False,
 ) -> Study:
     """Validate the tables of a study (or of a streamed part of one) into a :class:`Study`.
 
-    Frames may carry ``_row``, the 1-based row of the original file, which messages then
-    name. Problems of the labs and cells files are raised together; a broken patients
-    table is raised alone (the others cannot be checked against it).
+    ``files`` are the source files; messages name them. Frames may carry ``_row``, the
+    1-based row of the original file, which messages then name. Problems of the labs and
+    cells files are raised together; a broken patients table is raised alone (the others
+    cannot be checked against it).
     """
-    display = display or {}
 
     def name(table: str) -> str:
-        return display.get(table) or files[table].name
+        return files[table].name
 
     patients = validate_patients(patients, name("patients"))
     problems: list[Problem] = []

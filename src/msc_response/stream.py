@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .dataset import CELL_COLUMNS, LAB_COLUMNS, PATIENT_COLUMNS, find_table
+from .dataset import CELL_COLUMNS, LAB_COLUMNS, PATIENT_COLUMNS, study_files
 from .errors import DataError, Problem
 
 BATCH_ROWS = 1 << 18
@@ -140,33 +140,28 @@ def _part_of(ids: pa.Array, n_parts: int) -> np.ndarray:
     return hashed[encoded.indices.to_numpy()].astype(np.int64)
 
 
-def _normalise(batch: pa.RecordBatch, first_row: int) -> pa.Table:
-    """Dictionary columns to plain strings (one schema for every batch), plus ``_row``."""
+def _normalise(batch: pa.RecordBatch) -> pa.Table:
+    """Dictionary columns to plain strings and integers to float (one schema for every batch)."""
     table = pa.Table.from_batches([batch])
-    cols, names = [], []
+    cols = []
     for name, col in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_dictionary(col.type):
             col = col.cast(pa.string())
-        elif pa.types.is_integer(col.type):
+        elif pa.types.is_integer(col.type) and name != "_row":
             col = col.cast(pa.float64())
         cols.append(col)
-        names.append(name)
-    cols.append(pa.array(np.arange(first_row, first_row + len(table), dtype=np.int64)))
-    names.append("_row")
-    return pa.Table.from_arrays(cols, names=names)
+    return pa.Table.from_arrays(cols, names=table.column_names)
 
 
 def _route(batches, file: str, table: str, n_parts: int, parts: list[Path]) -> None:
-    """Write the rows of one table into the partition of their patient."""
+    """Write the rows of one table (batches with ``_row``) into the partition of their patient."""
     writers: dict[int, pq.ParquetWriter] = {}
     schema = None
-    first_row = 1
     try:
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            t = _normalise(batch, first_row)
-            first_row += batch.num_rows
+            t = _normalise(batch)
             if schema is None:
                 schema = t.schema
             t = t.cast(schema)
@@ -352,21 +347,9 @@ class StudySource:
         Rows of the patients table.
     """
 
-    def __init__(self, directory: str | Path, singlecell=None):
-        self.directory = Path(directory)
-        if not self.directory.is_dir():
-            raise DataError([Problem(str(self.directory), None, None, "study directory not found")])
-        self.paths = {
-            "patients": find_table(self.directory, "patients", required=True),
-            "labs": find_table(self.directory, "labs", required=True),
-        }
-        cells = find_table(self.directory, "cells", required=False)
-        h5ad = self.directory / "cells.h5ad"
+    def __init__(self, directory: str | Path):
+        self.paths = study_files(directory)
         self.h5ad_cells: pd.DataFrame | None = None
-        if cells is not None:
-            self.paths["cells"] = cells
-        elif h5ad.exists():
-            self.paths["cells"] = h5ad
         self.files = {k: v.name for k, v in self.paths.items()}
         self.schemas = {t: _schema(p, t) for t, p in self.paths.items() if p.suffix != ".h5ad"}
         missing = [
@@ -377,8 +360,6 @@ class StudySource:
         ]
         if missing:
             raise DataError(missing)
-        if h5ad.exists() and cells is None and singlecell is not None:
-            self.derive_h5ad_cells(singlecell)
         self.n_patients = _count_rows(self.paths["patients"], "patients")
         if self.n_patients == 0:
             raise DataError(
@@ -448,7 +429,8 @@ class StudySource:
         for p in parts:
             p.mkdir(parents=True)
         for table in self.paths:
-            _route(self._table_batches(table), self.files[table], table, n_parts, parts)
+            batches = _with_rows(self._table_batches(table))
+            _route(batches, self.files[table], table, n_parts, parts)
         for p in parts:
             read = {t: pq.read_table(p / f"{t}.parquet") if (p / f"{t}.parquet").exists() else
                     _with_row_field(self.schemas[t]).empty_table()
