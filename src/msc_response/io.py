@@ -120,7 +120,7 @@ class ChunkWriter:
         # ``fmt`` for a temporary path whose extension is not the destination's
         self.path, self.fmt = Path(path), fmt or table_format(path)
         self._pq = None
-        self._rows = 0
+        self._chunks = 0
 
     def write(self, df: pd.DataFrame) -> None:
         self.write_encoded(encode_chunk(df, self.fmt))
@@ -134,16 +134,16 @@ class ChunkWriter:
                 self._pq = pq.ParquetWriter(self.path, chunk.schema, compression="zstd")
             self._pq.write_table(chunk.cast(self._pq.schema))
         else:
-            text = chunk if self._rows == 0 else chunk.split("\n", 1)[1]
-            with open(self.path, "a" if self._rows else "w") as f:
+            text = chunk if self._chunks == 0 else chunk.split("\n", 1)[1]
+            with open(self.path, "a" if self._chunks else "w") as f:
                 f.write(text)
-        self._rows += 1
+        self._chunks += 1
 
     def close(self, empty_columns: list[str] | None = None) -> None:
         """Finish the file; with no chunk written, an empty table with ``empty_columns``."""
         if self._pq is not None:
             self._pq.close()
-        elif self._rows == 0 and empty_columns is not None:
+        elif self._chunks == 0 and empty_columns is not None:
             write = pd.DataFrame(columns=empty_columns)
             if self.fmt == "parquet":
                 write.to_parquet(self.path, index=False)

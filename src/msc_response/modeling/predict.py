@@ -241,9 +241,7 @@ def _score_chunk(scorer: _Scorer, chunk: StudyChunk, *, predict: bool = True) ->
         t = time.perf_counter()
         scored = _scored_frame(ids, p, scorer)
         if scorer.regimens:
-            for arm, values in trial_regimens():
-                p = fitted.predict_matrix(_with_regimen(X, values).to_numpy())
-                scored[f"probability_under_{slug(arm)}"] = np.round(p, 6)
+            _add_regimens(scored, X, lambda Xr: fitted.predict_matrix(Xr.to_numpy()))
         if contrib is not None:
             scored = _with_explanations(scored, X, contrib, scorer.explain)
         seconds["predict_s"] = seconds.get("predict_s", 0.0) + time.perf_counter() - t
@@ -273,12 +271,14 @@ def _with_explanations(scored: pd.DataFrame, X: pd.DataFrame, contrib: np.ndarra
     return pd.concat([scored, top_contributions(contrib, X, k).reset_index(drop=True)], axis=1)
 
 
-def _with_regimen(X: pd.DataFrame, values: dict[str, float]) -> pd.DataFrame:
-    Xr = X.copy()
-    for k, v in values.items():
-        if k in Xr:
-            Xr[k] = v
-    return Xr
+def _add_regimens(scored: pd.DataFrame, X: pd.DataFrame, probability) -> None:
+    """``probability_under_<arm>``: ``probability(X)`` with each trial arm's regimen set."""
+    for arm, values in trial_regimens():
+        Xr = X.copy()
+        for k, v in values.items():
+            if k in Xr:
+                Xr[k] = v
+        scored[f"probability_under_{slug(arm)}"] = np.round(probability(Xr), 6)
 
 
 def _worker_context():
@@ -407,8 +407,6 @@ def score(
                          explain, regimens == "all",
                          {"model_name": model.name, "model_version": model.version, "model_uri": model.uri},
                          fmt)  # fmt: skip
-        if not workers:
-            _FITTED[(scorer.kind, scorer.model_file)] = model.fitted
         spark = _spark_session() if engine == "spark" else None
         parent = out.parent if out.parent.exists() else None
         with tempfile.TemporaryDirectory(prefix="msc-score-", dir=parent) as tmp, \
@@ -551,9 +549,7 @@ def _spark_scored(scorer: _Scorer, result: _ChunkResult, spark) -> pd.DataFrame:
     X, uri = result.X, scorer.constants["model_uri"]
     scored = _scored_frame(result.ids, _spark_predict(uri, X, spark), scorer)
     if scorer.regimens:
-        for arm, values in trial_regimens():
-            p = _spark_predict(uri, _with_regimen(X, values), spark)
-            scored[f"probability_under_{slug(arm)}"] = np.round(p, 6)
+        _add_regimens(scored, X, lambda Xr: _spark_predict(uri, Xr, spark))
     if scorer.explain:
         contrib, _ = scorer.fitted().contributions(X)
         scored = _with_explanations(scored, X, contrib, scorer.explain)
