@@ -96,30 +96,9 @@ def test_explanations_add_up_to_the_prediction(registered):
 
 def test_chunking_does_not_change_results_and_output_is_reproducible(registered, tmp_path):
     a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
-    predict.score(
-        registered["uri"],
-        registered["screening"],
-        a,
-        explain=2,
-        patients_per_part=1000,
-        log_to_mlflow=False,
-    )
-    predict.score(
-        registered["uri"],
-        registered["screening"],
-        b,
-        explain=2,
-        patients_per_part=1000,
-        log_to_mlflow=False,
-    )
-    predict.score(
-        registered["uri"],
-        registered["screening"],
-        c,
-        explain=2,
-        patients_per_part=37,
-        log_to_mlflow=False,
-    )
+    for out, per_part in ((a, 1000), (b, 1000), (c, 37)):
+        predict.score(registered["uri"], registered["screening"], out, explain=2,
+                      patients_per_part=per_part, log_to_mlflow=False)  # fmt: skip
     assert a.read_bytes() == b.read_bytes()
     da, dc = pd.read_csv(a).set_index("patient_id"), pd.read_csv(c).set_index("patient_id")
     pd.testing.assert_frame_equal(da.sort_index(), dc.sort_index())
