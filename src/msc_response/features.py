@@ -18,6 +18,7 @@ from . import labels as labels_mod
 from . import scores
 from .config import ExperimentConfig
 from .dataset import Study, load_study
+from .domain import regimen_features
 from .errors import DataError, Problem
 from .io import write_json, write_table
 
@@ -112,8 +113,6 @@ SCORE_TESTS = ("bilirubin", "albumin", "inr", "pt", "pt_control", "creatinine", 
 
 #: Scores computed at baseline; each is the feature ``baseline_<score>``.
 BASELINE_SCORES = ("child_pugh", "meld", "meld_na", "meld3")
-
-REGIMEN_FEATURES = ("dose_per_infusion_1e8", "n_infusions", "cumulative_dose_1e8", "interval_days")
 
 
 @dataclass
@@ -432,12 +431,8 @@ def _cell_features(study: Study, config: ExperimentConfig, n: int) -> dict[str, 
 def _regimen_features(patients: pd.DataFrame) -> dict[str, np.ndarray]:
     if "dose_per_infusion" not in patients or "n_infusions" not in patients:
         return {}
-    dose = patients["dose_per_infusion"].to_numpy(dtype=float) / 1e8
-    n_inf = patients["n_infusions"].to_numpy(dtype=float)
-    out = {"dose_per_infusion_1e8": dose, "n_infusions": n_inf, "cumulative_dose_1e8": dose * n_inf}
-    if "interval_days" in patients:
-        out["interval_days"] = patients["interval_days"].to_numpy(dtype=float)
-    return out
+    interval = patients["interval_days"] if "interval_days" in patients else None
+    return regimen_features(patients["dose_per_infusion"], patients["n_infusions"], interval)
 
 
 def sidecar(out: str | Path, suffix: str) -> Path:

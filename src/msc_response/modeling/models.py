@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..config import ExperimentConfig
-from ..features import REGIMEN_FEATURES
+from ..domain import REGIMEN_FEATURES
 
 
 @dataclass(frozen=True)

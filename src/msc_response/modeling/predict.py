@@ -30,10 +30,10 @@ import pandas as pd
 from .. import tracking
 from ..config import config_from_dict
 from ..dataset import is_simulated, study_from_frames
+from ..domain import REGIMEN_FEATURES, arm_regimens
 from ..errors import ConfigError, DataError, Problem
 from ..features import (
     BASELINE_SCORES,
-    REGIMEN_FEATURES,
     features_from_study,
     patient_flow,
     sidecar,
@@ -125,18 +125,6 @@ def load_model(uri: str) -> LoadedModel:
     if not model_file.is_file():
         raise ConfigError(f"--model {uri!r}: the model file {model_file.name!r} is missing")
     return LoadedModel(uri, name or spec.get("experiment", ""), version, spec, str(model_file))
-
-
-def trial_regimens() -> list[tuple[str, dict[str, float]]]:
-    """The regimen features of each arm of the phase Ia/Ib trial."""
-    from ..simulate import TRIAL_ARMS
-
-    return [
-        (a.name, {"dose_per_infusion_1e8": a.dose_per_infusion / 1e8, "n_infusions": float(a.n_infusions),
-                  "cumulative_dose_1e8": a.dose_per_infusion * a.n_infusions / 1e8,
-                  "interval_days": float(a.interval_days)})
-        for a in TRIAL_ARMS
-    ]  # fmt: skip
 
 
 def _check_compatible(trained: dict[str, str], lab_units: dict[str, str], file: str) -> None:
@@ -273,7 +261,7 @@ def _with_explanations(scored: pd.DataFrame, X: pd.DataFrame, contrib: np.ndarra
 
 def _add_regimens(scored: pd.DataFrame, X: pd.DataFrame, probability) -> None:
     """``probability_under_<arm>``: ``probability(X)`` with each trial arm's regimen set."""
-    for arm, values in trial_regimens():
+    for arm, values in arm_regimens():
         Xr = X.copy()
         for k, v in values.items():
             if k in Xr:

@@ -1,0 +1,65 @@
+"""Domain facts of the phase Ia/Ib trial, each stated once.
+
+Shi L, Zhang Z, Mei S, et al. Signal Transduct Target Ther 2025;10:238 (NCT05227846,
+NCT05984303). The simulator draws its cohorts from these arms, the feature builder turns
+a patient's regimen into features with :func:`regimen_features`, and what-if scoring
+sets each arm's regimen with :func:`arm_regimens`: one formula for all three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Cells per unit of the dose features (doses are given in multiples of 10^8 cells).
+DOSE_UNIT = 1e8
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A dosing regimen and its size in the trial design."""
+
+    name: str
+    dose_per_infusion: float  # cells
+    n_infusions: int
+    interval_days: int
+    size: int
+
+
+#: The trial's arms. Phase Ia: four single-dose cohorts of 6. Phase Ib: three weekly
+#: infusions of 1.0 or 2.0 x 10^8 cells (the split of its 9 patients is an assumption of
+#: the simulator's default design; see ``simulate.py``).
+TRIAL_ARMS: tuple[Arm, ...] = (
+    Arm("Ia 0.5e8 x1", 0.5e8, 1, 0, 6),
+    Arm("Ia 1.0e8 x1", 1.0e8, 1, 0, 6),
+    Arm("Ia 1.5e8 x1", 1.5e8, 1, 0, 6),
+    Arm("Ia 2.0e8 x1", 2.0e8, 1, 0, 6),
+    Arm("Ib 1.0e8 x3", 1.0e8, 3, 7, 9),
+    Arm("Ib 2.0e8 x3", 2.0e8, 3, 7, 9),
+)
+
+#: The regimen features, in order.
+REGIMEN_FEATURES = ("dose_per_infusion_1e8", "n_infusions", "cumulative_dose_1e8", "interval_days")
+
+
+def regimen_features(dose_per_infusion, n_infusions, interval_days=None) -> dict[str, np.ndarray]:
+    """The regimen as features: dose per infusion and cumulative dose in 10^8 cells.
+
+    ``interval_days`` may be None (a study without it has no ``interval_days`` feature).
+    """
+    dose = np.asarray(dose_per_infusion, dtype=float) / DOSE_UNIT
+    n_inf = np.asarray(n_infusions, dtype=float)
+    out = {"dose_per_infusion_1e8": dose, "n_infusions": n_inf, "cumulative_dose_1e8": dose * n_inf}
+    if interval_days is not None:
+        out["interval_days"] = np.asarray(interval_days, dtype=float)
+    return out
+
+
+def arm_regimens(arms: tuple[Arm, ...] = TRIAL_ARMS) -> list[tuple[str, dict[str, float]]]:
+    """Each arm's name and regimen features (what-if scoring sets these)."""
+    return [
+        (a.name, {k: float(v) for k, v in
+                  regimen_features(a.dose_per_infusion, a.n_infusions, a.interval_days).items()})
+        for a in arms
+    ]  # fmt: skip
