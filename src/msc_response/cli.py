@@ -52,9 +52,9 @@ def scores(
     output: Path = typer.Argument(..., help="Output table, CSV or Parquet (by extension)."),
 ) -> None:
     """Compute Child-Pugh, MELD, MELD-Na and MELD 3.0 for every row of a visit table."""
-    from .dataset import read_visit_table
     from .features import with_scores
     from .io import table_format, write_table
+    from .visits import read_visit_table
 
     try:
         table_format(output)
