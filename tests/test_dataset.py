@@ -1,4 +1,8 @@
-"""Validation of a study directory: every rule reports file, row and column, all at once."""
+"""Validation of a study directory: every rule reports file, row and column, all at once.
+
+Structural problems raise; row problems are collected in ``Study.problems`` (the verbs'
+policy decides what they mean: see test_intake.py).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,18 @@ import pandas as pd
 import pytest
 
 from conftest import LABS, PATIENTS, write_study
-from msc_response.dataset import load_study
 from msc_response.errors import DataError
+from msc_response.study import load_study
+from msc_response.study.problems import as_problems
 
 
 def problems_of(directory) -> list[str]:
-    with pytest.raises(DataError) as info:
-        load_study(directory)
-    return [str(p) for p in info.value.problems]
+    """Structural problems (raised) or row problems (collected), as messages."""
+    try:
+        study = load_study(directory)
+    except DataError as err:
+        return [str(p) for p in err.problems]
+    return [str(p) for p in as_problems(study.problems)]
 
 
 def test_valid_study_loads_in_canonical_units(study_dir):
@@ -62,12 +70,19 @@ def test_every_lab_problem_is_reported_at_once(tmp_path):
     assert "row 50, column 'value': value 'abc' is not a number" in text
     assert "row 51, column 'patient_id': patient_id 'P9' is not in the patients table" in text
     assert "row 52, column 'value': ascites value 3.0" in text
-    assert "row 53, column 'unit': test 'platelets' changes unit from '10^9/L' to '10^12/L'" in text
+    assert (
+        "row 53, column 'unit': test 'platelets' is in '10^12/L' here, but in '10^9/L' in its first row"
+        in text
+    )
     assert "row 55, column 'day'" in text and "not a whole number" in text
     # the conflicting duplicate is checked on data that passed the other rules
     clean = LABS + "P1,0,bilirubin,3.3,mg/dL\n"
-    dup = "\n".join(problems_of(write_study(tmp_path / "d", labs=clean)))
-    assert "conflicting duplicate of test 'bilirubin' on day 0" in dup
+    dup = problems_of(write_study(tmp_path / "d", labs=clean))
+    assert [p.split(":")[0] for p in dup] == [
+        "labs.csv, row 2, column 'value'",
+        "labs.csv, row 48, column 'value'",
+    ]
+    assert all("conflicting duplicate of test 'bilirubin' on day 0" in p for p in dup)
 
 
 def test_identical_duplicates_are_dropped(tmp_path):
@@ -78,16 +93,24 @@ def test_identical_duplicates_are_dropped(tmp_path):
     assert len(p1) == 1
 
 
+def test_duplicate_patient_ids_are_structural(tmp_path):
+    patients = PATIENTS + "P1,M,50,HBV,A,1e8,1,0\n"
+    with pytest.raises(DataError) as info:
+        load_study(write_study(tmp_path / "s", patients=patients))
+    assert [str(p) for p in info.value.problems] == [
+        "patients.csv, row 1, column 'patient_id': duplicate patient_id 'P1'",
+        "patients.csv, row 5, column 'patient_id': duplicate patient_id 'P1'",
+    ]
+
+
 def test_patient_problems(tmp_path):
-    patients = (
-        PATIENTS + "P1,M,50,HBV,A,1e8,1,0\nP5,X,200,HBV,A,1e8,1.5,0\nP6,F,abc,HBV,A,1e8,1,0\n"
-    )
+    patients = PATIENTS + "P5,X,200,HBV,A,1e8,1.5,0\nP6,F,abc,HBV,A,1e8,1,0\n"
     text = "\n".join(problems_of(write_study(tmp_path / "s", patients=patients)))
-    assert "patients.csv, row 5, column 'patient_id': duplicate patient_id 'P1'" in text
-    assert "row 6, column 'sex'" in text
-    assert "row 6, column 'age_years'" in text
-    assert "row 6, column 'n_infusions'" in text
-    assert "row 7, column 'age_years': value 'abc' is not a number" in text
+    assert "row 5, column 'sex'" in text
+    assert "row 5, column 'age_years'" in text
+    assert "row 5, column 'n_infusions'" in text
+    assert "row 6, column 'age_years': value 'abc' is not a number" in text
+    assert "row 6, column 'age_years': age_years is missing" not in text  # said once
 
 
 def test_missing_columns_and_files(tmp_path):
@@ -100,7 +123,7 @@ def test_missing_columns_and_files(tmp_path):
 
 def test_ambiguous_table_format(study_dir):
     pd.read_csv(study_dir / "labs.csv").to_parquet(study_dir / "labs.parquet")
-    assert any("both labs.csv and labs.parquet exist" in p for p in problems_of(study_dir))
+    assert any("labs.csv and labs.parquet both exist" in p for p in problems_of(study_dir))
 
 
 def test_cell_problems(tmp_path):

@@ -189,7 +189,7 @@ def test_cli_build_features_writes_all_outputs(study_dir, tmp_path):
 
 
 def test_cli_bad_data_exits_2_and_writes_nothing(tmp_path):
-    d = write_study(tmp_path / "s", labs=LABS + "P1,1,albumin,38,g/dL\n")
+    d = write_study(tmp_path / "s", labs=LABS + "P1,-1,albumin,38,g/dL\n")  # in the baseline window
     config = tmp_path / "c.yaml"
     config.write_text("name: t\n")
     out = tmp_path / "out" / "features.parquet"

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import LABS, write_study
 from msc_response import tracking
 from msc_response.cli import app
 from msc_response.config import config_from_dict
@@ -175,9 +174,13 @@ def test_empty_or_malformed_study_exits_2_with_no_output(registered, tmp_path):
     out = tmp_path / "p.csv"
     with pytest.raises(DataError, match="missing from the study directory"):
         predict.score(registered["uri"], empty, out, log_to_mlflow=False)
-    bad = write_study(tmp_path / "bad", labs=LABS + "P1,1,albumin,38,g/dL\n")
-    with pytest.raises(DataError, match=r"labs.csv, row 48, column 'value'"):
-        predict.score(registered["uri"], bad, out, log_to_mlflow=False)
+    bad = tmp_path / "bad"
+    shutil.copytree(registered["screening"], bad)
+    with open(bad / "labs.csv", "a") as f:
+        f.write("SIM-0000003,0,albumin,38,g/dL\n")
+    row = sum(1 for _ in open(bad / "labs.csv")) - 1
+    with pytest.raises(DataError, match=rf"labs.csv, row {row}, column 'value'"):
+        predict.score(registered["uri"], bad, out, strict=True, log_to_mlflow=False)
     assert not out.exists() and not out.with_name("p.rejected.csv").exists()
 
 
@@ -218,11 +221,14 @@ def test_unit_change_of_an_unconvertible_test_is_an_error(registered, tmp_path):
     labs = pd.read_csv(d / "labs.csv")
     labs.loc[labs["test"] == "platelets", "unit"] = "10^3/uL"
     labs.to_csv(d / "labs.csv", index=False)
-    with pytest.raises(
-        DataError,
-        match="test 'platelets' is in '10\\^3/uL' here but the model was trained on '10\\^9/L'",
-    ):
-        predict.score(registered["uri"], d, tmp_path / "p.csv", log_to_mlflow=False)
+    message = (
+        "test 'platelets' is in '10\\^3/uL' here, but in '10\\^9/L' in the model's training data"
+    )
+    with pytest.raises(DataError, match=message):
+        predict.score(registered["uri"], d, tmp_path / "p.csv", strict=True, log_to_mlflow=False)
+    summary = predict.score(registered["uri"], d, tmp_path / "p.csv", log_to_mlflow=False)
+    assert summary["counts"] == {"patients_in_input": 300, "scored": 0, "rejected": 300}
+    assert summary["rejected_by_reason"] == {"bad data (unit differs)": 300}
 
 
 def test_non_number_in_a_streamed_csv_names_file_row_and_column(registered, tmp_path):
@@ -234,11 +240,17 @@ def test_non_number_in_a_streamed_csv_names_file_row_and_column(registered, tmp_
     lines[5] = ",".join(fields)
     (d / "labs.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "p.csv"
-    with pytest.raises(
-        DataError, match=r"labs.csv, row 5, column 'value': value 'abc' is not a number"
-    ):
-        predict.score(registered["uri"], d, out, log_to_mlflow=False)
+    message = "labs.csv, row 5, column 'value': value 'abc' is not a number"
+    with pytest.raises(DataError, match=message):
+        predict.score(registered["uri"], d, out, strict=True, log_to_mlflow=False)
     assert not out.exists()
+    summary = predict.score(registered["uri"], d, out, log_to_mlflow=False)
+    rejected = pd.read_csv(out.with_name("p.rejected.csv"), dtype=str)
+    assert rejected[["patient_id", "reason"]].values.tolist() == [["SIM-0000001", message]]
+    assert summary["rows_with_problems"] == {"not a number": 1}
+    assert pd.read_csv(out.with_name("p.problems.csv"))["message"].tolist() == [
+        "value 'abc' is not a number"
+    ]
 
 
 def test_workers_order_and_format_do_not_change_the_predictions(registered, tmp_path):

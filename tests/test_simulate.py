@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from msc_response import simulate as sim
 from msc_response.cli import app
-from msc_response.dataset import load_study
+from msc_response.study import load_study
 
 runner = CliRunner()
 

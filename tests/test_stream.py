@@ -11,7 +11,7 @@ import pytest
 
 from conftest import write_study
 from msc_response.errors import DataError, Problem
-from msc_response.stream import NotGrouped, RowRange, StudySource, materialise
+from msc_response.study.reader import NotGrouped, RowRange, StudySource, materialise
 
 
 def _frames(chunks) -> dict[str, pd.DataFrame]:

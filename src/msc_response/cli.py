@@ -6,6 +6,7 @@ and exits with status 2; nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import typer
 from rich.console import Console
 
 from .errors import ConfigError, DataError
+from .study.problems import as_problems
 
 app = typer.Typer(
     help="Predict response to mesenchymal stromal cell therapy in decompensated cirrhosis.",
@@ -32,7 +34,7 @@ def _main() -> None:
 
 
 def _bad_input_exits(func):
-    """Map bad input to exit code 2 with every problem printed; other errors are bugs."""
+    """Map bad input to exit code 2 with the problems printed; other errors are bugs."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -45,6 +47,27 @@ def _bad_input_exits(func):
     return wrapper
 
 
+@contextlib.contextmanager
+def _problem_list_beside(out: Path | None):
+    """On a DataError with more row problems than shown, write the full list beside ``out``.
+
+    It is the only file written on such an error; without ``out`` every problem is printed.
+    """
+    try:
+        yield
+    except DataError as err:
+        if err.table is not None and err.hidden:
+            if out is None:
+                raise DataError(as_problems(err.table)) from None
+            from .features import sidecar, write_problems
+
+            path = write_problems(err.table, sidecar(out, ".problems.csv"))
+            err_console.print(
+                f"every problem ({err.n_problems}) is listed in {path}", highlight=False
+            )
+        raise
+
+
 @app.command()
 @_bad_input_exits
 def scores(
@@ -52,8 +75,8 @@ def scores(
     output: Path = typer.Argument(..., help="Output table, CSV or Parquet (by extension)."),
 ) -> None:
     """Compute Child-Pugh, MELD, MELD-Na and MELD 3.0 for every row of a visit table."""
-    from .features import with_scores
     from .io import table_format, write_table
+    from .scores import with_scores
     from .visits import read_visit_table
 
     try:
@@ -87,6 +110,11 @@ def build_features_cmd(
     data: Path | None = typer.Option(
         None, "--data", help="Study directory (overrides the config's `data`)."
     ),
+    exclude_bad_patients: bool = typer.Option(
+        False,
+        "--exclude-bad-patients",
+        help="Exclude patients with bad rows (listed with reasons) instead of stopping.",
+    ),
 ) -> None:
     """Build the feature table with labels, the exclusion list and the patient flow."""
     from .config import load_config
@@ -98,7 +126,10 @@ def build_features_cmd(
     except ValueError as err:
         raise ConfigError(f"--out: {err}") from None
     cfg = load_config(config).with_data(data)
-    fs = build_features(cfg, labels=True)
+    with _problem_list_beside(out):
+        fs = build_features(
+            cfg, labels=True, bad_rows="exclude" if exclude_bad_patients else "error"
+        )
     written = write_feature_set(fs, out)
     console.print(_flow_box(fs.flow), highlight=False)
     for path in written:
@@ -151,6 +182,11 @@ def train(
         None, "--data", help="Study directory (overrides the config's `data`)."
     ),
     summary: Path | None = typer.Option(None, "--summary", help="Write the summary JSON here."),
+    exclude_bad_patients: bool = typer.Option(
+        False,
+        "--exclude-bad-patients",
+        help="Exclude patients with bad rows (reasons in the patient flow) instead of stopping.",
+    ),
 ) -> None:
     """Validate candidates and baselines, refit the best, log to MLflow and register it."""
     from rich.table import Table
@@ -159,7 +195,8 @@ def train(
     from .modeling.train import train as run
 
     cfg = load_config(config).with_data(data)
-    result = run(cfg, summary_path=summary)
+    with _problem_list_beside(summary):
+        result = run(cfg, summary_path=summary, exclude_bad_patients=exclude_bad_patients)
     console.print(_flow_box(result["patient_flow"]), highlight=False)
     table = Table(
         title=f"{result['experiment']}" + (" (SIMULATED data)" if result["simulated_data"] else "")
@@ -217,12 +254,16 @@ def score(
     jobs: int = typer.Option(
         0, "--jobs", help="Worker processes (0: one per core; 1: score in this process)."
     ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Any bad row is an error (default: its patient is rejected)."
+    ),
 ) -> None:
     """Score every patient of a study directory with a registered model, with explanations."""
     from .modeling.predict import score as run
 
-    summary = run(model, data, out, explain=explain, regimens=regimens, engine=engine,
-                  patients_per_part=chunk, jobs=jobs or None)  # fmt: skip
+    with _problem_list_beside(out):
+        summary = run(model, data, out, explain=explain, regimens=regimens, engine=engine,
+                      patients_per_part=chunk, jobs=jobs or None, strict=strict)  # fmt: skip
     c = summary["counts"]
     console.print(
         f"{summary['registered_model']} v{summary['version']}: scored {c['scored']} of {c['patients_in_input']} "
@@ -231,6 +272,11 @@ def score(
     )
     for reason, n in summary["rejected_by_reason"].items():
         console.print(f"  rejected ({reason}): {n}", highlight=False)
+    if summary["problems_file"]:
+        n_rows = sum(summary["rows_with_problems"].values())
+        console.print(f"  {n_rows} row(s) with problems (not used), listed in {summary['problems_file']}; "
+                      f"{summary['rows_with_problems_outside_windows']} of them outside every window the model reads",
+                      highlight=False)  # fmt: skip
     if "note" in summary:
         console.print(f"[yellow]note:[/] {summary['note']}")
     console.print(f"run summary -> {out.with_name(out.stem + '.summary.json')}", highlight=False)

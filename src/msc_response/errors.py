@@ -45,21 +45,35 @@ class Problem:
 
 
 class DataError(Exception):
-    """Bad input data: carries every :class:`Problem` found."""
+    """Bad input data: carries every :class:`Problem` found.
 
-    def __init__(self, problems: list[Problem], *, limit: int = 50):
+    Row problems can be many: then ``problems`` are the ones shown (the first of each
+    kind), ``hidden`` counts the rest and ``table`` holds them all (a DataFrame with
+    file, row, column, patient_id, rule, message), for the caller to write out.
+    """
+
+    def __init__(self, problems: list[Problem], *, limit: int = 50, table=None, hidden: int = 0):
         if not problems:
             raise ValueError("DataError needs at least one problem")
-        self.problems = list(problems)
+        self.problems, self.table, self.hidden = list(problems), table, hidden
         shown = "\n".join(f"  - {p}" for p in self.problems[:limit])
-        more = len(self.problems) - limit
-        if more > 0:
+        more = self.n_problems - min(limit, len(self.problems))
+        if more:
             shown += f"\n  ... and {more} more"
-        super().__init__(f"{len(self.problems)} problem(s) in the input:\n{shown}")
+        super().__init__(f"{self.n_problems} problem(s) in the input:\n{shown}")
+
+    @property
+    def n_problems(self) -> int:
+        """Every problem found, shown or not."""
+        return len(self.problems) + self.hidden
 
     def __reduce__(self):
         # rebuilt from the problems (not the message) when it crosses a process boundary
-        return (self.__class__, (self.problems,))
+        return (_rebuild_data_error, (self.problems, self.table, self.hidden))
+
+
+def _rebuild_data_error(problems, table, hidden):
+    return DataError(problems, table=table, hidden=hidden)
 
 
 class ConfigError(ValueError):

@@ -1,8 +1,11 @@
-"""Feature builders: validated tables to one feature table per patient.
+"""Feature builders: a validated study to one feature table per patient, with labels.
 
-:func:`add_scores` computes the liver scores of a wide table whose score inputs are in
-canonical units; the study-level builder (:func:`build_features`) picks baseline and
-follow-up values from long-format labs and calls it.
+Baseline and follow-up values are picked from long-format labs by day windows, the liver
+scores are computed from them (:func:`msc_response.scores.add_scores`), cell fractions
+and the regimen are added, and every patient of the input ends up either in the table
+or in the exclusions with a reason (bad rows first, see :mod:`msc_response.study.policy`).
+Training, scoring, validation and the API all build features through
+:func:`features_from_study`.
 """
 
 from __future__ import annotations
@@ -17,87 +20,12 @@ import pandas as pd
 from . import labels as labels_mod
 from . import scores
 from .config import ExperimentConfig
-from .dataset import Study, load_study
-from .domain import regimen_features
+from .domain import REGIMEN_FEATURES, regimen_features
 from .errors import DataError, Problem
 from .io import write_json, write_table
-
-#: Output columns of :func:`add_scores`.
-SCORE_COLUMNS = ["child_pugh", "child_pugh_class", "meld", "meld_na", "meld3"]
-
-CHOLESTATIC_ETIOLOGIES = frozenset({"pbc", "psc"})
-
-
-def cholestatic_mask(etiology: pd.Series | None, index) -> np.ndarray:
-    """True where the etiology is PBC or PSC (the Child-Pugh bilirubin variant applies)."""
-    if etiology is None:
-        return np.zeros(len(index), dtype=bool)
-    cat = etiology.astype("category")  # string work once per distinct etiology, not per row
-    names = pd.Index(cat.cat.categories.astype(str)).str.strip().str.lower()
-    flags = np.append(names.isin(CHOLESTATIC_ETIOLOGIES), False)  # code -1 (missing): False
-    return flags[cat.cat.codes.to_numpy()]
-
-
-def add_scores(canonical: pd.DataFrame) -> pd.DataFrame:
-    """Child-Pugh (score and class), MELD, MELD-Na and MELD 3.0 of every row.
-
-    Parameters
-    ----------
-    canonical : DataFrame
-        Columns ``bilirubin``, ``albumin``, ``inr``, ``creatinine``, ``sodium`` (canonical
-        units), ``ascites``, ``encephalopathy``, ``dialysis``, optionally ``pt`` and
-        ``pt_control`` (seconds), ``sex`` (F/M) and ``etiology`` (PBC/PSC use the
-        cholestatic bilirubin bands).
-
-    Returns
-    -------
-    DataFrame
-        The columns of :data:`SCORE_COLUMNS`, on the index of ``canonical``.
-    """
-    c = canonical
-    col = lambda name: c[name].to_numpy(dtype=float) if name in c else np.full(len(c), np.nan)  # noqa: E731
-    cp = scores.child_pugh(
-        col("bilirubin"), col("albumin"), col("inr"), col("ascites"), col("encephalopathy"),
-        pt=col("pt"), pt_control=col("pt_control"),
-        cholestatic=cholestatic_mask(c.get("etiology"), c.index),
-    )  # fmt: skip
-    dialysis = col("dialysis")
-    if "sex" in c:
-        sex = c["sex"].to_numpy()
-        female = np.where(sex == "F", 1.0, np.where(sex == "M", 0.0, np.nan))
-    else:
-        female = np.full(len(c), np.nan)
-    out = pd.DataFrame(index=c.index)
-    out["child_pugh"] = cp
-    out["child_pugh_class"] = scores.child_pugh_class(cp)
-    out["meld"] = scores.meld(col("bilirubin"), col("inr"), col("creatinine"), dialysis)
-    out["meld_na"] = scores.meld_na(
-        col("bilirubin"), col("inr"), col("creatinine"), col("sodium"), dialysis
-    )
-    out["meld3"] = scores.meld3(
-        col("bilirubin"),
-        col("inr"),
-        col("creatinine"),
-        col("sodium"),
-        col("albumin"),
-        female,
-        dialysis,
-    )
-    return out
-
-
-def with_scores(raw: pd.DataFrame, canonical: pd.DataFrame) -> pd.DataFrame:
-    """``raw`` with the score columns of ``canonical`` appended (existing score columns replaced)."""
-    scored = add_scores(canonical)
-    for col in ("child_pugh", "meld", "meld_na", "meld3"):  # whole points, missing allowed
-        scored[col] = scored[col].astype("Int64")
-    return pd.concat(
-        [raw.drop(columns=[c for c in scored.columns if c in raw.columns]), scored], axis=1
-    )
-
-
-# ----------------------------------------------------------------------------------------
-# the study-level feature builder
+from .study import Study, load_study
+from .study import policy as bad_rows_policy
+from .study.problems import counts_by_rule, empty_problems
 
 #: The lab tests each endpoint needs (``inr`` may be replaced by ``pt`` and ``pt_control``).
 ENDPOINT_TESTS: dict[str, tuple[str, ...]] = {
@@ -114,6 +42,12 @@ SCORE_TESTS = ("bilirubin", "albumin", "inr", "pt", "pt_control", "creatinine", 
 #: Scores computed at baseline; each is the feature ``baseline_<score>``.
 BASELINE_SCORES = ("child_pugh", "meld", "meld_na", "meld3")
 
+#: Columns of the exclusions table (and of a scoring job's rejected file).
+EXCLUSION_COLUMNS = ["patient_id", "reason", "category"]
+
+_REGIMEN_UNITS = {"dose_per_infusion_1e8": "1e8 cells", "n_infusions": "infusions",
+                  "cumulative_dose_1e8": "1e8 cells", "interval_days": "days"}  # fmt: skip
+
 
 @dataclass
 class FeatureSet:
@@ -128,15 +62,24 @@ class FeatureSet:
     feature_columns : list of str
         The model inputs, in order.
     exclusions : DataFrame
-        ``patient_id``, ``reason``: every patient of the input not in ``table``.
+        ``patient_id``, ``reason``, ``category``: every patient of the input not in
+        ``table`` (``category`` groups reasons for the flow box).
     assumptions : DataFrame
         ``patient_id``, ``visit``, ``assumption``: every assumed value (``assume``, PT for INR).
     flow : dict
-        Patient counts: in the input, excluded by reason, included, responders.
+        Patient counts: in the input, excluded by category, included, responders; rows
+        with problems by rule.
     lab_units : dict
         The unit of every lab test as used in the features.
     derived_cells : DataFrame or None
         MX1+ monocyte fractions derived from ``cells.h5ad``, in the ``cells`` form.
+    problems : DataFrame
+        Every row problem of the study, with ``in_window`` (whether it mattered).
+    feature_spec : list of dict
+        Per feature column: ``name``, ``kind`` (patient, lab, score, cells,
+        cells_landmark, cells_change, regimen), ``source`` (the test, score, population
+        or patient column it comes from) and ``unit``. Stored with a model, so scoring
+        knows what each input needs without parsing column names.
     """
 
     table: pd.DataFrame
@@ -146,11 +89,23 @@ class FeatureSet:
     flow: dict
     lab_units: dict[str, str] = field(default_factory=dict)
     derived_cells: pd.DataFrame | None = None
+    problems: pd.DataFrame = field(default_factory=empty_problems)
+    feature_spec: list[dict] = field(default_factory=list)
 
 
 def slug(name: str) -> str:
     """A column-safe name: ``"MX1+ monocytes"`` -> ``"mx1_monocytes"``."""
     return re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")
+
+
+def windows(config: ExperimentConfig, *, labels: bool) -> bad_rows_policy.Windows:
+    """The day ranges the config reads: baseline, follow-up (with labels), landmark (cells)."""
+    base = tuple(config.baseline_window)
+    ep = config.endpoint
+    followup = (ep.followup_day - ep.window_days, ep.followup_day + ep.window_days)
+    labs = (base, followup) if labels else (base,)
+    cells = (base, (1, config.landmark_day)) if config.landmark_day is not None else (base,)
+    return bad_rows_policy.Windows(labs, cells)
 
 
 def pick_values(
@@ -179,30 +134,30 @@ def pick_values(
     days = np.full(n_patients * n_codes, np.nan)
     values[cell[chosen]] = v[chosen]
     days[cell[chosen]] = d[chosen]
-    values, days = values.reshape(n_patients, n_codes), days.reshape(n_patients, n_codes)
-    return values, days
+    return values.reshape(n_patients, n_codes), days.reshape(n_patients, n_codes)
+
+
+def _missing_components(score: str, has) -> list[str]:
+    """The components of ``score`` that ``has(test)`` says are absent (PT may stand in for INR)."""
+    missing = [t for t in ENDPOINT_TESTS[score] if not has(t)]
+    if (
+        "inr" in missing
+        and score == "child_pugh"
+        and scores.pt_replaces_inr(False, has("pt"), has("pt_control"))
+    ):
+        missing.remove("inr")
+    return missing
 
 
 def _check_endpoint_computable(study: Study, config: ExperimentConfig) -> None:
-    present = set(
-        map(str, study.labs["test"].cat.categories[study.labs["test"].cat.codes.unique()])
+    present = set(study.labs["test"].cat.remove_unused_categories().cat.categories.astype(str))
+    missing = _missing_components(
+        config.endpoint.score, lambda t: t in present or t in config.assume
     )
-    needed = ENDPOINT_TESTS[config.endpoint.score]
     problems = []
-    for test in needed:
-        if test in present or test in config.assume:
-            continue
-        if (
-            test == "inr"
-            and {"pt", "pt_control"} <= present
-            and config.endpoint.score == "child_pugh"
-        ):
-            continue
-        advice = (
-            f" (or set assume: {{{test}: VALUE}} in the config)"
-            if test in ("ascites", "encephalopathy", "dialysis")
-            else ""
-        )
+    for test in missing:
+        advice = (f" (or set assume: {{{test}: VALUE}} in the config)"
+                  if test in ("ascites", "encephalopathy", "dialysis") else "")  # fmt: skip
         problems.append(Problem(study.files["labs"].name, None, "test",
                                 f"endpoint {config.endpoint.score!r} needs test {test!r}, which is never measured{advice}"))  # fmt: skip
     if problems:
@@ -214,33 +169,55 @@ def _wide_scores(values: dict[str, np.ndarray], patients: pd.DataFrame) -> pd.Da
     frame["sex"] = patients["sex"].to_numpy()
     if "etiology" in patients:
         frame["etiology"] = patients["etiology"].to_numpy()
-    return add_scores(frame)
+    return scores.add_scores(frame)
 
 
 def _endpoint_values(score: str, tests: dict[str, np.ndarray], scored: pd.DataFrame) -> np.ndarray:
     return tests["albumin"] if score == "albumin" else scored[score].to_numpy(dtype=float)
 
 
-def _missing_components(score: str, tests: dict[str, np.ndarray], i: int) -> list[str]:
-    missing = []
-    for t in ENDPOINT_TESTS[score]:
-        v = tests.get(t)
-        if v is None or np.isnan(v[i]):
-            if (
-                t == "inr"
-                and score == "child_pugh"
-                and all(
-                    tests.get(x) is not None and not np.isnan(tests[x][i])
-                    for x in ("pt", "pt_control")
-                )
-            ):
-                continue
-            missing.append(t)
-    return missing
+class _Assumptions:
+    """Values the builder assumed, recorded per patient and visit (one frame per rule)."""
+
+    def __init__(self, ids: np.ndarray):
+        self.ids, self.frames = ids, []
+
+    def record(self, mask: np.ndarray, visit: str, text: str) -> None:
+        if mask.any():  # one frame per rule: a site without a test may assume it for everyone
+            self.frames.append(
+                pd.DataFrame({"patient_id": self.ids[mask], "visit": visit, "assumption": text})
+            )
+
+    def columns(self, values, test_names, config, visit: str, usable) -> dict[str, np.ndarray]:
+        """Per test, the picked value of every patient, with ``assume`` filled in and recorded."""
+        n = len(self.ids)
+        cols = {t: values[:, j].copy() for j, t in enumerate(test_names)}
+        for test, assumed in config.assume.items():
+            col = cols.setdefault(test, np.full(n, np.nan))
+            fill = np.isnan(col) & usable
+            col[fill] = assumed
+            self.record(fill, visit, f"{test} = {assumed:g} assumed (not recorded)")
+        has = {
+            t: ~np.isnan(cols[t]) if t in cols else np.zeros(n, dtype=bool)
+            for t in ("inr", "pt", "pt_control")
+        }
+        uses_pt = usable & scores.pt_replaces_inr(has["inr"], has["pt"], has["pt_control"])
+        self.record(uses_pt, visit, "Child-Pugh coagulation from PT over control (INR missing)")
+        return cols
+
+    def frame(self, keep_ids) -> pd.DataFrame:
+        if not self.frames:
+            return pd.DataFrame(columns=["patient_id", "visit", "assumption"])
+        out = pd.concat(self.frames, ignore_index=True)
+        return out[out["patient_id"].isin(keep_ids)].reset_index(drop=True)
 
 
 def build_features(
-    config: ExperimentConfig, data_dir: str | Path | None = None, *, labels: bool = True
+    config: ExperimentConfig,
+    data_dir: str | Path | None = None,
+    *,
+    labels: bool = True,
+    bad_rows: str = "error",
 ) -> FeatureSet:
     """Read a study directory and build the feature table (training and scoring share this).
 
@@ -253,162 +230,193 @@ def build_features(
     labels : bool
         Also compute the follow-up endpoint and the response label (training). Scoring
         passes ``False``: no follow-up is needed then.
+    bad_rows : {"error", "exclude"}
+        What a row problem that matters does: stop with every problem, or exclude the
+        patient (see :mod:`msc_response.study.policy`).
 
     Raises
     ------
     DataError
-        Any problem in the input files, or an endpoint the data cannot give.
+        A structural problem, a row problem with ``bad_rows="error"``, or an endpoint the
+        data cannot give.
     """
     study = load_study(config.data if data_dir is None else data_dir, config.singlecell)
-    return features_from_study(study, config, labels=labels)
+    return features_from_study(study, config, labels=labels, bad_rows=bad_rows)
 
 
 def features_from_study(
-    study: Study, config: ExperimentConfig, *, labels: bool = True
+    study: Study, config: ExperimentConfig, *, labels: bool = True, bad_rows: str = "error"
 ) -> FeatureSet:
-    """:func:`build_features` on an already loaded :class:`~msc_response.dataset.Study`."""
+    """:func:`build_features` on an already loaded :class:`~msc_response.study.Study`."""
+    files = {k: (v.name + "/" if v.is_dir() else v.name) for k, v in study.files.items()}
+    problems = bad_rows_policy.mark_in_use(study.problems, windows(config, labels=labels), files)
+    bad_reason, bad_category = bad_rows_policy.apply(problems, bad_rows, len(study.patients))
     if labels:
         _check_endpoint_computable(study, config)
     patients, labs = study.patients, study.labs
     n = len(patients)
-    test_names = [str(t) for t in labs["test"].cat.categories]
-    codes = labs["test"].cat.codes.to_numpy()
+    test = labs["test"].cat.remove_unused_categories()
+    test_names = [str(t) for t in test.cat.categories]
+    _check_feature_names(test_names, files["labs"])
+    codes = test.cat.codes.to_numpy()
     pidx, day, value = labs["pidx"].to_numpy(), labs["day"].to_numpy(), labs["value"].to_numpy()
     lo, hi = config.baseline_window
     base_vals, _ = pick_values(pidx, day, codes, value, n, len(test_names), lo, hi)
     has_baseline = np.zeros(n, dtype=bool)
     has_baseline[pidx[(day >= lo) & (day <= hi)]] = True
 
-    assumptions: list[pd.DataFrame] = []
     ids = patients["patient_id"].to_numpy()
-
-    def record(mask: np.ndarray, visit: str, text: str) -> None:
-        if mask.any():  # one frame per rule: a site without a test may assume it for everyone
-            assumptions.append(
-                pd.DataFrame({"patient_id": ids[mask], "visit": visit, "assumption": text})
-            )
-
-    def columns(values: np.ndarray, visit: str, usable: np.ndarray) -> dict[str, np.ndarray]:
-        cols = {t: values[:, j].copy() for j, t in enumerate(test_names)}
-        for test, assumed in config.assume.items():
-            col = cols.setdefault(test, np.full(n, np.nan))
-            fill = np.isnan(col) & usable
-            col[fill] = assumed
-            record(fill, visit, f"{test} = {assumed:g} assumed (not recorded)")
-        inr, pt, ptc = (cols.get(t) for t in ("inr", "pt", "pt_control"))
-        if pt is not None and ptc is not None:
-            uses_pt = (
-                usable
-                & (np.isnan(inr) if inr is not None else True)
-                & ~np.isnan(pt)
-                & ~np.isnan(ptc)
-            )
-            record(uses_pt, visit, "Child-Pugh coagulation from PT over control (INR missing)")
-        return cols
-
-    base = columns(base_vals, "baseline", has_baseline)
+    assumed = _Assumptions(ids)
+    base = assumed.columns(base_vals, test_names, config, "baseline", has_baseline)
     base_scores = _wide_scores(base, patients)
 
-    reasons = np.full(n, None, dtype=object)
-    reasons[~has_baseline] = f"no baseline measurement in days {lo}..{hi}"
+    reasons = bad_reason.copy()
+    categories = bad_category.copy()
+
+    def exclude(mask: np.ndarray, reason, category: str | None = None) -> None:
+        mask = mask & (reasons == None)  # noqa: E711 - the first reason stands
+        reasons[mask] = reason if isinstance(reason, str) else reason[mask]
+        categories[mask] = category or reason
+
+    exclude(~has_baseline, f"no baseline measurement in days {lo}..{hi}")
     table = pd.DataFrame({"patient_id": ids})
     if "arm" in patients:
-        table["arm"] = patients["arm"].astype(str).where(patients["arm"].notna(), None).to_numpy()
+        table["arm"] = (
+            patients["arm"].astype(object).where(patients["arm"].notna(), None).to_numpy()
+        )
 
     feats: dict[str, np.ndarray] = {
         "age_years": patients["age_years"].to_numpy(dtype=float),
-        "female": (patients["sex"] == "F").to_numpy(dtype=float),
+        "female": np.where(
+            patients["sex"] == "F", 1.0, np.where(patients["sex"] == "M", 0.0, np.nan)
+        ),
     }
+    spec = [{"name": "age_years", "kind": "patient", "source": "age_years", "unit": "years"},
+            {"name": "female", "kind": "patient", "source": "sex", "unit": "flag"}]  # fmt: skip
     for t in test_names:
         feats[f"baseline_{slug(t)}"] = base[t]
+        spec.append(
+            {
+                "name": f"baseline_{slug(t)}",
+                "kind": "lab",
+                "source": t,
+                "unit": study.lab_units.get(t),
+            }
+        )
     for s in BASELINE_SCORES:
         feats[f"baseline_{s}"] = base_scores[s].to_numpy(dtype=float)
-    feats.update(_cell_features(study, config, n))
-    feats.update(_regimen_features(patients))
+        spec.append({"name": f"baseline_{s}", "kind": "score", "source": s, "unit": "points"})
+    for name, (values, kind, source) in _cell_features(study, config, n).items():
+        feats[name] = values
+        spec.append({"name": name, "kind": kind, "source": source, "unit": "fraction"})
+    for name, values in _regimen_features(patients).items():
+        feats[name] = values
+        spec.append({"name": name, "kind": "regimen", "source": name, "unit": _REGIMEN_UNITS[name]})
 
-    score = config.endpoint.score
-    if labels:
-        ep = config.endpoint
-        fu_vals, fu_days = pick_values(pidx, day, codes, value, n, len(test_names),
-                                       ep.followup_day - ep.window_days, ep.followup_day + ep.window_days,
-                                       target=ep.followup_day)  # fmt: skip
-        has_fu = ~np.all(np.isnan(fu_vals), axis=1)
-        fu = columns(fu_vals, f"day {ep.followup_day}", has_fu)
-        fu_scores = _wide_scores(fu, patients)
-        b_end = _endpoint_values(score, base, base_scores)
-        f_end = _endpoint_values(score, fu, fu_scores)
-        for i in np.flatnonzero((reasons == None) & np.isnan(b_end)):  # noqa: E711
-            reasons[i] = (
-                f"baseline {score} not computable: missing {', '.join(_missing_components(score, base, i))}"
-            )
-        no_fu = (reasons == None) & ~has_fu  # noqa: E711
-        reasons[no_fu] = (
-            f"no follow-up measurement in days {ep.followup_day - ep.window_days}..{ep.followup_day + ep.window_days}"
-        )
-        for i in np.flatnonzero((reasons == None) & np.isnan(f_end)):  # noqa: E711
-            reasons[i] = (
-                f"follow-up {score} not computable: missing {', '.join(_missing_components(score, fu, i))}"
-            )
-        change = labels_mod.endpoint_change(b_end, f_end)
-        endpoint_cols = [idx for idx, t in enumerate(test_names) if t in ENDPOINT_TESTS[score]]
-        used_day = (
-            np.nanmax(fu_days[:, endpoint_cols], axis=1, initial=-np.inf)
-            if endpoint_cols
-            else np.full(n, np.nan)
-        )
-        label_cols = {
-            "endpoint_baseline": b_end,
-            "endpoint_followup": f_end,
-            "endpoint_change": change,
-            "followup_day_used": np.where(np.isfinite(used_day), used_day, np.nan),
-            "response": labels_mod.response(change, ep.direction, ep.min_change),
-        }
-    else:
-        label_cols = {}
-
+    label_cols = (
+        _labels(study, config, assumed, base, base_scores, test_names, codes, exclude)
+        if labels
+        else {}
+    )
     feature_columns = list(feats)
     table = pd.concat([table, pd.DataFrame(feats), pd.DataFrame(label_cols)], axis=1)
     keep = reasons == None  # noqa: E711
     if labels:
         table["response"] = table["response"].astype("Int64")
-    exclusions = pd.DataFrame({"patient_id": ids[~keep], "reason": reasons[~keep].astype(str)})
-    assumptions_df = (
-        pd.concat(assumptions, ignore_index=True)
-        if assumptions
-        else pd.DataFrame(columns=["patient_id", "visit", "assumption"])
-    )
-    assumptions_df = assumptions_df[assumptions_df["patient_id"].isin(ids[keep])].reset_index(
-        drop=True
-    )
+    exclusions = pd.DataFrame({"patient_id": ids[~keep], "reason": reasons[~keep].astype(str),
+                               "category": categories[~keep].astype(str)})  # fmt: skip
     included = table[keep].reset_index(drop=True)
-    flow = patient_flow(n, exclusions, included if labels else None)
+    flow = patient_flow(n, exclusions, included if labels else None, problems)
     derived = None
     if study.cells_derived and study.cells is not None:
         derived = study.cells.assign(patient_id=ids[study.cells["pidx"].to_numpy()]).drop(
             columns="pidx"
         )
         derived = derived[["patient_id", "day", "population", "parent", "fraction"]]
-    return FeatureSet(
-        included, feature_columns, exclusions, assumptions_df, flow, dict(study.lab_units), derived
-    )
+    return FeatureSet(included, feature_columns, exclusions, assumed.frame(ids[keep]), flow,
+                      dict(study.lab_units), derived, problems, spec)  # fmt: skip
 
 
-def patient_flow(n_input: int, exclusions: pd.DataFrame, labelled: pd.DataFrame | None) -> dict:
-    """Counts for the flow box: input, each exclusion reason, included, responders."""
-    by_reason = exclusions["reason"].value_counts().sort_index()
+def _check_feature_names(test_names: list[str], file: str) -> None:
+    seen: dict[str, str] = {}
+    problems = []
+    for t in test_names:
+        if slug(t) in seen:
+            problems.append(Problem(file, None, "test", (
+                f"tests {seen[slug(t)]!r} and {t!r} give the same feature name "
+                f"'baseline_{slug(t)}'; name each test once")))  # fmt: skip
+        seen.setdefault(slug(t), t)
+    if problems:
+        raise DataError(problems)
+
+
+def _labels(study, config, assumed, base, base_scores, test_names, codes, exclude) -> dict:
+    """The endpoint at baseline and follow-up, its change and the response; exclusions by reason."""
+    labs, n = study.labs, len(study.patients)
+    pidx, day, value = labs["pidx"].to_numpy(), labs["day"].to_numpy(), labs["value"].to_numpy()
+    ep, score = config.endpoint, config.endpoint.score
+    fu_lo, fu_hi = ep.followup_day - ep.window_days, ep.followup_day + ep.window_days
+    fu_vals, fu_days = pick_values(pidx, day, codes, value, n, len(test_names), fu_lo, fu_hi,
+                                   target=ep.followup_day)  # fmt: skip
+    has_fu = ~np.all(np.isnan(fu_vals), axis=1)
+    fu = assumed.columns(fu_vals, test_names, config, f"day {ep.followup_day}", has_fu)
+    fu_scores = _wide_scores(fu, study.patients)
+    b_end = _endpoint_values(score, base, base_scores)
+    f_end = _endpoint_values(score, fu, fu_scores)
+
+    def not_computable(visit: str, tests: dict, values: np.ndarray) -> np.ndarray:
+        reason = np.full(n, None, dtype=object)
+        for i in np.flatnonzero(np.isnan(values)):
+            missing = _missing_components(
+                score, lambda t, i=i: t in tests and not np.isnan(tests[t][i])
+            )
+            reason[i] = f"{visit} {score} not computable: missing {', '.join(missing)}"
+        return reason
+
+    reason = not_computable("baseline", base, b_end)
+    exclude(reason != None, reason, f"baseline {score} not computable")  # noqa: E711
+    exclude(~has_fu, f"no follow-up measurement in days {fu_lo}..{fu_hi}")
+    reason = not_computable("follow-up", fu, f_end)
+    exclude(reason != None, reason, f"follow-up {score} not computable")  # noqa: E711
+    change = labels_mod.endpoint_change(b_end, f_end)
+    endpoint_cols = [i for i, t in enumerate(test_names) if t in ENDPOINT_TESTS[score]]
+    used_day = (np.nanmax(fu_days[:, endpoint_cols], axis=1, initial=-np.inf)
+                if endpoint_cols else np.full(n, np.nan))  # fmt: skip
+    return {
+        "endpoint_baseline": b_end,
+        "endpoint_followup": f_end,
+        "endpoint_change": change,
+        "followup_day_used": np.where(np.isfinite(used_day), used_day, np.nan),
+        "response": labels_mod.response(change, ep.direction, ep.min_change),
+    }
+
+
+def patient_flow(
+    n_input: int,
+    exclusions: pd.DataFrame,
+    labelled: pd.DataFrame | None,
+    problems: pd.DataFrame | None = None,
+) -> dict:
+    """Counts for the flow box: input, excluded by category, included, responders, bad rows."""
+    by = exclusions["category"] if "category" in exclusions else exclusions["reason"]
     flow = {
         "patients_in_input": int(n_input),
-        "excluded": {str(k): int(v) for k, v in by_reason.items()},
+        "excluded": {str(k): int(v) for k, v in by.value_counts().sort_index().items()},
         "n_excluded": int(len(exclusions)),
         "included": int(n_input - len(exclusions)),
     }
     if labelled is not None:
         r = int(labelled["response"].sum())
         flow.update(responders=r, non_responders=int(len(labelled) - r))
+    if problems is not None and len(problems):
+        outside = problems[~problems["in_window"]]
+        flow["rows_with_problems"] = counts_by_rule(problems)
+        flow["rows_with_problems_outside_windows"] = int(len(outside))
     return flow
 
 
-def _cell_features(study: Study, config: ExperimentConfig, n: int) -> dict[str, np.ndarray]:
+def _cell_features(study: Study, config: ExperimentConfig, n: int) -> dict[str, tuple]:
+    """``name -> (values, kind, population)`` of the cell-fraction features."""
     cells = study.cells
     if cells is None or cells.empty:
         return {}
@@ -417,14 +425,12 @@ def _cell_features(study: Study, config: ExperimentConfig, n: int) -> dict[str, 
     pidx, day, frac = (cells[c].to_numpy() for c in ("pidx", "day", "fraction"))
     lo, hi = config.baseline_window
     base, _ = pick_values(pidx, day, pop_codes, frac, n, len(pops), lo, hi)
-    out = {}
-    for j, pop in enumerate(pops):
-        out[f"baseline_{slug(pop)}_fraction"] = base[:, j]
+    out = {f"baseline_{slug(p)}_fraction": (base[:, j], "cells", p) for j, p in enumerate(pops)}
     if config.landmark_day is not None:
         land, _ = pick_values(pidx, day, pop_codes, frac, n, len(pops), 1, config.landmark_day)
-        for j, pop in enumerate(pops):
-            out[f"landmark_{slug(pop)}_fraction"] = land[:, j]
-            out[f"change_{slug(pop)}_fraction"] = land[:, j] - base[:, j]
+        for j, p in enumerate(pops):
+            out[f"landmark_{slug(p)}_fraction"] = (land[:, j], "cells_landmark", p)
+            out[f"change_{slug(p)}_fraction"] = (land[:, j] - base[:, j], "cells_change", p)
     return out
 
 
@@ -432,7 +438,8 @@ def _regimen_features(patients: pd.DataFrame) -> dict[str, np.ndarray]:
     if "dose_per_infusion" not in patients or "n_infusions" not in patients:
         return {}
     interval = patients["interval_days"] if "interval_days" in patients else None
-    return regimen_features(patients["dose_per_infusion"], patients["n_infusions"], interval)
+    out = regimen_features(patients["dose_per_infusion"], patients["n_infusions"], interval)
+    return {k: out[k] for k in REGIMEN_FEATURES if k in out}
 
 
 def sidecar(out: str | Path, suffix: str) -> Path:
@@ -441,15 +448,24 @@ def sidecar(out: str | Path, suffix: str) -> Path:
     return out.with_name(out.stem + suffix)
 
 
+def write_problems(problems: pd.DataFrame, path: str | Path) -> Path:
+    """The full list of row problems as CSV (patient ids included: a local file, never logged)."""
+    cols = ["file", "row", "column", "patient_id", "rule", "message"]
+    out = problems[cols + (["in_window"] if "in_window" in problems else [])]
+    return write_table(out, path)
+
+
 def write_feature_set(fs: FeatureSet, out: str | Path) -> list[Path]:
-    """Write the table, the exclusions, the assumptions and the flow (each atomically)."""
+    """Write the table, the exclusions, the assumptions, the flow and the row problems (atomically)."""
     written = [
         write_table(fs.table, out),
         write_table(fs.exclusions, sidecar(out, ".excluded.csv")),
         write_table(fs.assumptions, sidecar(out, ".assumptions.csv")),
-        write_json({"flow": fs.flow, "feature_columns": fs.feature_columns, "lab_units": fs.lab_units},
-                   sidecar(out, ".flow.json")),
+        write_json({"flow": fs.flow, "feature_columns": fs.feature_columns, "lab_units": fs.lab_units,
+                    "feature_spec": fs.feature_spec}, sidecar(out, ".flow.json")),
     ]  # fmt: skip
+    if len(fs.problems):
+        written.append(write_problems(fs.problems, sidecar(out, ".problems.csv")))
     if fs.derived_cells is not None:
         written.append(write_table(fs.derived_cells, sidecar(out, ".cells_from_h5ad.csv")))
     return written

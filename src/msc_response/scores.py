@@ -21,6 +21,7 @@ Disease updated for the modern era. Gastroenterology 2021;161:1887-95.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 MELD_MIN, MELD_MAX = 6, 40
 
@@ -90,6 +91,15 @@ def encephalopathy_points(west_haven_grade) -> np.ndarray:
     return np.where(np.isnan(g), np.nan, pts)
 
 
+def pt_replaces_inr(has_inr, has_pt, has_pt_control):
+    """Where Child-Pugh's coagulation item comes from PT over control: INR missing, PT and control given.
+
+    Works on booleans or boolean arrays: the one statement of the rule for the score, the
+    endpoint checks and the record of assumptions.
+    """
+    return np.logical_not(has_inr) & np.asarray(has_pt) & np.asarray(has_pt_control)
+
+
 def child_pugh(
     bilirubin,
     albumin,
@@ -113,7 +123,8 @@ def child_pugh(
     """
     coag = inr_points(inr)
     if pt is not None and pt_control is not None:
-        coag = np.where(np.isnan(coag), pt_points(_arr(pt) - _arr(pt_control)), coag)
+        use_pt = pt_replaces_inr(~np.isnan(coag), ~np.isnan(_arr(pt)), ~np.isnan(_arr(pt_control)))
+        coag = np.where(use_pt, pt_points(_arr(pt) - _arr(pt_control)), coag)
     return (
         bilirubin_points(bilirubin, cholestatic)
         + albumin_points(albumin)
@@ -212,3 +223,80 @@ def meld3(bilirubin, inr, creatinine, sodium, albumin, female, dialysis=None) ->
         + 6
     )
     return np.clip(round_half_up(score), MELD_MIN, MELD_MAX)
+
+
+# ----------------------------------------------------------------------------------------
+# the scores of a table (one row per visit)
+
+#: Output columns of :func:`add_scores`.
+SCORE_COLUMNS = ["child_pugh", "child_pugh_class", "meld", "meld_na", "meld3"]
+
+CHOLESTATIC_ETIOLOGIES = frozenset({"pbc", "psc"})
+
+
+def cholestatic_mask(etiology: pd.Series | None, index) -> np.ndarray:
+    """True where the etiology is PBC or PSC (the Child-Pugh bilirubin variant applies)."""
+    if etiology is None:
+        return np.zeros(len(index), dtype=bool)
+    cat = etiology.astype("category")  # string work once per distinct etiology, not per row
+    names = pd.Index(cat.cat.categories.astype(str)).str.strip().str.lower()
+    flags = np.append(names.isin(CHOLESTATIC_ETIOLOGIES), False)  # code -1 (missing): False
+    return flags[cat.cat.codes.to_numpy()]
+
+
+def add_scores(canonical: pd.DataFrame) -> pd.DataFrame:
+    """Child-Pugh (score and class), MELD, MELD-Na and MELD 3.0 of every row.
+
+    Parameters
+    ----------
+    canonical : DataFrame
+        Columns ``bilirubin``, ``albumin``, ``inr``, ``creatinine``, ``sodium`` (canonical
+        units), ``ascites``, ``encephalopathy``, ``dialysis``, optionally ``pt`` and
+        ``pt_control`` (seconds), ``sex`` (F/M) and ``etiology`` (PBC/PSC use the
+        cholestatic bilirubin bands).
+
+    Returns
+    -------
+    DataFrame
+        The columns of :data:`SCORE_COLUMNS`, on the index of ``canonical``.
+    """
+    c = canonical
+    col = lambda name: c[name].to_numpy(dtype=float) if name in c else np.full(len(c), np.nan)  # noqa: E731
+    cp = child_pugh(
+        col("bilirubin"), col("albumin"), col("inr"), col("ascites"), col("encephalopathy"),
+        pt=col("pt"), pt_control=col("pt_control"),
+        cholestatic=cholestatic_mask(c.get("etiology"), c.index),
+    )  # fmt: skip
+    dialysis = col("dialysis")
+    if "sex" in c:
+        sex = c["sex"].to_numpy()
+        female = np.where(sex == "F", 1.0, np.where(sex == "M", 0.0, np.nan))
+    else:
+        female = np.full(len(c), np.nan)
+    out = pd.DataFrame(index=c.index)
+    out["child_pugh"] = cp
+    out["child_pugh_class"] = child_pugh_class(cp)
+    out["meld"] = meld(col("bilirubin"), col("inr"), col("creatinine"), dialysis)
+    out["meld_na"] = meld_na(
+        col("bilirubin"), col("inr"), col("creatinine"), col("sodium"), dialysis
+    )
+    out["meld3"] = meld3(
+        col("bilirubin"),
+        col("inr"),
+        col("creatinine"),
+        col("sodium"),
+        col("albumin"),
+        female,
+        dialysis,
+    )
+    return out
+
+
+def with_scores(raw: pd.DataFrame, canonical: pd.DataFrame) -> pd.DataFrame:
+    """``raw`` with the score columns of ``canonical`` appended (existing score columns replaced)."""
+    scored = add_scores(canonical)
+    for col in ("child_pugh", "meld", "meld_na", "meld3"):  # whole points, missing allowed
+        scored[col] = scored[col].astype("Int64")
+    return pd.concat(
+        [raw.drop(columns=[c for c in scored.columns if c in raw.columns]), scored], axis=1
+    )

@@ -61,6 +61,21 @@ INTEGER_TESTS = frozenset({"ascites", "encephalopathy", "dialysis"})
 #: Known tests (the ones scores use).
 KNOWN_TESTS = frozenset(CANONICAL_UNITS)
 
+#: Other common tests whose values cannot be negative (counts, concentrations, activities).
+#: A negative value of one of these is a row problem; any other test the project does not
+#: know need only be a finite number (some, like base excess, can be negative).
+NONNEGATIVE_TESTS = frozenset({
+    "platelets", "alt", "ast", "alp", "ggt", "pta", "wbc", "rbc", "hemoglobin", "hematocrit",
+    "neutrophils", "lymphocytes", "monocytes", "afp", "crp", "ferritin", "ammonia", "ldh",
+    "bun", "urea", "potassium", "chloride", "glucose", "cholesterol", "triglycerides",
+    "hbv_dna", "hcv_rna", "il6", "il15", "cldq",
+})  # fmt: skip
+
+
+def cannot_be_negative(test: str) -> bool:
+    """True for a test whose values cannot be negative (see :data:`NONNEGATIVE_TESTS`)."""
+    return test in KNOWN_TESTS or test.strip().lower() in NONNEGATIVE_TESTS
+
 
 class UnitError(ValueError):
     """A unit that is not accepted for a test."""

@@ -14,8 +14,94 @@ import pandas as pd
 import pandera.pandas as pa
 
 from . import units
-from .dataset import _range_check, numeric_problems, read_input_table, schema_problems, unit_hint
 from .errors import DataError, Problem
+from .io import read_table
+from .study.problems import py, unit_hint
+
+
+def _range_check(test: str) -> pa.Check:
+    low, high = units.PLAUSIBLE_RANGES[test]
+    unit = units.CANONICAL_UNITS[test]
+    if test in units.INTEGER_TESTS:
+        allowed = list(range(int(low), int(high) + 1))
+        return pa.Check.isin(allowed, error=f"must be one of {allowed} ({unit})")
+    return pa.Check.in_range(
+        low, high, error=f"outside the plausible range {low:g}-{high:g} {unit}"
+    )
+
+
+def schema_problems(
+    schema: pa.DataFrameSchema,
+    df: pd.DataFrame,
+    file: str,
+    rename: dict[str, str] | None = None,
+    hint=None,
+) -> list[Problem]:
+    """Run ``schema`` lazily on ``df`` and turn its failure cases into problems.
+
+    ``rename`` maps a validated column back to the column name the user wrote
+    (e.g. ``bilirubin`` -> ``bilirubin_umol_L``) so messages name what is in the file.
+    ``hint(column, row_index)`` may return extra text for a failing cell.
+    """
+    rename = rename or {}
+    try:
+        schema.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        problems = []
+        for case in err.failure_cases.itertuples(index=False):
+            index = case.index
+            row = None if index is None or pd.isna(index) else int(index) + 1
+            if case.column is None or pd.isna(case.column):  # a whole-frame check
+                column, message = None, f"{case.check}: {case.failure_case!r}"
+                if case.check == "column_in_dataframe":
+                    column, message = str(case.failure_case), "required column is missing"
+            else:
+                column = rename.get(str(case.column), str(case.column))
+                value = case.failure_case
+                message = (
+                    f"value {py(value)!r} {case.check}" if row is not None else str(case.check)
+                )
+                if hint is not None and row is not None:
+                    message += hint(str(case.column), int(index))
+            problems.append(Problem(file, row, column, message))
+        return problems
+    return []
+
+
+def numeric_problems(
+    df: pd.DataFrame, columns: list[str], file: str
+) -> tuple[pd.DataFrame, list[Problem]]:
+    """Coerce ``columns`` to float, reporting every non-numeric cell as a problem."""
+    problems: list[Problem] = []
+    out = df.copy()
+    for col in columns:
+        if col not in out.columns or pd.api.types.is_numeric_dtype(out[col]):
+            continue
+        raw = out[col]
+        as_num = pd.to_numeric(raw, errors="coerce")
+        bad = as_num.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
+        for idx in np.flatnonzero(bad.to_numpy()):
+            problems.append(
+                Problem(
+                    file,
+                    int(idx) + 1,
+                    col,
+                    f"value {py(raw.iloc[idx])!r} is not a number",
+                )
+            )
+        out[col] = as_num
+    return out, problems
+
+
+def read_input_table(path: Path, categorical: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read a CSV or Parquet input, turning unreadable files into a :class:`DataError`."""
+    try:
+        return read_table(path, categorical)
+    except FileNotFoundError as err:
+        raise DataError([Problem(path.name, None, None, f"file not found: {str(path)!r}")]) from err
+    except (OSError, ValueError) as err:  # pyarrow's parse errors are ValueError subclasses
+        raise DataError([Problem(path.name, None, None, f"cannot read the file: {err}")]) from err
+
 
 #: Columns of the per-visit score table in canonical units.
 VISIT_NUMERIC = [

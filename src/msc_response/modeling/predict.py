@@ -2,7 +2,7 @@
 
 Features are built by the same :func:`~msc_response.features.features_from_study` code
 and the same experiment config that were stored with the model. The study is read in
-chunks of patients (:mod:`msc_response.stream`): in one pass when its rows are grouped
+chunks of patients (:mod:`msc_response.study.reader`): in one pass when its rows are grouped
 by patient in the patients file's order, through hash partitions on disk otherwise.
 Chunks are validated, featurised, scored and explained in ``jobs`` worker processes
 (each LightGBM call on one thread, so the workers use the cores) and written in
@@ -29,18 +29,21 @@ import pandas as pd
 
 from .. import tracking
 from ..config import config_from_dict
-from ..dataset import is_simulated, study_from_frames
 from ..domain import REGIMEN_FEATURES, arm_regimens
 from ..errors import ConfigError, DataError, Problem
 from ..features import (
     BASELINE_SCORES,
+    EXCLUSION_COLUMNS,
     features_from_study,
     patient_flow,
     sidecar,
     slug,
+    write_problems,
 )
 from ..io import ChunkWriter, atomic_path, encode_chunk, table_format, write_json, write_table
-from ..stream import NotGrouped, StudyChunk, StudySource, materialise
+from ..study import NotGrouped, StudyChunk, StudySource, is_simulated, study_from_chunk
+from ..study import policy as bad_rows_policy
+from ..study.problems import empty_problems
 from .fitted import FittedModel
 
 ASSOCIATION_NOTE = (
@@ -127,22 +130,6 @@ def load_model(uri: str) -> LoadedModel:
     return LoadedModel(uri, name or spec.get("experiment", ""), version, spec, str(model_file))
 
 
-def _check_compatible(trained: dict[str, str], lab_units: dict[str, str], file: str) -> None:
-    """Units of tests the project cannot convert must match the training data's."""
-    problems = [
-        Problem(
-            file,
-            None,
-            "unit",
-            f"test {t!r} is in {u!r} here but the model was trained on {trained[t]!r}",
-        )
-        for t, u in sorted(lab_units.items())
-        if t in trained and trained[t] != u
-    ]
-    if problems:
-        raise DataError(problems)
-
-
 # ----------------------------------------------------------------------------------------
 # one chunk: validate, build features, predict, explain (in a worker process or inline
 
@@ -155,7 +142,8 @@ class _Scorer:
     feature_columns: list[str]
     model_file: str
     spec: dict
-    files: dict[str, str]
+    paths: dict[str, str]  # the source of each table
+    cells_derived: bool
     explain: int
     regimens: bool
     constants: dict[str, str]  # model name, version and URI, written on every row
@@ -177,6 +165,7 @@ class _ChunkResult:
     encoded: object  # the chunk's output rows, encoded for the writer (None: nobody scored)
     n_scored: int
     rejected: pd.DataFrame
+    problems: pd.DataFrame
     n_patients: int
     tests: set[str]
     has_cells: bool
@@ -192,24 +181,22 @@ def _score_chunk(scorer: _Scorer, chunk: StudyChunk, *, predict: bool = True) ->
     predicts them in the driver).
     """
     t = time.perf_counter()
-    cells = materialise(chunk.cells)
-    study = study_from_frames(
-        materialise(chunk.patients).to_pandas(),
-        materialise(chunk.labs).to_pandas(),
-        None if cells is None else cells.to_pandas(),
-        {k: Path(v) for k, v in scorer.files.items()},
-    )
-    _check_compatible(scorer.spec.get("lab_units", {}), study.lab_units, scorer.files["labs"])
+    study = study_from_chunk(chunk, {k: Path(v) for k, v in scorer.paths.items()},
+                             cells_derived=scorer.cells_derived,
+                             reference_units=scorer.spec.get("lab_units", {}))  # fmt: skip
     seconds = {"read_validate_s": time.perf_counter() - t}
     t = time.perf_counter()
-    fs = features_from_study(study, config_from_dict(scorer.spec["config"]), labels=False)
+    # bad rows exclude their patient here; --strict turns any of them into an error at
+    # the end of the job, once every chunk's problems are known
+    fs = features_from_study(study, config_from_dict(scorer.spec["config"]), labels=False,
+                             bad_rows="exclude")  # fmt: skip
     X = fs.table.reindex(columns=scorer.feature_columns).astype(float)  # absent test: NaN
     ids = fs.table["patient_id"].to_numpy()
     seconds["features_s"] = time.perf_counter() - t
     test = study.labs["test"]
     result = _ChunkResult(
-        None, 0, fs.exclusions, len(study.patients),
-        {str(c) for c in test.cat.categories[test.cat.codes.unique()]} if len(test) else set(),
+        None, 0, fs.exclusions, fs.problems, len(study.patients),
+        {str(c) for c in test.cat.categories},  # tests the study reports, usable rows or not
         study.cells is not None and len(study.cells) > 0, seconds,
     )  # fmt: skip
     if not predict:
@@ -299,6 +286,7 @@ class _Tally:
     tests: set = field(default_factory=set)
     has_cells: bool = False
     rejected: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
     seconds: collections.Counter = field(default_factory=collections.Counter)
 
 
@@ -313,6 +301,8 @@ def _run_chunks(chunks, scorer: _Scorer, writer: ChunkWriter, pool, workers: int
         tally.tests |= result.tests
         tally.has_cells |= result.has_cells
         tally.rejected.append(result.rejected)
+        if len(result.problems):
+            tally.problems.append(result.problems)
         tally.seconds.update(result.seconds)
         if result.X is not None and not result.X.empty:  # Spark predicts here, in the driver
             t = time.perf_counter()
@@ -352,9 +342,15 @@ def score(
     engine: str = "local",
     patients_per_part: int | None = None,
     jobs: int | None = None,
+    strict: bool = False,
     log_to_mlflow: bool = True,
 ) -> dict:
     """Score every patient of ``data_dir``; returns the run summary (also written beside ``out``).
+
+    A patient with a bad row (in a window the model's config reads) is rejected with the
+    problem as the reason and everyone else is scored; every row problem is listed in
+    ``FILE.problems.csv``. With ``strict``, any such problem is an error instead
+    (:class:`DataError` with every problem; nothing is written).
 
     Parameters
     ----------
@@ -391,7 +387,8 @@ def score(
             raise ConfigError("--regimens all: this model does not use the dosing regimen")
         timings: dict[str, float] = {"load_model_s": round(time.perf_counter() - t0, 3)}
         source.derive_h5ad_cells(config_from_dict(model.spec["config"]).singlecell)
-        scorer = _Scorer(model.spec["kind"], features, model.model_file, model.spec, source.files,
+        scorer = _Scorer(model.spec["kind"], features, model.model_file, model.spec,
+                         {k: str(v) for k, v in source.paths.items()}, source.h5ad_cells is not None,
                          explain, regimens == "all",
                          {"model_name": model.name, "model_version": model.version, "model_uri": model.uri},
                          fmt)  # fmt: skip
@@ -410,17 +407,22 @@ def score(
                 chunks = source.partitioned_chunks(patients_per_part, Path(tmp))
                 tally = _run_chunks(chunks, scorer, writer, pool, workers, spark)
             writer.close(empty_columns=OUTPUT_COLUMNS)
+            problems = (
+                pd.concat(tally.problems, ignore_index=True) if tally.problems else empty_problems()
+            )
+            if strict and len(problems):
+                bad_rows_policy.apply(problems, "error", 0)
             missing = _missing_inputs(features, tally.tests, tally.has_cells, source.files)
             if missing:
                 raise DataError(missing)
-            rejected = (
-                pd.concat(tally.rejected, ignore_index=True)
-                if tally.rejected
-                else pd.DataFrame(columns=["patient_id", "reason"])
-            )
+            rejected = (pd.concat(tally.rejected, ignore_index=True) if tally.rejected
+                        else pd.DataFrame(columns=EXCLUSION_COLUMNS))  # fmt: skip
             tally.counts["rejected"] = len(rejected)
-            reasons = patient_flow(tally.counts["patients_in_input"], rejected, None)["excluded"]
+            flow = patient_flow(tally.counts["patients_in_input"], rejected, None,
+                                problems if len(problems) else None)  # fmt: skip
             write_table(rejected, sidecar(out, ".rejected.csv"))
+            if len(problems):
+                write_problems(problems, sidecar(out, ".problems.csv"))
     finally:
         if planner is not None:
             planner.shutdown()
@@ -436,7 +438,11 @@ def score(
         "model_trained_on_simulated_data": bool(model.spec.get("trained_on_simulated_data")),
         "data_simulated": is_simulated(data_dir),
         "input_sha256": source.sha256, "output": out.name, "rejected_file": sidecar(out, ".rejected.csv").name,
-        "counts": counts, "rejected_by_reason": reasons, "engine": engine, "explain": explain,
+        "counts": counts, "rejected_by_reason": flow["excluded"],
+        "rows_with_problems": flow.get("rows_with_problems", {}),
+        "rows_with_problems_outside_windows": flow.get("rows_with_problems_outside_windows", 0),
+        "problems_file": sidecar(out, ".problems.csv").name if len(problems) else None,
+        "strict": strict, "engine": engine, "explain": explain,
         "regimens": regimens, "threshold": float(model.spec["threshold"]),
         "workers": workers or 1, "input_grouped_by_patient": grouped,
         "partitioned_because": not_grouped,

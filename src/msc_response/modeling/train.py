@@ -19,10 +19,10 @@ import pandas as pd
 
 from .. import tracking
 from ..config import ExperimentConfig
-from ..dataset import is_simulated
 from ..errors import DataError, Problem
 from ..features import FeatureSet, build_features
 from ..io import write_json
+from ..study import is_simulated
 from . import validation
 from .fitted import FittedModel, write_spec
 from .models import ModelSpec, make_estimator, model_specs
@@ -76,7 +76,7 @@ def _check_outcome(fs: FeatureSet, config: ExperimentConfig) -> None:
 
 
 def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summary_path: str | Path | None = None,
-          root: str | Path | None = None) -> dict:  # fmt: skip
+          root: str | Path | None = None, exclude_bad_patients: bool = False) -> dict:  # fmt: skip
     """Train, validate, track and register one experiment; returns the summary.
 
     Raises
@@ -88,7 +88,9 @@ def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summa
     import mlflow
 
     data_dir = Path(config.data if data_dir is None else data_dir)
-    fs = build_features(config, data_dir, labels=True)
+    fs = build_features(
+        config, data_dir, labels=True, bad_rows="exclude" if exclude_bad_patients else "error"
+    )
     _check_outcome(fs, config)
     X = fs.table[fs.feature_columns].astype(float)
     y = fs.table["response"].to_numpy(dtype=int)
@@ -329,6 +331,7 @@ def _log_model(
         "model_name": chosen.spec.name,
         "feature_columns": fitted.feature_columns,
         "all_feature_columns": fs.feature_columns,
+        "feature_spec": fs.feature_spec,
         "lab_units": fs.lab_units,
         "threshold": config.model.threshold,
         "validated_roc_auc": chosen.validated_roc_auc,

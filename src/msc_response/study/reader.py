@@ -1,8 +1,10 @@
-"""Streaming a study directory in chunks of patients, so scoring memory stays bounded.
+"""The one study reader: a study directory read whole or in chunks of patients.
 
-Two ways through a study, both yielding :class:`StudyChunk` tables that keep each
-row's original 1-based row number in ``_row`` (messages name the row of the file):
+Every path yields :class:`StudyChunk` tables whose rows keep their 1-based row of the file
+in ``_row``, and turns a chunk into a :class:`~msc_response.study.validate.Study` through
+:func:`study_from_chunk` (declared types, then the validators):
 
+- :func:`load_study` reads every table whole: one chunk (training, features, the API).
 - :meth:`StudySource.grouped_chunks`, one sequential pass with nothing written: the
   patients file is cut into runs of ``patients_per_chunk`` rows and each other table
   into the run of rows that belongs to them. This needs the rows of every patient to
@@ -16,7 +18,6 @@ row's original 1-based row number in ``_row`` (messages name the row of the file
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,28 +27,35 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .dataset import CELL_COLUMNS, LAB_COLUMNS, PATIENT_COLUMNS, study_files
-from .errors import DataError, Problem
-
-BATCH_ROWS = 1 << 18
-REQUIRED = {"patients": PATIENT_COLUMNS, "labs": LAB_COLUMNS, "cells": CELL_COLUMNS}
-NUMERIC = {
-    "patients": ("age_years", "dose_per_infusion", "n_infusions", "interval_days"),
-    "labs": ("day", "value"),
-    "cells": ("day", "fraction"),
-}
-STRINGS = {
-    "patients": ("patient_id", "sex", "etiology", "arm"),
-    "labs": ("patient_id", "test", "unit"),
-    "cells": ("patient_id", "population", "parent"),
-}
+from ..errors import DataError, Problem
+from . import files as F
+from .problems import ProblemLog
+from .tables import normalise
+from .validate import Study, validate_cells, validate_labs, validate_patients
 
 
 class NotGrouped(Exception):
     """The study's rows are not grouped by patient in the patients file's order."""
+
+
+@dataclass(frozen=True)
+class RowRange:
+    """Rows ``start`` to ``stop - 1`` (0-based) of a Parquet table, read by whoever needs them.
+
+    Scoring workers read their chunk's rows themselves, so the process that plans the
+    chunks reads only the ``patient_id`` columns.
+    """
+
+    path: str
+    start: int
+    stop: int
+
+    def read(self) -> pa.Table:
+        table = F.ParquetParts(self.path).read(self.start, self.stop)
+        rows = pa.array(np.arange(self.start + 1, self.stop + 1, dtype=np.int64))
+        return table.append_column("_row", rows)
 
 
 @dataclass
@@ -59,78 +67,100 @@ class StudyChunk:
     cells: pa.Table | RowRange | None
 
 
+def materialise(part: pa.Table | RowRange | None) -> pa.Table | None:
+    """The rows of a chunk's table (read now when it is a :class:`RowRange`)."""
+    return part.read() if isinstance(part, RowRange) else part
+
+
+def _frame(table: str, part, file: str) -> pd.DataFrame | None:
+    t = materialise(part)
+    return None if t is None else normalise(table, t, file).to_pandas()
+
+
+def study_from_chunk(
+    chunk: StudyChunk,
+    files: dict[str, Path],
+    *,
+    cells_derived: bool = False,
+    reference_units: dict[str, str] | None = None,
+) -> Study:
+    """Validate the tables of a chunk (or a whole study) into a :class:`Study`.
+
+    ``files`` name the source of each table in messages; ``reference_units`` are a model's
+    training units (see :func:`~msc_response.study.validate.validate_labs`).
+    """
+    names = {k: F.display_name(Path(v)) for k, v in files.items()}
+    log = ProblemLog()
+    patients = validate_patients(
+        _frame("patients", chunk.patients, names["patients"]), names["patients"], log
+    )
+    labs, lab_units = validate_labs(_frame("labs", chunk.labs, names["labs"]), patients, names["labs"],
+                                    log, reference_units)  # fmt: skip
+    cells = _frame("cells", chunk.cells, names.get("cells", "cells"))
+    if cells is not None:
+        cells = validate_cells(cells, patients, names["cells"], log)
+    return Study(patients, labs, cells, lab_units, {k: Path(v) for k, v in files.items()},
+                 cells_derived, log.frame())  # fmt: skip
+
+
+def study_from_frames(
+    patients: pd.DataFrame,
+    labs: pd.DataFrame,
+    cells: pd.DataFrame | None = None,
+    files: dict[str, Path] | None = None,
+    **kwargs,
+) -> Study:
+    """:func:`study_from_chunk` for tables in memory (e.g. the simulator's)."""
+    files = files or {"patients": Path("patients"), "labs": Path("labs"), "cells": Path("cells")}
+
+    def arrow(df):
+        t = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+        return t if "_row" in t.column_names else t.append_column(
+            "_row", pa.array(np.arange(1, len(df) + 1, dtype=np.int64)))  # fmt: skip
+
+    chunk = StudyChunk(arrow(patients), arrow(labs), None if cells is None else arrow(cells))
+    return study_from_chunk(chunk, files, **kwargs)
+
+
+def load_study(directory: str | Path, singlecell=None, *, reference_units=None) -> Study:
+    """Read and validate a whole study directory (see the README's data contract).
+
+    Parameters
+    ----------
+    directory : path
+        Holds ``patients`` and ``labs`` and optionally ``cells`` (each CSV, Parquet or a
+        directory of Parquet parts) or ``cells.h5ad``.
+    singlecell : SingleCell config, optional
+        How to derive MX1+ monocyte fractions from ``cells.h5ad``.
+
+    Raises
+    ------
+    DataError
+        A structural problem. Row problems are in ``Study.problems``; the verbs decide
+        what they mean (:mod:`msc_response.study.policy`).
+    """
+    source = StudySource(directory)
+    source.derive_h5ad_cells(singlecell)
+    return study_from_chunk(source.whole(), source.paths, cells_derived=source.h5ad_cells is not None,
+                            reference_units=reference_units)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------
+# chunks
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    paths = F.ParquetParts(str(path)).files if path.is_dir() else [path]
+    for p in paths:
+        with open(p, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
 
 
-def _csv_convert(table: str) -> pacsv.ConvertOptions:
-    types = {c: pa.float64() for c in NUMERIC[table]} | {c: pa.string() for c in STRINGS[table]}
-    return pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
-
-
-def _batches(path: Path, table: str, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """Record batches of a CSV or Parquet table; CSV numeric columns parsed as float64."""
-    if path.suffix.lower() == ".parquet":
-        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
-        return
-    try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=16 << 20),
-            convert_options=_csv_convert(table),
-        )
-        yield from reader
-    except pa.ArrowInvalid as err:
-        raise _csv_error(path, err) from None
-
-
-def _csv_error(path: Path, err: pa.ArrowInvalid) -> DataError:
-    """A CSV parse error as problems: the rows of a non-numeric column, or the parser's words."""
-    text = str(err)
-    match = re.search(r"column #(\d+)", text)
-    header = pacsv.open_csv(
-        path, convert_options=pacsv.ConvertOptions(column_types={})
-    ).schema.names
-    if match and int(match.group(1)) < len(header):
-        problems = _non_numeric_rows(path, header[int(match.group(1))])
-        if problems:
-            return DataError(problems)
-    return DataError([Problem(path.name, None, None, f"cannot parse: {text.splitlines()[0]}")])
-
-
-def _non_numeric_rows(path: Path, column: str, limit: int = 20) -> list[Problem]:
-    """Rows of a CSV column that are not numbers (a second, string-typed pass over that column)."""
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(block_size=16 << 20),
-        convert_options=pacsv.ConvertOptions(
-            include_columns=[column], column_types={column: pa.string()}, strings_can_be_null=True
-        ),
-    )
-    problems, offset = [], 0
-    for batch in reader:
-        raw = batch.column(0).to_pandas()
-        bad = raw.notna() & pd.to_numeric(raw, errors="coerce").isna()
-        for i in np.flatnonzero(bad.to_numpy()):
-            if len(problems) < limit:
-                problems.append(
-                    Problem(
-                        path.name,
-                        offset + int(i) + 1,
-                        column,
-                        f"value {raw.iloc[i]!r} is not a number",
-                    )
-                )
-        offset += batch.num_rows
-    return problems
-
-
 def _part_of(ids: pa.Array, n_parts: int) -> np.ndarray:
-    """Partition of each id: a stable hash of the string, hashed once per distinct id.
+    """Partition of each id: a stable hash of its text, hashed once per distinct id.
 
     A missing id hashes as "" (its row is reported as missing in that partition).
     """
@@ -140,33 +170,18 @@ def _part_of(ids: pa.Array, n_parts: int) -> np.ndarray:
     return hashed[encoded.indices.to_numpy()].astype(np.int64)
 
 
-def _normalise(batch: pa.RecordBatch) -> pa.Table:
-    """Dictionary columns to plain strings and integers to float (one schema for every batch)."""
-    table = pa.Table.from_batches([batch])
-    cols = []
-    for name, col in zip(table.column_names, table.columns, strict=True):
-        if pa.types.is_dictionary(col.type):
-            col = col.cast(pa.string())
-        elif pa.types.is_integer(col.type) and name != "_row":
-            col = col.cast(pa.float64())
-        cols.append(col)
-    return pa.Table.from_arrays(cols, names=table.column_names)
-
-
 def _route(batches, file: str, table: str, n_parts: int, parts: list[Path]) -> None:
-    """Write the rows of one table (batches with ``_row``) into the partition of their patient."""
+    """Write the rows of one table (batches with ``_row``, as stored) into their patient's partition."""
     writers: dict[int, pq.ParquetWriter] = {}
     schema = None
     try:
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            t = _normalise(batch)
+            t = pa.Table.from_batches([batch])
             if schema is None:
-                schema = t.schema
+                schema = t.schema.remove_metadata()
             t = t.cast(schema)
-            if "patient_id" not in t.column_names:
-                raise DataError([Problem(file, None, "patient_id", "required column is missing")])
             part = _part_of(t.column("patient_id").combine_chunks(), n_parts)
             order = np.argsort(part, kind="stable")
             counts = np.bincount(part, minlength=n_parts)
@@ -178,7 +193,7 @@ def _route(batches, file: str, table: str, n_parts: int, parts: list[Path]) -> N
                         writers[k] = pq.ParquetWriter(parts[k] / f"{table}.parquet", schema)
                     writers[k].write_table(t.slice(start, counts[k]))
                 start += counts[k]
-    except pa.ArrowInvalid as err:  # a later batch whose types cannot be cast to the first's
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:  # a part file with other types
         raise DataError([Problem(file, None, None, f"inconsistent column types: {err}")]) from None
     finally:
         for w in writers.values():
@@ -187,22 +202,6 @@ def _route(batches, file: str, table: str, n_parts: int, parts: list[Path]) -> N
         for k in range(n_parts):
             if k not in writers:
                 pq.write_table(schema.empty_table(), parts[k] / f"{table}.parquet")
-
-
-def _schema(path: Path, table: str) -> pa.Schema:
-    """The schema the batches of ``path`` will have (read from the footer or the first block)."""
-    if path.suffix.lower() == ".parquet":
-        return pq.ParquetFile(path).schema_arrow
-    try:
-        return pacsv.open_csv(path, convert_options=_csv_convert(table)).schema
-    except pa.ArrowInvalid as err:
-        raise _csv_error(path, err) from None
-
-
-def _count_rows(path: Path, table: str) -> int:
-    if path.suffix.lower() == ".parquet":
-        return pq.ParquetFile(path).metadata.num_rows
-    return sum(b.num_rows for b in _batches(path, table))
 
 
 def _with_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -239,43 +238,11 @@ def _id_strings(ids: list[pa.Array]) -> pa.Array:
     return chunked.combine_chunks()
 
 
-@dataclass(frozen=True)
-class RowRange:
-    """Rows ``start`` to ``stop - 1`` (0-based) of a Parquet file, read by whoever needs them.
-
-    Scoring workers read their chunk's rows themselves, so the process that plans the
-    chunks reads only the ``patient_id`` columns.
-    """
-
-    path: str
-    start: int
-    stop: int
-
-    def read(self) -> pa.Table:
-        f = pq.ParquetFile(self.path)
-        sizes = [f.metadata.row_group(i).num_rows for i in range(f.metadata.num_row_groups)]
-        bounds = np.cumsum([0, *sizes])
-        if self.stop <= self.start:
-            table = f.schema_arrow.empty_table()
-        else:
-            first = int(np.searchsorted(bounds, self.start, side="right")) - 1
-            last = int(np.searchsorted(bounds, self.stop, side="left"))
-            table = f.read_row_groups(list(range(first, last)))
-            table = table.slice(self.start - int(bounds[first]), self.stop - self.start)
-        rows = pa.array(np.arange(self.start + 1, self.stop + 1, dtype=np.int64))
-        return table.append_column("_row", rows).replace_schema_metadata(None)
-
-
-def materialise(part: pa.Table | RowRange | None) -> pa.Table | None:
-    """The rows of a chunk's table (read now when it is a :class:`RowRange`)."""
-    return part.read() if isinstance(part, RowRange) else part
-
-
 class _Cursor:
     """The rows of one table, handed out front to back.
 
-    With ``path`` (a Parquet file) the batches hold only ``patient_id`` and rows are
-    handed out as a :class:`RowRange`; otherwise as the rows themselves (with ``_row``).
+    With ``path`` (Parquet) the batches hold only ``patient_id`` and rows are handed out
+    as a :class:`RowRange`; otherwise as the rows themselves (with ``_row``).
     """
 
     def __init__(
@@ -337,30 +304,28 @@ class _Cursor:
 
 
 class StudySource:
-    """The tables of a study directory, read in chunks of patients (see the module docs).
+    """The tables of a study directory, read whole or in chunks of patients (see the module docs).
+
+    Structural problems of the headers (missing or repeated columns, unreadable files)
+    are raised here, before any row is read.
 
     Attributes
     ----------
+    paths : dict
+        The source file (or part directory) of each table.
     files : dict
-        The source file of each table, by name, as messages show it.
+        How messages name each table's source.
     n_patients : int
         Rows of the patients table.
     """
 
     def __init__(self, directory: str | Path):
-        self.paths = study_files(directory)
+        self.directory = Path(directory)
+        self.paths = F.study_files(directory)
         self.h5ad_cells: pd.DataFrame | None = None
-        self.files = {k: v.name for k, v in self.paths.items()}
-        self.schemas = {t: _schema(p, t) for t, p in self.paths.items() if p.suffix != ".h5ad"}
-        missing = [
-            Problem(self.files[t], None, c, "required column is missing")
-            for t, schema in self.schemas.items()
-            for c in REQUIRED[t]
-            if c not in schema.names
-        ]
-        if missing:
-            raise DataError(missing)
-        self.n_patients = _count_rows(self.paths["patients"], "patients")
+        self.files = {k: F.display_name(v) for k, v in self.paths.items()}
+        self.schemas = {t: F.schema(p, t) for t, p in self.paths.items() if p.suffix != ".h5ad"}
+        self.n_patients = F.count_rows(self.paths["patients"], "patients")
         if self.n_patients == 0:
             raise DataError(
                 [Problem(self.files["patients"], None, None, "no patients in the file")]
@@ -370,7 +335,7 @@ class StudySource:
         """MX1+ monocyte fractions from ``cells.h5ad`` (no-op without one, or once derived)."""
         if self.paths.get("cells", Path()).suffix != ".h5ad" or self.h5ad_cells is not None:
             return
-        from .singlecell import mx1_monocyte_fractions
+        from ..singlecell import mx1_monocyte_fractions
 
         cells = mx1_monocyte_fractions(self.paths["cells"], singlecell).drop(columns="n_parent")
         self.h5ad_cells = cells
@@ -379,23 +344,37 @@ class StudySource:
     @property
     def parquet_only(self) -> bool:
         """Every table is Parquet: chunks are planned as row ranges, without reading rows."""
-        return all(p.suffix.lower() == ".parquet" for p in self.paths.values())
+        return all(F.is_parquet(p) for p in self.paths.values())
 
     @cached_property
     def sha256(self) -> dict[str, str]:
-        """SHA-256 of every input file, by file name."""
-        return {v.name: file_sha256(v) for v in self.paths.values()}
+        """SHA-256 of every input file (of a part directory's parts, in order), by name."""
+        return {F.display_name(v): file_sha256(v) for v in self.paths.values()}
 
-    def _table_batches(self, table: str, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    def _table_batches(
+        self, table: str, batch_rows: int = F.BATCH_ROWS
+    ) -> Iterator[pa.RecordBatch]:
         if table == "cells" and self.h5ad_cells is not None:
             return iter(pa.Table.from_pandas(self.h5ad_cells, preserve_index=False).to_batches())
-        return _batches(self.paths[table], table, batch_rows)
+        return F.batches(self.paths[table], table, batch_rows)
 
-    def _cursor(self, table: str, batch_rows: int = BATCH_ROWS) -> _Cursor:
+    def whole(self) -> StudyChunk:
+        """Every row of every table, as one chunk."""
+        tables = {}
+        for table, path in self.paths.items():
+            if table == "cells" and self.h5ad_cells is not None:
+                cells = pa.Table.from_pandas(self.h5ad_cells, preserve_index=False)
+                tables[table] = cells.append_column(
+                    "_row", pa.array(np.arange(1, cells.num_rows + 1, dtype=np.int64)))  # fmt: skip
+            elif path.suffix != ".h5ad":
+                tables[table] = F.read_whole(path, table)
+        return StudyChunk(tables["patients"], tables["labs"], tables.get("cells"))
+
+    def _cursor(self, table: str, batch_rows: int = F.BATCH_ROWS) -> _Cursor:
         path = self.paths[table]
         schema = _with_row_field(self.schemas[table])
-        if path.suffix.lower() == ".parquet":  # ids only: the rows are read by the workers
-            ids = pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=["patient_id"])
+        if F.is_parquet(path):  # ids only: the rows are read by the workers
+            ids = F.ParquetParts(str(path)).batches(columns=["patient_id"], batch_rows=batch_rows)
             return _Cursor(ids, schema, str(path))
         return _Cursor(_with_rows(self._table_batches(table, batch_rows)), schema)
 

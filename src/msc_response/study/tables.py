@@ -1,0 +1,150 @@
+"""The tables of a study and their declared column types: the one place that says them.
+
+Every reader path (a whole study, grouped chunks, hash partitions, Parquet row ranges,
+CSV or Parquet, one file or a directory of part files) passes its rows through
+:func:`normalise`, so a table means the same whatever its format:
+
+* ``patient_id`` is the string exactly as written: CSV cells are read as text (``001``
+  stays ``001``, ``NA`` is an id like any other), Parquet integers become their decimal
+  digits; floating-point ids are refused (``2.0`` is not an id).
+* Numeric columns are float64. Text that is not a number is kept beside the column as
+  ``_text_<column>`` (null elsewhere), so the validators can report it with its row.
+* Dates in a ``day`` column are refused: days are whole numbers of days.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from ..errors import DataError, Problem
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """The declared columns of one table of the data contract."""
+
+    name: str
+    required: tuple[str, ...]
+    numeric: tuple[str, ...]
+    text: tuple[str, ...]
+    dictionary: bool  # many rows per patient: repeated strings dictionary-encoded
+
+
+TABLES: dict[str, TableSpec] = {
+    "patients": TableSpec(
+        "patients",
+        required=("patient_id", "sex", "age_years"),
+        numeric=("age_years", "dose_per_infusion", "n_infusions", "interval_days"),
+        text=("patient_id", "sex", "etiology", "arm"),
+        dictionary=False,
+    ),
+    "labs": TableSpec(
+        "labs",
+        required=("patient_id", "day", "test", "value", "unit"),
+        numeric=("day", "value"),
+        text=("patient_id", "test", "unit"),
+        dictionary=True,
+    ),
+    "cells": TableSpec(
+        "cells",
+        required=("patient_id", "day", "population", "parent", "fraction"),
+        numeric=("day", "fraction"),
+        text=("patient_id", "population", "parent"),
+        dictionary=True,
+    ),
+}
+
+#: Prefix of the column that keeps the text of cells that are not numbers.
+TEXT_PREFIX = "_text_"
+
+#: Cell texts read as missing in numeric columns (pyarrow's CSV defaults).
+MISSING_TEXTS = pa.array(pacsv.ConvertOptions().null_values, pa.string())
+
+
+def csv_convert_options(table: str) -> pacsv.ConvertOptions:
+    """Every declared column read as text (no guessing, no empty-string-to-null for ids)."""
+    spec = TABLES[table]
+    types = {c: pa.string() for c in (*spec.text, *spec.numeric)}
+    return pacsv.ConvertOptions(column_types=types, strings_can_be_null=False)
+
+
+def check_columns(names: list[str], table: str, file: str) -> None:
+    """Structural checks of a header: required columns present, no column named twice."""
+    problems = [Problem(file, None, c, "required column is missing")
+                for c in TABLES[table].required if c not in names]  # fmt: skip
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            problems.append(Problem(file, None, name, "the column appears more than once"))
+        seen.add(name)
+    if problems:
+        raise DataError(problems)
+
+
+def normalise(table: str, t: pa.Table, file: str) -> pa.Table:
+    """Declared types for the rows of ``table`` (see the module docs)."""
+    spec = TABLES[table]
+    columns, names = [], []
+    for name, col in zip(t.column_names, t.columns, strict=True):
+        if name in spec.numeric:
+            values, text = _as_float(col, name, file)
+            columns.append(values)
+            names.append(name)
+            if text is not None:
+                columns.append(text)
+                names.append(TEXT_PREFIX + name)
+            continue
+        if name in spec.text:
+            col = _as_text(col, name, file, is_id=name == "patient_id")
+            if spec.dictionary:
+                col = pc.dictionary_encode(col)
+        columns.append(col)
+        names.append(name)
+    return pa.Table.from_arrays(columns, names=names)
+
+
+def _as_text(col: pa.ChunkedArray, name: str, file: str, *, is_id: bool) -> pa.ChunkedArray:
+    kind = col.type
+    if pa.types.is_dictionary(kind):
+        col, kind = col.cast(kind.value_type), kind.value_type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return col.cast(pa.string())
+    if pa.types.is_integer(kind) or pa.types.is_null(kind) or not is_id:
+        return col.cast(pa.string())  # an integer id's digits are what was written
+    raise DataError([Problem(file, None, name, (
+        f"{name} is stored as {kind} values; ids must be text (or whole numbers), "
+        "exactly as the site writes them"))])  # fmt: skip
+
+
+def _as_float(col: pa.ChunkedArray, name: str, file: str):
+    """``(float64 values, text of the cells that are not numbers or None)``."""
+    kind = col.type
+    if pa.types.is_dictionary(kind):
+        col, kind = col.cast(kind.value_type), kind.value_type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        return col.cast(pa.float64()), None
+    if pa.types.is_null(kind):
+        return col.cast(pa.float64()), None
+    if pa.types.is_temporal(kind):
+        raise DataError([Problem(file, None, name, (
+            f"holds {kind} values; {name} must be a whole number of days from the first "
+            "infusion, not a date"))])  # fmt: skip
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise DataError([Problem(file, None, name, f"holds {kind} values; expected numbers")])
+    text = pc.utf8_trim_whitespace(col.cast(pa.string()))
+    missing = pc.or_kleene(pc.is_null(text), pc.is_in(text, value_set=MISSING_TEXTS))
+    numbers = pc.if_else(missing, pa.scalar(None, pa.string()), text)
+    try:
+        return pc.cast(numbers, pa.float64()), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass  # some cell is not a number: find which, row by row (rare)
+    parsed = pd.to_numeric(numbers.to_pandas(), errors="coerce").to_numpy(dtype=float)
+    bad = np.isnan(parsed) & ~missing.to_numpy(zero_copy_only=False)
+    raw = pa.array(np.where(bad, col.to_pandas().astype(object), None), pa.string())
+    return pa.chunked_array([pa.array(parsed)]), pa.chunked_array([raw])

@@ -1,0 +1,411 @@
+"""The study validators: the rules of the data contract, one vectorised pass each.
+
+Each validator takes a table in declared types (:func:`~msc_response.study.tables.normalise`,
+then pandas), raises :class:`~msc_response.errors.DataError` for a structural problem,
+records every row problem in a :class:`~msc_response.study.problems.ProblemLog` (file,
+row, column, patient, day) and returns the rows that are fit to use. Row numbers are the
+file's 1-based data rows (CSV line = row + 1), carried in ``_row`` through any chunking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from .. import units
+from ..errors import DataError, Problem
+from .problems import ProblemLog, empty_problems, py, row_numbers, unit_hint
+from .tables import TEXT_PREFIX
+
+#: Study days accepted: any whole number within 100 years either side of the first
+#: infusion. Windows in the config decide which days are used.
+DAY_RANGE = (-36525, 36525)
+
+
+@dataclass
+class Study:
+    """A validated study in canonical units.
+
+    Attributes
+    ----------
+    patients : DataFrame
+        Every row of the patients table, in file order (``patient_id`` a string as
+        written); rows with problems stay, so every patient is accounted for.
+    labs : DataFrame
+        The usable lab rows: ``pidx`` (row of ``patients``), ``day``, ``test``
+        (categorical), ``value`` in canonical units; identical duplicates dropped.
+    cells : DataFrame or None
+        The usable cell-fraction rows: ``pidx``, ``day``, ``population``, ``parent``, ``fraction``.
+    lab_units : dict
+        The unit of every test (canonical for known tests, the site's for others).
+    files : dict
+        The file each table was read from, by table name.
+    problems : DataFrame
+        Every row problem (see :mod:`msc_response.study.problems`); those rows are not in
+        the tables above.
+    """
+
+    patients: pd.DataFrame
+    labs: pd.DataFrame
+    cells: pd.DataFrame | None
+    lab_units: dict[str, str]
+    files: dict[str, Path]
+    cells_derived: bool = False
+    problems: pd.DataFrame = field(default_factory=empty_problems)
+
+
+# ----------------------------------------------------------------------------------------
+# patients
+
+PATIENTS_SCHEMA = pa.DataFrameSchema(
+    {
+        "sex": pa.Column(object, pa.Check.isin(["F", "M"], error="must be 'F' or 'M'"), nullable=False),
+        "age_years": pa.Column(float, pa.Check.in_range(0, 120, error="outside 0-120 years"), nullable=False),
+        "dose_per_infusion": pa.Column(float, pa.Check.in_range(1e6, 1e10, error="outside 1e6-1e10 cells"),
+                                       nullable=True, required=False),
+        "n_infusions": pa.Column(float, pa.Check.isin(list(range(0, 21)), error="must be a whole number 0-20"),
+                                 nullable=True, required=False),
+        "interval_days": pa.Column(float, pa.Check.in_range(0, 365, error="outside 0-365 days"),
+                                   nullable=True, required=False),
+    },
+    strict=False,
+)  # fmt: skip
+
+
+def _text_problems(df: pd.DataFrame, columns, file: str, log: ProblemLog, **where) -> np.ndarray:
+    """Cells of numeric ``columns`` that held text other than a number; returns the rows' mask."""
+    bad = np.zeros(len(df), dtype=bool)
+    for col in columns:
+        text = df.get(TEXT_PREFIX + col)
+        if text is None:
+            continue
+        mask = text.notna().to_numpy()
+        log.add(file, col, "not a number", mask,
+                lambda i, text=text: f"value {text.iloc[i]!r} is not a number", **where)  # fmt: skip
+        bad |= mask
+    return bad
+
+
+def _id_text(ids: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(missing, has surrounding spaces, stripped id)`` of an id column (strings or categorical)."""
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        cats = pd.Index(ids.cat.categories.astype(str))
+        codes = ids.cat.codes.to_numpy()
+        stripped_c = cats.str.strip()
+        empty_c = np.append(stripped_c == "", True)
+        spaced_c = np.append(stripped_c != cats, False)
+        return empty_c[codes], spaced_c[codes], np.append(stripped_c.to_numpy(object), None)[codes]
+    raw = ids.to_numpy(dtype=object)
+    present = pd.notna(raw)
+    text = np.where(present, raw, "").astype(str)
+    stripped = np.char.strip(text) if len(text) else text
+    return (stripped == "") , present & (stripped != text), np.where(stripped == "", None, stripped).astype(object)  # fmt: skip
+
+
+def validate_patients(df: pd.DataFrame, file: str, log: ProblemLog) -> pd.DataFrame:
+    """Every row of the patients table, checked; bad cells become missing, rows stay."""
+    df = df.reset_index(drop=True)
+    rows = row_numbers(df)
+    missing, spaced, _ = _id_text(df["patient_id"])
+    ids = df["patient_id"].astype(object).where(~missing, None).to_numpy()
+    where = {"rows": rows, "patient_ids": ids, "pidx": np.arange(len(df))}
+    dup = pd.Series(ids).duplicated(keep=False).to_numpy() & ~missing
+    if dup.any():  # structural: the patients' rows could not be told apart
+        raise DataError([Problem(file, None if rows is None else int(rows[i]), "patient_id",
+                                 f"duplicate patient_id {ids[i]!r}") for i in np.flatnonzero(dup)])  # fmt: skip
+    log.add(file, "patient_id", "missing value", missing, "patient_id is missing", **where)
+    log.add(file, "patient_id", "id with spaces", spaced,
+            lambda i: f"patient_id {ids[i]!r} has leading or trailing spaces", **where)  # fmt: skip
+    for col in ("age_years", "dose_per_infusion", "n_infusions", "interval_days"):
+        _text_problems(df, (col,), file, log, **where)
+    for col in ("sex", "etiology", "arm"):  # an empty cell is a missing value
+        if col in df.columns:
+            text = df[col].astype(object)
+            df[col] = text.where(text.notna() & (text.astype(str).str.strip() != ""), None)
+    checked = df[[c for c in PATIENTS_SCHEMA.columns if c in df.columns]]
+    for pos, column, message in pandera_failures(PATIENTS_SCHEMA, checked):
+        if pos is None:
+            raise DataError([Problem(file, None, column, message)])
+        if TEXT_PREFIX + str(column) in df.columns and pd.notna(
+            df[TEXT_PREFIX + str(column)].iloc[pos]
+        ):
+            continue  # already reported as "not a number"
+        mask = np.zeros(len(df), dtype=bool)
+        mask[pos] = True
+        log.add(file, column, "invalid value", mask, message, **where)
+    out = df[[c for c in df.columns if c != "_row" and not c.startswith(TEXT_PREFIX)]].copy()
+    out["patient_id"] = ids
+    return out
+
+
+def pandera_failures(schema: pa.DataFrameSchema, df: pd.DataFrame):
+    """``(position or None, column, message)`` of every failing cell of a lazy pandera run."""
+    try:
+        schema.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        for case in err.failure_cases.itertuples(index=False):
+            pos = None if case.index is None or pd.isna(case.index) else int(case.index)
+            column = None if case.column is None or pd.isna(case.column) else str(case.column)
+            if case.check == "column_in_dataframe":
+                yield None, str(case.failure_case), "required column is missing"
+            elif pos is None:
+                yield None, column, str(case.check)
+            elif pd.isna(case.failure_case):
+                yield pos, column, f"{column} is missing"
+            else:
+                yield pos, column, f"value {py(case.failure_case)!r} {case.check}"
+
+
+# ----------------------------------------------------------------------------------------
+# labs
+
+
+def _as_category(s: pd.Series) -> pd.Series:
+    """Categorical with string categories."""
+    if not isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype("category")
+    if len(s.cat.categories) and not pd.api.types.is_string_dtype(s.cat.categories.dtype):
+        s = s.cat.rename_categories(s.cat.categories.astype(str))
+    return s
+
+
+def patient_index(ids: pd.Series, patient_ids) -> np.ndarray:
+    """Row of ``patient_ids`` for each id (-1 where unknown), through the categories only."""
+    ids = _as_category(ids)
+    lookup = pd.Index(patient_ids).get_indexer(ids.cat.categories)
+    codes = ids.cat.codes.to_numpy()
+    return np.where(codes >= 0, lookup[codes], -1).astype(np.int64)
+
+
+def _day_problems(day: np.ndarray, file: str, log: ProblemLog, where: dict) -> np.ndarray:
+    lo, hi = DAY_RANGE
+    with np.errstate(invalid="ignore"):
+        out_of_range = (day < lo) | (day > hi)
+        not_whole = ~np.isnan(day) & ~out_of_range & (day != np.floor(day))
+    log.add(file, "day", "day out of range", out_of_range,
+            lambda i: f"day {py(day[i])!r} is outside {lo}..{hi} (100 years either side of the first infusion)",
+            **where)  # fmt: skip
+    log.add(file, "day", "day not whole", not_whole,
+            lambda i: f"day {py(day[i])!r} is not a whole number of days", **where)  # fmt: skip
+    return out_of_range | not_whole
+
+
+def _patient_rows(pid: pd.Series, patients: pd.DataFrame, file: str, log: ProblemLog, rows, day):
+    """``(pidx, bad)``: each row's patient and the rows whose id is missing, spaced or unknown.
+
+    A row whose id has surrounding spaces is attributed to the patient the stripped id
+    names, so that patient is quarantined rather than the row silently re-assigned.
+    """
+    missing, spaced, stripped = _id_text(pid)
+    pidx = patient_index(pid, patients["patient_id"])
+    if spaced.any():
+        pidx = np.where(spaced, pd.Index(patients["patient_id"]).get_indexer(stripped), pidx)
+    ids = pid.astype(object).to_numpy()
+    where = {"rows": rows, "patient_ids": ids, "pidx": pidx, "days": day}
+    log.add(file, "patient_id", "missing value", missing, "patient_id is missing", **where)
+    log.add(file, "patient_id", "id with spaces", spaced,
+            lambda i: f"patient_id {ids[i]!r} has leading or trailing spaces", **where)  # fmt: skip
+    unknown = (pidx < 0) & ~missing & ~spaced
+    log.add(file, "patient_id", "unknown patient", unknown,
+            lambda i: f"patient_id {ids[i]!r} is not in the patients table", **where)  # fmt: skip
+    return pidx, missing | spaced | unknown, where
+
+
+def validate_labs(
+    raw: pd.DataFrame,
+    patients: pd.DataFrame,
+    file: str,
+    log: ProblemLog,
+    reference_units: dict[str, str] | None = None,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The usable lab rows in canonical units, and the unit of every test.
+
+    ``reference_units`` (a model's training units) fixes the unit of each test the project
+    cannot convert; without it, the first unit a test appears in is its unit. Millions
+    of rows go through here: every rule is one vectorised pass over numpy arrays.
+    """
+    rows = row_numbers(raw)
+    day = raw["day"].to_numpy(dtype=float)
+    pid = _as_category(raw["patient_id"])
+    pidx, bad, where = _patient_rows(pid, patients, file, log, rows, day)
+    test, unit = _as_category(raw["test"]), _as_category(raw["unit"])
+    bad |= _text_problems(raw, ("day", "value"), file, log, **where)
+    value_raw = raw["value"].to_numpy(dtype=float)
+    for name, series in (("test", test), ("unit", unit)):
+        miss = _id_text(series)[0]
+        log.add(file, name, "missing value", miss, f"{name} is missing", **where)
+        bad |= miss
+    for name, values in (("day", day), ("value", value_raw)):
+        miss = np.isnan(values) & ~bad
+        log.add(file, name, "missing value", miss, f"{name} is missing", **where)
+        bad |= miss
+    bad |= _day_problems(day, file, log, where)
+
+    tc = test.cat.codes.to_numpy()
+    cats = [str(c) for c in test.cat.categories]
+    factors = units.factors_for(test, unit)
+    known = np.append(np.isin(cats, list(units.KNOWN_TESTS)), False)[tc]
+    bad_unit = known & np.isnan(factors) & ~bad
+    log.add(file, "unit", "unknown unit", bad_unit, lambda i: (
+        f"unknown unit {py(unit.iloc[i])!r} for test {py(test.iloc[i])!r}; accepted: {units.accepted_units(test.iloc[i])}"
+    ), **where)  # fmt: skip
+    bad |= bad_unit
+    lab_units, other_unit = _units_of_other_tests(test, unit, ~known & ~bad, reference_units)
+    log.add(file, "unit", "unit differs", other_unit, lambda i: (
+        f"test {py(test.iloc[i])!r} is in {py(unit.iloc[i])!r} here, but in {lab_units[str(test.iloc[i])]!r} "
+        + ("in the model's training data" if reference_units and str(test.iloc[i]) in reference_units
+           else "in its first row") + "; use one unit per test"
+    ), **where)  # fmt: skip
+    bad |= other_unit
+
+    value = value_raw * np.where(np.isnan(factors), 1.0, factors)
+    bad |= _value_problems(value, value_raw, tc, cats, unit, bad, file, log, where)
+    keep = ~bad
+    labs = pd.DataFrame({"pidx": pidx[keep], "day": day[keep].astype(np.int32),
+                         "test": test.array[keep], "value": value[keep]})  # fmt: skip
+    labs = _drop_duplicates(labs, file, log, None if rows is None else rows[keep],
+                            pid.astype(object).to_numpy()[keep], what="test", value_col="value")  # fmt: skip
+    return labs, lab_units
+
+
+def _units_of_other_tests(test, unit, usable, reference_units):
+    """The unit of each test the project cannot convert, and the usable rows in another unit.
+
+    The unit is the reference's (a model's training units) where one is given, else the
+    unit of the test's first usable row. With a reference (scoring), tests the model does
+    not use are not checked: they are not used either.
+    """
+    lab_units: dict[str, str] = dict(units.CANONICAL_UNITS)
+    tc, uc = test.cat.codes.to_numpy(), unit.cat.codes.to_numpy()
+    test_names = [str(t) for t in test.cat.categories]
+    unit_names = [str(u) for u in unit.cat.categories]
+    expected = np.full(len(test_names) + 1, -1)  # unit code; -1: none seen, -2: not in this table
+    rows = np.flatnonzero(usable)
+    first = rows[np.unique(tc[rows], return_index=True)[1]]
+    expected[tc[first]] = uc[first]
+    checked = np.append(np.ones(len(test_names), dtype=bool), False)
+    for code, name in enumerate(test_names):
+        if name in units.KNOWN_TESTS:
+            continue
+        if reference_units is not None:
+            if name not in reference_units:
+                checked[code] = False
+                continue
+            ref = reference_units[name]
+            expected[code] = unit_names.index(ref) if ref in unit_names else -2
+            lab_units[name] = ref
+        elif expected[code] >= 0:
+            lab_units[name] = unit_names[expected[code]]
+    differs = usable & checked[tc] & (expected[tc] != -1) & (uc != expected[tc])
+    return lab_units, differs
+
+
+def _value_problems(value, value_raw, tc, cats, unit, bad, file, log, where) -> np.ndarray:
+    """Non-finite, implausible (known tests) and negative (tests that cannot be) values."""
+    finite = np.isfinite(value)
+    not_finite = ~finite & ~np.isnan(value) & ~bad
+    log.add(file, "value", "not finite", not_finite,
+            lambda i: f"value {py(value_raw[i])!r} is not a finite number", **where)  # fmt: skip
+    out = not_finite
+    low = np.array([units.PLAUSIBLE_RANGES.get(c, (-np.inf, np.inf))[0] for c in cats] + [-np.inf])
+    high = np.array([units.PLAUSIBLE_RANGES.get(c, (-np.inf, np.inf))[1] for c in cats] + [np.inf])
+    whole = np.array([c in units.INTEGER_TESTS for c in cats] + [False])
+    with np.errstate(invalid="ignore"):
+        implausible = (
+            finite
+            & ~bad
+            & ((value < low[tc]) | (value > high[tc]) | (whole[tc] & (value != np.floor(value))))
+        )
+    for code in np.unique(tc[implausible]):
+        t = cats[code]
+        lo, hi = units.PLAUSIBLE_RANGES[t]
+        canon = units.CANONICAL_UNITS[t]
+        expected = (
+            f"a whole {canon} {int(lo)}-{int(hi)}"
+            if t in units.INTEGER_TESTS
+            else f"within {lo:g}-{hi:g} {canon}"
+        )
+        log.add(file, "value", "implausible value", implausible & (tc == code), lambda i, t=t, expected=expected: (
+            f"{t} value {py(value_raw[i])!r} {unit.iloc[i]} is not plausible (expected {expected})"
+            + (unit_hint(t, float(value_raw[i]), str(unit.iloc[i])) if t not in units.INTEGER_TESTS else "")
+        ), **where)  # fmt: skip
+    nonneg = np.array(
+        [units.cannot_be_negative(c) and c not in units.PLAUSIBLE_RANGES for c in cats] + [False]
+    )
+    negative = finite & ~bad & nonneg[tc] & (value < 0)
+    log.add(file, "value", "negative value", negative,
+            lambda i: f"{cats[tc[i]]} value {py(value_raw[i])!r} is negative; a {cats[tc[i]]} value cannot be",
+            **where)  # fmt: skip
+    return out | implausible | negative
+
+
+def _drop_duplicates(df, file, log, rows, ids, *, what: str, value_col: str) -> pd.DataFrame:
+    """Identical repeats of (patient, day, ``what``) are dropped; conflicting ones are row problems."""
+    lo, hi = DAY_RANGE
+    codes = df[what].cat.codes.to_numpy().astype(np.int64)
+    # one int64 key per (patient, day, what): days lie in DAY_RANGE
+    key = (df["pidx"].to_numpy().astype(np.int64) * (hi - lo + 1) + (df["day"].to_numpy() - lo)) * (
+        int(codes.max(initial=0)) + 1
+    ) + codes
+    order = None if np.all(key[1:] >= key[:-1]) else np.argsort(key, kind="stable")
+    k = key if order is None else key[order]
+    v = df[value_col].to_numpy() if order is None else df[value_col].to_numpy()[order]
+    same = k[1:] == k[:-1]
+    if not same.any():
+        return df
+    differ = same & ~np.isclose(v[1:], v[:-1], rtol=1e-9, atol=1e-12)
+    conflict_keys = np.unique(k[1:][differ])
+    in_conflict = np.isin(key, conflict_keys)
+    log.add(file, value_col, "conflicting duplicate", in_conflict, lambda i: (
+        f"conflicting duplicate of {what} {str(df[what].iloc[i])!r} on day "
+        f"{int(df['day'].iloc[i])} for the same patient (values differ)"
+    ), rows=rows, patient_ids=ids, pidx=df["pidx"].to_numpy(), days=df["day"].to_numpy())  # fmt: skip
+    repeat = np.zeros(len(df), dtype=bool)
+    dup_pos = np.flatnonzero(same & ~differ) + 1
+    repeat[dup_pos if order is None else order[dup_pos]] = True
+    return df[~in_conflict & ~repeat].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------
+# cells
+
+
+def validate_cells(
+    raw: pd.DataFrame, patients: pd.DataFrame, file: str, log: ProblemLog
+) -> pd.DataFrame:
+    """The usable cell-fraction rows, with ``pidx``."""
+    rows = row_numbers(raw)
+    day = raw["day"].to_numpy(dtype=float)
+    pid = _as_category(raw["patient_id"])
+    pidx, bad, where = _patient_rows(pid, patients, file, log, rows, day)
+    bad |= _text_problems(raw, ("day", "fraction"), file, log, **where)
+    population, parent = _as_category(raw["population"]), _as_category(raw["parent"])
+    for name, series in (("population", population), ("parent", parent)):
+        miss = _id_text(series)[0]
+        log.add(file, name, "missing value", miss, f"{name} is missing", **where)
+        bad |= miss
+    fraction = raw["fraction"].to_numpy(dtype=float)
+    for name, values in (("day", day), ("fraction", fraction)):
+        miss = np.isnan(values) & ~bad
+        log.add(file, name, "missing value", miss, f"{name} is missing", **where)
+        bad |= miss
+    bad |= _day_problems(day, file, log, where)
+    with np.errstate(invalid="ignore"):
+        outside = ~bad & ~((fraction >= 0) & (fraction <= 1))
+    log.add(file, "fraction", "implausible value", outside, lambda i: (
+        f"fraction {py(fraction[i])!r} is outside 0-1" + ("; looks like a percentage" if 1 < fraction[i] <= 100 else "")
+    ), **where)  # fmt: skip
+    bad |= outside
+    keep = ~bad
+    cells = pd.DataFrame({"pidx": pidx[keep], "day": day[keep].astype(np.int32),
+                          "population": population.array[keep], "parent": parent.array[keep],
+                          "fraction": fraction[keep]})  # fmt: skip
+    cells = _drop_duplicates(cells, file, log, None if rows is None else rows[keep],
+                             pid.astype(object).to_numpy()[keep], what="population", value_col="fraction")  # fmt: skip
+    cells["population"] = cells["population"].astype(str)
+    cells["parent"] = cells["parent"].astype(str)
+    return cells
