@@ -228,7 +228,7 @@ def test_unit_change_of_an_unconvertible_test_is_an_error(registered, tmp_path):
         predict.score(registered["uri"], d, tmp_path / "p.csv", strict=True, log_to_mlflow=False)
     summary = predict.score(registered["uri"], d, tmp_path / "p.csv", log_to_mlflow=False)
     assert summary["counts"] == {"patients_in_input": 300, "scored": 0, "rejected": 300}
-    assert summary["rejected_by_reason"] == {"bad data (unit differs)": 300}
+    assert summary["rejected_by_reason"] == {"bad data: unit differs": 300}
 
 
 def test_non_number_in_a_streamed_csv_names_file_row_and_column(registered, tmp_path):
@@ -332,3 +332,48 @@ def test_cells_from_h5ad_are_derived_once_and_scored_in_workers(registered, tmp_
     )
     assert summary["counts"]["scored"] == 120 and summary["workers"] == 2
     assert "cells.h5ad" in summary["input_sha256"]
+
+
+def _shapes_of(src, tmp_path, ids):
+    """The same study as CSV/Parquet, grouped/shuffled, with some ids rewritten."""
+    from test_intake import copy_study
+
+    base = copy_study(src, tmp_path / "csv", ids)
+    parquet = copy_study(src, tmp_path / "parquet", ids, fmt="parquet")
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(base, shuffled)
+    labs = pd.read_csv(shuffled / "labs.csv", dtype=str, keep_default_na=False)
+    labs.sample(frac=1, random_state=1).to_csv(shuffled / "labs.csv", index=False)
+    return {"csv": base, "parquet": parquet, "shuffled": shuffled}
+
+
+def test_one_bad_row_among_thousands_rejects_one_patient_in_every_shape(registered, tmp_path):
+    ids = {"SIM-0000001": "001", "SIM-0000002": "1", "SIM-0000003": "A-001"}
+    src = tmp_path / "src"
+    shutil.copytree(registered["screening"], src)
+    labs = pd.read_csv(src / "labs.csv", dtype=str, keep_default_na=False)
+    row = int(
+        np.flatnonzero((labs["patient_id"] == "SIM-0000002") & (labs["test"] == "albumin"))[0]
+    )
+    labs.loc[row, "value"] = "8.01"  # albumin 8.01 g/dL: a g/L value? not plausible either way
+    labs.to_csv(src / "labs.csv", index=False)
+    outcomes = {}
+    for shape, d in _shapes_of(src, tmp_path, ids).items():
+        for jobs in (1, 2):
+            out = tmp_path / f"{shape}-{jobs}.csv"
+            summary = predict.score(registered["uri"], d, out, jobs=jobs, patients_per_part=70,
+                                    explain=2, log_to_mlflow=False)  # fmt: skip
+            assert summary["counts"] == {"patients_in_input": 300, "scored": 299, "rejected": 1}
+            pred = pd.read_csv(out, dtype={"patient_id": str}).set_index("patient_id").sort_index()
+            rejected = pd.read_csv(out.with_name(f"{shape}-{jobs}.rejected.csv"), dtype=str)
+            outcomes[(shape, jobs)] = (pred, rejected[["patient_id", "reason"]].values.tolist())
+    pred0, rejected0 = outcomes[("csv", 1)]
+    file = "labs.csv"
+    assert rejected0 == [["1", f"{file}, row {row + 1}, column 'value': albumin value 8.01 g/dL is not plausible "
+                               "(expected within 0.5-7 g/dL); a value of this size looks like g/L, not g/dL"]]  # fmt: skip
+    assert {"001", "A-001"} <= set(pred0.index) and "1" not in pred0.index
+    for (shape, _jobs), (pred, rejected) in outcomes.items():
+        pd.testing.assert_frame_equal(pred, pred0)
+        expected_file = "labs.parquet" if shape == "parquet" else file
+        # shuffled rows keep their own row numbers: the reason names the row of the file
+        assert rejected[0][0] == "1" and rejected[0][1].startswith(f"{expected_file}, row ")

@@ -79,4 +79,4 @@ def apply(problems: pd.DataFrame, policy: str, n_patients: int) -> tuple[np.ndar
 
 def reason_category(rule: str) -> str:
     """The flow box's line for patients excluded for a rule."""
-    return f"bad data ({rule})"
+    return f"bad data: {rule}"
