@@ -138,3 +138,113 @@ def export_sdtm(study: Path, out: Path, *, version: int = 5, fmt: str = "xpt",
                 reference: str = "first_infusion") -> Path:  # fmt: skip
     """A simulated study as SDTM domain files in ``out``."""
     return write_domains(sdtm_tables(study, reference=reference), out, fmt=fmt, version=version)
+
+
+# ----------------------------------------------------------------------------------------
+# FHIR R4
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+LOCAL = "http://example.org/fhir/CodeSystem/liver-findings"  # the site's own codes (mapping file)
+ETIOLOGY_SYSTEM = "http://example.org/fhir/CodeSystem/cirrhosis-etiology"
+LOINC_CODES = {("bilirubin", "mg/dL"): "1975-2", ("bilirubin", "umol/L"): "14631-6",
+               ("albumin", "g/dL"): "1751-7", ("albumin", "g/L"): "1751-7", ("inr", "ratio"): "6301-6",
+               ("creatinine", "mg/dL"): "2160-0", ("creatinine", "umol/L"): "14682-9",
+               ("sodium", "mmol/L"): "2951-2", ("platelets", "10^9/L"): "777-3", ("alt", "U/L"): "1742-6",
+               ("ast", "U/L"): "1920-8", ("pta", "%"): "5894-1"}  # fmt: skip
+UCUM_CODES = {"ratio": "{INR}", "10^9/L": "10*9/L"}
+LOCAL_CODES = {"ascites": "ascites-grade", "encephalopathy": "west-haven-grade", "dialysis": "dialysis-flag"}
+
+
+def _uuid(kind: str, key) -> str:
+    import uuid
+
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{kind}/{key}')}"
+
+
+def fhir_resources(study: Path, *, by_full_url: bool = False) -> list[tuple[dict, str]]:
+    """The resources of a simulated study, each with its fullUrl (``urn:uuid:...``).
+
+    ``by_full_url``: references point to fullUrls (as in a transaction Bundle) instead of
+    ``Patient/<id>``.
+    """
+    t = read_study(study)
+    patients, labs, cells = t["patients"], t["labs"], t["cells"]
+    order = {pid: i for i, pid in enumerate(patients["patient_id"])}
+
+    def subject(pid):
+        return {"reference": _uuid("Patient", pid) if by_full_url else f"Patient/{pid}"}
+
+    def effective(pid, day, k):
+        date = _first_infusion(order[pid]) + dt.timedelta(days=int(day))
+        return date.isoformat() + ("T08:30:00+08:00" if k % 2 else "")
+
+    out = []
+    for p in patients.itertuples(index=False):
+        first = _first_infusion(order[p.patient_id])
+        out.append(({"resourceType": "Patient", "id": p.patient_id,
+                     "gender": {"F": "female", "M": "male"}[p.sex],
+                     "birthDate": dt.date(first.year - int(p.age_years), 1, 1).isoformat()},
+                    _uuid("Patient", p.patient_id)))  # fmt: skip
+        out.append(({"resourceType": "ResearchSubject", "id": f"rs-{p.patient_id}", "status": "on-study",
+                     "study": {"reference": "ResearchStudy/msc-sim"}, "individual": subject(p.patient_id),
+                     "assignedArm": "planned", "actualArm": p.arm}, _uuid("ResearchSubject", p.patient_id)))  # fmt: skip
+        out.append(({"resourceType": "Condition", "id": f"etiology-{p.patient_id}", "subject": subject(p.patient_id),
+                     "code": {"coding": [{"system": ETIOLOGY_SYSTEM, "code": p.etiology}]}},
+                    _uuid("Condition", p.patient_id)))  # fmt: skip
+        for j in range(int(p.n_infusions)):
+            date = first + dt.timedelta(days=j * int(p.interval_days))
+            out.append(({"resourceType": "MedicationAdministration", "id": f"msc-{p.patient_id}-{j}",
+                         "status": "completed", "subject": subject(p.patient_id),
+                         "medicationCodeableConcept": {"text": "Umbilical cord mesenchymal stromal cells"},
+                         "effectiveDateTime": date.isoformat(),
+                         "dosage": {"dose": {"value": p.dose_per_infusion / 1e8, "unit": "10^8 cells",
+                                             "system": UCUM, "code": "10*8{cells}"}}},
+                        _uuid("MedicationAdministration", f"{p.patient_id}-{j}")))  # fmt: skip
+    for k, r in enumerate(labs.itertuples(index=False)):
+        res = {"resourceType": "Observation", "id": f"lab-{k}", "status": "final",
+               "subject": subject(r.patient_id), "effectiveDateTime": effective(r.patient_id, r.day, k)}  # fmt: skip
+        if r.test in LOCAL_CODES:
+            res["code"] = {"coding": [{"system": LOCAL, "code": LOCAL_CODES[r.test]}]}
+            res["valueInteger"] = int(r.value)
+        else:
+            res["category"] = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                            "code": "laboratory"}]}]  # fmt: skip
+            res["code"] = {"coding": [{"system": LOINC, "code": LOINC_CODES[(r.test, r.unit)]}], "text": r.test}
+            res["valueQuantity"] = {"value": float(r.value), "unit": r.unit, "system": UCUM,
+                                    "code": UCUM_CODES.get(r.unit, r.unit)}  # fmt: skip
+        out.append((res, _uuid("Observation", k)))
+    for k, r in enumerate(cells.itertuples(index=False)):
+        out.append(({"resourceType": "Observation", "id": f"cells-{k}", "status": "final",
+                     "code": {"coding": [{"system": LOCAL, "code": "mx1-monocytes"}]},
+                     "subject": subject(r.patient_id), "effectiveDateTime": effective(r.patient_id, r.day, k),
+                     "valueQuantity": {"value": 100 * r.fraction, "unit": "%", "system": UCUM, "code": "%"}},
+                    _uuid("CellObservation", k)))  # fmt: skip
+    pid0 = patients["patient_id"].iloc[0]  # what a real export also holds: not used, counted
+    out.append(({"resourceType": "Observation", "id": "bp-1", "status": "final", "subject": subject(pid0),
+                 "code": {"coding": [{"system": LOINC, "code": "85354-9"}]}, "effectiveDateTime": "2024-01-08",
+                 "component": [{"code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
+                                "valueQuantity": {"value": 120, "unit": "mm[Hg]"}}]}, _uuid("Observation", "bp")))  # fmt: skip
+    out.append(({"resourceType": "Observation", "id": "lab-error", "status": "entered-in-error",
+                 "subject": subject(pid0), "code": {"coding": [{"system": LOINC, "code": "1975-2"}]},
+                 "effectiveDateTime": "2024-01-08", "valueQuantity": {"value": 99.0, "unit": "mg/dL"}},
+                _uuid("Observation", "error")))  # fmt: skip
+    out.append(({"resourceType": "Organization", "id": "site-1", "name": "Simulated site"}, _uuid("Organization", 1)))
+    return out
+
+
+def export_fhir(study: Path, out: Path, *, bundle: bool = False) -> Path:
+    """A simulated study as bulk-export NDJSON (one file per resource type) or one Bundle."""
+    out.mkdir(parents=True, exist_ok=True)
+    resources = fhir_resources(study, by_full_url=bundle)
+    if bundle:
+        doc = {"resourceType": "Bundle", "type": "collection",
+               "entry": [{"fullUrl": url, "resource": res} for res, url in resources]}  # fmt: skip
+        (out / "bundle.json").write_text(json.dumps(doc, indent=1))
+        return out
+    by_type: dict[str, list[str]] = {}
+    for res, _ in resources:
+        by_type.setdefault(res["resourceType"], []).append(json.dumps(res))
+    for rtype, lines in by_type.items():
+        (out / f"{rtype}.ndjson").write_text("\n".join(lines) + "\n")
+    return out

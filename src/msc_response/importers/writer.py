@@ -14,7 +14,7 @@ import json
 import os
 import re
 import shutil
-import tempfile
+import secrets
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -67,12 +67,19 @@ def _remove_stale_temporaries(out: Path) -> None:
             pass  # the process exists (another user's): leave it
 
 
+def _new_temporary(out: Path, role: str) -> Path:
+    """A new hidden folder beside ``out`` (mode from the umask, like the folder it becomes)."""
+    path = out.parent / f".{out.name}.import-{os.getpid()}-{role}-{secrets.token_hex(4)}"
+    path.mkdir()
+    return path
+
+
 def write_study(tables: dict, report: dict, markdown: str, out: Path, fmt: str) -> list[Path]:
     """Write ``tables`` (name -> DataFrame or None), the report and its table into ``out``, atomically."""
     check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-{os.getpid()}-", dir=out.parent))
+    tmp = _new_temporary(out, "new")
     try:
         names = []
         for name, df in tables.items():
@@ -83,7 +90,7 @@ def write_study(tables: dict, report: dict, markdown: str, out: Path, fmt: str) 
         (tmp / REPORT_MD).write_text(markdown)
         names += [REPORT_JSON, REPORT_MD]
         if out.exists():  # empty, or an earlier import's output (checked above)
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-{os.getpid()}-old-", dir=out.parent))
+            old = _new_temporary(out, "old")
             os.replace(out, old)
             os.replace(tmp, out)
             shutil.rmtree(old)
