@@ -29,7 +29,10 @@ MSC_NAMES = ("UC-MSC", "UMBILICAL CORD STROMAL CELLS")  # the second only throug
 
 def read_study(study: Path) -> dict[str, pd.DataFrame]:
     """The simulated tables, ids as text."""
-    return {t: pd.read_csv(study / f"{t}.csv", dtype={"patient_id": str}) for t in ("patients", "labs", "cells")}
+    return {
+        t: pd.read_csv(study / f"{t}.csv", dtype={"patient_id": str})
+        for t in ("patients", "labs", "cells")
+    }
 
 
 def _first_infusion(i: int) -> dt.date:
@@ -69,18 +72,29 @@ def sdtm_tables(study: Path, *, reference: str = "first_infusion") -> dict[str, 
     lb_parts, fa_parts = [], []
     for k, r in enumerate(labs.itertuples(index=False)):
         date = when(r.patient_id, r.day)
-        dy = float(sdtm_study_day(date, ref[r.patient_id])) if k % 5 else np.nan  # every 5th: date only
-        base = {"USUBJID": r.patient_id, "DY": dy, "DTC": date.isoformat() + ("T08:30" if k % 3 == 0 else "")}
+        dy = (
+            float(sdtm_study_day(date, ref[r.patient_id])) if k % 5 else np.nan
+        )  # every 5th: date only
+        base = {
+            "USUBJID": r.patient_id,
+            "DY": dy,
+            "DTC": date.isoformat() + ("T08:30" if k % 3 == 0 else ""),
+        }
         if r.test in LB_CODES:
-            unit = {"ratio": "" if k % 2 else "RATIO"}.get(r.unit, r.unit)
+            unit = {"ratio": "" if k % 7 % 2 else "RATIO"}.get(r.unit, r.unit)
             standard = k % 7 != 0  # every 7th: only the result as collected
             lb_parts.append({**base, "LBTESTCD": LB_CODES[r.test], "LBCAT": "CHEMISTRY", "LBSPEC": "SERUM",
                              "LBORRES": repr(float(r.value)), "LBORRESU": unit,
                              "LBSTRESN": float(r.value) if standard else np.nan,
                              "LBSTRESU": unit if standard else ""})  # fmt: skip
         else:
-            code = {"ascites": "ASCITES", "encephalopathy": "HEGRADE", "dialysis": "DIALYSIS"}[r.test]
-            result = {"ascites": ASCITES_TEXT.get(int(r.value)), "dialysis": "Y" if r.value else "N"}.get(r.test)
+            code = {"ascites": "ASCITES", "encephalopathy": "HEGRADE", "dialysis": "DIALYSIS"}[
+                r.test
+            ]
+            result = {
+                "ascites": ASCITES_TEXT.get(int(r.value)),
+                "dialysis": "Y" if r.value else "N",
+            }.get(r.test)
             fa_parts.append({**base, "FATESTCD": code, "FAOBJ": r.test.upper(),
                              "FAORRES": result if result else repr(float(r.value)),
                              "FASTRESN": np.nan if result else float(r.value)})  # fmt: skip
@@ -114,7 +128,9 @@ def sdtm_tables(study: Path, *, reference: str = "first_infusion") -> dict[str, 
     return {"DM": dm, "LB": lb, "EX": ex, "FA": fa, "MH": mh}
 
 
-def write_domains(tables: dict[str, pd.DataFrame], out: Path, *, fmt: str = "xpt", version: int = 5) -> Path:
+def write_domains(
+    tables: dict[str, pd.DataFrame], out: Path, *, fmt: str = "xpt", version: int = 5
+) -> Path:
     """Write SDTM domains as ``.xpt`` (SAS transport v5 or v8), ``.csv`` or ``.parquet``."""
     import pyreadstat
 
@@ -153,7 +169,11 @@ LOINC_CODES = {("bilirubin", "mg/dL"): "1975-2", ("bilirubin", "umol/L"): "14631
                ("sodium", "mmol/L"): "2951-2", ("platelets", "10^9/L"): "777-3", ("alt", "U/L"): "1742-6",
                ("ast", "U/L"): "1920-8", ("pta", "%"): "5894-1"}  # fmt: skip
 UCUM_CODES = {"ratio": "{INR}", "10^9/L": "10*9/L"}
-LOCAL_CODES = {"ascites": "ascites-grade", "encephalopathy": "west-haven-grade", "dialysis": "dialysis-flag"}
+LOCAL_CODES = {
+    "ascites": "ascites-grade",
+    "encephalopathy": "west-haven-grade",
+    "dialysis": "dialysis-flag",
+}
 
 
 def _uuid(kind: str, key) -> str:
@@ -210,7 +230,10 @@ def fhir_resources(study: Path, *, by_full_url: bool = False) -> list[tuple[dict
         else:
             res["category"] = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
                                             "code": "laboratory"}]}]  # fmt: skip
-            res["code"] = {"coding": [{"system": LOINC, "code": LOINC_CODES[(r.test, r.unit)]}], "text": r.test}
+            res["code"] = {
+                "coding": [{"system": LOINC, "code": LOINC_CODES[(r.test, r.unit)]}],
+                "text": r.test,
+            }
             res["valueQuantity"] = {"value": float(r.value), "unit": r.unit, "system": UCUM,
                                     "code": UCUM_CODES.get(r.unit, r.unit)}  # fmt: skip
         out.append((res, _uuid("Observation", k)))
@@ -229,7 +252,12 @@ def fhir_resources(study: Path, *, by_full_url: bool = False) -> list[tuple[dict
                  "subject": subject(pid0), "code": {"coding": [{"system": LOINC, "code": "1975-2"}]},
                  "effectiveDateTime": "2024-01-08", "valueQuantity": {"value": 99.0, "unit": "mg/dL"}},
                 _uuid("Observation", "error")))  # fmt: skip
-    out.append(({"resourceType": "Organization", "id": "site-1", "name": "Simulated site"}, _uuid("Organization", 1)))
+    out.append(
+        (
+            {"resourceType": "Organization", "id": "site-1", "name": "Simulated site"},
+            _uuid("Organization", 1),
+        )
+    )
     return out
 
 

@@ -239,14 +239,22 @@ def score(
 @app.command("import")
 @_bad_input_exits
 def import_cmd(
-    source: Path = typer.Argument(..., help="SDTM: folder of domain files. FHIR: folder or file of .json/.ndjson."),
-    out: Path = typer.Option(..., "--out", help="Study directory to write (new, empty, or an earlier import's)."),
+    source: Path = typer.Argument(
+        ..., help="SDTM: folder of domain files. FHIR: folder or file of .json/.ndjson."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Study directory to write (new, empty, or an earlier import's)."
+    ),
     from_: str = typer.Option(..., "--from", help="sdtm or fhir."),
-    mapping: Path | None = typer.Option(None, "--mapping", help="Mapping file (YAML) added to the defaults."),
+    mapping: Path | None = typer.Option(
+        None, "--mapping", help="Mapping file (YAML) added to the defaults."
+    ),
     index_date: str | None = typer.Option(
         None, "--index-date", help="FHIR: count days from this date (YYYY-MM-DD) for every patient."
     ),
-    strict: bool = typer.Option(False, "--strict", help="Any row problem is an error (nothing written)."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Any row problem is an error (nothing written)."
+    ),
     fmt: str = typer.Option("csv", "--format", help="Tables as csv or parquet."),
 ) -> None:
     """Import a site's CDISC SDTM or FHIR R4 data into a study directory, with a mapping report."""
@@ -268,10 +276,20 @@ def import_cmd(
         console.print(f"  absent: {test} ({why})", highlight=False, soft_wrap=True)
     shown = report["problems"][:10]
     for p in shown:
-        err_console.print(f"[yellow]row problem:[/] {p['problem']}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[yellow]row problem:[/] {p['problem']}", highlight=False, soft_wrap=True
+        )
     if len(report["problems"]) > len(shown):
-        err_console.print(f"... {len(report['problems']) - len(shown)} more row problems", highlight=False, soft_wrap=True)
-    console.print(f"mapping report -> {out / 'import_report.md'} and import_report.json", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"... {len(report['problems']) - len(shown)} more row problems",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"mapping report -> {out / 'import_report.md'} and import_report.json",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 if __name__ == "__main__":  # python -m msc_response.cli

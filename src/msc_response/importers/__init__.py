@@ -87,12 +87,17 @@ def import_study(
         from .fhir import import_fhir
 
         imported = import_fhir(source, maps, index)
+    imported.log.sort()
     problems = [p for _, p in imported.log.problems]
     if strict and problems:
         raise DataError(problems)
     if imported.patients.empty:
-        raise DataError(problems or [Problem(Path(source).name, None, None, "no patient to import")])
-    report = build_report(imported, maps, source=Path(source).name, strict=strict, index_date=index_date)
+        raise DataError(
+            problems or [Problem(Path(source).name, None, None, "no patient to import")]
+        )
+    report = build_report(
+        imported, maps, source=Path(source).name, strict=strict, index_date=index_date
+    )
     tables = {"patients": imported.patients, "labs": imported.labs, "cells": imported.cells}
     report["files_written"] = [f"{n}.{table_format}" for n, df in tables.items() if df is not None]
     write_study(tables, report, report_markdown(report), out, table_format)

@@ -43,7 +43,14 @@ from .rows import (
     summarise_regimen,
 )
 
-USED = ("Patient", "Observation", "MedicationAdministration", "Medication", "ResearchSubject", "Condition")
+USED = (
+    "Patient",
+    "Observation",
+    "MedicationAdministration",
+    "Medication",
+    "ResearchSubject",
+    "Condition",
+)
 USABLE_OBSERVATION = frozenset({"final", "amended", "corrected", "preliminary"})
 
 
@@ -56,19 +63,25 @@ def read_resources(src: Path) -> list[tuple[str, dict, str | None]]:
         Nothing to read, or a file that is not JSON / NDJSON of resources (structural).
     """
     if src.is_dir():
-        files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in (".json", ".ndjson"))
+        files = sorted(
+            p for p in src.iterdir() if p.is_file() and p.suffix.lower() in (".json", ".ndjson")
+        )
     elif src.is_file():
         files = [src]
     else:
         raise DataError([Problem(src.name, None, None, f"FHIR source not found: {str(src)!r}")])
     if not files:
-        raise DataError([Problem(src.name, None, None, "no .json or .ndjson file of FHIR resources")])
+        raise DataError(
+            [Problem(src.name, None, None, "no .json or .ndjson file of FHIR resources")]
+        )
     out = []
     for path in files:
         try:
             content = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
-            raise DataError([Problem(path.name, None, None, f"cannot read the file: {err}")]) from None
+            raise DataError(
+                [Problem(path.name, None, None, f"cannot read the file: {err}")]
+            ) from None
         if path.suffix.lower() == ".ndjson":
             for line_no, line in enumerate(content.splitlines(), start=1):
                 if line.strip():
@@ -83,7 +96,16 @@ def read_resources(src: Path) -> list[tuple[str, dict, str | None]]:
                 out.append((path.name, res, None))
     for file, res, _ in out:
         if not isinstance(res.get("resourceType"), str):
-            raise DataError([Problem(file, None, None, "a JSON object without resourceType is not a FHIR resource")])
+            raise DataError(
+                [
+                    Problem(
+                        file,
+                        None,
+                        None,
+                        "a JSON object without resourceType is not a FHIR resource",
+                    )
+                ]
+            )
     return out
 
 
@@ -93,7 +115,9 @@ def _json(text: str, file: str, line: int | None) -> dict:
     except json.JSONDecodeError as err:
         raise DataError([Problem(file, line, None, f"not valid JSON: {err}")]) from None
     if not isinstance(obj, dict):
-        raise DataError([Problem(file, line, None, "not a FHIR resource (a JSON object was expected)")])
+        raise DataError(
+            [Problem(file, line, None, "not a FHIR resource (a JSON object was expected)")]
+        )
     return obj
 
 
@@ -153,7 +177,16 @@ class _Fhir:
         self.report["resource_types_not_used"] = sorted(set(counts) - set(USED))
         for rtype in ("Patient", "Observation"):
             if counts[rtype] == 0:
-                raise DataError([Problem(self.src.name, None, None, f"no {rtype} resource in the source (required)")])
+                raise DataError(
+                    [
+                        Problem(
+                            self.src.name,
+                            None,
+                            None,
+                            f"no {rtype} resource in the source (required)",
+                        )
+                    ]
+                )
         if counts["MedicationAdministration"] == 0 and self.index_date is None:
             raise DataError([Problem(self.src.name, None, None,
                                      "no MedicationAdministration resource to count days from the first MSC "
@@ -197,7 +230,11 @@ class _Fhir:
             if system is None:
                 pid, element = p.id, "id"
             else:
-                values = [i.value for i in p.identifier or [] if i.system == system and i.value is not None]
+                values = [
+                    i.value
+                    for i in p.identifier or []
+                    if i.system == system and i.value is not None
+                ]
                 pid, element = (values[0] if values else None), "identifier"
             if pid is None:
                 self.add("patient id missing", file, ref, element,
@@ -245,7 +282,12 @@ class _Fhir:
             if a.medicationReference is not None:  # a Medication resource, or one contained here
                 target = a.medicationReference.reference or ""
                 med += meds.get(target, [])
-                med += [n for c in a.contained or [] if f"#{c.id}" == target for n in _names(getattr(c, "code", None))]
+                med += [
+                    n
+                    for c in a.contained or []
+                    if f"#{c.id}" == target
+                    for n in _names(getattr(c, "code", None))
+                ]
             msc = self.mapping.is_msc(*med)
             names[(med[0] if med else "(no medication name)", msc)] += 1
             if not msc:
@@ -256,11 +298,15 @@ class _Fhir:
             pid = self.patient_of(a.subject, file, ref, "subject")
             if pid is None:
                 continue
-            when = _date(a.effectiveDateTime or (a.effectivePeriod.start if a.effectivePeriod else None))
+            when = _date(
+                a.effectiveDateTime or (a.effectivePeriod.start if a.effectivePeriod else None)
+            )
             dose = a.dosage.dose if a.dosage else None
             per_unit = None
             if dose is not None:
-                per_unit = cells_per_dose_unit(dose.code if dose.system == UCUM and dose.code else dose.unit)
+                per_unit = cells_per_dose_unit(
+                    dose.code if dose.system == UCUM and dose.code else dose.unit
+                )
             bad = True
             if not isinstance(when, dt.date):
                 self.add("infusion day unknown", file, ref, "effectiveDateTime",
@@ -277,7 +323,9 @@ class _Fhir:
                          "cells": float(dose.value) * per_unit if not bad else np.nan, "bad": bad,
                          "file": file, "ref": ref})  # fmt: skip
         for status, n in status_skipped.items():
-            self.log.skipped[f"MSC MedicationAdministration with status {status!r} (not given)"] += n
+            self.log.skipped[
+                f"MSC MedicationAdministration with status {status!r} (not given)"
+            ] += n
         self.report["treatments"] = [{"medication": name, "administrations": int(n), "msc_infusion": msc}
                                      for (name, msc), n in names.most_common()]  # fmt: skip
         inf = pd.DataFrame(rows, columns=["patient_id", "date", "cells", "bad", "file", "ref"])
@@ -305,11 +353,20 @@ class _Fhir:
                 kind, (name, parent) = "cells", cells[key]
             elif key in m.tests:
                 name = m.tests[key]
-            value, unit, value_el, unit_el = np.nan, None, "valueQuantity.value", "valueQuantity.code"
+            value, unit, value_el, unit_el = (
+                np.nan,
+                None,
+                "valueQuantity.value",
+                "valueQuantity.code",
+            )
             q = o.valueQuantity
             if q is not None and q.value is not None:
                 value = float(q.value)
-                unit, unit_el = (q.code, "valueQuantity.code") if q.system == UCUM and q.code else (q.unit, "valueQuantity.unit")
+                unit, unit_el = (
+                    (q.code, "valueQuantity.code")
+                    if q.system == UCUM and q.code
+                    else (q.unit, "valueQuantity.unit")
+                )
             elif o.valueInteger is not None:
                 value, unit, value_el = float(o.valueInteger), "", "valueInteger"
             if name is None and kind == "lab":  # not mapped: kept under its own code if numeric
@@ -329,14 +386,22 @@ class _Fhir:
                 status = "no patient"
             elif np.isnan(value):
                 status = "no value"
-                self.add("no value", file, ref, "value[x]", "no value: neither valueQuantity.value nor valueInteger")
+                self.add(
+                    "no value",
+                    file,
+                    ref,
+                    "value[x]",
+                    "no value: neither valueQuantity.value nor valueInteger",
+                )
             elif q is not None and q.comparator is not None:
                 status = "value with a comparator"
                 self.add(status, file, ref, "valueQuantity.comparator",
                          f"value {q.comparator}{value:g} is a bound, not a measurement")  # fmt: skip
             elif not isinstance(when, dt.date):
                 status = "day unknown"
-                self.add(status, file, ref, "effectiveDateTime", f"no full effective date ({when!r})")
+                self.add(
+                    status, file, ref, "effectiveDateTime", f"no full effective date ({when!r})"
+                )
             elif pid not in index:
                 status = "day unknown"
                 self.add(status, file, ref, "subject",
@@ -358,12 +423,18 @@ class _Fhir:
             return {}
         found: dict[str, list] = {}
         for file, c, _ in conditions:
-            hits = [co.code for co in (c.code.coding if c.code else []) or [] if co.system == e.system and co.code]
+            hits = [
+                co.code
+                for co in (c.code.coding if c.code else []) or []
+                if co.system == e.system and co.code
+            ]
             if not hits:
                 continue
             pid = self.patient_of(c.subject, file, f"Condition/{c.id}", "subject")
             if pid is not None:
-                found.setdefault(pid, []).append((e.codes.get(hits[0], hits[0]), file, f"Condition/{c.id}"))
+                found.setdefault(pid, []).append(
+                    (e.codes.get(hits[0], hits[0]), file, f"Condition/{c.id}")
+                )
         out = {}
         for pid, values in found.items():
             distinct = list(dict.fromkeys(v for v, _, _ in values))
@@ -398,8 +469,11 @@ class _Fhir:
                          "no MSC MedicationAdministration to count days from (give --index-date)")  # fmt: skip
                 self.not_imported[r.patient_id] = f"see {r.ref}"
         summary, unequal = summarise_regimen(
-            inf[inf["patient_id"].isin(index)], self.log,
-            lambda i, message: fhir_problem(inf.loc[i, "file"], inf.loc[i, "ref"], "dosage.dose", message),
+            inf[inf["patient_id"].isin(index)],
+            self.log,
+            lambda i, message: fhir_problem(
+                inf.loc[i, "file"], inf.loc[i, "ref"], "dosage.dose", message
+            ),
         )
         rows = self.measurements(by_type["Observation"], index)
         etiology = self.etiology(by_type["Condition"])
@@ -408,14 +482,19 @@ class _Fhir:
         labs, cells, rows = finish_measurements(rows, self.mapping, self.log)
         pats = pats[keep].reset_index(drop=True)
         out = pd.DataFrame({"patient_id": pats["patient_id"], "sex": pats["sex"]})
-        out["age_years"] = [float(_whole_years(b, index[p])) for b, p in zip(pats["birth"], pats["patient_id"], strict=True)]
+        out["age_years"] = [
+            float(_whole_years(b, index[p]))
+            for b, p in zip(pats["birth"], pats["patient_id"], strict=True)
+        ]
         if etiology:
             out["etiology"] = out["patient_id"].map(etiology)
         if arms:
             out["arm"] = out["patient_id"].map(arms)
         reg = summary.set_index("patient_id").reindex(out["patient_id"])
         out["dose_per_infusion"] = reg["dose_per_infusion"].to_numpy()
-        out["n_infusions"] = np.where(out["patient_id"].isin(inf["patient_id"]), reg["n_infusions"].to_numpy(), 0.0)
+        out["n_infusions"] = np.where(
+            out["patient_id"].isin(inf["patient_id"]), reg["n_infusions"].to_numpy(), 0.0
+        )
         out["interval_days"] = reg["interval_days"].to_numpy()
         out = out[[c for c in PATIENT_COLUMNS if c in out]]
         self.report["patients"]["not_imported"] = int((~keep).sum())

@@ -84,7 +84,13 @@ DIMENSIONLESS = frozenset({"", "1"})
 DIMENSIONLESS_CONTRACT_UNITS = frozenset({"ratio", "grade", "flag"})
 
 #: Units of a cell fraction: factor to a fraction 0-1.
-FRACTION_UNITS: dict[str, float] = {"%": 0.01, "": 1.0, "1": 1.0, "fraction": 1.0, "{fraction}": 1.0}
+FRACTION_UNITS: dict[str, float] = {
+    "%": 0.01,
+    "": 1.0,
+    "1": 1.0,
+    "fraction": 1.0,
+    "{fraction}": 1.0,
+}
 
 #: The default rule for MSC infusions: a treatment name that says mesenchymal, or the
 #: token MSC (``UC-MSC``, ``hUC-MSCs``, ``MSC infusion``) - not ``MSCT`` or ``ATMSCAN``.
@@ -256,9 +262,16 @@ def load_mapping(path: str | Path | None, fmt: str) -> Mapping:
     _need(isinstance(raw, dict), "mapping file", raw, "a mapping of keys")
     for k in raw:
         if k not in _KEYS[fmt]:
-            raise ConfigError(f"{k}: unknown key for --from {fmt}; expected one of {sorted(_KEYS[fmt])}")
+            raise ConfigError(
+                f"{k}: unknown key for --from {fmt}; expected one of {sorted(_KEYS[fmt])}"
+            )
     if "format" in raw:
-        _need(raw["format"] == fmt, "format", raw["format"], f"{fmt!r} (this is an import --from {fmt})")
+        _need(
+            raw["format"] == fmt,
+            "format",
+            raw["format"],
+            f"{fmt!r} (this is an import --from {fmt})",
+        )
 
     tests = dict(base.tests)
     tests.update(_str_map(raw.get("tests", {}), "tests"))

@@ -29,7 +29,9 @@ def build_report(imp: Imported, mapping: Mapping, *, source: str, strict: bool,
 
     rows = imp.rows
     defaults = default_mapping(mapping.format).tests
-    from_file = {t for c, t in mapping.tests.items() if defaults.get(c) != t} | set(mapping.findings)
+    from_file = {t for c, t in mapping.tests.items() if defaults.get(c) != t} | set(
+        mapping.findings
+    )
     codes = []
     for (code, kind, name), g in rows.groupby(["code", "kind", "name"], sort=True, dropna=False):
         imported = g["status"].eq(OK)
@@ -77,7 +79,9 @@ def build_report(imp: Imported, mapping: Mapping, *, source: str, strict: bool,
             "tests": sorted(present),
         },
         "codes": codes,
-        "unmapped_codes": [c["source_code"] for c in codes if c["how"] == "kept under its own code"],
+        "unmapped_codes": [
+            c["source_code"] for c in codes if c["how"] == "kept under its own code"
+        ],
         "unit_conversions": conversions,
         "absent_tests": absent,
         "rows_not_imported": {
@@ -129,7 +133,11 @@ def report_markdown(report: dict) -> str:
     ]  # fmt: skip
     by_reason = report["rows_not_imported"]["problems_by_reason"]
     rule = report["rows_not_imported"]["left_out_by_rule"]
-    out.append(_table(["reason", "rows"], [[k, v] for k, v in by_reason.items()]) if by_reason else "No row problems.")
+    out.append(
+        _table(["reason", "rows"], [[k, v] for k, v in by_reason.items()])
+        if by_reason
+        else "No row problems."
+    )
     if rule:
         out += ["", "Left out by a stated rule (not problems):", "",
                 _table(["rule", "rows"], [[k, v] for k, v in rule.items()])]  # fmt: skip
@@ -138,6 +146,8 @@ def report_markdown(report: dict) -> str:
         out += [f"- {p['problem']}" for p in report["problems"]]
     out += ["", "## Other facts", "", "```json"]
     skip = {"codes", "problems", "unit_conversions", "absent_tests", "rows_not_imported", "written"}
-    out.append(json.dumps({k: v for k, v in report.items() if k not in skip}, indent=2, default=str))
+    out.append(
+        json.dumps({k: v for k, v in report.items() if k not in skip}, indent=2, default=str)
+    )
     out += ["```", ""]
     return "\n".join(out)

@@ -51,6 +51,10 @@ class RowLog:
     def add(self, reason: str, problem: Problem) -> None:
         self.problems.append((reason, problem))
 
+    def sort(self) -> None:
+        """Problems in file and row order (FHIR problems, without rows, in the order found)."""
+        self.problems.sort(key=lambda rp: (rp[1].file, rp[1].row or 0))
+
     def by_reason(self) -> dict[str, int]:
         return dict(sorted(Counter(reason for reason, _ in self.problems).items()))
 
@@ -114,7 +118,9 @@ def finish_measurements(
     ))  # fmt: skip
 
     # one unit per test the contract does not know
-    other = lab & ~rows["name"].isin(units.KNOWN_TESTS).to_numpy() & (rows["status"] == OK).to_numpy()
+    other = (
+        lab & ~rows["name"].isin(units.KNOWN_TESTS).to_numpy() & (rows["status"] == OK).to_numpy()
+    )
     first_unit = rows[other].groupby("name", sort=False)["contract_unit"].first()
     changed = other & (rows["contract_unit"] != rows["name"].map(first_unit)).to_numpy()
     reject(rows, changed, "unit change within a test", log, "unit_col", lambda i: (
@@ -136,7 +142,9 @@ def finish_measurements(
     canonical = rows["value"].to_numpy(dtype=float).copy()
     ok_lab = lab & (rows["status"] == OK).to_numpy()
     if ok_lab.any():
-        canonical[ok_lab] *= units.factors_for(rows.loc[ok_lab, "name"], rows.loc[ok_lab, "contract_unit"])
+        canonical[ok_lab] *= units.factors_for(
+            rows.loc[ok_lab, "name"], rows.loc[ok_lab, "contract_unit"]
+        )
     canonical[cells_mask] *= frac_factor[cells_mask]
     rows["canonical"] = canonical
     _conflicting_duplicates(rows, log)
@@ -180,8 +188,10 @@ def _conflicting_duplicates(rows: pd.DataFrame, log: RowLog) -> None:
     scale = groups.transform(lambda v: np.abs(v).max())
     conflict = pd.Series(False, index=rows.index)
     conflict[spread.index] = (spread > 1e-9 * np.maximum(scale, 1e-12)).to_numpy()
-    values = rows[dup].groupby(key, sort=False)["value"].transform(
-        lambda v: ", ".join(f"{x:g}" for x in v)
+    values = (
+        rows[dup]
+        .groupby(key, sort=False)["value"]
+        .transform(lambda v: ", ".join(f"{x:g}" for x in v))
     )
     reject(rows, conflict.to_numpy(), "conflicting duplicate", log, "value_col", lambda i: (
         f"conflicting duplicate: {rows['name'].iloc[i]!r} on day {int(rows['day'].iloc[i])} for patient "

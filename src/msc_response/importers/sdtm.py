@@ -93,7 +93,9 @@ def read_domain(path: Path) -> pd.DataFrame:
 
 def require(df: pd.DataFrame, file: str, columns, *, one_of=()) -> None:
     """Structural: every column of ``columns``, and at least one of each group in ``one_of``."""
-    problems = [Problem(file, None, c, "required variable is missing") for c in columns if c not in df]
+    problems = [
+        Problem(file, None, c, "required variable is missing") for c in columns if c not in df
+    ]
     for group in one_of:
         if not any(c in df for c in group):
             problems.append(Problem(file, None, group[0],
@@ -163,7 +165,9 @@ class _Sdtm:
     def problem(self, reason: str, file: str, row, column, message: str) -> None:
         self.log.add(reason, Problem(file, None if row is None else int(row), column, message))
 
-    def domain(self, name: str, *, required: bool, why: str = "") -> tuple[pd.DataFrame, str] | None:
+    def domain(
+        self, name: str, *, required: bool, why: str = ""
+    ) -> tuple[pd.DataFrame, str] | None:
         path = find_domain(self.src, name, required=required, why=why)
         if path is None:
             return None
@@ -199,7 +203,12 @@ class _Sdtm:
              lambda i: f"SEX {sex_raw.iloc[i]!r} is neither 'F' nor 'M' (the scores need one of them)")  # fmt: skip
         age, age_text = numbers(dm, "AGE")
         age_written = text(dm, "AGE")
-        flag(age_text, "not a number", "AGE", lambda i: f"AGE {age_written.iloc[i]!r} is not a number")
+        flag(
+            age_text,
+            "not a number",
+            "AGE",
+            lambda i: f"AGE {age_written.iloc[i]!r} is not a number",
+        )
         flag(np.isnan(age) & ~age_text, "age missing", "AGE", lambda i: "AGE is missing")
         ageu = text(dm, "AGEU").map(lambda v: None if v is None else v.upper())
         flag(~ageu.isin([None, "YEARS", "YEAR", "Y"]).to_numpy() & ageu.notna().to_numpy(),
@@ -271,17 +280,29 @@ class _Sdtm:
                 self.problem(reason, file, rows[i], column, message(i))
             bad[:] |= mask & use
 
-        flag(dose_text, "not a number", "EXDOSE", lambda i: f"EXDOSE {text(ex, 'EXDOSE').iloc[i]!r} is not a number")
+        flag(
+            dose_text,
+            "not a number",
+            "EXDOSE",
+            lambda i: f"EXDOSE {text(ex, 'EXDOSE').iloc[i]!r} is not a number",
+        )
         flag(np.isnan(dose) & ~dose_text, "dose missing", "EXDOSE", lambda i: "EXDOSE is missing")
         flag(np.isnan(per_unit), "unknown dose unit", "EXDOSU",
              lambda i: f"dose unit {text(ex, 'EXDOSU').iloc[i]!r} is not a number of cells "
                        "('cells', '10^8 cells', ...; doses per kg need body weight and are not imported)")  # fmt: skip
-        flag(exdy == 0, "study day 0", "EXSTDY", lambda i: "EXSTDY 0 does not exist in SDTM (day 1 is the reference start)")
+        flag(
+            exdy == 0,
+            "study day 0",
+            "EXSTDY",
+            lambda i: "EXSTDY 0 does not exist in SDTM (day 1 is the reference start)",
+        )
         flag(np.isnan(elapsed) & np.isnat(ex_date) & (exdy != 0), "infusion day unknown",
              "EXSTDTC" if partial.any() else "EXSTDY",
              lambda i: "no study day (EXSTDY) and no complete date (EXSTDTC) of this infusion")  # fmt: skip
         given = use & (np.nan_to_num(dose) > 0)
-        self.log.skipped["EX record of an MSC treatment with dose 0 (not an infusion)"] += int((use & (dose == 0)).sum())
+        self.log.skipped["EX record of an MSC treatment with dose 0 (not an infusion)"] += int(
+            (use & (dose == 0)).sum()
+        )
 
         inf = pd.DataFrame({"patient_id": ids, "cells": dose * per_unit, "elapsed": elapsed,
                             "date": ex_date, "bad": bad, "row": rows})[given | (use & bad)]  # fmt: skip
@@ -293,7 +314,9 @@ class _Sdtm:
         first = good.groupby("patient_id", sort=False).agg(first_elapsed=("elapsed", "min"),
                                                             first_date=("date", "min"))  # fmt: skip
         summary, unequal = summarise_regimen(
-            inf, self.log, lambda i, message: Problem(file, int(inf.loc[i, "row"]), "EXDOSE", message)
+            inf,
+            self.log,
+            lambda i, message: Problem(file, int(inf.loc[i, "row"]), "EXDOSE", message),
         )
         regimen = summary.join(first, on="patient_id")
         self.report["regimen"] = {
@@ -322,7 +345,12 @@ class _Sdtm:
         p = domain[:2]
         why = f" (the mapping file places {', '.join(sorted(v[1] for v in codes.values()))} there)"
         df, file = self.domain(domain, required=True, why="" if domain == "LB" else why)
-        require(df, file, ["USUBJID", f"{p}TESTCD"], one_of=[(f"{p}STRESN", f"{p}ORRES"), (f"{p}DY", f"{p}DTC")])
+        require(
+            df,
+            file,
+            ["USUBJID", f"{p}TESTCD"],
+            one_of=[(f"{p}STRESN", f"{p}ORRES"), (f"{p}DY", f"{p}DTC")],
+        )
         if domain == "LB":
             require(df, file, ["LBSTRESN", "LBSTRESU"])
         testcd = text(df, f"{p}TESTCD")
@@ -342,7 +370,9 @@ class _Sdtm:
                 name[i] = target if spec.iloc[i] in BLOOD_SPECIMENS else f"{code} {spec.iloc[i]}"
             elif not all_codes:
                 status[i] = f"not in the mapping ({domain})"
-        self.log.skipped[f"{domain} test codes the mapping does not name"] += int((status != OK).sum())
+        self.log.skipped[f"{domain} test codes the mapping does not name"] += int(
+            (status != OK).sum()
+        )
 
         # the value: standard result, else the result as collected
         stresn, _ = numbers(df, f"{p}STRESN")
@@ -365,18 +395,30 @@ class _Sdtm:
                     break
         rows = np.arange(1, n + 1)
         ids = text(df, "USUBJID", strip=False)
-        known = self._known_patient(ids, file, rows, domain, pd.Index(patients["patient_id"]), status == OK)
+        known = self._known_patient(
+            ids, file, rows, domain, pd.Index(patients["patient_id"]), status == OK
+        )
         status[~known & (status == OK)] = "patient not imported or not in DM"
-        not_done = np.isnan(value) & text(df, f"{p}STAT").map(lambda v: (v or "").upper() == "NOT DONE").to_numpy()
+        not_done = (
+            np.isnan(value)
+            & text(df, f"{p}STAT").map(lambda v: (v or "").upper() == "NOT DONE").to_numpy()
+        )
         status[not_done & (status == OK)] = "not done"
-        self.log.skipped[f"{domain} record marked NOT DONE ({p}STAT)"] += int((not_done & known).sum())
+        self.log.skipped[f"{domain} record marked NOT DONE ({p}STAT)"] += int(
+            (not_done & known).sum()
+        )
 
         def flag(mask, reason, column_of, message):
             for i in np.flatnonzero(mask & (status == OK)):
                 self.problem(reason, file, rows[i], column_of(i), message(i))
                 status[i] = reason
 
-        flag(testcd.isna().to_numpy(), "test code missing", lambda i: f"{p}TESTCD", lambda i: f"{p}TESTCD is missing")
+        flag(
+            testcd.isna().to_numpy(),
+            "test code missing",
+            lambda i: f"{p}TESTCD",
+            lambda i: f"{p}TESTCD is missing",
+        )
         flag(fallback & orres_text & np.isnan(value), "not a number", lambda i: f"{p}ORRES",
              lambda i: f"{p}ORRES {orres.iloc[i]!r} is not a number ({p}STRESN is empty)")  # fmt: skip
         flag(np.isnan(value), "no result", lambda i: f"{p}STRESN",
@@ -403,16 +445,26 @@ class _Sdtm:
         when, partial = dates(text(df, f"{p}DTC"))
         from_dy = elapsed_since_reference(dy) - first_elapsed
         from_date = _days_between(when, first_date)
-        via_ref = _days_between(when, ref) - first_elapsed  # a date, when only study days place the infusion
-        day = np.where(~np.isnan(from_dy), from_dy, np.where(~np.isnan(from_date), from_date, via_ref))
+        via_ref = (
+            _days_between(when, ref) - first_elapsed
+        )  # a date, when only study days place the infusion
+        day = np.where(
+            ~np.isnan(from_dy), from_dy, np.where(~np.isnan(from_date), from_date, via_ref)
+        )
         problem = np.full(len(df), "", dtype=object)
-        problem[np.isnan(day)] = (f"{p}DY|no study day ({p}DY) and no date ({p}DTC): the record cannot be placed in time")
+        problem[np.isnan(day)] = (
+            f"{p}DY|no study day ({p}DY) and no date ({p}DTC): the record cannot be placed in time"
+        )
         has_dy, has_dtc = ~np.isnan(dy), ~np.isnat(when)
-        problem[np.isnan(day) & partial & ~has_dy] = f"{p}DTC|{p}DTC is not a complete date (YYYY-MM-DD)"
+        problem[np.isnan(day) & partial & ~has_dy] = (
+            f"{p}DTC|{p}DTC is not a complete date (YYYY-MM-DD)"
+        )
         problem[np.isnan(day) & (has_dy | has_dtc)] = (
             f"{p}DY|the patient's first MSC infusion has no day or date in EX (and DM has no RFXSTDTC"
             " or RFSTDTC to count from)")  # fmt: skip
-        problem[(dy == 0) & ~has_dtc] = f"{p}DY|study day 0 does not exist in SDTM (day 1 is the reference start date)"
+        problem[(dy == 0) & ~has_dtc] = (
+            f"{p}DY|study day 0 does not exist in SDTM (day 1 is the reference start date)"
+        )
         day[(dy == 0) & ~has_dtc] = np.nan
         return day, problem
 
@@ -421,7 +473,9 @@ class _Sdtm:
         e = self.mapping.etiology
         if e is None:
             return None
-        df, file = self.domain(e.domain, required=True, why=" (the mapping file's etiology names it)")
+        df, file = self.domain(
+            e.domain, required=True, why=" (the mapping file's etiology names it)"
+        )
         require(df, file, ["USUBJID", e.variable, *e.where])
         keep = np.ones(len(df), dtype=bool)
         for var, wanted in e.where.items():
@@ -467,7 +521,10 @@ class _Sdtm:
         # infusions known only by date: their offset from the reference start
         fe = a["first_elapsed"].to_numpy(dtype=float)
         fd = a["first_date"].to_numpy(dtype="datetime64[D]")
-        rf, rfx = a["_rfst"].to_numpy(dtype="datetime64[D]"), a["_rfxst"].to_numpy(dtype="datetime64[D]")
+        rf, rfx = (
+            a["_rfst"].to_numpy(dtype="datetime64[D]"),
+            a["_rfxst"].to_numpy(dtype="datetime64[D]"),
+        )
         by_rfx = has_msc & np.isnan(fe) & np.isnat(fd)
         fd = np.where(by_rfx, rfx, fd)
         fe = np.where(np.isnan(fe), _days_between(fd, rf), fe)
@@ -498,5 +555,7 @@ def import_sdtm(src: str | Path, mapping: Mapping) -> Imported:
     """
     src = Path(src)
     if not src.is_dir():
-        raise DataError([Problem(src.name, None, None, f"SDTM source folder not found: {str(src)!r}")])
+        raise DataError(
+            [Problem(src.name, None, None, f"SDTM source folder not found: {str(src)!r}")]
+        )
     return _Sdtm(src, mapping).run()

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import secrets
+import shutil
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -34,7 +34,11 @@ def _is_earlier_import(out: Path) -> bool:
     except (OSError, json.JSONDecodeError):
         return False
     names = {p.name for p in out.iterdir()}
-    return isinstance(report, dict) and report.get("written_by") == WRITTEN_BY and names <= IMPORT_FILES
+    return (
+        isinstance(report, dict)
+        and report.get("written_by") == WRITTEN_BY
+        and names <= IMPORT_FILES
+    )
 
 
 def check_out(out: Path) -> None:
@@ -86,7 +90,9 @@ def write_study(tables: dict, report: dict, markdown: str, out: Path, fmt: str) 
             if df is not None:
                 write_table(df, tmp / f"{name}.{fmt}")
                 names.append(f"{name}.{fmt}")
-        (tmp / REPORT_JSON).write_text(json.dumps(report, indent=2, sort_keys=False, default=str) + "\n")
+        (tmp / REPORT_JSON).write_text(
+            json.dumps(report, indent=2, sort_keys=False, default=str) + "\n"
+        )
         (tmp / REPORT_MD).write_text(markdown)
         names += [REPORT_JSON, REPORT_MD]
         if out.exists():  # empty, or an earlier import's output (checked above)
