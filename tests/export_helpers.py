@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from msc_response.config import config_from_dict
+from msc_response.features import build_features
+
 REPO = Path(__file__).resolve().parents[1]
 SDTM_MAPPING = REPO / "examples" / "import_mapping_sdtm.yaml"
 FHIR_MAPPING = REPO / "examples" / "import_mapping_fhir.yaml"
@@ -25,6 +28,31 @@ LB_CODES = {"bilirubin": "BILI", "albumin": "ALB", "inr": "INR", "creatinine": "
             "sodium": "SODIUM", "platelets": "PLAT", "alt": "ALT", "ast": "AST", "pta": "PTA"}  # fmt: skip
 ASCITES_TEXT = {0: "NONE", 1: "MILD", 2: "MODERATE"}
 MSC_NAMES = ("UC-MSC", "UMBILICAL CORD STROMAL CELLS")  # the second only through the mapping file
+
+
+def simulate_study(out: Path, seed: int) -> Path:
+    try:
+        from msc_response.simulate import simulate
+    except ImportError:  # renamed by the simulator's rewrite
+        from msc_response.simulator import write_simulation as simulate
+    simulate(out, design="trial", seed=seed, h5ad_patients=0)
+    return out
+
+
+def assert_same_features(original: Path, imported: Path) -> None:
+    """Same ids, days, canonical values: the feature tables (with labels) are equal."""
+    cfg = config_from_dict({"name": "roundtrip", "landmark_day": 7})
+    a, b = build_features(cfg, original), build_features(cfg, imported)
+    assert sorted(a.feature_columns) == sorted(b.feature_columns)
+    assert a.table["patient_id"].tolist() == b.table["patient_id"].tolist()
+    pd.testing.assert_frame_equal(a.table, b.table[a.table.columns], check_exact=False, rtol=1e-12)
+    assert a.flow == b.flow
+    assert len(a.table) == 42 and a.flow["responders"] > 0
+    # the patients table itself, etiology and regimen included
+    before, after = (
+        pd.read_csv(d / "patients.csv", dtype={"patient_id": str}) for d in (original, imported)
+    )
+    pd.testing.assert_frame_equal(before, after[before.columns], check_dtype=False)
 
 
 def read_study(study: Path) -> dict[str, pd.DataFrame]:

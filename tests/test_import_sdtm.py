@@ -11,22 +11,18 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from export_helpers import SDTM_MAPPING, export_sdtm, sdtm_study_day, write_domains
+from export_helpers import (
+    SDTM_MAPPING,
+    assert_same_features,
+    export_sdtm,
+    sdtm_study_day,
+    simulate_study,
+    write_domains,
+)
 from msc_response.cli import app
-from msc_response.config import config_from_dict
-from msc_response.features import build_features
 from msc_response.importers.sdtm import elapsed_since_reference
 
 runner = CliRunner()
-
-
-def simulate_study(out: Path, seed: int) -> Path:
-    try:
-        from msc_response.simulate import simulate
-    except ImportError:  # renamed by the simulator's rewrite
-        from msc_response.simulator import write_simulation as simulate
-    simulate(out, design="trial", seed=seed, h5ad_patients=0)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +35,6 @@ def run_import(*args) -> tuple[int, str]:
     return result.exit_code, result.output + (
         result.stderr if result.stderr_bytes is not None else ""
     )
-
-
-def assert_same_features(original: Path, imported: Path) -> None:
-    """Same ids, days, canonical values: the feature tables (with labels) are equal."""
-    cfg = config_from_dict({"name": "roundtrip", "landmark_day": 7})
-    a, b = build_features(cfg, original), build_features(cfg, imported)
-    assert sorted(a.feature_columns) == sorted(b.feature_columns)
-    assert a.table["patient_id"].tolist() == b.table["patient_id"].tolist()
-    pd.testing.assert_frame_equal(a.table, b.table[a.table.columns], check_exact=False, rtol=1e-12)
-    assert a.flow == b.flow
-    assert len(a.table) == 42 and a.flow["responders"] > 0
 
 
 # ----------------------------------------------------------------------------------------

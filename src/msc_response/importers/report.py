@@ -43,7 +43,7 @@ def build_report(imp: Imported, mapping: Mapping, *, source: str, strict: bool,
             "rows": int(len(g)),
             "imported": int(imported.sum()),
             "not_imported": {str(k): int(v) for k, v in g.loc[~imported, "status"].value_counts().items()},
-            "units": sorted({f"{u!s} -> {c!s}" for u, c in
+            "units": sorted({f"{u or ''} -> {c}" for u, c in
                              zip(g.loc[imported, "unit"], g.loc[imported, "contract_unit"], strict=True)}),
         }  # fmt: skip
         codes.append(entry)
