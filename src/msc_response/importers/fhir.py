@@ -39,6 +39,7 @@ from .rows import (
     Imported,
     RowLog,
     fhir_problem,
+    file_sha256,
     finish_measurements,
     summarise_regimen,
 )
@@ -172,7 +173,10 @@ class _Fhir:
                          f"not a valid FHIR {rtype}: {first['msg']}")  # fmt: skip
                 continue
             by_type[rtype].append((file, model, full_url))
-        self.report["files"] = sorted({f for f, _, _ in resources})
+        self.report["files"] = {
+            name: {"sha256": file_sha256(self.src / name if self.src.is_dir() else self.src)}
+            for name in sorted({f for f, _, _ in resources})
+        }
         self.report["resources"] = {t: int(n) for t, n in sorted(counts.items())}
         self.report["resource_types_not_used"] = sorted(set(counts) - set(USED))
         for rtype in ("Patient", "Observation"):
@@ -244,7 +248,8 @@ class _Fhir:
                 self.add("patient id with surrounding whitespace", file, ref, element,
                          f"patient id {pid!r} has surrounding whitespace (ids are kept as written; fix the source)")  # fmt: skip
                 self.not_imported[pid] = f"see {ref}"
-            for key in (ref, full_url, p.id and f"identifier|{pid}" if system else None):
+            # what a subject reference may say: Patient/<id>, the Bundle fullUrl, or the identifier
+            for key in (ref, full_url, f"identifier|{pid}" if system else None):
                 if key:
                     self.refs[key] = pid
             sex = {"male": "M", "female": "F"}.get(p.gender)

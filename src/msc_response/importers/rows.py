@@ -10,6 +10,7 @@ share (units, one unit per test, duplicates) and returns the ``labs`` and ``cell
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -19,6 +20,16 @@ import pandas as pd
 from .. import units
 from ..errors import Problem
 from .mapping import FRACTION_UNITS, Mapping
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a source file, so the report says exactly which files were read."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
 
 #: Columns of the candidate-row frame each importer builds.
 ROW_COLUMNS = [

@@ -38,6 +38,7 @@ from .rows import (
     ROW_COLUMNS,
     Imported,
     RowLog,
+    file_sha256,
     finish_measurements,
     summarise_regimen,
 )
@@ -172,7 +173,11 @@ class _Sdtm:
         if path is None:
             return None
         df = read_domain(path)
-        self.report["files"][name] = {"file": path.name, "rows": len(df)}
+        self.report["files"][name] = {
+            "file": path.name,
+            "rows": len(df),
+            "sha256": file_sha256(path),
+        }
         return df, path.name
 
     # -- DM ------------------------------------------------------------------------------
