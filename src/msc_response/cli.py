@@ -282,5 +282,61 @@ def score(
     console.print(f"run summary -> {out.with_name(out.stem + '.summary.json')}", highlight=False)
 
 
+@app.command("import")
+@_bad_input_exits
+def import_cmd(
+    source: Path = typer.Argument(
+        ..., help="SDTM: folder of domain files. FHIR: folder or file of .json/.ndjson."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Study directory to write (new, empty, or an earlier import's)."
+    ),
+    from_: str = typer.Option(..., "--from", help="sdtm or fhir."),
+    mapping: Path | None = typer.Option(
+        None, "--mapping", help="Mapping file (YAML) added to the defaults."
+    ),
+    index_date: str | None = typer.Option(
+        None, "--index-date", help="FHIR: count days from this date (YYYY-MM-DD) for every patient."
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Any row problem is an error (nothing written)."
+    ),
+    fmt: str = typer.Option("csv", "--format", help="Tables as csv or parquet."),
+) -> None:
+    """Import a site's CDISC SDTM or FHIR R4 data into a study directory, with a mapping report."""
+    from .importers import import_study
+
+    report = import_study(source, out, fmt=from_, mapping=mapping, index_date=index_date,
+                          strict=strict, table_format=fmt)  # fmt: skip
+    w = report["written"]
+    console.print(
+        f"imported {w['patients']} patients, {w['lab_rows']} lab rows, {w['cell_rows']} cell rows -> {out}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for reason, n in report["rows_not_imported"]["problems_by_reason"].items():
+        console.print(f"  not imported ({reason}): {n}", highlight=False, soft_wrap=True)
+    for rule, n in report["rows_not_imported"]["left_out_by_rule"].items():
+        console.print(f"  left out ({rule}): {n}", highlight=False, soft_wrap=True)
+    for test, why in report["absent_tests"].items():
+        console.print(f"  absent: {test} ({why})", highlight=False, soft_wrap=True)
+    shown = report["problems"][:10]
+    for p in shown:
+        err_console.print(
+            f"[yellow]row problem:[/] {p['problem']}", highlight=False, soft_wrap=True
+        )
+    if len(report["problems"]) > len(shown):
+        err_console.print(
+            f"... {len(report['problems']) - len(shown)} more row problems",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"mapping report -> {out / 'import_report.md'} and import_report.json",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 if __name__ == "__main__":  # python -m msc_response.cli
     app(prog_name="msc-response")

@@ -1,0 +1,526 @@
+"""FHIR R4 resources (Bundles or bulk-export NDJSON) into a study.
+
+* **Files.** SRC is one file or a folder of ``.json`` files (a Bundle, or one resource)
+  and ``.ndjson`` files (one resource per line, as a bulk export writes them). A file that
+  is not JSON is a structural problem. Each resource the import uses is validated with
+  the ``fhir.resources`` R4B models (R4B differs from R4 in none of the elements used
+  here); a resource that fails is a row problem naming the resource and element.
+* **Patients** (Patient): ``patient_id`` is Patient.id exactly as written, or, with
+  ``patient_id: {identifier_system: S}`` in the mapping file, the value of the
+  identifier of system S. Sex from gender (male/female), age in whole years at the
+  index date from birthDate; the arm from ResearchSubject (actualArm, else assignedArm);
+  the etiology from Condition when the mapping file says which code system holds it.
+* **Regimen** (MedicationAdministration, status completed): administrations of an MSC
+  product (the medication's text, display or code, by the same rule as SDTM's EXTRT,
+  plus the mapping file's ``msc_treatments``); dosage.dose in cells.
+* **Labs** (Observation, status final/amended/corrected/preliminary): the coding whose
+  code the mapping knows (LOINC by default), ``valueQuantity`` (UCUM code, else unit) or
+  ``valueInteger``; other numeric Observations are kept under their own code.
+* **Days** from each patient's first MSC administration (its date as written, local
+  time), or from ``--index-date`` for everyone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, Problem
+from .mapping import UCUM, Mapping, cells_per_dose_unit, fhir_code_key
+from .rows import (
+    OK,
+    PATIENT_COLUMNS,
+    ROW_COLUMNS,
+    Imported,
+    RowLog,
+    fhir_problem,
+    file_sha256,
+    finish_measurements,
+    summarise_regimen,
+)
+
+USED = (
+    "Patient",
+    "Observation",
+    "MedicationAdministration",
+    "Medication",
+    "ResearchSubject",
+    "Condition",
+)
+USABLE_OBSERVATION = frozenset({"final", "amended", "corrected", "preliminary"})
+
+
+def read_resources(src: Path) -> list[tuple[str, dict, str | None]]:
+    """Every resource in ``src``: (file name, resource as JSON, Bundle fullUrl or None).
+
+    Raises
+    ------
+    DataError
+        Nothing to read, or a file that is not JSON / NDJSON of resources (structural).
+    """
+    if src.is_dir():
+        files = sorted(
+            p for p in src.iterdir() if p.is_file() and p.suffix.lower() in (".json", ".ndjson")
+        )
+    elif src.is_file():
+        files = [src]
+    else:
+        raise DataError([Problem(src.name, None, None, f"FHIR source not found: {str(src)!r}")])
+    if not files:
+        raise DataError(
+            [Problem(src.name, None, None, "no .json or .ndjson file of FHIR resources")]
+        )
+    out = []
+    for path in files:
+        try:
+            content = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataError(
+                [Problem(path.name, None, None, f"cannot read the file: {err}")]
+            ) from None
+        if path.suffix.lower() == ".ndjson":
+            for line_no, line in enumerate(content.splitlines(), start=1):
+                if line.strip():
+                    out.append((path.name, _json(line, path.name, line_no), None))
+        else:
+            res = _json(content, path.name, None)
+            if res.get("resourceType") == "Bundle":
+                for entry in res.get("entry") or []:
+                    if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+                        out.append((path.name, entry["resource"], entry.get("fullUrl")))
+            else:
+                out.append((path.name, res, None))
+    for file, res, _ in out:
+        if not isinstance(res.get("resourceType"), str):
+            raise DataError(
+                [
+                    Problem(
+                        file,
+                        None,
+                        None,
+                        "a JSON object without resourceType is not a FHIR resource",
+                    )
+                ]
+            )
+    return out
+
+
+def _json(text: str, file: str, line: int | None) -> dict:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError([Problem(file, line, None, f"not valid JSON: {err}")]) from None
+    if not isinstance(obj, dict):
+        raise DataError(
+            [Problem(file, line, None, "not a FHIR resource (a JSON object was expected)")]
+        )
+    return obj
+
+
+def _date(value) -> dt.date | None | str:
+    """A FHIR date/dateTime as the date written (local time); a partial date stays text."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return value  # None, or a partial date such as "2024-03"
+
+
+def _names(concept) -> list[str]:
+    """The text, displays and ``system|code`` keys of a CodeableConcept."""
+    if concept is None:
+        return []
+    names = [concept.text] if concept.text else []
+    for c in concept.coding or []:
+        names += [n for n in (c.display, c.code and fhir_code_key(c.system, c.code)) if n]
+    return names
+
+
+class _Fhir:
+    def __init__(self, src: Path, mapping: Mapping, index_date: dt.date | None):
+        self.src, self.mapping, self.index_date = src, mapping, index_date
+        self.log = RowLog()
+        self.report: dict = {"format": "fhir"}
+        self.refs: dict[str, str] = {}  # reference (Patient/x, fullUrl) -> patient_id
+        self.not_imported: dict[str, str] = {}  # patient_id -> why
+
+    def add(self, reason: str, file: str, ref: str, element: str | None, message: str) -> None:
+        self.log.add(reason, fhir_problem(file, ref, element, message))
+
+    def parse(self, resources) -> dict[str, list]:
+        """Validated resources of the types used, by type: (file, model, fullUrl)."""
+        from fhir.resources.R4B import get_fhir_model_class
+        from pydantic import ValidationError
+
+        by_type: dict[str, list] = {t: [] for t in USED}
+        counts: Counter = Counter()
+        for file, res, full_url in resources:
+            rtype = res["resourceType"]
+            counts[rtype] += 1
+            if rtype not in by_type:
+                continue
+            try:
+                model = get_fhir_model_class(rtype).model_validate(res)
+            except ValidationError as err:
+                first = err.errors()[0]
+                element = ".".join(str(x) for x in first["loc"]) or None
+                self.add("invalid resource", file, f"{rtype}/{res.get('id')}", element,
+                         f"not a valid FHIR {rtype}: {first['msg']}")  # fmt: skip
+                continue
+            by_type[rtype].append((file, model, full_url))
+        self.report["files"] = {
+            name: {"sha256": file_sha256(self.src / name if self.src.is_dir() else self.src)}
+            for name in sorted({f for f, _, _ in resources})
+        }
+        self.report["resources"] = {t: int(n) for t, n in sorted(counts.items())}
+        self.report["resource_types_not_used"] = sorted(set(counts) - set(USED))
+        for rtype in ("Patient", "Observation"):
+            if counts[rtype] == 0:
+                raise DataError(
+                    [
+                        Problem(
+                            self.src.name,
+                            None,
+                            None,
+                            f"no {rtype} resource in the source (required)",
+                        )
+                    ]
+                )
+        if counts["MedicationAdministration"] == 0 and self.index_date is None:
+            raise DataError([Problem(self.src.name, None, None,
+                                     "no MedicationAdministration resource to count days from the first MSC "
+                                     "infusion; give --index-date to count from one date instead")])  # fmt: skip
+        return by_type
+
+    def patient_of(self, reference, file: str, ref: str, element: str) -> str | None:
+        """The patient_id a Reference points to; a problem (and None) when it points nowhere."""
+        if reference is None or (reference.reference is None and reference.identifier is None):
+            self.add("no subject", file, ref, element, "no subject: the resource names no patient")
+            return None
+        target = reference.reference
+        if target is None:  # a logical reference by identifier
+            ident = reference.identifier
+            if self.mapping.identifier_system and ident.system == self.mapping.identifier_system:
+                target = f"identifier|{ident.value}"
+        key = target if target in self.refs else "/".join(str(target).rstrip("/").split("/")[-2:])
+        pid = self.refs.get(key)
+        if pid is None:
+            self.add("patient not found", file, ref, element,
+                     f"subject {target!r} is not among the Patient resources")  # fmt: skip
+        elif pid in self.not_imported:
+            self.add("patient not imported", file, ref, element,
+                     f"patient {pid!r} is not imported ({self.not_imported[pid]})")  # fmt: skip
+            return None
+        return pid
+
+    # -- Patient -----------------------------------------------------------------------
+    def patients(self, items) -> pd.DataFrame:
+        seen: dict[str, tuple[str, dict]] = {}
+        rows = []
+        system = self.mapping.identifier_system
+        for file, p, full_url in items:
+            ref = f"Patient/{p.id}"
+            if p.id in seen:  # the same patient in two files: fine if identical
+                if seen[p.id][1] != p.model_dump(mode="json"):
+                    raise DataError([Problem(file, None, None,
+                                             f"{ref} is given twice with different content ({seen[p.id][0]} and {file})")])  # fmt: skip
+                continue
+            seen[p.id] = (file, p.model_dump(mode="json"))
+            if system is None:
+                pid, element = p.id, "id"
+            else:
+                values = [
+                    i.value
+                    for i in p.identifier or []
+                    if i.system == system and i.value is not None
+                ]
+                pid, element = (values[0] if values else None), "identifier"
+            if pid is None:
+                self.add("patient id missing", file, ref, element,
+                         "no patient id" + (f" (no identifier of system {system!r})" if system else ""))  # fmt: skip
+                continue
+            if pid != pid.strip():
+                self.add("patient id with surrounding whitespace", file, ref, element,
+                         f"patient id {pid!r} has surrounding whitespace (ids are kept as written; fix the source)")  # fmt: skip
+                self.not_imported[pid] = f"see {ref}"
+            # what a subject reference may say: Patient/<id>, the Bundle fullUrl, or the identifier
+            for key in (ref, full_url, f"identifier|{pid}" if system else None):
+                if key:
+                    self.refs[key] = pid
+            sex = {"male": "M", "female": "F"}.get(p.gender)
+            if sex is None and pid not in self.not_imported:
+                self.add("sex not F or M", file, ref, "gender",
+                         f"gender {p.gender!r} is neither 'male' nor 'female' (the scores need one of them)")  # fmt: skip
+                self.not_imported[pid] = f"see {ref}"
+            birth = _date(p.birthDate)
+            if not isinstance(birth, dt.date) and pid not in self.not_imported:
+                self.add("age missing", file, ref, "birthDate",
+                         f"birthDate {birth!r} is not a full date: the age cannot be known")  # fmt: skip
+                self.not_imported[pid] = f"see {ref}"
+            rows.append({"patient_id": pid, "sex": sex, "birth": birth, "file": file, "ref": ref})
+        ids = [r["patient_id"] for r in rows]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:  # two Patient resources with one identifier value: which is whose lab?
+            raise DataError([Problem(self.src.name, None, None, f"patient id {i!r} belongs to two Patient resources")
+                             for i in twice])  # fmt: skip
+        self.report["patients"] = {
+            "patient_id": f"Patient.identifier of system {system!r}, exactly as written" if system
+            else "Patient.id, exactly as written", "in_source": len(rows)}  # fmt: skip
+        return pd.DataFrame(rows, columns=["patient_id", "sex", "birth", "file", "ref"])
+
+    # -- MedicationAdministration --------------------------------------------------------
+    def infusions(self, items, medications) -> pd.DataFrame:
+        meds = {}
+        for _, m, full_url in medications:
+            for key in (f"Medication/{m.id}", full_url):
+                if key:
+                    meds[key] = _names(m.code)
+        rows, names, status_skipped = [], Counter(), Counter()
+        for file, a, _ in items:
+            ref = f"MedicationAdministration/{a.id}"
+            med = _names(a.medicationCodeableConcept)
+            if a.medicationReference is not None:  # a Medication resource, or one contained here
+                target = a.medicationReference.reference or ""
+                med += meds.get(target, [])
+                med += [
+                    n
+                    for c in a.contained or []
+                    if f"#{c.id}" == target
+                    for n in _names(getattr(c, "code", None))
+                ]
+            msc = self.mapping.is_msc(*med)
+            names[(med[0] if med else "(no medication name)", msc)] += 1
+            if not msc:
+                continue
+            if a.status != "completed":
+                status_skipped[a.status] += 1
+                continue
+            pid = self.patient_of(a.subject, file, ref, "subject")
+            if pid is None:
+                continue
+            when = _date(
+                a.effectiveDateTime or (a.effectivePeriod.start if a.effectivePeriod else None)
+            )
+            dose = a.dosage.dose if a.dosage else None
+            per_unit = None
+            if dose is not None:
+                per_unit = cells_per_dose_unit(
+                    dose.code if dose.system == UCUM and dose.code else dose.unit
+                )
+            bad = True
+            if not isinstance(when, dt.date):
+                self.add("infusion day unknown", file, ref, "effectiveDateTime",
+                         f"the administration has no full date ({when!r})")  # fmt: skip
+            elif dose is None or dose.value is None:
+                self.add("dose missing", file, ref, "dosage.dose", "no dose given")
+            elif per_unit is None:
+                self.add("unknown dose unit", file, ref, "dosage.dose",
+                         f"dose unit {(dose.code or dose.unit)!r} is not a number of cells (e.g. '10*8{{cells}}', "
+                         "'10^8 cells'; doses per kg need body weight and are not imported)")  # fmt: skip
+            else:
+                bad = False
+            rows.append({"patient_id": pid, "date": when if not bad else None,
+                         "cells": float(dose.value) * per_unit if not bad else np.nan, "bad": bad,
+                         "file": file, "ref": ref})  # fmt: skip
+        for status, n in status_skipped.items():
+            self.log.skipped[
+                f"MSC MedicationAdministration with status {status!r} (not given)"
+            ] += n
+        self.report["treatments"] = [{"medication": name, "administrations": int(n), "msc_infusion": msc}
+                                     for (name, msc), n in names.most_common()]  # fmt: skip
+        inf = pd.DataFrame(rows, columns=["patient_id", "date", "cells", "bad", "file", "ref"])
+        inf["position"] = [d.toordinal() if isinstance(d, dt.date) else np.nan for d in inf["date"]]
+        return inf
+
+    # -- Observation -------------------------------------------------------------------
+    def measurements(self, items, index: dict[str, dt.date]) -> pd.DataFrame:
+        m = self.mapping
+        cells = {}
+        for pop, s in m.cells.items():
+            system, _, code = s.code.rpartition("|")
+            cells[fhir_code_key(system or None, code)] = (pop, s.parent)
+        rows, status_skipped, not_numeric = [], Counter(), Counter()
+        for file, o, _ in items:
+            ref = f"Observation/{o.id}"
+            if o.status not in USABLE_OBSERVATION:
+                status_skipped[f"Observation with status {o.status!r} (no usable result)"] += 1
+                continue
+            keys = [fhir_code_key(c.system, c.code) for c in o.code.coding or [] if c.code]
+            known = [k for k in keys if k in cells or k in m.tests]
+            key = known[0] if known else (keys[0] if keys else None)
+            kind, name, parent = "lab", None, None
+            if key in cells:
+                kind, (name, parent) = "cells", cells[key]
+            elif key in m.tests:
+                name = m.tests[key]
+            value, unit, value_el, unit_el = (
+                np.nan,
+                None,
+                "valueQuantity.value",
+                "valueQuantity.code",
+            )
+            q = o.valueQuantity
+            if q is not None and q.value is not None:
+                value = float(q.value)
+                unit, unit_el = (
+                    (q.code, "valueQuantity.code")
+                    if q.system == UCUM and q.code
+                    else (q.unit, "valueQuantity.unit")
+                )
+            elif o.valueInteger is not None:
+                value, unit, value_el = float(o.valueInteger), "", "valueInteger"
+            if name is None and kind == "lab":  # not mapped: kept under its own code if numeric
+                if key is None or np.isnan(value):
+                    not_numeric[key or "(no code)"] += 1
+                    continue
+                name = key
+            status = OK
+            if o.dataAbsentReason is not None and np.isnan(value):
+                status_skipped["Observation with a dataAbsentReason instead of a value"] += 1
+                continue
+            pid = self.patient_of(o.subject, file, ref, "subject")
+            when = _date(o.effectiveDateTime or (o.effectivePeriod.start if o.effectivePeriod else None)
+                         or o.effectiveInstant)  # fmt: skip
+            day = np.nan
+            if pid is None:
+                status = "no patient"
+            elif np.isnan(value):
+                status = "no value"
+                self.add(
+                    "no value",
+                    file,
+                    ref,
+                    "value[x]",
+                    "no value: neither valueQuantity.value nor valueInteger",
+                )
+            elif q is not None and q.comparator is not None:
+                status = "value with a comparator"
+                self.add(status, file, ref, "valueQuantity.comparator",
+                         f"value {q.comparator}{value:g} is a bound, not a measurement")  # fmt: skip
+            elif not isinstance(when, dt.date):
+                status = "day unknown"
+                self.add(
+                    status, file, ref, "effectiveDateTime", f"no full effective date ({when!r})"
+                )
+            elif pid not in index:
+                status = "day unknown"
+                self.add(status, file, ref, "subject",
+                         f"patient {pid!r} has no MSC MedicationAdministration to count days from; give --index-date")  # fmt: skip
+            else:
+                day = float((when - index[pid]).days)
+            rows.append({"patient_id": pid, "day": day, "kind": kind, "name": name, "parent": parent,
+                         "value": value, "unit": unit, "code": key, "file": file, "row": np.nan, "ref": ref,
+                         "value_col": value_el, "unit_col": unit_el, "status": status})  # fmt: skip
+        for status, n in status_skipped.items():
+            self.log.skipped[status] += n
+        for code, n in not_numeric.items():
+            self.log.skipped[f"Observation {code}: not mapped and no numeric value"] += n
+        return pd.DataFrame(rows, columns=ROW_COLUMNS)
+
+    def etiology(self, conditions) -> dict[str, str]:
+        e = self.mapping.etiology
+        if e is None:
+            return {}
+        found: dict[str, list] = {}
+        for file, c, _ in conditions:
+            hits = [
+                co.code
+                for co in (c.code.coding if c.code else []) or []
+                if co.system == e.system and co.code
+            ]
+            if not hits:
+                continue
+            pid = self.patient_of(c.subject, file, f"Condition/{c.id}", "subject")
+            if pid is not None:
+                found.setdefault(pid, []).append(
+                    (e.codes.get(hits[0], hits[0]), file, f"Condition/{c.id}")
+                )
+        out = {}
+        for pid, values in found.items():
+            distinct = list(dict.fromkeys(v for v, _, _ in values))
+            if len(distinct) > 1:
+                self.add("conflicting etiology", values[1][1], values[1][2], "code",
+                         f"patient {pid!r} has {len(distinct)} etiologies {distinct}; etiology left empty")  # fmt: skip
+            else:
+                out[pid] = distinct[0]
+        return out
+
+    def arms(self, subjects) -> dict[str, str]:
+        out = {}
+        for file, s, _ in subjects:
+            pid = self.patient_of(s.individual, file, f"ResearchSubject/{s.id}", "individual")
+            arm = s.actualArm or s.assignedArm
+            if pid is not None and arm:
+                out[pid] = arm
+        return out
+
+    def run(self) -> Imported:
+        by_type = self.parse(read_resources(self.src))
+        pats = self.patients(by_type["Patient"])
+        inf = self.infusions(by_type["MedicationAdministration"], by_type["Medication"])
+        first = inf[~inf["bad"]].groupby("patient_id")["position"].min()
+        if self.index_date is not None:
+            index = {pid: self.index_date for pid in pats["patient_id"]}
+        else:
+            index = {pid: dt.date.fromordinal(int(p)) for pid, p in first.items()}
+        for r in pats.itertuples(index=False):
+            if r.patient_id not in self.not_imported and r.patient_id not in index:
+                self.add("no MSC administration", r.file, r.ref, None,
+                         "no MSC MedicationAdministration to count days from (give --index-date)")  # fmt: skip
+                self.not_imported[r.patient_id] = f"see {r.ref}"
+        summary, unequal = summarise_regimen(
+            inf[inf["patient_id"].isin(index)],
+            self.log,
+            lambda i, message: fhir_problem(
+                inf.loc[i, "file"], inf.loc[i, "ref"], "dosage.dose", message
+            ),
+        )
+        rows = self.measurements(by_type["Observation"], index)
+        etiology = self.etiology(by_type["Condition"])
+        arms = self.arms(by_type["ResearchSubject"])
+        keep = ~pats["patient_id"].isin(list(self.not_imported))
+        labs, cells, rows = finish_measurements(rows, self.mapping, self.log)
+        pats = pats[keep].reset_index(drop=True)
+        out = pd.DataFrame({"patient_id": pats["patient_id"], "sex": pats["sex"]})
+        out["age_years"] = [
+            float(_whole_years(b, index[p]))
+            for b, p in zip(pats["birth"], pats["patient_id"], strict=True)
+        ]
+        if etiology:
+            out["etiology"] = out["patient_id"].map(etiology)
+        if arms:
+            out["arm"] = out["patient_id"].map(arms)
+        reg = summary.set_index("patient_id").reindex(out["patient_id"])
+        out["dose_per_infusion"] = reg["dose_per_infusion"].to_numpy()
+        out["n_infusions"] = np.where(
+            out["patient_id"].isin(inf["patient_id"]), reg["n_infusions"].to_numpy(), 0.0
+        )
+        out["interval_days"] = reg["interval_days"].to_numpy()
+        out = out[[c for c in PATIENT_COLUMNS if c in out]]
+        self.report["patients"]["not_imported"] = int((~keep).sum())
+        self.report["days"] = {
+            "rule": f"days from --index-date {self.index_date.isoformat()} for every patient" if self.index_date
+            else "days from each patient's first MSC MedicationAdministration (its date as written, local time)",
+        }  # fmt: skip
+        self.report["regimen"] = {
+            "msc_infusions": "completed MedicationAdministrations of an MSC product (default rule: the "
+                             "medication's text or display says 'mesenchymal' or 'MSC'; plus the mapping file's msc_treatments)",
+            "patients_with_msc_infusions": int(out["patient_id"].isin(inf["patient_id"]).sum()),
+            "patients_with_unequal_intervals (mean used)": int(unequal),
+        }  # fmt: skip
+        return Imported(out, labs, cells, rows, self.log, self.report)
+
+
+def _whole_years(birth: dt.date, on: dt.date) -> int:
+    """Completed years of age on a date."""
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def import_fhir(src: str | Path, mapping: Mapping, index_date: dt.date | None = None) -> Imported:
+    """Read FHIR resources in ``src`` into the contract's tables (nothing is written)."""
+    return _Fhir(Path(src), mapping, index_date).run()

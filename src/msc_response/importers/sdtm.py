@@ -1,0 +1,566 @@
+"""CDISC SDTM domains (DM, LB, EX, and findings domains a mapping names) into a study.
+
+* **Files.** Each domain is one file named after it (``dm.xpt``, ``LB.csv``, ...): SAS
+  transport v5 or v8 and ``.sas7bdat`` through pyreadstat, ``.csv`` (every cell read as
+  text, so ``001`` stays ``001``) and ``.parquet`` through pandas. Variable names are
+  matched in upper case.
+* **Patients** (DM): ``patient_id`` is USUBJID exactly as written; SEX, AGE (AGEU must be
+  years), the arm from ACTARM (what was given, matching EX), else ARM.
+* **Regimen** (EX): the records whose EXTRT is an MSC infusion (see
+  :meth:`Mapping.is_msc`), one record per infusion: dose per infusion in cells (EXDOSE in
+  EXDOSU: ``cells``, ``10^8 cells``, ...), the number of infusions and the mean interval
+  between them.
+* **Labs** (LB, and tests a mapping places in other findings domains): LBSTRESN in
+  LBSTRESU, or LBORRES in LBORRESU when the standard result is empty.
+* **Days.** SDTM study days have no day 0: ``--DY = 1`` is the reference start date
+  (RFSTDTC), ``-1`` the day before. The contract counts days from the first MSC infusion
+  (day 0). Both are turned into days elapsed since RFSTDTC (``DY - 1`` from day 1 on,
+  ``DY`` before it) and the first infusion's is subtracted, so a reference start that is
+  not the first infusion (randomisation, screening) shifts every day by the offset. When
+  ``--DY`` is empty the date ``--DTC`` is counted from the first MSC infusion's date in EX
+  (or RFXSTDTC, the first exposure, when EX has no date). A patient with no MSC infusion
+  is counted from the reference start, and the report says how many.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, Problem
+from .mapping import BLOOD_SPECIMENS, Mapping, cells_per_dose_unit
+from .rows import (
+    OK,
+    PATIENT_COLUMNS,
+    ROW_COLUMNS,
+    Imported,
+    RowLog,
+    file_sha256,
+    finish_measurements,
+    summarise_regimen,
+)
+
+SUFFIXES = (".xpt", ".sas7bdat", ".csv", ".parquet")
+REQUIRED_DOMAINS = ("DM", "LB", "EX")
+
+
+# ----------------------------------------------------------------------------------------
+# reading domain files
+
+
+def find_domain(src: Path, domain: str, *, required: bool, why: str = "") -> Path | None:
+    """The one file of ``domain`` in ``src`` (any supported format); two are ambiguous."""
+    found = sorted(p for p in src.iterdir()
+                   if p.is_file() and p.stem.upper() == domain and p.suffix.lower() in SUFFIXES)  # fmt: skip
+    if len(found) > 1:
+        raise DataError([Problem(found[0].name, None, None,
+                                 f"domain {domain} is given twice ({', '.join(p.name for p in found)}); keep one")])  # fmt: skip
+    if not found:
+        if required:
+            raise DataError([Problem(f"{domain.lower()}.xpt", None, None,
+                                     f"required domain {domain} is missing from {src.name!r}"
+                                     f" (looked for {domain.lower()} with {', '.join(SUFFIXES)}){why}")])  # fmt: skip
+        return None
+    return found[0]
+
+
+def read_domain(path: Path) -> pd.DataFrame:
+    """A domain file as a frame with upper-case column names; unreadable is a structural problem."""
+    import pyreadstat
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".xpt":
+            df, _ = pyreadstat.read_xport(path, disable_datetime_conversion=True)
+        elif suffix == ".sas7bdat":
+            df, _ = pyreadstat.read_sas7bdat(path, disable_datetime_conversion=True)
+        elif suffix == ".csv":
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        else:
+            df = pd.read_parquet(path)
+    except (OSError, ValueError, pyreadstat.ReadstatError, pyreadstat.PyreadstatError) as err:
+        raise DataError([Problem(path.name, None, None, f"cannot read the file: {err}")]) from None
+    upper = [str(c).strip().upper() for c in df.columns]
+    twice = sorted({c for c in upper if upper.count(c) > 1})
+    if twice:
+        raise DataError([Problem(path.name, None, c, "variable given twice (names are matched in upper case)")
+                         for c in twice])  # fmt: skip
+    df.columns = upper
+    return df.reset_index(drop=True)
+
+
+def require(df: pd.DataFrame, file: str, columns, *, one_of=()) -> None:
+    """Structural: every column of ``columns``, and at least one of each group in ``one_of``."""
+    problems = [
+        Problem(file, None, c, "required variable is missing") for c in columns if c not in df
+    ]
+    for group in one_of:
+        if not any(c in df for c in group):
+            problems.append(Problem(file, None, group[0],
+                                    f"required variable is missing (give {' or '.join(group)})"))  # fmt: skip
+    if problems:
+        raise DataError(problems)
+
+
+def text(df: pd.DataFrame, column: str, *, strip: bool = True) -> pd.Series:
+    """Column as Python strings, None where absent or blank (SAS writes missing text as blank)."""
+    if column not in df:
+        return pd.Series([None] * len(df), index=df.index, dtype=object)
+    s = df[column]
+    out = s.astype(object).where(s.notna(), None)
+    out = out.map(lambda v: None if v is None else (str(v).strip() if strip else str(v)))
+    blank = out.map(lambda v: v is None or str(v).strip() == "")
+    return out.where(~blank, None)
+
+
+def numbers(df: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Column as floats, and a mask of the cells that hold text which is not a number."""
+    if column not in df:
+        return np.full(len(df), np.nan), np.zeros(len(df), dtype=bool)
+    s = df[column]
+    if pd.api.types.is_numeric_dtype(s):
+        return s.to_numpy(dtype=float), np.zeros(len(df), dtype=bool)
+    t = text(df, column)
+    values = pd.to_numeric(t, errors="coerce").to_numpy(dtype=float)
+    return values, (np.isnan(values) & t.notna()).to_numpy()
+
+
+def dates(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """ISO 8601 dates (``2024-03-01``, ``2024-03-01T08:30``) as datetime64[D]; mask of incomplete ones."""
+    head = s.map(lambda v: v[:10] if isinstance(v, str) else None)
+    parsed = pd.to_datetime(head, format="%Y-%m-%d", errors="coerce")
+    out = parsed.to_numpy(dtype="datetime64[D]")
+    return out, (s.notna() & parsed.isna()).to_numpy()
+
+
+def elapsed_since_reference(study_day) -> np.ndarray:
+    """SDTM study day -> days elapsed since the reference start (day 1 -> 0, day -1 -> -1).
+
+    Study day 0 does not exist; it comes back as NaN (the caller reports it).
+    """
+    dy = np.asarray(study_day, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.where(dy >= 1, dy - 1, np.where(dy <= -1, dy, np.nan))
+
+
+def _days_between(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
+    diff = (later - earlier).astype("timedelta64[D]").astype(float)
+    return np.where(np.isnat(later) | np.isnat(earlier), np.nan, diff)
+
+
+# ----------------------------------------------------------------------------------------
+# the import
+
+
+class _Sdtm:
+    """One SDTM import: reads the domains, collects row problems, builds the tables."""
+
+    def __init__(self, src: Path, mapping: Mapping):
+        self.src, self.mapping, self.log = src, mapping, RowLog()
+        self.report: dict = {"format": "sdtm", "files": {}}
+        self.not_imported: dict[str, str] = {}  # patient -> why (bad DM row)
+
+    def problem(self, reason: str, file: str, row, column, message: str) -> None:
+        self.log.add(reason, Problem(file, None if row is None else int(row), column, message))
+
+    def domain(
+        self, name: str, *, required: bool, why: str = ""
+    ) -> tuple[pd.DataFrame, str] | None:
+        path = find_domain(self.src, name, required=required, why=why)
+        if path is None:
+            return None
+        df = read_domain(path)
+        self.report["files"][name] = {
+            "file": path.name,
+            "rows": len(df),
+            "sha256": file_sha256(path),
+        }
+        return df, path.name
+
+    # -- DM ------------------------------------------------------------------------------
+    def patients(self) -> pd.DataFrame:
+        dm, file = self.domain("DM", required=True)
+        require(dm, file, ["USUBJID", "SEX", "AGE"])
+        ids_raw = text(dm, "USUBJID", strip=False)
+        missing = ids_raw.isna().to_numpy()
+        dup = ids_raw.duplicated(keep=False).to_numpy() & ~missing
+        if dup.any():  # structural: which of two patients would a lab row belong to?
+            raise DataError([Problem(file, i + 1, "USUBJID", f"duplicate USUBJID {ids_raw.iloc[i]!r}")
+                             for i in np.flatnonzero(dup)])  # fmt: skip
+        rows = np.arange(1, len(dm) + 1)
+        bad = np.zeros(len(dm), dtype=bool)
+
+        def flag(mask, reason, column, message):
+            for i in np.flatnonzero(mask & ~bad):
+                self.problem(reason, file, rows[i], column, message(i))
+            bad[:] |= mask
+
+        flag(missing, "patient id missing", "USUBJID", lambda i: "USUBJID is missing")
+        spaced = np.array([v is not None and v != v.strip() for v in ids_raw])
+        flag(spaced, "patient id with surrounding whitespace", "USUBJID",
+             lambda i: f"USUBJID {ids_raw.iloc[i]!r} has surrounding whitespace (ids are kept as written; fix the source)")  # fmt: skip
+        sex_raw = text(dm, "SEX").map(lambda v: None if v is None else v.upper())
+        sex_ok = sex_raw.isin(["F", "M"]).to_numpy()
+        flag(~sex_ok, "sex not F or M", "SEX",
+             lambda i: f"SEX {sex_raw.iloc[i]!r} is neither 'F' nor 'M' (the scores need one of them)")  # fmt: skip
+        age, age_text = numbers(dm, "AGE")
+        age_written = text(dm, "AGE")
+        flag(
+            age_text,
+            "not a number",
+            "AGE",
+            lambda i: f"AGE {age_written.iloc[i]!r} is not a number",
+        )
+        flag(np.isnan(age) & ~age_text, "age missing", "AGE", lambda i: "AGE is missing")
+        ageu = text(dm, "AGEU").map(lambda v: None if v is None else v.upper())
+        flag(~ageu.isin([None, "YEARS", "YEAR", "Y"]).to_numpy() & ageu.notna().to_numpy(),
+             "age not in years", "AGEU", lambda i: f"AGEU {ageu.iloc[i]!r}: only ages in years are imported")  # fmt: skip
+        for i in np.flatnonzero(bad & ~missing):
+            self.not_imported[ids_raw.iloc[i]] = f"DM row {rows[i]}"
+
+        arm_var = self.mapping.arm
+        if arm_var is None:
+            actarm = text(dm, "ACTARM")
+            arm = actarm.where(actarm.notna(), text(dm, "ARM"))
+            arm_from = "ACTARM, else ARM" if "ACTARM" in dm else ("ARM" if "ARM" in dm else None)
+        else:
+            require(dm, file, [arm_var])
+            arm, arm_from = text(dm, arm_var), arm_var
+        self.report["patients"] = {"patient_id": "DM.USUBJID, exactly as written", "arm": arm_from,
+                                   "in_source": int(len(dm)), "not_imported": int(bad.sum())}  # fmt: skip
+        out = pd.DataFrame({
+            "patient_id": ids_raw, "sex": sex_raw, "age_years": age, "arm": arm,
+            "_rfst": dates(text(dm, "RFSTDTC"))[0], "_rfxst": dates(text(dm, "RFXSTDTC"))[0],
+        })  # fmt: skip
+        return out[~bad].reset_index(drop=True)
+
+    def _known_patient(self, ids: pd.Series, file: str, rows: np.ndarray, domain: str,
+                       known: pd.Index, consider) -> np.ndarray:  # fmt: skip
+        """Mask of rows whose patient was imported; the others (of ``consider``) are row problems."""
+        ok = ids.isin(known).to_numpy()
+        for i in np.flatnonzero(~ok & consider):
+            pid = ids.iloc[i]
+            if pid is None:
+                self.problem("patient id missing", file, rows[i], "USUBJID", "USUBJID is missing")
+            elif pid in self.not_imported:
+                self.problem("patient not imported", file, rows[i], "USUBJID",
+                             f"patient {pid!r} is not imported (see {self.not_imported[pid]})")  # fmt: skip
+            else:
+                self.problem("patient not in DM", file, rows[i], "USUBJID",
+                             f"USUBJID {pid!r} is not in DM ({domain} row of an unknown subject)")  # fmt: skip
+        return ok
+
+    # -- EX ------------------------------------------------------------------------------
+    def regimen(self, patients: pd.DataFrame) -> pd.DataFrame:
+        """Per patient: dose per infusion, infusions, interval, and the first infusion (anchor)."""
+        ex, file = self.domain("EX", required=True)
+        require(ex, file, ["USUBJID", "EXTRT", "EXDOSE", "EXDOSU"], one_of=[("EXSTDY", "EXSTDTC")])
+        treatments = text(ex, "EXTRT")
+        msc = np.array([self.mapping.is_msc(t) for t in treatments])
+        self.report["treatments"] = [
+            {"EXTRT": t, "records": int(n), "msc_infusion": bool(self.mapping.is_msc(t))}
+            for t, n in Counter(treatments.fillna("")).most_common()
+        ]
+        rows = np.arange(1, len(ex) + 1)
+        ids = text(ex, "USUBJID", strip=False)
+        index = pd.Index(patients["patient_id"])
+        use = msc & self._known_patient(ids, file, rows, "EX", index, msc)
+        dose, dose_text = numbers(ex, "EXDOSE")
+        per_unit = np.array([cells_per_dose_unit(u) or np.nan for u in text(ex, "EXDOSU")])
+        ref = patients.set_index("patient_id")["_rfst"].reindex(ids).to_numpy(dtype="datetime64[D]")
+        ex_date, partial = dates(text(ex, "EXSTDTC"))
+        exdy = numbers(ex, "EXSTDY")[0]
+        elapsed = elapsed_since_reference(exdy)
+        elapsed = np.where(np.isnan(elapsed), _days_between(ex_date, ref), elapsed)
+        # the date of each infusion: as written, else from the reference start and the study day
+        shifted = ref + np.nan_to_num(elapsed).astype("timedelta64[D]")
+        ex_date = np.where(np.isnat(ex_date) & ~np.isnan(elapsed), shifted, ex_date)
+        bad = np.zeros(len(ex), dtype=bool)
+
+        def flag(mask, reason, column, message):
+            for i in np.flatnonzero(mask & use & ~bad):
+                self.problem(reason, file, rows[i], column, message(i))
+            bad[:] |= mask & use
+
+        flag(
+            dose_text,
+            "not a number",
+            "EXDOSE",
+            lambda i: f"EXDOSE {text(ex, 'EXDOSE').iloc[i]!r} is not a number",
+        )
+        flag(np.isnan(dose) & ~dose_text, "dose missing", "EXDOSE", lambda i: "EXDOSE is missing")
+        flag(np.isnan(per_unit), "unknown dose unit", "EXDOSU",
+             lambda i: f"dose unit {text(ex, 'EXDOSU').iloc[i]!r} is not a number of cells "
+                       "('cells', '10^8 cells', ...; doses per kg need body weight and are not imported)")  # fmt: skip
+        flag(
+            exdy == 0,
+            "study day 0",
+            "EXSTDY",
+            lambda i: "EXSTDY 0 does not exist in SDTM (day 1 is the reference start)",
+        )
+        flag(np.isnan(elapsed) & np.isnat(ex_date) & (exdy != 0), "infusion day unknown",
+             "EXSTDTC" if partial.any() else "EXSTDY",
+             lambda i: "no study day (EXSTDY) and no complete date (EXSTDTC) of this infusion")  # fmt: skip
+        given = use & (np.nan_to_num(dose) > 0)
+        self.log.skipped["EX record of an MSC treatment with dose 0 (not an infusion)"] += int(
+            (use & (dose == 0)).sum()
+        )
+
+        inf = pd.DataFrame({"patient_id": ids, "cells": dose * per_unit, "elapsed": elapsed,
+                            "date": ex_date, "bad": bad, "row": rows})[given | (use & bad)]  # fmt: skip
+        # one time line per patient: study days when every infusion has one, else dates
+        all_elapsed = inf["elapsed"].notna().groupby(inf["patient_id"]).transform("all")
+        date_days = inf["date"].to_numpy(dtype="datetime64[D]").astype(float)
+        inf["position"] = np.where(all_elapsed, inf["elapsed"], date_days)
+        good = inf[~inf["bad"]]
+        first = good.groupby("patient_id", sort=False).agg(first_elapsed=("elapsed", "min"),
+                                                            first_date=("date", "min"))  # fmt: skip
+        summary, unequal = summarise_regimen(
+            inf,
+            self.log,
+            lambda i, message: Problem(file, int(inf.loc[i, "row"]), "EXDOSE", message),
+        )
+        regimen = summary.join(first, on="patient_id")
+        self.report["regimen"] = {
+            "msc_infusions": "EX records whose EXTRT is an MSC treatment (default rule: the text says "
+                             "'mesenchymal' or 'MSC'; plus the mapping file's msc_treatments)",
+            "patients_with_msc_infusions": int(len(regimen)),
+            "patients_without_msc_infusion": int(len(patients) - len(regimen)),
+            "patients_with_unequal_intervals (mean used)": int(unequal),
+        }  # fmt: skip
+        return regimen
+
+    # -- findings: LB and the domains the mapping names -----------------------------------
+    def measurements(self, patients: pd.DataFrame, anchors: pd.DataFrame) -> pd.DataFrame:
+        m = self.mapping
+        by_domain: dict[str, dict[str, tuple[str, str, object]]] = {}
+        for test, s in m.findings.items():
+            by_domain.setdefault(s.domain, {})[s.testcd] = ("lab", test, s)
+        for pop, s in m.cells.items():
+            by_domain.setdefault(s.domain, {})[s.testcd] = ("cells", pop, s)
+        frames = [self._findings("LB", by_domain.pop("LB", {}), patients, anchors, all_codes=True)]
+        for domain, codes in by_domain.items():
+            frames.append(self._findings(domain, codes, patients, anchors, all_codes=False))
+        return pd.concat(frames, ignore_index=True)
+
+    def _findings(self, domain, codes, patients, anchors, *, all_codes) -> pd.DataFrame:
+        p = domain[:2]
+        why = f" (the mapping file places {', '.join(sorted(v[1] for v in codes.values()))} there)"
+        df, file = self.domain(domain, required=True, why="" if domain == "LB" else why)
+        require(
+            df,
+            file,
+            ["USUBJID", f"{p}TESTCD"],
+            one_of=[(f"{p}STRESN", f"{p}ORRES"), (f"{p}DY", f"{p}DTC")],
+        )
+        if domain == "LB":
+            require(df, file, ["LBSTRESN", "LBSTRESU"])
+        testcd = text(df, f"{p}TESTCD")
+        n = len(df)
+        kind = np.full(n, "lab", dtype=object)
+        name = testcd.to_numpy(dtype=object).copy()
+        parent = np.full(n, None, dtype=object)
+        value_map = [None] * n
+        status = np.full(n, OK, dtype=object)
+        spec = text(df, f"{p}SPEC").map(lambda v: "" if v is None else v.upper())
+        for i, code in enumerate(testcd):
+            if code in codes:
+                kind[i], name[i], src = codes[code]
+                parent[i], value_map[i] = src.parent, src.values
+            elif all_codes and code in self.mapping.tests:
+                target = self.mapping.tests[code]
+                name[i] = target if spec.iloc[i] in BLOOD_SPECIMENS else f"{code} {spec.iloc[i]}"
+            elif not all_codes:
+                status[i] = f"not in the mapping ({domain})"
+        self.log.skipped[f"{domain} test codes the mapping does not name"] += int(
+            (status != OK).sum()
+        )
+
+        # the value: standard result, else the result as collected
+        stresn, _ = numbers(df, f"{p}STRESN")
+        orres = text(df, f"{p}ORRES")
+        stresc = text(df, f"{p}STRESC")
+        orres_num, orres_text = numbers(df, f"{p}ORRES")
+        value = stresn.copy()
+        unit = text(df, f"{p}STRESU").to_numpy(dtype=object)
+        value_col = np.full(n, f"{p}STRESN", dtype=object)
+        unit_col = np.full(n, f"{p}STRESU", dtype=object)
+        fallback = np.isnan(stresn)
+        value[fallback] = orres_num[fallback]
+        unit[fallback] = text(df, f"{p}ORRESU").to_numpy(dtype=object)[fallback]
+        value_col[fallback], unit_col[fallback] = f"{p}ORRES", f"{p}ORRESU"
+        for i in np.flatnonzero(np.isnan(value)):  # text results a mapping gives numbers for
+            vm = value_map[i] or {}
+            for t in (stresc.iloc[i], orres.iloc[i]):
+                if t is not None and t.upper() in vm:
+                    value[i], unit[i] = vm[t.upper()], ""
+                    break
+        rows = np.arange(1, n + 1)
+        ids = text(df, "USUBJID", strip=False)
+        known = self._known_patient(
+            ids, file, rows, domain, pd.Index(patients["patient_id"]), status == OK
+        )
+        status[~known & (status == OK)] = "patient not imported or not in DM"
+        not_done = (
+            np.isnan(value)
+            & text(df, f"{p}STAT").map(lambda v: (v or "").upper() == "NOT DONE").to_numpy()
+        )
+        status[not_done & (status == OK)] = "not done"
+        self.log.skipped[f"{domain} record marked NOT DONE ({p}STAT)"] += int(
+            (not_done & known).sum()
+        )
+
+        def flag(mask, reason, column_of, message):
+            for i in np.flatnonzero(mask & (status == OK)):
+                self.problem(reason, file, rows[i], column_of(i), message(i))
+                status[i] = reason
+
+        flag(
+            testcd.isna().to_numpy(),
+            "test code missing",
+            lambda i: f"{p}TESTCD",
+            lambda i: f"{p}TESTCD is missing",
+        )
+        flag(fallback & orres_text & np.isnan(value), "not a number", lambda i: f"{p}ORRES",
+             lambda i: f"{p}ORRES {orres.iloc[i]!r} is not a number ({p}STRESN is empty)")  # fmt: skip
+        flag(np.isnan(value), "no result", lambda i: f"{p}STRESN",
+             lambda i: f"no result: {p}STRESN and {p}ORRES are empty")  # fmt: skip
+
+        day, day_problem = self._days(df, p, ids, anchors)
+        flag(day_problem != "", "day unknown", lambda i: day_problem[i].split("|")[0],
+             lambda i: day_problem[i].split("|")[1])  # fmt: skip
+        return pd.DataFrame({
+            "patient_id": ids.to_numpy(dtype=object), "day": day, "kind": kind, "name": name,
+            "parent": parent, "value": value, "unit": unit,
+            "code": [f"{domain} {c}" + (f" ({s})" if s and domain == "LB" else "") for c, s in zip(testcd, spec, strict=True)],
+            "file": file, "row": rows.astype(float), "ref": None,
+            "value_col": value_col, "unit_col": unit_col, "status": status,
+        })[ROW_COLUMNS]  # fmt: skip
+
+    def _days(self, df, p, ids, anchors) -> tuple[np.ndarray, np.ndarray]:
+        """Days from the first MSC infusion of each row; a ``"COLUMN|message"`` where it cannot be."""
+        a = anchors.reindex(ids)
+        first_elapsed = a["first_elapsed"].to_numpy(dtype=float)
+        first_date = a["first_date"].to_numpy(dtype="datetime64[D]")
+        ref = a["_rfst"].to_numpy(dtype="datetime64[D]")
+        dy = numbers(df, f"{p}DY")[0]
+        when, partial = dates(text(df, f"{p}DTC"))
+        from_dy = elapsed_since_reference(dy) - first_elapsed
+        from_date = _days_between(when, first_date)
+        via_ref = (
+            _days_between(when, ref) - first_elapsed
+        )  # a date, when only study days place the infusion
+        day = np.where(
+            ~np.isnan(from_dy), from_dy, np.where(~np.isnan(from_date), from_date, via_ref)
+        )
+        problem = np.full(len(df), "", dtype=object)
+        problem[np.isnan(day)] = (
+            f"{p}DY|no study day ({p}DY) and no date ({p}DTC): the record cannot be placed in time"
+        )
+        has_dy, has_dtc = ~np.isnan(dy), ~np.isnat(when)
+        problem[np.isnan(day) & partial & ~has_dy] = (
+            f"{p}DTC|{p}DTC is not a complete date (YYYY-MM-DD)"
+        )
+        problem[np.isnan(day) & (has_dy | has_dtc)] = (
+            f"{p}DY|the patient's first MSC infusion has no day or date in EX (and DM has no RFXSTDTC"
+            " or RFSTDTC to count from)")  # fmt: skip
+        problem[(dy == 0) & ~has_dtc] = (
+            f"{p}DY|study day 0 does not exist in SDTM (day 1 is the reference start date)"
+        )
+        day[(dy == 0) & ~has_dtc] = np.nan
+        return day, problem
+
+    # -- etiology --------------------------------------------------------------------------
+    def etiology(self, patients: pd.DataFrame) -> pd.Series | None:
+        e = self.mapping.etiology
+        if e is None:
+            return None
+        df, file = self.domain(
+            e.domain, required=True, why=" (the mapping file's etiology names it)"
+        )
+        require(df, file, ["USUBJID", e.variable, *e.where])
+        keep = np.ones(len(df), dtype=bool)
+        for var, wanted in e.where.items():
+            keep &= (text(df, var) == wanted).to_numpy()
+        values = pd.DataFrame({"patient_id": text(df, "USUBJID", strip=False), "v": text(df, e.variable),
+                               "row": np.arange(1, len(df) + 1)})[keep & text(df, e.variable).notna().to_numpy()]  # fmt: skip
+        out = {}
+        for pid, g in values.groupby("patient_id", sort=False):
+            distinct = list(dict.fromkeys(g["v"]))
+            if len(distinct) > 1:
+                self.problem("conflicting etiology", file, g["row"].iloc[1], e.variable,
+                             f"patient {pid!r} has {len(distinct)} etiologies {distinct}; etiology left empty")  # fmt: skip
+            else:
+                out[pid] = distinct[0]
+        return patients["patient_id"].map(out)
+
+    def run(self) -> Imported:
+        patients = self.patients()
+        regimen = self.regimen(patients)
+        anchors = self._anchors(patients, regimen)
+        rows = self.measurements(patients, anchors)
+        labs, cells, rows = finish_measurements(rows, self.mapping, self.log)
+        out = patients[["patient_id", "sex", "age_years"]].copy()
+        etiology = self.etiology(patients)
+        if etiology is not None:
+            out["etiology"] = etiology
+        if patients["arm"].notna().any():
+            out["arm"] = patients["arm"]
+        reg = regimen.set_index("patient_id").reindex(out["patient_id"])
+        out["dose_per_infusion"] = reg["dose_per_infusion"].to_numpy()
+        infused = out["patient_id"].isin(regimen["patient_id"]).to_numpy()
+        out["n_infusions"] = np.where(infused, reg["n_infusions"].to_numpy(), 0.0)
+        out["interval_days"] = reg["interval_days"].to_numpy()
+        out = out[[c for c in PATIENT_COLUMNS if c in out]]
+        return Imported(out, labs, cells, rows, self.log, self.report)
+
+    def _anchors(self, patients: pd.DataFrame, regimen: pd.DataFrame) -> pd.DataFrame:
+        """Per patient: the first MSC infusion as days since RFSTDTC and as a date."""
+        a = patients.set_index("patient_id")[["_rfst", "_rfxst"]].join(
+            regimen.set_index("patient_id")[["first_elapsed", "first_date"]]
+        )
+        has_msc = a.index.isin(regimen["patient_id"])
+        # infusions known only by date: their offset from the reference start
+        fe = a["first_elapsed"].to_numpy(dtype=float)
+        fd = a["first_date"].to_numpy(dtype="datetime64[D]")
+        rf, rfx = (
+            a["_rfst"].to_numpy(dtype="datetime64[D]"),
+            a["_rfxst"].to_numpy(dtype="datetime64[D]"),
+        )
+        by_rfx = has_msc & np.isnan(fe) & np.isnat(fd)
+        fd = np.where(by_rfx, rfx, fd)
+        fe = np.where(np.isnan(fe), _days_between(fd, rf), fe)
+        # no MSC infusion: days from the reference start
+        fe = np.where(has_msc, fe, 0.0)
+        fd = np.where(has_msc, fd, rf)
+        a["first_elapsed"], a["first_date"] = fe, fd
+        self.report["days"] = {
+            "rule": "days from each patient's first MSC infusion (day 0); SDTM --DY converted "
+                    "(DY >= 1 -> DY - 1, DY <= -1 -> DY) and shifted by the infusion's own study day; "
+                    "--DTC counted from the infusion's date when --DY is empty",
+            "patients_anchored_on_first_msc_infusion_in_EX": int((has_msc & ~by_rfx).sum()),
+            "patients_anchored_on_RFXSTDTC (EX has no day or date)": int(by_rfx.sum()),
+            "patients_without_msc_infusion_anchored_on_RFSTDTC": int((~has_msc).sum()),
+            "patients_whose_reference_start_is_not_the_first_infusion": int((has_msc & (np.nan_to_num(fe) != 0)).sum()),
+        }  # fmt: skip
+        return a
+
+
+def import_sdtm(src: str | Path, mapping: Mapping) -> Imported:
+    """Read the SDTM domains in ``src`` into the contract's tables (nothing is written).
+
+    Raises
+    ------
+    DataError
+        A structural problem: a required domain or variable missing, an unreadable file, a
+        domain given twice, duplicate USUBJIDs in DM.
+    """
+    src = Path(src)
+    if not src.is_dir():
+        raise DataError(
+            [Problem(src.name, None, None, f"SDTM source folder not found: {str(src)!r}")]
+        )
+    return _Sdtm(src, mapping).run()
