@@ -29,7 +29,7 @@ def main() -> None:
     from msc_response import tracking
     from msc_response.config import config_from_dict
     from msc_response.features import build_features
-    from msc_response.modeling.predict import load_model
+    from msc_response.modeling.registry import load_model
     from msc_response.modeling.train import train
     from msc_response.simulate import simulate
 

@@ -259,11 +259,11 @@ def score(
     ),
 ) -> None:
     """Score every patient of a study directory with a registered model, with explanations."""
-    from .modeling.predict import score as run
+    from .pipelines.score import score as run
 
     with _problem_list_beside(out):
         summary = run(model, data, out, explain=explain, regimens=regimens, engine=engine,
-                      patients_per_part=chunk, jobs=jobs or None, strict=strict)  # fmt: skip
+                      patients_per_chunk=chunk, jobs=jobs or None, strict=strict)  # fmt: skip
     c = summary["counts"]
     console.print(
         f"{summary['registered_model']} v{summary['version']}: scored {c['scored']} of {c['patients_in_input']} "

@@ -8,6 +8,7 @@ Patient identifiers never reach MLflow: only pseudonymous row indices do.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from importlib import metadata
@@ -18,16 +19,25 @@ ALIAS_CHAMPION = "champion"
 
 
 def tracking_uri(root: str | Path | None = None) -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else the SQLite store under ``root/mlruns``."""
+    """The store to use: ``MLFLOW_TRACKING_URI``, else one the caller set with
+    ``mlflow.set_tracking_uri`` (a notebook's), else the SQLite store under ``root/mlruns``."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    if tracking_utils.is_tracking_uri_set():
+        return tracking_utils.get_tracking_uri()
     db = Path(root or Path.cwd()).resolve() / "mlruns" / "mlflow.db"
     return f"sqlite:///{db}"
 
 
 def configure(root: str | Path | None = None) -> str:
-    """Point MLflow (tracking and registry) at :func:`tracking_uri`; returns the URI."""
+    """Point MLflow (tracking and registry) at :func:`tracking_uri`; returns the URI.
+
+    For the command line, which owns its process. Library code uses :func:`using`, which
+    gives the caller's setting back afterwards.
+    """
     import mlflow
 
     uri = tracking_uri(root)
@@ -36,6 +46,33 @@ def configure(root: str | Path | None = None) -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+@contextlib.contextmanager
+def using(root: str | Path | None = None):
+    """MLflow's fluent API pointed at :func:`tracking_uri` inside the block, and the
+    caller's tracking and registry URIs (set or not) restored after it; yields the URI."""
+    from mlflow.tracking import _tracking_service
+    from mlflow.tracking._model_registry import utils as registry_utils
+
+    uri = tracking_uri(root)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    previous_registry = registry_utils._registry_uri
+    try:
+        registry_utils._registry_uri = uri
+        with _tracking_service.utils._use_tracking_uri(uri):
+            yield uri
+    finally:
+        registry_utils._registry_uri = previous_registry
+
+
+def client(root: str | Path | None = None):
+    """An ``MlflowClient`` on :func:`tracking_uri` (nothing global is changed)."""
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(root)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def artifact_root(uri: str) -> str | None:

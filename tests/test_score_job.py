@@ -15,8 +15,9 @@ from msc_response import tracking
 from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.errors import ConfigError, DataError
-from msc_response.modeling import predict
+from msc_response.modeling.registry import load_model
 from msc_response.modeling.train import train
+from msc_response.pipelines import score as job
 from msc_response.simulate import simulate
 
 pytestmark = pytest.mark.slow
@@ -51,8 +52,8 @@ def registered(tmp_path_factory, trial_dir):
 
 def test_scores_every_patient_with_explanations(registered, tmp_path):
     out = tmp_path / "pred.parquet"
-    summary = predict.score(
-        registered["uri"], registered["screening"], out, explain=3, patients_per_part=70
+    summary = job.score(
+        registered["uri"], registered["screening"], out, explain=3, patients_per_chunk=70
     )
     df = pd.read_parquet(out)
     assert summary["counts"] == {"patients_in_input": 300, "scored": 300, "rejected": 0}
@@ -77,7 +78,7 @@ def test_explanations_add_up_to_the_prediction(registered):
 
     from msc_response.features import build_features
 
-    model = predict.load_model(registered["uri"])
+    model = load_model(registered["uri"])
     fs = build_features(
         config_from_dict(model.spec["config"]), registered["screening"], labels=False
     )
@@ -96,8 +97,8 @@ def test_explanations_add_up_to_the_prediction(registered):
 def test_chunking_does_not_change_results_and_output_is_reproducible(registered, tmp_path):
     a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
     for out, per_part in ((a, 1000), (b, 1000), (c, 37)):
-        predict.score(registered["uri"], registered["screening"], out, explain=2,
-                      patients_per_part=per_part, log_to_mlflow=False)  # fmt: skip
+        job.score(registered["uri"], registered["screening"], out, explain=2,
+                      patients_per_chunk=per_part, log_to_mlflow=False)  # fmt: skip
     assert a.read_bytes() == b.read_bytes()
     da, dc = pd.read_csv(a).set_index("patient_id"), pd.read_csv(c).set_index("patient_id")
     pd.testing.assert_frame_equal(da.sort_index(), dc.sort_index())
@@ -105,7 +106,7 @@ def test_chunking_does_not_change_results_and_output_is_reproducible(registered,
 
 def test_regimens_all_gives_one_probability_per_trial_arm(registered, tmp_path):
     out = tmp_path / "pred.csv"
-    summary = predict.score(
+    summary = job.score(
         registered["uri"], registered["screening"], out, regimens="all", log_to_mlflow=False
     )
     df = pd.read_csv(out)
@@ -120,7 +121,7 @@ def test_unscorable_patients_are_rejected_and_the_rest_scored(registered, tmp_pa
     labs = labs[~((labs["patient_id"] == "SIM-0000005") & (labs["day"] <= 0))]
     labs.to_csv(d / "labs.csv", index=False)
     out = tmp_path / "pred.csv"
-    summary = predict.score(registered["uri"], d, out, log_to_mlflow=False)
+    summary = job.score(registered["uri"], d, out, log_to_mlflow=False)
     rejected = pd.read_csv(tmp_path / "pred.rejected.csv")
     assert rejected["patient_id"].tolist() == ["SIM-0000005"]
     assert "no baseline measurement" in rejected["reason"][0]
@@ -131,8 +132,8 @@ def test_spark_engine_gives_the_same_probabilities(registered, tmp_path):
     if shutil.which("java") is None:
         pytest.skip("Spark needs Java 17 (apt-get install openjdk-17-jre-headless)")
     local, spark = tmp_path / "local.csv", tmp_path / "spark.csv"
-    predict.score(registered["uri"], registered["screening"], local, log_to_mlflow=False)
-    predict.score(
+    job.score(registered["uri"], registered["screening"], local, log_to_mlflow=False)
+    job.score(
         registered["uri"], registered["screening"], spark, engine="spark", log_to_mlflow=False
     )
     a, b = pd.read_csv(local), pd.read_csv(spark)
@@ -165,7 +166,7 @@ def test_model_of_another_experiment_is_refused(registered):
     with pytest.raises(
         ConfigError, match="belongs to experiment 'score-test', not 'other-experiment'"
     ):
-        predict.load_model(f"models:/other-experiment/{mv.version}")
+        load_model(f"models:/other-experiment/{mv.version}")
 
 
 def test_empty_or_malformed_study_exits_2_with_no_output(registered, tmp_path):
@@ -173,28 +174,28 @@ def test_empty_or_malformed_study_exits_2_with_no_output(registered, tmp_path):
     empty.mkdir()
     out = tmp_path / "p.csv"
     with pytest.raises(DataError, match="missing from the study directory"):
-        predict.score(registered["uri"], empty, out, log_to_mlflow=False)
+        job.score(registered["uri"], empty, out, log_to_mlflow=False)
     bad = tmp_path / "bad"
     shutil.copytree(registered["screening"], bad)
     with open(bad / "labs.csv", "a") as f:
         f.write("SIM-0000003,0,albumin,38,g/dL\n")
     row = sum(1 for _ in open(bad / "labs.csv")) - 1
     with pytest.raises(DataError, match=rf"labs.csv, row {row}, column 'value'"):
-        predict.score(registered["uri"], bad, out, strict=True, log_to_mlflow=False)
+        job.score(registered["uri"], bad, out, strict=True, log_to_mlflow=False)
     assert not out.exists() and not out.with_name("p.rejected.csv").exists()
 
 
 def test_a_failed_run_keeps_the_previous_output(registered, tmp_path, monkeypatch):
     out = tmp_path / "p.csv"
-    predict.score(registered["uri"], registered["screening"], out, log_to_mlflow=False)
+    job.score(registered["uri"], registered["screening"], out, log_to_mlflow=False)
     before = out.read_bytes()
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(predict.ChunkWriter, "close", killed)
+    monkeypatch.setattr(job.ChunkWriter, "close", killed)
     with pytest.raises(KeyboardInterrupt):
-        predict.score(registered["uri"], registered["screening"], out, log_to_mlflow=False)
+        job.score(registered["uri"], registered["screening"], out, log_to_mlflow=False)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "p.csv",
@@ -208,11 +209,11 @@ def test_missing_test_the_model_needs_is_an_error(registered, tmp_path):
     shutil.copytree(registered["screening"], d)
     labs = pd.read_csv(d / "labs.csv")
     labs[labs["test"] != "platelets"].to_csv(d / "labs.csv", index=False)
-    model = predict.load_model(registered["uri"])
+    model = load_model(registered["uri"])
     if "baseline_platelets" not in model.spec["feature_columns"]:
         pytest.skip("the trained model does not use platelets")
     with pytest.raises(DataError, match="needs test 'platelets'"):
-        predict.score(registered["uri"], d, tmp_path / "p.csv", log_to_mlflow=False)
+        job.score(registered["uri"], d, tmp_path / "p.csv", log_to_mlflow=False)
 
 
 def test_unit_change_of_an_unconvertible_test_is_an_error(registered, tmp_path):
@@ -225,8 +226,8 @@ def test_unit_change_of_an_unconvertible_test_is_an_error(registered, tmp_path):
         "test 'platelets' is in '10\\^3/uL' here, but in '10\\^9/L' in the model's training data"
     )
     with pytest.raises(DataError, match=message):
-        predict.score(registered["uri"], d, tmp_path / "p.csv", strict=True, log_to_mlflow=False)
-    summary = predict.score(registered["uri"], d, tmp_path / "p.csv", log_to_mlflow=False)
+        job.score(registered["uri"], d, tmp_path / "p.csv", strict=True, log_to_mlflow=False)
+    summary = job.score(registered["uri"], d, tmp_path / "p.csv", log_to_mlflow=False)
     assert summary["counts"] == {"patients_in_input": 300, "scored": 0, "rejected": 300}
     assert summary["rejected_by_reason"] == {"bad data: unit differs": 300}
 
@@ -242,9 +243,9 @@ def test_non_number_in_a_streamed_csv_names_file_row_and_column(registered, tmp_
     out = tmp_path / "p.csv"
     message = "labs.csv, row 5, column 'value': value 'abc' is not a number"
     with pytest.raises(DataError, match=message):
-        predict.score(registered["uri"], d, out, strict=True, log_to_mlflow=False)
+        job.score(registered["uri"], d, out, strict=True, log_to_mlflow=False)
     assert not out.exists()
-    summary = predict.score(registered["uri"], d, out, log_to_mlflow=False)
+    summary = job.score(registered["uri"], d, out, log_to_mlflow=False)
     rejected = pd.read_csv(out.with_name("p.rejected.csv"), dtype=str)
     assert rejected[["patient_id", "reason"]].values.tolist() == [["SIM-0000001", message]]
     assert summary["rows_with_problems"] == {"not a number": 1}
@@ -256,16 +257,16 @@ def test_non_number_in_a_streamed_csv_names_file_row_and_column(registered, tmp_
 def test_workers_order_and_format_do_not_change_the_predictions(registered, tmp_path):
     """2 workers = in-process; shuffled rows (hash partitions) and Parquet give the same scores."""
     src = registered["screening"]
-    kw = {"explain": 2, "patients_per_part": 64, "log_to_mlflow": False}
+    kw = {"explain": 2, "patients_per_chunk": 64, "log_to_mlflow": False}
     one, two = tmp_path / "one.csv", tmp_path / "two.csv"
-    s1 = predict.score(registered["uri"], src, one, jobs=1, **kw)
-    s2 = predict.score(registered["uri"], src, two, jobs=2, **kw)
+    s1 = job.score(registered["uri"], src, one, jobs=1, **kw)
+    s2 = job.score(registered["uri"], src, two, jobs=2, **kw)
     assert s1["workers"] == 1 and s2["workers"] == 2 and s2["input_grouped_by_patient"]
     assert one.read_bytes() == two.read_bytes()
     expected = pd.read_csv(one).set_index("patient_id").sort_index()
     # with explanations the probability comes from the same pass: sigmoid(base + contributions)
     plain = tmp_path / "plain.csv"
-    predict.score(registered["uri"], src, plain, patients_per_part=64, log_to_mlflow=False)
+    job.score(registered["uri"], src, plain, patients_per_chunk=64, log_to_mlflow=False)
     np.testing.assert_allclose(
         pd.read_csv(plain).set_index("patient_id").sort_index()["probability"],
         expected["probability"],
@@ -276,7 +277,7 @@ def test_workers_order_and_format_do_not_change_the_predictions(registered, tmp_
     shutil.copytree(src, shuffled)
     labs = pd.read_csv(shuffled / "labs.csv")
     labs.sample(frac=1.0, random_state=0).to_csv(shuffled / "labs.csv", index=False)
-    s3 = predict.score(registered["uri"], shuffled, tmp_path / "s.csv", jobs=2, **kw)
+    s3 = job.score(registered["uri"], shuffled, tmp_path / "s.csv", jobs=2, **kw)
     assert not s3["input_grouped_by_patient"] and "not grouped" in s3["partitioned_because"]
     got = pd.read_csv(tmp_path / "s.csv").set_index("patient_id").sort_index()
     pd.testing.assert_frame_equal(got, expected)
@@ -285,7 +286,7 @@ def test_workers_order_and_format_do_not_change_the_predictions(registered, tmp_
     as_parquet.mkdir()
     for name in ("patients", "labs", "cells"):
         pd.read_csv(src / f"{name}.csv").to_parquet(as_parquet / f"{name}.parquet")
-    predict.score(registered["uri"], as_parquet, tmp_path / "p.csv", jobs=2, **kw)
+    job.score(registered["uri"], as_parquet, tmp_path / "p.csv", jobs=2, **kw)
     got = pd.read_csv(tmp_path / "p.csv").set_index("patient_id").sort_index()
     pd.testing.assert_frame_equal(got, expected)
 
@@ -301,7 +302,7 @@ def test_a_patient_id_repeated_in_another_chunk_is_an_error(registered, tmp_path
     with pytest.raises(
         DataError, match=r"patients.csv, row 251, column 'patient_id': duplicate patient_id"
     ):
-        predict.score(registered["uri"], d, out, patients_per_part=50, jobs=2, log_to_mlflow=False)
+        job.score(registered["uri"], d, out, patients_per_chunk=50, jobs=2, log_to_mlflow=False)
     assert not out.exists()
 
 
@@ -327,8 +328,8 @@ def test_cells_from_h5ad_are_derived_once_and_scored_in_workers(registered, tmp_
     simulate(d, design="screening", n_patients=120, seed=3, h5ad_patients=4)
     (d / "cells.csv").unlink()  # MX1+ monocyte fractions come from the AnnData file only
     out = tmp_path / "p.csv"
-    summary = predict.score(
-        registered["uri"], d, out, patients_per_part=50, jobs=2, log_to_mlflow=False
+    summary = job.score(
+        registered["uri"], d, out, patients_per_chunk=50, jobs=2, log_to_mlflow=False
     )
     assert summary["counts"]["scored"] == 120 and summary["workers"] == 2
     assert "cells.h5ad" in summary["input_sha256"]
@@ -361,7 +362,7 @@ def test_one_bad_row_among_thousands_rejects_one_patient_in_every_shape(register
     for shape, d in _shapes_of(src, tmp_path, ids).items():
         for jobs in (1, 2):
             out = tmp_path / f"{shape}-{jobs}.csv"
-            summary = predict.score(registered["uri"], d, out, jobs=jobs, patients_per_part=70,
+            summary = job.score(registered["uri"], d, out, jobs=jobs, patients_per_chunk=70,
                                     explain=2, log_to_mlflow=False)  # fmt: skip
             assert summary["counts"] == {"patients_in_input": 300, "scored": 299, "rejected": 1}
             pred = pd.read_csv(out, dtype={"patient_id": str}).set_index("patient_id").sort_index()

@@ -1,0 +1,369 @@
+"""The batch scoring job: every patient of a study directory scored, explained and accounted for.
+
+The study is read in chunks of patients (:mod:`msc_response.study.reader`): in one pass
+when its rows are grouped by patient in the patients file's order, through hash
+partitions on disk otherwise. Chunks are validated, featurised, predicted and explained
+(:func:`~msc_response.modeling.predict.predict_features`) in ``jobs`` worker processes
+(each LightGBM call on one thread, so the workers use the cores) and written in chunk
+order, so output rows follow the patients file (or the partitions) and are identical for
+identical input whatever the number of workers. Outputs are written to temporary files
+and moved into place only when every patient has been scored or rejected: a killed job
+leaves the previous output or none.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import tracking
+from ..config import config_from_dict
+from ..errors import ConfigError, DataError
+from ..features import EXCLUSION_COLUMNS, features_from_study, patient_flow, sidecar, write_problems
+from ..io import ChunkWriter, atomic_path, encode_chunk, table_format, write_json, write_table
+from ..modeling.predict import ASSOCIATION_NOTE, check_regimens, missing_inputs, predict_features
+from ..modeling.registry import LoadedModel, load_model
+from ..study import NotGrouped, StudyChunk, StudySource, is_simulated, study_from_chunk
+from ..study import policy as bad_rows_policy
+from ..study.problems import empty_problems
+
+DEFAULT_PATIENTS_PER_CHUNK = 50_000
+OUTPUT_COLUMNS = [
+    "patient_id",
+    "model_name",
+    "model_version",
+    "model_uri",
+    "probability",
+    "predicted_response",
+]
+ENGINES = ("local", "spark")
+
+
+@dataclass
+class _Task:
+    """What a worker needs to score a chunk; plain data, sent with every chunk.
+
+    The model file is read once per chunk (milliseconds), so no process keeps a cache.
+    """
+
+    model: LoadedModel
+    paths: dict[str, str]  # the source of each table
+    cells_derived: bool
+    explain: int
+    regimens: bool
+    fmt: str
+
+
+@dataclass
+class _ChunkResult:
+    encoded: object  # the chunk's output rows, encoded for the writer (None: nobody scored)
+    n_scored: int
+    rejected: pd.DataFrame
+    problems: pd.DataFrame
+    n_patients: int
+    tests: set[str]
+    has_cells: bool
+    seconds: dict[str, float]
+    X: pd.DataFrame | None = None  # features, when another engine predicts
+    ids: np.ndarray | None = None
+
+
+def _with_model_columns(table: pd.DataFrame, model: LoadedModel) -> pd.DataFrame:
+    """The model's name, version and URI after ``patient_id`` (categorical: free to encode)."""
+    n = len(table)
+    for k, (name, value) in enumerate((("model_name", model.name), ("model_version", model.version),
+                                       ("model_uri", model.uri))):  # fmt: skip
+        table.insert(
+            1 + k, name, pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[value])
+        )
+    return table
+
+
+def _score_chunk(task: _Task, chunk: StudyChunk, *, predict: bool = True) -> _ChunkResult:
+    """Read, validate, featurise, predict, explain and encode one chunk.
+
+    With ``predict=False`` the result carries the features instead (for the Spark engine).
+    Bad rows exclude their patient here; ``strict`` turns any of them into an error at
+    the end of the job, once every chunk's problems are known.
+    """
+    t = time.perf_counter()
+    model = task.model
+    study = study_from_chunk(chunk, {k: Path(v) for k, v in task.paths.items()},
+                             cells_derived=task.cells_derived,
+                             reference_units=model.spec.get("lab_units", {}))  # fmt: skip
+    seconds = {"read_validate_s": time.perf_counter() - t}
+    t = time.perf_counter()
+    fs = features_from_study(
+        study, config_from_dict(model.spec["config"]), labels=False, bad_rows="exclude"
+    )
+    X = fs.table.reindex(columns=model.feature_columns).astype(float)  # absent test: NaN
+    ids = fs.table["patient_id"].to_numpy()
+    seconds["features_s"] = time.perf_counter() - t
+    result = _ChunkResult(
+        None, 0, fs.exclusions, fs.problems, len(study.patients),
+        {str(c) for c in study.labs["test"].cat.categories},  # tests the study reports, usable or not
+        study.cells is not None and len(study.cells) > 0, seconds,
+    )  # fmt: skip
+    if not predict:
+        result.X, result.ids = X, ids
+    elif not X.empty:
+        t = time.perf_counter()
+        table = predict_features(
+            model.fitted, X, ids, model.threshold, explain=task.explain, regimens=task.regimens
+        )
+        seconds["predict_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        result.encoded = encode_chunk(_with_model_columns(table, model), task.fmt)
+        result.n_scored = len(table)
+        seconds["encode_s"] = time.perf_counter() - t
+    return result
+
+
+def _worker_context():
+    """Workers forked from a fresh server that imported the scoring code once.
+
+    Not plain ``fork``: this process has started threads (pyarrow, SQLAlchemy) by then.
+    Not ``spawn``: each worker would import pandas, pyarrow, LightGBM and scikit-learn
+    again (about 4 s of CPU each on this machine).
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["msc_response.pipelines.score", "lightgbm"])
+    return ctx
+
+
+def _warm_up() -> None:
+    """Make the pool start its workers while this process loads the model."""
+
+
+@dataclass
+class _Tally:
+    counts: dict = field(
+        default_factory=lambda: {"patients_in_input": 0, "scored": 0, "rejected": 0}
+    )
+    tests: set = field(default_factory=set)
+    has_cells: bool = False
+    rejected: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+    seconds: collections.Counter = field(default_factory=collections.Counter)
+
+
+def _run_chunks(chunks, task: _Task, writer: ChunkWriter, pool, workers: int, spark) -> _Tally:
+    """Score every chunk (in the pool when there is one) and write results in chunk order."""
+    tally = _Tally()
+    pending: collections.deque = collections.deque()
+    limit = 2 * workers  # chunks in flight: bounded memory
+
+    def finish(result: _ChunkResult) -> None:
+        tally.counts["patients_in_input"] += result.n_patients
+        tally.tests |= result.tests
+        tally.has_cells |= result.has_cells
+        tally.rejected.append(result.rejected)
+        if len(result.problems):
+            tally.problems.append(result.problems)
+        tally.seconds.update(result.seconds)
+        if result.X is not None and not result.X.empty:  # Spark predicts here, in the driver
+            from .spark import spark_scored
+
+            t = time.perf_counter()
+            table = _with_model_columns(spark_scored(task, result.X, result.ids, spark), task.model)
+            result.encoded, result.n_scored = encode_chunk(table, task.fmt), len(table)
+            tally.seconds["predict_s"] += time.perf_counter() - t
+        if result.encoded is None:
+            return
+        t = time.perf_counter()
+        writer.write_encoded(result.encoded)
+        tally.seconds["write_s"] += time.perf_counter() - t
+        tally.counts["scored"] += result.n_scored
+
+    try:
+        for chunk in chunks:
+            if pool is None:
+                finish(_score_chunk(task, chunk, predict=spark is None))
+                continue
+            pending.append(pool.submit(_score_chunk, task, chunk))
+            while len(pending) >= limit or (pending and pending[0].done()):
+                finish(pending.popleft().result())
+        while pending:
+            finish(pending.popleft().result())
+    finally:
+        for f in pending:
+            f.cancel()
+    return tally
+
+
+def check_options(out: Path, *, explain, regimens, engine, patients_per_chunk, jobs) -> str:
+    """Validate the options before any work; returns the output format."""
+    try:
+        fmt = table_format(out)
+    except ValueError as err:
+        raise ConfigError(f"out: {err}") from None
+    if engine not in ENGINES:
+        raise ConfigError(f"engine: expected one of {list(ENGINES)}, got {engine!r}")
+    if regimens not in (None, "all"):
+        raise ConfigError(f"regimens: expected 'all', got {regimens!r}")
+    if explain < 0:
+        raise ConfigError(f"explain: expected a number >= 0, got {explain!r}")
+    if patients_per_chunk < 1:
+        raise ConfigError(f"patients_per_chunk: expected >= 1, got {patients_per_chunk!r}")
+    if jobs < 1:
+        raise ConfigError(f"jobs: expected >= 1, got {jobs!r}")
+    return fmt
+
+
+def score(
+    model_uri: str,
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    explain: int = 0,
+    regimens: str | None = None,
+    engine: str = "local",
+    patients_per_chunk: int | None = None,
+    jobs: int | None = None,
+    strict: bool = False,
+    log_to_mlflow: bool = True,
+) -> dict:
+    """Score every patient of ``data_dir``; returns the run summary (also written beside ``out``).
+
+    A patient with a bad row (in a window the model's config reads) is rejected with the
+    problem as the reason and everyone else is scored; every row problem is listed in
+    ``FILE.problems.csv``. With ``strict``, any such problem is an error instead
+    (:class:`DataError` with every problem; nothing is written).
+
+    Parameters
+    ----------
+    explain : int
+        Also write the ``explain`` largest contributions of each patient.
+    regimens : {None, "all"}
+        ``"all"``: also the probability under each trial regimen.
+    patients_per_chunk : int, optional
+        Patients per chunk (default :data:`DEFAULT_PATIENTS_PER_CHUNK`).
+    jobs : int, optional
+        Worker processes (default: the machine's cores). 1 scores in this process.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    patients_per_chunk = (
+        DEFAULT_PATIENTS_PER_CHUNK if patients_per_chunk is None else patients_per_chunk
+    )
+    jobs = (os.cpu_count() or 1) if jobs is None else jobs
+    fmt = check_options(out, explain=explain, regimens=regimens, engine=engine,
+                        patients_per_chunk=patients_per_chunk, jobs=jobs)  # fmt: skip
+    source = StudySource(data_dir)
+    n_chunks = -(-source.n_patients // patients_per_chunk)
+    workers = 0 if engine == "spark" or jobs == 1 or n_chunks == 1 else min(jobs, n_chunks)
+    pool = spark = planner = planned = None
+    grouped, not_grouped = True, None
+    try:
+        if workers:  # started first: the workers import while the model loads
+            pool = ProcessPoolExecutor(workers, mp_context=_worker_context())
+            for _ in range(workers):
+                pool.submit(_warm_up)
+        chunks = source.grouped_chunks(patients_per_chunk)
+        if workers and source.parquet_only:  # the plan is row ranges: made while the model loads
+            planner = ThreadPoolExecutor(1)
+            planned = planner.submit(list, chunks)
+        model = load_model(model_uri)
+        if regimens == "all":
+            check_regimens(model)
+        timings: dict[str, float] = {"load_model_s": round(time.perf_counter() - t0, 3)}
+        source.derive_h5ad_cells(config_from_dict(model.spec["config"]).singlecell)
+        task = _Task(model, {k: str(v) for k, v in source.paths.items()}, source.h5ad_cells is not None,
+                     explain, regimens == "all", fmt)  # fmt: skip
+        if engine == "spark":
+            from .spark import spark_session
+
+            spark = spark_session()
+        parent = out.parent if out.parent.exists() else None
+        with tempfile.TemporaryDirectory(prefix="msc-score-", dir=parent) as tmp, \
+                atomic_path(out) as tmp_out:  # fmt: skip
+            try:
+                writer = ChunkWriter(tmp_out, fmt)
+                if planned is not None:
+                    chunks = planned.result()
+                tally = _run_chunks(chunks, task, writer, pool, workers, spark)
+            except NotGrouped as why:
+                grouped, not_grouped = False, str(why)
+                writer = ChunkWriter(tmp_out, fmt)  # starts the file again
+                chunks = source.partitioned_chunks(patients_per_chunk, Path(tmp))
+                tally = _run_chunks(chunks, task, writer, pool, workers, spark)
+            writer.close(empty_columns=OUTPUT_COLUMNS)
+            problems = (
+                pd.concat(tally.problems, ignore_index=True) if tally.problems else empty_problems()
+            )
+            if strict and len(problems):
+                bad_rows_policy.apply(problems, "error", 0)
+            missing = missing_inputs(
+                model.feature_spec, tally.tests, tally.has_cells, source.files["labs"]
+            )
+            if missing:
+                raise DataError(missing)
+            rejected = (pd.concat(tally.rejected, ignore_index=True) if tally.rejected
+                        else pd.DataFrame(columns=EXCLUSION_COLUMNS))  # fmt: skip
+            tally.counts["rejected"] = len(rejected)
+            flow = patient_flow(
+                tally.counts["patients_in_input"],
+                rejected,
+                None,
+                problems if len(problems) else None,
+            )
+            write_table(rejected, sidecar(out, ".rejected.csv"))
+            if len(problems):
+                write_problems(problems, sidecar(out, ".problems.csv"))
+    finally:
+        if planner is not None:
+            planner.shutdown()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        if spark is not None:
+            spark.stop()
+    timings.update({k: round(v, 3) for k, v in sorted(tally.seconds.items())})
+    total = timings["total_s"] = round(time.perf_counter() - t0, 3)
+    counts = tally.counts
+    summary = {
+        "model_uri": model.uri, "registered_model": model.name, "version": model.version,
+        "model_trained_on_simulated_data": bool(model.spec.get("trained_on_simulated_data")),
+        "data_simulated": is_simulated(data_dir),
+        "input_sha256": source.sha256, "output": out.name, "rejected_file": sidecar(out, ".rejected.csv").name,
+        "counts": counts, "rejected_by_reason": flow["excluded"],
+        "rows_with_problems": flow.get("rows_with_problems", {}),
+        "rows_with_problems_outside_windows": flow.get("rows_with_problems_outside_windows", 0),
+        "problems_file": sidecar(out, ".problems.csv").name if len(problems) else None,
+        "strict": strict, "engine": engine, "explain": explain,
+        "regimens": regimens, "threshold": model.threshold,
+        "workers": workers or 1, "input_grouped_by_patient": grouped,
+        "partitioned_because": not_grouped,
+        "timings": timings,
+        "patients_per_second": round(counts["patients_in_input"] / total, 1) if total else None,
+    }  # fmt: skip
+    if regimens == "all":
+        summary["note"] = ASSOCIATION_NOTE
+    write_json(summary, sidecar(out, ".summary.json"))
+    if log_to_mlflow:
+        _log_scoring_run(model, summary)
+    return summary
+
+
+def _log_scoring_run(model: LoadedModel, summary: dict) -> None:
+    """Counts and timings of the job in MLflow (experiment ``NAME-scoring``; no patient ids)."""
+    import mlflow
+
+    with tracking.using():
+        exp = tracking.experiment_id(f"{model.name}-scoring" if model.name else "scoring")
+        with mlflow.start_run(experiment_id=exp, run_name=f"score {model.name} v{model.version}"):
+            mlflow.set_tags({"msc_response.stage": "score", "model_uri": model.uri, "engine": summary["engine"],
+                             "data.simulated": str(summary["data_simulated"]).lower()})  # fmt: skip
+            mlflow.log_metrics(
+                {**{f"n_{k}": v for k, v in summary["counts"].items()}, **summary["timings"]}
+            )
+            mlflow.log_dict(summary, "scoring_summary.json")
