@@ -105,10 +105,17 @@ def build_features_cmd(
         console.print(f"wrote {path}", highlight=False)
 
 
+#: The CLI option of each parameter of ``write_simulation`` (its errors name the parameter).
+_SIMULATE_OPTIONS = {"out": "--out", "design": "--design", "n_patients": "--n-patients",
+                     "seed": "--seed", "fmt": "--format", "h5ad_patients": "--h5ad-patients"}  # fmt: skip
+
+
 @app.command()
 @_bad_input_exits
 def simulate(
-    out: Path = typer.Option(..., "--out", help="Study directory to write (replaced atomically)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Study directory to write: new, empty, or a previous simulator output."
+    ),
     design: str = typer.Option(
         "trial", "--design", help="trial (the published arms) or screening."
     ),
@@ -123,15 +130,21 @@ def simulate(
     h5ad_patients: int = typer.Option(
         4, "--h5ad-patients", help="Patients also written to cells.h5ad."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Write into a directory holding other files (never replaced)."
+    ),
 ) -> None:
     """Write a SIMULATED study directory with known truth (truth.csv, simulation.json)."""
-    from .simulate import simulate as run
+    from .simulator import write_simulation
 
     try:
-        meta = run(out, design=design, n_patients=n_patients, seed=seed, fmt=fmt,
-                   baseline_only=baseline_only, h5ad_patients=h5ad_patients)  # fmt: skip
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+        meta = write_simulation(out, design=design, n_patients=n_patients, seed=seed, fmt=fmt,
+                                baseline_only=baseline_only, h5ad_patients=h5ad_patients, force=force)  # fmt: skip
+    except ConfigError as err:
+        param, _, rest = str(err).partition(": ")
+        if param in _SIMULATE_OPTIONS:
+            raise ConfigError(f"{_SIMULATE_OPTIONS[param]}: {rest}") from None
+        raise
     console.print(
         f"SIMULATED {meta['design']} cohort: {meta['n_patients']} patients -> {out}",
         highlight=False,
