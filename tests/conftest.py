@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from msc_response.simulate import simulate
+from msc_response.simulator import write_simulation as simulate
 
 PATIENTS = """\
 patient_id,sex,age_years,etiology,arm,dose_per_infusion,n_infusions,interval_days

@@ -18,7 +18,7 @@ from msc_response.config import config_from_dict
 from msc_response.errors import ConfigError, DataError
 from msc_response.modeling import predict
 from msc_response.modeling.train import train
-from msc_response.simulate import simulate
+from msc_response.simulator import write_simulation as simulate
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
