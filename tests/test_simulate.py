@@ -166,6 +166,16 @@ def test_out_that_is_a_file_exits_2_and_leaves_it_untouched(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["study"]  # nothing hidden beside it
 
 
+def test_out_that_is_a_symlink_exits_2_and_leaves_both_untouched(tmp_path):
+    real = tmp_path / "real"
+    sim.write_simulation(real, seed=1, h5ad_patients=0)
+    before = (real / "labs.csv").read_bytes()
+    (tmp_path / "link").symlink_to(real)
+    result = runner.invoke(app, ["simulate", "--out", str(tmp_path / "link")])
+    assert result.exit_code == 2 and "symbolic link" in result.output, result.output
+    assert (tmp_path / "link").is_symlink() and (real / "labs.csv").read_bytes() == before
+
+
 def test_foreign_directory_is_refused_and_force_keeps_every_foreign_file(tmp_path):
     out = tmp_path / "study"
     (out / "sub").mkdir(parents=True)

@@ -126,6 +126,8 @@ def _is_simulator_output(directory: Path) -> bool:
 
 def _install_mode(out: Path, force: bool) -> str:
     """How ``out`` may be written: ``new``, ``replace`` (a whole previous output) or ``merge``."""
+    if out.is_symlink():
+        raise ConfigError(f"out: {str(out)!r} is a symbolic link; give the directory it points to")
     if not out.exists():
         return "new"
     if not out.is_dir():
@@ -185,6 +187,7 @@ def _install(tmp: Path, out: Path, how: str) -> None:
 
 
 def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (this process counts as running)."""
     if pid == os.getpid():
         return True
     try:
