@@ -19,7 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from _common import run_measured, write_result
-from msc_response.simulate import simulate
+from msc_response.simulator import write_simulation as simulate
 
 N = 100_000
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,7 +27,7 @@ from msc_response.features import build_features
 from msc_response.modeling import validation
 from msc_response.modeling.models import model_specs
 from msc_response.modeling.train import refit, select, validate_model
-from msc_response.simulate import simulate
+from msc_response.simulator import write_simulation as simulate
 
 ENDPOINT = {"score": "child_pugh"}
 

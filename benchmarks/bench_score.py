@@ -31,7 +31,7 @@ def main() -> None:
     from msc_response.features import build_features
     from msc_response.modeling.registry import load_model
     from msc_response.modeling.train import train
-    from msc_response.simulate import simulate
+    from msc_response.simulator import write_simulation as simulate
 
     cli = CLI
     try:

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from _common import CLI, private_store, run_measured, write_result
-from msc_response.simulate import simulate
+from msc_response.simulator import write_simulation as simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from msc_response.simulate import simulate
+from msc_response.domain import TRIAL_ARMS
+from msc_response.simulator import write_simulation as simulate
+
+#: Patients in the default simulated trial (phase Ia 24 + phase Ib 9).
+TRIAL_PATIENTS = sum(a.size for a in TRIAL_ARMS)
 
 PATIENTS = """\
 patient_id,sex,age_years,etiology,arm,dose_per_infusion,n_infusions,interval_days
@@ -99,7 +103,7 @@ def study_dir(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def trial_dir(tmp_path_factory) -> Path:
-    """The default SIMULATED trial cohort (42 patients), written once per session."""
+    """The default SIMULATED trial cohort (TRIAL_PATIENTS patients), written once per session."""
     out = tmp_path_factory.mktemp("sim") / "trial"
     simulate(out, design="trial", seed=1)
     return out

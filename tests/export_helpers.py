@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from conftest import TRIAL_PATIENTS
 from msc_response.config import config_from_dict
 from msc_response.features import build_features
 
@@ -31,11 +32,9 @@ MSC_NAMES = ("UC-MSC", "UMBILICAL CORD STROMAL CELLS")  # the second only throug
 
 
 def simulate_study(out: Path, seed: int) -> Path:
-    try:
-        from msc_response.simulate import simulate
-    except ImportError:  # renamed by the simulator's rewrite
-        from msc_response.simulator import write_simulation as simulate
-    simulate(out, design="trial", seed=seed, h5ad_patients=0)
+    from msc_response.simulator import write_simulation
+
+    write_simulation(out, design="trial", seed=seed, h5ad_patients=0)
     return out
 
 
@@ -47,7 +46,7 @@ def assert_same_features(original: Path, imported: Path) -> None:
     assert a.table["patient_id"].tolist() == b.table["patient_id"].tolist()
     pd.testing.assert_frame_equal(a.table, b.table[a.table.columns], check_exact=False, rtol=1e-12)
     assert a.flow == b.flow
-    assert len(a.table) == 42 and a.flow["responders"] > 0
+    assert len(a.table) == TRIAL_PATIENTS and a.flow["responders"] > 0
     # the patients table itself, etiology and regimen included
     before, after = (
         pd.read_csv(d / "patients.csv", dtype={"patient_id": str}) for d in (original, imported)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import LABS, write_study
+from conftest import LABS, TRIAL_PATIENTS, write_study
 from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.errors import DataError
@@ -140,7 +140,7 @@ def test_simulated_trial_round_trip(trial_dir):
         fs = build_features(
             config_from_dict({"name": "t", "endpoint": {"score": score}}), trial_dir
         )
-        assert fs.flow["included"] == 42 and fs.flow["n_excluded"] == 0
+        assert fs.flow["included"] == TRIAL_PATIENTS and fs.flow["n_excluded"] == 0
         merged = fs.table.merge(truth, on="patient_id")
         assert (merged["response"].astype(int) == merged[f"y_{score}"]).all()
     fs = build_features(

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import TRIAL_PATIENTS
 from export_helpers import (
     SDTM_MAPPING,
     assert_same_features,
@@ -86,7 +87,9 @@ def test_csv_and_parquet_domains_round_trip_with_a_reference_start_before_the_in
     assert code == 0, output
     assert_same_features(simulated, tmp_path / "study")
     report = json.loads((tmp_path / "study" / "import_report.json").read_text())
-    assert report["days"]["patients_whose_reference_start_is_not_the_first_infusion"] == 42
+    assert (
+        report["days"]["patients_whose_reference_start_is_not_the_first_infusion"] == TRIAL_PATIENTS
+    )
 
 
 def test_without_a_mapping_file_ascites_encephalopathy_dialysis_are_absent_and_said_so(

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from conftest import LABS, PATIENTS, write_study
+from conftest import LABS, PATIENTS, TRIAL_PATIENTS, write_study
 from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.errors import DataError
@@ -54,7 +54,7 @@ def test_ids_are_kept_exactly_as_written(trial_dir, tmp_path, fmt):
     fs = build_features(config(), d)
     ids = list(fs.table["patient_id"]) + list(fs.exclusions["patient_id"])
     assert {"001", "1", "A-001"} <= set(ids)
-    assert len(ids) == len(set(ids)) == 42
+    assert len(ids) == len(set(ids)) == TRIAL_PATIENTS
     assert all(isinstance(i, str) for i in ids)
 
 
@@ -141,7 +141,11 @@ def test_bad_rows_in_windows_exclude_their_patient_with_the_problem_as_reason(tr
     assert reasons.loc["SIM-0000009", "category"] == "bad data: not finite"
     assert fs.flow["excluded"]["bad data: implausible value"] == 1
     assert {"SIM-0000004", "SIM-0000009"}.isdisjoint(fs.table["patient_id"])
-    assert fs.flow["patients_in_input"] == fs.flow["included"] + fs.flow["n_excluded"] == 42
+    assert (
+        fs.flow["patients_in_input"]
+        == fs.flow["included"] + fs.flow["n_excluded"]
+        == TRIAL_PATIENTS
+    )
 
 
 def test_values_that_cannot_be_are_row_problems(study_dir, tmp_path):

@@ -18,7 +18,7 @@ from msc_response.errors import ConfigError, DataError
 from msc_response.modeling.registry import load_model
 from msc_response.modeling.train import train
 from msc_response.pipelines import score as job
-from msc_response.simulate import simulate
+from msc_response.simulator import write_simulation as simulate
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -312,7 +312,7 @@ def test_a_patient_id_repeated_in_another_chunk_is_an_error(registered, tmp_path
         (["--patients-per-chunk", "0"], "--patients-per-chunk: expected >= 1, got 0"),
         (["--jobs", "-1"], "--jobs: expected >= 1, got -1"),
         (["--explain", "-2"], "--explain: expected a number >= 0, got -2"),
-        (["--engine", "gpu"], "--engine: expected 'local' or 'spark', got 'gpu'"),
+        (["--engine", "gpu"], "--engine: expected one of ['local', 'spark'], got 'gpu'"),
     ],
 )
 def test_bad_options_exit_2_before_any_work(registered, tmp_path, args, message):

@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from conftest import write_study
+from conftest import TRIAL_PATIENTS, write_study
 from msc_response import tracking
 from msc_response.cli import app
 from msc_response.config import config_from_dict
@@ -55,8 +55,10 @@ def test_train_tracks_registers_and_serves_probabilities(trial_dir, store, tmp_p
         "aliases",
     ):
         assert key in on_disk, key
-    assert summary["n_patients"] == 42 and summary["simulated_data"] is True
-    assert summary["riley_min_n"] > 42 and any("Riley" in w for w in summary["warnings"])
+    assert summary["n_patients"] == TRIAL_PATIENTS and summary["simulated_data"] is True
+    assert summary["riley_min_n"] > TRIAL_PATIENTS and any(
+        "Riley" in w for w in summary["warnings"]
+    )
     lo, hi = summary["validated_roc_auc_ci"]
     assert lo <= summary["validated_roc_auc"] <= hi
     assert summary["chosen_model"] in ("lightgbm", "logistic_l2")
@@ -89,7 +91,7 @@ def test_train_tracks_registers_and_serves_probabilities(trial_dir, store, tmp_p
     model = mlflow.pyfunc.load_model(f"models:/cp-test/{summary['version']}")
     fs = build_features(config(), trial_dir, labels=False)
     p = model.predict(fs.table)["probability"].to_numpy()
-    assert p.shape == (42,) and ((p > 0) & (p < 1)).all()
+    assert p.shape == (TRIAL_PATIENTS,) and ((p > 0) & (p < 1)).all()
     inner = model.unwrap_python_model()
     np.testing.assert_allclose(p, inner.fitted.predict_proba(fs.table))
 

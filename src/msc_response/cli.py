@@ -33,6 +33,21 @@ def _main() -> None:
     """Predict response to mesenchymal stromal cell therapy in decompensated cirrhosis."""
 
 
+#: The command-line option of each library parameter: library errors name the parameter
+#: (``patients_per_chunk: expected >= 1``), the command line says the option it was given as.
+OPTION_OF = {
+    "out": "--out", "design": "--design", "n_patients": "--n-patients", "seed": "--seed",
+    "fmt": "--format", "h5ad_patients": "--h5ad-patients", "explain": "--explain",
+    "regimens": "--regimens", "engine": "--engine", "patients_per_chunk": "--patients-per-chunk",
+    "jobs": "--jobs", "model": "--model",
+}  # fmt: skip
+
+
+def _as_option(message: str) -> str:
+    param, sep, rest = message.partition(": ")
+    return f"{OPTION_OF[param]}: {rest}" if sep and param in OPTION_OF else message
+
+
 def _bad_input_exits(func):
     """Map bad input to exit code 2 with the problems printed; other errors are bugs."""
 
@@ -41,7 +56,8 @@ def _bad_input_exits(func):
         try:
             return func(*args, **kwargs)
         except (DataError, ConfigError) as err:
-            err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False)
+            text = _as_option(str(err)) if isinstance(err, ConfigError) else str(err)
+            err_console.print(f"[bold red]error:[/] {text}", markup=True, highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
@@ -139,7 +155,9 @@ def build_features_cmd(
 @app.command()
 @_bad_input_exits
 def simulate(
-    out: Path = typer.Option(..., "--out", help="Study directory to write (replaced atomically)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Study directory to write: new, empty, or a previous simulator output."
+    ),
     design: str = typer.Option(
         "trial", "--design", help="trial (the published arms) or screening."
     ),
@@ -154,15 +172,15 @@ def simulate(
     h5ad_patients: int = typer.Option(
         4, "--h5ad-patients", help="Patients also written to cells.h5ad."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Write into a directory holding other files (never replaced)."
+    ),
 ) -> None:
     """Write a SIMULATED study directory with known truth (truth.csv, simulation.json)."""
-    from .simulate import simulate as run
+    from .simulator import write_simulation
 
-    try:
-        meta = run(out, design=design, n_patients=n_patients, seed=seed, fmt=fmt,
-                   baseline_only=baseline_only, h5ad_patients=h5ad_patients)  # fmt: skip
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    meta = write_simulation(out, design=design, n_patients=n_patients, seed=seed, fmt=fmt,
+                            baseline_only=baseline_only, h5ad_patients=h5ad_patients, force=force)  # fmt: skip
     console.print(
         f"SIMULATED {meta['design']} cohort: {meta['n_patients']} patients -> {out}",
         highlight=False,

@@ -27,16 +27,16 @@ class Arm:
     size: int
 
 
-#: The trial's arms. Phase Ia: four single-dose cohorts of 6. Phase Ib: three weekly
-#: infusions of 1.0 or 2.0 x 10^8 cells (the split of its 9 patients is an assumption of
-#: the simulator's default design; see ``simulate.py``).
+#: The trial's arms (33 patients). Phase Ia: four single-dose cohorts of 6. Phase Ib: 9
+#: patients with three weekly infusions of 1.0 or 2.0 x 10^8 cells; the summary does not
+#: give the split: 3 + 6 is an assumption (``simulator.IB_SPLIT_REASON`` says why).
 TRIAL_ARMS: tuple[Arm, ...] = (
     Arm("Ia 0.5e8 x1", 0.5e8, 1, 0, 6),
     Arm("Ia 1.0e8 x1", 1.0e8, 1, 0, 6),
     Arm("Ia 1.5e8 x1", 1.5e8, 1, 0, 6),
     Arm("Ia 2.0e8 x1", 2.0e8, 1, 0, 6),
-    Arm("Ib 1.0e8 x3", 1.0e8, 3, 7, 9),
-    Arm("Ib 2.0e8 x3", 2.0e8, 3, 7, 9),
+    Arm("Ib 1.0e8 x3", 1.0e8, 3, 7, 3),
+    Arm("Ib 2.0e8 x3", 2.0e8, 3, 7, 6),
 )
 
 #: The regimen features, in order.

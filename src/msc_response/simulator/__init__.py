@@ -1,0 +1,48 @@
+"""SIMULATED cohorts of MSC-treated decompensated cirrhosis, with known truth.
+
+Individual patient data of the phase Ia/Ib trial (Shi et al., Signal Transduct Target
+Ther 2025;10:238) are not public. The simulator generates cohorts that follow the
+project's data contract exactly, so the whole chain can be checked against a known
+truth; everything it writes says ``simulated`` (``simulation.json``, ``truth.csv``).
+
+* :func:`generate_chunks`, :func:`simulate_tables`: generate (in chunks, or a whole
+  cohort in memory); :func:`write_simulation`: write a study directory.
+* :mod:`.model`: the generative model (latent traits, baseline, responses, MX1+ course,
+  lab course), documented in its docstring; :mod:`.followup`: day-28 labs that realise
+  the drawn labels, and the probability of the realised labels (the truth);
+  :mod:`.cohort`: chunks, designs, metadata; :mod:`.output`: the writer.
+"""
+
+from ..domain import TRIAL_ARMS
+from .cohort import (
+    CALIBRATION_TARGETS,
+    CHUNK,
+    IB_SPLIT_REASON,
+    Chunk,
+    SimulatedTables,
+    calibration_rates,
+    generate_chunks,
+    scaled_arms,
+    simulate_tables,
+)
+from .model import ENDPOINTS, RESPONSE_COEF, SIMULATED_NOTE, VISITS
+from .output import SIMULATOR_FILES, write_simulation
+
+__all__ = [
+    "CALIBRATION_TARGETS",
+    "CHUNK",
+    "ENDPOINTS",
+    "IB_SPLIT_REASON",
+    "RESPONSE_COEF",
+    "SIMULATED_NOTE",
+    "SIMULATOR_FILES",
+    "TRIAL_ARMS",
+    "VISITS",
+    "Chunk",
+    "SimulatedTables",
+    "calibration_rates",
+    "generate_chunks",
+    "scaled_arms",
+    "simulate_tables",
+    "write_simulation",
+]

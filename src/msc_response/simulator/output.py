@@ -1,0 +1,246 @@
+"""Writing a SIMULATED study directory, without ever destroying what the user had.
+
+``out`` may be new, empty, or a previous simulator output (replaced as a whole). A
+directory holding anything else is refused unless ``force``; even then only the
+simulator's own files (a readable ``simulation.json`` saying ``"simulated": true`` marks
+them) are replaced, and files it did not write are never replaced or deleted. Everything
+is built in a temporary directory beside ``out`` (``.NAME.simulate-PID-*``), removed on
+failure; one left by a killed run (its process gone) is removed by the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..domain import TRIAL_ARMS, Arm
+from ..errors import ConfigError
+from ..io import ChunkWriter
+from . import cohort
+from .model import SIMULATED_NOTE
+
+#: Files the simulator writes; nothing else in an output directory is its own.
+SIMULATOR_FILES = frozenset({*(f"{t}.{x}" for t in ("patients", "labs", "cells") for x in ("csv", "parquet")),
+                             "truth.csv", "simulation.json", "README.txt", "cells.h5ad"})  # fmt: skip
+
+
+def write_simulation(
+    out: str | Path,
+    *,
+    design: str = "trial",
+    n_patients: int | None = None,
+    seed: int = 0,
+    fmt: str = "csv",
+    baseline_only: bool = False,
+    h5ad_patients: int = 4,
+    force: bool = False,
+    arms: tuple[Arm, ...] = TRIAL_ARMS,
+) -> dict:
+    """Write a SIMULATED study directory to ``out``; returns the ``simulation.json`` content.
+
+    Parameters
+    ----------
+    out : path
+        The study directory. A new or empty directory, or a previous simulator output
+        (replaced as a whole). A directory holding anything else is refused unless
+        ``force``; even then only the simulator's own files are replaced, and files it did
+        not write are never replaced or deleted. Built in a temporary directory beside
+        ``out`` (removed on failure; one left by a killed run is removed by the next run)
+        and moved into place at the end.
+    design, n_patients, seed, baseline_only, arms
+        See :func:`~msc_response.simulator.cohort.generate_chunks`.
+    fmt : {"csv", "parquet"}
+        Format of the tables (Parquet for large cohorts; written chunk by chunk).
+    h5ad_patients : int
+        Also write ``cells.h5ad`` with single cells for this many patients (0: none).
+    force : bool
+        Write into a directory that holds files the simulator did not write.
+
+    Raises
+    ------
+    ConfigError
+        A bad parameter or an ``out`` that may not be written, naming the parameter.
+    """
+    cohort.check_parameters(design, n_patients, seed)
+    if fmt not in ("csv", "parquet"):
+        raise ConfigError(f"fmt: expected 'csv' or 'parquet', got {fmt!r}")
+    if not (cohort.is_whole(h5ad_patients) and h5ad_patients >= 0):
+        raise ConfigError(f"h5ad_patients: expected a whole number >= 0, got {h5ad_patients!r}")
+    out = Path(os.path.abspath(out))
+    how = _install_mode(out, force)
+    _remove_leftovers(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.simulate-{os.getpid()}-", dir=out.parent))
+    except PermissionError as err:
+        raise ConfigError(f"out: cannot write in {str(out.parent)!r} ({err.strerror})") from None
+    try:
+        writers = {
+            name: ChunkWriter(tmp / f"{name}.{fmt}") for name in ("patients", "labs", "cells")
+        }
+        truth_parts, first_cells = [], None
+        for chunk in cohort.generate_chunks(
+            design, n_patients, seed, baseline_only=baseline_only, arms=arms
+        ):
+            for name, w in writers.items():
+                w.write(getattr(chunk, name))
+            truth_parts.append(chunk.truth)
+            if first_cells is None:
+                first_cells = chunk.cells
+        for w in writers.values():
+            w.close()
+        truth = pd.concat(truth_parts, ignore_index=True)
+        truth.to_csv(tmp / "truth.csv", index=False, lineterminator="\n")
+        if h5ad_patients > 0:
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+            write_h5ad(tmp / "cells.h5ad", first_cells, h5ad_patients, rng)
+        meta = {
+            **cohort.metadata(design, seed, len(truth), baseline_only, arms, truth),
+            "format": fmt,
+        }
+        (tmp / "simulation.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        (tmp / "README.txt").write_text(SIMULATED_NOTE + "\n")
+        _install(tmp, out, how)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return meta
+
+
+def _is_simulator_output(directory: Path) -> bool:
+    """True when ``directory/simulation.json`` is readable and says ``"simulated": true``."""
+    meta = directory / "simulation.json"
+    try:
+        content = json.loads(meta.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False  # unreadable: not known to be the simulator's
+    return isinstance(content, dict) and content.get("simulated") is True
+
+
+def _install_mode(out: Path, force: bool) -> str:
+    """How ``out`` may be written: ``new``, ``replace`` (a whole previous output) or ``merge``."""
+    if out.is_symlink():
+        raise ConfigError(f"out: {str(out)!r} is a symbolic link; give the directory it points to")
+    if not out.exists():
+        return "new"
+    if not out.is_dir():
+        raise ConfigError(f"out: {str(out)!r} is an existing file; the simulator writes a study "
+                          "directory: give a new or empty directory")  # fmt: skip
+    entries = sorted(out.iterdir())
+    if not entries:
+        return "new"
+    ours = _is_simulator_output(out)
+    own = {
+        e.name
+        for e in entries
+        if ours and e.name in SIMULATOR_FILES and e.is_file() and not e.is_symlink()
+    }
+    foreign = [e.name for e in entries if e.name not in own]
+    if not foreign:
+        return "replace"
+    shown = ", ".join(repr(f) for f in foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+    if not force:
+        raise ConfigError(
+            f"out: {str(out)!r} is a non-empty directory that is not a previous simulator output "
+            f"(it holds {shown}); give a new or empty directory, or force=True (--force) to write "
+            "the simulator's files beside the others (files the simulator did not write are never "
+            "replaced or deleted)"
+        )
+    clashes = [f for f in foreign if f in SIMULATOR_FILES]
+    if clashes:
+        raise ConfigError(
+            f"out: {str(out)!r} holds {', '.join(map(repr, clashes))}, which the simulator did not "
+            "write (no simulation.json marks them as simulated); even with force they are never "
+            "replaced: give another directory"
+        )
+    return "merge"
+
+
+def _install(tmp: Path, out: Path, how: str) -> None:
+    if how == "new":
+        os.replace(tmp, out)  # onto a missing or empty directory
+    elif how == "replace":
+        old = tmp.with_name(tmp.name + "-old")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old)
+    else:  # merge: replace the simulator's own files only, simulation.json last
+        # (every simulator-named file here is the simulator's own: _install_mode checked it)
+        ours = _is_simulator_output(out)
+        stale = [p for p in out.iterdir() if p.name in SIMULATOR_FILES] if ours else []
+        if ours:  # first: until the end, the directory no longer claims to be a simulation
+            (out / "simulation.json").unlink()
+        new = {p.name for p in tmp.iterdir()}
+        for name in sorted(new - {"simulation.json"}):
+            os.replace(tmp / name, out / name)
+        for p in stale:
+            if p.name not in new:
+                p.unlink()
+        os.replace(tmp / "simulation.json", out / "simulation.json")
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (this process counts as running)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Remove temporary directories that killed runs for ``out`` left beside it."""
+    if not out.parent.is_dir():
+        return
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.simulate-(\d+)-")
+    for entry in out.parent.iterdir():
+        m = pattern.match(entry.name)
+        if m and entry.is_dir() and not entry.is_symlink() and not _process_alive(int(m.group(1))):
+            shutil.rmtree(entry)
+
+
+def write_h5ad(
+    path: Path,
+    cells: pd.DataFrame,
+    n_patients: int,
+    rng: np.random.Generator,
+    cells_per_sample: int = 400,
+) -> None:
+    """A small single-cell AnnData for the first ``n_patients``: monocytes MX1+ at the simulated fraction."""
+    import anndata
+
+    ids = list(dict.fromkeys(cells["patient_id"]))[:n_patients]
+    rows = cells[cells["patient_id"].isin(ids)]
+    types = np.array(["CD14 monocyte", "CD16 monocyte", "T cell", "B cell", "NK cell"])
+    obs_parts, x_parts = [], []
+    for r in rows.itertuples(index=False):
+        t = types[rng.choice(len(types), cells_per_sample, p=[0.45, 0.1, 0.3, 0.1, 0.05])]
+        mono = np.isin(t, types[:2])
+        positive = mono & (rng.random(cells_per_sample) < r.fraction)
+        mx1 = np.where(
+            positive,
+            rng.normal(2.5, 0.4, cells_per_sample),
+            np.abs(rng.normal(0, 0.3, cells_per_sample)),
+        )
+        other = np.abs(rng.normal(1.0, 0.5, (cells_per_sample, 3)))
+        x_parts.append(np.column_stack([mx1.clip(0, None), other]).astype(np.float32))
+        obs_parts.append(
+            pd.DataFrame({"patient_id": str(r.patient_id), "day": int(r.day), "cell_type": t})
+        )
+    obs = pd.concat(obs_parts, ignore_index=True)
+    obs.index = [f"cell{i}" for i in range(len(obs))]
+    var = pd.DataFrame(index=["MX1", "ISG15", "CD14", "FCGR3A"])
+    adata = anndata.AnnData(X=np.vstack(x_parts), obs=obs, var=var)
+    adata.uns["simulated"] = SIMULATED_NOTE
+    adata.write_h5ad(path)
