@@ -157,7 +157,7 @@ class _Tally:
     seconds: collections.Counter = field(default_factory=collections.Counter)
 
 
-def _run_chunks(chunks, task: _Task, writer: ChunkWriter, pool, workers: int, spark) -> _Tally:
+def _run_chunks(chunks, task: _Task, writer: ChunkWriter, pool, workers: int) -> _Tally:
     """Score every chunk (in the pool when there is one) and write results in chunk order."""
     tally = _Tally()
     pending: collections.deque = collections.deque()
@@ -171,13 +171,6 @@ def _run_chunks(chunks, task: _Task, writer: ChunkWriter, pool, workers: int, sp
         if len(result.problems):
             tally.problems.append(result.problems)
         tally.seconds.update(result.seconds)
-        if result.X is not None and not result.X.empty:  # Spark predicts here, in the driver
-            from .spark import spark_scored
-
-            t = time.perf_counter()
-            table = _with_model_columns(spark_scored(task, result.X, result.ids, spark), task.model)
-            result.encoded, result.n_scored = encode_chunk(table, task.fmt), len(table)
-            tally.seconds["predict_s"] += time.perf_counter() - t
         if result.encoded is None:
             return
         t = time.perf_counter()
@@ -188,7 +181,7 @@ def _run_chunks(chunks, task: _Task, writer: ChunkWriter, pool, workers: int, sp
     try:
         for chunk in chunks:
             if pool is None:
-                finish(_score_chunk(task, chunk, predict=spark is None))
+                finish(_score_chunk(task, chunk))
                 continue
             pending.append(pool.submit(_score_chunk, task, chunk))
             while len(pending) >= limit or (pending and pending[0].done()):
@@ -220,6 +213,31 @@ def check_options(out: Path, *, explain, regimens, engine, patients_per_chunk, j
     return fmt
 
 
+@dataclass
+class JobRun:
+    """What an engine reports once every patient is scored or rejected (outputs in place)."""
+
+    model: LoadedModel
+    counts: dict
+    flow: dict  # patient_flow() of the rejected patients and the row problems
+    has_problems: bool
+    input_sha256: dict
+    timings: dict
+    details: dict  # engine-specific facts for the summary (workers, grouping, ...)
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """The scoring options, validated (see :func:`check_options`)."""
+
+    explain: int
+    regimens: bool
+    patients_per_chunk: int
+    jobs: int
+    strict: bool
+    fmt: str
+
+
 def score(
     model_uri: str,
     data_dir: str | Path,
@@ -246,6 +264,8 @@ def score(
         Also write the ``explain`` largest contributions of each patient.
     regimens : {None, "all"}
         ``"all"``: also the probability under each trial regimen.
+    engine : {"local", "spark"}
+        Worker processes on this machine, or Spark.
     patients_per_chunk : int, optional
         Patients per chunk (default :data:`DEFAULT_PATIENTS_PER_CHUNK`).
     jobs : int, optional
@@ -259,91 +279,28 @@ def score(
     jobs = (os.cpu_count() or 1) if jobs is None else jobs
     fmt = check_options(out, explain=explain, regimens=regimens, engine=engine,
                         patients_per_chunk=patients_per_chunk, jobs=jobs)  # fmt: skip
-    source = StudySource(data_dir)
-    n_chunks = -(-source.n_patients // patients_per_chunk)
-    workers = 0 if engine == "spark" or jobs == 1 or n_chunks == 1 else min(jobs, n_chunks)
-    pool = spark = planner = planned = None
-    grouped, not_grouped = True, None
-    try:
-        if workers:  # started first: the workers import while the model loads
-            pool = ProcessPoolExecutor(workers, mp_context=_worker_context())
-            for _ in range(workers):
-                pool.submit(_warm_up)
-        chunks = source.grouped_chunks(patients_per_chunk)
-        if workers and source.parquet_only:  # the plan is row ranges: made while the model loads
-            planner = ThreadPoolExecutor(1)
-            planned = planner.submit(list, chunks)
-        model = load_model(model_uri)
-        if regimens == "all":
-            check_regimens(model)
-        timings: dict[str, float] = {"load_model_s": round(time.perf_counter() - t0, 3)}
-        source.derive_h5ad_cells(config_from_dict(model.spec["config"]).singlecell)
-        task = _Task(model, {k: str(v) for k, v in source.paths.items()}, source.h5ad_cells is not None,
-                     explain, regimens == "all", fmt)  # fmt: skip
-        if engine == "spark":
-            from .spark import spark_session
+    options = JobOptions(explain, regimens == "all", patients_per_chunk, jobs, strict, fmt)
+    if engine == "spark":
+        from .spark import run_spark_job
 
-            spark = spark_session()
-        parent = out.parent if out.parent.exists() else None
-        with tempfile.TemporaryDirectory(prefix="msc-score-", dir=parent) as tmp, \
-                atomic_path(out) as tmp_out:  # fmt: skip
-            try:
-                writer = ChunkWriter(tmp_out, fmt)
-                if planned is not None:
-                    chunks = planned.result()
-                tally = _run_chunks(chunks, task, writer, pool, workers, spark)
-            except NotGrouped as why:
-                grouped, not_grouped = False, str(why)
-                writer = ChunkWriter(tmp_out, fmt)  # starts the file again
-                chunks = source.partitioned_chunks(patients_per_chunk, Path(tmp))
-                tally = _run_chunks(chunks, task, writer, pool, workers, spark)
-            writer.close(empty_columns=OUTPUT_COLUMNS)
-            problems = (
-                pd.concat(tally.problems, ignore_index=True) if tally.problems else empty_problems()
-            )
-            if strict and len(problems):
-                bad_rows_policy.apply(problems, "error", 0)
-            missing = missing_inputs(
-                model.feature_spec, tally.tests, tally.has_cells, source.files["labs"]
-            )
-            if missing:
-                raise DataError(missing)
-            rejected = (pd.concat(tally.rejected, ignore_index=True) if tally.rejected
-                        else pd.DataFrame(columns=EXCLUSION_COLUMNS))  # fmt: skip
-            tally.counts["rejected"] = len(rejected)
-            flow = patient_flow(
-                tally.counts["patients_in_input"],
-                rejected,
-                None,
-                problems if len(problems) else None,
-            )
-            write_table(rejected, sidecar(out, ".rejected.csv"))
-            if len(problems):
-                write_problems(problems, sidecar(out, ".problems.csv"))
-    finally:
-        if planner is not None:
-            planner.shutdown()
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-        if spark is not None:
-            spark.stop()
-    timings.update({k: round(v, 3) for k, v in sorted(tally.seconds.items())})
-    total = timings["total_s"] = round(time.perf_counter() - t0, 3)
-    counts = tally.counts
+        run = run_spark_job(model_uri, data_dir, out, options)
+    else:
+        run = _run_local_job(model_uri, data_dir, out, options)
+    total = run.timings["total_s"] = round(time.perf_counter() - t0, 3)
+    model, counts, flow = run.model, run.counts, run.flow
     summary = {
         "model_uri": model.uri, "registered_model": model.name, "version": model.version,
         "model_trained_on_simulated_data": bool(model.spec.get("trained_on_simulated_data")),
         "data_simulated": is_simulated(data_dir),
-        "input_sha256": source.sha256, "output": out.name, "rejected_file": sidecar(out, ".rejected.csv").name,
+        "input_sha256": run.input_sha256, "output": out.name, "rejected_file": sidecar(out, ".rejected.csv").name,
         "counts": counts, "rejected_by_reason": flow["excluded"],
         "rows_with_problems": flow.get("rows_with_problems", {}),
         "rows_with_problems_outside_windows": flow.get("rows_with_problems_outside_windows", 0),
-        "problems_file": sidecar(out, ".problems.csv").name if len(problems) else None,
+        "problems_file": sidecar(out, ".problems.csv").name if run.has_problems else None,
         "strict": strict, "engine": engine, "explain": explain,
         "regimens": regimens, "threshold": model.threshold,
-        "workers": workers or 1, "input_grouped_by_patient": grouped,
-        "partitioned_because": not_grouped,
-        "timings": timings,
+        **run.details,
+        "timings": run.timings,
         "patients_per_second": round(counts["patients_in_input"] / total, 1) if total else None,
     }  # fmt: skip
     if regimens == "all":
@@ -352,6 +309,86 @@ def score(
     if log_to_mlflow:
         _log_scoring_run(model, summary)
     return summary
+
+
+def finish_outputs(
+    out: Path, model: LoadedModel, tally, strict: bool, labs_file: str
+) -> tuple[dict, bool]:
+    """Check the whole job's problems and inputs, then write the rejected and problem files.
+
+    Returns the patient flow and whether any row had a problem.
+    """
+    problems = pd.concat(tally.problems, ignore_index=True) if tally.problems else empty_problems()
+    if strict and len(problems):
+        bad_rows_policy.apply(problems, "error", 0)
+    missing = missing_inputs(model.feature_spec, tally.tests, tally.has_cells, labs_file)
+    if missing:
+        raise DataError(missing)
+    rejected = (pd.concat(tally.rejected, ignore_index=True) if tally.rejected
+                else pd.DataFrame(columns=EXCLUSION_COLUMNS))  # fmt: skip
+    tally.counts["rejected"] = len(rejected)
+    flow = patient_flow(
+        tally.counts["patients_in_input"], rejected, None, problems if len(problems) else None
+    )
+    write_table(rejected, sidecar(out, ".rejected.csv"))
+    if len(problems):
+        write_problems(problems, sidecar(out, ".problems.csv"))
+    return flow, bool(len(problems))
+
+
+def _run_local_job(model_uri: str, data_dir, out: Path, options: JobOptions) -> JobRun:
+    """The local engine: chunks in worker processes on this machine."""
+    t0 = time.perf_counter()
+    source = StudySource(data_dir)
+    n_chunks = -(-source.n_patients // options.patients_per_chunk)
+    workers = 0 if options.jobs == 1 or n_chunks == 1 else min(options.jobs, n_chunks)
+    pool = planner = planned = None
+    grouped, not_grouped = True, None
+    try:
+        if workers:  # started first: the workers import while the model loads
+            pool = ProcessPoolExecutor(workers, mp_context=_worker_context())
+            for _ in range(workers):
+                pool.submit(_warm_up)
+        chunks = source.grouped_chunks(options.patients_per_chunk)
+        if workers and source.parquet_only:  # the plan is row ranges: made while the model loads
+            planner = ThreadPoolExecutor(1)
+            planned = planner.submit(list, chunks)
+        model = load_model(model_uri)
+        if options.regimens:
+            check_regimens(model)
+        timings: dict[str, float] = {"load_model_s": round(time.perf_counter() - t0, 3)}
+        source.derive_h5ad_cells(config_from_dict(model.spec["config"]).singlecell)
+        task = _Task(model, {k: str(v) for k, v in source.paths.items()}, source.h5ad_cells is not None,
+                     options.explain, options.regimens, options.fmt)  # fmt: skip
+        parent = out.parent if out.parent.exists() else None
+        with tempfile.TemporaryDirectory(prefix="msc-score-", dir=parent) as tmp, \
+                atomic_path(out) as tmp_out:  # fmt: skip
+            try:
+                writer = ChunkWriter(tmp_out, options.fmt)
+                if planned is not None:
+                    chunks = planned.result()
+                tally = _run_chunks(chunks, task, writer, pool, workers)
+            except NotGrouped as why:
+                grouped, not_grouped = False, str(why)
+                writer = ChunkWriter(tmp_out, options.fmt)  # starts the file again
+                chunks = source.partitioned_chunks(options.patients_per_chunk, Path(tmp))
+                tally = _run_chunks(chunks, task, writer, pool, workers)
+            writer.close(empty_columns=OUTPUT_COLUMNS)
+            flow, has_problems = finish_outputs(
+                out, model, tally, options.strict, source.files["labs"]
+            )
+    finally:
+        if planner is not None:
+            planner.shutdown()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    timings.update({k: round(v, 3) for k, v in sorted(tally.seconds.items())})
+    details = {
+        "workers": workers or 1,
+        "input_grouped_by_patient": grouped,
+        "partitioned_because": not_grouped,
+    }
+    return JobRun(model, tally.counts, flow, has_problems, source.sha256, timings, details)
 
 
 def _log_scoring_run(model: LoadedModel, summary: dict) -> None:

@@ -1,18 +1,24 @@
 """The Spark engine of the scoring job (probabilities through ``mlflow.pyfunc.spark_udf``).
 
-Features are built per chunk by the job, as for the local engine; Spark predicts them.
+Features are built per chunk in the driver, as for the local engine; Spark predicts them.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .. import tracking
-from ..modeling.predict import predict_features
+from ..config import config_from_dict
+from ..io import ChunkWriter, atomic_path, encode_chunk
+from ..modeling.predict import check_regimens, predict_features
+from ..modeling.registry import load_model
+from ..study import StudySource
 
 
 def spark_session():
@@ -56,3 +62,54 @@ def _spark_predict(uri: str, X: pd.DataFrame, spark) -> np.ndarray:
     scored = sdf.withColumn("probability", udf(F.struct(*[F.col(c) for c in cols])))
     result = scored.select("_order", "probability").toPandas().sort_values("_order")
     return result["probability"].to_numpy(dtype=float)
+
+
+def run_spark_job(model_uri: str, data_dir, out, options):
+    """Score through Spark; see :func:`msc_response.pipelines.score.score`."""
+    import time
+
+    from . import score as job
+
+    t0 = time.perf_counter()
+    source = StudySource(data_dir)
+    model = load_model(model_uri)
+    if options.regimens:
+        check_regimens(model)
+    timings = {"load_model_s": round(time.perf_counter() - t0, 3)}
+    source.derive_h5ad_cells(config_from_dict(model.spec["config"]).singlecell)
+    task = job._Task(model, {k: str(v) for k, v in source.paths.items()}, source.h5ad_cells is not None,
+                     options.explain, options.regimens, options.fmt)  # fmt: skip
+    spark = spark_session()
+    tally = job._Tally()
+    try:
+        parent = out.parent if out.parent.exists() else None
+        with (
+            tempfile.TemporaryDirectory(prefix="msc-score-", dir=parent) as tmp,
+            atomic_path(out) as tmp_out,
+        ):
+            writer = ChunkWriter(tmp_out, options.fmt)
+            for chunk in source.partitioned_chunks(options.patients_per_chunk, Path(tmp)):
+                result = job._score_chunk(task, chunk, predict=False)
+                tally.counts["patients_in_input"] += result.n_patients
+                tally.tests |= result.tests
+                tally.has_cells |= result.has_cells
+                tally.rejected.append(result.rejected)
+                if len(result.problems):
+                    tally.problems.append(result.problems)
+                tally.seconds.update(result.seconds)
+                if not result.X.empty:
+                    table = job._with_model_columns(
+                        spark_scored(task, result.X, result.ids, spark), model
+                    )
+                    writer.write_encoded(encode_chunk(table, options.fmt))
+                    tally.counts["scored"] += len(table)
+            writer.close(empty_columns=job.OUTPUT_COLUMNS)
+            flow, has_problems = job.finish_outputs(
+                out, model, tally, options.strict, source.files["labs"]
+            )
+    finally:
+        spark.stop()
+    timings.update({k: round(v, 3) for k, v in sorted(tally.seconds.items())})
+    return job.JobRun(
+        model, tally.counts, flow, has_problems, source.sha256, timings, {"workers": 1}
+    )
