@@ -274,3 +274,20 @@ def test_train_stops_on_bad_rows_or_excludes_those_patients(trial_dir, tmp_path,
     assert flow["rows_with_problems"] == {"implausible value": 2, "not a number": 1}
     assert flow["rows_with_problems_outside_windows"] == 1
     assert "excluded (bad data: implausible value): 1" in result.output
+
+
+def test_the_package_imports_light_and_the_api_reads_a_simulated_study():
+    """``import msc_response`` loads no MLflow, LightGBM or Spark; ``simulate`` is in memory."""
+    import subprocess
+    import sys
+
+    code = ("import sys, msc_response; heavy = [m for m in sys.modules if m.split('.')[0] in "
+            "('mlflow', 'lightgbm', 'pyspark', 'sklearn', 'shap')]; print(heavy)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    import msc_response as msc
+
+    study = msc.simulate("trial", seed=1)
+    assert study.simulated and len(study.patients) == TRIAL_PATIENTS and study.truth is not None
+    fs = msc.build_features(config(), study)
+    assert fs.simulated and len(fs.table) == TRIAL_PATIENTS

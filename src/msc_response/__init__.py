@@ -1,26 +1,61 @@
 """msc-response: predict response to mesenchymal stromal cell therapy in decompensated cirrhosis.
 
-The public API is re-exported here; modules hold one stage of the data's path each
-(see ``shared/docs/architecture.md``).
+The public API, for notebooks and scripts (the ``msc-response`` command line is a thin
+layer over it)::
+
+    import msc_response as msc
+
+    config = msc.load_config("experiments/child_pugh_day28.yaml")   # or a dict
+    study = msc.simulate("trial", seed=1)        # SIMULATED; or msc.load_study("data/site")
+    features = msc.build_features(config, study)
+    model = msc.load_model("models:/child-pugh-day28@champion")
+    predictions = msc.predict(model, study, explain=3)
+
+Names are imported on first use, so ``import msc_response`` stays light (no MLflow,
+LightGBM or Spark until they are needed).
 """
 
+from __future__ import annotations
+
+import importlib
+
 from .errors import ConfigError, DataError, MscResponseWarning, Problem
-from .scores import child_pugh, child_pugh_class, meld, meld3, meld_na, round_half_up
-from .units import convert
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ConfigError",
-    "DataError",
-    "MscResponseWarning",
-    "Problem",
-    "__version__",
-    "child_pugh",
-    "child_pugh_class",
-    "convert",
-    "meld",
-    "meld3",
-    "meld_na",
-    "round_half_up",
-]
+#: Public name -> the module that defines it.
+_LAZY = {
+    "load_config": "msc_response.config",
+    "ExperimentConfig": "msc_response.config",
+    "load_study": "msc_response.study",
+    "Study": "msc_response.study",
+    "build_features": "msc_response.features",
+    "FeatureSet": "msc_response.features",
+    "simulate": "msc_response.simulator",
+    "load_model": "msc_response.modeling.registry",
+    "LoadedModel": "msc_response.modeling.registry",
+    "predict": "msc_response.modeling.predict",
+    "Predictions": "msc_response.modeling.predict",
+    "child_pugh": "msc_response.scores",
+    "child_pugh_class": "msc_response.scores",
+    "meld": "msc_response.scores",
+    "meld_na": "msc_response.scores",
+    "meld3": "msc_response.scores",
+    "round_half_up": "msc_response.scores",
+    "convert": "msc_response.units",
+}
+
+__all__ = ["ConfigError", "DataError", "MscResponseWarning", "Problem", "__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'msc_response' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

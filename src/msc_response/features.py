@@ -80,6 +80,8 @@ class FeatureSet:
         cells_landmark, cells_change, regimen), ``source`` (the test, score, population
         or patient column it comes from) and ``unit``. Stored with a model, so scoring
         knows what each input needs without parsing column names.
+    simulated : bool
+        Built from SIMULATED data.
     """
 
     table: pd.DataFrame
@@ -91,6 +93,12 @@ class FeatureSet:
     derived_cells: pd.DataFrame | None = None
     problems: pd.DataFrame = field(default_factory=empty_problems)
     feature_spec: list[dict] = field(default_factory=list)
+    simulated: bool = False
+
+    def __repr__(self) -> str:
+        label = "SIMULATED " if self.simulated else ""
+        return (f"<{label}FeatureSet: {len(self.table)} patients x {len(self.feature_columns)} features, "
+                f"{len(self.exclusions)} excluded>")  # fmt: skip
 
 
 def slug(name: str) -> str:
@@ -214,19 +222,20 @@ class _Assumptions:
 
 def build_features(
     config: ExperimentConfig,
-    data_dir: str | Path | None = None,
+    study: Study | str | Path | None = None,
     *,
     labels: bool = True,
     bad_rows: str = "error",
 ) -> FeatureSet:
-    """Read a study directory and build the feature table (training and scoring share this).
+    """The feature table of a study (training, scoring and the API share this).
 
     Parameters
     ----------
     config : ExperimentConfig
         Baseline window, endpoint, landmark day, assumptions, single-cell settings.
-    data_dir : path, optional
-        Study directory; defaults to ``config.data``.
+    study : Study or path, optional
+        A study (:func:`~msc_response.study.load_study`, :func:`~msc_response.simulate`)
+        or its directory; defaults to ``config.data``.
     labels : bool
         Also compute the follow-up endpoint and the response label (training). Scoring
         passes ``False``: no follow-up is needed then.
@@ -240,7 +249,8 @@ def build_features(
         A structural problem, a row problem with ``bad_rows="error"``, or an endpoint the
         data cannot give.
     """
-    study = load_study(config.data if data_dir is None else data_dir, config.singlecell)
+    if not isinstance(study, Study):
+        study = load_study(config.data if study is None else study, config.singlecell)
     return features_from_study(study, config, labels=labels, bad_rows=bad_rows)
 
 
@@ -334,7 +344,7 @@ def features_from_study(
         )
         derived = derived[["patient_id", "day", "population", "parent", "fraction"]]
     return FeatureSet(included, feature_columns, exclusions, assumed.frame(ids[keep]), flow,
-                      dict(study.lab_units), derived, problems, spec)  # fmt: skip
+                      dict(study.lab_units), derived, problems, spec, study.simulated)  # fmt: skip
 
 
 def _check_feature_names(test_names: list[str], file: str) -> None:

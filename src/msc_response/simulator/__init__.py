@@ -28,6 +28,26 @@ from .cohort import (
 from .model import ENDPOINTS, RESPONSE_COEF, SIMULATED_NOTE, VISITS
 from .output import SIMULATOR_FILES, write_simulation
 
+
+def simulate(design: str = "trial", n_patients: int | None = None, seed: int = 0, *,
+             baseline_only: bool = False):  # fmt: skip
+    """A SIMULATED cohort in memory, validated like a study read from disk.
+
+    The :class:`~msc_response.study.Study` says ``simulated`` and carries the simulator's
+    ``truth`` (true response probabilities, drawn and realised labels). Writing a study
+    directory is :func:`write_simulation`.
+    """
+    from pathlib import Path
+
+    from ..study import study_from_frames
+
+    t = simulate_tables(design, n_patients, seed, baseline_only=baseline_only)
+    files = {name: Path(f"{name}.csv") for name in ("patients", "labs", "cells")}
+    study = study_from_frames(t.patients, t.labs, t.cells, files, simulated=True)
+    study.truth = t.truth
+    return study
+
+
 __all__ = [
     "CALIBRATION_TARGETS",
     "CHUNK",
@@ -43,6 +63,7 @@ __all__ = [
     "calibration_rates",
     "generate_chunks",
     "scaled_arms",
+    "simulate",
     "simulate_tables",
     "write_simulation",
 ]

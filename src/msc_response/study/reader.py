@@ -83,6 +83,7 @@ def study_from_chunk(
     *,
     cells_derived: bool = False,
     reference_units: dict[str, str] | None = None,
+    simulated: bool = False,
 ) -> Study:
     """Validate the tables of a chunk (or a whole study) into a :class:`Study`.
 
@@ -100,7 +101,7 @@ def study_from_chunk(
     if cells is not None:
         cells = validate_cells(cells, patients, names["cells"], log)
     return Study(patients, labs, cells, lab_units, {k: Path(v) for k, v in files.items()},
-                 cells_derived, log.frame())  # fmt: skip
+                 cells_derived, log.frame(), simulated)  # fmt: skip
 
 
 def study_from_frames(
@@ -142,7 +143,7 @@ def load_study(directory: str | Path, singlecell=None, *, reference_units=None) 
     source = StudySource(directory)
     source.derive_h5ad_cells(singlecell)
     return study_from_chunk(source.whole(), source.paths, cells_derived=source.h5ad_cells is not None,
-                            reference_units=reference_units)  # fmt: skip
+                            reference_units=reference_units, simulated=F.is_simulated(directory))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------

@@ -47,6 +47,10 @@ class Study:
     problems : DataFrame
         Every row problem (see :mod:`msc_response.study.problems`); those rows are not in
         the tables above.
+    simulated : bool
+        The simulator made the data (every result built on it says SIMULATED).
+    truth : DataFrame or None
+        For a study simulated in memory, the simulator's truth (``truth.csv``).
     """
 
     patients: pd.DataFrame
@@ -56,6 +60,13 @@ class Study:
     files: dict[str, Path]
     cells_derived: bool = False
     problems: pd.DataFrame = field(default_factory=empty_problems)
+    simulated: bool = False
+    truth: pd.DataFrame | None = None
+
+    def __repr__(self) -> str:
+        label = "SIMULATED " if self.simulated else ""
+        return (f"<{label}Study: {len(self.patients)} patients, {len(self.labs)} lab rows, "
+                f"{0 if self.cells is None else len(self.cells)} cell rows, {len(self.problems)} row problems>")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------
