@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 EXPERIMENTS := $(wildcard experiments/*.yaml)
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: help install test lint demo data train score score-one ui bench clean
+.PHONY: help install test test-fast lint demo data train score score-one ui bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ lint: $(STAMP) ## ruff lint and format check
 
 test: lint ## ruff + the whole pytest suite (slow end-to-end tests included)
 	$(BIN)/pytest
+
+test-fast: lint ## ruff + the tests that need neither MLflow nor Spark (about 30 s)
+	$(BIN)/pytest -m "not slow"
 
 data: $(STAMP) ## SIMULATED data: the default trial cohort (data/trial) and a 2,000-patient screening cohort
 	$(CLI) simulate --design trial --seed 20250238 --out data/trial
