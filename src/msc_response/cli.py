@@ -356,5 +356,27 @@ def import_cmd(
     )
 
 
+@app.command()
+@_bad_input_exits
+def explain(
+    model: str = typer.Option(
+        ..., "--model", help="Model URI, e.g. models:/child-pugh-day28@champion."
+    ),
+    data: Path = typer.Option(..., "--data", help="Study directory holding the patient."),
+    patient: str = typer.Option(
+        ..., "--patient", help="Patient id, exactly as written in patients."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Waterfall as .png, or an .html page with every contribution."
+    ),
+) -> None:
+    """Explain one patient's prediction: a waterfall of the contributions, values in the site's units."""
+    from .reporting.patient import explain_study_patient
+
+    expl = explain_study_patient(model, data, patient, out)
+    console.print(f"{expl.model}: probability {expl.probability:.3f} (log-odds {expl.logit:.3f}) -> {out}",
+                  highlight=False)  # fmt: skip
+
+
 if __name__ == "__main__":  # python -m msc_response.cli
     app(prog_name="msc-response")

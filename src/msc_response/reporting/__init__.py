@@ -1,0 +1,17 @@
+"""The study report, per-patient explanations and external validation: what people read.
+
+Numbers apart from drawing apart from HTML:
+
+* :mod:`.intervals`: exact intervals of proportions, t intervals of means.
+* :mod:`.cohort`: the paper's view of a cohort (responders by arm, changes, class shifts,
+  Child-Pugh items, the MX1+ course); :mod:`.tables`: flow by arm, Table 1, missing
+  values, sample size.
+* :mod:`.figures`: ``plot_*(..., ax=None)`` drawings of those numbers (nothing global).
+* :mod:`.page`: a self-contained HTML page; :mod:`.study_sections`: its sections that
+  need only the study; :mod:`.build`: writing a report.
+* :mod:`.waterfall`: one patient's explanation; :mod:`.patient`: ``msc-response explain``.
+"""
+
+from .build import write_study_report
+
+__all__ = ["write_study_report"]

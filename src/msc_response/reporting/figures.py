@@ -1,0 +1,150 @@
+"""Drawings of the report's numbers; each ``plot_*`` takes what :mod:`.cohort` and :mod:`.tables` return.
+
+Every function draws on ``ax`` (or on a new figure made without pyplot when ``ax`` is
+None), returns the Axes, and changes nothing global: no backend switch, no pyplot figure
+registry, no ``show()``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .tables import TOTAL
+
+#: Colours of the groups in line plots (colour-blind safe, Okabe-Ito).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+
+
+def new_axes(ax=None, figsize=(6, 4)):
+    """``ax``, or the Axes of a new :class:`~matplotlib.figure.Figure` that pyplot does not know."""
+    if ax is not None:
+        return ax
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize).add_subplot()
+
+
+def _by_arm_text(row: pd.Series, per_line: int = 3) -> str:
+    parts = [f"{arm}: {int(n)}" for arm, n in row.drop(TOTAL).items()]
+    return "\n".join("   ".join(parts[i : i + per_line]) for i in range(0, len(parts), per_line))
+
+
+def plot_patient_flow(flow: pd.DataFrame, ax=None):
+    """The patient flow (from :func:`~.tables.flow_by_arm`) as boxes with the count of each arm.
+
+    The input, the included patients and the two outcome classes run down the left;
+    each exclusion reason branches off to the right, between the input and the included.
+    """
+    steps = list(flow.index)
+    exclusions = [s for s in steps if s.startswith("excluded")]
+    outcome = [s for s in ("responders", "non-responders") if s in steps]
+    y_included = -1.0 - max(0, len(exclusions) - 1)
+    y_bottom = y_included - (1.0 if outcome else 0.0)
+    ax = new_axes(ax, figsize=(10, 1.6 * (1 - y_bottom) + 0.5))
+    ax.set_axis_off()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(y_bottom - 0.45, 0.45)
+    box = {"boxstyle": "round,pad=0.5", "fc": "#f4f6f8", "ec": "#445"}
+    arrow = {"arrowstyle": "->", "color": "#445"}
+    x_main = 0.3
+
+    def draw(x, y, step):
+        text = f"{step}: {int(flow.loc[step, TOTAL])}\n{_by_arm_text(flow.loc[step])}"
+        ax.text(x, y, text, ha="center", va="center", fontsize=8.5, bbox=box)
+
+    draw(x_main, 0.0, "patients in input")
+    draw(x_main, y_included, "included")
+    ax.annotate("", xy=(x_main, y_included + 0.3), xytext=(x_main, -0.3), arrowprops=arrow)
+    for i, step in enumerate(exclusions):
+        y = -0.5 - i
+        draw(0.76, y, step)
+        ax.annotate("", xy=(0.52, y), xytext=(x_main, y), arrowprops=arrow)
+    for x, step in zip((0.14, 0.5), outcome, strict=False):
+        draw(x, y_bottom, step)
+        ax.annotate("", xy=(x, y_bottom + 0.3), xytext=(x_main, y_included - 0.3), arrowprops=arrow)
+    ax.set_title("Patient flow (counts by arm)", fontsize=10)
+    return ax
+
+
+def plot_proportions(table: pd.DataFrame, title: str, ax=None):
+    """Responders x/n with exact 95% intervals per arm, group and overall (:func:`~.cohort.responders_by_arm`)."""
+    ax = new_axes(ax, figsize=(7, 0.42 * len(table) + 1.2))
+    ypos = np.arange(len(table))[::-1]
+    colours = np.where(
+        table["level"] == "arm", PALETTE[0], np.where(table["level"] == "all", "black", PALETTE[1])
+    )
+    for y, (_, row), c in zip(ypos, table.iterrows(), colours, strict=True):
+        if row["n"] == 0:
+            continue
+        ax.plot([row["ci_low"], row["ci_high"]], [y, y], color=c, lw=2)
+        ax.plot(row["proportion"], y, "o", color=c)
+        ax.text(
+            1.02,
+            y,
+            f"{row['responders']}/{row['n']}",
+            va="center",
+            fontsize=8,
+            transform=ax.get_yaxis_transform(),
+        )
+    ax.set_yticks(ypos, table["arm"], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("responders (exact 95% interval)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def plot_changes(table: pd.DataFrame, title: str, unit: str, ax=None):
+    """Mean change with its t 95% interval per arm, group and overall (:func:`~.cohort.change_by_arm`)."""
+    ax = new_axes(ax, figsize=(7, 0.42 * len(table) + 1.2))
+    ypos = np.arange(len(table))[::-1]
+    for y, (_, row) in zip(ypos, table.iterrows(), strict=True):
+        c = (
+            "black"
+            if row["level"] == "all"
+            else PALETTE[0]
+            if row["level"] == "arm"
+            else PALETTE[1]
+        )
+        if np.isfinite(row["ci_low"]):
+            ax.plot([row["ci_low"], row["ci_high"]], [y, y], color=c, lw=2)
+        if np.isfinite(row["mean"]):
+            ax.plot(row["mean"], y, "o", color=c)
+    ax.axvline(0, color="grey", ls=":")
+    ax.set_yticks(
+        ypos, [f"{a} (n={n})" for a, n in zip(table["arm"], table["n"], strict=True)], fontsize=8
+    )
+    ax.set_xlabel(f"mean change, follow-up minus baseline ({unit}; t 95% interval)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def plot_cell_course(course: pd.DataFrame, by: str, ax=None, *, population: str | None = None):
+    """Mean cell fraction by day with t 95% intervals, one line per group (:func:`~.cohort.cell_course`)."""
+    ax = new_axes(ax, figsize=(7, 4))
+    part = course[course["by"] == by]
+    if population is not None:
+        part = part[part["population"] == population]
+    groups = list(dict.fromkeys(part["group"]))
+    width = max(1.0, 0.6 * (part["day"].max() - part["day"].min()) / 60) if len(part) else 1.0
+    for i, group in enumerate(groups):
+        g = part[part["group"] == group].sort_values("day")
+        offset = (
+            (i - (len(groups) - 1) / 2) * width * 0.4
+        )  # side by side, so intervals stay readable
+        x = g["day"].to_numpy(dtype=float) + offset
+        err = np.vstack([g["mean"] - g["ci_low"], g["ci_high"] - g["mean"]])
+        err = np.where(np.isfinite(err), err, 0.0)
+        ax.errorbar(x, g["mean"], yerr=err, marker="o", ms=4, capsize=2, lw=1.5,
+                    color=PALETTE[i % len(PALETTE)], label=f"{group}")  # fmt: skip
+    pop = population or (part["population"].iloc[0] if len(part) else "cell")
+    ax.set(xlabel="study day", ylabel=f"{pop} fraction (mean, t 95% interval)")
+    ax.set_title(f"{pop} by day, by {'arm' if by == 'arm' else 'responder status'}", fontsize=10)
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, 0.0), min(high, 1.0))  # a fraction: t intervals of few values may pass 0
+    if groups:
+        ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    return ax

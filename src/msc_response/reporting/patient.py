@@ -1,0 +1,61 @@
+"""``msc-response explain``: one patient of a study directory, explained by a registered model.
+
+Features are built by the same code and the config stored with the model (as scoring
+does); the explanation is :func:`.waterfall.explain_patient`; lab values are shown in the
+units the site wrote (read from the labs table as written).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import ConfigError, DataError, Problem
+from .waterfall import Explanation, explain_patient, site_lab_units, write_explanation
+
+
+def _raw_labs(path: Path) -> pd.DataFrame:
+    """The labs table as written (ids, tests and units as text; nothing converted)."""
+    from ..io import read_table
+
+    if path.is_dir():  # Parquet part files
+        return pd.read_parquet(path, columns=["patient_id", "day", "test", "value", "unit"])
+    return read_table(path, categorical=("patient_id", "test", "unit"))
+
+
+def explain_study_patient(
+    model_uri: str, data: str | Path, patient_id: str, out: str | Path
+) -> Explanation:
+    """Explain ``patient_id`` of the study in ``data`` with the model at ``model_uri``; write ``out``.
+
+    Raises
+    ------
+    ConfigError
+        ``out`` is not ``.png`` or ``.html``; the model cannot be loaded.
+    DataError
+        The study is bad, the patient is not in it, or was excluded (with the reason).
+        Nothing is written then.
+    """
+    from ..config import config_from_dict
+    from ..modeling.predict import predict
+    from ..modeling.registry import load_model
+    from ..study import load_study
+
+    if Path(out).suffix.lower() not in (".png", ".html"):
+        raise ConfigError(f"out: expected a .png or .html file, got {str(out)!r}")
+    model = load_model(model_uri)
+    config = config_from_dict(model.spec["config"])
+    study = load_study(data, config.singlecell)
+    ids = study.patients["patient_id"].astype(str)
+    if not (ids == patient_id).any():
+        raise DataError([Problem(Path(study.files["patients"]).name, None, "patient_id",
+                                 f"no patient {patient_id!r} in the study ({len(ids)} patients; ids are "
+                                 "matched exactly as written)")])  # fmt: skip
+    features = predict(model, study).features
+    written = site_lab_units(
+        _raw_labs(Path(study.files["labs"])), patient_id, config.baseline_window
+    )
+    expl = explain_patient(model, features, patient_id, written=written)
+    write_explanation(expl, out)
+    return expl
