@@ -51,7 +51,7 @@ def flow_by_arm(study: Study, features: FeatureSet) -> pd.DataFrame:
     for step, arm in steps:
         counts = arm.fillna(NO_ARM).value_counts()
         rows[step] = {a: int(counts.get(a, 0)) for a in arms} | {TOTAL: int(len(arm))}
-    return pd.DataFrame.from_dict(rows, orient="index", columns=[*arms, TOTAL])
+    return pd.DataFrame.from_dict(rows, orient="index", columns=[*arms, TOTAL]).rename_axis("step")
 
 
 def _describe_continuous(v: pd.Series) -> str:
