@@ -148,3 +148,63 @@ def plot_cell_course(course: pd.DataFrame, by: str, ax=None, *, population: str 
         ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return ax
+
+
+def plot_instability(original, bootstrap, ax=None, *, mape: float | None = None):
+    """Riley & Collins' prediction instability plot: each patient's bootstrap-model predictions
+    (``bootstrap``, B x n) against the original model's (``original``), with the 2.5th and
+    97.5th percentiles of each patient's predictions."""
+    ax = new_axes(ax, figsize=(5.5, 5))
+    p = np.asarray(original, dtype=float)
+    boot = np.atleast_2d(np.asarray(bootstrap, dtype=float))
+    ax.scatter(np.broadcast_to(p, boot.shape).ravel(), boot.ravel(), s=4, alpha=0.15, color=PALETTE[0],
+               lw=0, label="bootstrap models")  # fmt: skip
+    order = np.argsort(p)
+    lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
+    ax.plot(
+        p[order], lo[order], color=PALETTE[5], lw=1, ls="--", label="2.5th and 97.5th percentiles"
+    )
+    ax.plot(p[order], hi[order], color=PALETTE[5], lw=1, ls="--")
+    ax.plot([0, 1], [0, 1], color="grey", ls=":")
+    title = "Prediction instability" + (f" (MAPE {mape:.3f})" if mape is not None else "")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="prediction of the original model",
+           ylabel="prediction of a bootstrap model", title=title)  # fmt: skip
+    ax.legend(fontsize=7, loc="upper left")
+    return ax
+
+
+def plot_dependence(values, contributions, colour, ax=None, *, feature: str, colour_label: str):
+    """One feature's contribution (log-odds) against its value, coloured by another feature."""
+    ax = new_axes(ax, figsize=(6, 4.2))
+    x = np.asarray(values, dtype=float)
+    c = np.asarray(colour, dtype=float)
+    points = ax.scatter(
+        x, np.asarray(contributions, dtype=float), c=c, cmap="viridis", s=22, edgecolor="k", lw=0.3
+    )
+    ax.figure.colorbar(points, ax=ax, label=colour_label)
+    ax.axhline(0, color="grey", ls=":")
+    ax.set(
+        xlabel=feature,
+        ylabel=f"contribution of {feature} (log-odds)",
+        title=f"Dependence on {feature}",
+    )
+    return ax
+
+
+def plot_subgroups(table: pd.DataFrame, ax=None):
+    """Subgroup AUROCs with DeLong 95% intervals (:func:`~.subgroups.subgroup_performance`);
+    groups with too few patients are listed without a point."""
+    ax = new_axes(ax, figsize=(7, 0.38 * len(table) + 1.2))
+    ypos = np.arange(len(table))[::-1]
+    for y, (_, row) in zip(ypos, table.iterrows(), strict=True):
+        if np.isfinite(row["auroc"]):
+            ax.plot([row["auroc_low"], row["auroc_high"]], [y, y], color=PALETTE[0], lw=2)
+            ax.plot(row["auroc"], y, "o", color=PALETTE[0])
+        else:
+            ax.text(0.02, y, "too few", va="center", fontsize=7, color="grey")
+    ax.axvline(0.5, color="grey", ls=":")
+    ax.set_yticks(ypos, [f"{s} = {lv} (n={n})" for s, lv, n in zip(table["subgroup"], table["level"], table["n"],
+                                                                   strict=True)], fontsize=8)  # fmt: skip
+    ax.set(xlim=(0, 1), xlabel="AUROC (DeLong 95% interval)", title="Discrimination by subgroup")
+    ax.grid(axis="x", alpha=0.3)
+    return ax

@@ -1,0 +1,58 @@
+"""Performance within subgroups (sex, etiology, arm): discrimination and calibration-in-the-large.
+
+Within each group: patients, responders (exact interval), the mean predicted probability,
+and the AUROC with DeLong's interval (:func:`.intervals.auroc_delong`) - or "too few"
+when either outcome class has fewer than :data:`MIN_PER_CLASS` patients, where no
+interval would mean anything. Numbers only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .cohort import NO_ARM, arm_order
+from .intervals import auroc_delong, mean, proportion
+
+#: Fewest patients of each outcome class for a subgroup AUROC.
+MIN_PER_CLASS = 5
+
+#: Patient characteristics the report breaks performance down by.
+SUBGROUPS = ("sex", "etiology", "arm")
+
+
+def subgroup_performance(
+    groups: pd.DataFrame, y, p, *, min_per_class: int = MIN_PER_CLASS
+) -> pd.DataFrame:
+    """One row per (characteristic, level): ``n``, ``responders`` (x/n with exact interval),
+    ``observed`` and ``predicted`` (mean predicted probability, t interval), ``auroc``,
+    ``auroc_low``, ``auroc_high`` and ``note`` ("too few ..." where not estimated).
+
+    ``groups`` has one row per patient (same order as ``y`` and ``p``) and a column per
+    characteristic of :data:`SUBGROUPS` present.
+    """
+    y = np.asarray(y, dtype=int)
+    p = np.asarray(p, dtype=float)
+    rows = []
+    for col in SUBGROUPS:
+        if col not in groups:
+            continue
+        values = (
+            groups[col]
+            .astype(object)
+            .where(groups[col].notna(), NO_ARM if col == "arm" else "(missing)")
+        )
+        values = values.astype(str).to_numpy()
+        levels = arm_order(values) if col == "arm" else sorted(set(values))
+        for level in levels:
+            mask = values == level
+            yi, pi = y[mask], p[mask]
+            obs = proportion(int(yi.sum()), int(mask.sum()))
+            pred = mean(pi)
+            auc = auroc_delong(yi, pi, min_per_class=min_per_class)
+            rows.append({"subgroup": col, "level": level, "n": int(mask.sum()),
+                         "responders": obs.text(), "observed": obs.estimate, "observed_low": obs.low,
+                         "observed_high": obs.high, "predicted": pred.mean, "predicted_low": pred.low,
+                         "predicted_high": pred.high, "auroc": auc.estimate, "auroc_low": auc.low,
+                         "auroc_high": auc.high, "note": auc.why_not or ""})  # fmt: skip
+    return pd.DataFrame(rows)
