@@ -1,0 +1,133 @@
+"""External validation numbers: a registered model's predictions on a labelled cohort it never saw.
+
+* Discrimination: AUROC with DeLong's 95% interval (:func:`.intervals.auroc_delong`).
+* Every metric of :data:`msc_response.modeling.metrics.PERFORMANCE` (Brier, scaled Brier,
+  calibration intercept and slope, ICI, E50, E90) and net benefit at the config's
+  thresholds, each with a 95% percentile interval over bootstrap resamples of the
+  patients (stratified: every resample keeps the cohort's number of responders); a
+  metric that cannot be estimated on the cohort (separation, no spread) is NaN with its
+  reason, and so is an interval when more than 5% of resamples cannot estimate it.
+* The smoothed calibration curve with its pointwise band, and the decision curve with a
+  bootstrap band against treating all and treating none.
+* Logistic recalibration ``logit P(y) = a + b logit(p)`` (both free), for ``--recalibrate``.
+
+Numbers only: :mod:`.validate_job` writes the page and logs to MLflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .intervals import Auroc, Proportion, auroc_delong, proportion
+
+#: Resamples that may fail to estimate a metric before its interval is withheld.
+MAX_FAILED_SHARE = 0.05
+
+
+def n_boot_for(n: int) -> int:
+    """Bootstrap resamples: 1,000 at trial size, fewer for large cohorts (each costs more)."""
+    return 1000 if n < 5000 else 200
+
+
+@dataclass
+class ExternalValidation:
+    """What :func:`external_performance` measures (see the module docs)."""
+
+    n: int
+    outcome: Proportion
+    auroc: Auroc
+    values: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    problems: dict[str, str]
+    calibration_curve: pd.DataFrame
+    decision_curve: pd.DataFrame
+    n_boot: int
+    mean_predicted: float
+    thresholds: tuple[float, ...] = field(default_factory=tuple)
+
+
+def external_performance(
+    y, p, *, thresholds=(), n_boot: int | None = None, seed: int = 0
+) -> ExternalValidation:
+    """Performance of predictions ``p`` on outcomes ``y`` with intervals (see the module docs).
+
+    Raises
+    ------
+    ValueError
+        ``y`` has a single class (the caller turns it into a data error).
+    """
+    from .. import report
+    from ..modeling import metrics
+    from ..modeling.validation import stratified_resample
+
+    y = np.asarray(y, dtype=int)
+    p = np.asarray(p, dtype=float)
+    n, events = len(y), int(y.sum())
+    if events in (0, n):
+        raise ValueError(f"y: a single outcome class ({events} responders among {n} patients)")
+    thresholds = tuple(float(t) for t in thresholds)
+    values, problems = metrics.performance(y, p, thresholds)
+    n_boot = n_boot_for(n) if n_boot is None else n_boot
+    rng = np.random.default_rng(seed)
+    grid_t = np.asarray(report.DECISION_THRESHOLDS, dtype=float)
+    boot_values, boot_nb = [], []
+    for _ in range(n_boot):
+        idx = stratified_resample(rng, y)
+        v, _ = metrics.performance(y[idx], p[idx], thresholds)
+        boot_values.append(v)
+        boot_nb.append(metrics.net_benefit(y[idx], p[idx], grid_t))
+    intervals = {}
+    for name in values:
+        draws = np.array([b[name] for b in boot_values], dtype=float)
+        ok = np.isfinite(draws)
+        if np.isfinite(values[name]) and ok.mean() >= 1 - MAX_FAILED_SHARE:
+            lo, hi = np.percentile(draws[ok], [2.5, 97.5])
+            intervals[name] = (float(lo), float(hi))
+        elif np.isfinite(values[name]):
+            problems.setdefault(name, f"no interval: {100 * (1 - ok.mean()):.0f}% of bootstrap resamples could "
+                                      "not estimate it")  # fmt: skip
+    auc = auroc_delong(y, p)
+    intervals[metrics.ROC_AUC] = (auc.low, auc.high)
+    dc = report.decision_curve(y, p, grid_t)
+    nb = np.array(boot_nb)
+    dc = dc.assign(lower=np.percentile(nb, 2.5, axis=0), upper=np.percentile(nb, 97.5, axis=0))
+    curve = report.calibration_curve(y, p)
+    return ExternalValidation(n, proportion(events, n), auc, values, intervals, problems, curve, dc, n_boot,
+                              float(p.mean()), thresholds)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Recalibration:
+    """``logit P(y) = intercept + slope x logit(p)``, fitted on the validation cohort."""
+
+    intercept: float
+    slope: float
+    intercept_ci: tuple[float, float]
+    slope_ci: tuple[float, float]
+
+
+def logistic_recalibration(y, p) -> Recalibration:
+    """Estimate a logistic recalibration (intercept and slope both free) with Wald intervals.
+
+    Raises
+    ------
+    ValueError
+        The fit is not estimable (separation, no convergence, one class); the message says why.
+    """
+    from ..modeling.calibration import linear_predictor, logistic_glm
+
+    y = np.asarray(y, dtype=float)
+    lp = linear_predictor(p)
+    if y.min() == y.max():
+        raise ValueError("cannot recalibrate: a single outcome class")
+    fit = logistic_glm(np.column_stack([np.ones(len(y)), lp]), y)
+    if fit.problem is not None:
+        raise ValueError(f"cannot recalibrate: {fit.problem}")
+    se = np.sqrt(np.diag(fit.cov))
+    a, b = (float(c) for c in fit.coef)
+    return Recalibration(
+        a, b, (a - 1.96 * se[0], a + 1.96 * se[0]), (b - 1.96 * se[1], b + 1.96 * se[1])
+    )
