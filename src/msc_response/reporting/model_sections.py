@@ -1,0 +1,213 @@
+"""The sections of the training report that read a :class:`~msc_response.modeling.fit.TrainingResult`.
+
+Every number comes from the result where it holds it (validated metrics and their
+intervals, the paired comparison with the best baseline, the curves through the result's
+own plot methods); what it does not hold is computed in this package (prediction
+instability from the result's bootstrap predictions, subgroup AUROCs, the logistic
+equation), each with its interval or the reason it has none.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import figures
+from .cohort import regimen_groups
+from .equation import logistic_equation
+from .page import Page
+from .stability import instability
+from .study_sections import StudyContext
+from .subgroups import MIN_PER_CLASS, subgroup_performance
+
+#: The cell-fraction feature the report shows the dependence on, and what colours it.
+DEPENDENCE_FEATURE = "baseline_mx1_monocytes_fraction"
+DEPENDENCE_COLOUR = ("dose_per_infusion_1e8", "cumulative_dose_1e8")
+
+
+def _status(result, name: str) -> str:
+    mv = result.models[name]
+    if name == result.config.model.primary:
+        return "primary"
+    return "exploratory" if mv.spec.role == "candidate" else "baseline"
+
+
+def _ordered(result) -> list[str]:
+    order = {"primary": 0, "exploratory": 1, "baseline": 2}
+    return sorted(
+        result.models, key=lambda n: (order[_status(result, n)], list(result.models).index(n))
+    )
+
+
+def metrics_table(result, name: str) -> pd.DataFrame:
+    """Every validated metric of one model with its 95% interval, or why there is none."""
+    from ..modeling import metrics
+
+    mv = result.models[name]
+    est, ci = mv.estimates(), mv.intervals()
+    rows = []
+    for metric, value in est.items():
+        lo, hi = ci.get(metric, (np.nan, np.nan))
+        why = mv.problems.get(metric, "")
+        if np.isfinite(value) and not (np.isfinite(lo) and np.isfinite(hi)) and not why:
+            why = "no interval: too few estimable bootstrap replicates"
+        rows.append({"metric": metrics.LABELS.get(metric, metric), "estimate": value, "95% CI low": lo,
+                     "95% CI high": hi, "note": why})  # fmt: skip
+    opt = mv.optimism
+    rows.append({"metric": "AUROC, Harrell optimism-corrected", "estimate": np.nan if opt is None else
+                 opt.corrected[metrics.ROC_AUC], "95% CI low": np.nan, "95% CI high": np.nan,
+                 "note": "not applicable: Harrell's bootstrap is for regression models, not trees" if opt is None
+                 else "a check beside the headline, no interval"})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _with_interval(mv, metric: str, digits: int = 3) -> str:
+    """``"0.612 (0.421 to 0.803)"``, or why the metric is not estimable."""
+    v = mv.estimates().get(metric, np.nan)
+    if not np.isfinite(v):
+        return "not estimable: " + mv.problems.get(metric, "see the model's section")
+    lo, hi = mv.intervals().get(metric, (np.nan, np.nan))
+    return f"{v:.{digits}f} ({lo:.{digits}f} to {hi:.{digits}f})"
+
+
+def overview_table(result) -> pd.DataFrame:
+    """One row per model: status, validated AUROC with interval, Brier, calibration slope, ICI."""
+    from ..modeling import metrics
+
+    rows = []
+    for name in _ordered(result):
+        mv = result.models[name]
+        cell = lambda metric, mv=mv: _with_interval(mv, metric)  # noqa: E731
+        rows.append({"model": name, "status": _status(result, name), "predictors": len(mv.spec.features),
+                     "AUROC (.632+, 95% CI)": cell(metrics.ROC_AUC), "Brier": cell(metrics.BRIER),
+                     "calibration intercept": cell(metrics.CALIBRATION_INTERCEPT),
+                     "calibration slope": cell(metrics.CALIBRATION_SLOPE), "ICI": cell(metrics.ICI)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def add_validation_overview(page: Page, result) -> None:
+    from ..modeling.fit import METHOD
+
+    s = page.section("Models and their internal validation")
+    primary = result.config.model.primary
+    s.paragraph(f"The primary model ({primary}) was named in the experiment's config before any data were "
+                "seen; the other candidates are reported as exploratory and were not chosen on these data "
+                "(choosing the best of several on the same folds is optimistic). Baselines: the endpoint's "
+                "baseline score alone and the dosing regimen alone.")  # fmt: skip
+    s.paragraph(f"Method: {METHOD}. Folds {result.plan.folds}, repeats {result.plan.repeats}, bootstrap "
+                f"replicates {result.plan.n_boot}, seed {result.plan.seed}. The apparent (training) "
+                "performance is not a result and is not shown.")  # fmt: skip
+    s.table(overview_table(result), "Validated performance of every model")
+    if result.dropped_columns:
+        s.table(pd.DataFrame(sorted(result.dropped_columns.items()), columns=["column", "why dropped"]),
+                "Columns dropped before modelling (not counted as candidate parameters)")  # fmt: skip
+    cmp = result.baseline_comparison
+    if cmp is not None:
+        s.paragraph(
+            f"Against the best baseline (paired bootstrap on identical samples): {cmp.describe()}."
+        )
+    for w in result.warnings:
+        s.note(w, warning=True)
+
+
+def _refit(result, name: str):
+    from ..modeling.fit import refit
+
+    if name == result.config.model.primary:
+        return result.fitted
+    return refit(result.models[name].spec, result.X, result.y, config=result.config)
+
+
+def add_model_section(page: Page, result, name: str) -> None:
+    mv = result.models[name]
+    s = page.section(f"Model: {name} ({_status(result, name)})")
+    s.table(metrics_table(result, name), f"{name}: validated metrics with 95% intervals")
+    s.figure(result.plot_roc(model=name), f"cross-validated ROC curve of {name}")
+    s.figure(result.plot_calibration(model=name), f"smoothed calibration curve of {name} with its 95% band",
+             "Smoothed (restricted cubic spline) calibration of the cross-validated predictions, pointwise "
+             "95% band; ticks: predictions of responders (top) and non-responders (bottom).")  # fmt: skip
+    dc = result.decision_curve(name)
+    s.figure(result.plot_decision_curve(model=name), f"decision curve of {name}",
+             "Net benefit of the cross-validated predictions, with a bootstrap 95% band, against treating "
+             "all and treating none.")  # fmt: skip
+    shown = dc[dc["threshold"].round(2).isin([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])]
+    s.table(shown.rename(columns={"lower": "95% band low", "upper": "95% band high"}),
+            "Net benefit at selected thresholds", digits=3)  # fmt: skip
+    if mv.spec.kind == "logistic":
+        eq = logistic_equation(_refit(result, name), result.features.feature_spec)
+        s.subheading("The full equation")
+        s.paragraph(eq.text())
+        s.table(eq.terms, "Coefficients per unit of each feature (log-odds); 'imputed' replaces a missing "
+                "value (the training median). Penalised estimates: no standard errors are given, as they "
+                "would ignore the penalty's choice.", digits=5)  # fmt: skip
+
+
+def add_stability(page: Page, result) -> None:
+    s = page.section("Stability of individual predictions")
+    s.paragraph("Riley & Collins (Biom J 2023): each bootstrap replicate refits the whole procedure and "
+                "predicts every patient; the instability plot sets those predictions against the model fit "
+                "on all patients, and the mean absolute prediction error (MAPE) averages, over patients, "
+                "the mean |bootstrap - original| difference. The interval beside the MAPE is the 2.5th-97.5th "
+                "percentile range of that difference over replicates.")  # fmt: skip
+    rows = []
+    for name in _ordered(result):
+        b = result.models[name].bootstrap
+        inst = instability(b.apparent_predictions, b.predictions)
+        rows.append({"model": name, "status": _status(result, name), "MAPE": inst.mape,
+                     "range low": inst.mape_range[0], "range high": inst.mape_range[1],
+                     "largest patient MAPE": inst.max_patient_mape, "replicates": inst.n_models})  # fmt: skip
+        if name == result.config.model.primary:
+            s.figure(figures.plot_instability(b.apparent_predictions, b.predictions, mape=inst.mape),
+                     f"prediction instability plot of {name}")  # fmt: skip
+    s.table(pd.DataFrame(rows), "Mean absolute prediction error of every model", digits=3)
+
+
+def add_shap(page: Page, result) -> None:
+    from ..explain import global_importance
+
+    s = page.section("SHAP: what the primary model uses")
+    s.paragraph("Contributions to the log-odds of the model fit on all patients, on those patients "
+                "(LightGBM: TreeSHAP; logistic: coefficient x centred, standardised value). They describe "
+                "the model, not causes.")  # fmt: skip
+    X = result.X[result.fitted.feature_columns]
+    contrib, _ = result.fitted.contributions(X)
+    s.figure(result.plot_shap(kind="beeswarm"), "SHAP beeswarm of the primary model")
+    imp = global_importance(contrib, result.fitted.feature_columns)
+    s.table(imp.head(20), "Mean |SHAP| (log-odds), the 20 largest", digits=4)
+    if DEPENDENCE_FEATURE in X.columns:
+        colour = next((c for c in DEPENDENCE_COLOUR if c in result.features.table), None)
+        j = list(X.columns).index(DEPENDENCE_FEATURE)
+        c = result.features.table[colour] if colour else np.zeros(len(X))
+        s.figure(figures.plot_dependence(X[DEPENDENCE_FEATURE], contrib[:, j], c, feature=DEPENDENCE_FEATURE,
+                                         colour_label=colour or "(no dose recorded)"),
+                 f"SHAP dependence on {DEPENDENCE_FEATURE}, coloured by {colour}")  # fmt: skip
+    else:
+        s.paragraph(f"The model does not use {DEPENDENCE_FEATURE}: no dependence plot.")
+
+
+def add_subgroups(page: Page, result, ctx: StudyContext) -> None:
+    s = page.section("Performance by subgroup")
+    name = result.config.model.primary
+    p = np.nanmean(result.models[name].oof, axis=0)
+    groups = regimen_groups(ctx.study.patients)[["patient_id", "arm"]]
+    extra = ctx.study.patients[
+        [c for c in ("patient_id", "sex", "etiology") if c in ctx.study.patients]
+    ]
+    table = result.features.table[["patient_id"]].merge(groups, on="patient_id", how="left")
+    table = table.merge(extra, on="patient_id", how="left")
+    sub = subgroup_performance(table, result.y, p)
+    s.paragraph(f"Cross-validated predictions of {name} (mean over repeats) within each group: responders "
+                "(exact interval), mean predicted probability (t interval), AUROC (DeLong interval); 'too few' "
+                f"where a group has fewer than {MIN_PER_CLASS} responders or non-responders.")  # fmt: skip
+    s.figure(figures.plot_subgroups(sub), "subgroup AUROCs")
+    s.table(sub.drop(columns=["observed", "observed_low", "observed_high"]), digits=3)
+
+
+def add_model_sections(page: Page, result, ctx: StudyContext) -> None:
+    """Overview, one section per model, stability, SHAP, subgroups."""
+    add_validation_overview(page, result)
+    for name in _ordered(result):
+        add_model_section(page, result, name)
+    add_stability(page, result)
+    add_shap(page, result)
+    add_subgroups(page, result, ctx)
