@@ -1,0 +1,169 @@
+"""The report of a training run: written at the end of ``train`` and by ``msc-response report``.
+
+:func:`write_training_report` writes the page from a :class:`TrainingResult` (study
+sections, model sections, the paper's view of the cohort, the model card).
+:func:`publish_training_report` writes it to ``reports/<experiment>/<run>/index.html``
+and logs it to the run (the page holds no patient id: counts, summaries and plots only).
+:func:`report_run` remakes the report of a logged run from the store and the study: the
+run's config (stored with its model), the study it was trained on (checked against the
+digest of the features the run logged), and the deterministic ``fit`` (seeds from the
+config), so the page describes exactly that run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigError, DataError, Problem
+from ..study import Study, load_study
+from . import model_sections
+from . import study_sections as sections
+from .page import Page
+
+REPORTS = Path("reports")
+ARTIFACT_DIR = "report"
+
+
+def write_training_report(result, features, study: Study | str | Path, out_dir: str | Path, *,
+                          registered: dict | None = None) -> Path:  # fmt: skip
+    """Write the report of ``result`` (a TrainingResult) to ``out_dir/index.html``; returns its path.
+
+    ``study`` is the study the features came from, or its directory; ``registered``
+    (model name, version, aliases, run) is shown in the model card when given.
+    """
+    data_dir = None
+    if not isinstance(study, Study):
+        data_dir = Path(study)
+        study = load_study(data_dir, result.config.singlecell)
+    elif study.files.get("patients") is not None and Path(study.files["patients"]).parent != Path(
+        "."
+    ):
+        data_dir = Path(study.files["patients"]).parent
+    config = result.config
+    ctx = sections.StudyContext.build(config, study, features, data_dir)
+    n_params = len(result.feature_columns)
+    page = Page(f"Training report: {config.name}", simulated=result.simulated or study.simulated,
+                subtitle=f"{len(result.y)} patients, {int(result.y.sum())} responders; primary model "
+                         f"{config.model.primary}")  # fmt: skip
+    for add in (sections.add_data_source, sections.add_eligibility, sections.add_outcome,
+                sections.add_predictors, sections.add_assumptions, sections.add_flow, sections.add_table1):  # fmt: skip
+        add(page, ctx)
+    sections.add_missing(
+        page, ctx, tuple(dict.fromkeys(mv.spec.kind for mv in result.models.values()))
+    )
+    sections.add_sample_size(page, ctx, n_params)
+    model_sections.add_model_sections(page, result, ctx)
+    sections.add_paper_view(page, ctx)
+    card = {"primary model": config.model.primary, "kind": result.fitted.kind,
+            "predictors used": len(result.fitted.feature_columns)}  # fmt: skip
+    if registered:
+        card.update(registered)
+    sections.add_model_card(page, ctx, extra=card, n_parameters=n_params)
+    return page.write(out_dir)
+
+
+def report_dir(experiment: str, run_id: str, root: str | Path | None = None) -> Path:
+    return Path(root or ".") / REPORTS / experiment / run_id
+
+
+def publish_training_report(
+    result, features, study, summary: dict, *, root: str | Path | None = None
+) -> Path:
+    """Write the report of a logged training to ``reports/<experiment>/<run>/`` and log it to the run."""
+    from .. import tracking
+
+    registered = {"registered model": f"{summary['registered_model']} version {summary['version']}",
+                  "aliases": ", ".join(summary.get("aliases", [])),
+                  "decision": summary.get("champion_decision", ""), "MLflow run": summary["run_id"]}  # fmt: skip
+    out = report_dir(result.config.name, summary["run_id"], root)
+    path = write_training_report(result, features, study, out, registered=registered)
+    tracking.client(root).log_artifacts(summary["run_id"], str(out), ARTIFACT_DIR)
+    return path
+
+
+def _training_run(client, experiment: str, run_id: str | None):
+    """The parent training run ``run_id`` of ``experiment``, or its latest one."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ConfigError(f"experiment: no experiment {experiment!r} in the tracking store")
+    if run_id is not None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:
+            raise ConfigError(f"run: no run {run_id!r} in the tracking store") from None
+        if (
+            run.info.experiment_id != exp.experiment_id
+            or run.data.tags.get("msc_response.stage") != "train"
+        ):
+            raise ConfigError(f"run: {run_id!r} is not a training run of experiment {experiment!r}")
+        return run
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`msc_response.stage` = 'train'",
+                              order_by=["attributes.start_time DESC"], max_results=1)  # fmt: skip
+    if not runs:
+        raise ConfigError(f"experiment: {experiment!r} has no training runs")
+    return runs[0]
+
+
+def report_run(experiment: str, run_id: str | None = None, *, data: str | Path | None = None,
+               root: str | Path | None = None) -> Path:  # fmt: skip
+    """Remake the report of a training run (the latest by default); returns the page's path.
+
+    Raises
+    ------
+    ConfigError
+        No such experiment, no training run, a run without a registered model.
+    DataError
+        The study is missing, or is not the data the run was trained on.
+    """
+    from .. import tracking
+    from ..config import config_from_dict
+    from ..features import build_features
+    from ..modeling.fit import fit
+    from ..modeling.registry import load_model
+    from ..study import is_simulated
+
+    client = tracking.client(root)
+    run = _training_run(client, experiment, run_id)
+    run_id = run.info.run_id
+    versions = client.search_model_versions(f"run_id = '{run_id}'")
+    if not versions:
+        raise ConfigError(
+            f"run: {run_id!r} of {experiment!r} has no registered model (it did not finish)"
+        )
+    mv = versions[0]
+    model = load_model(f"models:/{mv.name}/{mv.version}")
+    config = config_from_dict(model.spec["config"])
+    data_dir = Path(data if data is not None else config.data)
+    study = load_study(data_dir, config.singlecell)
+    features = build_features(config, study, labels=True)
+    _check_same_data(run, features, data_dir)  # before the refit, which takes a while
+    result = fit(config, features, simulated=is_simulated(data_dir) or study.simulated)
+    summary = {"registered_model": mv.name, "version": mv.version, "aliases": list(mv.aliases or []),
+               "champion_decision": run.data.tags.get("champion_decision", ""), "run_id": run_id}  # fmt: skip
+    return publish_training_report(result, features, study, summary, root=root)
+
+
+def _check_same_data(run, features, data_dir: Path) -> None:
+    """The features rebuilt from ``data_dir`` are the ones the run logged (same digest)."""
+    import warnings
+
+    import mlflow
+
+    from ..modeling.models import screen_columns
+
+    kept, _ = screen_columns(features.table[features.feature_columns].astype(float))
+    X = (
+        features.table[kept]
+        .astype(float)
+        .assign(response=features.table["response"].to_numpy(dtype=int))
+    )
+    logged = {d.dataset.digest for d in run.inputs.dataset_inputs}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        digest = mlflow.data.from_pandas(X, targets="response").digest
+    if logged and digest not in logged:
+        raise DataError([Problem(data_dir.name, None, None,
+                                 f"these are not the data run {run.info.run_id!r} was trained on (feature digest "
+                                 f"{digest} is not the run's {sorted(logged)}); pass the run's study with --data")])  # fmt: skip
