@@ -61,7 +61,6 @@ def external_performance(
     """
     from .. import report
     from ..modeling import metrics
-    from ..modeling.validation import stratified_resample
 
     y = np.asarray(y, dtype=int)
     p = np.asarray(p, dtype=float)
@@ -75,7 +74,7 @@ def external_performance(
     grid_t = np.asarray(report.DECISION_THRESHOLDS, dtype=float)
     boot_values, boot_nb = [], []
     for _ in range(n_boot):
-        idx = stratified_resample(rng, y)
+        idx = _resample(rng, y)
         v, _ = metrics.performance(y[idx], p[idx], thresholds)
         boot_values.append(v)
         boot_nb.append(metrics.net_benefit(y[idx], p[idx], grid_t))
@@ -99,6 +98,14 @@ def external_performance(
                               float(p.mean()), thresholds)  # fmt: skip
 
 
+def _resample(rng: np.random.Generator, y: np.ndarray) -> np.ndarray:
+    """Bootstrap indices of the patients, drawn again until both outcome classes are in."""
+    while True:
+        idx = rng.integers(0, len(y), len(y))
+        if 0 < y[idx].sum() < len(y):
+            return idx
+
+
 @dataclass(frozen=True)
 class Recalibration:
     """``logit P(y) = intercept + slope x logit(p)``, fitted on the validation cohort."""
@@ -115,9 +122,10 @@ def logistic_recalibration(y, p) -> Recalibration:
     Raises
     ------
     ValueError
-        The fit is not estimable (separation, no convergence, one class); the message says why.
+        The fit is not estimable (separation, no convergence, one class, a slope not
+        identified because the predictions barely vary); the message says why.
     """
-    from ..modeling.calibration import linear_predictor, logistic_glm
+    from ..modeling.calibration import MAX_SLOPE_SE, linear_predictor, logistic_glm
 
     y = np.asarray(y, dtype=float)
     lp = linear_predictor(p)
@@ -127,6 +135,9 @@ def logistic_recalibration(y, p) -> Recalibration:
     if fit.problem is not None:
         raise ValueError(f"cannot recalibrate: {fit.problem}")
     se = np.sqrt(np.diag(fit.cov))
+    if se[1] > MAX_SLOPE_SE:
+        raise ValueError(f"cannot recalibrate: the slope is not identified (the predictions barely vary: SD of "
+                         f"logit p {np.std(lp):.3g}; standard error of the slope {se[1]:.3g})")  # fmt: skip
     a, b = (float(c) for c in fit.coef)
     return Recalibration(
         a, b, (a - 1.96 * se[0], a + 1.96 * se[0]), (b - 1.96 * se[1], b + 1.96 * se[1])
