@@ -8,6 +8,7 @@ that scoring builds features exactly as training did.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,13 @@ from .errors import ConfigError
 ENDPOINT_SCORES = ("child_pugh", "meld", "meld_na", "meld3", "albumin")
 DIRECTIONS = ("decrease", "increase")
 CANDIDATES = ("lightgbm", "logistic_l2")
+
+#: An experiment's name: it names the MLflow experiment, the registered model (and its
+#: ``models:/NAME@alias`` URI) and the artifact folder in the store, so it is one path
+#: segment that needs no quoting: ASCII letters, digits, ``.``, ``_`` and ``-``, starting
+#: with a letter or digit (no ``/``, ``:``, ``..``, spaces), within MLflow's length limits
+#: with room for the ``-scoring`` experiment beside it.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 #: LightGBM settings that can split a few dozen patients (the defaults, e.g.
 #: ``min_child_samples=20``, cannot): shallow trees, few leaves, strong shrinkage.
@@ -140,7 +148,9 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     if "name" not in raw:
         raise ConfigError("name: required key is missing")
     name = raw["name"]
-    _require(isinstance(name, str) and name.strip() != "", "name", name, "a non-empty string")
+    _require(isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None, "name", name,
+             "1-200 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit "
+             "(it names the MLflow experiment, the registered model and its artifact folder)")  # fmt: skip
     data = raw.get("data", "data/trial")
     _require(isinstance(data, str), "data", data, "a directory path")
 

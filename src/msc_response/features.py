@@ -448,6 +448,24 @@ def sidecar(out: str | Path, suffix: str) -> Path:
     return out.with_name(out.stem + suffix)
 
 
+#: What :func:`write_feature_set` may write beside the feature table.
+FEATURE_SIDECARS = (".excluded.csv", ".assumptions.csv", ".flow.json", ".problems.csv",
+                    ".cells_from_h5ad.csv")  # fmt: skip
+
+
+def check_feature_outputs(out: str | Path, config_path: str | Path, data_dir: str | Path) -> None:
+    """The feature table and its sidecars may be written without destroying an input.
+
+    See :func:`msc_response.io.check_outputs`; the inputs are the study's tables and the
+    config file.
+    """
+    from .io import check_outputs
+    from .study.files import input_paths
+
+    outputs = [Path(out), *(sidecar(out, s) for s in FEATURE_SIDECARS)]
+    check_outputs(outputs, inputs=[*input_paths(data_dir), Path(config_path)], option="--out")
+
+
 def write_problems(problems: pd.DataFrame, path: str | Path) -> Path:
     """The full list of row problems as CSV (patient ids included: a local file, never logged)."""
     cols = ["file", "row", "column", "patient_id", "rule", "message"]
