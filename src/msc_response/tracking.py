@@ -316,15 +316,26 @@ def artifact_root(uri: str) -> str | None:
 
 
 def experiment_id(name: str) -> str:
-    """The id of experiment ``name``, created (with local artifacts) if it does not exist."""
+    """The id of experiment ``name``, created (with local artifacts) if it does not exist.
+
+    Two runs starting at once may both find it missing: the one that loses the race to
+    create it uses the other's.
+    """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     root = artifact_root(mlflow.get_tracking_uri())
     location = f"{root}/{name}" if root else None
-    return mlflow.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException as err:
+        exp = mlflow.get_experiment_by_name(name)
+        if err.error_code != "RESOURCE_ALREADY_EXISTS" or exp is None:
+            raise
+        return exp.experiment_id
 
 
 def git_commit() -> str:
