@@ -283,6 +283,23 @@ def test_empty_or_broken_study_files_exit_2_naming_the_file(tmp_path, name, cont
 CELLS_TEXT = "patient_id,day,population,parent,fraction\nP1,0,MX1+ monocytes,monocytes,0.3\n"
 
 
+def test_a_repeated_column_in_an_sdtm_csv_domain_is_named_not_renamed(tmp_path):
+    """pandas renames a repeated header (USUBJID, USUBJID.1): the importer reads it as written."""
+    src = tmp_path / "sdtm"
+    src.mkdir()
+    (src / "dm.csv").write_text("STUDYID,DOMAIN,USUBJID,USUBJID,SEX,AGE,AGEU,RFSTDTC\n"
+                                "S,DM,001,002,F,50,YEARS,2024-01-01\n")  # fmt: skip
+    (src / "lb.csv").write_text("STUDYID,DOMAIN,USUBJID,LBTESTCD,LBSTRESN,LBSTRESU,LBDY\n"
+                                "S,LB,001,ALB,3.0,g/dL,1\n")  # fmt: skip
+    (src / "ex.csv").write_text("STUDYID,DOMAIN,USUBJID,EXTRT,EXDOSE,EXDOSU,EXSTDY\n"
+                                "S,EX,001,UC-MSC,1,10^8 cells,1\n")  # fmt: skip
+    out = tmp_path / "study"
+    result = runner.invoke(app, ["import", str(src), "--from", "sdtm", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "dm.csv, column 'USUBJID': variable given twice" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sdtm"]
+
+
 # ----------------------------------------------------------------------------------------
 # killed scoring jobs (real SIGKILL and SIGTERM of real processes)
 
