@@ -451,3 +451,49 @@ def test_sigterm_ends_score_with_143_and_removes_its_work_directory_at_once(
     assert "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []  # no partitions, no temporary output, no sidecars
     assert _gone(family) == []
+
+
+@pytest.mark.slow
+def test_integer_parquet_ids_stay_whole_numbers_through_partitioned_scoring(
+    scoring_setup, tmp_path
+):
+    """The hash-partition path with two workers: ids 1, 2, ... never become 1.0, 2.0."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from msc_response.simulator import write_simulation
+
+    study = tmp_path / "study"
+    write_simulation(study, design="screening", n_patients=300, seed=5, fmt="parquet",
+                     h5ad_patients=0)  # fmt: skip
+    for name in ("patients", "labs", "cells"):
+        t = pq.read_table(study / f"{name}.parquet")
+        ids = pa.array([int(i.removeprefix("SIM-")) for i in t.column("patient_id").to_pylist()])
+        t = t.set_column(t.schema.get_field_index("patient_id"), "patient_id", ids)
+        if name == "labs":  # out of patient order: the job must partition
+            t = t.take(pa.array(range(t.num_rows - 1, -1, -1)))
+        pq.write_table(t, study / f"{name}.parquet")
+    out = tmp_path / "p.csv"
+    cmd = _score_cmd({**scoring_setup, "study": study}, out)
+    cmd[cmd.index("--patients-per-chunk") + 1] = "100"
+    done = subprocess.run(cmd, env=cli_env(MLFLOW_TRACKING_URI=scoring_setup["uri"]),
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = pd.read_json(tmp_path / "p.summary.json", typ="series")
+    assert summary["input_grouped_by_patient"] is False
+    ids = pd.read_csv(out, dtype=str)["patient_id"]
+    assert sorted(ids, key=int) == [str(i) for i in range(1, 301)]
+
+
+@pytest.mark.slow
+def test_an_empty_cells_h5ad_exits_2_naming_it(scoring_setup, tmp_path):
+    """Read once the model's config says how (so after the model is loaded): still exit 2."""
+    study = write_study(tmp_path / "study", cells=None)
+    (study / "cells.h5ad").write_bytes(b"")
+    out = tmp_path / "o" / "p.csv"
+    done = subprocess.run(_score_cmd({**scoring_setup, "study": study}, out),
+                          env=cli_env(MLFLOW_TRACKING_URI=scoring_setup["uri"]),
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "cells.h5ad: cannot read AnnData" in done.stderr
+    assert not (tmp_path / "o").exists()
