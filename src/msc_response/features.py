@@ -22,9 +22,10 @@ from . import scores
 from .config import ExperimentConfig
 from .domain import REGIMEN_FEATURES, regimen_features
 from .errors import DataError, Problem
-from .io import write_json, write_table
+from .io import check_outputs, write_json, write_table
 from .study import Study, load_study
 from .study import policy as bad_rows_policy
+from .study.files import input_paths
 from .study.problems import counts_by_rule, empty_problems
 
 #: The lab tests each endpoint needs (``inr`` may be replaced by ``pt`` and ``pt_control``).
@@ -459,9 +460,6 @@ def check_feature_outputs(out: str | Path, config_path: str | Path, data_dir: st
     See :func:`msc_response.io.check_outputs`; the inputs are the study's tables and the
     config file.
     """
-    from .io import check_outputs
-    from .study.files import input_paths
-
     outputs = [Path(out), *(sidecar(out, s) for s in FEATURE_SIDECARS)]
     check_outputs(outputs, inputs=[*input_paths(data_dir), Path(config_path)], option="--out")
 
