@@ -28,6 +28,7 @@ runner = CliRunner()
 def registered(tmp_path_factory, trial_dir):
     """A store with one trained model (LightGBM only, so explanations are TreeSHAP)."""
     root = tmp_path_factory.mktemp("store")
+    (root / "mlruns").mkdir()  # an explicit store's folder is never created
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"

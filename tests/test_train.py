@@ -27,6 +27,7 @@ FAST = {"repeats": 2, "bootstrap": 20}
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    (tmp_path / "mlruns").mkdir()  # an explicit store's folder is never created
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     tracking.configure()

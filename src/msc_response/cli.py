@@ -39,7 +39,7 @@ OPTION_OF = {
     "out": "--out", "design": "--design", "n_patients": "--n-patients", "seed": "--seed",
     "fmt": "--format", "h5ad_patients": "--h5ad-patients", "explain": "--explain",
     "regimens": "--regimens", "engine": "--engine", "patients_per_chunk": "--patients-per-chunk",
-    "jobs": "--jobs", "model": "--model",
+    "jobs": "--jobs", "model": "--model", "encoding": "--encoding",
 }  # fmt: skip
 
 
@@ -49,12 +49,19 @@ def _as_option(message: str) -> str:
 
 
 def _bad_input_exits(func):
-    """Map bad input to exit code 2 with the problems printed; other errors are bugs."""
+    """Map bad input to exit code 2 with the problems printed; other errors are bugs.
+
+    SIGTERM and SIGINT raise inside the command, so its temporary files are removed on the
+    way out (exit 143 after SIGTERM).
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from .processes import signals_raise
+
         try:
-            return func(*args, **kwargs)
+            with signals_raise():
+                return func(*args, **kwargs)
         except (DataError, ConfigError) as err:
             text = _as_option(str(err)) if isinstance(err, ConfigError) else str(err)
             err_console.print(f"[bold red]error:[/] {text}", markup=True, highlight=False)
@@ -89,9 +96,12 @@ def _problem_list_beside(out: Path | None):
 def scores(
     input: Path = typer.Argument(..., help="Per-visit table, CSV or Parquet."),
     output: Path = typer.Argument(..., help="Output table, CSV or Parquet (by extension)."),
+    encoding: str | None = typer.Option(
+        None, "--encoding", help="Text encoding of a CSV input, e.g. latin-1 (default UTF-8)."
+    ),
 ) -> None:
     """Compute Child-Pugh, MELD, MELD-Na and MELD 3.0 for every row of a visit table."""
-    from .io import table_format, write_table
+    from .io import check_outputs, table_format, write_table
     from .scores import with_scores
     from .visits import read_visit_table
 
@@ -99,7 +109,8 @@ def scores(
         table_format(output)
     except ValueError as err:
         raise ConfigError(f"OUTPUT: {err}") from None
-    raw, canonical = read_visit_table(input)
+    check_outputs([output], inputs=[input], option="OUTPUT")
+    raw, canonical = read_visit_table(input, encoding)
     result = with_scores(raw, canonical)
     write_table(result, output)
     console.print(f"scored {len(result)} row(s) -> {output}")
@@ -134,7 +145,7 @@ def build_features_cmd(
 ) -> None:
     """Build the feature table with labels, the exclusion list and the patient flow."""
     from .config import load_config
-    from .features import build_features, write_feature_set
+    from .features import build_features, check_feature_outputs, write_feature_set
     from .io import table_format
 
     try:
@@ -142,6 +153,7 @@ def build_features_cmd(
     except ValueError as err:
         raise ConfigError(f"--out: {err}") from None
     cfg = load_config(config).with_data(data)
+    check_feature_outputs(out, config, cfg.data)
     with _problem_list_beside(out):
         fs = build_features(
             cfg, labels=True, bad_rows="exclude" if exclude_bad_patients else "error"
@@ -210,9 +222,15 @@ def train(
     from rich.table import Table
 
     from .config import load_config
+    from .features import sidecar
+    from .io import check_outputs
     from .modeling.train import train as run
+    from .study.files import input_paths
 
     cfg = load_config(config).with_data(data)
+    if summary is not None:
+        check_outputs([summary, sidecar(summary, ".problems.csv")],
+                      inputs=[*input_paths(cfg.data), config], option="--summary")  # fmt: skip
     with _problem_list_beside(summary):
         result = run(cfg, summary_path=summary, exclude_bad_patients=exclude_bad_patients)
     console.print(_flow_box(result["patient_flow"]), highlight=False)

@@ -10,6 +10,7 @@ YAML, from a dict, or in code.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,12 @@ from .errors import ConfigError
 ENDPOINT_SCORES = ("child_pugh", "meld", "meld_na", "meld3", "albumin")
 DIRECTIONS = ("decrease", "increase")
 CANDIDATES = ("lightgbm", "logistic_l2")
+
+#: Names allowed for an experiment: the name is the MLflow experiment, the registered model
+#: and a folder of the artifact store, so it must be a path segment that needs no quoting:
+#: ASCII letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit (no ``/``,
+#: ``:``, ``..``, spaces), within MLflow's length limits with room for ``-scoring`` beside it.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 #: LightGBM settings that can split a few dozen patients (the defaults, e.g.
 #: ``min_child_samples=20``, cannot): shallow trees, few leaves, strong shrinkage.
@@ -187,12 +194,9 @@ class ExperimentConfig:
     model: ModelSettings = field(default_factory=ModelSettings)
 
     def __post_init__(self):
-        _require(
-            isinstance(self.name, str) and self.name.strip() != "",
-            "name",
-            self.name,
-            "a non-empty string",
-        )
+        _require(isinstance(self.name, str) and NAME_PATTERN.fullmatch(self.name) is not None, "name", self.name,
+                 "1-200 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit "
+                 "(it names the MLflow experiment, the registered model and its artifact folder)")  # fmt: skip
         _require(isinstance(self.data, str | Path), "data", self.data, "a directory path")
         _set(self, "data", str(self.data))
         window = self.baseline_window
