@@ -66,10 +66,16 @@ class ModelSettings:
 
     seed: int = 20250238
     candidates: tuple[str, ...] = CANDIDATES
+    # the pre-specified model whose validation is the headline and which is registered;
+    # the other candidates are validated and reported as exploratory (no choice on the
+    # same data, so no winner's curse)
+    primary: str = "logistic_l2"
     folds: int = 5
     repeats: int | None = None  # None: 10 below 500 patients, 2 below 5,000, else 1
     bootstrap: int | None = None  # None: 200 below 500 patients, 50 below 5,000, else 10
     threshold: float = 0.5
+    # threshold probabilities at which net benefit is reported (decision curve analysis)
+    net_benefit_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
     n_jobs: int = (
         2  # processes for cross-validation and bootstrap refits (results do not depend on it)
     )
@@ -212,12 +218,23 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     _check_keys(m_raw, ModelSettings, "model")
     lgb = {**LIGHTGBM_DEFAULTS, **(m_raw.get("lightgbm") or {})}
     cands = tuple(m_raw.get("candidates", CANDIDATES))
-    model = ModelSettings(**{**m_raw, "lightgbm": lgb, "candidates": cands})
+    nb = m_raw.get("net_benefit_thresholds", ModelSettings.net_benefit_thresholds)
+    _require(isinstance(nb, list | tuple) and len(nb) > 0 and all(_is_num(t) and 0 < t < 1 for t in nb),
+             "model.net_benefit_thresholds", nb, "a non-empty list of probabilities strictly between 0 and 1")  # fmt: skip
+    # an unstated primary is the default one if it is a candidate, else the first candidate
+    default_primary = (
+        ModelSettings.primary if ModelSettings.primary in cands or not cands else cands[0]
+    )
+    model = ModelSettings(**{**m_raw, "lightgbm": lgb, "candidates": cands,
+                             "primary": m_raw.get("primary", default_primary),
+                             "net_benefit_thresholds": tuple(float(t) for t in nb)})  # fmt: skip
     _require(
         _is_int(model.seed) and model.seed >= 0, "model.seed", model.seed, "a whole number >= 0"
     )
     _require(len(cands) > 0 and all(c in CANDIDATES for c in cands), "model.candidates", list(cands),
              f"a non-empty list drawn from {list(CANDIDATES)}")  # fmt: skip
+    _require(model.primary in cands, "model.primary", model.primary,
+             f"one of model.candidates {list(cands)}")  # fmt: skip
     _require(
         _is_int(model.folds) and model.folds >= 2, "model.folds", model.folds, "a whole number >= 2"
     )

@@ -1,4 +1,4 @@
-"""MLflow set-up and helpers: the tracking URI, experiments, logging, registry aliases.
+"""MLflow set-up and helpers: the tracking URI, experiments, parameters, package versions.
 
 By default runs go to a local SQLite store, ``sqlite:///mlruns/mlflow.db``, with
 artifacts under ``mlruns/`` (MLflow 3 deprecates the plain file store).
@@ -12,9 +12,6 @@ import os
 import subprocess
 from importlib import metadata
 from pathlib import Path
-
-ALIAS_CANDIDATE = "candidate"
-ALIAS_CHAMPION = "champion"
 
 
 def tracking_uri(root: str | Path | None = None) -> str:
