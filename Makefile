@@ -75,6 +75,7 @@ bench: $(STAMP) ## benchmarks; results in benchmarks/results/*.json (about 20 mi
 	$(BIN)/python benchmarks/bench_simulate.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_honest_validation.py
+	$(BIN)/python benchmarks/bench_gate.py
 	$(BIN)/python benchmarks/bench_score.py
 
 clean: ## remove generated outputs and the local MLflow store (keeps .venv)

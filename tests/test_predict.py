@@ -15,7 +15,7 @@ from conftest import LABS, write_study
 from msc_response import tracking
 from msc_response.cli import app
 from msc_response.config import config_from_dict
-from msc_response.errors import ConfigError, DataError
+from msc_response.errors import ConfigError, DataError, MscResponseWarning
 from msc_response.modeling import predict
 from msc_response.modeling.train import train
 from msc_response.simulate import simulate
@@ -35,7 +35,8 @@ def registered(tmp_path_factory, trial_dir):
     cfg = config_from_dict(
         {"name": "score-test", "model": {"repeats": 2, "bootstrap": 10, "candidates": ["lightgbm"]}}
     )
-    summary = train(cfg, trial_dir)
+    with pytest.warns(MscResponseWarning, match="Riley"):  # 42 patients: exploratory
+        summary = train(cfg, trial_dir)
     screening = root / "screening"
     simulate(screening, design="screening", n_patients=300, seed=9, h5ad_patients=0)
     yield {
