@@ -14,7 +14,6 @@ existing champion, the champion's stored recipe is re-validated here on the same
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import tempfile
 import warnings
@@ -309,9 +308,8 @@ def _against_champion(
     spec = ModelSpec(
         stored["model_name"], stored["kind"], "candidate", tuple(stored["feature_columns"])
     )
-    # the champion's recipe with this training's validation plan (same splits and samples)
-    champ_config = dataclasses.replace(champ_config, model=dataclasses.replace(
-        champ_config.model, seed=result.plan.seed))  # fmt: skip
+    # the champion's recipe (its config: model settings) under this training's plan: the same
+    # splits, bootstrap samples and seeds as the new model
     validated = validate_model(spec, X, result.y, config=champ_config, plan=result.plan)
     label = f"champion v{champion.version} ({stored['model_name']})"
     return gate.against_champion(result.primary, validated, label), None
