@@ -34,13 +34,6 @@ from . import gate, metrics, validation
 from .fitted import FittedModel
 from .models import ModelSpec, make_estimator, model_specs, screen_columns, storable
 
-#: How the headline AUROC and the intervals are computed (stated in every summary).
-METHOD = (
-    "AUROC: .632+ bootstrap (Efron & Tibshirani 1997), 95% interval +/- 1.96 SD of the "
-    "out-of-bag AUROCs; other metrics: repeated stratified k-fold cross-validation "
-    "(mean over repeats), 95% interval +/- 1.96 SD of the same metric out of bag"
-)
-
 
 @dataclass(frozen=True)
 class ValidationPlan:

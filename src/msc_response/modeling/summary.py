@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from . import metrics
+from . import metrics, validation
 from .metrics import APPARENT, OPTIMISM_CORRECTED, VALIDATED, reported
 
 NOT_APPLICABLE = "not applicable"
@@ -79,7 +79,7 @@ def training_summary(result) -> dict:
         "riley_parameters": len(result.feature_columns),
         "exploratory": result.below_riley,
         "validation": {
-            "method": _method(),
+            "method": validation.METHOD,
             "folds": result.plan.folds,
             "repeats": result.plan.repeats,
             "bootstrap": result.plan.n_boot,
@@ -88,9 +88,3 @@ def training_summary(result) -> dict:
         "warnings": list(result.warnings),
     }
     return summary
-
-
-def _method() -> str:
-    from .fit import METHOD
-
-    return METHOD

@@ -36,6 +36,14 @@ from sklearn.model_selection import RepeatedStratifiedKFold
 from . import metrics
 from .metrics import roc_auc, roc_auc_rows  # noqa: F401  (re-exported: long-standing names)
 
+#: How the headline AUROC and the intervals are computed (stated in every summary).
+METHOD = (
+    "AUROC: .632+ bootstrap (Efron & Tibshirani 1997), 95% interval +/- 1.96 SD of the "
+    "out-of-bag AUROCs; other metrics: repeated stratified k-fold cross-validation "
+    "(mean over repeats), 95% interval +/- 1.96 SD of the same metric out of bag"
+)
+
+
 #: Model kinds for which Harrell's bootstrap optimism correction is valid (penalised or
 #: plain regression); a tree ensemble memorises the ~63% of patients a bootstrap sample
 #: shares with the original data, so its "optimism" is underestimated.
