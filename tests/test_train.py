@@ -19,7 +19,7 @@ from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.errors import DataError, MscResponseWarning
 from msc_response.features import build_features
-from msc_response.modeling.registry import current_champion, scoring_alias
+from msc_response.modeling.registration import current_champion, scoring_alias
 from msc_response.modeling.train import train
 from msc_response.simulate import simulate
 
@@ -31,6 +31,7 @@ FAST = {"repeats": 2, "bootstrap": 20}
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    (tmp_path / "mlruns").mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     tracking.configure()
@@ -50,8 +51,9 @@ def test_train_tracks_registers_exploratory_and_serves_probabilities(trial_dir, 
                 "gate_against_baseline", "dropped_columns", "riley_min_n", "registered_model",
                 "version", "aliases", "champion_decision"):  # fmt: skip
         assert key in on_disk, key
-    assert summary["n_patients"] == 42 and summary["simulated_data"] is True
-    assert summary["exploratory"] is True and summary["riley_min_n"] > 42
+    n = len(build_features(config(), trial_dir).table)  # the default trial layout
+    assert summary["n_patients"] == n and summary["simulated_data"] is True
+    assert summary["exploratory"] is True and summary["riley_min_n"] > n
     # below Riley's minimum: exploratory, never champion, and the run and summary say so
     assert summary["aliases"] == ["candidate", "exploratory"]
     assert "exploratory" in summary["champion_decision"]
@@ -83,7 +85,7 @@ def test_train_tracks_registers_exploratory_and_serves_probabilities(trial_dir, 
     model = mlflow.pyfunc.load_model(f"models:/cp-test/{summary['version']}")
     fs = build_features(config(), trial_dir, labels=False)
     p = model.predict(fs.table)["probability"].to_numpy()
-    assert p.shape == (42,) and ((p > 0) & (p < 1)).all()
+    assert p.shape == (n,) and ((p > 0) & (p < 1)).all()
     np.testing.assert_allclose(p, model.unwrap_python_model().fitted.predict_proba(fs.table))
 
     # nothing pickled, no patient id and no training row anywhere in the store

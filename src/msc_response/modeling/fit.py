@@ -4,7 +4,7 @@ No MLflow and no files: :func:`fit` returns a :class:`TrainingResult` holding th
 validation of every candidate and baseline, the refit primary model, the columns dropped
 before modelling, the comparison of the primary model with the best baseline, and plot
 methods in the style of scikit-learn's Display objects. Logging and registering it is
-:func:`msc_response.modeling.registry.log_and_register`.
+:func:`msc_response.modeling.registration.log_and_register`.
 
 Steps
     1. Check the outcome (both classes, at least 2 patients in the smaller one).

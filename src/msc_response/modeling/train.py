@@ -13,7 +13,7 @@ from ..config import ExperimentConfig
 from ..dataset import is_simulated
 from ..features import build_features
 from .fit import TrainingResult, fit
-from .registry import log_and_register
+from .registration import log_and_register
 
 __all__ = ["TrainingResult", "fit", "log_and_register", "train"]
 
