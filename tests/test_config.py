@@ -37,6 +37,15 @@ def test_defaults_fill_in():
         ({"name": "x", "model": {"folds": 1}}, "model.folds: bad value 1"),
         ({"name": "x", "model": {"candidates": ["xgboost"]}}, "model.candidates"),
         ({"name": "x", "model": {"threshold": 1.5}}, "model.threshold: bad value 1.5"),
+        (
+            {"name": "x", "model": {"candidates": ["lightgbm"], "primary": "logistic_l2"}},
+            "model.primary",
+        ),
+        (
+            {"name": "x", "model": {"net_benefit_thresholds": [0, 0.5]}},
+            "model.net_benefit_thresholds",
+        ),
+        ({"name": "../../tmp/x"}, "name: bad value '../../tmp/x'"),
         ({"data": "d"}, "name: required key is missing"),
     ],
 )

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 import msc_response
-from conftest import write_study
+from conftest import statistical_warnings, write_study
 from msc_response import io, processes
 from msc_response.cli import app
 from msc_response.errors import ConfigError
@@ -326,7 +326,8 @@ def scoring_setup(tmp_path_factory):
         write_simulation(trial, seed=1, h5ad_patients=0)
         cfg = config_from_dict({"name": "kill-test", "model": {"repeats": 2, "bootstrap": 10,
                                                                "candidates": ["lightgbm"]}})  # fmt: skip
-        version = train(cfg, trial)["version"]
+        with statistical_warnings("Riley"):
+            version = train(cfg, trial)["version"]
     finally:
         if env_before is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)

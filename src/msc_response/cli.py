@@ -218,10 +218,11 @@ def train(
         help="Exclude patients with bad rows (reasons in the patient flow) instead of stopping.",
     ),
 ) -> None:
-    """Validate candidates and baselines, refit the best, log to MLflow and register it."""
-    from rich.table import Table
+    """Validate candidates and baselines, refit the primary model, log to MLflow and register it."""
+    import warnings
 
     from .config import load_config
+    from .errors import MscResponseWarning
     from .features import sidecar
     from .io import check_outputs
     from .modeling.train import train as run
@@ -231,40 +232,78 @@ def train(
     if summary is not None:
         check_outputs([summary, sidecar(summary, ".problems.csv")],
                       inputs=[*input_paths(cfg.data), config], option="--summary")  # fmt: skip
-    with _problem_list_beside(summary):
+    with _problem_list_beside(summary), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MscResponseWarning)
         result = run(cfg, summary_path=summary, exclude_bad_patients=exclude_bad_patients)
     console.print(_flow_box(result["patient_flow"]), highlight=False)
-    table = Table(
-        title=f"{result['experiment']}" + (" (SIMULATED data)" if result["simulated_data"] else "")
-    )
-    for col in (
-        "model",
-        "role",
-        "validated AUROC (95% CI)",
-        "optimism-corrected",
-        "apparent (not a result)",
-    ):
-        table.add_column(col)
-    for name, m in result["models"].items():
-        lo, hi = m["validated_roc_auc_ci"]
-        mark = " *" if name == result["chosen_model"] else ""
-        table.add_row(name + mark, m["role"], f"{m['validated_roc_auc']:.3f} ({lo:.3f}-{hi:.3f})",
-                      f"{m['optimism_corrected_roc_auc']:.3f}", f"{m['apparent_roc_auc']:.3f}")  # fmt: skip
-    console.print(table)
-    console.print(
-        f"n={result['n_patients']}, events={result['n_events']}, Riley minimum n={result['riley_min_n']}; "
-        f"calibration slope {result['validated_calibration_slope']:.2f}, intercept "
-        f"{result['validated_calibration_intercept']:.2f}, Brier {result['validated_brier']:.3f}",
-        highlight=False,
-    )
+    console.print(_train_table(result))
+    console.print(_primary_lines(result), highlight=False)
     console.print(
         f"registered {result['model_uri']} aliases={result['aliases']}: {result['champion_decision']}",
         highlight=False,
     )
-    for w in result["warnings"]:
-        err_console.print(f"[yellow]warning:[/] {w}")
+    for w in caught:
+        if issubclass(w.category, MscResponseWarning):
+            err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if summary is not None:
         console.print(f"summary -> {summary}", highlight=False)
+
+
+def _ci(value, ci, digits: int = 3) -> str:
+    if value is None:
+        return "not estimable"
+    lo, hi = ci
+    fmt = f"{{:.{digits}f}}"
+    return f"{fmt.format(value)} ({fmt.format(lo)} to {fmt.format(hi)})"
+
+
+def _train_table(result: dict):
+    """One row per model: its status and validated AUROC (names from modeling.metrics)."""
+    from rich.table import Table
+
+    from .modeling.metrics import APPARENT, OPTIMISM_CORRECTED, ROC_AUC, VALIDATED, reported
+
+    title = result["experiment"] + (" (SIMULATED data)" if result["simulated_data"] else "")
+    table = Table(title=title)
+    for col in ("model", "status", "validated AUROC, .632+ (95% CI)",
+                "optimism-corrected (Harrell)", "apparent (not a result)"):  # fmt: skip
+        table.add_column(col)
+    for name, m in result["models"].items():
+        corrected = m[reported(OPTIMISM_CORRECTED, ROC_AUC)]
+        table.add_row(
+            name,
+            m["status"],
+            _ci(m[reported(VALIDATED, ROC_AUC)], m[reported(VALIDATED, ROC_AUC, "ci")]),
+            corrected if isinstance(corrected, str) else f"{corrected:.3f}",
+            f"{m[reported(APPARENT, ROC_AUC)]:.3f}",
+        )
+    return table
+
+
+def _primary_lines(result: dict) -> str:
+    """The primary model's other metrics with their intervals, the gate, the sample size."""
+    from .modeling.metrics import PERFORMANCE, ROC_AUC, VALIDATED, label, net_benefit_name, reported
+
+    primary = result["models"][result["primary_model"]]
+    names = [m for m in PERFORMANCE if m != ROC_AUC]
+    names += [net_benefit_name(t) for t in result["net_benefit_thresholds"]]
+    lines = [f"primary model {result['primary_model']} (cross-validated, 95% CI):"]
+    for name in names:
+        lines.append(
+            f"  {label(name)}: {_ci(primary[reported(VALIDATED, name)], primary[reported(VALIDATED, name, 'ci')])}"
+        )
+    if result["dropped_columns"]:
+        dropped = ", ".join(f"{k} ({v})" for k, v in result["dropped_columns"].items())
+        lines.append(f"dropped before modelling: {dropped}")
+    gate = result.get("gate_against_baseline")
+    if gate:
+        lines.append(f"against the best baseline: {gate['rule']}")
+    status = "EXPLORATORY (below Riley's minimum)" if result["exploratory"] else "adequate"
+    lines.append(f"n={result['n_patients']}, events={result['n_events']}, Riley minimum n="
+                 f"{result['riley_min_n']} for {result['riley_parameters']} parameters: {status}")  # fmt: skip
+    return "\n".join(lines)
 
 
 @app.command()

@@ -132,10 +132,15 @@ class ModelSettings:
     folds: int = 5
     repeats: int | None = None  # None: 10 below 500 patients, 2 below 5,000, else 1
     bootstrap: int | None = None  # None: 200 below 500 patients, 50 below 5,000, else 10
+    #: the pre-specified model whose validation is the headline and which is registered; the
+    #: other candidates are validated and reported as exploratory (no choice made on the same
+    #: data, so no winner's curse). None: ``logistic_l2`` if it is a candidate, else the first.
+    primary: str | None = None
     threshold: float = 0.5
-    n_jobs: int = (
-        2  # processes for cross-validation and bootstrap refits (results do not depend on it)
-    )
+    #: threshold probabilities at which net benefit is reported (decision curve analysis)
+    net_benefit_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
+    #: processes for cross-validation and bootstrap refits (results do not depend on it)
+    n_jobs: int = 2
     lightgbm: dict[str, Any] = field(default_factory=lambda: dict(LIGHTGBM_DEFAULTS))
 
     def __post_init__(self):
@@ -146,6 +151,18 @@ class ModelSettings:
         _require(isinstance(cands, list | tuple) and len(cands) > 0 and all(c in CANDIDATES for c in cands),
                  "model.candidates", cands, f"a non-empty list drawn from {list(CANDIDATES)}")  # fmt: skip
         _set(self, "candidates", tuple(cands))
+        if self.primary is None:
+            _set(
+                self,
+                "primary",
+                "logistic_l2" if "logistic_l2" in self.candidates else self.candidates[0],
+            )
+        _require(self.primary in self.candidates, "model.primary", self.primary,
+                 f"one of model.candidates {list(self.candidates)}")  # fmt: skip
+        nb = self.net_benefit_thresholds
+        _require(isinstance(nb, list | tuple) and len(nb) > 0 and all(_is_num(t) and 0 < t < 1 for t in nb),
+                 "model.net_benefit_thresholds", nb, "a non-empty list of probabilities strictly between 0 and 1")  # fmt: skip
+        _set(self, "net_benefit_thresholds", tuple(float(t) for t in nb))
         _require(
             _is_int(self.folds) and self.folds >= 2,
             "model.folds",

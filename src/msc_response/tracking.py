@@ -37,9 +37,6 @@ from urllib.parse import urlsplit, urlunsplit
 from . import processes
 from .errors import ConfigError
 
-ALIAS_CANDIDATE = "candidate"
-ALIAS_CHAMPION = "champion"
-
 #: Seconds a tracking server has to answer before the URI is an error.
 SERVER_TIMEOUT_S = 5.0
 
