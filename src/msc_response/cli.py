@@ -39,7 +39,8 @@ OPTION_OF = {
     "out": "--out", "design": "--design", "n_patients": "--n-patients", "seed": "--seed",
     "fmt": "--format", "h5ad_patients": "--h5ad-patients", "explain": "--explain",
     "regimens": "--regimens", "engine": "--engine", "patients_per_chunk": "--patients-per-chunk",
-    "jobs": "--jobs", "model": "--model", "encoding": "--encoding",
+    "jobs": "--jobs", "model": "--model", "source_format": "--from", "table_format": "--format",
+    "index_date": "--index-date", "mapping": "--mapping", "summary": "--summary", "encoding": "--encoding",
 }  # fmt: skip
 
 
@@ -231,7 +232,7 @@ def train(
     cfg = load_config(config).with_data(data)
     if summary is not None:
         check_outputs([summary, sidecar(summary, ".problems.csv")],
-                      inputs=[*input_paths(cfg.data), config], option="--summary")  # fmt: skip
+                      inputs=[*input_paths(cfg.data), config], option="summary")  # fmt: skip
     with _problem_list_beside(summary), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MscResponseWarning)
         result = run(cfg, summary_path=summary, exclude_bad_patients=exclude_bad_patients)
@@ -381,7 +382,7 @@ def import_cmd(
     """Import a site's CDISC SDTM or FHIR R4 data into a study directory, with a mapping report."""
     from .importers import import_study
 
-    report = import_study(source, out, fmt=from_, mapping=mapping, index_date=index_date,
+    report = import_study(source, out, source_format=from_, mapping=mapping, index_date=index_date,
                           strict=strict, table_format=fmt)  # fmt: skip
     w = report["written"]
     console.print(

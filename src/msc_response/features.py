@@ -471,7 +471,7 @@ def check_feature_outputs(out: str | Path, config_path: str | Path, data_dir: st
     config file.
     """
     outputs = [Path(out), *(sidecar(out, s) for s in FEATURE_SIDECARS)]
-    check_outputs(outputs, inputs=[*input_paths(data_dir), Path(config_path)], option="--out")
+    check_outputs(outputs, inputs=[*input_paths(data_dir), Path(config_path)], option="out")
 
 
 def write_problems(problems: pd.DataFrame, path: str | Path) -> Path:

@@ -42,11 +42,11 @@ def _is_earlier_import(out: Path) -> bool:
 def check_out(out: Path) -> None:
     """Refuse an ``--out`` that would destroy what the user had (a file, a foreign non-empty folder)."""
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out: {str(out)!r} is a file, not a folder")
+        raise ConfigError(f"out: {str(out)!r} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not _is_earlier_import(out):
         held = sorted(p.name for p in out.iterdir())[:5]
         raise ConfigError(
-            f"--out: {str(out)!r} is not empty and is not an earlier import's output (it holds "
+            f"out: {str(out)!r} is not empty and is not an earlier import's output (it holds "
             f"{held}); choose an empty or new folder - nothing is replaced"
         )
 
@@ -54,7 +54,7 @@ def check_out(out: Path) -> None:
 def write_study(tables: dict, report: dict, markdown: str, out: Path, fmt: str) -> list[Path]:
     """Write ``tables`` (name -> DataFrame or None), the report and its table into ``out``, atomically."""
     check_out(out)
-    with work_dir(out, option="--out") as work:
+    with work_dir(out, option="out") as work:
         tmp = work / "new"
         tmp.mkdir()
         names = []
