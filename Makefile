@@ -45,16 +45,20 @@ train: $(STAMP) ## train the shipped experiments (experiments/*.yaml) on data/tr
 	  $(CLI) train --config $$cfg --summary outputs/train_$$name.json || exit $$?; \
 	done
 
-score: $(STAMP) ## score the SIMULATED screening cohort with each experiment's champion, with explanations
+score: $(STAMP) ## score the SIMULATED screening cohort with each experiment's champion (else, loudly, its exploratory model)
 	@test -d data/screening || $(MAKE) --no-print-directory data
 	@$(MAKE) --no-print-directory score-one NAME=child-pugh-day28 OUT=outputs/predictions_child_pugh.csv ARGS="--explain 3 --regimens all"
 	@$(MAKE) --no-print-directory score-one NAME=meld-day28 OUT=outputs/predictions_meld.csv ARGS="--explain 3"
 
-# the champion if one was promoted, else (saying so) the latest candidate
+# the champion if one was promoted; else, saying so loudly, the exploratory (below Riley's
+# minimum sample size) or the latest candidate version
 score-one:
-	@if $(CLI) score --model models:/$(NAME)@champion --data data/screening --out $(OUT) $(ARGS); then :; else \
-	  echo "no usable champion for $(NAME): scoring the latest candidate instead"; \
-	  $(CLI) score --model models:/$(NAME)@candidate --data data/screening --out $(OUT) $(ARGS); fi
+	@alias=$$($(BIN)/python -c 'import sys; from msc_response.modeling.registration import scoring_alias; print(scoring_alias(sys.argv[1]))' $(NAME)) || exit $$?; \
+	if [ "$$alias" != champion ]; then \
+	  echo "!!! WARNING: $(NAME) has no champion. Scoring its $$alias model: NOT validated for use" >&2; \
+	  echo "!!! (too few patients, or it did not beat the baseline); treat its predictions as exploratory." >&2; \
+	fi; \
+	$(CLI) score --model models:/$(NAME)@$$alias --data data/screening --out $(OUT) $(ARGS)
 
 demo: $(STAMP) ## the main job end to end on the embedded default (SIMULATED data, local MLflow store)
 	$(CLI) scores examples/visits.csv outputs/visits_scored.csv
@@ -68,12 +72,13 @@ demo: $(STAMP) ## the main job end to end on the embedded default (SIMULATED dat
 ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:5000 over the local store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
-bench: $(STAMP) ## benchmarks; results in benchmarks/results/*.json (about 20 minutes)
+bench: $(STAMP) ## benchmarks; results in benchmarks/results/*.json (about an hour)
 	$(BIN)/python benchmarks/bench_scores.py
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_simulate.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_honest_validation.py
+	$(BIN)/python benchmarks/bench_gate.py
 	$(BIN)/python benchmarks/bench_score.py
 
 clean: ## remove generated outputs and the local MLflow store (keeps .venv)

@@ -22,6 +22,7 @@ def private_store(prefix: str) -> Path:
     import tempfile
 
     work = Path(tempfile.mkdtemp(prefix=prefix))
+    (work / "mlruns").mkdir()  # an explicit store is never created where its folder is missing
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     return work

@@ -40,7 +40,7 @@ def main() -> None:
         cfg = config_from_dict({"name": "bench-score", "model": {"candidates": ["lightgbm"]}})
         summary = train(cfg, work / "train")
         uri = f"models:/bench-score/{summary['version']}"
-        result = {"model": summary["chosen_model"], "patients": N}
+        result = {"model": summary["primary_model"], "patients": N}
         for n, name in ((N, "1m"), (N_BIG, "4m")):
             simulate(work / name, design="screening", n_patients=n, seed=12, fmt="parquet",
                      baseline_only=True, h5ad_patients=0)  # fmt: skip

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
 
 from msc_response.domain import TRIAL_ARMS
+from msc_response.errors import MscResponseWarning
 from msc_response.simulator import write_simulation as simulate
 
 #: Patients in the default simulated trial (phase Ia 24 + phase Ib 9).
@@ -107,3 +111,17 @@ def trial_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sim") / "trial"
     simulate(out, design="trial", seed=1)
     return out
+
+
+@contextlib.contextmanager
+def statistical_warnings(match: str = ""):
+    """The MscResponseWarnings of the block, one of which must match ``match``.
+
+    At trial size several are expected (Riley's minimum, a calibration slope that the
+    predictions cannot identify), so tests that train on a trial assert the one they mean.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MscResponseWarning)
+        yield caught
+    messages = [str(w.message) for w in caught if issubclass(w.category, MscResponseWarning)]
+    assert any(re.search(match, m) for m in messages), messages

@@ -73,3 +73,132 @@ def test_both_canonical_and_si_column_is_an_error(tmp_path):
     result = runner.invoke(app, ["scores", str(bad), str(tmp_path / "o.csv")])
     assert result.exit_code == 2
     assert "both 'bilirubin' and 'bilirubin_umol_L'" in result.output
+
+
+# ----------------------------------------------------------------------------------------
+# nothing silently wrong: the table is read as written, or the run stops and says why
+
+
+def test_semicolon_delimited_file_is_an_error_listing_the_columns_found(tmp_path):
+    src = tmp_path / "visits.csv"
+    src.write_text("bilirubin;albumin;inr\n1.2;3.0;1.1\n")
+    out = tmp_path / "o.csv"
+    result = runner.invoke(app, ["scores", str(src), str(out)])
+    assert result.exit_code == 2, result.output
+    assert "no score input column found" in result.output
+    assert "the columns read are ['bilirubin;albumin;inr']" in result.output
+    assert "separated by ';'" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["visits.csv"]
+    # decimal commas make the same file unparsable: the message says why, too
+    src.write_text("bilirubin;albumin;inr\n1,2;3,0;1,1\n")
+    result = runner.invoke(app, ["scores", str(src), str(out)])
+    assert result.exit_code == 2 and "separated by ';'" in result.output, result.output
+
+
+def test_headers_are_matched_exactly_and_a_case_mismatch_is_named(tmp_path):
+    src = tmp_path / "visits.csv"
+    src.write_text("Bilirubin,Albumin,INR\n1.2,3.0,1.1\n")
+    result = runner.invoke(app, ["scores", str(src), str(tmp_path / "o.csv")])
+    assert result.exit_code == 2, result.output
+    assert "column 'Bilirubin': is not read as 'bilirubin'" in result.output
+    assert "the columns read are ['Bilirubin', 'Albumin', 'INR']" in result.output
+    # one mis-cased column among good ones would silently empty MELD: an error too
+    src.write_text("bilirubin,INR,creatinine\n1.2,1.1,1.0\n")
+    result = runner.invoke(app, ["scores", str(src), str(tmp_path / "o.csv")])
+    assert result.exit_code == 2 and "column 'INR': is not read as 'inr'" in result.output
+    # a close but different name in a table with no input gets a suggestion
+    src.write_text("bilirubine,x\n1.2,1\n")
+    result = runner.invoke(app, ["scores", str(src), str(tmp_path / "o.csv")])
+    assert result.exit_code == 2 and "'bilirubine' -> 'bilirubin'?" in result.output
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_pass_through_columns_are_written_exactly_as_read(tmp_path):
+    src = tmp_path / "visits.csv"
+    src.write_text(
+        "id,visit_date,note,bilirubin,albumin,inr,creatinine,sodium,ascites,encephalopathy,dialysis,sex\n"
+        '007,2024-01-05,"a, b",1.50,3.0,1.1,1.0,NA,0,0,0,\n'
+        "0042,,NA,2.0,2.9,1.2,1.1,135,1,0,0,F\n"
+    )
+    out = tmp_path / "o.csv"
+    result = runner.invoke(app, ["scores", str(src), str(out)])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("id,visit_date,note,bilirubin,albumin,inr,creatinine,sodium,")
+    assert lines[1].startswith('007,2024-01-05,"a, b",1.50,3.0,1.1,1.0,NA,0,0,0,,')
+    assert lines[2].startswith("0042,,NA,2.0,2.9,1.2,1.1,135,1,0,0,F,")
+    # the scores are those of the numbers alone ('NA' sodium: no MELD-Na for that row)
+    numbers = tmp_path / "numbers.csv"
+    numbers.write_text(
+        "bilirubin,albumin,inr,creatinine,sodium,ascites,encephalopathy,dialysis,sex\n"
+        "1.5,3.0,1.1,1.0,,0,0,0,\n2.0,2.9,1.2,1.1,135,1,0,0,F\n"
+    )
+    expected = pd.read_csv(_scored(tmp_path, numbers, "n.csv"))
+    got = pd.read_csv(out)
+    for col in ("child_pugh", "child_pugh_class", "meld", "meld_na", "meld3"):
+        pd.testing.assert_series_equal(got[col], expected[col])
+    assert got["meld"].notna().all() and got["meld_na"].isna().tolist() == [True, False]
+    # Parquet: as written too, and text stays text
+    df = pd.read_parquet(_scored(tmp_path, src, "o.parquet"))
+    assert df["id"].tolist() == ["007", "0042"] and df["note"].tolist() == ["a, b", "NA"]
+
+
+def test_parquet_input_keeps_its_types_integer_ids_with_gaps_included(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "visits.parquet"
+    table = pa.table({"patient": pa.array([2, None, 7], pa.int64()),
+                      "bilirubin": [1.0, 2.0, 3.0], "inr": [1.1, 1.2, 1.3],
+                      "creatinine": [1.0, 1.0, 1.0]})  # fmt: skip
+    pq.write_table(table, src)
+    out = tmp_path / "o.csv"
+    assert runner.invoke(app, ["scores", str(src), str(out)]).exit_code == 0
+    assert [line.split(",")[0] for line in out.read_text().splitlines()] == [
+        "patient",
+        "2",
+        "",
+        "7",
+    ]
+    back = pq.read_table(_scored(tmp_path, src, "o.parquet"))
+    assert back.schema.field("patient").type == pa.int64()
+    assert back.column("patient").to_pylist() == [2, None, 7]
+
+
+def _scored(tmp_path, src, name):
+    out = tmp_path / name
+    result = runner.invoke(app, ["scores", str(src), str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_non_utf8_input_is_an_error_with_its_byte_offset_or_is_read_with_encoding(tmp_path):
+    src = tmp_path / "visits.csv"
+    src.write_bytes("name,bilirubin\nw\xf6rner,1.0\n".encode("latin-1"))
+    out = tmp_path / "o.csv"
+    result = runner.invoke(app, ["scores", str(src), str(out)])
+    assert result.exit_code == 2, result.output
+    assert "visits.csv: not UTF-8 text: byte 0xf6 at byte offset 16 (line 2)" in result.output
+    assert "--encoding" in result.output and not out.exists()
+    result = runner.invoke(app, ["scores", str(src), str(out), "--encoding", "latin-1"])
+    assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8").splitlines()[1].startswith("wörner,1.0,")
+    result = runner.invoke(app, ["scores", str(src), str(out), "--encoding", "klingon"])
+    assert result.exit_code == 2 and "--encoding: unknown encoding 'klingon'" in result.output
+
+
+def test_duplicated_columns_empty_and_header_only_files_exit_2_naming_the_file(tmp_path):
+    cases = {
+        "dup.csv": ("bilirubin,inr,bilirubin\n1,1.1,2\n", "dup.csv, column 'bilirubin': the column appears more than once"),
+        "dup_other.csv": ("a,a,bilirubin\n1,2,3\n", "dup_other.csv, column 'a': the column appears more than once"),
+        "empty.csv": ("", "empty.csv: the file is empty (0 bytes)"),
+        "header.csv": ("bilirubin,inr\n", "header.csv: no rows: the file holds a header only"),
+        "empty.parquet": ("", "empty.parquet: cannot read the file"),
+    }  # fmt: skip
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        out = tmp_path / f"out_{Path(name).stem}.csv"
+        result = runner.invoke(app, ["scores", str(tmp_path / name), str(out)])
+        assert result.exit_code == 2 and message in result.output, (name, result.output)
+        assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(cases)

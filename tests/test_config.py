@@ -37,6 +37,15 @@ def test_defaults_fill_in():
         ({"name": "x", "model": {"folds": 1}}, "model.folds: bad value 1"),
         ({"name": "x", "model": {"candidates": ["xgboost"]}}, "model.candidates"),
         ({"name": "x", "model": {"threshold": 1.5}}, "model.threshold: bad value 1.5"),
+        (
+            {"name": "x", "model": {"candidates": ["lightgbm"], "primary": "logistic_l2"}},
+            "model.primary",
+        ),
+        (
+            {"name": "x", "model": {"net_benefit_thresholds": [0, 0.5]}},
+            "model.net_benefit_thresholds",
+        ),
+        ({"name": "../../tmp/x"}, "name: bad value '../../tmp/x'"),
         ({"data": "d"}, "name: required key is missing"),
     ],
 )
@@ -52,3 +61,24 @@ def test_yaml_is_loaded_safely(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_a_config_built_in_code_is_validated_too():
+    from msc_response.config import Endpoint, ExperimentConfig, ModelSettings
+
+    with pytest.raises(ConfigError, match="endpoint.score: bad value 'bmi'"):
+        Endpoint(score="bmi")
+    with pytest.raises(ConfigError, match="model.folds: bad value 1"):
+        ExperimentConfig("x", model=ModelSettings(folds=1))
+    with pytest.raises(ConfigError, match="baseline_window: bad value"):
+        ExperimentConfig("x", baseline_window=(5, 0))
+    built = ExperimentConfig(
+        "x", model=ModelSettings(candidates=["lightgbm"], lightgbm={"num_leaves": 3})
+    )
+    assert (
+        built.model.candidates == ("lightgbm",) and built.model.lightgbm["min_child_samples"] == 4
+    )
+    assert built == config_from_dict(
+        {"name": "x", "model": {"candidates": ["lightgbm"], "lightgbm": {"num_leaves": 3}}}
+    )
+    assert load_config({"name": "x"}) == load_config(load_config({"name": "x"}))

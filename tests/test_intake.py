@@ -246,6 +246,7 @@ def test_every_problem_is_kept_and_the_full_list_written_beside_the_output(trial
 def test_train_stops_on_bad_rows_or_excludes_those_patients(trial_dir, tmp_path, monkeypatch):
     import json
 
+    (tmp_path / "mlruns").mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     extra = "001,0,albumin,38,g/dL\nA-001,-7,inr,abc,ratio\nA-001,5000,sodium,9999,mmol/L\n"

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import statistical_warnings
 from msc_response import tracking
 from msc_response.cli import app
 from msc_response.config import config_from_dict
@@ -28,6 +29,7 @@ runner = CliRunner()
 def registered(tmp_path_factory, trial_dir):
     """A store with one trained model (LightGBM only, so explanations are TreeSHAP)."""
     root = tmp_path_factory.mktemp("store")
+    (root / "mlruns").mkdir()  # an explicit store's folder is never created
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
@@ -35,7 +37,8 @@ def registered(tmp_path_factory, trial_dir):
     cfg = config_from_dict(
         {"name": "score-test", "model": {"repeats": 2, "bootstrap": 10, "candidates": ["lightgbm"]}}
     )
-    summary = train(cfg, trial_dir)
+    with statistical_warnings("Riley"):  # 42 patients: exploratory
+        summary = train(cfg, trial_dir)
     screening = root / "screening"
     simulate(screening, design="screening", n_patients=300, seed=9, h5ad_patients=0)
     yield {

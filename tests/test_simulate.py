@@ -239,7 +239,9 @@ def test_a_killed_run_leaves_a_temporary_directory_that_the_next_run_removes(tmp
     deadline = time.monotonic() + 120
     leftovers: list[Path] = []
     while time.monotonic() < deadline and proc.poll() is None:
-        leftovers = [p for p in tmp_path.glob(".study.simulate-*") if (p / "labs.parquet").exists()]
+        leftovers = [
+            p for p in tmp_path.glob(".study.msc-tmp-*") if (p / "new" / "labs.parquet").exists()
+        ]
         if leftovers:
             break
         time.sleep(0.05)

@@ -7,17 +7,21 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
-from conftest import TRIAL_PATIENTS, write_study
+from conftest import statistical_warnings, write_study
 from msc_response import tracking
 from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.errors import DataError
 from msc_response.features import build_features
+from msc_response.modeling.registration import current_champion, scoring_alias
 from msc_response.modeling.train import train
+from msc_response.simulator import write_simulation as simulate
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -27,6 +31,7 @@ FAST = {"repeats": 2, "bootstrap": 20}
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    (tmp_path / "mlruns").mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     tracking.configure()
@@ -37,65 +42,53 @@ def config(name="cp-test", **over):
     return config_from_dict({"name": name, "model": FAST, **over})
 
 
-def test_train_tracks_registers_and_serves_probabilities(trial_dir, store, tmp_path):
-    summary = train(config(), trial_dir, summary_path=tmp_path / "summary.json")
+def test_train_tracks_registers_exploratory_and_serves_probabilities(trial_dir, store, tmp_path):
+    with statistical_warnings("below Riley's minimum"):
+        summary = train(config(), trial_dir, summary_path=tmp_path / "summary.json")
     on_disk = json.loads((tmp_path / "summary.json").read_text())
-    for key in (
-        "experiment",
-        "n_patients",
-        "n_events",
-        "chosen_model",
-        "validated_roc_auc",
-        "validated_roc_auc_ci",
-        "apparent_roc_auc",
-        "baseline_validated_roc_auc",
-        "riley_min_n",
-        "registered_model",
-        "version",
-        "aliases",
-    ):
+    for key in ("experiment", "n_patients", "n_events", "primary_model", "validated_roc_auc",
+                "validated_roc_auc_ci", "apparent_roc_auc", "baseline_validated_roc_auc",
+                "gate_against_baseline", "dropped_columns", "riley_min_n", "registered_model",
+                "version", "aliases", "champion_decision"):  # fmt: skip
         assert key in on_disk, key
-    assert summary["n_patients"] == TRIAL_PATIENTS and summary["simulated_data"] is True
-    assert summary["riley_min_n"] > TRIAL_PATIENTS and any(
-        "Riley" in w for w in summary["warnings"]
-    )
-    lo, hi = summary["validated_roc_auc_ci"]
-    assert lo <= summary["validated_roc_auc"] <= hi
-    assert summary["chosen_model"] in ("lightgbm", "logistic_l2")
-    assert set(summary["models"]) == {
-        "lightgbm",
-        "logistic_l2",
-        "baseline_score",
-        "baseline_regimen",
-    }
-    assert "candidate" in summary["aliases"]
-    beats = summary["validated_roc_auc"] > summary["baseline_validated_roc_auc"]
-    assert ("champion" in summary["aliases"]) == beats
+    n = len(build_features(config(), trial_dir).table)  # the default trial layout
+    assert summary["n_patients"] == n and summary["simulated_data"] is True
+    assert summary["exploratory"] is True and summary["riley_min_n"] > n
+    # below Riley's minimum: exploratory, never champion, and the run and summary say so
+    assert summary["aliases"] == ["candidate", "exploratory"]
+    assert "exploratory" in summary["champion_decision"]
+    assert scoring_alias("cp-test") == "exploratory"
 
     client = MlflowClient()
     run = client.get_run(summary["run_id"])
-    assert run.data.metrics["apparent_roc_auc"] >= run.data.metrics["validated_roc_auc"] - 0.05
-    assert run.data.params["endpoint.score"] == "child_pugh"
-    assert run.data.params["model.seed"] == "20250238" and "git_commit" in run.data.params
-    assert run.data.params["version.lightgbm"] == "4.7.0"
-    assert run.data.tags["data.simulated"] == "true"
+    m = run.data.metrics
+    assert m["validated_roc_auc_ci_low"] <= m["validated_roc_auc"] <= m["validated_roc_auc_ci_high"]
+    assert "validated_calibration_slope_ci_low" in m and "validated_net_benefit_at_50" in m
+    assert m["n_dropped_columns"] == 2
+    assert (
+        run.data.params["endpoint.score"] == "child_pugh"
+        and run.data.params["model.primary"] == "logistic_l2"
+    )
+    assert run.data.tags["data.simulated"] == "true" and run.data.tags["exploratory"] == "true"
     children = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
     )
     assert len(children) == 4
+    lgbm = next(c for c in children if c.data.tags["kind"] == "lightgbm")
+    assert lgbm.data.tags["optimism_corrected_roc_auc"] == "not applicable"
+    assert "optimism_corrected_roc_auc" not in lgbm.data.metrics
     arts = {a.path for a in client.list_artifacts(children[0].info.run_id, "validation")}
     assert {"validation/roc_curve.png", "validation/calibration.png", "validation/decision_curve.png",
-            "validation/oof_predictions.csv"} <= arts  # fmt: skip
+            "validation/oof_predictions.csv", "validation/decision_curve.csv"} <= arts  # fmt: skip
 
     # the registered model serves probabilities from the feature table
     model = mlflow.pyfunc.load_model(f"models:/cp-test/{summary['version']}")
     fs = build_features(config(), trial_dir, labels=False)
     p = model.predict(fs.table)["probability"].to_numpy()
-    assert p.shape == (TRIAL_PATIENTS,) and ((p > 0) & (p < 1)).all()
-    inner = model.unwrap_python_model()
-    np.testing.assert_allclose(p, inner.fitted.predict_proba(fs.table))
+    assert p.shape == (n,) and ((p > 0) & (p < 1)).all()
+    np.testing.assert_allclose(p, model.unwrap_python_model().fitted.predict_proba(fs.table))
 
-    # nothing pickled, no patient id anywhere in the store
+    # nothing pickled, no patient id and no training row anywhere in the store
     files = [f for f in store.rglob("*") if f.is_file()]
     assert not [f for f in files if f.suffix in (".pkl", ".pickle")]
     assert any(f.name in ("model.lgb.txt", "model.skops") for f in files)
@@ -106,16 +99,39 @@ def test_train_tracks_registers_and_serves_probabilities(trial_dir, store, tmp_p
         ):
             assert "SIM-0" not in f.read_text(errors="ignore"), f
     assert b"SIM-0" not in (store / "mlflow.db").read_bytes()
+    (example_file,) = [f for f in files if f.name == "input_example.json"]
+    example = json.loads(example_file.read_text())
+    rows = pd.DataFrame(example["data"], columns=example["columns"])
+    train_rows = fs.table[example["columns"]].astype(float)
+    assert len(rows) == 1
+    assert not (np.isclose(train_rows.to_numpy(), rows.to_numpy()).all(axis=1)).any()
 
 
-def test_same_data_again_is_not_promoted_over_itself(trial_dir, store):
-    first = train(config("again"), trial_dir)
-    second = train(config("again"), trial_dir)
-    assert second["version"] != first["version"]
-    assert second["validated_roc_auc"] == first["validated_roc_auc"]  # seeded: same numbers
-    if "champion" in first["aliases"]:
-        assert second["aliases"] == ["candidate"]
-        assert "does not beat the current champion" in second["champion_decision"]
+def test_champion_is_revalidated_on_the_same_data_not_read_from_a_tag(tmp_path, store):
+    """Above Riley's minimum: the first version beats the baseline and becomes champion; the
+    same recipe again is non-inferior (difference exactly 0 on the same samples)."""
+    cohort = tmp_path / "big"
+    simulate(cohort, design="trial", n_patients=3000, seed=9000, fmt="parquet", h5ad_patients=0)
+    cfg = config("big", model={"candidates": ["logistic_l2"], "repeats": 1, "bootstrap": 20})
+    first = train(cfg, cohort)
+    assert first["exploratory"] is False and first["gate_against_baseline"]["passed"]
+    assert first["aliases"] == ["candidate", "champion"] and first["gate_against_champion"] is None
+    client = MlflowClient()
+    client.set_model_version_tag("big", first["version"], "validated_roc_auc", "0.999")  # ignored
+    second = train(cfg, cohort)
+    gate = second["gate_against_champion"]
+    assert gate["roc_auc_difference"] == 0 and gate["roc_auc_difference_ci"] == [0, 0]
+    assert gate["reference"].startswith(f"champion v{first['version']}")
+    assert second["aliases"] == ["candidate", "champion"]
+    assert scoring_alias("big") == "champion"
+
+
+def test_only_a_missing_alias_means_no_champion(trial_dir, store):
+    with pytest.raises(MlflowException):
+        current_champion("never-registered")  # a registry error is not "no champion"
+    with statistical_warnings():
+        train(config("no-champ"), trial_dir)
+    assert current_champion("no-champ") is None
 
 
 def test_no_non_responders_is_an_error_and_registers_nothing(tmp_path, store):
@@ -126,6 +142,17 @@ def test_no_non_responders_is_an_error_and_registers_nothing(tmp_path, store):
     assert not MlflowClient().search_registered_models()
 
 
+def test_cli_train_prints_the_table_the_intervals_and_the_warnings(trial_dir, tmp_path, store):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: cli-test\nmodel: {repeats: 2, bootstrap: 20}\n")
+    result = runner.invoke(app, ["train", "--config", str(cfg), "--data", str(trial_dir)])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "not applicable" in out and "exploratory" in out and "calibration slope" in out
+    assert "warning:" in out and "below Riley's minimum sample size" in out
+    assert "dropped before modelling: baseline_dialysis" in out
+
+
 def test_cli_train_bad_config_key(tmp_path, store):
     bad = tmp_path / "c.yaml"
     bad.write_text("name: x\nmodel: {lightgbm_params: {}}\n")
@@ -133,9 +160,10 @@ def test_cli_train_bad_config_key(tmp_path, store):
     assert result.exit_code == 2 and "unknown key 'model.lightgbm_params'" in result.output
 
 
-def test_shipped_experiments_are_valid_configs():
+def test_shipped_experiments_are_valid_configs_with_a_prespecified_primary():
     from msc_response.config import load_config
 
     root = Path(__file__).resolve().parents[1] / "experiments"
-    names = {load_config(p).endpoint.score for p in root.glob("*.yaml")}
-    assert names == {"child_pugh", "meld"}
+    configs = [load_config(p) for p in root.glob("*.yaml")]
+    assert {c.endpoint.score for c in configs} == {"child_pugh", "meld"}
+    assert all("primary" in p.read_text() for p in root.glob("*.yaml"))

@@ -8,7 +8,10 @@ layer over it)::
     config = msc.load_config("experiments/child_pugh_day28.yaml")   # or a dict
     study = msc.simulate("trial", seed=1)        # SIMULATED; or msc.load_study("data/site")
     features = msc.build_features(config, study)
-    model = msc.load_model("models:/child-pugh-day28@champion")
+    result = msc.fit(config, features)           # in memory: validation, plots, no MLflow
+    result.plot_calibration()
+    summary = msc.log_and_register(result)       # the MLflow run, the registry, the gate
+    model = msc.load_model(summary["model_uri"])
     predictions = msc.predict(model, study, explain=3)
 
 Names are imported on first use, so ``import msc_response`` stays light (no MLflow,
@@ -32,6 +35,10 @@ _LAZY = {
     "build_features": "msc_response.features",
     "FeatureSet": "msc_response.features",
     "simulate": "msc_response.simulator",
+    "fit": "msc_response.modeling.fit",
+    "TrainingResult": "msc_response.modeling.fit",
+    "log_and_register": "msc_response.modeling.registration",
+    "train": "msc_response.modeling.train",
     "load_model": "msc_response.modeling.registry",
     "LoadedModel": "msc_response.modeling.registry",
     "predict": "msc_response.modeling.predict",

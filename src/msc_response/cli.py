@@ -39,7 +39,8 @@ OPTION_OF = {
     "out": "--out", "design": "--design", "n_patients": "--n-patients", "seed": "--seed",
     "fmt": "--format", "h5ad_patients": "--h5ad-patients", "explain": "--explain",
     "regimens": "--regimens", "engine": "--engine", "patients_per_chunk": "--patients-per-chunk",
-    "jobs": "--jobs", "model": "--model",
+    "jobs": "--jobs", "model": "--model", "source_format": "--from", "table_format": "--format",
+    "index_date": "--index-date", "mapping": "--mapping", "summary": "--summary", "encoding": "--encoding",
 }  # fmt: skip
 
 
@@ -49,12 +50,19 @@ def _as_option(message: str) -> str:
 
 
 def _bad_input_exits(func):
-    """Map bad input to exit code 2 with the problems printed; other errors are bugs."""
+    """Map bad input to exit code 2 with the problems printed; other errors are bugs.
+
+    SIGTERM and SIGINT raise inside the command, so its temporary files are removed on the
+    way out (exit 143 after SIGTERM).
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from .processes import signals_raise
+
         try:
-            return func(*args, **kwargs)
+            with signals_raise():
+                return func(*args, **kwargs)
         except (DataError, ConfigError) as err:
             text = _as_option(str(err)) if isinstance(err, ConfigError) else str(err)
             err_console.print(f"[bold red]error:[/] {text}", markup=True, highlight=False)
@@ -89,9 +97,12 @@ def _problem_list_beside(out: Path | None):
 def scores(
     input: Path = typer.Argument(..., help="Per-visit table, CSV or Parquet."),
     output: Path = typer.Argument(..., help="Output table, CSV or Parquet (by extension)."),
+    encoding: str | None = typer.Option(
+        None, "--encoding", help="Text encoding of a CSV input, e.g. latin-1 (default UTF-8)."
+    ),
 ) -> None:
     """Compute Child-Pugh, MELD, MELD-Na and MELD 3.0 for every row of a visit table."""
-    from .io import table_format, write_table
+    from .io import check_outputs, table_format, write_table
     from .scores import with_scores
     from .visits import read_visit_table
 
@@ -99,7 +110,8 @@ def scores(
         table_format(output)
     except ValueError as err:
         raise ConfigError(f"OUTPUT: {err}") from None
-    raw, canonical = read_visit_table(input)
+    check_outputs([output], inputs=[input], option="OUTPUT")
+    raw, canonical = read_visit_table(input, encoding)
     result = with_scores(raw, canonical)
     write_table(result, output)
     console.print(f"scored {len(result)} row(s) -> {output}")
@@ -134,7 +146,7 @@ def build_features_cmd(
 ) -> None:
     """Build the feature table with labels, the exclusion list and the patient flow."""
     from .config import load_config
-    from .features import build_features, write_feature_set
+    from .features import build_features, check_feature_outputs, write_feature_set
     from .io import table_format
 
     try:
@@ -142,6 +154,7 @@ def build_features_cmd(
     except ValueError as err:
         raise ConfigError(f"--out: {err}") from None
     cfg = load_config(config).with_data(data)
+    check_feature_outputs(out, config, cfg.data)
     with _problem_list_beside(out):
         fs = build_features(
             cfg, labels=True, bad_rows="exclude" if exclude_bad_patients else "error"
@@ -206,47 +219,92 @@ def train(
         help="Exclude patients with bad rows (reasons in the patient flow) instead of stopping.",
     ),
 ) -> None:
-    """Validate candidates and baselines, refit the best, log to MLflow and register it."""
-    from rich.table import Table
+    """Validate candidates and baselines, refit the primary model, log to MLflow and register it."""
+    import warnings
 
     from .config import load_config
+    from .errors import MscResponseWarning
+    from .features import sidecar
+    from .io import check_outputs
     from .modeling.train import train as run
+    from .study.files import input_paths
 
     cfg = load_config(config).with_data(data)
-    with _problem_list_beside(summary):
+    if summary is not None:
+        check_outputs([summary, sidecar(summary, ".problems.csv")],
+                      inputs=[*input_paths(cfg.data), config], option="summary")  # fmt: skip
+    with _problem_list_beside(summary), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MscResponseWarning)
         result = run(cfg, summary_path=summary, exclude_bad_patients=exclude_bad_patients)
     console.print(_flow_box(result["patient_flow"]), highlight=False)
-    table = Table(
-        title=f"{result['experiment']}" + (" (SIMULATED data)" if result["simulated_data"] else "")
-    )
-    for col in (
-        "model",
-        "role",
-        "validated AUROC (95% CI)",
-        "optimism-corrected",
-        "apparent (not a result)",
-    ):
-        table.add_column(col)
-    for name, m in result["models"].items():
-        lo, hi = m["validated_roc_auc_ci"]
-        mark = " *" if name == result["chosen_model"] else ""
-        table.add_row(name + mark, m["role"], f"{m['validated_roc_auc']:.3f} ({lo:.3f}-{hi:.3f})",
-                      f"{m['optimism_corrected_roc_auc']:.3f}", f"{m['apparent_roc_auc']:.3f}")  # fmt: skip
-    console.print(table)
-    console.print(
-        f"n={result['n_patients']}, events={result['n_events']}, Riley minimum n={result['riley_min_n']}; "
-        f"calibration slope {result['validated_calibration_slope']:.2f}, intercept "
-        f"{result['validated_calibration_intercept']:.2f}, Brier {result['validated_brier']:.3f}",
-        highlight=False,
-    )
+    console.print(_train_table(result))
+    console.print(_primary_lines(result), highlight=False)
     console.print(
         f"registered {result['model_uri']} aliases={result['aliases']}: {result['champion_decision']}",
         highlight=False,
     )
-    for w in result["warnings"]:
-        err_console.print(f"[yellow]warning:[/] {w}")
+    for w in caught:
+        if issubclass(w.category, MscResponseWarning):
+            err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if summary is not None:
         console.print(f"summary -> {summary}", highlight=False)
+
+
+def _ci(value, ci, digits: int = 3) -> str:
+    if value is None:
+        return "not estimable"
+    lo, hi = ci
+    fmt = f"{{:.{digits}f}}"
+    return f"{fmt.format(value)} ({fmt.format(lo)} to {fmt.format(hi)})"
+
+
+def _train_table(result: dict):
+    """One row per model: its status and validated AUROC (names from modeling.metrics)."""
+    from rich.table import Table
+
+    from .modeling.metrics import APPARENT, OPTIMISM_CORRECTED, ROC_AUC, VALIDATED, reported
+
+    title = result["experiment"] + (" (SIMULATED data)" if result["simulated_data"] else "")
+    table = Table(title=title)
+    for col in ("model", "status", "validated AUROC, .632+ (95% CI)",
+                "optimism-corrected (Harrell)", "apparent (not a result)"):  # fmt: skip
+        table.add_column(col)
+    for name, m in result["models"].items():
+        corrected = m[reported(OPTIMISM_CORRECTED, ROC_AUC)]
+        table.add_row(
+            name,
+            m["status"],
+            _ci(m[reported(VALIDATED, ROC_AUC)], m[reported(VALIDATED, ROC_AUC, "ci")]),
+            corrected if isinstance(corrected, str) else f"{corrected:.3f}",
+            f"{m[reported(APPARENT, ROC_AUC)]:.3f}",
+        )
+    return table
+
+
+def _primary_lines(result: dict) -> str:
+    """The primary model's other metrics with their intervals, the gate, the sample size."""
+    from .modeling.metrics import PERFORMANCE, ROC_AUC, VALIDATED, label, net_benefit_name, reported
+
+    primary = result["models"][result["primary_model"]]
+    names = [m for m in PERFORMANCE if m != ROC_AUC]
+    names += [net_benefit_name(t) for t in result["net_benefit_thresholds"]]
+    lines = [f"primary model {result['primary_model']} (cross-validated, 95% CI):"]
+    for name in names:
+        lines.append(
+            f"  {label(name)}: {_ci(primary[reported(VALIDATED, name)], primary[reported(VALIDATED, name, 'ci')])}"
+        )
+    if result["dropped_columns"]:
+        dropped = ", ".join(f"{k} ({v})" for k, v in result["dropped_columns"].items())
+        lines.append(f"dropped before modelling: {dropped}")
+    gate = result.get("gate_against_baseline")
+    if gate:
+        lines.append(f"against the best baseline: {gate['rule']}")
+    status = "EXPLORATORY (below Riley's minimum)" if result["exploratory"] else "adequate"
+    lines.append(f"n={result['n_patients']}, events={result['n_events']}, Riley minimum n="
+                 f"{result['riley_min_n']} for {result['riley_parameters']} parameters: {status}")  # fmt: skip
+    return "\n".join(lines)
 
 
 @app.command()
@@ -324,7 +382,7 @@ def import_cmd(
     """Import a site's CDISC SDTM or FHIR R4 data into a study directory, with a mapping report."""
     from .importers import import_study
 
-    report = import_study(source, out, fmt=from_, mapping=mapping, index_date=index_date,
+    report = import_study(source, out, source_format=from_, mapping=mapping, index_date=index_date,
                           strict=strict, table_format=fmt)  # fmt: skip
     w = report["written"]
     console.print(

@@ -2,12 +2,15 @@
 
 A config says which study to read, how baseline and follow-up values are picked, what
 counts as a response, and how models are trained. It is stored with every model so
-that scoring builds features exactly as training did.
+that scoring builds features exactly as training did. Every section validates itself
+when it is made (``__post_init__``), so a config is valid however it is built: from
+YAML, from a dict, or in code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,12 @@ from .errors import ConfigError
 ENDPOINT_SCORES = ("child_pugh", "meld", "meld_na", "meld3", "albumin")
 DIRECTIONS = ("decrease", "increase")
 CANDIDATES = ("lightgbm", "logistic_l2")
+
+#: Names allowed for an experiment: the name is the MLflow experiment, the registered model
+#: and a folder of the artifact store, so it must be a path segment that needs no quoting:
+#: ASCII letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit (no ``/``,
+#: ``:``, ``..``, spaces), within MLflow's length limits with room for ``-scoring`` beside it.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 #: LightGBM settings that can split a few dozen patients (the defaults, e.g.
 #: ``min_child_samples=20``, cannot): shallow trees, few leaves, strong shrinkage.
@@ -36,6 +45,23 @@ LIGHTGBM_DEFAULTS: dict[str, Any] = {
 }
 
 
+def _require(cond: bool, key: str, value, expected: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: bad value {value!r}; expected {expected}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _set(obj, name: str, value) -> None:
+    object.__setattr__(obj, name, value)  # normalising a frozen dataclass in __post_init__
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """What counts as a response: a change of ``min_change`` in ``direction`` by ``followup_day``."""
@@ -45,6 +71,26 @@ class Endpoint:
     min_change: float = 1.0
     followup_day: int = 28
     window_days: int = 7
+
+    def __post_init__(self):
+        _require(
+            self.score in ENDPOINT_SCORES,
+            "endpoint.score",
+            self.score,
+            f"one of {list(ENDPOINT_SCORES)}",
+        )
+        _require(
+            self.direction in DIRECTIONS,
+            "endpoint.direction",
+            self.direction,
+            f"one of {list(DIRECTIONS)}",
+        )
+        _require(_is_num(self.min_change) and self.min_change > 0, "endpoint.min_change", self.min_change,
+                 "a number > 0")  # fmt: skip
+        _require(_is_int(self.followup_day) and self.followup_day > 0, "endpoint.followup_day",
+                 self.followup_day, "a whole number of days > 0")  # fmt: skip
+        _require(_is_int(self.window_days) and 0 <= self.window_days < self.followup_day, "endpoint.window_days",
+                 self.window_days, "a whole number of days, 0 <= window_days < followup_day")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -59,6 +105,23 @@ class SingleCell:
     monocyte_types: tuple[str, ...] = ("CD14 monocyte", "CD16 monocyte")
     layer: str | None = None
 
+    def __post_init__(self):
+        types = self.monocyte_types
+        _require(isinstance(types, list | tuple) and len(types) > 0 and all(isinstance(t, str) for t in types),
+                 "singlecell.monocyte_types", types, "a non-empty list of cell-type labels")  # fmt: skip
+        _set(self, "monocyte_types", tuple(types))
+        _require(_is_num(self.threshold), "singlecell.threshold", self.threshold, "a number")
+        for key in ("gene", "patient_key", "day_key", "cell_type_key"):
+            value = getattr(self, key)
+            _require(
+                isinstance(value, str) and value != "",
+                f"singlecell.{key}",
+                value,
+                "a non-empty string",
+            )
+        _require(self.layer is None or isinstance(self.layer, str), "singlecell.layer", self.layer,
+                 "null or a layer name")  # fmt: skip
+
 
 @dataclass(frozen=True)
 class ModelSettings:
@@ -69,11 +132,66 @@ class ModelSettings:
     folds: int = 5
     repeats: int | None = None  # None: 10 below 500 patients, 2 below 5,000, else 1
     bootstrap: int | None = None  # None: 200 below 500 patients, 50 below 5,000, else 10
+    #: the pre-specified model whose validation is the headline and which is registered; the
+    #: other candidates are validated and reported as exploratory (no choice made on the same
+    #: data, so no winner's curse). None: ``logistic_l2`` if it is a candidate, else the first.
+    primary: str | None = None
     threshold: float = 0.5
-    n_jobs: int = (
-        2  # processes for cross-validation and bootstrap refits (results do not depend on it)
-    )
+    #: threshold probabilities at which net benefit is reported (decision curve analysis)
+    net_benefit_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
+    #: processes for cross-validation and bootstrap refits (results do not depend on it)
+    n_jobs: int = 2
     lightgbm: dict[str, Any] = field(default_factory=lambda: dict(LIGHTGBM_DEFAULTS))
+
+    def __post_init__(self):
+        _require(
+            _is_int(self.seed) and self.seed >= 0, "model.seed", self.seed, "a whole number >= 0"
+        )
+        cands = self.candidates
+        _require(isinstance(cands, list | tuple) and len(cands) > 0 and all(c in CANDIDATES for c in cands),
+                 "model.candidates", cands, f"a non-empty list drawn from {list(CANDIDATES)}")  # fmt: skip
+        _set(self, "candidates", tuple(cands))
+        if self.primary is None:
+            _set(
+                self,
+                "primary",
+                "logistic_l2" if "logistic_l2" in self.candidates else self.candidates[0],
+            )
+        _require(self.primary in self.candidates, "model.primary", self.primary,
+                 f"one of model.candidates {list(self.candidates)}")  # fmt: skip
+        nb = self.net_benefit_thresholds
+        _require(isinstance(nb, list | tuple) and len(nb) > 0 and all(_is_num(t) and 0 < t < 1 for t in nb),
+                 "model.net_benefit_thresholds", nb, "a non-empty list of probabilities strictly between 0 and 1")  # fmt: skip
+        _set(self, "net_benefit_thresholds", tuple(float(t) for t in nb))
+        _require(
+            _is_int(self.folds) and self.folds >= 2,
+            "model.folds",
+            self.folds,
+            "a whole number >= 2",
+        )
+        for key in ("repeats", "bootstrap"):
+            v = getattr(self, key)
+            _require(
+                v is None or (_is_int(v) and v >= 1),
+                f"model.{key}",
+                v,
+                "null (automatic) or a whole number >= 1",
+            )
+        _require(
+            _is_int(self.n_jobs) and self.n_jobs >= 1,
+            "model.n_jobs",
+            self.n_jobs,
+            "a whole number >= 1",
+        )
+        _require(_is_num(self.threshold) and 0 < self.threshold < 1, "model.threshold", self.threshold,
+                 "a probability strictly between 0 and 1")  # fmt: skip
+        _require(
+            isinstance(self.lightgbm, dict),
+            "model.lightgbm",
+            self.lightgbm,
+            "a mapping of LightGBM parameters",
+        )
+        _set(self, "lightgbm", {**LIGHTGBM_DEFAULTS, **self.lightgbm})
 
 
 @dataclass(frozen=True)
@@ -92,6 +210,51 @@ class ExperimentConfig:
     singlecell: SingleCell = field(default_factory=SingleCell)
     model: ModelSettings = field(default_factory=ModelSettings)
 
+    def __post_init__(self):
+        _require(isinstance(self.name, str) and NAME_PATTERN.fullmatch(self.name) is not None, "name", self.name,
+                 "1-200 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit "
+                 "(it names the MLflow experiment, the registered model and its artifact folder)")  # fmt: skip
+        _require(isinstance(self.data, str | Path), "data", self.data, "a directory path")
+        _set(self, "data", str(self.data))
+        window = self.baseline_window
+        _require(isinstance(window, list | tuple) and len(window) == 2 and all(_is_int(x) for x in window)
+                 and window[0] <= window[1] <= 0, "baseline_window", window,
+                 "[first_day, last_day] with first_day <= last_day <= 0")  # fmt: skip
+        _set(self, "baseline_window", (int(window[0]), int(window[1])))
+        for key, cls in (
+            ("endpoint", Endpoint),
+            ("singlecell", SingleCell),
+            ("model", ModelSettings),
+        ):
+            _require(
+                isinstance(getattr(self, key), cls), key, getattr(self, key), f"a {cls.__name__}"
+            )
+        ep, landmark = self.endpoint, self.landmark_day
+        _require(landmark is None or (_is_int(landmark) and 0 < landmark < ep.followup_day - ep.window_days),
+                 "landmark_day", landmark, "null, or a day after the first infusion and before the follow-up window")  # fmt: skip
+        assume = {} if self.assume is None else self.assume
+        _require(isinstance(assume, dict), "assume", assume, "a mapping of test name to value")
+        from .units import (  # local: config knows nothing else of units
+            KNOWN_TESTS,
+            PLAUSIBLE_RANGES,
+        )
+
+        for test, value in assume.items():
+            _require(
+                test in KNOWN_TESTS,
+                f"assume.{test}",
+                test,
+                f"a score component, one of {sorted(KNOWN_TESTS)}",
+            )
+            low, high = PLAUSIBLE_RANGES[test]
+            _require(
+                _is_num(value) and low <= value <= high,
+                f"assume.{test}",
+                value,
+                f"a number in {low:g}-{high:g}",
+            )
+        _set(self, "assume", {k: float(v) for k, v in assume.items()})
+
     def to_dict(self) -> dict[str, Any]:
         """Plain, YAML/JSON-safe dictionary (tuples become lists)."""
         return _plain(dataclasses.asdict(self))
@@ -109,29 +272,24 @@ def _plain(obj):
     return obj
 
 
-def _check_keys(section: dict, cls, where: str) -> None:
+def _check_keys(raw: dict, cls, where: str) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
-    for key in section:
+    for key in raw:
         if key not in known:
             path = f"{where}.{key}" if where else str(key)
             raise ConfigError(f"unknown key {path!r}; known keys here: {sorted(known)}")
 
 
-def _require(cond: bool, key: str, value, expected: str) -> None:
-    if not cond:
-        raise ConfigError(f"{key}: bad value {value!r}; expected {expected}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+def _section(raw, cls, where: str):
+    """``cls`` built from the mapping ``raw`` (None: the defaults)."""
+    raw = {} if raw is None else raw
+    _require(isinstance(raw, dict), where, raw, "a mapping")
+    _check_keys(raw, cls, where)
+    return cls(**raw)
 
 
 def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
-    """Build and validate an :class:`ExperimentConfig`; errors name the key."""
+    """Build and validate an :class:`ExperimentConfig` from plain data; errors name the key."""
     if not isinstance(raw, dict):
         raise ConfigError(
             f"the config must be a mapping of keys to values, got {type(raw).__name__}"
@@ -139,120 +297,19 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     _check_keys(raw, ExperimentConfig, "")
     if "name" not in raw:
         raise ConfigError("name: required key is missing")
-    name = raw["name"]
-    _require(isinstance(name, str) and name.strip() != "", "name", name, "a non-empty string")
-    data = raw.get("data", "data/trial")
-    _require(isinstance(data, str), "data", data, "a directory path")
-
-    window = raw.get("baseline_window", [-30, 0])
-    _require(
-        isinstance(window, list | tuple) and len(window) == 2 and all(_is_int(x) for x in window)
-        and window[0] <= window[1] <= 0,
-        "baseline_window", window, "[first_day, last_day] with first_day <= last_day <= 0",
-    )  # fmt: skip
-
-    ep_raw = raw.get("endpoint", {}) or {}
-    _require(isinstance(ep_raw, dict), "endpoint", ep_raw, "a mapping")
-    _check_keys(ep_raw, Endpoint, "endpoint")
-    ep = Endpoint(**ep_raw)
-    _require(
-        ep.score in ENDPOINT_SCORES, "endpoint.score", ep.score, f"one of {list(ENDPOINT_SCORES)}"
-    )
-    _require(
-        ep.direction in DIRECTIONS, "endpoint.direction", ep.direction, f"one of {list(DIRECTIONS)}"
-    )
-    _require(
-        _is_num(ep.min_change) and ep.min_change > 0,
-        "endpoint.min_change",
-        ep.min_change,
-        "a number > 0",
-    )
-    _require(_is_int(ep.followup_day) and ep.followup_day > 0, "endpoint.followup_day", ep.followup_day,
-             "a whole number of days > 0")  # fmt: skip
-    _require(_is_int(ep.window_days) and 0 <= ep.window_days < ep.followup_day, "endpoint.window_days",
-             ep.window_days, "a whole number of days, 0 <= window_days < followup_day")  # fmt: skip
-
-    landmark = raw.get("landmark_day")
-    _require(landmark is None or (_is_int(landmark) and 0 < landmark < ep.followup_day - ep.window_days),
-             "landmark_day", landmark, "null, or a day after the first infusion and before the follow-up window")  # fmt: skip
-
-    assume = raw.get("assume", {"dialysis": 0})
-    assume = {} if assume is None else assume
-    _require(isinstance(assume, dict), "assume", assume, "a mapping of test name to value")
-    from .units import KNOWN_TESTS, PLAUSIBLE_RANGES  # local: config knows nothing else of units
-
-    for test, value in assume.items():
-        _require(
-            test in KNOWN_TESTS,
-            f"assume.{test}",
-            test,
-            f"a score component, one of {sorted(KNOWN_TESTS)}",
-        )
-        low, high = PLAUSIBLE_RANGES[test]
-        _require(
-            _is_num(value) and low <= value <= high,
-            f"assume.{test}",
-            value,
-            f"a number in {low:g}-{high:g}",
-        )
-
-    sc_raw = raw.get("singlecell", {}) or {}
-    _require(isinstance(sc_raw, dict), "singlecell", sc_raw, "a mapping")
-    _check_keys(sc_raw, SingleCell, "singlecell")
-    if "monocyte_types" in sc_raw:
-        types = sc_raw["monocyte_types"]
-        _require(isinstance(types, list) and types and all(isinstance(t, str) for t in types),
-                 "singlecell.monocyte_types", types, "a non-empty list of cell-type labels")  # fmt: skip
-        sc_raw = {**sc_raw, "monocyte_types": tuple(types)}
-    sc = SingleCell(**sc_raw)
-    _require(_is_num(sc.threshold), "singlecell.threshold", sc.threshold, "a number")
-
-    m_raw = raw.get("model", {}) or {}
-    _require(isinstance(m_raw, dict), "model", m_raw, "a mapping")
-    _check_keys(m_raw, ModelSettings, "model")
-    lgb = {**LIGHTGBM_DEFAULTS, **(m_raw.get("lightgbm") or {})}
-    cands = tuple(m_raw.get("candidates", CANDIDATES))
-    model = ModelSettings(**{**m_raw, "lightgbm": lgb, "candidates": cands})
-    _require(
-        _is_int(model.seed) and model.seed >= 0, "model.seed", model.seed, "a whole number >= 0"
-    )
-    _require(len(cands) > 0 and all(c in CANDIDATES for c in cands), "model.candidates", list(cands),
-             f"a non-empty list drawn from {list(CANDIDATES)}")  # fmt: skip
-    _require(
-        _is_int(model.folds) and model.folds >= 2, "model.folds", model.folds, "a whole number >= 2"
-    )
-    for key in ("repeats", "bootstrap"):
-        v = getattr(model, key)
-        _require(
-            v is None or (_is_int(v) and v >= 1),
-            f"model.{key}",
-            v,
-            "null (automatic) or a whole number >= 1",
-        )
-    _require(
-        _is_int(model.n_jobs) and model.n_jobs >= 1,
-        "model.n_jobs",
-        model.n_jobs,
-        "a whole number >= 1",
-    )
-    _require(_is_num(model.threshold) and 0 < model.threshold < 1, "model.threshold", model.threshold,
-             "a probability strictly between 0 and 1")  # fmt: skip
-
+    sections = {"endpoint": Endpoint, "singlecell": SingleCell, "model": ModelSettings}
     return ExperimentConfig(
-        name=name,
-        data=data,
-        baseline_window=(int(window[0]), int(window[1])),
-        endpoint=ep,
-        landmark_day=landmark,
-        assume={k: float(v) for k, v in assume.items()},
-        singlecell=sc,
-        model=model,
+        **{**raw, **{k: _section(raw.get(k), cls, k) for k, cls in sections.items()}}
     )
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read an experiment config from YAML (``yaml.safe_load``: no code is ever executed)."""
-    path = Path(path)
+def load_config(source: str | Path | dict | ExperimentConfig) -> ExperimentConfig:
+    """An experiment config from a YAML file (``yaml.safe_load``: no code runs), a dict, or itself."""
+    if isinstance(source, ExperimentConfig):
+        return source
+    if isinstance(source, dict):
+        return config_from_dict(source)
+    path = Path(source)
     try:
         text = path.read_text()
     except OSError as err:

@@ -41,37 +41,34 @@ def global_importance(contrib: np.ndarray, columns) -> pd.DataFrame:
     )
 
 
-def save_shap_plots(
-    contrib: np.ndarray, base: np.ndarray, X: pd.DataFrame, directory, *, simulated: bool = False
-) -> list:
-    """Beeswarm and bar plots of the contributions, written as PNG files."""
-    import matplotlib
+def plot_shap(
+    contrib: np.ndarray,
+    base: np.ndarray,
+    X: pd.DataFrame,
+    ax=None,
+    *,
+    kind: str = "beeswarm",
+    max_display: int = 15,
+):
+    """SHAP beeswarm (``kind="beeswarm"``) or mean |SHAP| bar plot on ``ax``; returns the Axes.
 
-    matplotlib.use("Agg")
-    from pathlib import Path
-
-    import matplotlib.pyplot as plt
+    A new figure is made without pyplot when ``ax`` is None; the matplotlib backend is
+    never switched and nothing is shown.
+    """
     import shap
 
+    from .report import new_axes
+
+    draw = {"beeswarm": shap.plots.beeswarm, "bar": shap.plots.bar}
+    if kind not in draw:
+        raise ValueError(f"kind: expected one of {sorted(draw)}, got {kind!r}")
     expl = shap.Explanation(
         values=contrib,
         base_values=base,
         data=X.to_numpy(dtype=float),
         feature_names=list(X.columns),
     )
-    paths = []
-    for name, draw in (
-        ("shap_beeswarm.png", shap.plots.beeswarm),
-        ("shap_bar.png", shap.plots.bar),
-    ):
-        plt.figure()
-        draw(expl, show=False, max_display=15)
-        if simulated:
-            from .report import SIMULATED_LABEL
-
-            plt.gcf().suptitle(SIMULATED_LABEL, color="firebrick", fontsize=9)
-        path = Path(directory) / name
-        plt.gcf().savefig(path, dpi=110, bbox_inches="tight")
-        plt.close("all")
-        paths.append(path)
-    return paths
+    ax = new_axes(ax, figsize=(7, 5))
+    options = {"plot_size": None} if kind == "beeswarm" else {}
+    draw[kind](expl, max_display=max_display, ax=ax, show=False, **options)
+    return ax

@@ -22,9 +22,10 @@ from . import scores
 from .config import ExperimentConfig
 from .domain import REGIMEN_FEATURES, regimen_features
 from .errors import DataError, Problem
-from .io import write_json, write_table
+from .io import check_outputs, write_json, write_table
 from .study import Study, load_study
 from .study import policy as bad_rows_policy
+from .study.files import input_paths
 from .study.problems import counts_by_rule, empty_problems
 
 #: The lab tests each endpoint needs (``inr`` may be replaced by ``pt`` and ``pt_control``).
@@ -456,6 +457,21 @@ def sidecar(out: str | Path, suffix: str) -> Path:
     """``features.parquet`` -> ``features<suffix>`` in the same folder."""
     out = Path(out)
     return out.with_name(out.stem + suffix)
+
+
+#: What :func:`write_feature_set` may write beside the feature table.
+FEATURE_SIDECARS = (".excluded.csv", ".assumptions.csv", ".flow.json", ".problems.csv",
+                    ".cells_from_h5ad.csv")  # fmt: skip
+
+
+def check_feature_outputs(out: str | Path, config_path: str | Path, data_dir: str | Path) -> None:
+    """The feature table and its sidecars may be written without destroying an input.
+
+    See :func:`msc_response.io.check_outputs`; the inputs are the study's tables and the
+    config file.
+    """
+    outputs = [Path(out), *(sidecar(out, s) for s in FEATURE_SIDECARS)]
+    check_outputs(outputs, inputs=[*input_paths(data_dir), Path(config_path)], option="out")
 
 
 def write_problems(problems: pd.DataFrame, path: str | Path) -> Path:

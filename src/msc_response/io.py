@@ -1,8 +1,18 @@
-"""Reading and atomically writing tables (CSV or Parquet, chosen by extension).
+"""Reading and atomically writing tables (CSV or Parquet, chosen by extension), and the
+rules every output path obeys.
 
-Every output of the project goes through :func:`atomic_path`: the data are written
-to a temporary file in the destination folder and moved into place with
-``os.replace``, so a job killed at any point leaves the previous file or none.
+Every output of the project goes through :func:`atomic_path`: the data are written into
+the output's *work directory*, a hidden directory beside it
+(``.NAME.msc-tmp-PID-START-*``, see :func:`work_dir`), and moved into place with
+``os.replace``, so a job killed at any point leaves the previous file or none. Everything
+else a job writes before its output is in place (hash partitions of patient rows, a
+directory being built) lives in the same work directory, which is removed when the job
+ends, whether it succeeds or fails; one left by a killed process is removed by the next
+run that writes the same output.
+
+:func:`check_outputs` is the one rule for output paths, used by every verb before any
+work: an output never resolves to one of the inputs (nor lies inside an input directory),
+is not an existing directory, and can be written.
 """
 
 from __future__ import annotations
@@ -10,11 +20,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
+
+from . import processes
+from .errors import ConfigError
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
@@ -29,45 +44,157 @@ def table_format(path: str | os.PathLike) -> str:
     return suffix[1:]
 
 
-def read_table(path: str | os.PathLike, categorical: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Read a CSV or Parquet file into a DataFrame.
+#: What marks a work directory: ``.NAME.msc-tmp-PID-START-RANDOM`` beside output ``NAME``.
+WORK_MARK = "msc-tmp"
+#: Work directories of earlier versions (pid only), still cleaned up.
+_LEGACY_MARKS = ("simulate", "import")
 
-    CSV goes through pyarrow's multi-threaded reader. Columns named in ``categorical``
-    (repetitive strings such as ids, test names, units) become pandas categoricals,
-    which keeps millions of rows small in memory.
+
+def _work_owner(output_name: str, entry: str) -> tuple[int, int | None] | None:
+    """``(pid, start)`` of the process owning work directory ``entry`` of ``output_name``."""
+    prefix = re.escape(f".{output_name}.")
+    m = re.match(rf"^{prefix}{WORK_MARK}-(\d+)-(\d+)-", entry)
+    if m:
+        return int(m.group(1)), int(m.group(2))
+    m = re.match(rf"^{prefix}(?:{'|'.join(_LEGACY_MARKS)})-(\d+)-", entry)
+    return (int(m.group(1)), None) if m else None
+
+
+def remove_leftovers(path: str | os.PathLike) -> list[Path]:
+    """Remove the work directories of ``path`` whose process has ended; returns them.
+
+    Only directories named for this output and owned by a process that no longer runs
+    (pid and start time, so a reused pid does not keep a leftover alive) are removed.
     """
-    import pyarrow as pa
+    path = Path(os.path.abspath(path))
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    for entry in path.parent.iterdir():
+        owner = _work_owner(path.name, entry.name)
+        if owner is None or not entry.is_dir() or entry.is_symlink():
+            continue
+        if not processes.is_running(*owner):
+            shutil.rmtree(entry, ignore_errors=True)  # a concurrent cleaner may get there first
+            removed.append(entry)
+    return removed
 
-    fmt = table_format(path)
-    if fmt == "parquet":
-        df = pd.read_parquet(path)
-    else:
-        import pyarrow.csv as pacsv
 
-        types = {c: pa.dictionary(pa.int32(), pa.string()) for c in categorical}
-        table = pacsv.read_csv(
-            path, convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+def _cannot_write(path: Path, err: OSError, option: str | None) -> ConfigError:
+    where = str(err.filename or path.parent)
+    return ConfigError(f"{option + ': ' if option else ''}cannot write {str(path)!r}: "
+                       f"{err.strerror or err} ({where!r}); nothing was written")  # fmt: skip
+
+
+@contextlib.contextmanager
+def work_dir(path: str | os.PathLike, *, option: str | None = None) -> Iterator[Path]:
+    """A new hidden directory beside ``path`` for everything written before ``path`` is in place.
+
+    Leftovers of killed runs for the same output are removed first. The directory (and
+    any parent folder this call had to create) is removed when the block ends, whether it
+    succeeds or fails. An output location that cannot be written is a :class:`ConfigError`
+    (exit 2) naming it (and ``option``, the parameter that gave it).
+    """
+    path = Path(os.path.abspath(path))
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(path)
+        pid, start = processes.identity()
+        work = Path(
+            tempfile.mkdtemp(prefix=f".{path.name}.{WORK_MARK}-{pid}-{start}-", dir=path.parent)
         )
-        df = table.to_pandas()
-    for col in categorical:
-        if col in df.columns and not isinstance(df[col].dtype, pd.CategoricalDtype):
-            df[col] = df[col].astype("category")
-    return df
+    except OSError as err:
+        _remove_empty(missing)
+        raise _cannot_write(path, err, option) from None
+    try:
+        yield work
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # the error that got here is the one to see
+        _remove_empty(missing)
+        raise
+    shutil.rmtree(work)
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Remove folders this process created for an output that was never written (deepest first)."""
+    for p in created:
+        with contextlib.suppress(OSError):  # not empty (someone else wrote there) or gone: kept
+            p.rmdir()
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it onto ``path`` only on success."""
+    """Yield a temporary path for ``path`` in its work directory; move it onto ``path`` on success.
+
+    The temporary path has ``path``'s name (so its extension); other temporaries of the
+    same output may be written beside it (``tmp.parent``): they are removed with the work
+    directory (see :func:`work_dir`). ``path`` may not be an existing directory.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    if path.is_dir():
+        raise ConfigError(
+            f"{str(path)!r} is an existing directory, not a file; nothing was written"
+        )
+    with work_dir(path) as work:
+        tmp = work / path.name
+        tmp.touch()
+        yield tmp
+        os.replace(tmp, path)
+
+
+def check_outputs(
+    outputs: Iterable[str | os.PathLike],
+    *,
+    inputs: Iterable[str | os.PathLike] = (),
+    option: str = "out",
+) -> None:
+    """The rule for output paths, checked before any work; :class:`ConfigError` naming ``option``.
+
+    - No output is, or lies inside, one of ``inputs`` (existing or not: a study table
+      that does not exist yet would become one; hard links count as the same file).
+    - No output is an existing directory.
+    - The folder of each output can be written (its nearest existing ancestor, tried by
+      creating and removing a directory in it).
+    """
+    outputs = [Path(o) for o in outputs]
+    inputs = [Path(i) for i in inputs]
+    for out in outputs:
+        for inp in inputs:
+            clash = _clash(out, inp)
+            if clash:
+                raise ConfigError(
+                    f"{option}: {str(out)!r} is {clash} {str(inp)!r}; writing it would destroy the "
+                    "input: choose another output path (nothing was written)"
+                )
+        if out.is_dir():
+            raise ConfigError(
+                f"{option}: {str(out)!r} is an existing directory, not a file; give a file path "
+                "(nothing was written)"
+            )
+    for folder in sorted({Path(os.path.abspath(o)).parent for o in outputs}):
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        try:
+            if not existing.is_dir():
+                raise NotADirectoryError(20, "Not a directory", str(existing))
+            os.rmdir(tempfile.mkdtemp(prefix=f".{WORK_MARK}-probe-", dir=existing))
+        except OSError as err:
+            raise ConfigError(
+                f"{option}: cannot write in {str(existing)!r}: {err.strerror or err}; nothing was written"
+            ) from None
+
+
+def _clash(out: Path, inp: Path) -> str | None:
+    """How ``out`` would write over input ``inp`` (None: it would not)."""
+    real_out, real_in = Path(os.path.realpath(out)), Path(os.path.realpath(inp))
+    if real_out == real_in:
+        return "the input"
+    if real_in in real_out.parents:
+        return "inside the input"
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+        return "the same file (a hard link) as the input" if os.path.samefile(out, inp) else None
+    except OSError:  # one of them does not exist
+        return None
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:

@@ -1,35 +1,166 @@
-"""MLflow set-up and helpers: the tracking URI, experiments, logging, registry aliases.
+"""MLflow set-up and helpers: the tracking URI and store, experiments, runs, registry aliases.
 
 By default runs go to a local SQLite store, ``sqlite:///mlruns/mlflow.db``, with
 artifacts under ``mlruns/`` (MLflow 3 deprecates the plain file store).
 ``MLFLOW_TRACKING_URI`` overrides it, so a team's tracking server works unchanged.
 Patient identifiers never reach MLflow: only pseudonymous row indices do.
+
+The store is made ready before MLflow uses it (:func:`configure`, :func:`using`,
+:func:`client`):
+
+- Only the local default store is created. A local store is created and its schema
+  migrated under an exclusive lock on ``mlflow.db.lock`` beside the database, so runs
+  started at once on a fresh store do not race MLflow's migration.
+- An explicit URI is checked, failing fast with a :class:`~msc_response.errors.ConfigError`
+  (exit 2) before anything is written: a SQLite or file store whose folder does not exist
+  (it is not created), a tracking server that does not answer within
+  :data:`SERVER_TIMEOUT_S`. Other schemes (``postgresql://``, ``databricks``) are left to MLflow.
+
+Runs started with :func:`start_run` carry this host and process (:data:`TAG_HOST`,
+:data:`TAG_PID`, :data:`TAG_PROCESS_START`): SIGTERM or SIGINT end them as KILLED, and a
+run left RUNNING by a process killed outright (SIGKILL, power loss) is ended as FAILED by
+:func:`fail_abandoned_runs` at the start of the next run of its experiment on this host.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import socket
 import subprocess
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-ALIAS_CANDIDATE = "candidate"
-ALIAS_CHAMPION = "champion"
+from . import processes
+from .errors import ConfigError
+
+#: Seconds a tracking server has to answer before the URI is an error.
+SERVER_TIMEOUT_S = 5.0
+
+#: Run tags that tell which process a run belongs to.
+TAG_HOST = "msc_response.host"
+TAG_PID = "msc_response.pid"
+TAG_PROCESS_START = "msc_response.process_start"  # see processes.identity: pids are reused
+TAG_ENDED_BY = "msc_response.ended_by"
+
+_ENV = "MLFLOW_TRACKING_URI"
+
+
+def _resolve(root: str | Path | None) -> tuple[str, str | None]:
+    """The URI and where it came from (None: the local default store under ``root``)."""
+    env = os.environ.get(_ENV)
+    if env:
+        return env, _ENV
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    if tracking_utils.is_tracking_uri_set():
+        return (
+            tracking_utils.get_tracking_uri(),
+            "the tracking URI set with mlflow.set_tracking_uri",
+        )
+    db = Path(root or Path.cwd()).resolve() / "mlruns" / "mlflow.db"
+    return f"sqlite:///{db}", None
 
 
 def tracking_uri(root: str | Path | None = None) -> str:
     """The store to use: ``MLFLOW_TRACKING_URI``, else one the caller set with
     ``mlflow.set_tracking_uri`` (a notebook's), else the SQLite store under ``root/mlruns``."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    from mlflow.tracking._tracking_service import utils as tracking_utils
+    return _resolve(root)[0]
 
-    if tracking_utils.is_tracking_uri_set():
-        return tracking_utils.get_tracking_uri()
-    db = Path(root or Path.cwd()).resolve() / "mlruns" / "mlflow.db"
-    return f"sqlite:///{db}"
+
+def _ready(root: str | Path | None) -> str:
+    """:func:`tracking_uri`, with its store created (the default one only) or checked."""
+    uri, source = _resolve(root)
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme == "sqlite":
+        db = _sqlite_path(uri)
+        if db is not None:
+            _check_folder(db.parent, uri, source)
+            _open_locked(uri, db)
+    elif scheme in ("http", "https"):
+        _check_server(uri, source)
+    elif scheme in ("file", "") and source is not None:
+        folder = Path(urlsplit(uri).path if scheme else uri)
+        _check_folder(folder.parent, uri, source)
+    return uri
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a SQLite URI (None: in memory)."""
+    path = (
+        uri.split(":", 1)[1].split("?", 1)[0].removeprefix("///")
+    )  # sqlite:///rel, sqlite:////abs
+    return None if path in ("", ":memory:") or path.startswith("//") else Path(path)
+
+
+def _shown(uri: str) -> str:
+    """The URI without a password, for messages."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _check_folder(folder: Path, uri: str, source: str | None) -> None:
+    """The folder holding a local store: created for the default store, required otherwise."""
+    if source is None:
+        folder.mkdir(parents=True, exist_ok=True)
+    elif not folder.is_dir():
+        raise ConfigError(
+            f"{source}: {_shown(uri)!r}: the folder {str(folder)!r} does not exist; create it "
+            "or correct the URI (nothing was written)"
+        )
+
+
+def _open_locked(uri: str, db: Path) -> None:
+    """Create and migrate the SQLite store under an exclusive lock beside the database.
+
+    MLflow creates the tables and runs its migrations on first use without a lock: two
+    processes opening a fresh store at once both migrate, and one fails (``duplicate
+    column name``). Opening it here, one process at a time, leaves it migrated for the
+    rest; MLflow caches the opened stores, so this is not repeated in the process.
+    """
+    from mlflow.tracking._model_registry.utils import _get_store as registry_store
+    from mlflow.tracking._tracking_service.utils import _get_store as tracking_store
+
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: MLflow's own behaviour
+        tracking_store(uri), registry_store(uri)
+        return
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, or the process dies
+        tracking_store(uri)
+        registry_store(uri)
+
+
+@functools.cache  # a server that answered once is not asked again (errors are not cached)
+def _check_server(uri: str, source: str | None) -> None:
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    context = None
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() in ("true", "1"):
+        context = ssl._create_unverified_context()  # what MLflow itself does with this setting
+    try:
+        with urllib.request.urlopen(
+            uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_S, context=context
+        ):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered (an error status such as 401 is MLflow's to report)
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConfigError(
+            f"{source or 'tracking URI'}: the tracking server {_shown(uri)!r} did not answer within "
+            f"{SERVER_TIMEOUT_S:g} s ({reason}); check the URI and that the server runs "
+            "(nothing was written)"
+        ) from None
 
 
 def configure(root: str | Path | None = None) -> str:
@@ -40,9 +171,7 @@ def configure(root: str | Path | None = None) -> str:
     """
     import mlflow
 
-    uri = tracking_uri(root)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    uri = _ready(root)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
@@ -55,24 +184,125 @@ def using(root: str | Path | None = None):
     from mlflow.tracking import _tracking_service
     from mlflow.tracking._model_registry import utils as registry_utils
 
-    uri = tracking_uri(root)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    uri = _ready(root)
     previous_registry = registry_utils._registry_uri
+    previous_env = os.environ.get(_ENV)
     try:
         registry_utils._registry_uri = uri
         with _tracking_service.utils._use_tracking_uri(uri):
             yield uri
     finally:
         registry_utils._registry_uri = previous_registry
+        # MLflow puts back its own setting, and *unsets* MLFLOW_TRACKING_URI when it had
+        # none: the next use would then go to the default store, not the user's
+        if previous_env is None:
+            os.environ.pop(_ENV, None)
+        else:
+            os.environ[_ENV] = previous_env
 
 
 def client(root: str | Path | None = None):
     """An ``MlflowClient`` on :func:`tracking_uri` (nothing global is changed)."""
     from mlflow import MlflowClient
 
-    uri = tracking_uri(root)
+    uri = _ready(root)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def process_tags() -> dict[str, str]:
+    """The tags that tie a run to this host and process."""
+    pid, start = processes.identity()
+    return {TAG_HOST: socket.gethostname(), TAG_PID: str(pid), TAG_PROCESS_START: str(start)}
+
+
+@contextlib.contextmanager
+def start_run(**kwargs):
+    """``mlflow.start_run(**kwargs)``, tagged with :func:`process_tags`, ended however the block ends.
+
+    FINISHED when the block completes, FAILED on an error, KILLED on SIGTERM or SIGINT
+    (which raise inside the block; the previous signal handlers are restored after it,
+    see :func:`msc_response.processes.signals_raise`). Yields MLflow's ``ActiveRun``.
+    """
+    import mlflow
+
+    with processes.signals_raise():
+        run = mlflow.start_run(**kwargs)
+        status = "FAILED"
+        try:
+            mlflow.set_tags(process_tags())
+            yield run
+            status = "FINISHED"
+        except (KeyboardInterrupt, processes.Terminated):
+            status = "KILLED"
+            raise
+        finally:
+            _end_run(run.info.run_id, status)
+
+
+def _end_run(run_id: str, status: str) -> None:
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        mlflow.end_run(status)
+        return
+    # the block ended or replaced the active run itself: end ours if it still runs
+    c = mlflow.MlflowClient()
+    if c.get_run(run_id).info.status == "RUNNING":
+        c.set_terminated(run_id, status)
+
+
+@dataclass(frozen=True)
+class AbandonedRun:
+    """A run left RUNNING by a process that no longer runs, now ended as FAILED."""
+
+    run_id: str
+    run_name: str
+    pid: int | None  # None: a nested run of such a run, without tags of its own
+
+
+def fail_abandoned_runs(experiment_id: str, root: str | Path | None = None) -> list[AbandonedRun]:
+    """End as FAILED the runs of ``experiment_id`` that a dead process on this host left RUNNING.
+
+    A run counts when its :data:`TAG_HOST` is this host and the process of its
+    :data:`TAG_PID` and :data:`TAG_PROCESS_START` no longer runs; its nested runs still
+    RUNNING go with it. Runs of other hosts, of live processes, or without these tags
+    (started by something else) are left alone. Call it at the start of a run; returns
+    what was ended (for the caller to say so), tagged :data:`TAG_ENDED_BY`.
+    """
+    c = client(root)
+    host = socket.gethostname()
+    running, token = [], None
+    while True:
+        page = c.search_runs([experiment_id], "attributes.status = 'RUNNING'", page_token=token)
+        running += list(page)
+        token = page.token
+        if not token:
+            break
+    abandoned: dict[str, AbandonedRun] = {}
+    for run in running:
+        tags = run.data.tags
+        if tags.get(TAG_HOST) != host or not tags.get(TAG_PID, "").isdigit():
+            continue
+        pid = int(tags[TAG_PID])
+        start = tags.get(TAG_PROCESS_START, "")
+        if not processes.is_running(pid, int(start) if start.isdigit() else None):
+            abandoned[run.info.run_id] = AbandonedRun(run.info.run_id, run.info.run_name, pid)
+    grown = True
+    while grown:  # nested runs of abandoned runs, at any depth
+        grown = False
+        for run in running:
+            parent = run.data.tags.get("mlflow.parentRunId")
+            if parent in abandoned and run.info.run_id not in abandoned:
+                abandoned[run.info.run_id] = AbandonedRun(run.info.run_id, run.info.run_name, None)
+                grown = True
+    for run in abandoned.values():
+        why = (
+            f"process {run.pid} on {host} had ended" if run.pid else "its parent run was abandoned"
+        )
+        c.set_tag(run.run_id, TAG_ENDED_BY, f"msc-response: left RUNNING; {why}")
+        c.set_terminated(run.run_id, "FAILED")
+    return list(abandoned.values())
 
 
 def artifact_root(uri: str) -> str | None:
@@ -83,15 +313,26 @@ def artifact_root(uri: str) -> str | None:
 
 
 def experiment_id(name: str) -> str:
-    """The id of experiment ``name``, created (with local artifacts) if it does not exist."""
+    """The id of experiment ``name``, created (with local artifacts) if it does not exist.
+
+    Two runs starting at once may both find it missing: the one that loses the race to
+    create it uses the other's.
+    """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     root = artifact_root(mlflow.get_tracking_uri())
     location = f"{root}/{name}" if root else None
-    return mlflow.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException as err:
+        exp = mlflow.get_experiment_by_name(name)
+        if err.error_code != "RESOURCE_ALREADY_EXISTS" or exp is None:
+            raise
+        return exp.experiment_id
 
 
 def git_commit() -> str:

@@ -26,20 +26,20 @@ FORMATS = ("sdtm", "fhir")
 
 
 def parse_index_date(value: str | None) -> dt.date | None:
-    """``--index-date`` as a date (``YYYY-MM-DD``)."""
+    """``index_date`` as a date (``YYYY-MM-DD``)."""
     if value is None:
         return None
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise ConfigError(f"--index-date: expected a date YYYY-MM-DD, got {value!r}") from None
+        raise ConfigError(f"index_date: expected a date YYYY-MM-DD, got {value!r}") from None
 
 
 def import_study(
     source: str | Path,
     out: str | Path,
     *,
-    fmt: str,
+    source_format: str,
     mapping: str | Path | None = None,
     index_date: str | None = None,
     strict: bool = False,
@@ -54,7 +54,7 @@ def import_study(
         resources) and ``.ndjson`` files, or one such file.
     out : path
         The study directory to write (must be new, empty, or an earlier import's output).
-    fmt : {"sdtm", "fhir"}
+    source_format : {"sdtm", "fhir"}
     mapping : path, optional
         A mapping file (YAML) that adds to the default mappings.
     index_date : str, optional
@@ -69,12 +69,13 @@ def import_study(
     dict
         The report (also written as ``import_report.json``).
     """
+    fmt = source_format
     if fmt not in FORMATS:
-        raise ConfigError(f"--from: expected one of {list(FORMATS)}, got {fmt!r}")
+        raise ConfigError(f"source_format: expected one of {list(FORMATS)}, got {fmt!r}")
     if table_format not in ("csv", "parquet"):
-        raise ConfigError(f"--format: expected 'csv' or 'parquet', got {table_format!r}")
+        raise ConfigError(f"table_format: expected 'csv' or 'parquet', got {table_format!r}")
     if index_date is not None and fmt != "fhir":
-        raise ConfigError("--index-date: only for --from fhir (SDTM counts from the EX records)")
+        raise ConfigError("index_date: only for FHIR sources (SDTM counts from the EX records)")
     index = parse_index_date(index_date)
     out = Path(out)
     check_out(out)  # refuse before any work

@@ -192,7 +192,7 @@ def default_mapping(fmt: str) -> Mapping:
         return Mapping("sdtm", dict(SDTM_TESTS))
     if fmt == "fhir":
         return Mapping("fhir", dict(LOINC_TESTS))
-    raise ConfigError(f"--from: expected 'sdtm' or 'fhir', got {fmt!r}")
+    raise ConfigError(f"source_format: expected 'sdtm' or 'fhir', got {fmt!r}")
 
 
 # ----------------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def load_mapping(path: str | Path | None, fmt: str) -> Mapping:
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"--mapping: cannot read {str(path)!r}: {err}") from None
+        raise ConfigError(f"mapping: cannot read {str(path)!r}: {err}") from None
     raw = {} if raw is None else raw
     _need(isinstance(raw, dict), "mapping file", raw, "a mapping of keys")
     for k in raw:

@@ -79,6 +79,12 @@ def read_domain(path: Path) -> pd.DataFrame:
             df, _ = pyreadstat.read_sas7bdat(path, disable_datetime_conversion=True)
         elif suffix == ".csv":
             df = pd.read_csv(path, dtype=str, keep_default_na=False)
+            # the names as written: pandas renames a repeated one (USUBJID.1), hiding it
+            df.columns = (
+                pd.read_csv(path, dtype=str, header=None, nrows=1, keep_default_na=False)
+                .iloc[0]
+                .tolist()
+            )
         else:
             df = pd.read_parquet(path)
     except (OSError, ValueError, pyreadstat.ReadstatError, pyreadstat.PyreadstatError) as err:

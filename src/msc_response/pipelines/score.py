@@ -8,14 +8,17 @@ partitions on disk otherwise. Chunks are validated, featurised, predicted and ex
 order, so output rows follow the patients file (or the partitions) and are identical for
 identical input whatever the number of workers. Outputs are written to temporary files
 and moved into place only when every patient has been scored or rejected: a killed job
-leaves the previous output or none.
+leaves the previous output or none. Every temporary file of the job (the output being
+written, the hash partitions of patient rows) lives in the output's work directory
+(:func:`msc_response.io.atomic_path`), removed when the job ends, however it ends; the
+workers exit when the job's process does, even when it is killed with SIGKILL
+(:func:`msc_response.processes.exit_with`).
 """
 
 from __future__ import annotations
 
 import collections
 import os
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,15 +27,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import tracking
+from .. import processes, tracking
 from ..config import config_from_dict
 from ..errors import ConfigError, DataError
 from ..features import EXCLUSION_COLUMNS, features_from_study, patient_flow, sidecar, write_problems
-from ..io import ChunkWriter, atomic_path, encode_chunk, table_format, write_json, write_table
+from ..io import (
+    ChunkWriter,
+    atomic_path,
+    check_outputs,
+    encode_chunk,
+    table_format,
+    write_json,
+    write_table,
+)
 from ..modeling.predict import ASSOCIATION_NOTE, check_regimens, missing_inputs, predict_features
 from ..modeling.registry import LoadedModel, load_model
 from ..study import NotGrouped, StudyChunk, StudySource, is_simulated, study_from_chunk
 from ..study import policy as bad_rows_policy
+from ..study.files import input_paths
 from ..study.problems import empty_problems
 
 DEFAULT_PATIENTS_PER_CHUNK = 50_000
@@ -45,6 +57,8 @@ OUTPUT_COLUMNS = [
     "predicted_response",
 ]
 ENGINES = ("local", "spark")
+#: What the job writes beside ``out`` (see :func:`~msc_response.features.sidecar`).
+SIDECARS = (".rejected.csv", ".problems.csv", ".summary.json")
 
 
 @dataclass
@@ -213,6 +227,11 @@ def check_options(out: Path, *, explain, regimens, engine, patients_per_chunk, j
     return fmt
 
 
+def check_out(out: Path, data_dir) -> None:
+    """``out`` and its sidecars may be written without destroying the study (see :func:`check_outputs`)."""
+    check_outputs([out, *(sidecar(out, s) for s in SIDECARS)], inputs=input_paths(data_dir))
+
+
 @dataclass
 class JobRun:
     """What an engine reports once every patient is scored or rejected (outputs in place)."""
@@ -279,6 +298,7 @@ def score(
     jobs = (os.cpu_count() or 1) if jobs is None else jobs
     fmt = check_options(out, explain=explain, regimens=regimens, engine=engine,
                         patients_per_chunk=patients_per_chunk, jobs=jobs)  # fmt: skip
+    check_out(out, data_dir)
     options = JobOptions(explain, regimens == "all", patients_per_chunk, jobs, strict, fmt)
     if engine == "spark":
         from .spark import run_spark_job
@@ -337,32 +357,38 @@ def finish_outputs(
 
 
 def _run_local_job(model_uri: str, data_dir, out: Path, options: JobOptions) -> JobRun:
-    """The local engine: chunks in worker processes on this machine."""
+    """The local engine: chunks in worker processes on this machine.
+
+    The output's work directory is made first, so an output that cannot be written is
+    an error before any work (and holds the hash partitions when they are needed).
+    """
     t0 = time.perf_counter()
     source = StudySource(data_dir)
     n_chunks = -(-source.n_patients // options.patients_per_chunk)
     workers = 0 if options.jobs == 1 or n_chunks == 1 else min(options.jobs, n_chunks)
     pool = planner = planned = None
     grouped, not_grouped = True, None
-    try:
-        if workers:  # started first: the workers import while the model loads
-            pool = ProcessPoolExecutor(workers, mp_context=_worker_context())
-            for _ in range(workers):
-                pool.submit(_warm_up)
-        chunks = source.grouped_chunks(options.patients_per_chunk)
-        if workers and source.parquet_only:  # the plan is row ranges: made while the model loads
-            planner = ThreadPoolExecutor(1)
-            planned = planner.submit(list, chunks)
-        model = load_model(model_uri)
-        if options.regimens:
-            check_regimens(model)
-        timings: dict[str, float] = {"load_model_s": round(time.perf_counter() - t0, 3)}
-        source.derive_h5ad_cells(config_from_dict(model.spec["config"]).singlecell)
-        task = _Task(model, {k: str(v) for k, v in source.paths.items()}, source.h5ad_cells is not None,
-                     options.explain, options.regimens, options.fmt)  # fmt: skip
-        parent = out.parent if out.parent.exists() else None
-        with tempfile.TemporaryDirectory(prefix="msc-score-", dir=parent) as tmp, \
-                atomic_path(out) as tmp_out:  # fmt: skip
+    with atomic_path(out) as tmp_out:
+        try:
+            if workers:  # started first: the workers import while the model loads
+                pool = ProcessPoolExecutor(workers, mp_context=_worker_context(),
+                                           initializer=processes.exit_with,
+                                           initargs=processes.identity())  # fmt: skip
+                for _ in range(workers):
+                    pool.submit(_warm_up)
+            chunks = source.grouped_chunks(options.patients_per_chunk)
+            if (
+                workers and source.parquet_only
+            ):  # the plan is row ranges: made while the model loads
+                planner = ThreadPoolExecutor(1)
+                planned = planner.submit(list, chunks)
+            model = load_model(model_uri)
+            if options.regimens:
+                check_regimens(model)
+            timings: dict[str, float] = {"load_model_s": round(time.perf_counter() - t0, 3)}
+            source.derive_h5ad_cells(config_from_dict(model.spec["config"]).singlecell)
+            task = _Task(model, {k: str(v) for k, v in source.paths.items()}, source.h5ad_cells is not None,
+                         options.explain, options.regimens, options.fmt)  # fmt: skip
             try:
                 writer = ChunkWriter(tmp_out, options.fmt)
                 if planned is not None:
@@ -371,17 +397,20 @@ def _run_local_job(model_uri: str, data_dir, out: Path, options: JobOptions) -> 
             except NotGrouped as why:
                 grouped, not_grouped = False, str(why)
                 writer = ChunkWriter(tmp_out, options.fmt)  # starts the file again
-                chunks = source.partitioned_chunks(options.patients_per_chunk, Path(tmp))
+                partitions = (
+                    tmp_out.parent / "partitions"
+                )  # patient rows: gone with the work directory
+                chunks = source.partitioned_chunks(options.patients_per_chunk, partitions)
                 tally = _run_chunks(chunks, task, writer, pool, workers)
             writer.close(empty_columns=OUTPUT_COLUMNS)
             flow, has_problems = finish_outputs(
                 out, model, tally, options.strict, source.files["labs"]
             )
-    finally:
-        if planner is not None:
-            planner.shutdown()
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        finally:  # before the work directory (and any partition a worker reads) goes
+            if planner is not None:
+                planner.shutdown()
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
     timings.update({k: round(v, 3) for k, v in sorted(tally.seconds.items())})
     details = {
         "workers": workers or 1,

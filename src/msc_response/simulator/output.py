@@ -4,17 +4,16 @@
 directory holding anything else is refused unless ``force``; even then only the
 simulator's own files (a readable ``simulation.json`` saying ``"simulated": true`` marks
 them) are replaced, and files it did not write are never replaced or deleted. Everything
-is built in a temporary directory beside ``out`` (``.NAME.simulate-PID-*``), removed on
-failure; one left by a killed run (its process gone) is removed by the next run.
+is built in the output's work directory beside ``out`` (:func:`msc_response.io.work_dir`),
+removed whatever happens; one left by a killed run (its process gone) is removed by the
+next run.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import pandas as pd
 
 from ..domain import TRIAL_ARMS, Arm
 from ..errors import ConfigError
-from ..io import ChunkWriter
+from ..io import ChunkWriter, work_dir
 from . import cohort
 from .model import SIMULATED_NOTE
 
@@ -75,13 +74,9 @@ def write_simulation(
         raise ConfigError(f"h5ad_patients: expected a whole number >= 0, got {h5ad_patients!r}")
     out = Path(os.path.abspath(out))
     how = _install_mode(out, force)
-    _remove_leftovers(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.simulate-{os.getpid()}-", dir=out.parent))
-    except PermissionError as err:
-        raise ConfigError(f"out: cannot write in {str(out.parent)!r} ({err.strerror})") from None
-    try:
+    with work_dir(out, option="out") as work:
+        tmp = work / "new"
+        tmp.mkdir()
         writers = {
             name: ChunkWriter(tmp / f"{name}.{fmt}") for name in ("patients", "labs", "cells")
         }
@@ -107,10 +102,7 @@ def write_simulation(
         }
         (tmp / "simulation.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         (tmp / "README.txt").write_text(SIMULATED_NOTE + "\n")
-        _install(tmp, out, how)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        _install(tmp, out, how, old=work / "old")
     return meta
 
 
@@ -163,11 +155,11 @@ def _install_mode(out: Path, force: bool) -> str:
     return "merge"
 
 
-def _install(tmp: Path, out: Path, how: str) -> None:
+def _install(tmp: Path, out: Path, how: str, old: Path) -> None:
+    """Move the directory built in ``tmp`` to ``out`` (a replaced whole output goes to ``old``)."""
     if how == "new":
         os.replace(tmp, out)  # onto a missing or empty directory
     elif how == "replace":
-        old = tmp.with_name(tmp.name + "-old")
         os.replace(out, old)
         os.replace(tmp, out)
         shutil.rmtree(old)
@@ -184,30 +176,6 @@ def _install(tmp: Path, out: Path, how: str) -> None:
             if p.name not in new:
                 p.unlink()
         os.replace(tmp / "simulation.json", out / "simulation.json")
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` still runs (this process counts as running)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def _remove_leftovers(out: Path) -> None:
-    """Remove temporary directories that killed runs for ``out`` left beside it."""
-    if not out.parent.is_dir():
-        return
-    pattern = re.compile(rf"^\.{re.escape(out.name)}\.simulate-(\d+)-")
-    for entry in out.parent.iterdir():
-        m = pattern.match(entry.name)
-        if m and entry.is_dir() and not entry.is_symlink() and not _process_alive(int(m.group(1))):
-            shutil.rmtree(entry)
 
 
 def write_h5ad(

@@ -62,6 +62,20 @@ def study_files(directory: str | Path) -> dict[str, Path]:
     return files
 
 
+def input_paths(directory: str | Path) -> list[Path]:
+    """Every path a study's reader reads or would pick up, existing or not.
+
+    Outputs may be none of them (see :func:`msc_response.io.check_outputs`): writing
+    ``labs.parquet`` beside ``labs.csv`` breaks a study as surely as overwriting it.
+    """
+    directory = Path(directory)
+    paths = [
+        p for stem in ("patients", "labs", "cells")
+        for p in (directory / f"{stem}.csv", directory / f"{stem}.parquet", directory / stem)
+    ]  # fmt: skip
+    return [*paths, directory / "cells.h5ad", directory / SIMULATION_FILE]
+
+
 def is_simulated(directory: str | Path) -> bool:
     """True when the simulator wrote the study (its ``simulation.json`` says so).
 

@@ -1,0 +1,323 @@
+"""``fit``: validate every model of an experiment honestly and refit the primary one, in memory.
+
+No MLflow and no files: :func:`fit` returns a :class:`TrainingResult` holding the
+validation of every candidate and baseline, the refit primary model, the columns dropped
+before modelling, the comparison of the primary model with the best baseline, and plot
+methods in the style of scikit-learn's Display objects. Logging and registering it is
+:func:`msc_response.modeling.registration.log_and_register`.
+
+Steps
+    1. Check the outcome (both classes, at least 2 patients in the smaller one).
+    2. Screen the feature columns (constant or duplicate columns are dropped and recorded).
+    3. Riley's minimum sample size for the kept columns: a shortfall is a warning.
+    4. Validate every model on the same cross-validation splits and the same bootstrap
+       samples (:mod:`.validation`).
+    5. Compare the primary model with the best baseline (:mod:`.gate`) and refit it on
+       every patient.
+
+The primary model is named in the config (``model.primary``) before any data are seen;
+the other candidates are validated and reported as exploratory, never chosen on these
+data (choosing the best of several on the same folds is optimistic).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..config import ExperimentConfig
+from ..errors import DataError, MscResponseWarning, Problem
+from . import gate, metrics, validation
+from .fitted import FittedModel
+from .models import ModelSpec, make_estimator, model_specs, screen_columns, storable
+
+
+@dataclass(frozen=True)
+class ValidationPlan:
+    """How much validation one training does: the same for every model of it."""
+
+    folds: int
+    repeats: int
+    n_boot: int
+    seed: int
+    thresholds: tuple[float, ...]
+    n_jobs: int = 1
+
+    @classmethod
+    def for_data(cls, config: ExperimentConfig, n: int) -> ValidationPlan:
+        """Full effort at trial size, lighter when n is large (each refit then costs more)."""
+        m = config.model
+        repeats = m.repeats or (10 if n < 500 else 2 if n < 5000 else 1)
+        n_boot = m.bootstrap or (200 if n < 500 else 100 if n < 5000 else 50)
+        return cls(m.folds, repeats, n_boot, m.seed, tuple(m.net_benefit_thresholds), m.n_jobs)
+
+    @property
+    def splits(self) -> validation.Splits:
+        return validation.Splits(self.folds, self.repeats, self.seed)
+
+
+@dataclass
+class ModelValidation:
+    """Everything measured about one model (see :mod:`.validation` for the methods)."""
+
+    spec: ModelSpec
+    oof: np.ndarray  # repeats x n, cross-validated probabilities
+    cv: validation.Estimate
+    bootstrap: validation.Bootstrap
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def roc_auc(self) -> float:
+        """The validated AUROC (.632+)."""
+        return self.bootstrap.roc_auc_632plus
+
+    @property
+    def optimism(self) -> validation.Optimism | None:
+        """Harrell's optimism correction, None where it is not applicable."""
+        return self.bootstrap.optimism
+
+    def estimates(self) -> dict[str, float]:
+        """Every validated metric: the AUROC by .632+, the others cross-validated."""
+        return {**self.cv.values, metrics.ROC_AUC: self.roc_auc}
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """95% interval of every validated metric (clipped to the values the metric can take)."""
+        out = {}
+        for name, value in self.estimates().items():
+            se = (
+                self.bootstrap.roc_auc_se
+                if name == metrics.ROC_AUC
+                else self.bootstrap.oob_sd(name)
+            )
+            low, high = metrics.RANGES.get(name, (-np.inf, np.inf))
+            out[name] = (max(value - 1.96 * se, low), min(value + 1.96 * se, high))
+        return out
+
+    @property
+    def problems(self) -> dict[str, str]:
+        return self.cv.problems
+
+
+def validate_model(
+    spec: ModelSpec,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    *,
+    config: ExperimentConfig,
+    plan: ValidationPlan,
+) -> ModelValidation:
+    """Cross-validate and bootstrap one model on ``X[spec.features]`` (no tracking)."""
+    y = np.asarray(y, dtype=int)
+    Xs = X[list(spec.features)].to_numpy(dtype=float)
+    n_minority = int(min(y.sum(), len(y) - y.sum()))
+
+    def make(seed):
+        return make_estimator(spec, config, seed, n_minority)
+
+    oof = validation.out_of_fold(make, Xs, y, plan.splits, n_jobs=plan.n_jobs)
+    cv = validation.summarise(y, oof, plan.thresholds)
+    boot = validation.bootstrap(make, Xs, y, n_boot=plan.n_boot, seed=plan.seed, kind=spec.kind,
+                                thresholds=plan.thresholds, n_jobs=plan.n_jobs)  # fmt: skip
+    return ModelValidation(spec, oof, cv, boot)
+
+
+def refit(
+    spec: ModelSpec, X: pd.DataFrame, y: np.ndarray, *, config: ExperimentConfig
+) -> FittedModel:
+    """The model of ``spec`` fit on every patient (what is registered and served)."""
+    y = np.asarray(y, dtype=int)
+    est = make_estimator(spec, config, config.model.seed, int(min(y.sum(), len(y) - y.sum())))
+    cols = list(spec.features)
+    est.fit(X[cols], y)
+    return FittedModel.from_estimator(spec.kind, cols, storable(est))
+
+
+@dataclass
+class TrainingResult:
+    """The outcome of :func:`fit`: numbers, the refit primary model, and plot methods."""
+
+    config: ExperimentConfig
+    features: object  # msc_response.features.FeatureSet
+    feature_columns: list[str]  # kept for modelling
+    dropped_columns: dict[str, str]  # column -> why it was dropped
+    plan: ValidationPlan
+    models: dict[str, ModelValidation]
+    fitted: FittedModel
+    baseline_comparison: gate.Comparison | None
+    riley: dict
+    simulated: bool
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def primary(self) -> ModelValidation:
+        return self.models[self.config.model.primary]
+
+    @property
+    def X(self) -> pd.DataFrame:
+        return self.features.table[self.feature_columns].astype(float)
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.features.table["response"].to_numpy(dtype=int)
+
+    @property
+    def below_riley(self) -> bool:
+        return len(self.y) < self.riley["min_n"]
+
+    def summary(self) -> dict:
+        """A JSON-safe summary of the training (what the CLI prints and MLflow records)."""
+        from .summary import training_summary
+
+        return training_summary(self)
+
+    # -- drawing (numbers come from msc_response.report; nothing global is changed) --
+    def _model(self, model: str | None) -> ModelValidation:
+        return self.models[model or self.config.model.primary]
+
+    def roc_curve(self, model: str | None = None) -> pd.DataFrame:
+        """The .632+ ROC curve: its area is the validated AUROC (see :func:`report.mean_roc_curve`)."""
+        from .. import report
+
+        boot = self._model(model).bootstrap
+        y = self.y
+        pairs = [(y, boot.apparent_predictions)]
+        for b, p in enumerate(boot.predictions):
+            mask = boot.left_out(b)
+            pairs.append((y[mask], p[mask]))
+        w = boot.weight
+        weights = [1 - w] + [w / len(boot.predictions)] * len(boot.predictions)
+        return report.mean_roc_curve(pairs, weights)
+
+    def plot_roc(self, ax=None, *, model: str | None = None):
+        """The .632+ ROC curve labelled with its area (the validated AUROC); returns the Axes."""
+        from .. import report
+
+        mv = self._model(model)
+        curve = self.roc_curve(model)
+        label = f"{mv.name} (.632+ AUROC {report.area(curve):.2f})"
+        return report.plot_roc(curve, label, ax=ax, title="ROC (.632+ bootstrap)")
+
+    def plot_calibration(self, ax=None, *, model: str | None = None):
+        """Smoothed cross-validated calibration curve with its 95% band; returns the Axes."""
+        from .. import report
+
+        mv = self._model(model)
+        est = mv.cv.values
+        label = (f"{mv.name}: intercept {est[metrics.CALIBRATION_INTERCEPT]:.2f}, slope "
+                 f"{est[metrics.CALIBRATION_SLOPE]:.2f}, ICI {est[metrics.ICI]:.3f}")  # fmt: skip
+        curve = report.calibration_curve(self.y, mv.oof)
+        return report.plot_calibration(curve, label, ax=ax, y=self.y, p=np.nanmean(mv.oof, axis=0))
+
+    def plot_decision_curve(self, ax=None, *, model: str | None = None):
+        """Cross-validated decision curve with a bootstrap 95% band; returns the Axes."""
+        from .. import report
+
+        mv = self._model(model)
+        return report.plot_decision(self.decision_curve(model), mv.name, ax=ax)
+
+    def decision_curve(self, model: str | None = None) -> pd.DataFrame:
+        """Net benefit by threshold (cross-validated) with its 95% band (+/- 1.96 SD out of bag)."""
+        from .. import report
+
+        mv = self._model(model)
+        curve = report.decision_curve(self.y, mv.oof)
+        se = _oob_net_benefit_sd(self.y, mv.bootstrap, curve["threshold"].to_numpy())
+        return curve.assign(lower=curve["model"] - 1.96 * se, upper=curve["model"] + 1.96 * se)
+
+    def plot_shap(self, ax=None, *, kind: str = "beeswarm", max_display: int = 15):
+        """SHAP beeswarm (or ``kind="bar"``) of the refit primary model on the training patients."""
+        from ..explain import plot_shap
+
+        contrib, base = self.fitted.contributions(self.X)
+        return plot_shap(contrib, base, self.X[self.fitted.feature_columns], ax=ax, kind=kind,
+                         max_display=max_display)  # fmt: skip
+
+
+def _oob_net_benefit_sd(y, boot: validation.Bootstrap, thresholds) -> np.ndarray:
+    rows = []
+    for b, p in enumerate(boot.predictions):
+        mask = boot.left_out(b)
+        rows.append(metrics.net_benefit(y[mask], p[mask], thresholds))
+    return np.std(np.array(rows), axis=0, ddof=1)
+
+
+def check_outcome(table: pd.DataFrame, config: ExperimentConfig) -> None:
+    """Stop with a DataError when the endpoint cannot be learned (one class, or too few)."""
+    y = table["response"].to_numpy(dtype=int) if len(table) else np.array([], dtype=int)
+    n, events = len(y), int(y.sum())
+    what = None
+    if n == 0:
+        what = "no eligible patients"
+    elif events == 0:
+        what = f"no responders among {n} eligible patients"
+    elif events == n:
+        what = f"no non-responders among {n} eligible patients"
+    elif min(events, n - events) < 2:
+        what = f"only {min(events, n - events)} patient in the smaller outcome class of {n}; validation needs at least 2"
+    if what:
+        problem = f"endpoint {config.endpoint.score!r}: {what}; nothing to learn"
+        raise DataError([Problem("features", None, "response", problem)])
+
+
+def warn(message: str) -> str:
+    """Raise ``message`` as an :class:`MscResponseWarning` (statistical trouble) and return it."""
+    warnings.warn(message, MscResponseWarning, stacklevel=3)
+    return message
+
+
+def fit(config: ExperimentConfig, features, *, simulated: bool | None = None) -> TrainingResult:
+    """Validate every candidate and baseline of ``config`` on ``features`` and refit the primary.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+    features : FeatureSet
+        From :func:`msc_response.features.build_features` with labels.
+    simulated : bool, optional
+        The data are simulated (carried into the summary and every plot label); by
+        default what the features say (``FeatureSet.simulated``).
+
+    Warns
+    -----
+    MscResponseWarning
+        n below Riley's minimum sample size; a metric not estimable (separation, no
+        convergence, predictions without spread).
+
+    Raises
+    ------
+    DataError
+        An endpoint with no responders or no non-responders (or only one in a class).
+    """
+    check_outcome(features.table, config)
+    simulated = bool(getattr(features, "simulated", False)) if simulated is None else simulated
+    raw = features.table[features.feature_columns].astype(float)
+    kept, dropped = screen_columns(raw)
+    X = raw[kept]
+    y = features.table["response"].to_numpy(dtype=int)
+    n, events = len(y), int(y.sum())
+    plan = ValidationPlan.for_data(config, n)
+    notes = []
+    riley = validation.riley_min_n(events / n, len(kept))
+    if n < riley["min_n"]:
+        notes.append(warn(
+            f"{n} patients is below Riley's minimum sample size of {riley['min_n']} for {len(kept)} "
+            "candidate predictor parameters: every estimate is exploratory, with wide uncertainty; "
+            "the model is registered as 'exploratory', never 'champion'"
+        ))  # fmt: skip
+    models = {}
+    for spec in model_specs(config, kept):
+        models[spec.name] = validate_model(spec, X, y, config=config, plan=plan)
+        for metric, why in models[spec.name].problems.items():
+            notes.append(warn(f"{spec.name}: {metrics.label(metric)} {why}"))
+    primary = models[config.model.primary]
+    baselines = [m for m in models.values() if m.spec.role == "baseline"]
+    comparison = gate.against_baseline(primary, baselines)
+    fitted = refit(primary.spec, X, y, config=config)
+    return TrainingResult(config, features, kept, dropped, plan, models, fitted, comparison,
+                          riley, simulated, notes)  # fmt: skip

@@ -1,0 +1,168 @@
+"""Performance metrics of predicted probabilities, and their names (defined here only).
+
+Every name the summary, the MLflow run and the CLI show comes from this module:
+``PERFORMANCE`` lists the metrics of one set of predictions, :func:`net_benefit_name`
+names net benefit at a threshold, :func:`reported` the prefixed forms
+(``validated_roc_auc``, ``validated_roc_auc_ci_low``, ...).
+
+* AUROC: Mann-Whitney, ties counted half.
+* Brier score, and the scaled Brier score ``1 - Brier / (prevalence x (1 - prevalence))``
+  (Steyerberg, Clinical Prediction Models, 2nd ed., 2019, sec. 15.2).
+* Net benefit at threshold probability ``t``: ``TP/n - FP/n x t/(1-t)`` (Vickers AJ,
+  Elkin EB. Med Decis Making 2006;26:565-74); treating all gives
+  ``prevalence - (1 - prevalence) x t/(1-t)``, treating none 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import rankdata
+
+from .calibration import recalibration, smooth_calibration
+
+ROC_AUC = "roc_auc"
+BRIER = "brier"
+SCALED_BRIER = "scaled_brier"
+CALIBRATION_INTERCEPT = "calibration_intercept"
+CALIBRATION_SLOPE = "calibration_slope"
+ICI = "ici"
+E50 = "e50"
+E90 = "e90"
+
+#: The metrics of one set of predictions, in the order they are shown.
+PERFORMANCE = (
+    ROC_AUC,
+    BRIER,
+    SCALED_BRIER,
+    CALIBRATION_INTERCEPT,
+    CALIBRATION_SLOPE,
+    ICI,
+    E50,
+    E90,
+)
+
+#: What a person reads for each metric.
+LABELS = {
+    ROC_AUC: "AUROC",
+    BRIER: "Brier score",
+    SCALED_BRIER: "scaled Brier score",
+    CALIBRATION_INTERCEPT: "calibration intercept",
+    CALIBRATION_SLOPE: "calibration slope",
+    ICI: "ICI",
+    E50: "E50",
+    E90: "E90",
+}
+
+#: The values each metric can take (intervals are clipped to them); net benefit and the
+#: calibration intercept and slope are unbounded.
+RANGES = {
+    ROC_AUC: (0.0, 1.0),
+    BRIER: (0.0, 1.0),
+    SCALED_BRIER: (-np.inf, 1.0),
+    ICI: (0.0, 1.0),
+    E50: (0.0, 1.0),
+    E90: (0.0, 1.0),
+}
+
+#: Prefixes of reported numbers: cross-validated, apparent (on the training data; never a
+#: result), and Harrell's optimism-corrected.
+VALIDATED = "validated"
+APPARENT = "apparent"
+OPTIMISM_CORRECTED = "optimism_corrected"
+
+
+def net_benefit_name(threshold: float) -> str:
+    """``net_benefit_at_30`` for threshold 0.30 (whole percent; 0.125 gives ``net_benefit_at_12.5``)."""
+    pct = round(100 * float(threshold), 6)
+    return f"net_benefit_at_{pct:g}"
+
+
+def label(name: str) -> str:
+    """What a person reads for a metric name (``net_benefit_at_30`` -> "net benefit at 30%")."""
+    if name.startswith("net_benefit_at_"):
+        return f"net benefit at {name.removeprefix('net_benefit_at_')}%"
+    return LABELS.get(name, name.replace("_", " "))
+
+
+def reported(prefix: str, metric: str, part: str | None = None) -> str:
+    """``reported("validated", "roc_auc", "ci_low")`` -> ``validated_roc_auc_ci_low``."""
+    return f"{prefix}_{metric}" + (f"_{part}" if part else "")
+
+
+def roc_auc(y, p) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties counted half); NaN with one class."""
+    y = np.asarray(y, dtype=bool)
+    n1, n0 = y.sum(), (~y).sum()
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = rankdata(p)
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def roc_auc_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """AUROC of each row of ``y`` and ``p`` (same shape, 2-D), vectorised over rows."""
+    ranks = rankdata(p, axis=1)
+    n1 = y.sum(axis=1)
+    n0 = y.shape[1] - n1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((ranks * y).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def brier(y, p) -> float:
+    """Mean squared difference between probability and outcome."""
+    return float(np.mean((np.asarray(p, float) - np.asarray(y, float)) ** 2))
+
+
+def scaled_brier(y, p) -> float:
+    """``1 - Brier / Brier of predicting the prevalence``: 0 no better than the prevalence, 1 perfect."""
+    prevalence = float(np.mean(y))
+    reference = prevalence * (1 - prevalence)
+    return float("nan") if reference == 0 else 1 - brier(y, p) / reference
+
+
+def net_benefit(y, p, thresholds) -> np.ndarray:
+    """Net benefit of treating patients with ``p >= t``, for each threshold ``t``."""
+    y = np.asarray(y, dtype=bool)
+    p = np.asarray(p, dtype=float)
+    t = np.asarray(thresholds, dtype=float)
+    treat = p[None, :] >= t[:, None]
+    tp = (treat & y[None, :]).sum(axis=1)
+    fp = (treat & ~y[None, :]).sum(axis=1)
+    return tp / len(y) - fp / len(y) * t / (1 - t)
+
+
+def net_benefit_treat_all(y, thresholds) -> np.ndarray:
+    """Net benefit of treating everyone, for each threshold."""
+    prevalence = float(np.mean(y))
+    t = np.asarray(thresholds, dtype=float)
+    return prevalence - (1 - prevalence) * t / (1 - t)
+
+
+def performance(y, p, thresholds=()) -> tuple[dict[str, float], dict[str, str]]:
+    """Every metric of :data:`PERFORMANCE` and net benefit at ``thresholds``.
+
+    Returns the numbers and, for each metric that is NaN because it cannot be estimated
+    here, the reason (separation, predictions without spread, ...).
+    """
+    recal = recalibration(y, p)
+    smooth = smooth_calibration(y, p)
+    values = {
+        ROC_AUC: roc_auc(y, p),
+        BRIER: brier(y, p),
+        SCALED_BRIER: scaled_brier(y, p),
+        CALIBRATION_INTERCEPT: recal.intercept,
+        CALIBRATION_SLOPE: recal.slope,
+        ICI: smooth.ici,
+        E50: smooth.e50,
+        E90: smooth.e90,
+    }
+    for t, nb in zip(thresholds, net_benefit(y, p, thresholds), strict=True):
+        values[net_benefit_name(t)] = float(nb)
+    problems = {}
+    if recal.intercept_problem:
+        problems[CALIBRATION_INTERCEPT] = recal.intercept_problem
+    if recal.slope_problem:
+        problems[CALIBRATION_SLOPE] = recal.slope_problem
+    if smooth.problem:
+        problems.update(dict.fromkeys((ICI, E50, E90), f"smoothed calibration: {smooth.problem}"))
+    return values, problems

@@ -1,0 +1,382 @@
+"""``log_and_register``: the MLflow part of training (runs, model, registry, the gate).
+
+One parent run per training (params: the config, validation effort, git commit, package
+versions; the feature table as an ``mlflow.data`` input with digest and schema, no rows;
+the patient flow and the dropped columns; the primary model's metrics), one nested run
+per model (its metrics, curves and out-of-fold predictions keyed by row index), SHAP
+plots of the primary model, and the primary model itself as a pyfunc "model from code"
+with ``model_spec.json``. The input example is synthetic (the feature medians), so no
+patient's row reaches the store.
+
+The new version gets aliases from :func:`msc_response.modeling.gate.decide`; against an
+existing champion, the champion's stored recipe is re-validated here on the same data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import tracking
+from ..config import config_from_dict
+from ..io import work_dir, write_json
+from . import gate
+from .fit import ModelValidation, TrainingResult, validate_model
+from .fitted import write_spec
+from .models import ModelSpec
+from .summary import NOT_APPLICABLE, model_numbers
+
+PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
+
+
+def log_and_register(
+    result: TrainingResult,
+    *,
+    data_dir: str | Path | None = None,
+    root: str | Path | None = None,
+    summary_path: str | Path | None = None,
+) -> dict:
+    """Log ``result`` to MLflow, register its primary model and apply the promotion gate.
+
+    Parameters
+    ----------
+    result : TrainingResult
+        From :func:`msc_response.modeling.fit.fit`.
+    data_dir : path, optional
+        The study the features came from: needed only when the current champion was
+        trained with other feature settings, to rebuild its features for re-validation.
+    root : path, optional
+        Where the local MLflow store lives (``MLFLOW_TRACKING_URI`` overrides it).
+    summary_path : path, optional
+        Also write the summary JSON there.
+
+    Returns the training summary with the registry fields (``version``, ``aliases``,
+    ``champion_decision``, ``run_id``, ...).
+    """
+
+    config = result.config
+    summary = result.summary()
+    with tracking.using(root) as uri:
+        exp_id = tracking.experiment_id(config.name)
+        abandoned = tracking.fail_abandoned_runs(exp_id, root)
+        with (
+            tracking.start_run(experiment_id=exp_id, run_name=f"train {config.name}") as parent,
+            _scratch(uri, config.name) as tmp,
+        ):
+            registered = _log_and_register(result, summary, exp_id, data_dir, tmp)
+            run_id = parent.info.run_id
+    summary.update({**registered, "run_id": run_id, "tracking_uri": uri,
+                    "abandoned_runs_ended": [a.run_id for a in abandoned]})  # fmt: skip
+    if summary_path is not None:
+        write_json(summary, summary_path)
+    return summary
+
+
+@contextlib.contextmanager
+def _scratch(uri: str, name: str):
+    """Where the run's artifacts are written before they are logged: beside a local store
+    (a killed run's leftovers are removed by the next), else the system's temporary folder."""
+    if uri.startswith("sqlite:///"):
+        with work_dir(Path(uri.removeprefix("sqlite:///")).parent / f"train-{name}") as tmp:
+            yield tmp
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield Path(tmp)
+
+
+def _log_and_register(
+    result: TrainingResult, summary: dict, exp_id: str, data_dir, tmp: Path
+) -> dict:
+    """Inside the parent run: log everything, register the primary model, apply the gate."""
+    import mlflow
+
+    config = result.config
+    _log_parent(result, summary)
+    for mv in result.models.values():
+        _log_model_run(result, mv, exp_id, tmp)
+    _log_shap(result, tmp)
+    model_info = _log_model(result, tmp)
+    champion, champion_problem = _against_champion(result, data_dir)
+    decision = gate.decide(
+        n=len(result.y),
+        riley_min_n=result.riley["min_n"],
+        baseline=result.baseline_comparison,
+        champion=champion,
+        champion_problem=champion_problem,
+    )
+    version, aliases = _register(config.name, model_info, result, decision)
+    mlflow.set_tags({"primary_model": config.model.primary, "champion_decision": decision.reason,
+                     "registered_version": version, "exploratory": str(result.below_riley).lower()})  # fmt: skip
+    if champion is not None:
+        mlflow.log_metrics(_flat("gate_champion", champion.to_dict()))
+    return {
+        "gate_against_champion": champion.to_dict() if champion else None,
+        "registered_model": config.name,
+        "version": version,
+        "model_uri": f"models:/{config.name}/{version}",
+        "aliases": aliases,
+        "champion_decision": decision.reason,
+    }
+
+
+def _flat(prefix: str, comparison: dict) -> dict[str, float]:
+    lo, hi = comparison["roc_auc_difference_ci"]
+    return {f"{prefix}_roc_auc_difference": comparison["roc_auc_difference"],
+            f"{prefix}_roc_auc_difference_ci_low": lo, f"{prefix}_roc_auc_difference_ci_high": hi}  # fmt: skip
+
+
+def run_metrics(numbers: dict) -> tuple[dict[str, float], dict[str, str]]:
+    """Summary numbers as MLflow metrics (``_ci`` pairs become ``_ci_low``/``_ci_high``) and tags.
+
+    A "not applicable" statistic becomes a tag, a number that could not be estimated is
+    left out (its reason is in the summary and the run's ``problems`` tags).
+    """
+    out, tags = {}, {}
+    for key, value in numbers.items():
+        if isinstance(value, list) and len(value) == 2:
+            for part, v in zip(("low", "high"), value, strict=True):
+                if v is not None:
+                    out[f"{key}_{part}"] = float(v)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = float(value)
+        elif value == NOT_APPLICABLE:
+            tags[key] = NOT_APPLICABLE
+    return out, tags
+
+
+def _log_parent(result: TrainingResult, summary: dict) -> None:
+    import mlflow
+
+    config = result.config
+    commit = tracking.git_commit()
+    mlflow.set_tags({"msc_response.stage": "train", "data.simulated": str(result.simulated).lower(),
+                     "git_commit": commit})  # fmt: skip
+    params = tracking.flatten(config.to_dict())
+    params.update({f"version.{k}": v for k, v in tracking.package_versions().items()})
+    params.update({"git_commit": commit, "validation.repeats": result.plan.repeats,
+                   "validation.bootstrap": result.plan.n_boot, "validation.folds": result.plan.folds,
+                   "validation.method": summary["validation"]["method"][:500]})  # fmt: skip
+    mlflow.log_params(params)
+    dataset = mlflow.data.from_pandas(
+        result.X.assign(response=result.y), targets="response", name=f"{config.name}-features"
+    )
+    with warnings.catch_warnings():
+        # MLflow hints about integer columns while profiling the dataset; every feature is float
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        mlflow.log_input(dataset, context="training")
+    fs = result.features
+    mlflow.log_dict({"flow": fs.flow, "feature_columns": result.feature_columns,
+                     "dropped_columns": result.dropped_columns, "lab_units": fs.lab_units},
+                    "patient_flow.json")  # fmt: skip
+    numbers, tags = run_metrics(model_numbers(result.primary))
+    numbers.update({"n_patients": len(result.y), "n_events": int(result.y.sum()),
+                    "riley_min_n": result.riley["min_n"],
+                    "n_dropped_columns": len(result.dropped_columns)})  # fmt: skip
+    if result.baseline_comparison is not None:
+        numbers["baseline_validated_roc_auc"] = result.models[
+            result.baseline_comparison.reference
+        ].roc_auc
+        numbers.update(_flat("gate_baseline", result.baseline_comparison.to_dict()))
+    mlflow.log_metrics(numbers)
+    if tags:
+        mlflow.set_tags(tags)
+
+
+def _log_model_run(result: TrainingResult, mv: ModelValidation, exp_id: str, tmp: Path) -> None:
+    import mlflow
+
+    from .. import report
+
+    status = "primary" if mv.name == result.config.model.primary else (
+        "exploratory" if mv.spec.role == "candidate" else "baseline")  # fmt: skip
+    with tracking.start_run(experiment_id=exp_id, run_name=mv.name, nested=True):
+        mlflow.set_tags({"role": mv.spec.role, "kind": mv.spec.kind, "status": status})
+        mlflow.log_params({"model": mv.name, "n_features": len(mv.spec.features),
+                           "seed": result.plan.seed})  # fmt: skip
+        numbers, tags = run_metrics(model_numbers(mv))
+        mlflow.log_metrics(numbers)
+        tags.update({f"problem.{k}": v[:250] for k, v in mv.problems.items()})
+        if tags:
+            mlflow.set_tags(tags)
+        out = tmp / mv.name
+        out.mkdir()
+        oof = pd.DataFrame({"index": np.arange(len(result.y)), "response": result.y})
+        for r in range(mv.oof.shape[0]):
+            oof[f"oof_probability_repeat_{r + 1}"] = np.round(mv.oof[r], 6)
+        oof.to_csv(out / "oof_predictions.csv", index=False)
+        result.decision_curve(mv.name).round(6).to_csv(out / "decision_curve.csv", index=False)
+        for name, ax in (
+            ("roc_curve.png", result.plot_roc(model=mv.name)),
+            ("calibration.png", result.plot_calibration(model=mv.name)),
+            ("decision_curve.png", result.plot_decision_curve(model=mv.name)),
+        ):
+            report.save_figure(ax, out / name, simulated=result.simulated)
+        mlflow.log_artifacts(str(out), "validation")
+
+
+def _log_shap(result: TrainingResult, tmp: Path) -> None:
+    import mlflow
+
+    from .. import report
+    from ..explain import global_importance
+
+    shap_dir = tmp / "shap"
+    shap_dir.mkdir()
+    for kind in ("beeswarm", "bar"):
+        report.save_figure(result.plot_shap(kind=kind), shap_dir / f"shap_{kind}.png",
+                           simulated=result.simulated)  # fmt: skip
+    contrib, _ = result.fitted.contributions(result.X)
+    global_importance(contrib, result.fitted.feature_columns).to_csv(
+        shap_dir / "shap_importance.csv", index=False
+    )
+    mlflow.log_artifacts(str(shap_dir), "shap")
+
+
+def synthetic_example(X: pd.DataFrame) -> pd.DataFrame:
+    """One made-up input row: each column's median (no patient's row is logged)."""
+    return X.median().to_frame().T.astype(float)
+
+
+def _log_model(result: TrainingResult, tmp: Path):
+    import mlflow
+    from mlflow.models import infer_signature
+
+    config, fitted, fs = result.config, result.fitted, result.features
+    art = tmp / "model_artifacts"
+    art.mkdir()
+    model_path = fitted.save(art)
+    spec = {
+        "experiment": config.name,
+        "config": config.to_dict(),
+        "kind": fitted.kind,
+        "model_name": config.model.primary,
+        "feature_columns": fitted.feature_columns,
+        "all_feature_columns": list(fs.feature_columns),
+        "dropped_columns": result.dropped_columns,
+        "lab_units": fs.lab_units,
+        "feature_spec": fs.feature_spec,
+        "threshold": config.model.threshold,
+        "validated_roc_auc": result.primary.roc_auc,
+        "exploratory": result.below_riley,
+        "trained_on_simulated_data": result.simulated,
+    }
+    spec_path = write_spec(spec, art / "model_spec.json")
+    example = synthetic_example(result.X[fitted.feature_columns])
+    signature = infer_signature(
+        example, pd.DataFrame({"probability": fitted.predict_proba(example)})
+    )
+    versions = tracking.package_versions()
+    requirements = [f"{k}=={v}" for k, v in versions.items() if k != "msc-response"]
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(PYFUNC_FILE),
+        artifacts={"model": str(model_path), "model_spec": str(spec_path)},
+        signature=signature,
+        input_example=example,
+        pip_requirements=requirements,
+        registered_model_name=config.name,
+    )
+
+
+def current_champion(name: str):
+    """The champion version of registered model ``name``, or None when it has none.
+
+    Only a missing alias means "no champion": any other registry error propagates.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    version = client.get_registered_model(name).aliases.get(gate.ALIAS_CHAMPION)
+    return None if version is None else client.get_model_version(name, str(version))
+
+
+def _against_champion(
+    result: TrainingResult, data_dir
+) -> tuple[gate.Comparison | None, str | None]:
+    """Re-validate the current champion's stored recipe on this training's data and samples."""
+    if result.below_riley:
+        return None, None  # exploratory whatever the champion is
+    champion = current_champion(result.config.name)
+    if champion is None:
+        return None, None
+    import mlflow
+
+    spec_file = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{result.config.name}/{champion.version}/artifacts/model_spec.json"
+    )
+    stored = json.loads(Path(spec_file).read_text())
+    champ_config = config_from_dict(stored["config"])
+    table = _champion_features(result, champ_config, data_dir)
+    missing = [c for c in stored["feature_columns"] if c not in table.columns]
+    if missing:
+        return (
+            None,
+            f"the champion (version {champion.version}) needs columns these data lack: {missing!r}",
+        )
+    ids = result.features.table["patient_id"].astype(str).to_numpy()
+    if not np.array_equal(table["patient_id"].astype(str).to_numpy(), ids):
+        table = table.set_index(table["patient_id"].astype(str)).reindex(ids)
+        if table[stored["feature_columns"]].isna().all(axis=1).any():
+            return None, (f"the champion's features (version {champion.version}) do not cover the "
+                          "same patients: it cannot be compared on identical data")  # fmt: skip
+    X = table[stored["feature_columns"]].astype(float).reset_index(drop=True)
+    spec = ModelSpec(
+        stored["model_name"], stored["kind"], "candidate", tuple(stored["feature_columns"])
+    )
+    # the champion's recipe (its config: model settings) under this training's plan: the same
+    # splits, bootstrap samples and seeds as the new model
+    validated = validate_model(spec, X, result.y, config=champ_config, plan=result.plan)
+    label = f"champion v{champion.version} ({stored['model_name']})"
+    return gate.against_champion(result.primary, validated, label), None
+
+
+def _champion_features(result: TrainingResult, champ_config, data_dir) -> pd.DataFrame:
+    """The champion's feature table: this training's when the feature settings agree."""
+
+    def settings(c):
+        d = c.to_dict()
+        return {k: v for k, v in d.items() if k not in ("name", "data", "model")}
+
+    if settings(champ_config) == settings(result.config):
+        return result.features.table
+    if data_dir is None:
+        raise ValueError(
+            "log_and_register: the champion was trained with other feature settings; pass "
+            "data_dir= so that its features can be rebuilt from the same study"
+        )
+    from ..features import build_features
+
+    return build_features(champ_config, data_dir).table
+
+
+def _register(name: str, model_info, result: TrainingResult, decision: gate.Decision):
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    version = str(model_info.registered_model_version)
+    client.set_model_version_tag(
+        name, version, "validated_roc_auc", f"{result.primary.roc_auc:.6f}"
+    )
+    client.set_model_version_tag(name, version, "model", result.config.model.primary)
+    client.set_model_version_tag(name, version, "champion_decision", decision.reason[:5000])
+    for alias in decision.aliases:
+        client.set_registered_model_alias(name, alias, version)
+    aliases = sorted(client.get_model_version(name, version).aliases)
+    return version, aliases
+
+
+def scoring_alias(name: str, root: str | Path | None = None) -> str:
+    """The alias to score with: ``champion`` if there is one, else ``exploratory``, else ``candidate``."""
+    aliases = tracking.client(root).get_registered_model(name).aliases
+    for alias in (gate.ALIAS_CHAMPION, gate.ALIAS_EXPLORATORY, gate.ALIAS_CANDIDATE):
+        if alias in aliases:
+            return alias
+    raise LookupError(
+        f"registered model {name!r} has none of the aliases champion, exploratory, candidate"
+    )

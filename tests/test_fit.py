@@ -1,0 +1,129 @@
+"""fit(): the in-memory half of training (no MLflow), its summary, plots and the gate rules."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+
+from conftest import statistical_warnings
+from msc_response import report
+from msc_response.config import config_from_dict
+from msc_response.errors import ConfigError, DataError
+from msc_response.features import build_features
+from msc_response.modeling import gate, metrics, validation
+from msc_response.modeling.fit import fit
+from msc_response.modeling.summary import NOT_APPLICABLE
+
+FAST = {"repeats": 2, "bootstrap": 20, "n_jobs": 1}
+
+
+@pytest.fixture(scope="module")
+def result(trial_dir):
+    config = config_from_dict({"name": "fit-test", "model": FAST})
+    with statistical_warnings("below Riley's minimum sample size"):
+        return fit(config, build_features(config, trial_dir), simulated=True)
+
+
+def test_fit_validates_every_model_and_refits_the_primary(result):
+    assert set(result.models) == {"lightgbm", "logistic_l2", "baseline_score", "baseline_regimen"}
+    assert result.primary.name == "logistic_l2" and result.fitted.kind == "logistic"
+    # constant and duplicate columns are dropped, recorded, and not Riley parameters
+    assert set(result.dropped_columns) == {"baseline_dialysis", "interval_days"}
+    assert not set(result.dropped_columns) & set(result.fitted.feature_columns)
+    s = result.summary()
+    assert s["riley_parameters"] == len(result.feature_columns) == len(s["feature_columns"])
+    assert s["dropped_columns"] == result.dropped_columns
+    assert s["exploratory"] is True and s["primary_model"] == "logistic_l2"
+    assert s["exploratory_models"] == ["lightgbm"]
+    assert s["models"]["lightgbm"]["status"] == "exploratory"
+
+
+def test_every_metric_in_the_summary_has_an_interval(result):
+    s = result.summary()
+    names = [*metrics.PERFORMANCE, *map(metrics.net_benefit_name, s["net_benefit_thresholds"])]
+    for name in names:
+        value, ci = s[f"validated_{name}"], s[f"validated_{name}_ci"]
+        if value is not None:
+            assert ci[0] <= value <= ci[1], name
+    lo, hi = s["validated_roc_auc_ci"]
+    assert 0 <= lo < s["validated_roc_auc"] < hi <= 1
+    assert s["validated_roc_auc"] == pytest.approx(
+        result.primary.bootstrap.roc_auc_632plus, abs=1e-4
+    )
+
+
+def test_harrell_is_not_applicable_to_trees(result):
+    s = result.summary()
+    assert s["models"]["lightgbm"]["optimism_corrected_roc_auc"] == NOT_APPLICABLE
+    assert isinstance(s["models"]["logistic_l2"]["optimism_corrected_roc_auc"], float)
+
+
+def test_plot_numbers_are_the_reported_numbers_and_nothing_global_changes(result):
+    import matplotlib.pyplot as plt
+
+    backend, figures = matplotlib.get_backend(), plt.get_fignums()
+    ax = result.plot_roc()
+    assert report.area(result.roc_curve()) == pytest.approx(result.primary.roc_auc, abs=1e-9)
+    assert f"{result.primary.roc_auc:.2f}" in ax.get_legend().get_texts()[0].get_text()
+    for draw in (result.plot_calibration, result.plot_decision_curve, result.plot_shap):
+        assert draw().figure is not None
+    dc = result.decision_curve()
+    at_half = dc.loc[np.isclose(dc["threshold"], 0.5)].iloc[0]
+    assert at_half["model"] == pytest.approx(result.primary.cv.values["net_benefit_at_50"])
+    assert (dc["lower"] <= dc["model"]).all() and (dc["model"] <= dc["upper"]).all()
+    assert matplotlib.get_backend() == backend and plt.get_fignums() == figures
+
+
+def test_the_gate_compares_on_the_same_bootstrap_samples(result):
+    cmp = result.baseline_comparison
+    assert (
+        cmp.reference
+        == max(
+            (m for m in result.models.values() if m.spec.role == "baseline"),
+            key=lambda m: m.roc_auc,
+        ).name
+    )
+    diff = validation.paired_difference(
+        result.primary.bootstrap, result.models[cmp.reference].bootstrap
+    )
+    assert cmp.difference == diff and cmp.passed == (diff.ci[0] > 0)
+
+
+def _comparison(low: float, margin: float) -> gate.Comparison:
+    return gate.Comparison(
+        "m", "ref", validation.Difference(low + 0.1, 0.05, (low, low + 0.2)), margin
+    )
+
+
+def test_gate_rules():
+    ok, bad = _comparison(0.01, 0.0), _comparison(-0.01, 0.0)
+    below = gate.decide(n=42, riley_min_n=1668, baseline=ok, champion=None)
+    assert below.aliases == ("candidate", "exploratory") and not below.promoted
+    assert "Riley" in below.reason
+    assert gate.decide(n=2000, riley_min_n=1668, baseline=ok, champion=None).promoted
+    assert not gate.decide(n=2000, riley_min_n=1668, baseline=bad, champion=None).promoted
+    near = _comparison(-0.015, gate.NON_INFERIORITY_MARGIN)  # within the margin: non-inferior
+    worse = _comparison(-0.03, gate.NON_INFERIORITY_MARGIN)
+    assert gate.decide(n=2000, riley_min_n=1668, baseline=ok, champion=near).promoted
+    decision = gate.decide(n=2000, riley_min_n=1668, baseline=ok, champion=worse)
+    assert not decision.promoted and "worse than the current champion" in decision.reason
+
+
+def test_an_endpoint_without_non_responders_is_a_data_error(study_dir):
+    config = config_from_dict({"name": "x", "assume": {"encephalopathy": 0, "dialysis": 0}})
+    with pytest.raises(DataError, match="no non-responders among 3 eligible patients"):
+        fit(config, build_features(config, study_dir))
+
+
+def test_primary_must_be_a_candidate():
+    with pytest.raises(ConfigError, match="model.primary"):
+        config_from_dict(
+            {"name": "x", "model": {"candidates": ["logistic_l2"], "primary": "lightgbm"}}
+        )
+    assert (
+        config_from_dict({"name": "x", "model": {"candidates": ["lightgbm"]}}).model.primary
+        == "lightgbm"
+    )
+    with pytest.raises(ConfigError, match="model.net_benefit_thresholds"):
+        config_from_dict({"name": "x", "model": {"net_benefit_thresholds": [1.5]}})
