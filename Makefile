@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 EXPERIMENTS := $(wildcard experiments/*.yaml)
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: help install test test-fast lint demo data train score score-one ui bench clean
+.PHONY: help install test test-fast lint demo data train score score-one report ui bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
@@ -68,6 +68,15 @@ demo: $(STAMP) ## the main job end to end on the embedded default (SIMULATED dat
 	@echo "  predictions:    outputs/predictions_child_pugh.csv, outputs/predictions_meld.csv (+ .rejected.csv)"
 	@echo "  run summaries:  outputs/train_*.json, outputs/predictions_*.summary.json"
 	@echo "  MLflow store:   mlruns/ (sqlite:///mlruns/mlflow.db); browse it with 'make ui'"
+	@for cfg in $(EXPERIMENTS); do \
+	  name=$$(sed -n 's/^name: *//p' $$cfg); \
+	  echo "  report:         $$(ls -1t reports/$$name/*/index.html | grep -v /validation- | head -1)"; \
+	done
+
+report: $(STAMP) ## remake the report of each experiment's latest training run: reports/<experiment>/<run>/index.html
+	@for cfg in $(EXPERIMENTS); do \
+	  $(CLI) report --experiment $$(sed -n 's/^name: *//p' $$cfg) || exit $$?; \
+	done
 
 ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:5000 over the local store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000

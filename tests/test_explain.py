@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.special import logit
+from scipy.special import expit, logit
 from typer.testing import CliRunner
 
-from msc_response import simulate, tracking
+from msc_response import MscResponseWarning, simulate, tracking
 from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.errors import ConfigError, DataError
 from msc_response.features import build_features
 from msc_response.modeling.fitted import FittedModel
-from msc_response.modeling.models import ModelSpec, make_estimator
+from msc_response.modeling.models import ModelSpec, make_estimator, storable
 from msc_response.modeling.registry import LoadedModel
 from msc_response.reporting.waterfall import (
     explain_patient,
@@ -39,7 +41,7 @@ def _model(config, fs, kind: str, directory) -> LoadedModel:
     y = fs.table["response"].to_numpy(dtype=int)
     est = make_estimator(spec, config, 1, int(min(y.sum(), len(y) - y.sum())))
     est.fit(fs.table[fs.feature_columns].astype(float), y)
-    path = FittedModel.from_estimator(kind, fs.feature_columns, est).save(directory)
+    path = FittedModel.from_estimator(kind, fs.feature_columns, storable(est)).save(directory)
     model_spec = {"kind": kind, "feature_columns": fs.feature_columns, "feature_spec": fs.feature_spec,
                   "config": config.to_dict(), "threshold": 0.5, "trained_on_simulated_data": True}  # fmt: skip
     return LoadedModel("local", "cp-explain", "1", model_spec, str(path))
@@ -58,6 +60,20 @@ def test_explanation_adds_up_to_the_model_logit(features, kind, tmp_path):
     assert len(steps) == 6 and steps["start"].iloc[0] == expl.base
     assert steps["end"].iloc[-1] == pytest.approx(expl.logit, abs=1e-12)
     assert (np.abs(expl.table["contribution"]).diff().dropna() <= 1e-15).all()  # largest first
+
+
+def test_a_recalibrated_model_still_adds_up(features, tmp_path):
+    config, fs = features
+    plain = _model(config, fs, "lightgbm", tmp_path)
+    spec = {**plain.spec, "recalibration": {"intercept": 0.4, "slope": 0.6}}
+    recal = LoadedModel("local", "cp-explain", "2", spec, plain.model_file)
+    pid = fs.table["patient_id"].iloc[3]
+    p = plain.fitted.predict_proba(fs.table.iloc[[3]])[0]
+    expl = explain_patient(recal, fs, pid)
+    assert expl.logit == pytest.approx(0.4 + 0.6 * logit(p), abs=1e-9)
+    assert recal.fitted.predict_proba(fs.table.iloc[[3]])[0] == pytest.approx(
+        expit(0.4 + 0.6 * logit(p))
+    )
 
 
 def test_values_in_the_site_units():
@@ -114,11 +130,14 @@ def registered(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("explain")
     mp = pytest.MonkeyPatch()
+    (root / "mlruns").mkdir()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
     tracking.configure()
     write_simulation(root / "trial", design="trial", seed=8)
     config = config_from_dict({"name": "cp-explain-cli", "model": {"repeats": 2, "bootstrap": 20}})
-    summary = train(config, root / "trial")
+    with warnings.catch_warnings():  # Riley and calibration warnings: tested in test_train
+        warnings.simplefilter("ignore", MscResponseWarning)
+        summary = train(config, root / "trial")
     yield root, summary["model_uri"]
     mp.undo()
 

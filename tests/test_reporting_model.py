@@ -11,7 +11,7 @@ from msc_response import simulate
 from msc_response.config import config_from_dict
 from msc_response.features import build_features
 from msc_response.modeling.fitted import FittedModel
-from msc_response.modeling.models import ModelSpec, make_estimator
+from msc_response.modeling.models import ModelSpec, make_estimator, storable
 from msc_response.reporting.equation import logistic_equation
 from msc_response.reporting.intervals import auroc_delong
 from msc_response.reporting.stability import instability
@@ -76,7 +76,7 @@ def test_logistic_equation_reproduces_the_model():
     est = make_estimator(ModelSpec("l", "logistic", "candidate", tuple(cols)), config, 1, 20).fit(
         X, y
     )
-    fitted = FittedModel.from_estimator("logistic", cols, est)
+    fitted = FittedModel.from_estimator("logistic", cols, storable(est))
     eq = logistic_equation(fitted, fs.feature_spec)
     assert np.abs(eq.logit(X) - logit(fitted.predict_proba(X))).max() < 1e-9
     assert eq.text().startswith("logit(p) = ") and list(eq.terms["feature"]) == cols

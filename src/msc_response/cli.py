@@ -436,5 +436,51 @@ def explain(
                   highlight=False)  # fmt: skip
 
 
+@app.command()
+@_bad_input_exits
+def report(
+    experiment: str = typer.Option(..., "--experiment", help="Experiment (registered model) name."),
+    run: str | None = typer.Option(None, "--run", help="Training run id (default: the latest)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="The run's study directory (default: the one its config names)."
+    ),
+) -> None:
+    """Write the report of a training run to reports/<experiment>/<run>/index.html (and log it)."""
+    from .reporting.training import report_run
+
+    page = report_run(experiment, run, data=data)
+    console.print(f"report -> {page}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@_bad_input_exits
+def validate(
+    model: str = typer.Option(..., "--model", help="Model URI, e.g. models:/child-pugh-day28/3."),
+    data: Path = typer.Option(..., "--data", help="A labelled study the model never saw."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Folder of the page (default reports/<model>/validation-v<version>-<cohort>).",
+    ),
+    recalibrate: bool = typer.Option(
+        False,
+        "--recalibrate",
+        help="Also register a logistically recalibrated version of the model.",
+    ),
+) -> None:
+    """External validation of a registered model on a labelled cohort: page, MLflow run, recalibration."""
+    from .reporting.validate_job import validate_registered_model
+
+    run = validate_registered_model(model, data, out=out, recalibrate=recalibrate)
+    ev = run.result
+    console.print(f"{run.name} v{run.version} on {data.name}: {ev.n} patients, responders {ev.outcome.text()}; "
+                  f"AUROC {ev.auroc.text()}", highlight=False, soft_wrap=True)  # fmt: skip
+    if run.recalibrated_version:
+        r = run.recalibration
+        console.print(f"recalibrated: logit(p') = {r.intercept:.3f} + {r.slope:.3f} logit(p) -> "
+                      f"models:/{run.name}/{run.recalibrated_version}", highlight=False, soft_wrap=True)  # fmt: skip
+    console.print(f"report -> {run.page}; MLflow run {run.run_id}", highlight=False, soft_wrap=True)
+
+
 if __name__ == "__main__":  # python -m msc_response.cli
     app(prog_name="msc-response")

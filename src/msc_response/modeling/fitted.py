@@ -2,6 +2,11 @@
 
 LightGBM models are stored as the booster's text model file; scikit-learn pipelines
 through skops (which loads only the types it is told to trust).
+
+A model may carry a logistic recalibration estimated on another cohort (``msc-response
+validate --recalibrate``): ``logit(p') = intercept + slope x logit(p)``. It lives in the
+model's ``model_spec.json``, beside the unchanged model file, and every prediction and
+contribution goes through it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ class FittedModel:
     kind: str
     feature_columns: list[str]
     estimator: object  # lightgbm.Booster or a fitted sklearn Pipeline
+    recalibration: dict | None = None  # {"intercept": a, "slope": b}: logit(p') = a + b logit(p)
 
     @classmethod
     def from_estimator(cls, kind: str, feature_columns: list[str], estimator) -> FittedModel:
@@ -43,28 +49,44 @@ class FittedModel:
         LightGBM runs on one thread: batch scoring puts one worker process on each core.
         """
         if self.kind == "lightgbm":
-            return self.estimator.predict(matrix, num_threads=1)
-        return self.estimator.predict_proba(pd.DataFrame(matrix, columns=self.feature_columns))[
-            :, 1
-        ]
+            p = self.estimator.predict(matrix, num_threads=1)
+        else:
+            p = self.estimator.predict_proba(pd.DataFrame(matrix, columns=self.feature_columns))[
+                :, 1
+            ]
+        if self.recalibration is None:
+            return p
+        from scipy.special import expit, logit
+
+        a, b = self.recalibration["intercept"], self.recalibration["slope"]
+        return expit(a + b * logit(p))
 
     def contributions(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature contributions to the log-odds and the base value of each row.
 
         LightGBM: the booster's native TreeSHAP values (``pred_contrib``). Logistic
         regression: coefficient x centred (imputed, standardised) value; the base is the
-        intercept. Either way base + sum of contributions = logit(probability).
+        intercept. Either way base + sum of contributions = logit(probability). With a
+        recalibration, contributions are multiplied by its slope and the base becomes
+        intercept + slope x base, so the sum is still the (recalibrated) log-odds.
         """
         if self.kind == "lightgbm":
             out = self.estimator.predict(
                 self.matrix(X).to_numpy(), pred_contrib=True, num_threads=1
             )
-            return out[:, :-1], out[:, -1]
-        pipe = self.estimator
-        z = pipe[:-1].transform(self.matrix(X))
-        lr = pipe[-1]
-        coef = lr.coef_.ravel()
-        return np.asarray(z) * coef, np.full(len(X), float(lr.intercept_[0]))
+            contrib, base = out[:, :-1], out[:, -1]
+        else:
+            pipe = self.estimator
+            z = pipe[:-1].transform(self.matrix(X))
+            lr = pipe[-1]
+            contrib, base = (
+                np.asarray(z) * lr.coef_.ravel(),
+                np.full(len(X), float(lr.intercept_[0])),
+            )
+        if self.recalibration is None:
+            return contrib, base
+        a, b = self.recalibration["intercept"], self.recalibration["slope"]
+        return contrib * b, a + b * base
 
     def save(self, directory: Path) -> Path:
         """Write the model file into ``directory``; returns its path."""
@@ -78,12 +100,16 @@ class FittedModel:
         return path
 
     @classmethod
-    def load(cls, kind: str, feature_columns: list[str], path: str | Path) -> FittedModel:
-        """Read a model written by :meth:`save` (skops trusts scikit-learn and numpy types only)."""
+    def load(cls, kind: str, feature_columns: list[str], path: str | Path, *,
+             recalibration: dict | None = None) -> FittedModel:  # fmt: skip
+        """Read a model written by :meth:`save` (skops trusts scikit-learn and numpy types only),
+        with the recalibration stored beside it (``model_spec.json``), if any."""
         if kind == "lightgbm":
             import lightgbm as lgb
 
-            return cls(kind, list(feature_columns), lgb.Booster(model_file=str(path)))
+            return cls(
+                kind, list(feature_columns), lgb.Booster(model_file=str(path)), recalibration
+            )
         import skops.io as sio
 
         untrusted = sio.get_untrusted_types(file=path)
@@ -92,7 +118,7 @@ class FittedModel:
             raise ValueError(
                 f"refusing to load {str(path)!r}: it holds types outside scikit-learn/numpy: {foreign!r}"
             )
-        return cls(kind, list(feature_columns), sio.load(path, trusted=untrusted))
+        return cls(kind, list(feature_columns), sio.load(path, trusted=untrusted), recalibration)
 
 
 def write_spec(spec: dict, path: Path) -> Path:

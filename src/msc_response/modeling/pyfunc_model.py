@@ -25,7 +25,10 @@ class ResponseModel(PythonModel):
         with open(context.artifacts["model_spec"]) as f:
             self.spec = json.load(f)
         self.fitted = FittedModel.load(
-            self.spec["kind"], self.spec["feature_columns"], context.artifacts["model"]
+            self.spec["kind"],
+            self.spec["feature_columns"],
+            context.artifacts["model"],
+            recalibration=self.spec.get("recalibration"),
         )
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

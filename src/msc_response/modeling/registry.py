@@ -35,7 +35,8 @@ class LoadedModel:
 
     @functools.cached_property
     def fitted(self) -> FittedModel:
-        return FittedModel.load(self.spec["kind"], self.spec["feature_columns"], self.model_file)
+        return FittedModel.load(self.spec["kind"], self.spec["feature_columns"], self.model_file,
+                                recalibration=self.spec.get("recalibration"))  # fmt: skip
 
     @property
     def feature_columns(self) -> list[str]:

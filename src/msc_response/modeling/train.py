@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..config import ExperimentConfig
 from ..features import build_features
+from ..reporting.training import publish_training_report
 from .fit import TrainingResult, fit
 from .registration import log_and_register
 
@@ -38,4 +39,6 @@ def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summa
         config, data_dir, labels=True, bad_rows="exclude" if exclude_bad_patients else "error"
     )
     result = fit(config, features)
-    return log_and_register(result, data_dir=data_dir, root=root, summary_path=summary_path)
+    summary = log_and_register(result, data_dir=data_dir, root=root, summary_path=summary_path)
+    summary["report"] = str(publish_training_report(result, features, data_dir, summary, root=root))
+    return summary

@@ -86,7 +86,7 @@ def overview_table(result) -> pd.DataFrame:
 
 
 def add_validation_overview(page: Page, result) -> None:
-    from ..modeling.fit import METHOD
+    from ..modeling.validation import METHOD
 
     s = page.section("Models and their internal validation")
     primary = result.config.model.primary
@@ -171,7 +171,8 @@ def add_shap(page: Page, result) -> None:
                 "the model, not causes.")  # fmt: skip
     X = result.X[result.fitted.feature_columns]
     contrib, _ = result.fitted.contributions(X)
-    s.figure(result.plot_shap(kind="beeswarm"), "SHAP beeswarm of the primary model")
+    with figures.fixed_global_random(result.config.model.seed):  # the same page for the same run
+        s.figure(result.plot_shap(kind="beeswarm"), "SHAP beeswarm of the primary model")
     imp = global_importance(contrib, result.fitted.feature_columns)
     s.table(imp.head(20), "Mean |SHAP| (log-odds), the 20 largest", digits=4)
     if DEPENDENCE_FEATURE in X.columns:

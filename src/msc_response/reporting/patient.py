@@ -16,12 +16,12 @@ from .waterfall import Explanation, explain_patient, site_lab_units, write_expla
 
 
 def _raw_labs(path: Path) -> pd.DataFrame:
-    """The labs table as written (ids, tests and units as text; nothing converted)."""
-    from ..io import read_table
+    """The labs table as written, by the study reader's own file reading (nothing converted)."""
+    from ..study.files import read_whole
 
-    if path.is_dir():  # Parquet part files
-        return pd.read_parquet(path, columns=["patient_id", "day", "test", "value", "unit"])
-    return read_table(path, categorical=("patient_id", "test", "unit"))
+    return (
+        read_whole(path, "labs").select(["patient_id", "day", "test", "value", "unit"]).to_pandas()
+    )
 
 
 def explain_study_patient(
@@ -38,12 +38,14 @@ def explain_study_patient(
         Nothing is written then.
     """
     from ..config import config_from_dict
+    from ..io import check_outputs
     from ..modeling.predict import predict
     from ..modeling.registry import load_model
     from ..study import load_study
 
     if Path(out).suffix.lower() not in (".png", ".html"):
         raise ConfigError(f"out: expected a .png or .html file, got {str(out)!r}")
+    check_outputs([out], inputs=[data], option="out")
     model = load_model(model_uri)
     config = config_from_dict(model.spec["config"])
     study = load_study(data, config.singlecell)

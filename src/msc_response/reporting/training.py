@@ -12,9 +12,10 @@ config), so the page describes exactly that run.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-from ..errors import ConfigError, DataError, Problem
+from ..errors import ConfigError, DataError, MscResponseWarning, Problem
 from ..study import Study, load_study
 from . import model_sections
 from . import study_sections as sections
@@ -62,8 +63,28 @@ def write_training_report(result, features, study: Study | str | Path, out_dir: 
     return page.write(out_dir)
 
 
+def reports_root(root: str | Path | None = None) -> Path:
+    """Where reports go: ``reports/`` of the project whose local MLflow store is in use.
+
+    With ``root`` (the project folder ``train`` was given), ``root/reports``; with a local
+    SQLite store in a folder named ``mlruns`` (the project's layout, or a test's), beside
+    that folder; otherwise (a tracking server, another store) ``reports/`` in the working
+    directory.
+    """
+    from .. import tracking
+
+    if root is not None:
+        return Path(root) / REPORTS
+    uri = tracking.tracking_uri()
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        if db.parent.name == "mlruns":
+            return db.parent.parent / REPORTS
+    return REPORTS
+
+
 def report_dir(experiment: str, run_id: str, root: str | Path | None = None) -> Path:
-    return Path(root or ".") / REPORTS / experiment / run_id
+    return reports_root(root) / experiment / run_id
 
 
 def publish_training_report(
@@ -132,14 +153,18 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
         raise ConfigError(
             f"run: {run_id!r} of {experiment!r} has no registered model (it did not finish)"
         )
-    mv = versions[0]
+    mv = client.get_model_version(
+        versions[0].name, versions[0].version
+    )  # a search leaves out aliases
     model = load_model(f"models:/{mv.name}/{mv.version}")
     config = config_from_dict(model.spec["config"])
     data_dir = Path(data if data is not None else config.data)
     study = load_study(data_dir, config.singlecell)
     features = build_features(config, study, labels=True)
     _check_same_data(run, features, data_dir)  # before the refit, which takes a while
-    result = fit(config, features, simulated=is_simulated(data_dir) or study.simulated)
+    with warnings.catch_warnings():  # said when the run was trained; the page lists them again
+        warnings.simplefilter("ignore", MscResponseWarning)
+        result = fit(config, features, simulated=is_simulated(data_dir) or study.simulated)
     summary = {"registered_model": mv.name, "version": mv.version, "aliases": list(mv.aliases or []),
                "champion_decision": run.data.tags.get("champion_decision", ""), "run_id": run_id}  # fmt: skip
     return publish_training_report(result, features, study, summary, root=root)

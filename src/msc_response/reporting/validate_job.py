@@ -29,8 +29,6 @@ from . import study_sections as sections
 from .page import Page
 from .subgroups import MIN_PER_CLASS, subgroup_performance
 
-REPORTS = Path("reports")
-
 
 @dataclass
 class ValidationRun:
@@ -91,10 +89,13 @@ def validate_registered_model(model_uri: str, data: str | Path, *, out: str | Pa
         endpoint, has a single outcome class, or cannot be recalibrated. Nothing is
         written or logged then.
     """
+    from ..io import check_outputs
     from ..modeling.registry import load_model
 
-    model = load_model(model_uri)
     data = Path(data)
+    if out is not None:
+        check_outputs([Path(out) / "index.html"], inputs=[data], option="out")
+    model = load_model(model_uri)
     config, study, fs, y, p = _cohort(model, data)
     ev = external.external_performance(y, p, thresholds=config.model.net_benefit_thresholds, n_boot=n_boot,
                                        seed=config.model.seed)  # fmt: skip
@@ -104,11 +105,10 @@ def validate_registered_model(model_uri: str, data: str | Path, *, out: str | Pa
             recal = external.logistic_recalibration(y, p)
         except ValueError as err:
             raise DataError([Problem("features", None, "response", str(err))]) from None
-    out_dir = (
-        Path(out)
-        if out is not None
-        else Path(root or ".") / REPORTS / model.name / f"validation-v{model.version}-{data.name}"
-    )
+    from .training import reports_root
+
+    default = reports_root(root) / model.name / f"validation-v{model.version}-{data.name}"
+    out_dir = Path(out) if out is not None else default
     page = write_validation_report(
         model, config, study, fs, y, p, ev, out_dir, data_dir=data, recalibration=recal
     )
@@ -243,6 +243,7 @@ def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, cohort: s
 
     from .. import tracking
     from ..modeling.fitted import FittedModel, write_spec
+    from ..modeling.registration import PYFUNC_FILE, synthetic_example
 
     spec = dict(model.spec)
     spec["recalibration"] = {"intercept": recal.intercept, "slope": recal.slope, "recalibrates_version": model.version,
@@ -255,15 +256,13 @@ def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, cohort: s
         fitted = FittedModel.load(
             spec["kind"], spec["feature_columns"], model_file, recalibration=spec["recalibration"]
         )
-        example = X.median().to_frame().T.astype(float)  # made up: no patient's row is logged
+        example = synthetic_example(X)  # made up: no patient's row is logged
         signature = infer_signature(
             example, pd.DataFrame({"probability": fitted.predict_proba(example)})
         )
         requirements = [
             f"{k}=={v}" for k, v in tracking.package_versions().items() if k != "msc-response"
         ]
-        from ..modeling.registry import PYFUNC_FILE
-
         info = mlflow.pyfunc.log_model(name="recalibrated_model", python_model=str(PYFUNC_FILE),
                                        artifacts={"model": str(model_file), "model_spec": str(spec_path)},
                                        signature=signature, input_example=example, pip_requirements=requirements,
