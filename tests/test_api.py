@@ -32,6 +32,7 @@ def test_a_notebook_session_and_the_cli_agree(tmp_path, monkeypatch):
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    monkeypatch.chdir(tmp_path)  # train writes its report under reports/ of the working directory
     (tmp_path / "nb").mkdir()
     notebook_uri = f"sqlite:///{tmp_path / 'nb' / 'mlflow.db'}"
     mlflow.set_tracking_uri(notebook_uri)  # the user's choice: used, and left as it was

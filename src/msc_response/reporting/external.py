@@ -27,6 +27,15 @@ from .intervals import Auroc, Proportion, auroc_delong, proportion
 MAX_FAILED_SHARE = 0.05
 
 
+def metric_label(name: str) -> str:
+    """What a reader sees for a metric name: ``"net benefit at threshold 0.30"``, ``"Brier score"``."""
+    from ..modeling import metrics
+
+    if name.startswith("net_benefit_at_"):
+        return f"net benefit at threshold {float(name.removeprefix('net_benefit_at_')) / 100:.2f}"
+    return metrics.LABELS.get(name, name)
+
+
 def n_boot_for(n: int) -> int:
     """Bootstrap resamples: 1,000 at trial size, fewer for large cohorts (each costs more)."""
     return 1000 if n < 5000 else 200

@@ -15,10 +15,11 @@ import pandas as pd
 from . import figures
 from .cohort import regimen_groups
 from .equation import logistic_equation
+from .external import metric_label
 from .page import Page
 from .stability import instability
 from .study_sections import StudyContext
-from .subgroups import MIN_PER_CLASS, subgroup_performance
+from .subgroups import MIN_PER_CLASS, for_display, subgroup_performance
 
 #: The cell-fraction feature the report shows the dependence on, and what colours it.
 DEPENDENCE_FEATURE = "baseline_mx1_monocytes_fraction"
@@ -51,7 +52,7 @@ def metrics_table(result, name: str) -> pd.DataFrame:
         why = mv.problems.get(metric, "")
         if np.isfinite(value) and not (np.isfinite(lo) and np.isfinite(hi)) and not why:
             why = "no interval: too few estimable bootstrap replicates"
-        rows.append({"metric": metrics.LABELS.get(metric, metric), "estimate": value, "95% CI low": lo,
+        rows.append({"metric": metric_label(metric), "estimate": value, "95% CI low": lo,
                      "95% CI high": hi, "note": why})  # fmt: skip
     opt = mv.optimism
     rows.append({"metric": "AUROC, Harrell optimism-corrected", "estimate": np.nan if opt is None else
@@ -201,7 +202,7 @@ def add_subgroups(page: Page, result, ctx: StudyContext) -> None:
                 "(exact interval), mean predicted probability (t interval), AUROC (DeLong interval); 'too few' "
                 f"where a group has fewer than {MIN_PER_CLASS} responders or non-responders.")  # fmt: skip
     s.figure(figures.plot_subgroups(sub), "subgroup AUROCs")
-    s.table(sub.drop(columns=["observed", "observed_low", "observed_high"]), digits=3)
+    s.table(for_display(sub), digits=3)
 
 
 def add_model_sections(page: Page, result, ctx: StudyContext) -> None:

@@ -56,3 +56,12 @@ def subgroup_performance(
                          "predicted_high": pred.high, "auroc": auc.estimate, "auroc_low": auc.low,
                          "auroc_high": auc.high, "note": auc.why_not or ""})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def for_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The table of :func:`subgroup_performance` with the columns a reader sees, named for them."""
+    return table.drop(columns=["observed", "observed_low", "observed_high"]).rename(columns={
+        "predicted": "mean predicted", "predicted_low": "predicted 95% CI low",
+        "predicted_high": "predicted 95% CI high", "auroc": "AUROC", "auroc_low": "AUROC 95% CI low",
+        "auroc_high": "AUROC 95% CI high",
+    })  # fmt: skip

@@ -27,7 +27,7 @@ from ..errors import DataError, Problem
 from . import external, figures
 from . import study_sections as sections
 from .page import Page
-from .subgroups import MIN_PER_CLASS, subgroup_performance
+from .subgroups import MIN_PER_CLASS, for_display, subgroup_performance
 
 
 @dataclass
@@ -117,12 +117,11 @@ def validate_registered_model(model_uri: str, data: str | Path, *, out: str | Pa
 
 
 def validation_table(ev: external.ExternalValidation) -> pd.DataFrame:
-    from ..modeling import metrics
 
     rows = []
     for name, value in ev.values.items():
         lo, hi = ev.intervals.get(name, (np.nan, np.nan))
-        rows.append({"metric": metrics.LABELS.get(name, name), "estimate": value, "95% CI low": lo,
+        rows.append({"metric": external.metric_label(name), "estimate": value, "95% CI low": lo,
                      "95% CI high": hi, "note": ev.problems.get(name, "")})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -144,7 +143,7 @@ def write_validation_report(model, config, study, fs, y, p, ev, out_dir: Path, *
     s.paragraph(f"Model {model.name} version {model.version} ({model.spec.get('model_name', model.spec['kind'])}), "
                 "with the config stored with it, on a cohort it never saw. Features and labels come from the "
                 "same code as in training. AUROC interval: DeLong; other intervals: 2.5th-97.5th percentiles "
-                f"over {ev.n_boot} stratified bootstrap resamples of the patients.")  # fmt: skip
+                f"over {ev.n_boot} bootstrap resamples of the patients.")  # fmt: skip
     s.definitions({"AUROC": ev.auroc.text(), "responders": ev.outcome.text(),
                    "mean predicted probability": f"{ev.mean_predicted:.3f}"})  # fmt: skip
     s.table(validation_table(ev), "Performance on the validation cohort")
@@ -173,7 +172,7 @@ def write_validation_report(model, config, study, fs, y, p, ev, out_dir: Path, *
         f"'too few' where a group has fewer than {MIN_PER_CLASS} responders or non-responders."
     )
     g.figure(figures.plot_subgroups(sub), "subgroup AUROCs")
-    g.table(sub.drop(columns=["observed", "observed_low", "observed_high"]), digits=3)
+    g.table(for_display(sub), digits=3)
     if recalibration is not None:
         r = page.section("Logistic recalibration")
         r.paragraph(f"logit(p_recalibrated) = {recalibration.intercept:.4f} + {recalibration.slope:.4f} x logit(p): "
