@@ -191,7 +191,7 @@ def test_page_escapes_text_and_marks_simulated(tmp_path):
 
 
 def test_study_report_has_every_section_and_no_patient_id(trial, tmp_path):
-    config, study, _ = trial
+    config, study, labels = trial
     path = write_study_report(config, study, tmp_path / "report")
     text = path.read_text()
     for title in ("Source of data", "Eligibility", "Outcome: definition and timing", "Predictors",
@@ -201,3 +201,7 @@ def test_study_report_has_every_section_and_no_patient_id(trial, tmp_path):
     assert "Riley" in text and "not benefit over no treatment" in text and SIMULATED_BANNER in text
     assert not re.search(r"SIM-\d+", text)  # ids never appear: the page is logged to MLflow
     assert text.count("data:image/png;base64,") >= 8
+    sens = labels["child_pugh_sensitivity"]["response"]
+    assert (
+        f"Sensitivity endpoint responders: {proportion(int(sens.sum()), len(sens)).text()}." in text
+    )

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..config import ExperimentConfig
@@ -140,8 +141,9 @@ def add_outcome(page: Page, ctx: StudyContext) -> None:
     s = page.section("Outcome: definition and timing")
     ep = ctx.config.endpoint
     s.paragraph(f"Response (the model's outcome): {_endpoint_words(ctx.config)}.")
-    s.paragraph(f"Sensitivity endpoint: {cohort.sensitivity_definition(ep)}. A 1-point Child-Pugh change "
-                "is within measurement noise; the sensitivity endpoint asks for a change that is not.")  # fmt: skip
+    s.paragraph(f"Sensitivity endpoint: {cohort.sensitivity_definition(ep)}. A change of the minimal size (a "
+                "1-point Child-Pugh change) is within measurement noise; the sensitivity endpoint asks for a "
+                "change that is not.")  # fmt: skip
     s.paragraph("What a response means here: the trial has no control arm, so a response mixes the effect "
                 "of the cells with the natural course of the disease and regression to the mean. The model "
                 "predicts improvement after MSC therapy, not benefit over no treatment.")  # fmt: skip
@@ -153,10 +155,11 @@ def add_outcome(page: Page, ctx: StudyContext) -> None:
         )
     main = proportion(int(t["response"].sum()), len(t))
     s.paragraph(f"Responders: {main.text()} (exact 95% interval).")
-    cp_sens = ctx.labels.get("child_pugh_sensitivity")
-    if ep.score == "child_pugh" and isinstance(cp_sens, pd.DataFrame):
-        sens = proportion(int(cp_sens["response"].sum()), len(cp_sens))
-        s.paragraph(f"Sensitivity endpoint responders: {sens.text()}.")
+    sens = cohort.sensitivity_response(ep, t["endpoint_baseline"], t["endpoint_followup"])
+    known = ~np.isnan(sens)
+    s.paragraph(
+        f"Sensitivity endpoint responders: {proportion(int(sens[known].sum()), int(known.sum())).text()}."
+    )
 
 
 def add_predictors(page: Page, ctx: StudyContext) -> None:
