@@ -167,3 +167,25 @@ def test_shipped_experiments_are_valid_configs_with_a_prespecified_primary():
     configs = [load_config(p) for p in root.glob("*.yaml")]
     assert {c.endpoint.score for c in configs} == {"child_pugh", "meld"}
     assert all("primary" in p.read_text() for p in root.glob("*.yaml"))
+
+
+def test_train_ends_a_run_that_a_killed_training_left_running(trial_dir, store, tmp_path):
+    """A SIGKILLed train leaves its run RUNNING; the next train of the experiment ends it and says so."""
+    import socket
+
+    from msc_response import processes
+
+    client = MlflowClient()
+    exp = tracking.experiment_id("cp-killed")
+    tags = {tracking.TAG_HOST: socket.gethostname(), tracking.TAG_PID: "999999",
+            tracking.TAG_PROCESS_START: "1"}  # fmt: skip
+    assert not processes.is_running(999999, 1)
+    stale = client.create_run(exp, run_name="train cp-killed", tags=tags).info.run_id
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"name": "cp-killed", "model": FAST}))
+    result = runner.invoke(app, ["train", "--config", str(cfg), "--data", str(trial_dir)])
+    assert result.exit_code == 0, result.output
+    assert client.get_run(stale).info.status == "FAILED"
+    assert f"ended as FAILED run {stale}" in result.output
+    runs = client.search_runs([exp], "attributes.status = 'RUNNING'")
+    assert runs == []  # the new training's runs ended FINISHED

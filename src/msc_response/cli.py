@@ -243,6 +243,9 @@ def train(
         f"registered {result['model_uri']} aliases={result['aliases']}: {result['champion_decision']}",
         highlight=False,
     )
+    for run_id in result.get("abandoned_runs_ended", []):
+        err_console.print(f"[yellow]note:[/] ended as FAILED run {run_id}, left RUNNING by a process "
+                          "of this host that no longer runs")  # fmt: skip
     for w in caught:
         if issubclass(w.category, MscResponseWarning):
             err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
