@@ -37,12 +37,14 @@ import math
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..config import config_from_dict
 from ..errors import DataError
@@ -103,7 +105,7 @@ class _Plan:
 
     model: object  # Broadcast of {"uri", "name", "version", "spec", "file_name", "bytes", "sha256"}
     tables: dict  # table -> (display name, is a part directory)
-    layout: dict  # table -> [(column, union column)]
+    schemas: dict  # table -> Arrow schema of its rows (``_row`` and the declared columns)
     cells_derived: bool
     explain: int
     regimens: bool
@@ -148,20 +150,70 @@ def _worker_task(plan: _Plan):
     return task
 
 
-def _chunk_of(union: pa.Table, layout) -> StudyChunk:
-    """The partition's rows of each table, in file order, with ``_row`` (the local reader's shape)."""
-    kind, row = sio.table_and_row(union.column("_tr").to_numpy())
-    out = {}
-    for code, table in enumerate(sio.TABLE_ORDER):
-        if table not in layout:
+def _buckets(ids: pa.Array, n_parts: int) -> np.ndarray:
+    """The partition of each row: a stable hash of its ``patient_id`` stripped as
+    ``str.strip`` strips it (a padded id meets its patient, as in the local reader).
+
+    Hashed once per distinct id; a missing id goes with ``""``.
+    """
+    encoded = pc.dictionary_encode(ids.cast(pa.string()))
+    distinct = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
+    stripped = np.array([s.strip() for s in distinct] + [""], dtype=object)
+    bucket = (pd.util.hash_array(stripped) % np.uint64(n_parts)).astype(np.int64)
+    codes = pc.fill_null(encoded.indices, len(distinct)).to_numpy()
+    return bucket[codes]
+
+
+def _bucketize(batches, table: int, n_parts: int, keys: list[int]):
+    """Map side: a table's rows cut by partition into Arrow IPC blobs keyed for the shuffle.
+
+    Spark then moves a few large binary rows instead of every lab row, and converts only
+    the table's own columns to Arrow (a union of the tables would carry every table's
+    columns on every row: Spark's conversion pays for every cell).
+    """
+    for batch in batches:
+        if batch.num_rows == 0:
             continue
-        at = np.flatnonzero(kind == code)
-        columns = [union.column(slot).take(pa.array(at)) for _, slot in layout[table]]
-        t = pa.Table.from_arrays([*columns, pa.array(row[at])],
-                                 names=[name for name, _ in layout[table]] + ["_row"])  # fmt: skip
-        order = t.column("_row").to_numpy()
-        if len(order) > 1 and (np.diff(order) < 0).any():
-            t = t.take(pa.array(np.argsort(order, kind="stable")))
+        bucket = _buckets(batch.column("patient_id"), n_parts)
+        order = np.argsort(bucket, kind="stable")
+        counts = np.bincount(bucket, minlength=n_parts)
+        batch = batch.take(pa.array(order))
+        ends = np.cumsum(counts)
+        used = np.flatnonzero(counts)
+        sink, offsets = pa.BufferOutputStream(), [0]  # the blobs, back to back
+        for p in used:
+            with pa.ipc.new_stream(sink, batch.schema) as writer:
+                writer.write_batch(batch.slice(ends[p] - counts[p], counts[p]))
+            offsets.append(sink.tell())
+        blobs = pa.BinaryArray.from_buffers(
+            pa.binary(),
+            len(used),
+            [None, pa.py_buffer(np.array(offsets, dtype=np.int32)), sink.getvalue()],
+        )
+        yield pa.RecordBatch.from_arrays(
+            [
+                pa.array(np.asarray(keys)[used], pa.int64()),
+                pa.array(np.full(len(used), table, np.int8)),
+                blobs,
+            ],
+            names=["_key", "_table", "_rows"],
+        )
+
+
+def _chunk_of(batches, schemas: dict) -> StudyChunk:
+    """Reduce side: the partition's rows of each table, in file order, with ``_row`` (the
+    local reader's shape)."""
+    found: dict[str, list] = {t: [] for t in schemas}
+    for batch in batches:
+        tables = batch.column("_table").to_numpy()
+        for code, blob in zip(tables, batch.column("_rows"), strict=True):
+            found[sio.TABLE_ORDER[code]].extend(pa.ipc.open_stream(blob.as_buffer()))
+    out = {}
+    for table, schema in schemas.items():
+        t = pa.Table.from_batches(found[table], schema=schema)
+        rows = t.column("_row").to_numpy()
+        if len(rows) > 1 and (np.diff(rows) < 0).any():
+            t = t.take(pa.array(np.argsort(rows, kind="stable")))
         out[table] = t
     return StudyChunk(out["patients"], out["labs"], out.get("cells"))
 
@@ -192,16 +244,17 @@ def _score_partition(batches, plan: _Plan):
     """One partition, scored as the local engine scores a chunk (runs in a Python worker)."""
     from . import score as job
 
-    t = time.perf_counter()
-    batches = list(batches)
+    started, t = time.time(), time.perf_counter()
+    chunk = _chunk_of(batches, plan.schemas)
     schema = plan.out_schema
-    if not batches or sum(b.num_rows for b in batches) == 0:
+    if not any(
+        part is not None and part.num_rows for part in (chunk.patients, chunk.labs, chunk.cells)
+    ):
         return
-    union = pa.Table.from_batches(batches)
     seconds = {"receive_s": time.perf_counter() - t}
     task = _worker_task(plan)
     try:
-        result = job._score_chunk(task, _chunk_of(union, plan.layout))
+        result = job._score_chunk(task, chunk)
     except DataError as err:
         found = pd.DataFrame({"file": [p.file for p in err.problems], "row": [p.row for p in err.problems],
                               "column": [p.column for p in err.problems], "patient_id": None,
@@ -230,7 +283,7 @@ def _score_partition(batches, plan: _Plan):
     facts_type = schema.field("facts").type
     facts = pa.StructArray.from_arrays(
         [pa.array([result.n_patients], pa.int64()), pa.array([sorted(result.tests)], pa.list_(pa.string())),
-         pa.array([result.has_cells], pa.bool_()),
+         pa.array([result.has_cells], pa.bool_()), pa.array([started], pa.float64()),
          pa.array([list(seconds.items())], pa.map_(pa.string(), pa.float64()))],
         fields=list(facts_type),
     )  # fmt: skip
@@ -263,7 +316,7 @@ def _output_schema(model: LoadedModel, explain: int, regimens: bool) -> pa.Schem
                                        ("patient_id", text), ("rule", text), ("message", text),
                                        ("in_window", pa.bool_())])),
         pa.field("facts", pa.struct([("n_patients", pa.int64()), ("tests", pa.list_(text)),
-                                     ("has_cells", pa.bool_()),
+                                     ("has_cells", pa.bool_()), ("started", pa.float64()),
                                      ("seconds", pa.map_(text, pa.float64()))])),
     ])  # fmt: skip
 
@@ -286,7 +339,24 @@ def _problem_order(study):
     return [order, F.col("row")]
 
 
-def _stop_on_problems(scored, study, strict: bool, hadoop, target: sio.Target):
+def _tally(scored) -> list:
+    """``(kind, label, in_window, count)`` rows: one Spark aggregation over the result.
+
+    The label is the category of a rejected patient and the rule of a row problem.
+    """
+    from pyspark.sql import functions as F
+
+    kind = F.col("_kind")
+    label = F.when(kind == REJECTED, F.col("rejected.category")).when(
+        kind.isin(PROBLEM, STRUCTURAL), F.col("problem.rule")
+    )
+    in_window = F.when(kind == PROBLEM, F.col("problem.in_window"))
+    return (
+        scored.groupBy(kind, label.alias("label"), in_window.alias("in_window")).count().collect()
+    )
+
+
+def _stop_on_problems(scored, study, strict: bool, tally, hadoop, target: sio.Target) -> None:
     """Raise what stops the job: structural problems, and any row problem with ``strict``.
 
     With ``strict`` and more problems than a message shows, the full list is written as
@@ -295,19 +365,16 @@ def _stop_on_problems(scored, study, strict: bool, hadoop, target: sio.Target):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    kinds = dict(scored.groupBy("_kind").count().collect())
-    if kinds.get(STRUCTURAL):
+    structural = sum(r["count"] for r in tally if r["_kind"] == STRUCTURAL)
+    if structural:
         found = scored.where(F.col("_kind") == STRUCTURAL).select("problem.*")
         shown = found.orderBy(*_problem_order(study)).limit(1000).toPandas()
-        raise DataError(as_problems(shown), hidden=kinds[STRUCTURAL] - len(shown))
-    if not strict:
-        return kinds
-    matters = scored.where((F.col("_kind") == PROBLEM) & F.col("problem.in_window")).select(
-        "problem.*"
-    )
-    n = matters.count()
-    if not n:
-        return kinds
+        raise DataError(as_problems(shown), hidden=structural - len(shown))
+    n = sum(r["count"] for r in tally if r["_kind"] == PROBLEM and r["in_window"])
+    if not strict or not n:
+        return
+    matters = scored.where((F.col("_kind") == PROBLEM) & F.col("problem.in_window"))
+    matters = matters.select("problem.*")
     first = Window.partitionBy("rule").orderBy(*_problem_order(study))
     shown = (matters.withColumn("_n", F.row_number().over(first)).where(F.col("_n") <= SHOWN_PER_RULE)
              .orderBy(*_problem_order(study)).toPandas())  # fmt: skip
@@ -334,16 +401,21 @@ def run_spark_job(model_uri: str, data_dir, out, options):
     from . import score as job
 
     t0 = time.perf_counter()
-    spark, created = spark_session()
+    with ThreadPoolExecutor(1) as loader:  # the registry is read while the JVM starts
+        loading = loader.submit(_timed, load_model, model_uri)
+        spark, created = spark_session()
     timings = {"start_spark_s": time.perf_counter() - t0}
     hadoop = sio.Hadoop(spark)
-    broadcast = scored = None
+    broadcast = scored = warm_up = None
+    stop = created  # a session this job started stops with it (after a remote summary)
     try:
-        t = time.perf_counter()
-        model = load_model(model_uri)
+        model, timings["load_model_s"] = loading.result()
         if options.regimens:
             check_regimens(model)
-        timings["load_model_s"] = time.perf_counter() - t
+        # the executors start their Python workers (and import the scoring code) while the
+        # driver plans
+        warm_up = ThreadPoolExecutor(1)
+        warming = warm_up.submit(_start_python_workers, spark)
         t = time.perf_counter()
         target = sio.Target(str(out), options.fmt)
         study = sio.read_study(spark, hadoop, str(data_dir),
@@ -352,24 +424,40 @@ def run_spark_job(model_uri: str, data_dir, out, options):
         spark_schema = from_arrow_schema(out_schema)
         broadcast = spark.sparkContext.broadcast(_model_payload(model))
         plan = _Plan(broadcast, {k: (v.display, v.is_dir) for k, v in study.tables.items()},
-                     study.layout(), study.cells_derived, options.explain, options.regimens,
+                     {k: to_arrow_schema(v.frame.schema) for k, v in study.tables.items()},
+                     study.cells_derived, options.explain, options.regimens,
                      to_arrow_schema(spark_schema))  # fmt: skip
         n_parts = max(spark.sparkContext.defaultParallelism,
                       math.ceil(study.n_patients / options.patients_per_chunk))  # fmt: skip
-        partitioned = study.union().repartition(n_parts, sio.partition_key())
-        scored = partitioned.mapInArrow(
-            functools.partial(_score_partition, plan=plan), spark_schema
-        ).persist(StorageLevel.MEMORY_AND_DISK)
+        keys = _partition_keys(spark, n_parts)
+        cut = None
+        for code, table in enumerate(sio.TABLE_ORDER):
+            if table in study.tables:
+                part = study.tables[table].frame.mapInArrow(
+                    functools.partial(_bucketize, table=code, n_parts=n_parts, keys=keys),
+                    "_key long, _table byte, _rows binary",
+                )
+                cut = part if cut is None else cut.union(part)
+        scored = (
+            cut.repartition(n_parts, "_key")
+            .mapInArrow(functools.partial(_score_partition, plan=plan), spark_schema)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
         timings["plan_s"] = time.perf_counter() - t
+        warming.result()
 
-        t = time.perf_counter()
-        kinds = _stop_on_problems(scored, study, options.strict, hadoop, target)
+        t, started = time.perf_counter(), time.time()
+        tally = _tally(scored)  # the first action: runs the whole job
+        _stop_on_problems(scored, study, options.strict, tally, hadoop, target)
         facts = scored.where(F.col("_kind") == FACTS).select("facts.*")
         total = facts.agg(
             F.sum("n_patients").alias("n"),
             F.max("has_cells").alias("has_cells"),
             F.array_sort(F.array_distinct(F.flatten(F.collect_list("tests")))).alias("tests"),
+            F.min("started").alias("first_partition"),
         ).first()
+        if total["first_partition"] is not None:  # reading and shuffling end when partitions start
+            timings["read_shuffle_s"] = max(0.0, total["first_partition"] - started)
         seconds = dict(
             facts.select(F.explode("seconds")).groupBy("key").agg(F.sum("value")).collect()
         )
@@ -377,18 +465,14 @@ def run_spark_job(model_uri: str, data_dir, out, options):
                                  bool(total["has_cells"]), study.tables["labs"].display)  # fmt: skip
         if missing:
             raise DataError(missing)
-        labels = F.when(F.col("_kind") == REJECTED, F.col("rejected.category")).otherwise(
-            F.col("problem.rule"))  # fmt: skip
-        tallies = (scored.where(F.col("_kind").isin(REJECTED, PROBLEM))
-                   .groupBy("_kind", labels.alias("label"), F.col("problem.in_window").alias("in_window"))
-                   .count().collect())  # fmt: skip
         timings["score_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        counts = {"patients_in_input": int(total["n"] or 0), "scored": int(kinds.get(SCORED, 0)),
-                  "rejected": int(kinds.get(REJECTED, 0))}  # fmt: skip
-        flow = _flow(counts, tallies)
-        has_problems = bool(kinds.get(PROBLEM))
+        counts = {"patients_in_input": int(total["n"] or 0),
+                  "scored": sum(r["count"] for r in tally if r["_kind"] == SCORED),
+                  "rejected": sum(r["count"] for r in tally if r["_kind"] == REJECTED)}  # fmt: skip
+        flow = _flow(counts, tally)
+        has_problems = any(r["_kind"] == PROBLEM for r in tally)
         with target.staging(hadoop) as stage:
             kind = F.col("_kind")
             stage.write(scored.where(kind == SCORED).select("scored.*"), options.fmt
@@ -400,12 +484,19 @@ def run_spark_job(model_uri: str, data_dir, out, options):
                 stage.write(problems.select(PROBLEM_OUTPUT), "csv", target.sibling(".problems.csv"),
                             single=target.single_file)  # fmt: skip
         timings["write_s"] = time.perf_counter() - t
+        write_summary = None
+        if not target.local:  # on the output's filesystem, through this session
+            write_summary = functools.partial(_write_remote_json, hadoop, target.sibling(".summary.json"),
+                                              spark if created else None)  # fmt: skip
+            stop = False
     finally:
+        if warm_up is not None:
+            warm_up.shutdown()
         if scored is not None:
             scored.unpersist()
         if broadcast is not None:
             broadcast.destroy()
-        if created:
+        if stop:
             spark.stop()
     timings = {k: round(v, 3) for k, v in timings.items()}
     timings.update({k: round(v, 3) for k, v in sorted(seconds.items())})  # summed over partitions
@@ -415,19 +506,49 @@ def run_spark_job(model_uri: str, data_dir, out, options):
         "output_layout": "file" if target.single_file else "dataset",
         "row_numbers": study.row_numbers,
     }
-    write_summary = None if target.local else functools.partial(_write_remote_json, hadoop,
-                                                                  target.sibling(".summary.json"))  # fmt: skip
     return job.JobRun(model, counts, flow, has_problems, study.sha256, timings, details,
                       data_simulated=study.simulated, write_summary=write_summary)  # fmt: skip
 
 
-def _flow(counts: dict, tallies) -> dict:
+def _partition_keys(spark, n_parts: int) -> list[int]:
+    """For each partition ``p``, a key that Spark's hash partitioning sends to ``p`` (one
+    bucket of patients per partition: none empty, none doubled)."""
+    from pyspark.sql import functions as F
+
+    keys: dict[int, int] = {}
+    limit = 64 * n_parts
+    while len(keys) < n_parts:
+        found = spark.range(limit).select("id", F.expr(f"pmod(hash(id), {n_parts})").alias("p"))
+        for k, p in sorted(found.collect()):
+            keys.setdefault(p, k)
+        limit *= 8
+    return [keys[p] for p in range(n_parts)]
+
+
+def _timed(func, *args):
+    t = time.perf_counter()
+    return func(*args), time.perf_counter() - t
+
+
+def _start_python_workers(spark) -> None:
+    """A task per core that does nothing: the Python workers start (and import) now."""
+    n = spark.sparkContext.defaultParallelism
+    spark.range(n, numPartitions=n).mapInArrow(_no_rows, "id long").collect()
+
+
+def _no_rows(batches):
+    for _ in batches:
+        pass
+    return iter(())
+
+
+def _flow(counts: dict, tally) -> dict:
     """The patient flow of :func:`~msc_response.features.patient_flow`, from Spark's counts."""
     excluded, rules, outside = {}, {}, 0
-    for row in tallies:
+    for row in tally:
         if row["_kind"] == REJECTED:
             excluded[row["label"]] = excluded.get(row["label"], 0) + row["count"]
-        else:
+        elif row["_kind"] == PROBLEM:
             rules[row["label"]] = rules.get(row["label"], 0) + row["count"]
             outside += 0 if row["in_window"] else row["count"]
     flow = {
@@ -442,8 +563,14 @@ def _flow(counts: dict, tallies) -> dict:
     return flow
 
 
-def _write_remote_json(hadoop, uri: str, summary: dict) -> None:
-    """The run summary on the output's filesystem, written beside it and renamed into place."""
+def _write_remote_json(hadoop, uri: str, spark, summary: dict) -> None:
+    """The run summary on the output's filesystem; then the job's own session stops."""
     import json
 
-    hadoop.write_text_atomic(uri, json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    try:
+        hadoop.write_text_atomic(
+            uri, json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n"
+        )
+    finally:
+        if spark is not None:
+            spark.stop()

@@ -32,22 +32,7 @@ from ..study.tables import TABLES, check_columns, normalise
 
 TABLE_ORDER = ("patients", "labs", "cells")
 
-#: Characters ``str.strip()`` removes: ids are partitioned stripped, so a row whose id has
-#: surrounding spaces meets its patient (and quarantines it, as in the local reader).
-WHITESPACE = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
-
 _UNPARSED = "_msc_unparsed_record"
-
-#: ``_tr`` = table code << ROW_BITS | row: one column instead of two through the shuffle
-#: and into the Python workers (rows up to 2**48 per table).
-ROW_BITS = 48
-
-
-def table_and_row(tr):
-    """``(table code, row)`` arrays from a ``_tr`` array."""
-    return tr >> ROW_BITS, tr & ((1 << ROW_BITS) - 1)
-
-
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
@@ -217,67 +202,6 @@ class SparkStudy:
     sha256: dict[str, str]
     master: str
     row_numbers: dict[str, str] = field(default_factory=dict)
-
-    def layout(self) -> dict[str, list[tuple[str, str]]]:
-        """``table -> [(column, union column)]``: columns of one type share union columns.
-
-        Lab rows (nearly all of them) then carry few empty cells through the shuffle and
-        into the Python workers (Arrow conversion pays for every cell, empty or not).
-        """
-        out = {}
-        for name in TABLE_ORDER:
-            if name not in self.tables:
-                continue
-            used: dict[str, int] = {}
-            out[name] = [("patient_id", "patient_id")]
-            for f in self.tables[name].frame.schema.fields:
-                if f.name in ("_row", "patient_id"):
-                    continue
-                kind = f.dataType.simpleString()
-                k = used[kind] = used.get(kind, -1) + 1
-                out[name].append((f.name, f"_{re.sub('[^a-z0-9]', '_', kind)}_{k}"))
-        return out
-
-    def union(self):
-        """Every table's rows in one DataFrame: ``_tr`` (the table and the row, see
-        :func:`table_and_row`), ``patient_id`` (text), and the other columns in the shared
-        union columns of :meth:`layout`."""
-        from pyspark.sql import functions as Fn
-
-        layout = self.layout()
-        types = {}
-        for name, columns in layout.items():
-            schema = self.tables[name].frame.schema
-            types.update({slot: schema[col].dataType for col, slot in columns[1:]})
-        slots = sorted(types)
-        union = None
-        for code, name in enumerate(TABLE_ORDER):
-            if name not in layout:
-                continue
-            mine = {slot: col for col, slot in layout[name][1:]}
-            part = self.tables[name].frame.select(
-                (Fn.col("_row") + Fn.lit(code << ROW_BITS)).alias("_tr"),
-                Fn.col("patient_id").cast("string").alias("patient_id"),
-                *[Fn.col(f"`{mine[s]}`").alias(s) if s in mine else Fn.lit(None).cast(types[s]).alias(s)
-                  for s in slots])  # fmt: skip
-            union = part if union is None else union.union(part)
-        return union
-
-
-def partition_key():
-    """``patient_id`` stripped as ``str.strip`` strips it: the key that partitions the rows.
-
-    Stripping every id costs more than the shuffle saves (a generic trim per row), so only
-    ids that could have surrounding whitespace are stripped: a first character below
-    ``"!"`` or not ASCII, or a last character that is whitespace.
-    """
-    from pyspark.sql import functions as Fn
-
-    pid = Fn.col("patient_id")
-    maybe = (
-        (pid < Fn.lit("!")) | (pid >= Fn.lit("\u0080")) | Fn.substring(pid, -1, 1).isin(*WHITESPACE)
-    )
-    return Fn.when(maybe, Fn.trim(pid, Fn.lit(WHITESPACE))).otherwise(pid)
 
 
 def find_tables(hadoop: Hadoop, data: str) -> dict[str, Location]:
