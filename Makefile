@@ -65,13 +65,14 @@ demo: $(STAMP) ## the main job end to end on the embedded default (SIMULATED dat
 ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:5000 over the local store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
-bench: $(STAMP) ## benchmarks; results in benchmarks/results/*.json (about 20 minutes)
+bench: $(STAMP) ## benchmarks; results in benchmarks/results/*.json (about 45 minutes)
 	$(BIN)/python benchmarks/bench_scores.py
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_simulate.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_honest_validation.py
 	$(BIN)/python benchmarks/bench_score.py
+	$(BIN)/python benchmarks/bench_spark.py
 
 clean: ## remove generated outputs and the local MLflow store (keeps .venv)
 	rm -rf outputs data reports benchmarks/results/*.json

@@ -64,12 +64,16 @@ PROBLEM_OUTPUT = ["file", "row", "column", "patient_id", "rule", "message", "in_
 
 
 def spark_session():
-    """``(session, created)``: the active Spark session, or a new one on ``MSC_RESPONSE_SPARK_MASTER``.
+    """``(session, created)``: the active Spark session, or a new one.
 
-    A new session (default master ``local[2]``, no UI) runs this Python in its workers;
-    on a ``local*`` master its executors also import this very ``msc_response`` (the
-    executors of ``local-cluster`` start in their own directories). An active session
-    (a notebook's, a test's, ``spark-submit``'s) is used as it is and left running.
+    The master is ``MSC_RESPONSE_SPARK_MASTER``, else ``spark-submit``'s ``--master``
+    when the job runs under ``spark-submit``, else ``local[2]``. A new session (no UI) runs
+    this Python in its workers unless ``PYSPARK_PYTHON`` says otherwise (a packed
+    environment on a cluster), and forks its Python workers from
+    :mod:`~msc_response.pipelines.spark_daemon`; on a ``local*`` master the executors
+    import this very ``msc_response`` (those of ``local-cluster`` start in directories
+    of their own). An active session (a notebook's, a test's) is used as it is and left
+    running.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -78,17 +82,21 @@ def spark_session():
     active = SparkSession.getActiveSession()
     if active is not None:
         return active, False
-    master = os.environ.get("MSC_RESPONSE_SPARK_MASTER", "local[2]")
+    builder = SparkSession.builder
+    master = os.environ.get("MSC_RESPONSE_SPARK_MASTER")
+    if master is None and "PYSPARK_GATEWAY_PORT" not in os.environ:  # not under spark-submit
+        master = "local[2]"
+    if master is not None:
+        builder = builder.master(master)
     builder = (
-        SparkSession.builder.master(master)
-        .appName("msc-response-score")
+        builder.appName("msc-response-score")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "65536")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.python.daemon.module", "msc_response.pipelines.spark_daemon")
     )
-    if master.startswith("local"):
+    if master is not None and master.startswith("local"):
         package_root = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
         builder = builder.config("spark.executorEnv.PYTHONPATH", path)
@@ -406,16 +414,12 @@ def run_spark_job(model_uri: str, data_dir, out, options):
         spark, created = spark_session()
     timings = {"start_spark_s": time.perf_counter() - t0}
     hadoop = sio.Hadoop(spark)
-    broadcast = scored = warm_up = None
+    broadcast = scored = None
     stop = created  # a session this job started stops with it (after a remote summary)
     try:
         model, timings["load_model_s"] = loading.result()
         if options.regimens:
             check_regimens(model)
-        # the executors start their Python workers (and import the scoring code) while the
-        # driver plans
-        warm_up = ThreadPoolExecutor(1)
-        warming = warm_up.submit(_start_python_workers, spark)
         t = time.perf_counter()
         target = sio.Target(str(out), options.fmt)
         study = sio.read_study(spark, hadoop, str(data_dir),
@@ -444,7 +448,6 @@ def run_spark_job(model_uri: str, data_dir, out, options):
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         timings["plan_s"] = time.perf_counter() - t
-        warming.result()
 
         t, started = time.perf_counter(), time.time()
         tally = _tally(scored)  # the first action: runs the whole job
@@ -490,8 +493,6 @@ def run_spark_job(model_uri: str, data_dir, out, options):
                                               spark if created else None)  # fmt: skip
             stop = False
     finally:
-        if warm_up is not None:
-            warm_up.shutdown()
         if scored is not None:
             scored.unpersist()
         if broadcast is not None:
@@ -528,18 +529,6 @@ def _partition_keys(spark, n_parts: int) -> list[int]:
 def _timed(func, *args):
     t = time.perf_counter()
     return func(*args), time.perf_counter() - t
-
-
-def _start_python_workers(spark) -> None:
-    """A task per core that does nothing: the Python workers start (and import) now."""
-    n = spark.sparkContext.defaultParallelism
-    spark.range(n, numPartitions=n).mapInArrow(_no_rows, "id long").collect()
-
-
-def _no_rows(batches):
-    for _ in batches:
-        pass
-    return iter(())
 
 
 def _flow(counts: dict, tally) -> dict:
