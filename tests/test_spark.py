@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from msc_response import tracking
 from msc_response.cli import app
 from msc_response.config import config_from_dict
-from msc_response.errors import DataError
+from msc_response.errors import ConfigError, DataError
 from msc_response.modeling.train import train
 from msc_response.pipelines import score as job
 from msc_response.simulator import write_simulation as simulate
@@ -300,3 +300,15 @@ def test_a_directory_out_is_a_parquet_dataset(spark, registered, study, tmp_path
     assert len(pred) + len(rejected) == 10_000
     assert (tmp_path / "preds.problems.csv").is_dir()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_only_spark_writes_a_dataset_directory(tmp_path):
+    kw = {"explain": 0, "regimens": None, "patients_per_chunk": 10, "jobs": 1}
+    assert job.check_options(tmp_path / "preds", engine="spark", **kw) == "dataset"
+    with pytest.raises(
+        ConfigError,
+        match=r"out: unsupported table extension .*\(or, with --engine spark, a directory\)",
+    ):
+        job.check_options(tmp_path / "preds", engine="local", **kw)
+    with pytest.raises(ConfigError, match="out: unsupported table extension '.txt'"):
+        job.check_options(tmp_path / "preds.txt", engine="spark", **kw)

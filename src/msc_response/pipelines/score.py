@@ -206,10 +206,11 @@ def check_options(out: Path, *, explain, regimens, engine, patients_per_chunk, j
     try:
         fmt = table_format(out)
     except ValueError as err:
-        if engine != "spark" or Path(out).suffix:
-            raise ConfigError(f"out: {err}" + (" (or, with --engine spark, a directory "
-                                                "name without a suffix)" if engine == "spark" else "")) from None  # fmt: skip
-        fmt = "dataset"
+        if engine == "spark" and not Path(out).suffix:
+            fmt = "dataset"
+        else:
+            hint = "" if Path(out).suffix else " (or, with --engine spark, a directory)"
+            raise ConfigError(f"out: {err}{hint}") from None
     if regimens not in (None, "all"):
         raise ConfigError(f"regimens: expected 'all', got {regimens!r}")
     if explain < 0:

