@@ -7,16 +7,17 @@ What runs where
   headers and column types with the local reader's own rules, counts patients from the
   Parquet footers (or the CSV's splits), loads the model from the registry and
   broadcasts its file and spec.
-* **Executors**: Spark reads the three tables (CSV: every declared column as text), gives
-  every row its 1-based row of the file, puts them in one DataFrame and repartitions it by
-  ``patient_id`` (stripped of surrounding spaces, so a padded id meets its patient, as in
-  the local reader). Each partition is one chunk in a Python worker (``mapInArrow``):
-  its rows, in file order, go through the local engine's own per-chunk work,
-  :func:`~msc_response.pipelines.score._score_chunk` (``study_from_chunk``,
-  ``features_from_study``, ``predict_features`` with explanations and what-if regimens).
-  The model file is written and loaded once per Python worker. A partition returns its
-  predictions, rejected patients, row problems, structural problems and facts (patients,
-  tests reported, seconds spent), each row tagged with its kind.
+* **Executors**: Spark reads the three tables (CSV: every declared column as text), each
+  row with its 1-based row of the file. Map side (``mapInArrow``, each table in its own
+  columns): every Arrow batch is cut by a hash of ``patient_id`` (stripped of surrounding
+  whitespace, so a padded id meets its patient, as in the local reader) into LZ4 Arrow IPC
+  blobs, one per partition; the shuffle moves the blobs. Reduce side: each partition is
+  one chunk in a Python worker (``mapInArrow``): its rows, in file order, go through the
+  local engine's own per-chunk work, :func:`~msc_response.pipelines.score._score_chunk`
+  (``study_from_chunk``, ``features_from_study``, ``predict_features`` with explanations
+  and what-if regimens). The model file is written and loaded once per Python worker. A
+  partition returns its predictions, rejected patients, row problems, structural problems
+  and facts (patients, tests reported, seconds spent), each row tagged with its kind.
 * **Driver again**: the tagged result is persisted; Spark aggregations give the counts,
   the problems that stop the job (structural; any row problem with ``strict``; inputs the
   model needs that the study never reports) and the timings. Then Spark writes the

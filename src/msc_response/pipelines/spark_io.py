@@ -191,6 +191,7 @@ class SparkTable:
     is_dir: bool
     frame: object  # pyspark DataFrame
     n_rows: int
+    row_numbers: str  # where ``_row`` comes from
 
 
 @dataclass
@@ -267,7 +268,8 @@ def read_parquet(spark, hadoop: Hadoop, table: str, loc: Location) -> SparkTable
         frame = frame.join(Fn.broadcast(lookup), "_file")
         row = row + Fn.col("_offset")
     frame = frame.select(row.alias("_row"), *columns)
-    return SparkTable(table, display, loc.is_dir(), frame, sum(n for _, n in footers))
+    how = "Parquet _metadata.row_index" + (" + rows of the earlier parts" if len(parts) > 1 else "")
+    return SparkTable(table, display, loc.is_dir(), frame, sum(n for _, n in footers), how)
 
 
 def read_csv(spark, hadoop: Hadoop, table: str, loc: Location) -> SparkTable:
@@ -308,7 +310,14 @@ def read_csv(spark, hadoop: Hadoop, table: str, loc: Location) -> SparkTable:
     frame = numbered.join(Fn.broadcast(lookup), "_block").select(
         (Fn.col("_pos") + Fn.col("_delta")).alias("_row"),
         *[Fn.col(f"`{c}`") for c in _declared(names, table)])  # fmt: skip
-    return SparkTable(table, display, False, frame, before)
+    return SparkTable(
+        table,
+        display,
+        False,
+        frame,
+        before,
+        "CSV: position in its split + rows of the earlier splits",
+    )
 
 
 @contextlib.contextmanager
@@ -340,7 +349,9 @@ def read_h5ad_cells(spark, loc: Location, singlecell) -> SparkTable:
     columns = list(cells.columns)
     cells["_row"] = np.arange(1, len(cells) + 1, dtype=np.int64)
     frame = spark.createDataFrame(cells).select("_row", *columns)
-    return SparkTable("cells", loc.name, False, frame, len(cells))
+    return SparkTable(
+        "cells", loc.name, False, frame, len(cells), "derived in the driver, in table order"
+    )
 
 
 def read_study(spark, hadoop: Hadoop, data: str, singlecell) -> SparkStudy:
@@ -366,8 +377,7 @@ def read_study(spark, hadoop: Hadoop, data: str, singlecell) -> SparkStudy:
     else:
         simulated = _remote_is_simulated(hadoop, root)
         sha = {}
-    rows = {t.display: ("_metadata.row_index" if t.display.endswith((".parquet", "/"))
-                        else "split position") for t in tables.values()}  # fmt: skip
+    rows = {t.display: t.row_numbers for t in tables.values()}
     return SparkStudy(tables, tables["patients"].n_rows, cells_derived, simulated, sha,
                       spark.sparkContext.master, rows)  # fmt: skip
 
