@@ -312,3 +312,19 @@ def test_only_spark_writes_a_dataset_directory(tmp_path):
         job.check_options(tmp_path / "preds", engine="local", **kw)
     with pytest.raises(ConfigError, match="out: unsupported table extension '.txt'"):
         job.check_options(tmp_path / "preds.txt", engine="spark", **kw)
+
+
+def test_cells_from_h5ad_and_file_uris(spark, registered, tmp_path):
+    """Cell fractions derived by the driver from cells.h5ad; paths given as file: URIs."""
+    d = tmp_path / "h5"
+    simulate(d, design="screening", n_patients=120, seed=3, h5ad_patients=4)
+    (d / "cells.csv").unlink()  # MX1+ monocyte fractions come from the AnnData file only
+    job.score(registered["uri"], d, tmp_path / "local.csv", explain=2, log_to_mlflow=False)
+    summary = job.score(registered["uri"], f"file://{d}", f"file://{tmp_path}/spark.parquet",
+                        engine="spark", explain=2, log_to_mlflow=False)  # fmt: skip
+    local, rej_l, _, _ = _outputs(tmp_path / "local.csv")
+    spark_, rej_s, _, sum_s = _outputs(tmp_path / "spark.parquet")
+    _assert_same_scores(local, spark_)
+    pd.testing.assert_frame_equal(rej_l, rej_s)
+    assert summary["counts"]["patients_in_input"] == 120 and "cells.h5ad" in sum_s["input_sha256"]
+    assert summary["data_simulated"] is True

@@ -50,7 +50,7 @@ import pyarrow.compute as pc
 from ..config import config_from_dict
 from ..errors import DataError
 from ..features import sidecar
-from ..io import encode_chunk
+from ..io import encode_chunk, write_json
 from ..modeling.predict import check_regimens, missing_inputs, predict_features
 from ..modeling.registry import LoadedModel, load_model
 from ..study import StudyChunk
@@ -494,9 +494,11 @@ def run_spark_job(model_uri: str, data_dir, out, options):
                 stage.write(problems.select(PROBLEM_OUTPUT), "csv", target.sibling(".problems.csv"),
                             single=target.single_file)  # fmt: skip
         timings["write_s"] = time.perf_counter() - t
-        write_summary = None
-        if not target.local:  # on the output's filesystem, through this session
-            write_summary = functools.partial(_write_remote_json, hadoop, target.sibling(".summary.json"),
+        summary_uri = target.sibling(".summary.json")
+        if target.local:  # written by the job (``out`` may be a file: URI)
+            write_summary = functools.partial(_write_local_json, sio.local_path(summary_uri))
+        else:  # on the output's filesystem, through this session
+            write_summary = functools.partial(_write_remote_json, hadoop, summary_uri,
                                               spark if created else None)  # fmt: skip
             stop = False
     finally:
@@ -557,6 +559,10 @@ def _flow(counts: dict, tally) -> dict:
         flow["rows_with_problems"] = {k: int(rules[k]) for k in sorted(rules)}
         flow["rows_with_problems_outside_windows"] = int(outside)
     return flow
+
+
+def _write_local_json(path: Path, summary: dict) -> None:
+    write_json(summary, path)
 
 
 def _write_remote_json(hadoop, uri: str, spark, summary: dict) -> None:
