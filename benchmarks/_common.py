@@ -46,7 +46,9 @@ def run_measured(cmd: list[str]) -> dict:
 
     ``peak_rss_mb`` is the peak of the summed resident memory of the whole process tree
     (the command and any workers it starts), sampled every 50 ms; ``peak_rss_single_mb``
-    is the exact peak of the largest single process (``getrusage``).
+    is the exact peak of the largest single process (``getrusage``);
+    ``peak_rss_command_mb`` is the peak of the command's own process alone (its high-water
+    mark, ``VmHWM``, read every 50 ms: the Spark driver, or the local engine's parent).
     """
     start = time.perf_counter()
     proc = subprocess.run(
@@ -65,20 +67,23 @@ import json, resource, subprocess, sys, tempfile, time
 import psutil
 log = tempfile.TemporaryFile("w+")  # not a pipe: a chatty child must not block on it
 p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=log, text=True)
-root, peak = psutil.Process(p.pid), 0
+root, peak, own = psutil.Process(p.pid), 0, 0
 while p.poll() is None:
     total = 0
     try:
         for q in [root, *root.children(recursive=True)]:
             total += q.memory_info().rss
-    except psutil.Error:
+        with open(f"/proc/{p.pid}/status") as f:
+            own = max([own, *(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))])
+    except (psutil.Error, OSError, ValueError):
         pass
     peak = max(peak, total)
     time.sleep(0.05)
 if p.returncode:
     log.seek(0); sys.stderr.write(log.read()); sys.exit(p.returncode)
 single = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"peak_rss_mb": round(max(peak / 2**20, single), 1), "peak_rss_single_mb": round(single, 1)}))
+print(json.dumps({"peak_rss_mb": round(max(peak / 2**20, single), 1), "peak_rss_single_mb": round(single, 1),
+                  "peak_rss_command_mb": round(own / 2**20, 1)}))
 """
 
 

@@ -131,18 +131,6 @@ def test_unscorable_patients_are_rejected_and_the_rest_scored(registered, tmp_pa
     assert summary["counts"] == {"patients_in_input": 300, "scored": 299, "rejected": 1}
 
 
-def test_spark_engine_gives_the_same_probabilities(registered, tmp_path):
-    if shutil.which("java") is None:
-        pytest.skip("Spark needs Java 17 (apt-get install openjdk-17-jre-headless)")
-    local, spark = tmp_path / "local.csv", tmp_path / "spark.csv"
-    job.score(registered["uri"], registered["screening"], local, log_to_mlflow=False)
-    job.score(
-        registered["uri"], registered["screening"], spark, engine="spark", log_to_mlflow=False
-    )
-    a, b = pd.read_csv(local), pd.read_csv(spark)
-    np.testing.assert_allclose(a["probability"], b["probability"], atol=1e-6)
-
-
 def test_bad_model_references_exit_2(registered, tmp_path):
     data = str(registered["screening"])
     for uri, message in [

@@ -316,8 +316,22 @@ def score(
     model: str = typer.Option(
         ..., "--model", help="Model URI, e.g. models:/child-pugh-day28@champion."
     ),
-    data: Path = typer.Option(..., "--data", help="Study directory to score (labels not needed)."),
-    out: Path = typer.Option(..., "--out", help="Predictions, .csv or .parquet."),
+    data: str = typer.Option(
+        ...,
+        "--data",
+        help=(
+            "Study directory to score (labels not needed); with --engine spark, any path Spark "
+            "reads (hdfs://, s3a://)."
+        ),
+    ),
+    out: str = typer.Option(
+        ...,
+        "--out",
+        help=(
+            "Predictions, .csv or .parquet; with --engine spark also a directory (a Parquet "
+            "dataset) or an hdfs:// or s3a:// path."
+        ),
+    ),
     explain: int = typer.Option(
         0, "--explain", help="Also write the top K SHAP contributions per patient."
     ),
@@ -325,7 +339,7 @@ def score(
         None, "--regimens", help="'all': probability under each trial regimen."
     ),
     engine: str = typer.Option(
-        "local", "--engine", help="local, or spark (mlflow.pyfunc.spark_udf)."
+        "local", "--engine", help="local (worker processes), or spark (MSC_RESPONSE_SPARK_MASTER)."
     ),
     chunk: int | None = typer.Option(
         None, "--patients-per-chunk", help="Patients per chunk (default 50,000)."
@@ -340,7 +354,7 @@ def score(
     """Score every patient of a study directory with a registered model, with explanations."""
     from .pipelines.score import score as run
 
-    with _problem_list_beside(out):
+    with _problem_list_beside(Path(out)):
         summary = run(model, data, out, explain=explain, regimens=regimens, engine=engine,
                       patients_per_chunk=chunk, jobs=jobs or None, strict=strict)  # fmt: skip
     c = summary["counts"]
@@ -358,7 +372,9 @@ def score(
                       highlight=False)  # fmt: skip
     if "note" in summary:
         console.print(f"[yellow]note:[/] {summary['note']}")
-    console.print(f"run summary -> {out.with_name(out.stem + '.summary.json')}", highlight=False)
+    name = Path(out.rstrip("/")).name  # ``out`` may be an hdfs:// or s3a:// URI: kept as written
+    where = out.rstrip("/")[: -len(name)] + Path(name).stem + ".summary.json"
+    console.print(f"run summary -> {where}", highlight=False)
 
 
 @app.command("import")

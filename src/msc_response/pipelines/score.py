@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,13 +210,21 @@ def _run_chunks(chunks, task: _Task, writer: ChunkWriter, pool, workers: int) ->
 
 
 def check_options(out: Path, *, explain, regimens, engine, patients_per_chunk, jobs) -> str:
-    """Validate the options before any work; returns the output format."""
+    """Validate the options before any work; returns the output format.
+
+    ``"dataset"``: the Spark engine writes a Parquet dataset directory (``out`` without
+    a ``.csv``/``.parquet`` suffix).
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"engine: expected one of {list(ENGINES)}, got {engine!r}")
     try:
         fmt = table_format(out)
     except ValueError as err:
-        raise ConfigError(f"out: {err}") from None
-    if engine not in ENGINES:
-        raise ConfigError(f"engine: expected one of {list(ENGINES)}, got {engine!r}")
+        if engine == "spark" and not Path(out).suffix:
+            fmt = "dataset"
+        else:
+            hint = "" if Path(out).suffix else " (or, with --engine spark, a directory)"
+            raise ConfigError(f"out: {err}{hint}") from None
     if regimens not in (None, "all"):
         raise ConfigError(f"regimens: expected 'all', got {regimens!r}")
     if explain < 0:
@@ -243,6 +252,8 @@ class JobRun:
     input_sha256: dict
     timings: dict
     details: dict  # engine-specific facts for the summary (workers, grouping, ...)
+    data_simulated: bool | None = None  # None: read ``simulation.json`` from the local study
+    write_summary: Callable[[dict], object] | None = None  # None: JSON beside the local ``out``
 
 
 @dataclass(frozen=True)
@@ -291,7 +302,7 @@ def score(
         Worker processes (default: the machine's cores). 1 scores in this process.
     """
     t0 = time.perf_counter()
-    out = Path(out)
+    target, out = out, Path(out)  # the Spark engine also writes to hdfs:// or s3a:// URIs
     patients_per_chunk = (
         DEFAULT_PATIENTS_PER_CHUNK if patients_per_chunk is None else patients_per_chunk
     )
@@ -303,7 +314,7 @@ def score(
     if engine == "spark":
         from .spark import run_spark_job
 
-        run = run_spark_job(model_uri, data_dir, out, options)
+        run = run_spark_job(model_uri, data_dir, target, options)
     else:
         run = _run_local_job(model_uri, data_dir, out, options)
     total = run.timings["total_s"] = round(time.perf_counter() - t0, 3)
@@ -311,7 +322,7 @@ def score(
     summary = {
         "model_uri": model.uri, "registered_model": model.name, "version": model.version,
         "model_trained_on_simulated_data": bool(model.spec.get("trained_on_simulated_data")),
-        "data_simulated": is_simulated(data_dir),
+        "data_simulated": is_simulated(data_dir) if run.data_simulated is None else run.data_simulated,
         "input_sha256": run.input_sha256, "output": out.name, "rejected_file": sidecar(out, ".rejected.csv").name,
         "counts": counts, "rejected_by_reason": flow["excluded"],
         "rows_with_problems": flow.get("rows_with_problems", {}),
@@ -325,7 +336,10 @@ def score(
     }  # fmt: skip
     if regimens == "all":
         summary["note"] = ASSOCIATION_NOTE
-    write_json(summary, sidecar(out, ".summary.json"))
+    if run.write_summary is None:
+        write_json(summary, sidecar(out, ".summary.json"))
+    else:
+        run.write_summary(summary)
     if log_to_mlflow:
         _log_scoring_run(model, summary)
     return summary
