@@ -169,8 +169,8 @@ def check_outputs(
                 )
         if out.is_dir():
             raise ConfigError(
-                f"{option}: {str(out)!r} is an existing directory, not a file; give a file path "
-                "(nothing was written)"
+                f"{option}: {str(out)!r} is an existing directory; an output never replaces one: "
+                "give a new path (nothing was written)"
             )
     for folder in sorted({Path(os.path.abspath(o)).parent for o in outputs}):
         existing = next(p for p in (folder, *folder.parents) if p.exists())

@@ -429,6 +429,7 @@ def run_spark_job(model_uri: str, data_dir, out, options):
             check_regimens(model)
         t = time.perf_counter()
         target = sio.Target(str(out), options.fmt)
+        target.check(hadoop)
         study = sio.read_study(spark, hadoop, str(data_dir),
                                config_from_dict(model.spec["config"]).singlecell)  # fmt: skip
         out_schema = _output_schema(model, options.explain, options.regimens)

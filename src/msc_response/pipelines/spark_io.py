@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
-from ..errors import DataError, Problem
+from ..errors import ConfigError, DataError, Problem
+from ..io import work_dir
 from ..study import files as F
 from ..study.reader import file_sha256
 from ..study.tables import TABLES, check_columns, normalise
@@ -404,6 +405,15 @@ class Target:
         self.local = self.uri.startswith("file:")
         self.parent = self.uri.rsplit("/", 1)[0]
 
+    def check(self, hadoop: Hadoop) -> None:
+        """A dataset directory is written only where nothing is: replacing a directory could
+        destroy one that is not a previous output (local paths: see ``check_outputs``)."""
+        if not self.single_file and not self.local and hadoop.exists(self.uri):
+            raise ConfigError(
+                f"out: {self.uri!r} exists; the Spark engine writes a dataset directory "
+                "only where none is (give a new directory per run; nothing was written)"
+            )
+
     def sibling(self, suffix: str) -> str:
         """``sidecar(out, suffix)`` on the output's filesystem."""
         stem = PurePosixPath(self.name).stem if self.single_file else self.name
@@ -412,7 +422,19 @@ class Target:
     @contextlib.contextmanager
     def staging(self, hadoop: Hadoop):
         """A temporary directory beside the output; what was written there is moved into
-        place when the block ends without error, and the directory is removed either way."""
+        place when the block ends without error, and the directory is removed either way.
+
+        On a local filesystem it is the local engine's work directory
+        (:func:`msc_response.io.work_dir`), so the stage of a job killed outright is
+        removed by the next run writing the same output.
+        """
+        path = local_path(self.uri)
+        if path is not None:
+            with work_dir(path, option="out") as work:
+                stage = _Stage(hadoop, to_uri(str(work)))
+                yield stage
+                stage.commit()
+            return
         stage = _Stage(hadoop, f"{self.parent}/.{self.name}.spark-{uuid.uuid4().hex}")
         hadoop.mkdirs(self.parent)
         try:
