@@ -125,3 +125,22 @@ def statistical_warnings(match: str = ""):
         yield caught
     messages = [str(w.message) for w in caught if issubclass(w.category, MscResponseWarning)]
     assert any(re.search(match, m) for m in messages), messages
+
+
+@contextlib.contextmanager
+def private_store(root: Path, *, chdir: bool = False):
+    """MLflow on a new SQLite store under ``root/mlruns`` inside the block (optionally with
+    ``root`` as the working directory); the environment is given back afterwards."""
+    from msc_response import tracking
+
+    mp = pytest.MonkeyPatch()
+    (root / "mlruns").mkdir()  # an explicit store's folder is never created
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+    mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if chdir:
+        mp.chdir(root)
+    try:
+        tracking.configure()
+        yield root
+    finally:
+        mp.undo()

@@ -10,7 +10,8 @@ import pytest
 from scipy.special import expit, logit
 from typer.testing import CliRunner
 
-from msc_response import MscResponseWarning, simulate, tracking
+from conftest import private_store
+from msc_response import MscResponseWarning, simulate
 from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.errors import ConfigError, DataError
@@ -129,17 +130,15 @@ def registered(tmp_path_factory):
     from msc_response.simulator import write_simulation
 
     root = tmp_path_factory.mktemp("explain")
-    mp = pytest.MonkeyPatch()
-    (root / "mlruns").mkdir()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
-    tracking.configure()
-    write_simulation(root / "trial", design="trial", seed=8)
-    config = config_from_dict({"name": "cp-explain-cli", "model": {"repeats": 2, "bootstrap": 20}})
-    with warnings.catch_warnings():  # Riley and calibration warnings: tested in test_train
-        warnings.simplefilter("ignore", MscResponseWarning)
-        summary = train(config, root / "trial")
-    yield root, summary["model_uri"]
-    mp.undo()
+    with private_store(root):
+        write_simulation(root / "trial", design="trial", seed=8)
+        config = config_from_dict(
+            {"name": "cp-explain-cli", "model": {"repeats": 2, "bootstrap": 20}}
+        )
+        with warnings.catch_warnings():  # Riley and calibration warnings: tested in test_train
+            warnings.simplefilter("ignore", MscResponseWarning)
+            summary = train(config, root / "trial")
+        yield root, summary["model_uri"]
 
 
 @pytest.mark.slow

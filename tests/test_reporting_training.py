@@ -11,7 +11,8 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from browser_helpers import render
-from msc_response import MscResponseWarning, tracking
+from conftest import private_store
+from msc_response import MscResponseWarning
 from msc_response.cli import app
 from msc_response.config import config_from_dict
 
@@ -27,19 +28,14 @@ def trained(tmp_path_factory):
     from msc_response.simulator import write_simulation
 
     root = tmp_path_factory.mktemp("report")
-    mp = pytest.MonkeyPatch()
-    (root / "mlruns").mkdir()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
-    mp.chdir(root)
-    tracking.configure()
-    write_simulation(root / "trial", design="trial", seed=12)
-    config = config_from_dict({"name": "cp-report", "data": "trial", "landmark_day": 7,
-                               "model": {"repeats": 2, "bootstrap": 30}})  # fmt: skip
-    with warnings.catch_warnings():  # Riley and calibration warnings: tested in test_train
-        warnings.simplefilter("ignore", MscResponseWarning)
-        summary = train(config, root / "trial")
-    yield root, summary
-    mp.undo()
+    with private_store(root, chdir=True):
+        write_simulation(root / "trial", design="trial", seed=12)
+        config = config_from_dict({"name": "cp-report", "data": "trial", "landmark_day": 7,
+                                   "model": {"repeats": 2, "bootstrap": 30}})  # fmt: skip
+        with warnings.catch_warnings():  # Riley and calibration warnings: tested in test_train
+            warnings.simplefilter("ignore", MscResponseWarning)
+            summary = train(config, root / "trial")
+        yield root, summary
 
 
 def test_train_writes_the_report_and_logs_it_to_the_run(trained):

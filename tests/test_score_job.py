@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import numpy as np
@@ -11,8 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import statistical_warnings
-from msc_response import tracking
+from conftest import private_store, statistical_warnings
 from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.errors import ConfigError, DataError
@@ -29,28 +27,20 @@ runner = CliRunner()
 def registered(tmp_path_factory, trial_dir):
     """A store with one trained model (LightGBM only, so explanations are TreeSHAP)."""
     root = tmp_path_factory.mktemp("store")
-    (root / "mlruns").mkdir()  # an explicit store's folder is never created
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    tracking.configure()
     cfg = config_from_dict(
         {"name": "score-test", "model": {"repeats": 2, "bootstrap": 10, "candidates": ["lightgbm"]}}
     )
-    with statistical_warnings("Riley"):  # 42 patients: exploratory
-        summary = train(cfg, trial_dir)
-    screening = root / "screening"
-    simulate(screening, design="screening", n_patients=300, seed=9, h5ad_patients=0)
-    yield {
-        "summary": summary,
-        "uri": f"models:/score-test/{summary['version']}",
-        "screening": screening,
-        "root": root,
-    }
-    if old is None:
-        os.environ.pop("MLFLOW_TRACKING_URI")
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = old
+    with private_store(root):
+        with statistical_warnings("Riley"):  # a trial's size: exploratory
+            summary = train(cfg, trial_dir)
+        screening = root / "screening"
+        simulate(screening, design="screening", n_patients=300, seed=9, h5ad_patients=0)
+        yield {
+            "summary": summary,
+            "uri": f"models:/score-test/{summary['version']}",
+            "screening": screening,
+            "root": root,
+        }
 
 
 def test_scores_every_patient_with_explanations(registered, tmp_path):

@@ -15,13 +15,16 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from msc_response import tracking
+from conftest import private_store, statistical_warnings
+from msc_response import io
 from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.errors import ConfigError, DataError
 from msc_response.modeling.train import train
 from msc_response.pipelines import score as job
 from msc_response.simulator import write_simulation as simulate
+
+DEAD_PID = 2**22 + 12345  # above the default pid_max: no such process
 
 pytestmark = [
     pytest.mark.slow,
@@ -52,19 +55,13 @@ def spark():
 def registered(tmp_path_factory, trial_dir):
     """A private store with one LightGBM model (explanations are TreeSHAP)."""
     root = tmp_path_factory.mktemp("spark-store")
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    tracking.configure()
     cfg = config_from_dict(
         {"name": "spark-test", "model": {"repeats": 2, "bootstrap": 10, "candidates": ["lightgbm"]}}
     )
-    summary = train(cfg, trial_dir)
-    yield {"uri": f"models:/spark-test/{summary['version']}", "root": root}
-    if old is None:
-        os.environ.pop("MLFLOW_TRACKING_URI")
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = old
+    with private_store(root):
+        with statistical_warnings("Riley"):  # a trial's size: exploratory
+            summary = train(cfg, trial_dir)
+        yield {"uri": f"models:/spark-test/{summary['version']}", "root": root}
 
 
 def _with_bad_rows(study):
@@ -284,9 +281,13 @@ def test_strict_stops_and_keeps_the_previous_output(spark, registered, study, tm
 
 def test_a_directory_out_is_a_parquet_dataset(spark, registered, study, tmp_path):
     out = tmp_path / "preds"
-    result = runner.invoke(app, ["score", "--model", registered["uri"], "--data", str(study),
-                                 "--out", str(out), "--engine", "spark", "--explain", "2"])  # fmt: skip
+    killed = tmp_path / f".preds.{io.WORK_MARK}-{DEAD_PID}-123-abc"  # the stage of a killed job
+    (killed / "0").mkdir(parents=True)
+    args = ["score", "--model", registered["uri"], "--data", str(study), "--out", str(out),
+            "--engine", "spark", "--explain", "2"]  # fmt: skip
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert not killed.exists()
     assert out.is_dir() and len(list(out.glob("part-*.parquet"))) > 1
     pred = pd.read_parquet(out)
     rejected = pd.concat(
@@ -300,6 +301,10 @@ def test_a_directory_out_is_a_parquet_dataset(spark, registered, study, tmp_path
     assert len(pred) + len(rejected) == 10_000
     assert (tmp_path / "preds.problems.csv").is_dir()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    before = sorted(p.name for p in out.iterdir())
+    again = runner.invoke(app, args)  # a dataset directory is never replaced
+    assert again.exit_code == 2 and "is an existing directory" in again.output
+    assert sorted(p.name for p in out.iterdir()) == before
 
 
 def test_only_spark_writes_a_dataset_directory(tmp_path):

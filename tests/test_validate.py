@@ -15,7 +15,8 @@ from mlflow import MlflowClient
 from scipy.special import expit, logit
 from typer.testing import CliRunner
 
-from msc_response import MscResponseWarning, tracking
+from conftest import private_store
+from msc_response import MscResponseWarning
 from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.features import build_features
@@ -45,19 +46,14 @@ def setup(tmp_path_factory):
     from msc_response.simulator import write_simulation
 
     root = tmp_path_factory.mktemp("validate")
-    mp = pytest.MonkeyPatch()
-    (root / "mlruns").mkdir()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
-    mp.chdir(root)
-    tracking.configure()
-    write_simulation(root / "trial", design="trial", seed=21)
-    write_simulation(root / "fresh", design="trial", n_patients=1500, seed=22, h5ad_patients=0)
-    config = config_from_dict({"name": "cp-validate", "model": {"repeats": 2, "bootstrap": 30}})
-    with warnings.catch_warnings():  # Riley and calibration warnings: tested in test_train
-        warnings.simplefilter("ignore", MscResponseWarning)
-        summary = train(config, root / "trial")
-    yield root, config, summary
-    mp.undo()
+    with private_store(root, chdir=True):
+        write_simulation(root / "trial", design="trial", seed=21)
+        write_simulation(root / "fresh", design="trial", n_patients=1500, seed=22, h5ad_patients=0)
+        config = config_from_dict({"name": "cp-validate", "model": {"repeats": 2, "bootstrap": 30}})
+        with warnings.catch_warnings():  # Riley and calibration warnings: tested in test_train
+            warnings.simplefilter("ignore", MscResponseWarning)
+            summary = train(config, root / "trial")
+        yield root, config, summary
 
 
 def test_validate_reproduces_the_benchmark_fresh_auroc(setup):
