@@ -348,10 +348,16 @@ def _harrell(y, p_full, samples, predictions) -> Optimism:
     for idx, p in zip(samples, predictions, strict=True):
         on_boot, on_orig = _headline_metrics(y[idx], p[idx]), _headline_metrics(y, p)
         diffs.append({k: on_boot[k] - on_orig[k] for k in on_boot})
-    with np.errstate(all="ignore"):
-        optimism = {k: float(np.nanmean([d[k] for d in diffs])) for k in apparent}
+    optimism = {k: _finite_mean([d[k] for d in diffs]) for k in apparent}
     corrected = {k: apparent[k] - optimism[k] for k in apparent}
     return Optimism(apparent, optimism, corrected, len(samples))
+
+
+def _finite_mean(values) -> float:
+    """The mean of the finite values; NaN when no resample could estimate the metric."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
 
 
 @dataclass(frozen=True)
