@@ -52,7 +52,7 @@ def main() -> None:
         uri = f"models:/bench-spark/{summary['version']}"
         simulate(work / "1m", design="screening", n_patients=N, seed=12, fmt="parquet",
                  baseline_only=True, h5ad_patients=0)  # fmt: skip
-        result = {"patients": N, "lab_rows": 24 * N, "model": summary["chosen_model"], "runs": {}}
+        result = {"patients": N, "lab_rows": 24 * N, "model": summary["primary_model"], "runs": {}}
         for label, extra in (("with_explain", ["--explain", "3"]), ("without_explain", [])):
             for engine in ("local", "spark"):
                 result["runs"][f"{engine}_{label}"] = {"all_wall_s": [], "runs": []}
