@@ -99,6 +99,24 @@ def test_delong_covers_the_population_auroc(n):
     _within_mc_bounds(s)
 
 
+def test_t_interval_at_arm_size_is_withheld_rather_than_zero_width(child_pugh):
+    """Five patients of a repeated-dose arm, whose Child-Pugh mostly falls by exactly 1: an
+    interval is given only when the changes differ, and then it covers (before the
+    interval was withheld, zero-width intervals brought coverage down to about 0.82)."""
+    arm = child_pugh.loc[child_pugh["arm"] == bench.ARM, "change"].to_numpy(dtype=float)
+    truth, n = float(arm.mean()), 5
+
+    def fn(rng):
+        m = intervals.mean(arm[rng.integers(0, len(arm), n)])
+        assert m.why_not is None or m.why_not == "all 5 values equal"
+        return m.mean, m.low, m.high
+
+    s = bench.summarise(*bench.replicate(fn, R, (5,)).T, truth)
+    used = round(R * (1 - s["withheld"]))
+    assert 0.05 < s["withheld"] < 0.4  # equal changes are common at this size
+    assert s["coverage"] >= 0.95 - 3 * np.sqrt(0.95 * 0.05 / used), s
+
+
 def test_coverage_flags_an_interval_that_is_too_narrow(change_pool):
     """The same t interval at half its width: the check must fail it."""
     truth, n = float(change_pool.mean()), 33

@@ -64,6 +64,13 @@ def test_subgroups_count_and_say_too_few():
     )
     assert t.loc[("sex", "M"), "predicted"] == pytest.approx(p[12:].mean())
     assert t.loc[("arm", "A"), "n"] == 16
+    # a model that gives one group a single probability: its mean has no interval, and says why
+    t = subgroup_performance(groups, y, np.r_[p[:12], [0.4] * 4]).set_index(["subgroup", "level"])
+    assert np.isnan(t.loc[("sex", "M"), "predicted_low"])
+    assert t.loc[("sex", "M"), "note"].endswith(
+        "; mean predicted: no interval (all 4 values equal)"
+    )
+    assert t.loc[("sex", "F"), "note"] == ""
 
 
 def test_logistic_equation_reproduces_the_model():

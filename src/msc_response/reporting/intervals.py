@@ -2,10 +2,11 @@
 
 * A proportion x/n: the exact (Clopper-Pearson) 95% interval, as
   ``scipy.stats.binomtest(x, n).proportion_ci(method="exact")``.
-* A mean: the t interval, mean +/- t(0.975, n - 1) x SD / sqrt(n).
+* A mean: the t interval, mean +/- t(0.975, n - 1) x SD / sqrt(n); none when the values
+  are all equal (a zero-width interval would not cover: benchmarks/bench_report_intervals.py).
 
 Every number a person reads in the report comes with one of these, or with the reason
-it has none (``n`` too small).
+it has none (``n`` too small, all values equal).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def proportion(x: int, n: int) -> Proportion:
 
 @dataclass(frozen=True)
 class Mean:
-    """The mean of ``n`` values with its t interval (NaN, and ``why_not``, below 2 values)."""
+    """The mean of ``n`` values with its t interval (NaN, and ``why_not``, below 2 values or
+    when all values are equal)."""
 
     n: int
     mean: float
@@ -94,7 +96,13 @@ def mean(values) -> Mean:
     m = float(v.mean())
     if n < 2:
         return Mean(n, m, float("nan"), float("nan"), "one value")
-    half = float(stats.t.ppf(0.5 + LEVEL / 2, n - 1) * v.std(ddof=1) / np.sqrt(n))
+    se = float(v.std(ddof=1) / np.sqrt(n))
+    if se <= 10 * np.finfo(float).eps * abs(m):
+        # R's t.test refuses such data ("essentially constant"). A zero-width interval claims a
+        # certainty that, say, 5 equal Child-Pugh changes in one arm do not give: it missed
+        # the arm's true mean in 17% of simulated 5-patient arms (bench_report_intervals.py)
+        return Mean(n, m, float("nan"), float("nan"), f"all {n} values equal")
+    half = float(stats.t.ppf(0.5 + LEVEL / 2, n - 1) * se)
     return Mean(n, m, m - half, m + half)
 
 

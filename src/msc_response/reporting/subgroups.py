@@ -26,7 +26,8 @@ def subgroup_performance(
 ) -> pd.DataFrame:
     """One row per (characteristic, level): ``n``, ``responders`` (x/n with exact interval),
     ``observed`` and ``predicted`` (mean predicted probability, t interval), ``auroc``,
-    ``auroc_low``, ``auroc_high`` and ``note`` ("too few ..." where not estimated).
+    ``auroc_low``, ``auroc_high`` and ``note`` ("too few ..." where the AUROC is not
+    estimated; why the mean predicted probability has no interval).
 
     ``groups`` has one row per patient (same order as ``y`` and ``p``) and a column per
     characteristic of :data:`SUBGROUPS` present.
@@ -54,8 +55,14 @@ def subgroup_performance(
                          "responders": obs.text(), "observed": obs.estimate, "observed_low": obs.low,
                          "observed_high": obs.high, "predicted": pred.mean, "predicted_low": pred.low,
                          "predicted_high": pred.high, "auroc": auc.estimate, "auroc_low": auc.low,
-                         "auroc_high": auc.high, "note": auc.why_not or ""})  # fmt: skip
+                         "auroc_high": auc.high, "note": _note(auc.why_not, pred.why_not)})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _note(auroc_why_not: str | None, predicted_why_not: str | None) -> str:
+    """Why the AUROC or the interval of the mean predicted probability is missing."""
+    predicted = predicted_why_not and f"mean predicted: no interval ({predicted_why_not})"
+    return "; ".join(n for n in (auroc_why_not, predicted) if n)
 
 
 def for_display(table: pd.DataFrame) -> pd.DataFrame:
