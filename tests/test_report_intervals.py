@@ -54,10 +54,10 @@ def change_pool(child_pugh):
     return child_pugh["change"].to_numpy(dtype=float)
 
 
-def _within_mc_bounds(s: dict, *, conservative: bool = False) -> None:
+def _within_mc_bounds(s: dict, *, conservative: bool = False, max_withheld: float = 0.0) -> None:
     """Coverage no lower than 95% - 3 MCSE (and, unless the method is conservative by
-    construction, no higher than 95% + 3 MCSE), every replicate with an interval."""
-    assert s["withheld"] == 0
+    construction, no higher than 95% + 3 MCSE), at most ``max_withheld`` without interval."""
+    assert s["withheld"] <= max_withheld, s
     assert s["coverage"] >= 0.95 - 3 * NOMINAL_MCSE, s
     if not conservative:
         assert s["coverage"] <= 0.95 + 3 * NOMINAL_MCSE, s
@@ -87,8 +87,9 @@ def test_t_interval_covers_the_mean_change_of_child_pugh(change_pool):
     assert abs(s["bias"]) <= 3 * s["bias_mcse"]
 
 
-@pytest.mark.parametrize("n", [33, 100])
+@pytest.mark.parametrize("n", [20, 33, 100])
 def test_delong_covers_the_population_auroc(n):
+    """The logit-scale interval; the plain AUROC +/- 1.96 SE covered in about 91% at 20."""
     truth, _ = bench.model_truth(seed=4)
 
     def fn(rng):
@@ -96,7 +97,7 @@ def test_delong_covers_the_population_auroc(n):
         return a.estimate, a.low, a.high
 
     s = bench.summarise(*bench.replicate(fn, R, (3, n)).T, truth["roc_auc"])
-    _within_mc_bounds(s)
+    _within_mc_bounds(s, max_withheld=0.01)  # an AUROC of 1 (standard error 0) has no interval
 
 
 def test_t_interval_at_arm_size_is_withheld_rather_than_zero_width(child_pugh):

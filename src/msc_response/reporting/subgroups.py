@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .cohort import NO_ARM, arm_order
-from .intervals import auroc_delong, mean, proportion
+from .intervals import Auroc, Mean, auroc_delong, mean, proportion
 
 #: Fewest patients of each outcome class for a subgroup AUROC.
 MIN_PER_CLASS = 5
@@ -55,14 +55,15 @@ def subgroup_performance(
                          "responders": obs.text(), "observed": obs.estimate, "observed_low": obs.low,
                          "observed_high": obs.high, "predicted": pred.mean, "predicted_low": pred.low,
                          "predicted_high": pred.high, "auroc": auc.estimate, "auroc_low": auc.low,
-                         "auroc_high": auc.high, "note": _note(auc.why_not, pred.why_not)})  # fmt: skip
+                         "auroc_high": auc.high, "note": _note(auc, pred)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def _note(auroc_why_not: str | None, predicted_why_not: str | None) -> str:
-    """Why the AUROC or the interval of the mean predicted probability is missing."""
-    predicted = predicted_why_not and f"mean predicted: no interval ({predicted_why_not})"
-    return "; ".join(n for n in (auroc_why_not, predicted) if n)
+def _note(auc: Auroc, pred: Mean) -> str:
+    """Why the AUROC, its interval or the interval of the mean predicted probability is missing."""
+    notes = (auc.why_not, auc.why_no_interval and f"AUROC: no interval ({auc.why_no_interval})",
+             pred.why_not and f"mean predicted: no interval ({pred.why_not})")  # fmt: skip
+    return "; ".join(n for n in notes if n)
 
 
 def for_display(table: pd.DataFrame) -> pd.DataFrame:
