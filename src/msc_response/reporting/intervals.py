@@ -135,10 +135,11 @@ def auroc_delong(y, p, *, min_per_class: int = 1) -> Auroc:
 
     The interval is ``expit(logit(AUROC) +/- 1.96 SE / (AUROC (1 - AUROC)))``: DeLong's
     standard error on the logit scale (delta method), which keeps the interval inside 0-1
-    and skews it towards 0.5 (Pepe MS, The Statistical Evaluation of Medical Tests, 2003;
-    Qin G, Hotilovac L, Stat Methods Med Res 2008;17:207-21). The plain AUROC +/- 1.96 SE
-    covered the true AUROC in only 92-93% of simulated cohorts of 33 and 91% of subgroups of
-    about 21; the logit interval in 95-96%, and is no wider (bench_report_intervals.py).
+    and skews it towards 0.5 (the "LT" interval: Qin G, Hotilovac L, Stat Methods Med Res
+    2008;17:207-21; Kottas M, Kuss O, Zapf A, BMC Med Res Methodol 2014;14:26). The plain
+    AUROC +/- 1.96 SE covered the true AUROC in only 93% of simulated cohorts of 33 and 91%
+    of subgroups of about 21; the logit interval in 95-96%, and is no wider
+    (benchmarks/bench_report_intervals.py).
     With fewer than ``min_per_class`` patients in either class there is no estimate, and
     ``why_not`` says so; when the standard error is 0 (an AUROC of 0 or 1, or every
     prediction tied) there is no interval, and ``why_no_interval`` says so.
