@@ -88,6 +88,7 @@ bench: $(STAMP) ## benchmarks; results in benchmarks/results/*.json (about an ho
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_honest_validation.py
 	$(BIN)/python benchmarks/bench_gate.py
+	$(BIN)/python benchmarks/bench_report_intervals.py
 	$(BIN)/python benchmarks/bench_score.py
 	$(BIN)/python benchmarks/bench_spark.py
 

@@ -58,6 +58,18 @@ def test_mean_interval_is_the_t_interval_and_says_why_not():
     )
 
 
+def test_mean_of_equal_values_has_no_zero_width_interval():
+    """As R's t.test ("data are essentially constant"): a zero-width interval would claim
+    certainty; 5 equal changes in one arm missed its true mean in 17% of simulated arms."""
+    same = mean([-1.0, -1.0, -1.0, -1.0, -1.0, np.nan])
+    assert (same.n, same.mean, same.why_not) == (5, -1.0, "all 5 values equal")
+    assert np.isnan(same.low) and np.isnan(same.high)
+    assert same.text() == "-1.00 (no interval: all 5 values equal), n=5"
+    assert mean([0.0, 0.0]).why_not == "all 2 values equal"
+    barely = mean([0.1, 0.1, 0.1 + 1e-9])  # values that differ at all keep their interval
+    assert barely.why_not is None and barely.low < barely.mean < barely.high
+
+
 def test_responders_by_arm_equal_direct_counts_of_the_simulator_labels(trial):
     config, study, labels = trial
     truth = study.truth.set_index("patient_id")

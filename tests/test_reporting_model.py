@@ -13,6 +13,7 @@ from msc_response.features import build_features
 from msc_response.modeling.fitted import FittedModel
 from msc_response.modeling.models import ModelSpec, make_estimator, storable
 from msc_response.reporting.equation import logistic_equation
+from msc_response.reporting.external import external_performance
 from msc_response.reporting.intervals import auroc_delong
 from msc_response.reporting.stability import instability
 from msc_response.reporting.subgroups import subgroup_performance
@@ -23,7 +24,13 @@ def test_delong_worked_example_and_brute_force():
     # AUROC 0.75; variance = var(V10)/2 + var(V01)/2 = 0.125/2 + 0.125/2 = 0.125
     a = auroc_delong([1, 1, 0, 0], [0.9, 0.4, 0.6, 0.1])
     assert a.estimate == 0.75 and a.se**2 == pytest.approx(0.125)
-    assert (a.low, a.high) == (pytest.approx(0.75 - 1.96 * np.sqrt(0.125)), 1.0)
+    # logit scale: logit(0.75) +/- 1.96 x sqrt(0.125) / (0.75 x 0.25), back-transformed
+    half = 1.96 * np.sqrt(0.125) / 0.1875
+    assert (a.low, a.high) == (
+        pytest.approx(1 / (1 + np.exp(-(np.log(3) - half)))),
+        pytest.approx(1 / (1 + np.exp(-(np.log(3) + half)))),
+    )
+    assert a.text() == "0.750 (0.069-0.992)"
     rng = np.random.default_rng(3)
     y, p = rng.integers(0, 2, 60), np.round(rng.random(60), 1)  # many ties
     pos, neg = p[y == 1], p[y == 0]
@@ -35,6 +42,28 @@ def test_delong_worked_example_and_brute_force():
     )
     c = auroc_delong([1, 1, 0, 0, 0], [0.1, 0.2, 0.3, 0.4, 0.5], min_per_class=5)
     assert np.isnan(c.estimate) and c.why_not.startswith("too few (2 responders, 3 non-responders")
+
+
+def test_delong_gives_no_zero_width_interval():
+    """A standard error of 0 (perfect or perfectly wrong ranking, every prediction tied): the
+    estimate without an interval, and why - in the subgroup table and in external validation."""
+    y = [1, 1, 1, 0, 0, 0]
+    for p, est, why in [([0.9, 0.8, 0.7, 0.3, 0.2, 0.1], 1.0, "every responder ranked above every non-responder"),
+                        ([0.1, 0.2, 0.3, 0.7, 0.8, 0.9], 0.0, "every responder ranked below every non-responder"),
+                        ([0.5] * 6, 0.5, "every prediction tied")]:  # fmt: skip
+        a = auroc_delong(y, p)
+        assert (a.estimate, a.se, a.why_not, a.why_no_interval) == (est, 0.0, None, why)
+        assert np.isnan(a.low) and np.isnan(a.high)
+        assert a.text() == f"{est:.3f} (no interval: {why})"
+    t = subgroup_performance(
+        pd.DataFrame({"sex": ["F"] * 6}), y, [0.9, 0.8, 0.7, 0.3, 0.2, 0.1], min_per_class=3
+    )
+    assert (
+        t.loc[0, "note"] == "AUROC: no interval (every responder ranked above every non-responder)"
+    )
+    ev = external_performance(y, [0.9, 0.8, 0.7, 0.3, 0.2, 0.1], n_boot=20)
+    assert np.isnan(ev.intervals["roc_auc"][0])
+    assert ev.problems["roc_auc"] == "no interval: every responder ranked above every non-responder"
 
 
 def test_instability_worked_example():
@@ -64,6 +93,13 @@ def test_subgroups_count_and_say_too_few():
     )
     assert t.loc[("sex", "M"), "predicted"] == pytest.approx(p[12:].mean())
     assert t.loc[("arm", "A"), "n"] == 16
+    # a model that gives one group a single probability: its mean has no interval, and says why
+    t = subgroup_performance(groups, y, np.r_[p[:12], [0.4] * 4]).set_index(["subgroup", "level"])
+    assert np.isnan(t.loc[("sex", "M"), "predicted_low"])
+    assert t.loc[("sex", "M"), "note"].endswith(
+        "; mean predicted: no interval (all 4 values equal)"
+    )
+    assert t.loc[("sex", "F"), "note"] == ""
 
 
 def test_logistic_equation_reproduces_the_model():

@@ -99,6 +99,8 @@ def external_performance(
                                       "not estimate it")  # fmt: skip
     auc = auroc_delong(y, p)
     intervals[metrics.ROC_AUC] = (auc.low, auc.high)
+    if auc.why_no_interval:
+        problems[metrics.ROC_AUC] = f"no interval: {auc.why_no_interval}"
     dc = report.decision_curve(y, p, grid_t)
     nb = np.array(boot_nb)
     dc = dc.assign(lower=np.percentile(nb, 2.5, axis=0), upper=np.percentile(nb, 97.5, axis=0))

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .cohort import NO_ARM, arm_order
-from .intervals import auroc_delong, mean, proportion
+from .intervals import Auroc, Mean, auroc_delong, mean, proportion
 
 #: Fewest patients of each outcome class for a subgroup AUROC.
 MIN_PER_CLASS = 5
@@ -26,7 +26,8 @@ def subgroup_performance(
 ) -> pd.DataFrame:
     """One row per (characteristic, level): ``n``, ``responders`` (x/n with exact interval),
     ``observed`` and ``predicted`` (mean predicted probability, t interval), ``auroc``,
-    ``auroc_low``, ``auroc_high`` and ``note`` ("too few ..." where not estimated).
+    ``auroc_low``, ``auroc_high`` and ``note`` ("too few ..." where the AUROC is not
+    estimated; why the mean predicted probability has no interval).
 
     ``groups`` has one row per patient (same order as ``y`` and ``p``) and a column per
     characteristic of :data:`SUBGROUPS` present.
@@ -54,8 +55,15 @@ def subgroup_performance(
                          "responders": obs.text(), "observed": obs.estimate, "observed_low": obs.low,
                          "observed_high": obs.high, "predicted": pred.mean, "predicted_low": pred.low,
                          "predicted_high": pred.high, "auroc": auc.estimate, "auroc_low": auc.low,
-                         "auroc_high": auc.high, "note": auc.why_not or ""})  # fmt: skip
+                         "auroc_high": auc.high, "note": _note(auc, pred)})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _note(auc: Auroc, pred: Mean) -> str:
+    """Why the AUROC, its interval or the interval of the mean predicted probability is missing."""
+    notes = (auc.why_not, auc.why_no_interval and f"AUROC: no interval ({auc.why_no_interval})",
+             pred.why_not and f"mean predicted: no interval ({pred.why_not})")  # fmt: skip
+    return "; ".join(n for n in notes if n)
 
 
 def for_display(table: pd.DataFrame) -> pd.DataFrame:
