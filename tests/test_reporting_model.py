@@ -66,6 +66,19 @@ def test_delong_gives_no_zero_width_interval():
     assert ev.problems["roc_auc"] == "no interval: every responder ranked above every non-responder"
 
 
+def test_ici_e50_e90_are_shown_without_an_interval_and_say_why():
+    rng = np.random.default_rng(5)
+    p = rng.uniform(0.1, 0.9, 200)
+    y = (rng.random(200) < p).astype(int)
+    ev = external_performance(y, p, n_boot=50)
+    for name in ("ici", "e50", "e90"):
+        assert np.isfinite(ev.values[name]) and name not in ev.intervals
+        assert ev.problems[name].startswith("no interval: bootstrap intervals of ICI, E50 and E90")
+    lo, hi = external_performance(y, p, n_boot=50, unproven=True).intervals["ici"]
+    assert lo <= ev.values["ici"] <= hi
+    assert ev.intervals["brier"][0] < ev.values["brier"] < ev.intervals["brier"][1]
+
+
 def test_instability_worked_example():
     # patient 1: |0.3-0.2|, |0.1-0.2| -> 0.1; patient 2: 0, |0.2-0.6| -> 0.2; MAPE 0.15
     # per model: (0.1 + 0)/2 = 0.05, (0.1 + 0.4)/2 = 0.25

@@ -260,6 +260,8 @@ def _ci(value, ci, digits: int = 3) -> str:
         return "not estimable"
     lo, hi = ci
     fmt = f"{{:.{digits}f}}"
+    if lo is None or hi is None:
+        return f"{fmt.format(value)} (no interval)"
     return f"{fmt.format(value)} ({fmt.format(lo)} to {fmt.format(hi)})"
 
 

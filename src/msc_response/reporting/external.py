@@ -59,9 +59,12 @@ class ExternalValidation:
 
 
 def external_performance(
-    y, p, *, thresholds=(), n_boot: int | None = None, seed: int = 0
+    y, p, *, thresholds=(), n_boot: int | None = None, seed: int = 0, unproven: bool = False
 ) -> ExternalValidation:
     """Performance of predictions ``p`` on outcomes ``y`` with intervals (see the module docs).
+
+    The metrics of :data:`~msc_response.modeling.metrics.NO_INTERVAL` get none (the reason is
+    in ``problems``), unless ``unproven`` (for the benchmark that measures them).
 
     Raises
     ------
@@ -91,7 +94,10 @@ def external_performance(
     for name in values:
         draws = np.array([b[name] for b in boot_values], dtype=float)
         ok = np.isfinite(draws)
-        if np.isfinite(values[name]) and ok.mean() >= 1 - MAX_FAILED_SHARE:
+        if name in metrics.NO_INTERVAL and not unproven:
+            if np.isfinite(values[name]):
+                problems.setdefault(name, metrics.NO_INTERVAL[name])
+        elif np.isfinite(values[name]) and ok.mean() >= 1 - MAX_FAILED_SHARE:
             lo, hi = np.percentile(draws[ok], [2.5, 97.5])
             intervals[name] = (float(lo), float(hi))
         elif np.isfinite(values[name]):

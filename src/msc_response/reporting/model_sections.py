@@ -70,6 +70,8 @@ def _with_interval(mv, metric: str, digits: int = 3) -> str:
     if not np.isfinite(v):
         return "not estimable: " + mv.problems.get(metric, "see the model's section")
     lo, hi = mv.intervals().get(metric, (np.nan, np.nan))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{v:.{digits}f} (no interval)"
     return f"{v:.{digits}f} ({lo:.{digits}f} to {hi:.{digits}f})"
 
 
