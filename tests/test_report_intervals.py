@@ -7,35 +7,21 @@ t and DeLong intervals) and the product's own interval functions.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_benchmark
 from msc_response import simulate
 from msc_response.config import config_from_dict
 from msc_response.reporting import cohort, intervals
 
-BENCHMARK = Path(__file__).parents[1] / "benchmarks" / "bench_report_intervals.py"
 R = 600
 NOMINAL_MCSE = float(np.sqrt(0.95 * 0.05 / R))
 
 
-def _benchmark():
-    sys.path.insert(0, str(BENCHMARK.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_report_intervals", BENCHMARK)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARK.parent))
-
-
-bench = _benchmark()
+bench = load_benchmark("bench_report_intervals")
 
 
 @pytest.fixture(scope="module")

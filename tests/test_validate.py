@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from mlflow import MlflowClient
 from scipy.special import expit, logit
 from typer.testing import CliRunner
 
-from conftest import private_store
+from conftest import load_benchmark, private_store
 from msc_response import MscResponseWarning
 from msc_response.cli import app
 from msc_response.config import config_from_dict
@@ -24,19 +22,6 @@ from msc_response.modeling import metrics
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
-BENCHMARK = Path(__file__).parents[1] / "benchmarks" / "bench_honest_validation.py"
-
-
-def _benchmark():
-    """The honest-validation benchmark module (its fresh-cohort computation, not a copy of it)."""
-    sys.path.insert(0, str(BENCHMARK.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_honest_validation", BENCHMARK)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARK.parent))
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +46,7 @@ def test_validate_reproduces_the_benchmark_fresh_auroc(setup):
     from msc_response.reporting.validate_job import validate_registered_model
 
     root, config, summary = setup
-    bench = _benchmark()
+    bench = load_benchmark("bench_honest_validation")
     # the benchmark's computation for the same model: fit in memory, predict its fresh table
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MscResponseWarning)
