@@ -9,7 +9,7 @@
    |slope| > 10 anywhere in the summaries. Also shown: the exploratory LightGBM, the
    apparent and Harrell-corrected AUROCs, the cross-validated (pooled) AUROC, and the
    coverage and bias of every other validated metric's interval (Brier, scaled Brier,
-   calibration intercept and slope, ICI, E50, E90).
+   calibration intercept and slope, ICI, E50, E90, net benefit at the config's thresholds).
 2. A 2,000-patient screening cohort: fresh AUROC of each candidate against the oracle.
 
 Run: ``python benchmarks/bench_honest_validation.py [--trials 200] [--bootstrap 100]
@@ -93,8 +93,8 @@ def one_trial(
             else refit(mv.spec, result.X, result.y, config=config)
         )
         p = fitted.predict_proba(fresh)
-        fresh_values, _ = metrics.performance(y_fresh, p)
-        est, ci = mv.estimates(), mv.intervals(unproven=True)
+        fresh_values, _ = metrics.performance(y_fresh, p, config.model.net_benefit_thresholds)
+        est, ci = mv.estimates(), mv.intervals()
         opt = mv.optimism
         row.update({
             f"{name}.validated": est[metrics.ROC_AUC], f"{name}.ci_low": ci[metrics.ROC_AUC][0],

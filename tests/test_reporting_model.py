@@ -66,7 +66,7 @@ def test_delong_gives_no_zero_width_interval():
     assert ev.problems["roc_auc"] == "no interval: every responder ranked above every non-responder"
 
 
-def test_ici_e50_e90_are_shown_without_an_interval_and_say_why():
+def test_ici_e50_e90_of_an_external_cohort_are_shown_without_an_interval_and_say_why():
     rng = np.random.default_rng(5)
     p = rng.uniform(0.1, 0.9, 200)
     y = (rng.random(200) < p).astype(int)

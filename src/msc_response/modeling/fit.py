@@ -86,17 +86,10 @@ class ModelValidation:
         """Every validated metric: the AUROC by .632+, the others cross-validated."""
         return {**self.cv.values, metrics.ROC_AUC: self.roc_auc}
 
-    def intervals(self, *, unproven: bool = False) -> dict[str, tuple[float, float]]:
-        """95% interval of every validated metric (clipped to the values the metric can take).
-
-        The metrics of :data:`metrics.NO_INTERVAL` get NaN (see :attr:`problems`), unless
-        ``unproven`` (for the benchmarks that measure them).
-        """
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """95% interval of every validated metric (clipped to the values the metric can take)."""
         out = {}
         for name, value in self.estimates().items():
-            if name in metrics.NO_INTERVAL and not unproven:
-                out[name] = (np.nan, np.nan)
-                continue
             se = (
                 self.bootstrap.roc_auc_se
                 if name == metrics.ROC_AUC
@@ -108,13 +101,7 @@ class ModelValidation:
 
     @property
     def problems(self) -> dict[str, str]:
-        """Why a metric has no estimate or no interval."""
-        shown = {
-            k: v
-            for k, v in metrics.NO_INTERVAL.items()
-            if np.isfinite(self.cv.values.get(k, np.nan))
-        }
-        return {**shown, **self.cv.problems}
+        return self.cv.problems
 
 
 def validate_model(
@@ -326,7 +313,7 @@ def fit(config: ExperimentConfig, features, *, simulated: bool | None = None) ->
     models = {}
     for spec in model_specs(config, kept):
         models[spec.name] = validate_model(spec, X, y, config=config, plan=plan)
-        for metric, why in models[spec.name].cv.problems.items():  # this data's trouble only
+        for metric, why in models[spec.name].problems.items():
             notes.append(warn(f"{spec.name}: {metrics.label(metric)} {why}"))
     primary = models[config.model.primary]
     baselines = [m for m in models.values() if m.spec.role == "baseline"]

@@ -53,16 +53,6 @@ LABELS = {
     E90: "E90",
 }
 
-#: Metrics shown without an interval, and why: their bootstrap intervals were measured to
-#: under-cover at the sizes this product sees (the estimates are biased upwards in small
-#: cohorts, and a well-calibrated model's true value, 0, lies outside every interval).
-NO_INTERVAL = dict.fromkeys(
-    (ICI, E50, E90),
-    "no interval: bootstrap intervals of ICI, E50 and E90 covered the truth in only 62-82% of "
-    "simulated cohorts of 33 patients and 85-95% of 100 (benchmarks/bench_report_intervals.py); "
-    "read it as a description",
-)
-
 #: The values each metric can take (intervals are clipped to them); net benefit and the
 #: calibration intercept and slope are unbounded.
 RANGES = {
