@@ -81,7 +81,7 @@ report: $(STAMP) ## remake the report of each experiment's latest training run: 
 ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:5000 over the local store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
-bench: $(STAMP) ## benchmarks; results in benchmarks/results/*.json (about an hour and a half)
+bench: $(STAMP) ## benchmarks; results in benchmarks/results/*.json (about two hours on 2 cores)
 	$(BIN)/python benchmarks/bench_scores.py
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_simulate.py
