@@ -410,19 +410,34 @@ def patient_flow(
 ) -> dict:
     """Counts for the flow box: input, excluded by category, included, responders, bad rows."""
     by = exclusions["category"] if "category" in exclusions else exclusions["reason"]
-    flow = {
-        "patients_in_input": int(n_input),
-        "excluded": {str(k): int(v) for k, v in by.value_counts().sort_index().items()},
-        "n_excluded": int(len(exclusions)),
-        "included": int(n_input - len(exclusions)),
-    }
+    rules, outside = None, 0
+    if problems is not None and len(problems):
+        rules, outside = counts_by_rule(problems), int((~problems["in_window"]).sum())
+    flow = flow_of_counts(n_input, by.value_counts().to_dict(), len(exclusions), rules, outside)
     if labelled is not None:
         r = int(labelled["response"].sum())
         flow.update(responders=r, non_responders=int(len(labelled) - r))
-    if problems is not None and len(problems):
-        outside = problems[~problems["in_window"]]
-        flow["rows_with_problems"] = counts_by_rule(problems)
-        flow["rows_with_problems_outside_windows"] = int(len(outside))
+    return flow
+
+
+def flow_of_counts(
+    n_input: int,
+    excluded: dict,
+    n_excluded: int,
+    rows_by_rule: dict | None = None,
+    rows_outside_windows: int = 0,
+) -> dict:
+    """The flow of :func:`patient_flow` from counts (excluded patients by category, row
+    problems by rule): the one layout, also for engines that count without frames."""
+    flow = {
+        "patients_in_input": int(n_input),
+        "excluded": {str(k): int(excluded[k]) for k in sorted(excluded)},
+        "n_excluded": int(n_excluded),
+        "included": int(n_input - n_excluded),
+    }
+    if rows_by_rule:
+        flow["rows_with_problems"] = {str(k): int(rows_by_rule[k]) for k in sorted(rows_by_rule)}
+        flow["rows_with_problems_outside_windows"] = int(rows_outside_windows)
     return flow
 
 

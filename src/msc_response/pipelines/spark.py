@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 
 from ..config import config_from_dict
 from ..errors import DataError
-from ..features import sidecar
+from ..features import flow_of_counts, sidecar
 from ..io import encode_chunk, write_json
 from ..modeling.predict import check_regimens, missing_inputs, predict_features
 from ..modeling.registry import LoadedModel, load_model
@@ -550,16 +550,7 @@ def _flow(counts: dict, tally) -> dict:
         elif row["_kind"] == PROBLEM:
             rules[row["label"]] = rules.get(row["label"], 0) + row["count"]
             outside += 0 if row["in_window"] else row["count"]
-    flow = {
-        "patients_in_input": counts["patients_in_input"],
-        "excluded": {k: int(excluded[k]) for k in sorted(excluded)},
-        "n_excluded": counts["rejected"],
-        "included": counts["patients_in_input"] - counts["rejected"],
-    }
-    if rules:
-        flow["rows_with_problems"] = {k: int(rules[k]) for k in sorted(rules)}
-        flow["rows_with_problems_outside_windows"] = int(outside)
-    return flow
+    return flow_of_counts(counts["patients_in_input"], excluded, counts["rejected"], rules, outside)
 
 
 def _write_local_json(path: Path, summary: dict) -> None:
