@@ -154,7 +154,7 @@ class Hadoop:
 
 
 class Location:
-    """A file or directory on a Hadoop filesystem, with the bit of ``pathlib`` that
+    """A file or directory on a Hadoop filesystem, with the bit of ``pathlib`` that ``study_files`` and
     :func:`~msc_response.study.files.find_table` uses."""
 
     def __init__(self, hadoop: Hadoop, uri: str, shown: str | None = None):
@@ -207,20 +207,8 @@ class SparkStudy:
 
 
 def find_tables(hadoop: Hadoop, data: str) -> dict[str, Location]:
-    """The tables of a study directory (the rules of :func:`~msc_response.study.files.study_files`)."""
-    root = Location(hadoop, to_uri(data), shown=str(data))
-    if not root.is_dir():
-        raise DataError([Problem(str(data), None, None, "study directory not found")])
-    tables = {
-        "patients": F.find_table(root, "patients", required=True),
-        "labs": F.find_table(root, "labs", required=True),
-    }
-    cells = F.find_table(root, "cells", required=False)
-    if cells is not None:
-        tables["cells"] = cells
-    elif (root / "cells.h5ad").is_file():
-        tables["cells"] = root / "cells.h5ad"
-    return tables
+    """The tables of a study directory, by the local reader's own rule (:func:`~msc_response.study.files.study_files`)."""
+    return F.study_files(Location(hadoop, to_uri(data), shown=str(data)))
 
 
 def _declared(names: list[str], table: str) -> list[str]:

@@ -9,6 +9,7 @@ Cell fractions may instead come from single-cell data, ``cells.h5ad``.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -45,9 +46,14 @@ def find_table(directory: Path, stem: str, *, required: bool) -> Path | None:
     return found[0]
 
 
-def study_files(directory: str | Path) -> dict[str, Path]:
-    """The tables of a study directory: patients, labs, and cells (a table or ``cells.h5ad``)."""
-    directory = Path(directory)
+def study_files(directory) -> dict[str, Path]:
+    """The tables of a study directory: patients, labs, and cells (a table or ``cells.h5ad``).
+
+    ``directory``: a path, or a location with the bit of ``pathlib`` used here (``/``,
+    ``is_dir``, ``is_file``, ``name``, ``suffix``: the Spark engine's Hadoop locations).
+    """
+    if isinstance(directory, str | os.PathLike):
+        directory = Path(directory)
     if not directory.is_dir():
         raise DataError([Problem(str(directory), None, None, "study directory not found")])
     files = {
