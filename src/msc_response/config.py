@@ -194,6 +194,10 @@ class ModelSettings:
         _set(self, "lightgbm", {**LIGHTGBM_DEFAULTS, **self.lightgbm})
 
 
+#: The sections of an experiment config and their types.
+SECTIONS = {"endpoint": Endpoint, "singlecell": SingleCell, "model": ModelSettings}
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """One experiment: the data, the endpoint and the model settings.
@@ -221,11 +225,7 @@ class ExperimentConfig:
                  and window[0] <= window[1] <= 0, "baseline_window", window,
                  "[first_day, last_day] with first_day <= last_day <= 0")  # fmt: skip
         _set(self, "baseline_window", (int(window[0]), int(window[1])))
-        for key, cls in (
-            ("endpoint", Endpoint),
-            ("singlecell", SingleCell),
-            ("model", ModelSettings),
-        ):
+        for key, cls in SECTIONS.items():
             _require(
                 isinstance(getattr(self, key), cls), key, getattr(self, key), f"a {cls.__name__}"
             )
@@ -297,9 +297,8 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     _check_keys(raw, ExperimentConfig, "")
     if "name" not in raw:
         raise ConfigError("name: required key is missing")
-    sections = {"endpoint": Endpoint, "singlecell": SingleCell, "model": ModelSettings}
     return ExperimentConfig(
-        **{**raw, **{k: _section(raw.get(k), cls, k) for k, cls in sections.items()}}
+        **{**raw, **{k: _section(raw.get(k), cls, k) for k, cls in SECTIONS.items()}}
     )
 
 
