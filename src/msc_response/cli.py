@@ -233,8 +233,8 @@ def train(
     if summary is not None:
         check_outputs([summary, sidecar(summary, ".problems.csv")],
                       inputs=[*input_paths(cfg.data), config], option="summary")  # fmt: skip
-    with _problem_list_beside(summary), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", MscResponseWarning)
+    with _problem_list_beside(summary), warnings.catch_warnings():
+        warnings.simplefilter("ignore", MscResponseWarning)  # in the result, printed below
         result = run(cfg, summary_path=summary, exclude_bad_patients=exclude_bad_patients)
     console.print(_flow_box(result["patient_flow"]), highlight=False)
     console.print(_train_table(result))
@@ -246,11 +246,8 @@ def train(
     for run_id in result.get("abandoned_runs_ended", []):
         err_console.print(f"[yellow]note:[/] ended as FAILED run {run_id}, left RUNNING by a process "
                           "of this host that no longer runs")  # fmt: skip
-    for w in caught:
-        if issubclass(w.category, MscResponseWarning):
-            err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for message in result["warnings"]:
+        err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
     if summary is not None:
         console.print(f"summary -> {summary}", highlight=False)
 

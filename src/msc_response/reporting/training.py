@@ -143,7 +143,6 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
     from ..features import build_features
     from ..modeling.fit import fit
     from ..modeling.registry import load_model
-    from ..study import is_simulated
 
     client = tracking.client(root)
     run = _training_run(client, experiment, run_id)
@@ -164,7 +163,7 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
     _check_same_data(run, features, data_dir)  # before the refit, which takes a while
     with warnings.catch_warnings():  # said when the run was trained; the page lists them again
         warnings.simplefilter("ignore", MscResponseWarning)
-        result = fit(config, features, simulated=is_simulated(data_dir) or study.simulated)
+        result = fit(config, features)  # simulated as the study says (its simulation.json)
     summary = {"registered_model": mv.name, "version": mv.version, "aliases": list(mv.aliases or []),
                "champion_decision": run.data.tags.get("champion_decision", ""), "run_id": run_id}  # fmt: skip
     return publish_training_report(result, features, study, summary, root=root)
