@@ -12,6 +12,7 @@ import contextlib
 import numpy as np
 import pandas as pd
 
+from ..report import new_axes
 from .tables import TOTAL
 
 #: Colours of the groups in line plots (colour-blind safe, Okabe-Ito).
@@ -31,15 +32,6 @@ def fixed_global_random(seed: int = 0):
         yield
     finally:
         np.random.set_state(state)  # noqa: NPY002
-
-
-def new_axes(ax=None, figsize=(6, 4)):
-    """``ax``, or the Axes of a new :class:`~matplotlib.figure.Figure` that pyplot does not know."""
-    if ax is not None:
-        return ax
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=figsize).add_subplot()
 
 
 def _by_arm_text(row: pd.Series, per_line: int = 3) -> str:

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_path
+from ..report import SIMULATED_LABEL
 
-SIMULATED_LABEL = "SIMULATED data - not patients"
 SIMULATED_BANNER = (
     "SIMULATED DATA. Every number and figure on this page comes from simulated patients "
     "(msc_response.simulate), not from real people: it describes the simulator, not MSC therapy."

@@ -22,7 +22,8 @@ from scipy.special import expit
 
 from .. import units
 from ..errors import ConfigError, DataError, Problem
-from .figures import PALETTE, new_axes
+from ..report import new_axes
+from .figures import PALETTE
 
 #: Contributions drawn one by one; the rest are summed into one bar.
 TOP = 12
