@@ -4,9 +4,11 @@
 * Every metric of :data:`msc_response.modeling.metrics.PERFORMANCE` (Brier, scaled Brier,
   calibration intercept and slope, ICI, E50, E90) and net benefit at the config's
   thresholds, each with a 95% percentile interval over bootstrap resamples of the
-  patients (stratified: every resample keeps the cohort's number of responders); a
-  metric that cannot be estimated on the cohort (separation, no spread) is NaN with its
-  reason, and so is an interval when more than 5% of resamples cannot estimate it.
+  patients (plain, not stratified: the share of responders varies from resample to
+  resample as it would in another cohort; a resample with one outcome class only is drawn
+  again); ICI, E50 and E90 get no interval (:data:`NO_INTERVAL`). A metric that cannot be
+  estimated on the cohort (separation, no spread) is NaN with its reason, and so is an
+  interval when more than 5% of resamples cannot estimate it.
 * The smoothed calibration curve with its pointwise band, and the decision curve with a
   bootstrap band against treating all and treating none.
 * Logistic recalibration ``logit P(y) = a + b logit(p)`` (both free), for ``--recalibrate``.
