@@ -170,6 +170,12 @@ class TrainingResult:
     def below_riley(self) -> bool:
         return len(self.y) < self.riley["min_n"]
 
+    def status(self, name: str) -> str:
+        """``"primary"`` (pre-specified), ``"exploratory"`` (other candidates) or ``"baseline"``."""
+        if name == self.config.model.primary:
+            return "primary"
+        return "exploratory" if self.models[name].spec.role == "candidate" else "baseline"
+
     def summary(self) -> dict:
         """A JSON-safe summary of the training (what the CLI prints and MLflow records)."""
         from .summary import training_summary

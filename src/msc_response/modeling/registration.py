@@ -126,9 +126,9 @@ def _log_and_register(
 
 
 def _flat(prefix: str, comparison: dict) -> dict[str, float]:
-    lo, hi = comparison["roc_auc_difference_ci"]
-    return {f"{prefix}_roc_auc_difference": comparison["roc_auc_difference"],
-            f"{prefix}_roc_auc_difference_ci_low": lo, f"{prefix}_roc_auc_difference_ci_high": hi}  # fmt: skip
+    """The gate's AUROC difference and its interval as MLflow metrics (see :func:`run_metrics`)."""
+    keys = ("roc_auc_difference", "roc_auc_difference_ci")
+    return run_metrics({f"{prefix}_{k}": comparison[k] for k in keys})[0]
 
 
 def run_metrics(numbers: dict) -> tuple[dict[str, float], dict[str, str]]:
@@ -193,8 +193,7 @@ def _log_model_run(result: TrainingResult, mv: ModelValidation, exp_id: str, tmp
 
     from .. import report
 
-    status = "primary" if mv.name == result.config.model.primary else (
-        "exploratory" if mv.spec.role == "candidate" else "baseline")  # fmt: skip
+    status = result.status(mv.name)
     with tracking.start_run(experiment_id=exp_id, run_name=mv.name, nested=True):
         mlflow.set_tags({"role": mv.spec.role, "kind": mv.spec.kind, "status": status})
         mlflow.log_params({"model": mv.name, "n_features": len(mv.spec.features),

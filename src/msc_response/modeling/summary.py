@@ -51,11 +51,7 @@ def training_summary(result) -> dict:
     comparison = result.baseline_comparison
     roles = {}
     for name, mv in result.models.items():
-        roles[name] = {
-            **model_numbers(mv),
-            "status": "primary" if name == config.model.primary
-            else "exploratory" if mv.spec.role == "candidate" else "baseline",
-        }  # fmt: skip
+        roles[name] = {**model_numbers(mv), "status": result.status(name)}
     summary = {
         "experiment": config.name,
         "simulated_data": result.simulated,

@@ -26,17 +26,10 @@ DEPENDENCE_FEATURE = "baseline_mx1_monocytes_fraction"
 DEPENDENCE_COLOUR = ("dose_per_infusion_1e8", "cumulative_dose_1e8")
 
 
-def _status(result, name: str) -> str:
-    mv = result.models[name]
-    if name == result.config.model.primary:
-        return "primary"
-    return "exploratory" if mv.spec.role == "candidate" else "baseline"
-
-
 def _ordered(result) -> list[str]:
     order = {"primary": 0, "exploratory": 1, "baseline": 2}
     return sorted(
-        result.models, key=lambda n: (order[_status(result, n)], list(result.models).index(n))
+        result.models, key=lambda n: (order[result.status(n)], list(result.models).index(n))
     )
 
 
@@ -83,7 +76,7 @@ def overview_table(result) -> pd.DataFrame:
     for name in _ordered(result):
         mv = result.models[name]
         cell = lambda metric, mv=mv: _with_interval(mv, metric)  # noqa: E731
-        rows.append({"model": name, "status": _status(result, name), "predictors": len(mv.spec.features),
+        rows.append({"model": name, "status": result.status(name), "predictors": len(mv.spec.features),
                      "AUROC (.632+, 95% CI)": cell(metrics.ROC_AUC), "Brier": cell(metrics.BRIER),
                      "calibration intercept": cell(metrics.CALIBRATION_INTERCEPT),
                      "calibration slope": cell(metrics.CALIBRATION_SLOPE), "ICI": cell(metrics.ICI)})  # fmt: skip
@@ -125,7 +118,7 @@ def _refit(result, name: str):
 
 def add_model_section(page: Page, result, name: str) -> None:
     mv = result.models[name]
-    s = page.section(f"Model: {name} ({_status(result, name)})")
+    s = page.section(f"Model: {name} ({result.status(name)})")
     s.table(metrics_table(result, name), f"{name}: validated metrics with 95% intervals")
     s.figure(result.plot_roc(model=name), f"cross-validated ROC curve of {name}")
     s.figure(result.plot_calibration(model=name), f"smoothed calibration curve of {name} with its 95% band",
@@ -158,7 +151,7 @@ def add_stability(page: Page, result) -> None:
     for name in _ordered(result):
         b = result.models[name].bootstrap
         inst = instability(b.apparent_predictions, b.predictions)
-        rows.append({"model": name, "status": _status(result, name), "MAPE": inst.mape,
+        rows.append({"model": name, "status": result.status(name), "MAPE": inst.mape,
                      "range low": inst.mape_range[0], "range high": inst.mape_range[1],
                      "largest patient MAPE": inst.max_patient_mape, "replicates": inst.n_models})  # fmt: skip
         if name == result.config.model.primary:
