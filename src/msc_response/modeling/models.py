@@ -192,15 +192,12 @@ def _ridge_logistic(X: np.ndarray, y: np.ndarray, C: float, start: np.ndarray) -
         eta = design @ b
         return -np.sum(y * log_expit(eta) + (1 - y) * log_expit(-eta)) + 0.5 * np.sum(ridge * b * b)
 
+    penalty, jitter = np.diag(ridge), 1e-10 * np.eye(len(ridge))  # the same at every step
     beta, value = start.copy(), objective(start)
     for _ in range(50):
         mu = expit(design @ beta)
         grad = design.T @ (mu - y) + ridge * beta
-        hess = (
-            design.T @ (design * (mu * (1 - mu))[:, None])
-            + np.diag(ridge)
-            + 1e-10 * np.eye(len(beta))
-        )
+        hess = design.T @ (design * (mu * (1 - mu))[:, None]) + penalty + jitter
         step = np.linalg.solve(hess, grad)
         t = 1.0
         while True:
