@@ -100,10 +100,11 @@ class FittedModel:
         return path
 
     @classmethod
-    def load(cls, kind: str, feature_columns: list[str], path: str | Path, *,
-             recalibration: dict | None = None) -> FittedModel:  # fmt: skip
+    def load(cls, spec: dict, path: str | Path) -> FittedModel:
         """Read a model written by :meth:`save` (skops trusts scikit-learn and numpy types only),
-        with the recalibration stored beside it (``model_spec.json``), if any."""
+        as its ``model_spec.json`` describes it: kind, feature columns and the recalibration, if any."""
+        kind, feature_columns = spec["kind"], spec["feature_columns"]
+        recalibration = spec.get("recalibration")
         if kind == "lightgbm":
             import lightgbm as lgb
 

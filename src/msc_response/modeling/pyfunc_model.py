@@ -24,12 +24,7 @@ class ResponseModel(PythonModel):
 
         with open(context.artifacts["model_spec"]) as f:
             self.spec = json.load(f)
-        self.fitted = FittedModel.load(
-            self.spec["kind"],
-            self.spec["feature_columns"],
-            context.artifacts["model"],
-            recalibration=self.spec.get("recalibration"),
-        )
+        self.fitted = FittedModel.load(self.spec, context.artifacts["model"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return pd.DataFrame(

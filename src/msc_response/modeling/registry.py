@@ -35,8 +35,7 @@ class LoadedModel:
 
     @functools.cached_property
     def fitted(self) -> FittedModel:
-        return FittedModel.load(self.spec["kind"], self.spec["feature_columns"], self.model_file,
-                                recalibration=self.spec.get("recalibration"))  # fmt: skip
+        return FittedModel.load(self.spec, self.model_file)
 
     @property
     def feature_columns(self) -> list[str]:

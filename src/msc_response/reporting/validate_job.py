@@ -252,9 +252,7 @@ def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, cohort: s
         model_file = art / Path(model.model_file).name
         shutil.copyfile(model.model_file, model_file)
         spec_path = write_spec(spec, art / "model_spec.json")
-        fitted = FittedModel.load(
-            spec["kind"], spec["feature_columns"], model_file, recalibration=spec["recalibration"]
-        )
+        fitted = FittedModel.load(spec, model_file)
         example = synthetic_example(X)  # made up: no patient's row is logged
         signature = infer_signature(
             example, pd.DataFrame({"probability": fitted.predict_proba(example)})
