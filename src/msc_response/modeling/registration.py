@@ -125,6 +125,31 @@ def _log_and_register(
     }
 
 
+@contextlib.contextmanager
+def _no_schema_hint():
+    # MLflow hints about integer columns while profiling a dataset; every feature is float
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        yield
+
+
+def features_dataset(X: pd.DataFrame, y, name: str | None = None):
+    """The features and outcome (``response``) as the MLflow dataset a run logs; its digest
+    identifies the data (the report's remake checks it)."""
+    import mlflow
+
+    with _no_schema_hint():
+        return mlflow.data.from_pandas(X.assign(response=y), targets="response", name=name)
+
+
+def log_features(dataset, context: str) -> None:
+    """Log ``dataset`` (:func:`features_dataset`) as an input of the active run."""
+    import mlflow
+
+    with _no_schema_hint():
+        mlflow.log_input(dataset, context=context)
+
+
 def _flat(prefix: str, comparison: dict) -> dict[str, float]:
     """The gate's AUROC difference and its interval as MLflow metrics (see :func:`run_metrics`)."""
     keys = ("roc_auc_difference", "roc_auc_difference_ci")
@@ -163,13 +188,7 @@ def _log_parent(result: TrainingResult, summary: dict) -> None:
                    "validation.bootstrap": result.plan.n_boot, "validation.folds": result.plan.folds,
                    "validation.method": summary["validation"]["method"][:500]})  # fmt: skip
     mlflow.log_params(params)
-    dataset = mlflow.data.from_pandas(
-        result.X.assign(response=result.y), targets="response", name=f"{config.name}-features"
-    )
-    with warnings.catch_warnings():
-        # MLflow hints about integer columns while profiling the dataset; every feature is float
-        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-        mlflow.log_input(dataset, context="training")
+    log_features(features_dataset(result.X, result.y, f"{config.name}-features"), "training")
     fs = result.features
     mlflow.log_dict({"flow": fs.flow, "feature_columns": result.feature_columns,
                      "dropped_columns": result.dropped_columns, "lab_units": fs.lab_units},

@@ -171,22 +171,13 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
 
 def _check_same_data(run, features, data_dir: Path) -> None:
     """The features rebuilt from ``data_dir`` are the ones the run logged (same digest)."""
-    import warnings
-
-    import mlflow
-
     from ..modeling.models import screen_columns
+    from ..modeling.registration import features_dataset
 
     kept, _ = screen_columns(features.table[features.feature_columns].astype(float))
-    X = (
-        features.table[kept]
-        .astype(float)
-        .assign(response=features.table["response"].to_numpy(dtype=int))
-    )
+    X, y = features.table[kept].astype(float), features.table["response"].to_numpy(dtype=int)
     logged = {d.dataset.digest for d in run.inputs.dataset_inputs}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-        digest = mlflow.data.from_pandas(X, targets="response").digest
+    digest = features_dataset(X, y).digest
     if logged and digest not in logged:
         raise DataError([Problem(data_dir.name, None, None,
                                  f"these are not the data run {run.info.run_id!r} was trained on (feature digest "

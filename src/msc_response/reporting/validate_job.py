@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,10 +199,11 @@ def _log(model, config, fs, y, ev, page: Path, data: Path, recal, root) -> tuple
     import mlflow
 
     from .. import tracking
+    from ..modeling.registration import features_dataset, log_features
 
     client = tracking.client(root)
     version = client.get_model_version(model.name, model.version)
-    X = fs.table[model.feature_columns].astype(float).assign(response=y)
+    X = fs.table[model.feature_columns].astype(float)
     with tracking.using(root):
         exp_id = tracking.experiment_id(f"{model.name}-validation")
         with mlflow.start_run(
@@ -212,12 +212,8 @@ def _log(model, config, fs, y, ev, page: Path, data: Path, recal, root) -> tuple
             mlflow.set_tags({"msc_response.stage": "validate", "model_name": model.name,
                              "model_version": model.version, "model_uri": f"models:/{model.name}/{model.version}",
                              "cohort": data.name, "data.simulated": str(bool(fs.simulated)).lower()})  # fmt: skip
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-                dataset = mlflow.data.from_pandas(
-                    X, targets="response", name=f"{data.name}-features"
-                )
-                mlflow.log_input(dataset, context="validation")
+            dataset = features_dataset(X, y, f"{data.name}-features")
+            log_features(dataset, "validation")
             mlflow.log_metrics(
                 _metrics(ev), model_id=getattr(version, "model_id", None) or None, dataset=dataset
             )
@@ -226,9 +222,7 @@ def _log(model, config, fs, y, ev, page: Path, data: Path, recal, root) -> tuple
             run_id = run.info.run_id
             new_version = None
             if recal is not None:
-                new_version = _register_recalibrated(
-                    model, recal, X.drop(columns="response"), run_id, data.name, ev.n
-                )
+                new_version = _register_recalibrated(model, recal, X, run_id, data.name, ev.n)
                 mlflow.set_tag("recalibrated_version", new_version)
     client.set_model_version_tag(model.name, model.version, f"external_validation.{data.name}",
                                  f"run {run_id}: AUROC {ev.auroc.text()}")  # fmt: skip
