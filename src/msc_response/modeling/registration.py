@@ -262,9 +262,6 @@ def synthetic_example(X: pd.DataFrame) -> pd.DataFrame:
 
 
 def _log_model(result: TrainingResult, tmp: Path):
-    import mlflow
-    from mlflow.models import infer_signature
-
     config, fitted, fs = result.config, result.fitted, result.features
     art = tmp / "model_artifacts"
     art.mkdir()
@@ -285,20 +282,32 @@ def _log_model(result: TrainingResult, tmp: Path):
         "trained_on_simulated_data": result.simulated,
     }
     spec_path = write_spec(spec, art / "model_spec.json")
-    example = synthetic_example(result.X[fitted.feature_columns])
+    return log_pyfunc(fitted, model_path, spec_path, result.X[fitted.feature_columns],
+                      name="model", registered_model_name=config.name)  # fmt: skip
+
+
+def log_pyfunc(fitted, model_file: Path, spec_path: Path, X: pd.DataFrame, *, name: str,
+               registered_model_name: str):  # fmt: skip
+    """Log the served model (:data:`PYFUNC_FILE` over ``model_file`` and its spec) to the
+    active run and register it; the input example is synthetic (:func:`synthetic_example`
+    of ``X``), so no patient's row is logged. Returns MLflow's ``ModelInfo``."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    example = synthetic_example(X)
     signature = infer_signature(
         example, pd.DataFrame({"probability": fitted.predict_proba(example)})
     )
     versions = tracking.package_versions()
     requirements = [f"{k}=={v}" for k, v in versions.items() if k != "msc-response"]
     return mlflow.pyfunc.log_model(
-        name="model",
+        name=name,
         python_model=str(PYFUNC_FILE),
-        artifacts={"model": str(model_path), "model_spec": str(spec_path)},
+        artifacts={"model": str(model_file), "model_spec": str(spec_path)},
         signature=signature,
         input_example=example,
         pip_requirements=requirements,
-        registered_model_name=config.name,
+        registered_model_name=registered_model_name,
     )
 
 

@@ -231,12 +231,9 @@ def _log(model, config, fs, y, ev, page: Path, data: Path, recal, root) -> tuple
 
 def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, cohort: str, n: int) -> str:
     """Log the recalibrated model (same model file, spec with the recalibration) and register it."""
-    import mlflow
-    from mlflow.models import infer_signature
-
     from .. import tracking
     from ..modeling.fitted import FittedModel, write_spec
-    from ..modeling.registration import PYFUNC_FILE, synthetic_example
+    from ..modeling.registration import log_pyfunc
 
     spec = dict(model.spec)
     spec["recalibration"] = {"intercept": recal.intercept, "slope": recal.slope, "recalibrates_version": model.version,
@@ -246,18 +243,8 @@ def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, cohort: s
         model_file = art / Path(model.model_file).name
         shutil.copyfile(model.model_file, model_file)
         spec_path = write_spec(spec, art / "model_spec.json")
-        fitted = FittedModel.load(spec, model_file)
-        example = synthetic_example(X)  # made up: no patient's row is logged
-        signature = infer_signature(
-            example, pd.DataFrame({"probability": fitted.predict_proba(example)})
-        )
-        requirements = [
-            f"{k}=={v}" for k, v in tracking.package_versions().items() if k != "msc-response"
-        ]
-        info = mlflow.pyfunc.log_model(name="recalibrated_model", python_model=str(PYFUNC_FILE),
-                                       artifacts={"model": str(model_file), "model_spec": str(spec_path)},
-                                       signature=signature, input_example=example, pip_requirements=requirements,
-                                       registered_model_name=model.name)  # fmt: skip
+        info = log_pyfunc(FittedModel.load(spec, model_file), model_file, spec_path, X,
+                          name="recalibrated_model", registered_model_name=model.name)  # fmt: skip
     client = tracking.client()
     version = str(info.registered_model_version)
     tags = {"recalibrates": model.version, "recalibration_intercept": f"{recal.intercept:.6f}",
