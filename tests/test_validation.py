@@ -15,8 +15,8 @@ def test_roc_auc_matches_sklearn_with_ties():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 200)
     p = np.round(rng.random(200), 1)  # many ties
-    assert validation.roc_auc(y, p) == pytest.approx(roc_auc_score(y, p))
-    rows = validation.roc_auc_rows(np.vstack([y, y]), np.vstack([p, 1 - p]))
+    assert metrics.roc_auc(y, p) == pytest.approx(roc_auc_score(y, p))
+    rows = metrics.roc_auc_rows(np.vstack([y, y]), np.vstack([p, 1 - p]))
     assert rows[0] == pytest.approx(roc_auc_score(y, p))
     assert rows[1] == pytest.approx(1 - roc_auc_score(y, p))
 

@@ -34,7 +34,6 @@ import numpy as np
 from sklearn.model_selection import RepeatedStratifiedKFold
 
 from . import metrics
-from .metrics import roc_auc, roc_auc_rows  # noqa: F401  (re-exported: long-standing names)
 
 #: How the headline AUROC and the intervals are computed (stated in every summary).
 METHOD = (
@@ -259,15 +258,20 @@ class Bootstrap:
 
     def left_out(self, b: int) -> np.ndarray:
         """Boolean mask of the patients replicate ``b`` left out."""
-        mask = np.ones(self.predictions.shape[1], dtype=bool)
-        mask[self.samples[b]] = False
-        return mask
+        return left_out_of(self.predictions.shape[1], self.samples[b])
 
     def oob_sd(self, metric: str) -> float:
         """Standard deviation of ``metric`` over the replicates where it is estimable."""
         values = np.array([r.get(metric, np.nan) for r in self.oob], dtype=float)
         values = values[~np.isnan(values)]
         return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
+def left_out_of(n: int, idx: np.ndarray) -> np.ndarray:
+    """Boolean mask of the ``n`` patients that the bootstrap sample ``idx`` left out."""
+    mask = np.ones(n, dtype=bool)
+    mask[idx] = False
+    return mask
 
 
 def bootstrap_samples(y: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
@@ -277,8 +281,7 @@ def bootstrap_samples(y: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]
     out = []
     while len(out) < n_boot:
         idx = stratified_resample(rng, y)
-        left_out = np.ones(len(y), dtype=bool)
-        left_out[idx] = False
+        left_out = left_out_of(len(y), idx)
         if 0 < y[left_out].sum() < left_out.sum():
             out.append(idx)
     return out
@@ -305,8 +308,7 @@ def bootstrap(
     predictions = np.vstack([p for (p,) in preds])
     oob = []
     for idx, p in zip(samples, predictions, strict=True):
-        left_out = np.ones(len(y), dtype=bool)
-        left_out[idx] = False
+        left_out = left_out_of(len(y), idx)
         oob.append(metrics.performance(y[left_out], p[left_out], thresholds)[0])
     oob_auc = np.array([r[metrics.ROC_AUC] for r in oob])
     estimate, weight = auc_632plus(apparent[metrics.ROC_AUC], float(np.mean(oob_auc)))
