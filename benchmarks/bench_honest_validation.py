@@ -9,7 +9,11 @@
    |slope| > 10 anywhere in the summaries. Also shown: the exploratory LightGBM, the
    apparent and Harrell-corrected AUROCs, the cross-validated (pooled) AUROC, and the
    coverage and bias of every other validated metric's interval (Brier, scaled Brier,
-   calibration intercept and slope, ICI, E50, E90, net benefit at the config's thresholds).
+   calibration intercept and slope, ICI, E50, E90, net benefit at the config's thresholds;
+   since issue 21 each on the scale that keeps it inside its range), and of the operating
+   point at the config's threshold: sensitivity, specificity, PPV and NPV of the
+   out-of-fold predictions (mean over repeats) with exact intervals, against the refit
+   model's on the fresh cohort (``op_*``).
 2. A 2,000-patient screening cohort: fresh AUROC of each candidate against the oracle.
 
 Run: ``python benchmarks/bench_honest_validation.py [--trials 200] [--bootstrap 100]
@@ -38,6 +42,7 @@ from msc_response.errors import MscResponseWarning
 from msc_response.features import build_features
 from msc_response.modeling import metrics
 from msc_response.modeling.fit import fit, refit
+from msc_response.reporting.operating_point import operating_point
 from msc_response.simulator import write_simulation as simulate
 
 ENDPOINT = {"score": "child_pugh"}
@@ -106,6 +111,12 @@ def one_trial(
         for m in (m for m in est if m != metrics.ROC_AUC and m in fresh_values):
             row.update({f"{name}.{m}": est[m], f"{name}.{m}.ci_low": ci[m][0],
                         f"{name}.{m}.ci_high": ci[m][1], f"{name}.{m}.fresh": fresh_values[m]})  # fmt: skip
+        threshold = config.model.threshold
+        on_oof = operating_point(result.y, np.nanmean(mv.oof, axis=0), threshold).measures()
+        on_fresh = operating_point(y_fresh, p, threshold).measures()
+        for k, pr in on_oof.items():
+            row.update({f"{name}.op_{k}": pr.estimate, f"{name}.op_{k}.ci_low": pr.low,
+                        f"{name}.op_{k}.ci_high": pr.high, f"{name}.op_{k}.fresh": on_fresh[k].estimate})  # fmt: skip
     row["max_abs_slope"], row["max_abs_slope_ci_bound"] = slopes(result)
     return row
 

@@ -26,11 +26,21 @@ estimable).
    (0.2, 0.7) exactly; every other metric's is its value on :data:`FRESH_N` fresh
    patients by the product's :func:`.metrics.performance`.
 5. ``subgroups`` - :func:`.subgroups.subgroup_performance` by sex (35% women, whose
-   ``lp`` is shifted by +0.4), for the observed rate, the mean predicted probability and
-   the AUROC of each sex; truth on :data:`FRESH_N` fresh patients.
+   ``lp`` is shifted by +0.4), for the observed rate, the mean predicted probability (t
+   interval on the logit scale) and the AUROC of each sex; truth on :data:`FRESH_N` fresh
+   patients.
+6. ``fractions`` - :func:`.intervals.mean` with ``within=UNIT_RANGE`` (t on the logit
+   scale), as :func:`.cohort.cell_course` gives the mean MX1+ monocyte fraction by arm and
+   day: a SIMULATED trial-design population of :data:`FRACTION_POOL_N`; cohorts of 5 and 10
+   from one arm, 33 from all arms, at baseline (day 0) and day 7; truth the pool's mean.
+7. ``operating_point`` - :func:`.operating_point.operating_point` (exact intervals of
+   sensitivity, specificity, PPV and NPV at the threshold 0.5) for the fixed model of 2-4;
+   truth on :data:`FRESH_N` fresh patients.
+
+Run only some parts with ``--parts fractions operating_point``.
 
 Run: ``python benchmarks/bench_report_intervals.py [--replicates 1000]
-[--boot-replicates 300] [--jobs 2]``; the result goes to
+[--boot-replicates 300] [--jobs 2] [--parts ...]``; the result goes to
 ``benchmarks/results/report_intervals.json`` and a table to stderr. 23 minutes on this
 2-core machine shared with other jobs (the bootstrap part 21; estimated 9 on free cores).
 No MLflow store is used.
@@ -53,6 +63,7 @@ from _common import write_result
 from msc_response.config import config_from_dict
 from msc_response.modeling import metrics
 from msc_response.reporting import cohort, external, intervals, subgroups
+from msc_response.reporting.operating_point import operating_point
 from msc_response.simulator import simulate
 
 LEVEL = intervals.LEVEL
@@ -67,6 +78,10 @@ THRESHOLDS = (0.3, 0.5, 0.7)
 #: The arm whose patients make the per-arm cohorts (n = 5, 10) of the descriptive part.
 ARM = "Ib 2.0e8 x3"
 FEMALE_SHARE, FEMALE_SHIFT = 0.35, 0.4
+#: Patients in the simulated population of the cell-fraction part.
+FRACTION_POOL_N = 20_000
+#: The decision threshold of the operating-point part (the config's default).
+OPERATING_THRESHOLD = 0.5
 
 
 # ---------------------------------------------------------------- coverage, with Monte Carlo errors
@@ -269,10 +284,70 @@ def subgroup_part(R: int, sizes, seed: int) -> dict:
         k = 0
         for level in ("female", "male"):
             for c in cols:
-                kind = {"observed": "Clopper-Pearson", "predicted": "t", "auroc": "DeLong"}[c]
+                kind = {"observed": "Clopper-Pearson", "predicted": "t, logit scale", "auroc": "DeLong"}[c]
                 out[f"{c} {level}, n={n}"] = {"interval": kind, "n": n,
                                                **summarise(*rows[:, k].T, truth[level][c])}  # fmt: skip
                 k += 1
+    return out
+
+
+# ---------------------------------------------------------------- 6. cell fractions (simulator)
+
+
+def fraction_part(R: int, seed: int) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = simulate("trial", FRACTION_POOL_N, seed)
+    arms = cohort.regimen_groups(study.patients)[["patient_id", "arm"]]
+    cells = study.cells
+    frame = pd.DataFrame({
+        "patient_id": study.patients["patient_id"].to_numpy()[cells["pidx"].to_numpy()],
+        "population": cells["population"].astype(str).to_numpy(), "day": cells["day"].to_numpy(dtype=int),
+        "fraction": cells["fraction"].to_numpy(dtype=float),
+    }).merge(arms, on="patient_id")  # fmt: skip
+    population = sorted(frame["population"].unique())[0]
+    out = {}
+    for day in (0, 7):
+        part = frame[(frame["population"] == population) & (frame["day"] == day)]
+        for pop_name, values, sizes in (("one arm", part.loc[part["arm"] == ARM, "fraction"], (5, 10)),
+                                        ("all arms", part["fraction"], (33,))):  # fmt: skip
+            v = values.to_numpy(dtype=float)
+            if len(v) == 0:
+                continue
+            for n in sizes:
+
+                def fn(rng, v=v, n=n):
+                    m = intervals.mean(v[rng.integers(0, len(v), n)], within=intervals.UNIT_RANGE)
+                    return m.mean, m.low, m.high
+
+                rows = replicate(fn, R, (seed, n, 7, day))
+                out[f"mean {population} day {day}, {pop_name}, n={n}"] = {
+                    "interval": "t, logit scale", "n": n, **summarise(*rows.T, float(v.mean()))}  # fmt: skip
+    return out
+
+
+# ---------------------------------------------------------------- 7. operating point
+
+
+def operating_truth(seed: int) -> dict[str, float]:
+    y, p = draw(np.random.default_rng(seed), FRESH_N)
+    return {k: pr.estimate for k, pr in operating_point(y, p, OPERATING_THRESHOLD).measures().items()}
+
+
+def operating_part(R: int, sizes, seed: int) -> dict:
+    truth = operating_truth(seed + 2)
+    names = tuple(truth)
+    out = {}
+    for n in sizes:
+
+        def fn(rng, n=n):
+            ms = operating_point(*draw(rng, n), OPERATING_THRESHOLD).measures()
+            return [(ms[k].estimate, ms[k].low, ms[k].high) for k in names]
+
+        rows = np.array([fn(np.random.default_rng([seed, n, 8, r])) for r in range(R)], dtype=float)
+        for i, k in enumerate(names):
+            out[f"{k} at {OPERATING_THRESHOLD}, n={n}"] = {"interval": "Clopper-Pearson", "n": n,
+                                                          **summarise(*rows[:, i].T, truth[k])}  # fmt: skip
     return out
 
 
@@ -304,12 +379,15 @@ def main(argv=None) -> None:
     )
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=20261126)
+    parts = ("descriptive", "auroc_delong", "recalibration_wald", "subgroups", "fractions", "operating_point",
+             "bootstrap")  # fmt: skip
+    ap.add_argument("--parts", nargs="+", choices=parts, default=list(parts), help="the parts to run")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     sizes = (33, 100, 300)
     truth, truth_auc_se = model_truth(args.seed)
     result = {
-        "parameters": {"replicates": args.replicates, "boot_replicates": args.boot_replicates,
+        "parameters": {"replicates": args.replicates, "boot_replicates": args.boot_replicates, "parts": args.parts,
                        "pool_n": POOL_N, "fresh_n": FRESH_N, "lp": [LP_MEAN, LP_SD],
                        "true_recalibration": [TRUE_INTERCEPT, TRUE_SLOPE], "level": LEVEL, "seed": args.seed},
         "truth": {**{k: round(v, 4) for k, v in truth.items()}, "roc_auc_se": round(truth_auc_se, 5)},
@@ -320,17 +398,23 @@ def main(argv=None) -> None:
         ("auroc_delong", lambda: auroc_part(args.replicates, sizes, truth, args.seed)),
         ("recalibration_wald", lambda: recalibration_part(args.replicates, sizes, args.seed)),
         ("subgroups", lambda: subgroup_part(args.replicates, (33, 100), args.seed)),
+        ("fractions", lambda: fraction_part(args.replicates, args.seed)),
+        ("operating_point", lambda: operating_part(args.replicates, sizes, args.seed)),
         (
             "bootstrap",
             lambda: bootstrap_part(args.boot_replicates, sizes, truth, args.seed, args.jobs),
         ),
     ]:
+        if part not in args.parts:
+            continue
         start = time.perf_counter()
         result[part] = run()
         seconds[part] = round(time.perf_counter() - start, 1)
         print(f"{part}: {seconds[part]} s", file=sys.stderr)
     result["seconds"] = {**seconds, "total": round(time.perf_counter() - t0, 1)}
-    write_result("report_intervals", result)
+    # a run of some parts does not overwrite the result of all of them
+    partial = "" if set(args.parts) == set(parts) else "_" + "_".join(args.parts)
+    write_result("report_intervals" + partial, result)
     print("\n".join(table_lines(result)), file=sys.stderr)
 
 

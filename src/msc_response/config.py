@@ -136,6 +136,15 @@ class ModelSettings:
     #: other candidates are validated and reported as exploratory (no choice made on the same
     #: data, so no winner's curse). None: ``logistic_l2`` if it is a candidate, else the first.
     primary: str | None = None
+    #: the decision threshold: a patient whose predicted probability is at least this is a
+    #: predicted responder (``score``'s ``predicted_response``; the sensitivity, specificity,
+    #: PPV and NPV of the training report and of ``validate``). 0.5, because the call is a
+    #: label, not a treatment decision: for a calibrated model, a patient at or above 0.5 is
+    #: more likely to respond than not, whatever the cohort's prevalence (which the
+    #: prevalence as threshold would tie it to, changing the meaning of the column from one
+    #: training to the next). MSC therapy had no serious adverse events in the trial, so a
+    #: threshold for *treating* would be lower: that choice is the decision curve's (net
+    #: benefit at ``net_benefit_thresholds``), and a site that acts on the call sets its own.
     threshold: float = 0.5
     #: threshold probabilities at which net benefit is reported (decision curve analysis)
     net_benefit_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)

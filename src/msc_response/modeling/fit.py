@@ -87,7 +87,14 @@ class ModelValidation:
         return {**self.cv.values, metrics.ROC_AUC: self.roc_auc}
 
     def intervals(self) -> dict[str, tuple[float, float]]:
-        """95% interval of every validated metric (clipped to the values the metric can take)."""
+        """95% interval of every validated metric, inside the values the metric can take.
+
+        +/- 1.96 x the SD out of bag on the scale that maps the metric's range
+        (:data:`.metrics.RANGES`) onto the real line (logit for the AUROC, Brier, ICI,
+        E50 and E90; log(1 - x) for the scaled Brier; as is for the unbounded ones): the
+        bounds never leave the range and are never clipped; an estimate on the end of its
+        range has none (NaN).
+        """
         out = {}
         for name, value in self.estimates().items():
             se = (
@@ -95,8 +102,7 @@ class ModelValidation:
                 if name == metrics.ROC_AUC
                 else self.bootstrap.oob_sd(name)
             )
-            low, high = metrics.RANGES.get(name, (-np.inf, np.inf))
-            out[name] = (max(value - 1.96 * se, low), min(value + 1.96 * se, high))
+            out[name] = metrics.wald_within(value, se, metrics.RANGES.get(name, (-np.inf, np.inf)))
         return out
 
     @property

@@ -16,6 +16,7 @@ names net benefit at a threshold, :func:`reported` the prefixed forms
 from __future__ import annotations
 
 import numpy as np
+from scipy import special
 from scipy.stats import rankdata
 
 from .calibration import recalibration, smooth_calibration
@@ -53,7 +54,7 @@ LABELS = {
     E90: "E90",
 }
 
-#: The values each metric can take (intervals are clipped to them); net benefit and the
+#: The values each metric can take (intervals stay inside them: :func:`wald_within`); net benefit and the
 #: calibration intercept and slope are unbounded.
 RANGES = {
     ROC_AUC: (0.0, 1.0),
@@ -63,6 +64,45 @@ RANGES = {
     E50: (0.0, 1.0),
     E90: (0.0, 1.0),
 }
+
+def wald_within(estimate: float, se: float, bounds=(-np.inf, np.inf), *,
+                quantile: float = 1.96) -> tuple[float, float]:  # fmt: skip
+    """``estimate +/- quantile x se`` on the scale that maps ``bounds`` onto the real line.
+
+    ``(low, high)`` both finite: ``logit((x - low) / (high - low))``; only ``low`` finite:
+    ``log(x - low)``; only ``high`` finite: ``log(high - x)``; neither: ``x`` itself. The
+    standard error is carried to that scale by the delta method, so the interval is
+    asymmetric near a bound and never leaves the range. NaN bounds when the estimate lies
+    on a bound (or outside the range) or the standard error is not finite: no interval
+    rather than one of width 0 or a clipped one.
+
+    Examples
+    --------
+    >>> [round(v, 4) for v in wald_within(0.9, 0.05, (0.0, 1.0))]
+    [0.7518, 0.9639]
+    >>> [round(v, 4) for v in wald_within(0.02, 0.02, (0.0, 1.0))]
+    [0.0028, 0.131]
+    >>> wald_within(0.5, 0.1)
+    (0.304, 0.696)
+    """
+    low, high = (float(b) for b in bounds)
+    estimate, se = float(estimate), float(se)
+    if not (np.isfinite(estimate) and np.isfinite(se) and se >= 0 and low < estimate < high):
+        return float("nan"), float("nan")
+    if np.isfinite(low) and np.isfinite(high):
+        u = (estimate - low) / (high - low)
+        half = quantile * se / ((high - low) * u * (1 - u))
+        centre = special.logit(u)
+        return (float(low + (high - low) * special.expit(centre - half)),
+                float(low + (high - low) * special.expit(centre + half)))  # fmt: skip
+    if np.isfinite(low):
+        half = quantile * se / (estimate - low)
+        return float(low + (estimate - low) * np.exp(-half)), float(low + (estimate - low) * np.exp(half))
+    if np.isfinite(high):
+        half = quantile * se / (high - estimate)
+        return float(high - (high - estimate) * np.exp(half)), float(high - (high - estimate) * np.exp(-half))
+    return round(estimate - quantile * se, 12), round(estimate + quantile * se, 12)
+
 
 #: Prefixes of reported numbers: cross-validated, apparent (on the training data; never a
 #: result), and Harrell's optimism-corrected.
@@ -118,6 +158,15 @@ def scaled_brier(y, p) -> float:
     prevalence = float(np.mean(y))
     reference = prevalence * (1 - prevalence)
     return float("nan") if reference == 0 else 1 - brier(y, p) / reference
+
+
+def predicted_responder(p, threshold: float) -> np.ndarray:
+    """1 where the probability ``p`` is at least ``threshold`` (the ``predicted_response`` of
+    ``score``, and the yes/no call whose sensitivity, PPV, ... the reports give), else 0."""
+    threshold = float(threshold)
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold: expected a probability strictly between 0 and 1, got {threshold!r}")
+    return (np.asarray(p, dtype=float) >= threshold).astype(int)
 
 
 def net_benefit(y, p, thresholds) -> np.ndarray:

@@ -20,6 +20,7 @@ from ..errors import ConfigError, DataError, Problem
 from ..features import FeatureSet, features_from_study, slug
 from ..study import Study
 from .fitted import FittedModel
+from .metrics import predicted_responder
 from .registry import LoadedModel
 
 ASSOCIATION_NOTE = (
@@ -119,7 +120,7 @@ def predict_features(
     table = pd.DataFrame({
         "patient_id": ids,
         "probability": np.round(p, 6),
-        "predicted_response": (p >= threshold).astype(int),
+        "predicted_response": predicted_responder(p, threshold),
     })  # fmt: skip
     if regimens:
         for arm, values in arm_regimens():

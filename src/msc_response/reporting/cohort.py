@@ -33,7 +33,7 @@ from ..domain import TRIAL_ARMS
 from ..errors import DataError
 from ..features import FeatureSet, features_from_study, pick_values
 from ..study import Study
-from .intervals import mean, proportion
+from .intervals import UNIT_RANGE, mean, proportion
 
 #: Label of patients whose arm is not recorded.
 NO_ARM = "(arm not recorded)"
@@ -323,7 +323,8 @@ def cell_course(
     """Mean cell fraction by study day (days <= ``last_day``), by arm and by responder status.
 
     Columns ``population``, ``by`` (``arm`` or ``response``), ``group``, ``day``, ``n``,
-    ``mean``, ``ci_low``, ``ci_high``. Responder status comes from ``labels`` (the
+    ``mean``, ``ci_low``, ``ci_high`` (t interval on the logit scale: a fraction stays in
+    0-1). Responder status comes from ``labels`` (the
     patients it labels); an empty frame when the study has no cell fractions.
     """
     cols = ["population", "by", "group", "day", "n", "mean", "ci_low", "ci_high"]
@@ -353,7 +354,7 @@ def cell_course(
             for group in order:
                 sub = part[part[by] == group]
                 for day, values in sub.groupby("day", sort=True)["fraction"]:
-                    m = mean(values)
+                    m = mean(values, within=UNIT_RANGE)
                     rows.append({"population": pop, "by": by, "group": group, "day": int(day), "n": m.n,
                                  "mean": m.mean, "ci_low": m.low, "ci_high": m.high})  # fmt: skip
     return pd.DataFrame(rows, columns=cols)

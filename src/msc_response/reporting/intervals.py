@@ -4,6 +4,12 @@
   ``scipy.stats.binomtest(x, n).proportion_ci(method="exact")``.
 * A mean: the t interval, mean +/- t(0.975, n - 1) x SD / sqrt(n); none when the values
   are all equal (a zero-width interval would not cover: benchmarks/bench_report_intervals.py).
+  The mean of values between 0 and 1 (predicted probabilities, cell fractions) takes the
+  same t interval on the logit scale (``within=(0, 1)``), so that it stays inside 0-1.
+* An estimate with a standard error and a range (:func:`.metrics.wald_within`, defined
+  with the metrics' ranges so that the internal validation uses it too): +/- 1.96 SE on a
+  scale that maps the range onto the real line (logit for 0-1, log for 0 to infinity,
+  ``log(1 - x)`` up to 1), back-transformed: never outside the range, never clipped.
 
 Every number a person reads in the report comes with one of these, or with the reason
 it has none (``n`` too small, all values equal).
@@ -15,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import special, stats
+
+from ..modeling.metrics import wald_within
 
 LEVEL = 0.95
 
@@ -79,8 +87,16 @@ class Mean:
         )
 
 
-def mean(values) -> Mean:
+#: The range of a probability, a proportion or a fraction.
+UNIT_RANGE = (0.0, 1.0)
+
+
+def mean(values, *, within: tuple[float, float] | None = None) -> Mean:
     """Mean and t-based 95% interval of the finite ``values`` (missing values are left out).
+
+    With ``within`` (the values' range, e.g. :data:`UNIT_RANGE` for probabilities and cell
+    fractions), the t interval is taken on the scale of :func:`wald_within`, so it stays
+    inside the range; a mean on a bound (all values 0) has no interval.
 
     Examples
     --------
@@ -102,8 +118,11 @@ def mean(values) -> Mean:
         # certainty that, say, 5 equal Child-Pugh changes in one arm do not give: it missed
         # the arm's true mean in 17% of simulated 5-patient arms (bench_report_intervals.py)
         return Mean(n, m, float("nan"), float("nan"), f"all {n} values equal")
-    half = float(stats.t.ppf(0.5 + LEVEL / 2, n - 1) * se)
-    return Mean(n, m, m - half, m + half)
+    q = float(stats.t.ppf(0.5 + LEVEL / 2, n - 1))
+    if within is not None:
+        low, high = wald_within(m, se, within, quantile=q)
+        return Mean(n, m, low, high)
+    return Mean(n, m, m - q * se, m + q * se)
 
 
 @dataclass(frozen=True)

@@ -196,7 +196,7 @@ def add_subgroups(page: Page, result, ctx: StudyContext) -> None:
     table = table.merge(extra, on="patient_id", how="left")
     sub = subgroup_performance(table, result.y, p)
     s.paragraph(f"Cross-validated predictions of {name} (mean over repeats) within each group: responders "
-                "(exact interval), mean predicted probability (t interval), AUROC (DeLong interval); 'too few' "
+                "(exact interval), mean predicted probability (t interval on the logit scale), AUROC (DeLong interval); 'too few' "
                 f"where a group has fewer than {MIN_PER_CLASS} responders or non-responders.")  # fmt: skip
     s.figure(figures.plot_subgroups(sub), "subgroup AUROCs")
     s.table(for_display(sub), digits=3)

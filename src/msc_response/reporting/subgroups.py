@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .cohort import NO_ARM, arm_order
-from .intervals import Auroc, Mean, auroc_delong, mean, proportion
+from .intervals import UNIT_RANGE, Auroc, Mean, auroc_delong, mean, proportion
 
 #: Fewest patients of each outcome class for a subgroup AUROC.
 MIN_PER_CLASS = 5
@@ -25,7 +25,7 @@ def subgroup_performance(
     groups: pd.DataFrame, y, p, *, min_per_class: int = MIN_PER_CLASS
 ) -> pd.DataFrame:
     """One row per (characteristic, level): ``n``, ``responders`` (x/n with exact interval),
-    ``observed`` and ``predicted`` (mean predicted probability, t interval), ``auroc``,
+    ``observed`` and ``predicted`` (mean predicted probability, t interval on the logit scale), ``auroc``,
     ``auroc_low``, ``auroc_high`` and ``note`` ("too few ..." where the AUROC is not
     estimated; why the mean predicted probability has no interval).
 
@@ -49,7 +49,7 @@ def subgroup_performance(
             mask = values == level
             yi, pi = y[mask], p[mask]
             obs = proportion(int(yi.sum()), int(mask.sum()))
-            pred = mean(pi)
+            pred = mean(pi, within=UNIT_RANGE)
             auc = auroc_delong(yi, pi, min_per_class=min_per_class)
             rows.append({"subgroup": col, "level": level, "n": int(mask.sum()),
                          "responders": obs.text(), "observed": obs.estimate, "observed_low": obs.low,
