@@ -143,45 +143,81 @@ def new_axes(ax=None, figsize=(5, 4.5)):
     return Figure(figsize=figsize).add_subplot()
 
 
-def plot_roc(curve: pd.DataFrame, label: str, ax=None, title: str = "ROC (cross-validated)"):
-    """Draw an ROC curve from :func:`roc_curve` or :func:`mean_roc_curve`."""
+def roc_at(y, p, fpr) -> np.ndarray:
+    """Sensitivity of the ROC curve of ``(y, p)`` at the false positive rates ``fpr`` (the
+    highest at a rate where the curve rises vertically)."""
+    from sklearn.metrics import roc_curve as sk_roc
+
+    f, t, _ = sk_roc(np.asarray(y, int), np.asarray(p, float), drop_intermediate=False)
+    return np.interp(np.asarray(fpr, float), f, t)
+
+
+#: False positive rates at which ROC bands are given.
+ROC_BAND_GRID = np.round(np.linspace(0, 1, 51), 2)
+
+
+def roc_band(tprs, grid=ROC_BAND_GRID) -> pd.DataFrame:
+    """Pointwise 95% band of ROC curves: ``fpr``, ``lower``, ``upper`` from the 2.5th and 97.5th
+    percentiles of the sensitivities ``tprs`` (one row per resample, one column per rate of
+    ``grid``, as :func:`roc_at` gives them)."""
+    tprs = np.asarray(tprs, dtype=float)
+    lower, upper = np.nanpercentile(tprs, [2.5, 97.5], axis=0)
+    return pd.DataFrame({"fpr": np.asarray(grid, float), "lower": lower, "upper": upper})
+
+
+def plot_roc(curve: pd.DataFrame, label: str, ax=None, title: str = "ROC (cross-validated)", *,
+             band: pd.DataFrame | None = None, reference: bool = True):  # fmt: skip
+    """Draw an ROC curve from :func:`roc_curve` or :func:`mean_roc_curve` (with its band from
+    :func:`roc_band` when given; the chance diagonal unless ``reference`` is False, for the
+    second and later curves on one set of axes)."""
     ax = new_axes(ax)
-    ax.plot(curve["fpr"], curve["tpr"], label=label)
-    ax.plot([0, 1], [0, 1], ls=":", color="grey")
+    (line,) = ax.plot(curve["fpr"], curve["tpr"], label=label)
+    if band is not None:
+        ax.fill_between(band["fpr"], band["lower"], band["upper"], alpha=0.15, lw=0, color=line.get_color())
+    if reference:
+        ax.plot([0, 1], [0, 1], ls=":", color="grey")
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title)
     ax.legend(loc="lower right", fontsize=8)
     return ax
 
 
-def plot_calibration(curve: pd.DataFrame, label: str, ax=None, y=None, p=None):
-    """Draw a smoothed calibration curve with its band; a rug of predictions when ``p`` is given."""
+def plot_calibration(curve: pd.DataFrame, label: str, ax=None, y=None, p=None, *,
+                     title: str = "Calibration (cross-validated)", band: bool = True, reference: bool = True):  # fmt: skip
+    """Draw a smoothed calibration curve (with its band unless ``band`` is False); a rug of
+    predictions when ``p`` is given; the ideal diagonal unless ``reference`` is False."""
     ax = new_axes(ax)
-    ax.fill_between(curve["predicted"], curve["lower"], curve["upper"], alpha=0.2, lw=0)
+    if band:
+        ax.fill_between(curve["predicted"], curve["lower"], curve["upper"], alpha=0.2, lw=0)
     ax.plot(curve["predicted"], curve["observed"], label=label)
-    ax.plot([0, 1], [0, 1], ls=":", color="grey", label="ideal")
+    if reference:
+        ax.plot([0, 1], [0, 1], ls=":", color="grey", label="ideal")
     if p is not None:
         p = np.asarray(p, float)
         y = np.zeros_like(p) if y is None else np.asarray(y, float)
         ax.plot(p[y == 1], np.full((y == 1).sum(), 0.99), "|", color="black", ms=6)
         ax.plot(p[y == 0], np.full((y == 0).sum(), 0.01), "|", color="black", ms=6)
     ax.set(xlabel="predicted probability", ylabel="observed proportion (smoothed)",
-           xlim=(0, 1), ylim=(0, 1), title="Calibration (cross-validated)")  # fmt: skip
+           xlim=(0, 1), ylim=(0, 1), title=title)  # fmt: skip
     ax.legend(loc="upper left", fontsize=8)
     return ax
 
 
-def plot_decision(curve: pd.DataFrame, label: str, ax=None):
-    """Draw a decision curve from :func:`decision_curve`; a band if it has ``lower``/``upper``."""
+def plot_decision(curve: pd.DataFrame, label: str, ax=None, *, title: str = "Decision curve (cross-validated)",
+                  band: bool = True, reference: bool = True):  # fmt: skip
+    """Draw a decision curve from :func:`decision_curve`; a band if it has ``lower``/``upper``
+    (unless ``band`` is False); treat all / treat none unless ``reference`` is False."""
     ax = new_axes(ax)
-    if {"lower", "upper"} <= set(curve.columns):
+    if band and {"lower", "upper"} <= set(curve.columns):
         ax.fill_between(curve["threshold"], curve["lower"], curve["upper"], alpha=0.2, lw=0)
     ax.plot(curve["threshold"], curve["model"], label=label)
-    ax.plot(curve["threshold"], curve["treat_all"], ls="--", label="treat all")
-    ax.plot(curve["threshold"], curve["treat_none"], ls=":", color="grey", label="treat none")
+    if reference:
+        ax.plot(curve["threshold"], curve["treat_all"], ls="--", color="black", label="treat all")
+        ax.plot(curve["threshold"], curve["treat_none"], ls=":", color="grey", label="treat none")
     low = min(-0.05, float(curve[["model", "treat_all"]].min().min()))
     high = float(curve[["model", "treat_all"]].max().max()) + 0.15
-    ax.set(xlabel="threshold probability", ylabel="net benefit", ylim=(max(low, -0.5), high),
-           title="Decision curve (cross-validated)")  # fmt: skip
+    old_low, old_high = ax.get_ylim() if not reference else (np.inf, -np.inf)
+    ax.set(xlabel="threshold probability", ylabel="net benefit",
+           ylim=(min(max(low, -0.5), old_low), max(high, old_high)), title=title)  # fmt: skip
     ax.legend(fontsize=8)
     return ax
 

@@ -206,16 +206,31 @@ class TrainingResult:
         weights = [1 - w] + [w / len(boot.predictions)] * len(boot.predictions)
         return report.mean_roc_curve(pairs, weights)
 
-    def plot_roc(self, ax=None, *, model: str | None = None):
-        """The .632+ ROC curve labelled with its area (the validated AUROC); returns the Axes."""
+    def roc_band(self, model: str | None = None) -> pd.DataFrame:
+        """Pointwise 95% band of the ROC curve: percentiles over the bootstrap replicates of
+        each replicate's out-of-bag ROC curve (the spread the AUROC's interval comes from)."""
+        from .. import report
+
+        boot = self._model(model).bootstrap
+        tprs = []
+        for b, p in enumerate(boot.predictions):
+            mask = boot.left_out(b)
+            tprs.append(report.roc_at(self.y[mask], p[mask], report.ROC_BAND_GRID))
+        return report.roc_band(tprs)
+
+    def plot_roc(self, ax=None, *, model: str | None = None, band: bool = True, reference: bool = True):
+        """The .632+ ROC curve labelled with its area (the validated AUROC), with the out-of-bag
+        95% band unless ``band`` is False; returns the Axes. Call it again on the same ``ax``
+        with ``reference=False`` to compare models."""
         from .. import report
 
         mv = self._model(model)
         curve = self.roc_curve(model)
         label = f"{mv.name} (.632+ AUROC {report.area(curve):.2f})"
-        return report.plot_roc(curve, label, ax=ax, title="ROC (.632+ bootstrap)")
+        return report.plot_roc(curve, label, ax=ax, title="ROC (.632+ bootstrap)",
+                               band=self.roc_band(model) if band else None, reference=reference)  # fmt: skip
 
-    def plot_calibration(self, ax=None, *, model: str | None = None):
+    def plot_calibration(self, ax=None, *, model: str | None = None, band: bool = True, reference: bool = True):
         """Smoothed cross-validated calibration curve with its 95% band; returns the Axes."""
         from .. import report
 
@@ -224,14 +239,16 @@ class TrainingResult:
         label = (f"{mv.name}: intercept {est[metrics.CALIBRATION_INTERCEPT]:.2f}, slope "
                  f"{est[metrics.CALIBRATION_SLOPE]:.2f}, ICI {est[metrics.ICI]:.3f}")  # fmt: skip
         curve = report.calibration_curve(self.y, mv.oof)
-        return report.plot_calibration(curve, label, ax=ax, y=self.y, p=np.nanmean(mv.oof, axis=0))
+        rug = np.nanmean(mv.oof, axis=0) if band else None  # one rug per figure is readable, several are not
+        return report.plot_calibration(curve, label, ax=ax, y=self.y, p=rug, band=band, reference=reference)
 
-    def plot_decision_curve(self, ax=None, *, model: str | None = None):
+    def plot_decision_curve(self, ax=None, *, model: str | None = None, band: bool = True,
+                            reference: bool = True):  # fmt: skip
         """Cross-validated decision curve with a bootstrap 95% band; returns the Axes."""
         from .. import report
 
         mv = self._model(model)
-        return report.plot_decision(self.decision_curve(model), mv.name, ax=ax)
+        return report.plot_decision(self.decision_curve(model), mv.name, ax=ax, band=band, reference=reference)
 
     def decision_curve(self, model: str | None = None) -> pd.DataFrame:
         """Net benefit by threshold (cross-validated) with its 95% band (+/- 1.96 SD out of bag)."""

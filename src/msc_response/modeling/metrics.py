@@ -95,12 +95,13 @@ def wald_within(estimate: float, se: float, bounds=(-np.inf, np.inf), *,
         centre = special.logit(u)
         return (float(low + (high - low) * special.expit(centre - half)),
                 float(low + (high - low) * special.expit(centre + half)))  # fmt: skip
-    if np.isfinite(low):
-        half = quantile * se / (estimate - low)
-        return float(low + (estimate - low) * np.exp(-half)), float(low + (estimate - low) * np.exp(half))
-    if np.isfinite(high):
-        half = quantile * se / (high - estimate)
-        return float(high - (high - estimate) * np.exp(half)), float(high - (high - estimate) * np.exp(-half))
+    with np.errstate(over="ignore"):  # a huge standard error: the open end of the range, as it should be
+        if np.isfinite(low):
+            half = quantile * se / (estimate - low)
+            return float(low + (estimate - low) * np.exp(-half)), float(low + (estimate - low) * np.exp(half))
+        if np.isfinite(high):
+            half = quantile * se / (high - estimate)
+            return float(high - (high - estimate) * np.exp(half)), float(high - (high - estimate) * np.exp(-half))
     return round(estimate - quantile * se, 12), round(estimate + quantile * se, 12)
 
 

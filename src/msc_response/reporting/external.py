@@ -9,8 +9,11 @@
   again); ICI, E50 and E90 get no interval (:data:`NO_INTERVAL`). A metric that cannot be
   estimated on the cohort (separation, no spread) is NaN with its reason, and so is an
   interval when more than 5% of resamples cannot estimate it.
-* The smoothed calibration curve with its pointwise band, and the decision curve with a
-  bootstrap band against treating all and treating none.
+* The smoothed calibration curve with its pointwise band, the ROC curve with a pointwise
+  bootstrap band (percentiles of the resamples' sensitivities at each false positive
+  rate), and the decision curve with a bootstrap band against treating all and treating none.
+* The operating point at the model's decision threshold (:mod:`.operating_point`: the 2x2
+  table, sensitivity, specificity, PPV and NPV with exact intervals).
 * Logistic recalibration ``logit P(y) = a + b logit(p)`` (both free), for ``--recalibrate``.
 
 Numbers only: :mod:`.validate_job` writes the page and logs to MLflow.
@@ -25,6 +28,7 @@ import pandas as pd
 
 from ..modeling.metrics import E50, E90, ICI
 from .intervals import Auroc, Proportion, auroc_delong, proportion
+from .operating_point import OperatingPoint, operating_point
 
 #: Resamples that may fail to estimate a metric before its interval is withheld.
 MAX_FAILED_SHARE = 0.05
@@ -70,13 +74,18 @@ class ExternalValidation:
     decision_curve: pd.DataFrame
     n_boot: int
     mean_predicted: float
+    roc_curve: pd.DataFrame
+    roc_band: pd.DataFrame
+    operating_point: OperatingPoint | None = None
     thresholds: tuple[float, ...] = field(default_factory=tuple)
 
 
 def external_performance(
-    y, p, *, thresholds=(), n_boot: int | None = None, seed: int = 0, unproven: bool = False
+    y, p, *, thresholds=(), n_boot: int | None = None, seed: int = 0, unproven: bool = False,
+    decision_threshold: float | None = None,
 ) -> ExternalValidation:
-    """Performance of predictions ``p`` on outcomes ``y`` with intervals (see the module docs).
+    """Performance of predictions ``p`` on outcomes ``y`` with intervals (see the module docs);
+    the operating point at ``decision_threshold`` when given.
 
     The metrics of :data:`NO_INTERVAL` get none (the reason is
     in ``problems``), unless ``unproven`` (for the benchmark that measures them).
@@ -99,12 +108,13 @@ def external_performance(
     n_boot = n_boot_for(n) if n_boot is None else n_boot
     rng = np.random.default_rng(seed)
     grid_t = np.asarray(report.DECISION_THRESHOLDS, dtype=float)
-    boot_values, boot_nb = [], []
+    boot_values, boot_nb, boot_tpr = [], [], []
     for _ in range(n_boot):
         idx = _resample(rng, y)
         v, _ = metrics.performance(y[idx], p[idx], thresholds)
         boot_values.append(v)
         boot_nb.append(metrics.net_benefit(y[idx], p[idx], grid_t))
+        boot_tpr.append(report.roc_at(y[idx], p[idx], report.ROC_BAND_GRID))
     intervals = {}
     for name in values:
         draws = np.array([b[name] for b in boot_values], dtype=float)
@@ -126,8 +136,10 @@ def external_performance(
     nb = np.array(boot_nb)
     dc = dc.assign(lower=np.percentile(nb, 2.5, axis=0), upper=np.percentile(nb, 97.5, axis=0))
     curve = report.calibration_curve(y, p)
+    op = None if decision_threshold is None else operating_point(y, p, decision_threshold)
     return ExternalValidation(n, proportion(events, n), auc, values, intervals, problems, curve, dc, n_boot,
-                              float(p.mean()), thresholds)  # fmt: skip
+                              float(p.mean()), report.roc_curve(y, p), report.roc_band(boot_tpr), op,
+                              thresholds)  # fmt: skip
 
 
 def _resample(rng: np.random.Generator, y: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from . import figures
 from .cohort import regimen_groups
 from .equation import logistic_equation
 from .external import metric_label
+from .operating_point import OperatingPoint, operating_point
 from .page import Page
 from .stability import instability
 from .study_sections import StudyContext
@@ -44,7 +45,8 @@ def metrics_table(result, name: str) -> pd.DataFrame:
         lo, hi = ci.get(metric, (np.nan, np.nan))
         why = mv.problems.get(metric, "")
         if np.isfinite(value) and not (np.isfinite(lo) and np.isfinite(hi)) and not why:
-            why = "no interval: too few estimable bootstrap replicates"
+            why = ("no interval: the estimate is at the end of its range" if value in metrics.RANGES.get(metric, ())
+                   else "no interval: too few estimable bootstrap replicates")  # fmt: skip
         rows.append({"metric": metric_label(metric), "estimate": value, "95% CI low": lo,
                      "95% CI high": hi, "note": why})  # fmt: skip
     opt = mv.optimism
@@ -106,6 +108,46 @@ def add_validation_overview(page: Page, result) -> None:
         )
     for w in result.warnings:
         s.note(w, warning=True)
+    add_comparison_figures(s, result)
+    add_operating_point(s, model_operating_point(result, primary), f"{primary} (primary)", "cross-validated")
+
+
+def model_operating_point(result, name: str) -> OperatingPoint:
+    """The operating point of a model's out-of-fold predictions (mean over the repeats: each
+    patient once) at the config's decision threshold."""
+    return operating_point(result.y, np.nanmean(result.models[name].oof, axis=0), result.config.model.threshold)
+
+
+def add_operating_point(s, op: OperatingPoint, who: str, how: str) -> None:
+    """The 2x2 table and sensitivity, specificity, PPV and NPV with exact intervals."""
+    s.subheading(f"Operating point of {who} at threshold {op.threshold:.2f}")
+    s.paragraph(f"A patient with a {how} predicted probability of at least {op.threshold:.2f} (the config's "
+                "model.threshold, the same rule as predicted_response in score) is called a responder. Exact "
+                "(Clopper-Pearson) 95% intervals; PPV and NPV depend on this cohort's share of responders.")  # fmt: skip
+    s.table(op.table(), f"{who}: predicted against observed response")
+    s.table(op.measures_table(), f"{who}: sensitivity, specificity, PPV and NPV", digits=3)
+
+
+def add_comparison_figures(s, result) -> None:
+    """One ROC (with bands), one calibration and one decision curve figure with every model."""
+    names = _ordered(result)
+    ax = None
+    for i, name in enumerate(names):
+        ax = result.plot_roc(ax=ax, model=name, reference=i == 0)
+    s.figure(ax, "ROC curves of every model with their 95% bands",
+             "The .632+ ROC curve of each model (its area is the validated AUROC) with a pointwise 95% band "
+             "from the out-of-bag curves of the bootstrap replicates.")  # fmt: skip
+    ax = None
+    for i, name in enumerate(names):
+        ax = result.plot_calibration(ax=ax, model=name, band=False, reference=i == 0)
+    s.figure(ax, "smoothed calibration curves of every model",
+             "Smoothed calibration of the cross-validated predictions; each model's 95% band is in its details.")  # fmt: skip
+    ax = None
+    for i, name in enumerate(names):
+        ax = result.plot_decision_curve(ax=ax, model=name, band=False, reference=i == 0)
+    s.figure(ax, "decision curves of every model",
+             "Net benefit of the cross-validated predictions against treating all and treating none; each "
+             "model's bootstrap 95% band is in its details.")  # fmt: skip
 
 
 def _refit(result, name: str):
@@ -118,9 +160,11 @@ def _refit(result, name: str):
 
 def add_model_section(page: Page, result, name: str) -> None:
     mv = result.models[name]
-    s = page.section(f"Model: {name} ({result.status(name)})")
-    s.table(metrics_table(result, name), f"{name}: validated metrics with 95% intervals")
-    s.figure(result.plot_roc(model=name), f"cross-validated ROC curve of {name}")
+    section = page.section(f"Model: {name} ({result.status(name)})")
+    section.table(metrics_table(result, name), f"{name}: validated metrics with 95% intervals")
+    s = section.details(f"Details of {name}: curves with their bands, net benefit, operating point"
+                        + (", equation" if mv.spec.kind == "logistic" else ""))  # fmt: skip
+    s.figure(result.plot_roc(model=name), f".632+ ROC curve of {name} with its 95% band")
     s.figure(result.plot_calibration(model=name), f"smoothed calibration curve of {name} with its 95% band",
              "Smoothed (restricted cubic spline) calibration of the cross-validated predictions, pointwise "
              "95% band; ticks: predictions of responders (top) and non-responders (bottom).")  # fmt: skip
@@ -131,6 +175,7 @@ def add_model_section(page: Page, result, name: str) -> None:
     shown = dc[dc["threshold"].round(2).isin([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])]
     s.table(shown.rename(columns={"lower": "95% band low", "upper": "95% band high"}),
             "Net benefit at selected thresholds", digits=3)  # fmt: skip
+    add_operating_point(s, model_operating_point(result, name), name, "cross-validated")
     if mv.spec.kind == "logistic":
         eq = logistic_equation(_refit(result, name), result.features.feature_spec)
         s.subheading("The full equation")

@@ -46,6 +46,8 @@ figcaption{font-size:.86em;color:#445}
 .warning{background:#fdecea;border-left:4px solid #b3261e;padding:8px 12px;margin:10px 0}
 nav ol{columns:2;font-size:.9em} code{background:#f2f4f7;padding:0 3px}
 dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px} dt{font-weight:600}
+details{margin:10px 0;border:1px solid #d6dbe3;border-radius:4px;padding:4px 12px}
+summary{cursor:pointer;font-weight:600;padding:4px 0}
 """
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -90,7 +92,7 @@ class Section:
     title: str
     anchor: str
     simulated: bool
-    blocks: list[str] = field(default_factory=list)
+    blocks: list[str | Section] = field(default_factory=list)
     level: int = 2
 
     def paragraph(self, text: str) -> Section:
@@ -141,8 +143,21 @@ class Section:
         self.blocks.append(f'<figure><img src="{uri}" alt="{_esc(alt)}">{cap}</figure>')
         return self
 
+    def details(self, summary: str) -> Section:
+        """A folded part of this section (HTML ``<details>``, closed until the reader opens it):
+        returns it, to add blocks to as to a section."""
+        part = Section(summary, "", self.simulated)
+        self.blocks.append(part)
+        return part
+
+    def _body(self) -> str:
+        return "".join(b if isinstance(b, str) else b.folded_html() for b in self.blocks)
+
+    def folded_html(self) -> str:
+        return f"<details><summary>{_esc(self.title)}</summary>{self._body()}</details>"
+
     def html(self) -> str:
-        return f'<section id="{self.anchor}"><h2>{_esc(self.title)}</h2>{"".join(self.blocks)}</section>'
+        return f'<section id="{self.anchor}"><h2>{_esc(self.title)}</h2>{self._body()}</section>'
 
 
 class Page:

@@ -336,26 +336,31 @@ MODEL_CARD_NOT = [
 ]
 
 
-def model_card_limitations(ctx: StudyContext, n_parameters: int | None = None) -> list[str]:
-    ss = tables.sample_size(ctx.features, n_parameters)
+def model_card_limitations(ctx: StudyContext, n_parameters: int | None = None, *,
+                           validation_note: str | None = None) -> list[str]:  # fmt: skip
+    """The model card's limitations; on a validation page (``validation_note``: what its sample
+    size allows), that note replaces the development minimum and the line on transport."""
     out = []
     if ctx.study.simulated:
         out.append("Trained and described on SIMULATED data: the simulator encodes assumptions (the response "
                    "model, the MX1+ effect) that the trial motivates but does not establish.")  # fmt: skip
-    if ss["riley"] is not None and ss["shortfall"] > 0:
-        out.append(f"{ss['n']} patients against Riley's minimum of {ss['riley']['min_n']}: estimates are "
-                   "exploratory and individual predictions unstable.")  # fmt: skip
-    out += [
-        "A 1-point Child-Pugh change is within measurement noise (see the sensitivity endpoint).",
-        "Single-centre trial cohort (Chinese patients, mostly hepatitis B): transport to other etiologies "
-        "and health systems is unknown until validated externally (msc-response validate).",
-        "Missing values are handled by the model (see Missing values), not by multiple imputation.",
-    ]
+    if validation_note is not None:
+        out.append(validation_note)
+    else:
+        ss = tables.sample_size(ctx.features, n_parameters)
+        if ss["riley"] is not None and ss["shortfall"] > 0:
+            out.append(f"{ss['n']} patients against Riley's minimum of {ss['riley']['min_n']}: estimates are "
+                       "exploratory and individual predictions unstable.")  # fmt: skip
+    out.append("A 1-point Child-Pugh change is within measurement noise (see the sensitivity endpoint).")
+    if validation_note is None:
+        out.append("Single-centre trial cohort (Chinese patients, mostly hepatitis B): transport to other "
+                   "etiologies and health systems is unknown until validated externally (msc-response validate).")  # fmt: skip
+    out.append("Missing values are handled by the model (see Missing values), not by multiple imputation.")
     return out
 
 
 def add_model_card(page: Page, ctx: StudyContext, *, extra: dict | None = None,
-                   n_parameters: int | None = None) -> None:  # fmt: skip
+                   n_parameters: int | None = None, validation_note: str | None = None) -> None:  # fmt: skip
     s = page.section("Model card")
     if extra:
         s.definitions(extra)
@@ -364,7 +369,7 @@ def add_model_card(page: Page, ctx: StudyContext, *, extra: dict | None = None,
     s.subheading("Out of scope")
     s.items(MODEL_CARD_NOT)
     s.subheading("Limitations")
-    s.items(model_card_limitations(ctx, n_parameters))
+    s.items(model_card_limitations(ctx, n_parameters, validation_note=validation_note))
 
 
 def add_study_sections(page: Page, ctx: StudyContext) -> None:

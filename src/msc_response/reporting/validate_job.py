@@ -2,9 +2,15 @@
 
 Features and labels come from the project's one feature builder with the config stored
 with the model; the numbers are :func:`.external.external_performance`; the page has the
-training report's layout (the cohort's sections, then the validation); the run is
-logged to MLflow (experiment ``<model>-validation``) with its metrics linked to the model
-version's logged model and to the cohort's features (no ids, no rows). With
+training report's layout (the cohort's sections, then the validation): the model's
+provenance (version, aliases at validation time, training run, its n and data digest),
+internal (.632+ / cross-validated, from the training run) and external numbers side by
+side, the operating point at the model's threshold, and the sample size judged by the
+criteria for validating a model (Riley et al., Stat Med 2021:
+:func:`.validation.riley_validation_n`). Every number, interval and count is written to
+``validation.json`` beside the page and logged as the MLflow metrics of the validation
+run (experiment ``<model>-validation``), linked to the model version's logged model and
+to the cohort's features (no ids, no rows). With
 ``recalibrate``, a logistic recalibration is estimated and registered as a new version
 of the same model, linked to the one it recalibrates.
 
@@ -23,10 +29,101 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, Problem
+from ..io import write_json
 from . import external, figures
 from . import study_sections as sections
 from .page import Page
 from .subgroups import MIN_PER_CLASS, for_display, subgroup_performance
+
+VALIDATION_JSON = "validation.json"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the validated model came from, and what the cohort is (the page's provenance block)."""
+
+    model: str
+    version: str
+    aliases: tuple[str, ...]
+    training_run: str
+    training_n: int | None
+    training_events: int | None
+    training_digest: str
+    cohort: str
+    cohort_digest: str
+    trained_on_simulated_data: bool
+    cohort_simulated: bool
+    internal: dict[str, float]  # the training run's validated_* metrics
+
+    def as_dict(self) -> dict:
+        return {"model": self.model, "version": self.version, "aliases_at_validation": list(self.aliases),
+                "training_run": self.training_run, "training_n": self.training_n,
+                "training_events": self.training_events, "training_data_digest": self.training_digest,
+                "cohort": self.cohort, "cohort_data_digest": self.cohort_digest,
+                "trained_on_simulated_data": self.trained_on_simulated_data,
+                "cohort_simulated": self.cohort_simulated}  # fmt: skip
+
+    def rows(self) -> dict[str, str]:
+        """What the page shows, one line each."""
+        sim = lambda b: "yes (SIMULATED)" if b else "no"  # noqa: E731
+        n = "unknown" if self.training_n is None else f"{self.training_n} patients, {self.training_events} responders"
+        return {"model": f"{self.model} version {self.version}",
+                "aliases at validation time": ", ".join(self.aliases) or "(none)",
+                "training run (MLflow)": self.training_run, "training n": n,
+                "training data digest": self.training_digest or "(not logged)",
+                "validation cohort": self.cohort, "validation data digest": self.cohort_digest,
+                "trained on simulated data": sim(self.trained_on_simulated_data),
+                "validation cohort simulated": sim(self.cohort_simulated)}  # fmt: skip
+
+
+def provenance(model, fs, y, data: Path, root=None) -> Provenance:
+    """The model version's aliases now, its training run's n, digest and validated metrics."""
+    from .. import tracking
+    from ..modeling.metrics import VALIDATED
+    from ..modeling.registration import features_dataset
+
+    client = tracking.client(root)
+    version = client.get_model_version(model.name, model.version)
+    run = client.get_run(version.run_id) if version.run_id else None
+    m = run.data.metrics if run is not None else {}
+    digests = sorted({d.dataset.digest for d in run.inputs.dataset_inputs}) if run is not None else []
+    X = fs.table[model.feature_columns].astype(float)
+    internal = {k.removeprefix(f"{VALIDATED}_"): float(v) for k, v in m.items() if k.startswith(f"{VALIDATED}_")}
+    return Provenance(
+        model.name, str(model.version), tuple(sorted(version.aliases or [])), version.run_id or "",
+        int(m["n_patients"]) if "n_patients" in m else None, int(m["n_events"]) if "n_events" in m else None,
+        ", ".join(digests), data.name, features_dataset(X, y).digest,
+        bool(model.spec.get("trained_on_simulated_data")), bool(fs.simulated), internal,
+    )  # fmt: skip
+
+
+def sample_size(ev: external.ExternalValidation, p, threshold: float):
+    """Riley et al. (2021)'s minimum n for validating the model, from this cohort's prevalence,
+    AUROC, distribution of predictions and operating point; ``(None, why)`` when not computable."""
+    from ..modeling.calibration import linear_predictor
+    from ..modeling.validation import riley_validation_n
+
+    c = ev.auroc.estimate
+    if not (np.isfinite(c) and 0.5 <= c < 1):
+        return None, f"the cohort's AUROC ({c:.3f}) is outside the 0.5-1 range the criteria are defined for"
+    return riley_validation_n(ev.outcome.estimate, c, lp=linear_predictor(p), threshold=threshold), None
+
+
+def sample_size_note(ev: external.ExternalValidation, ss, why: str | None) -> str:
+    if ss is None:
+        return f"Riley's minimum sample size for validation not computed: {why}."
+    crit = ", ".join(f"{SAMPLE_SIZE_LABELS[k]} {v}" for k, v in ss.criteria.items())
+    verdict = (f"{ev.n} patients is {ss.min_n - ev.n} short of it: the intervals below are wider than those "
+               "criteria ask for; read them as they are, not as a precise validation."
+               if ev.n < ss.min_n else f"{ev.n} patients meets it.")  # fmt: skip
+    return (f"Minimum sample size for validating a model (Riley et al., Stat Med 2021;40:4230-51), from this "
+            f"cohort's prevalence {ev.outcome.estimate:.3f}, AUROC {ev.auroc.estimate:.3f} and distribution of "
+            f"predictions: {ss.min_n} (largest of: {crit}; target 95% interval widths O/E 0.2, calibration "
+            f"slope 0.2, C 0.1, standardised net benefit 0.2). {verdict}")  # fmt: skip
+
+
+SAMPLE_SIZE_LABELS = {"oe": "O/E", "calibration_slope": "calibration slope", "c_statistic": "C statistic",
+                      "net_benefit": "net benefit at the threshold"}  # fmt: skip
 
 
 @dataclass
@@ -93,11 +190,14 @@ def validate_registered_model(model_uri: str, data: str | Path, *, out: str | Pa
 
     data = Path(data)
     if out is not None:
-        check_outputs([Path(out) / "index.html"], inputs=[data], option="out")
+        check_outputs([Path(out) / "index.html", Path(out) / VALIDATION_JSON], inputs=[data], option="out")
     model = load_model(model_uri)
     config, study, fs, y, p = _cohort(model, data)
     ev = external.external_performance(y, p, thresholds=config.model.net_benefit_thresholds, n_boot=n_boot,
-                                       seed=config.model.seed)  # fmt: skip
+                                       seed=config.model.seed, decision_threshold=model.threshold)  # fmt: skip
+    prov = provenance(model, fs, y, data, root)
+    ss, why_no_ss = sample_size(ev, p, model.threshold)
+    numbers = validation_numbers(ev, prov, ss)
     recal = None
     if recalibrate:
         try:
@@ -108,59 +208,103 @@ def validate_registered_model(model_uri: str, data: str | Path, *, out: str | Pa
 
     default = reports_root(root) / model.name / f"validation-v{model.version}-{data.name}"
     out_dir = Path(out) if out is not None else default
-    page = write_validation_report(
-        model, config, study, fs, y, p, ev, out_dir, data_dir=data, recalibration=recal
-    )
-    run_id, new_version = _log(model, config, fs, y, ev, page, data, recal, root)
+    page = write_validation_report(model, config, study, fs, y, p, ev, out_dir, data_dir=data, recalibration=recal,
+                                   provenance=prov, sample_size=(ss, why_no_ss))  # fmt: skip
+    write_json({"metrics": numbers, "provenance": prov.as_dict(), "problems": dict(ev.problems),
+                "sample_size": None if ss is None else {"criteria": ss.criteria, "targets": ss.targets,
+                                                        "inputs": ss.inputs},
+                "sample_size_not_computed": why_no_ss}, page.parent / VALIDATION_JSON)  # fmt: skip
+    run_id, new_version = _log(model, config, fs, y, ev, page, data, recal, root, numbers)
     return ValidationRun(model_uri, model.name, model.version, ev, page, run_id, recal, new_version)
 
 
-def validation_table(ev: external.ExternalValidation) -> pd.DataFrame:
-
+def validation_table(ev: external.ExternalValidation, internal: dict[str, float] | None = None) -> pd.DataFrame:
+    """Every external metric with its interval (or why it has none); beside it, with
+    ``internal`` (the training run's ``validated_*`` metrics), the internal validation's."""
     rows = []
     for name, value in ev.values.items():
         lo, hi = ev.intervals.get(name, (np.nan, np.nan))
-        rows.append({"metric": external.metric_label(name), "estimate": value, "95% CI low": lo,
-                     "95% CI high": hi, "note": ev.problems.get(name, "")})  # fmt: skip
+        row = {"metric": external.metric_label(name)}
+        if internal is not None:
+            row.update({"internal": internal.get(name, np.nan), "internal 95% CI low": internal.get(f"{name}_ci_low", np.nan),
+                        "internal 95% CI high": internal.get(f"{name}_ci_high", np.nan)})  # fmt: skip
+        row.update({"external": value, "external 95% CI low": lo, "external 95% CI high": hi,
+                    "note": ev.problems.get(name, "")})  # fmt: skip
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
+def validation_numbers(ev: external.ExternalValidation, prov: Provenance, ss) -> dict[str, float]:
+    """Every number, interval and count of the validation, flat: ``validation.json``'s
+    ``metrics`` and the validation run's MLflow metrics (NaN left out: not a number to log)."""
+    out = {"n_patients": float(ev.n), "n_events": float(ev.outcome.x), "n_boot": float(ev.n_boot),
+           "external_mean_predicted": ev.mean_predicted,
+           "external_prevalence": ev.outcome.estimate, "external_prevalence_ci_low": ev.outcome.low,
+           "external_prevalence_ci_high": ev.outcome.high}  # fmt: skip
+    for name, value in ev.values.items():
+        lo, hi = ev.intervals.get(name, (np.nan, np.nan))
+        out.update({f"external_{name}": value, f"external_{name}_ci_low": lo, f"external_{name}_ci_high": hi})
+    if ev.operating_point is not None:
+        out.update(ev.operating_point.numbers("external_"))
+    out.update({f"internal_{k}": v for k, v in prov.internal.items()})
+    if prov.training_n is not None:
+        out.update({"training_n_patients": float(prov.training_n), "training_n_events": float(prov.training_events)})
+    if ss is not None:
+        out["riley_validation_min_n"] = float(ss.min_n)
+        out.update({f"riley_validation_n_{k}": float(v) for k, v in ss.criteria.items()})
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
+
+
 def write_validation_report(model, config, study, fs, y, p, ev, out_dir: Path, *, data_dir: Path,
-                            recalibration=None) -> Path:  # fmt: skip
-    """The validation page: the cohort's sections, then discrimination, calibration, decision curve."""
+                            recalibration=None, provenance: Provenance | None = None,
+                            sample_size=(None, "not computed")) -> Path:  # fmt: skip
+    """The validation page: the cohort's sections, provenance, internal beside external numbers,
+    the operating point, ROC (with band), calibration and decision curve, all labelled external."""
     from .. import report
+    from .model_sections import add_operating_point
 
     simulated = study.simulated or bool(model.spec.get("trained_on_simulated_data"))
     ctx = sections.StudyContext.build(config, study, fs, data_dir)
     page = Page(f"External validation: {model.name} version {model.version} on {data_dir.name}",
                 simulated=simulated, subtitle=f"{ev.n} labelled patients, {ev.outcome.text()} responders")  # fmt: skip
+    if provenance is not None:
+        page.section("Provenance").definitions(provenance.rows())
     for add in (sections.add_data_source, sections.add_eligibility, sections.add_outcome, sections.add_flow,
                 sections.add_table1):  # fmt: skip
         add(page, ctx)
     sections.add_missing(page, ctx, (model.spec["kind"],))
+    ss, why_no_ss = sample_size
+    ss_note = sample_size_note(ev, ss, why_no_ss)
     s = page.section("External validation")
     s.paragraph(f"Model {model.name} version {model.version} ({model.spec.get('model_name', model.spec['kind'])}), "
                 "with the config stored with it, on a cohort it never saw. Features and labels come from the "
-                "same code as in training. AUROC interval: DeLong; other intervals: 2.5th-97.5th percentiles "
-                f"over {ev.n_boot} bootstrap resamples of the patients.")  # fmt: skip
-    s.definitions({"AUROC": ev.auroc.text(), "responders": ev.outcome.text(),
+                "same code as in training. External AUROC interval: DeLong's, on the logit scale; other external "
+                f"intervals: 2.5th-97.5th percentiles over {ev.n_boot} bootstrap resamples of the patients. "
+                "Internal: the training run's validation (AUROC .632+ bootstrap, other metrics cross-validated; "
+                "see its report).")  # fmt: skip
+    s.note(ss_note, warning=ss is not None and ev.n < ss.min_n)
+    s.definitions({"external AUROC": ev.auroc.text(), "responders": ev.outcome.text(),
                    "mean predicted probability": f"{ev.mean_predicted:.3f}"})  # fmt: skip
-    s.table(validation_table(ev), "Performance on the validation cohort")
-    s.figure(report.plot_roc(report.roc_curve(y, p), f"AUROC {ev.auroc.estimate:.2f}"), "ROC curve")
-    s.figure(report.plot_calibration(ev.calibration_curve, model.name, y=y, p=p),
-             "smoothed calibration curve with its 95% band")  # fmt: skip
-    s.figure(
-        report.plot_decision(ev.decision_curve, model.name),
-        "decision curve with a bootstrap 95% band",
-    )
+    s.table(validation_table(ev, provenance.internal if provenance is not None else None),
+            "Internal (training) and external (this cohort) performance")  # fmt: skip
+    s.figure(report.plot_roc(ev.roc_curve, f"{model.name} (external AUROC {ev.auroc.estimate:.2f})",
+                             title="ROC (external validation)", band=ev.roc_band),
+             "external ROC curve with a bootstrap 95% band")  # fmt: skip
+    s.figure(report.plot_calibration(ev.calibration_curve, model.name, y=y, p=p,
+                                     title="Calibration (external validation)"),
+             "external smoothed calibration curve with its 95% band")  # fmt: skip
+    s.figure(report.plot_decision(ev.decision_curve, model.name, title="Decision curve (external validation)"),
+             "external decision curve with a bootstrap 95% band")  # fmt: skip
     shown = ev.decision_curve[
         ev.decision_curve["threshold"].round(2).isin([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
     ]
     s.table(
         shown.rename(columns={"lower": "95% band low", "upper": "95% band high"}),
-        "Net benefit",
+        "Net benefit (external)",
         digits=3,
     )
+    if ev.operating_point is not None:
+        add_operating_point(s, ev.operating_point, model.name, "external")
     g = page.section("Performance by subgroup")
     groups = fs.table[["patient_id"] + (["arm"] if "arm" in fs.table else [])].merge(
         study.patients[[c for c in ("patient_id", "sex", "etiology") if c in study.patients]],
@@ -180,22 +324,12 @@ def write_validation_report(model, config, study, fs, y, p, ev, out_dir: Path, *
                     "Registered as a new version of the same model; the ranking of patients, and so the "
                     "AUROC, is unchanged.")  # fmt: skip
     sections.add_paper_view(page, ctx)
-    sections.add_model_card(page, ctx, extra={"model": f"{model.name} version {model.version}"})
+    sections.add_model_card(page, ctx, extra={"model": f"{model.name} version {model.version}"},
+                            validation_note=ss_note)  # fmt: skip
     return page.write(out_dir)
 
 
-def _metrics(ev: external.ExternalValidation) -> dict[str, float]:
-    out = {"n_patients": float(ev.n), "n_events": float(ev.outcome.x)}
-    for name, value in ev.values.items():
-        if np.isfinite(value):
-            out[f"external_{name}"] = float(value)
-        lo, hi = ev.intervals.get(name, (np.nan, np.nan))
-        if np.isfinite(lo) and np.isfinite(hi):
-            out[f"external_{name}_ci_low"], out[f"external_{name}_ci_high"] = float(lo), float(hi)
-    return out
-
-
-def _log(model, config, fs, y, ev, page: Path, data: Path, recal, root) -> tuple[str, str | None]:
+def _log(model, config, fs, y, ev, page: Path, data: Path, recal, root, numbers: dict) -> tuple[str, str | None]:
     import mlflow
 
     from .. import tracking
@@ -215,7 +349,7 @@ def _log(model, config, fs, y, ev, page: Path, data: Path, recal, root) -> tuple
             dataset = features_dataset(X, y, f"{data.name}-features")
             log_features(dataset, "validation")
             mlflow.log_metrics(
-                _metrics(ev), model_id=getattr(version, "model_id", None) or None, dataset=dataset
+                numbers, model_id=getattr(version, "model_id", None) or None, dataset=dataset
             )
             mlflow.log_dict({name: why for name, why in ev.problems.items()}, "problems.json")
             mlflow.log_artifacts(str(page.parent), "report")
@@ -263,6 +397,7 @@ def summary(run: ValidationRun) -> dict:
     ev = run.result
     return json.loads(json.dumps({
         "model": f"models:/{run.name}/{run.version}", "n_patients": ev.n, "responders": ev.outcome.text(),
-        "auroc": ev.auroc.text(), "page": str(run.page), "run_id": run.run_id,
-        "recalibrated_version": run.recalibrated_version,
+        "auroc": ev.auroc.text(), "page": str(run.page), "validation_json": str(run.page.parent / VALIDATION_JSON),
+        "operating_point": ev.operating_point.text() if ev.operating_point is not None else None,
+        "run_id": run.run_id, "recalibrated_version": run.recalibrated_version,
     }))  # fmt: skip
