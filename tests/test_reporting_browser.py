@@ -36,3 +36,59 @@ def test_a_broken_image_and_a_script_error_are_seen(tmp_path):
     seen = render(page, tmp_path / "bad.png")
     assert seen.images[0]["naturalWidth"] == 0
     assert any("boom" in e["message"] for e in seen.errors)
+
+
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory):
+    """A model trained on a SIMULATED trial, validated on a fresh SIMULATED cohort of 300."""
+    import warnings
+
+    from conftest import private_store
+    from msc_response import MscResponseWarning
+    from msc_response.modeling.train import train
+    from msc_response.reporting.validate_job import validate_registered_model
+    from msc_response.simulator import write_simulation
+
+    root = tmp_path_factory.mktemp("browser-validate")
+    with private_store(root, chdir=True):
+        write_simulation(root / "trial", design="trial", seed=31)
+        write_simulation(root / "fresh", design="trial", n_patients=300, seed=32, h5ad_patients=0)
+        config = config_from_dict({"name": "cp-browser-validate", "model": {"repeats": 2, "bootstrap": 30}})
+        with warnings.catch_warnings():  # Riley and calibration warnings: tested in test_train
+            warnings.simplefilter("ignore", MscResponseWarning)
+            summary = train(config, root / "trial")
+            run = validate_registered_model(summary["model_uri"], root / "fresh", n_boot=50)
+        yield root, summary, run
+
+
+def test_validation_page_renders_with_provenance_and_every_bound_in_range(validated, tmp_path):
+    from page_tables import bounds_checked, out_of_range
+
+    _, summary, run = validated
+    seen = render(run.page, tmp_path / "validation.png")
+    assert len(seen.images) >= 6  # cohort figures, external ROC, calibration, decision curve, subgroups
+    assert all(i["complete"] and i["naturalWidth"] > 0 for i in seen.images), seen.images
+    assert seen.errors == [], seen.errors
+    assert seen.title.startswith("SIMULATED - External validation")
+    html = run.page.read_text()
+    for fact in ("Provenance", summary["run_id"], f"version {summary['version']}", "training data digest",
+                 "validation cohort simulated"):  # fmt: skip
+        assert fact in html, fact
+    assert out_of_range(run.page) == []
+    assert bounds_checked(run.page) > 30
+
+
+def test_training_report_has_every_bound_in_range_and_folds_per_model_details(validated, tmp_path):
+    from page_tables import bounds_checked, out_of_range
+
+    root, summary, _ = validated
+    page = next((root / "reports").glob(f"*/{summary['run_id']}/index.html"))
+    seen = render(page, tmp_path / "training.png")
+    assert all(i["complete"] and i["naturalWidth"] > 0 for i in seen.images), seen.images
+    assert seen.errors == [], seen.errors
+    html = page.read_text()
+    assert html.count("<details>") >= 3  # one per model, folded below the comparison figures
+    assert 'alt="ROC curves of every model with their 95% bands"' in html
+    assert "Operating point of" in html and "sensitivity" in html
+    assert out_of_range(page) == []
+    assert bounds_checked(page) > 50

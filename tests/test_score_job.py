@@ -54,6 +54,8 @@ def test_scores_every_patient_with_explanations(registered, tmp_path):
     assert df["probability"].between(0, 1).all()
     assert set(df["predicted_response"]) <= {0, 1}
     assert (df["predicted_response"] == (df["probability"] >= 0.5)).all()
+    assert summary["threshold"] == 0.5  # the config's model.threshold, stored with the model
+    assert summary["predicted_responders"] == int(df["predicted_response"].sum())
     assert {"feature_1", "value_1", "contribution_1", "contribution_3"} <= set(df.columns)
     assert (df["contribution_1"].abs() >= df["contribution_2"].abs()).all()
     assert (df["model_name"] == "score-test").all() and (

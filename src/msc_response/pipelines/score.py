@@ -89,6 +89,7 @@ class _ChunkResult:
     seconds: dict[str, float]
     X: pd.DataFrame | None = None  # features, when another engine predicts
     ids: np.ndarray | None = None
+    n_predicted_responders: int = 0
 
 
 def _with_model_columns(table: pd.DataFrame, model: LoadedModel) -> pd.DataFrame:
@@ -138,6 +139,7 @@ def _score_chunk(task: _Task, chunk: StudyChunk, *, predict: bool = True) -> _Ch
         t = time.perf_counter()
         result.encoded = encode_chunk(_with_model_columns(table, model), task.fmt)
         result.n_scored = len(table)
+        result.n_predicted_responders = int(table["predicted_response"].sum())
         seconds["encode_s"] = time.perf_counter() - t
     return result
 
@@ -167,6 +169,7 @@ class _Tally:
     )
     tests: set = field(default_factory=set)
     has_cells: bool = False
+    predicted_responders: int = 0
     rejected: list = field(default_factory=list)
     problems: list = field(default_factory=list)
     seconds: collections.Counter = field(default_factory=collections.Counter)
@@ -192,6 +195,7 @@ def _run_chunks(chunks, task: _Task, writer: ChunkWriter, pool, workers: int) ->
         writer.write_encoded(result.encoded)
         tally.seconds["write_s"] += time.perf_counter() - t
         tally.counts["scored"] += result.n_scored
+        tally.predicted_responders += result.n_predicted_responders
 
     try:
         for chunk in chunks:
@@ -430,6 +434,9 @@ def _run_local_job(model_uri: str, data_dir, out: Path, options: JobOptions) -> 
         "workers": workers or 1,
         "input_grouped_by_patient": grouped,
         "partitioned_because": not_grouped,
+        # at the model's threshold; counts only: the job has no labels, so no sensitivity or
+        # PPV (those are in the training report and validate's page)
+        "predicted_responders": tally.predicted_responders,
     }
     return JobRun(model, tally.counts, flow, has_problems, source.sha256, timings, details)
 
