@@ -17,7 +17,10 @@
 2. A 2,000-patient screening cohort: fresh AUROC of each candidate against the oracle.
 
 Run: ``python benchmarks/bench_honest_validation.py [--trials 200] [--bootstrap 100]
-[--repeats 5] [--jobs 2]``; the result goes to ``benchmarks/results/honest_validation.json``.
+[--repeats 5] [--jobs 2] [--rows-file rows.jsonl]``; the result goes to
+``benchmarks/results/honest_validation.json``. With ``--rows-file`` each trial's row is
+appended as it finishes; ``--summarise-rows rows.jsonl`` makes the result of the trials of
+one or more (stopped) runs.
 Bootstrap replicates and repeats are fewer than ``train`` uses at trial size (200 and 10):
 they set the Monte Carlo precision of each trial's numbers, not their expectation.
 """
@@ -25,6 +28,7 @@ they set the Monte Carlo precision of each trial's numbers, not their expectatio
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -184,6 +188,39 @@ def screening_part(work: Path, repeats: int, n_boot: int) -> dict:
     return out
 
 
+def trials_part(df: pd.DataFrame, args, trial_seconds: float) -> dict:
+    """Bias, coverage and acceptance of the trials in ``df`` (one row per trial)."""
+    models = sorted({c.split(".")[0] for c in df.columns if c.endswith(".validated")})
+    part1 = {
+        "trials": len(df), "bootstrap": args.bootstrap, "repeats": args.repeats,
+        "primary_model": make_config(1, 1, 0).model.primary,
+        "models": {m: summarise(df, m) for m in models},
+        "max_abs_calibration_slope": round(float(df["max_abs_slope"].max()), 3),
+        "max_abs_calibration_slope_ci_bound": round(float(df["max_abs_slope_ci_bound"].max()), 3),
+        "mean_events": round(float(df["events"].mean()), 2), "n": int(df["n"].iloc[0]),
+        "seconds": round(trial_seconds, 1),
+    }  # fmt: skip
+    primary = part1["models"][part1["primary_model"]]
+    part1["acceptance"] = {
+        "bias_within_0.02": abs(primary["bias_validated_minus_fresh"]) <= 0.02,
+        "coverage_at_least_0.93": primary["coverage_95"] >= 0.93,
+        "no_abs_slope_above_10": part1["max_abs_calibration_slope"] <= 10,
+    }
+    return part1
+
+
+def print_primary(part1: dict, trials: int) -> None:
+    primary = part1["models"][part1["primary_model"]]
+    print(
+        f"\nprimary {part1['primary_model']}, {trials} trials: bias (validated - fresh) "
+        f"{primary['bias_validated_minus_fresh']:+.4f} (MCSE {primary['bias_mcse']:.4f}); "
+        f"coverage {primary['coverage_95']:.3f} (MCSE {primary['coverage_mcse']:.3f}); "
+        f"mean width {primary['mean_interval_width']:.3f}; max |slope| "
+        f"{part1['max_abs_calibration_slope']}; {part1['seconds']} s",
+        file=sys.stderr,
+    )
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=200)
@@ -192,47 +229,41 @@ def main(argv=None) -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--first-seed", type=int, default=1000)
     ap.add_argument("--skip-screening", action="store_true")
+    ap.add_argument("--rows-file", help="append each trial's row (JSON lines) to this file as it finishes")
+    ap.add_argument("--summarise-rows", help="no trials: the result of the rows in this JSON-lines file")
     args = ap.parse_args(argv)
+    if args.summarise_rows:
+        with open(args.summarise_rows) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        part1 = trials_part(pd.DataFrame(rows).sort_values("seed"), args, 0.0)
+        write_result("honest_validation", {"trials_of_default_layout": part1, "rows_file": args.summarise_rows})
+        print_primary(part1, args.trials if not rows else len(rows))
+        return
     work = Path(tempfile.mkdtemp(prefix="bench_honest_"))
     t0 = time.perf_counter()
     try:
         simulate(work / "fresh_trial", design="trial", n_patients=FRESH_N, seed=303, fmt="parquet", h5ad_patients=0)  # fmt: skip
         fresh = fresh_table(make_config(args.repeats, args.bootstrap, 0), work / "fresh_trial")
-        rows = Parallel(n_jobs=args.jobs, verbose=0)(
+        rows = []
+        # each trial's row is appended as it finishes, so that a run stopped early (a shared
+        # machine) still leaves its trials: --summarise-rows makes the result from them
+        for row in Parallel(n_jobs=args.jobs, verbose=0, return_as="generator_unordered")(
             delayed(one_trial)(k, args.first_seed + k, work, fresh, args.repeats, args.bootstrap)
             for k in range(args.trials)
-        )
+        ):
+            rows.append(row)
+            if args.rows_file:
+                with open(args.rows_file, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+        rows.sort(key=lambda r: r["seed"])
         trial_seconds = time.perf_counter() - t0
-        df = pd.DataFrame(rows)
-        models = sorted({c.split(".")[0] for c in df.columns if c.endswith(".validated")})
-        part1 = {
-            "trials": args.trials, "bootstrap": args.bootstrap, "repeats": args.repeats,
-            "primary_model": make_config(1, 1, 0).model.primary,
-            "models": {m: summarise(df, m) for m in models},
-            "max_abs_calibration_slope": round(float(df["max_abs_slope"].max()), 3),
-            "max_abs_calibration_slope_ci_bound": round(float(df["max_abs_slope_ci_bound"].max()), 3),
-            "mean_events": round(float(df["events"].mean()), 2), "n": int(df["n"].iloc[0]),
-            "seconds": round(trial_seconds, 1),
-        }  # fmt: skip
-        primary = part1["models"][part1["primary_model"]]
-        part1["acceptance"] = {
-            "bias_within_0.02": abs(primary["bias_validated_minus_fresh"]) <= 0.02,
-            "coverage_at_least_0.93": primary["coverage_95"] >= 0.93,
-            "no_abs_slope_above_10": part1["max_abs_calibration_slope"] <= 10,
-        }
+        part1 = trials_part(pd.DataFrame(rows), args, trial_seconds)
         result = {"trials_of_default_layout": part1}
         if not args.skip_screening:
             result["screening_2000"] = screening_part(work, args.repeats, args.bootstrap)
         result["seconds"] = round(time.perf_counter() - t0, 1)
         write_result("honest_validation", result)
-        print(
-            f"\nprimary {part1['primary_model']}, {args.trials} trials: bias (validated - fresh) "
-            f"{primary['bias_validated_minus_fresh']:+.4f} (MCSE {primary['bias_mcse']:.4f}); "
-            f"coverage {primary['coverage_95']:.3f} (MCSE {primary['coverage_mcse']:.3f}); "
-            f"mean width {primary['mean_interval_width']:.3f}; max |slope| "
-            f"{part1['max_abs_calibration_slope']}; {part1['seconds']} s",
-            file=sys.stderr,
-        )
+        print_primary(part1, args.trials)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
