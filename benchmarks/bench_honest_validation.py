@@ -229,14 +229,21 @@ def main(argv=None) -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--first-seed", type=int, default=1000)
     ap.add_argument("--skip-screening", action="store_true")
-    ap.add_argument("--rows-file", help="append each trial's row (JSON lines) to this file as it finishes")
-    ap.add_argument("--summarise-rows", help="no trials: the result of the rows in this JSON-lines file")
+    ap.add_argument(
+        "--rows-file", help="append each trial's row (JSON lines) to this file as it finishes"
+    )
+    ap.add_argument(
+        "--summarise-rows", help="no trials: the result of the rows in this JSON-lines file"
+    )
     args = ap.parse_args(argv)
     if args.summarise_rows:
         with open(args.summarise_rows) as f:
             rows = [json.loads(line) for line in f if line.strip()]
         part1 = trials_part(pd.DataFrame(rows).sort_values("seed"), args, 0.0)
-        write_result("honest_validation", {"trials_of_default_layout": part1, "rows_file": args.summarise_rows})
+        write_result(
+            "honest_validation",
+            {"trials_of_default_layout": part1, "rows_file": args.summarise_rows},
+        )
         print_primary(part1, args.trials if not rows else len(rows))
         return
     work = Path(tempfile.mkdtemp(prefix="bench_honest_"))

@@ -284,7 +284,11 @@ def subgroup_part(R: int, sizes, seed: int) -> dict:
         k = 0
         for level in ("female", "male"):
             for c in cols:
-                kind = {"observed": "Clopper-Pearson", "predicted": "t, logit scale", "auroc": "DeLong"}[c]
+                kind = {
+                    "observed": "Clopper-Pearson",
+                    "predicted": "t, logit scale",
+                    "auroc": "DeLong",
+                }[c]
                 out[f"{c} {level}, n={n}"] = {"interval": kind, "n": n,
                                                **summarise(*rows[:, k].T, truth[level][c])}  # fmt: skip
                 k += 1
@@ -331,7 +335,9 @@ def fraction_part(R: int, seed: int) -> dict:
 
 def operating_truth(seed: int) -> dict[str, float]:
     y, p = draw(np.random.default_rng(seed), FRESH_N)
-    return {k: pr.estimate for k, pr in operating_point(y, p, OPERATING_THRESHOLD).measures().items()}
+    return {
+        k: pr.estimate for k, pr in operating_point(y, p, OPERATING_THRESHOLD).measures().items()
+    }
 
 
 def operating_part(R: int, sizes, seed: int) -> dict:
@@ -381,7 +387,9 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=20261126)
     parts = ("descriptive", "auroc_delong", "recalibration_wald", "subgroups", "fractions", "operating_point",
              "bootstrap")  # fmt: skip
-    ap.add_argument("--parts", nargs="+", choices=parts, default=list(parts), help="the parts to run")
+    ap.add_argument(
+        "--parts", nargs="+", choices=parts, default=list(parts), help="the parts to run"
+    )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     sizes = (33, 100, 300)

@@ -76,7 +76,9 @@ def tables(page: Path | str) -> list[Table]:
 
 
 UNIT = (0.0, 1.0)
-_BY_LABEL = {label: metrics.RANGES[name] for name, label in metrics.LABELS.items() if name in metrics.RANGES}
+_BY_LABEL = {
+    label: metrics.RANGES[name] for name, label in metrics.LABELS.items() if name in metrics.RANGES
+}
 #: Columns (or the start of their names) that hold a probability, a proportion or an AUROC.
 _UNIT_COLUMNS = ("AUROC", "mean predicted", "predicted 95% CI", "Brier", "ICI")
 _CI = re.compile(r"(?:^|\s)(?:95% )?CI (low|high)$")
@@ -94,7 +96,11 @@ def _range_of(table: Table, record: dict[str, str], column: str) -> tuple[float,
         return UNIT
     if any(column.startswith(c) for c in _UNIT_COLUMNS):
         return UNIT
-    if column in ("proportion", "proportion_better") or "responders" in table.header and column.startswith("ci_"):
+    if (
+        column in ("proportion", "proportion_better")
+        or "responders" in table.header
+        and column.startswith("ci_")
+    ):
         return UNIT
     return None
 
@@ -134,6 +140,8 @@ def bounds_checked(page: Path | str) -> int:
         for rec in t.records():
             for column, text in rec.items():
                 rng = _range_of(t, rec, column)
-                n += len(_PERCENT_INTERVAL.findall(text)) + (len(_TEXT_INTERVAL.findall(text)) if rng else 0)
+                n += len(_PERCENT_INTERVAL.findall(text)) + (
+                    len(_TEXT_INTERVAL.findall(text)) if rng else 0
+                )
                 n += bool(_CI.search(column) and text and rng is not None)
     return n

@@ -49,7 +49,9 @@ def test_mean_of_fractions_stays_inside_zero_one():
     assert 0 < inside.low < inside.mean < inside.high < 1
     prob = intervals.mean([0.95, 0.99, 0.2, 0.97], within=intervals.UNIT_RANGE)
     assert 0 < prob.low < prob.mean < prob.high < 1
-    assert intervals.mean([0.0, 0.0, 0.0], within=intervals.UNIT_RANGE).why_not == "all 3 values equal"
+    assert (
+        intervals.mean([0.0, 0.0, 0.0], within=intervals.UNIT_RANGE).why_not == "all 3 values equal"
+    )
 
 
 def test_operating_point_counts_and_exact_intervals():
@@ -61,7 +63,12 @@ def test_operating_point_counts_and_exact_intervals():
     assert table.loc["total", "total"] == 8 and table.loc["responder", "observed responder"] == 3
     sens = op.measures()["sensitivity"]
     ci = stats.binomtest(3, 4).proportion_ci(method="exact")
-    assert (sens.x, sens.n, sens.low, sens.high) == (3, 4, pytest.approx(ci.low), pytest.approx(ci.high))
+    assert (sens.x, sens.n, sens.low, sens.high) == (
+        3,
+        4,
+        pytest.approx(ci.low),
+        pytest.approx(ci.high),
+    )
     numbers = op.numbers("external_")
     assert numbers["external_tp"] == 3 and numbers["external_npv"] == 0.75
     assert list(metrics.predicted_responder(p, 0.5)) == [1, 1, 0, 1, 0, 0, 0, 1]
@@ -85,7 +92,9 @@ def test_riley_validation_n_reproduces_the_worked_example_of_pmvalsampsize():
     r = riley_validation_n(0.018, 0.8, lp_normal=(-5, 2.5), targets={"oe_ci_width": 1})
     assert r.criteria["oe"] == 905
     assert r.criteria["c_statistic"] == 4252
-    assert r.criteria["calibration_slope"] == pytest.approx(4501, rel=0.03)  # simulation noise in R's 4501
+    assert r.criteria["calibration_slope"] == pytest.approx(
+        4501, rel=0.03
+    )  # simulation noise in R's 4501
     assert r.min_n == r.criteria["calibration_slope"]
     # the same with observed linear predictors instead of the normal: the same answer
     lp = np.random.default_rng(0).normal(-5, 2.5, 200_000)
@@ -100,7 +109,9 @@ def test_riley_validation_net_benefit_by_hand():
     w = (1 - phi) / phi * t / (1 - t)
     expected = np.ceil((sens * (1 - sens) / phi + w**2 * spec * (1 - spec) / (1 - phi)
                         + w**2 * (1 - spec) ** 2 / (phi * (1 - phi))) / 0.051**2)  # fmt: skip
-    r = riley_validation_n(phi, 0.75, lp_normal=(-1, 1), threshold=t, sensitivity=sens, specificity=spec)
+    r = riley_validation_n(
+        phi, 0.75, lp_normal=(-1, 1), threshold=t, sensitivity=sens, specificity=spec
+    )
     assert r.criteria["net_benefit"] == expected
     with pytest.raises(ValueError, match="c_statistic"):
         riley_validation_n(phi, 0.4, lp_normal=(-1, 1))
@@ -118,4 +129,6 @@ def test_the_page_check_sees_a_bound_out_of_range(tmp_path):
     )
     bad = out_of_range(page)
     assert len(bad) == 2 and "1.053" in bad[0] and "-0.100" in bad[1]
-    assert bounds_checked(page) == 3  # the AUROC's two bounds and the text interval; net benefit has no range
+    assert (
+        bounds_checked(page) == 3
+    )  # the AUROC's two bounds and the text interval; net benefit has no range

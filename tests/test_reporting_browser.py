@@ -53,7 +53,9 @@ def validated(tmp_path_factory):
     with private_store(root, chdir=True):
         write_simulation(root / "trial", design="trial", seed=31)
         write_simulation(root / "fresh", design="trial", n_patients=300, seed=32, h5ad_patients=0)
-        config = config_from_dict({"name": "cp-browser-validate", "model": {"repeats": 2, "bootstrap": 30}})
+        config = config_from_dict(
+            {"name": "cp-browser-validate", "model": {"repeats": 2, "bootstrap": 30}}
+        )
         with warnings.catch_warnings():  # Riley and calibration warnings: tested in test_train
             warnings.simplefilter("ignore", MscResponseWarning)
             summary = train(config, root / "trial")
@@ -66,7 +68,9 @@ def test_validation_page_renders_with_provenance_and_every_bound_in_range(valida
 
     _, summary, run = validated
     seen = render(run.page, tmp_path / "validation.png")
-    assert len(seen.images) >= 6  # cohort figures, external ROC, calibration, decision curve, subgroups
+    assert (
+        len(seen.images) >= 6
+    )  # cohort figures, external ROC, calibration, decision curve, subgroups
     assert all(i["complete"] and i["naturalWidth"] > 0 for i in seen.images), seen.images
     assert seen.errors == [], seen.errors
     assert seen.title.startswith("SIMULATED - External validation")

@@ -162,14 +162,22 @@ def test_validation_json_equals_the_run_metrics_and_the_page_says_what_it_is(set
     from page_tables import bounds_checked, out_of_range
 
     root, config, summary = setup
-    run = validate_registered_model(summary["model_uri"], root / "fresh", out=tmp_path / "v", n_boot=50)
+    run = validate_registered_model(
+        summary["model_uri"], root / "fresh", out=tmp_path / "v", n_boot=50
+    )
     doc = json.loads((run.page.parent / "validation.json").read_text())
     logged = MlflowClient().get_run(run.run_id).data.metrics
     assert doc["metrics"] == logged  # every number of the page's file is the run's, and no other
     assert {"external_roc_auc", "external_roc_auc_ci_low", "external_sensitivity", "external_sensitivity_ci_high",
             "external_tp", "external_tn", "internal_roc_auc", "internal_roc_auc_ci_low", "riley_validation_min_n",
             "riley_validation_n_oe", "training_n_patients", "n_patients"} <= set(logged)  # fmt: skip
-    assert logged["external_tp"] + logged["external_fp"] + logged["external_fn"] + logged["external_tn"] == run.result.n
+    assert (
+        logged["external_tp"]
+        + logged["external_fp"]
+        + logged["external_fn"]
+        + logged["external_tn"]
+        == run.result.n
+    )
     prov = doc["provenance"]
     assert prov["training_run"] == summary["run_id"] and prov["version"] == summary["version"]
     assert prov["training_n"] == summary["n_patients"] and prov["cohort_simulated"] is True
@@ -178,7 +186,9 @@ def test_validation_json_equals_the_run_metrics_and_the_page_says_what_it_is(set
     for fact in ("Provenance", "aliases at validation time", summary["run_id"], "Riley et al., Stat Med 2021",
                  "internal 95% CI low", "external 95% CI high", "Operating point"):  # fmt: skip
         assert fact in html, fact
-    assert "transport to other etiologies" not in html  # said of the training, not of its validation
+    assert (
+        "transport to other etiologies" not in html
+    )  # said of the training, not of its validation
     assert "Riley's minimum of" not in html  # the development criterion
     assert html.count('alt="external ') == 3
     assert out_of_range(run.page) == []

@@ -173,7 +173,9 @@ def plot_roc(curve: pd.DataFrame, label: str, ax=None, title: str = "ROC (cross-
     ax = new_axes(ax)
     (line,) = ax.plot(curve["fpr"], curve["tpr"], label=label)
     if band is not None:
-        ax.fill_between(band["fpr"], band["lower"], band["upper"], alpha=0.15, lw=0, color=line.get_color())
+        ax.fill_between(
+            band["fpr"], band["lower"], band["upper"], alpha=0.15, lw=0, color=line.get_color()
+        )
     if reference:
         ax.plot([0, 1], [0, 1], ls=":", color="grey")
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title)

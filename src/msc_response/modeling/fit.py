@@ -218,7 +218,9 @@ class TrainingResult:
             tprs.append(report.roc_at(self.y[mask], p[mask], report.ROC_BAND_GRID))
         return report.roc_band(tprs)
 
-    def plot_roc(self, ax=None, *, model: str | None = None, band: bool = True, reference: bool = True):
+    def plot_roc(
+        self, ax=None, *, model: str | None = None, band: bool = True, reference: bool = True
+    ):
         """The .632+ ROC curve labelled with its area (the validated AUROC), with the out-of-bag
         95% band unless ``band`` is False; returns the Axes. Call it again on the same ``ax``
         with ``reference=False`` to compare models."""
@@ -230,7 +232,9 @@ class TrainingResult:
         return report.plot_roc(curve, label, ax=ax, title="ROC (.632+ bootstrap)",
                                band=self.roc_band(model) if band else None, reference=reference)  # fmt: skip
 
-    def plot_calibration(self, ax=None, *, model: str | None = None, band: bool = True, reference: bool = True):
+    def plot_calibration(
+        self, ax=None, *, model: str | None = None, band: bool = True, reference: bool = True
+    ):
         """Smoothed cross-validated calibration curve with its 95% band; returns the Axes."""
         from .. import report
 
@@ -239,8 +243,12 @@ class TrainingResult:
         label = (f"{mv.name}: intercept {est[metrics.CALIBRATION_INTERCEPT]:.2f}, slope "
                  f"{est[metrics.CALIBRATION_SLOPE]:.2f}, ICI {est[metrics.ICI]:.3f}")  # fmt: skip
         curve = report.calibration_curve(self.y, mv.oof)
-        rug = np.nanmean(mv.oof, axis=0) if band else None  # one rug per figure is readable, several are not
-        return report.plot_calibration(curve, label, ax=ax, y=self.y, p=rug, band=band, reference=reference)
+        rug = (
+            np.nanmean(mv.oof, axis=0) if band else None
+        )  # one rug per figure is readable, several are not
+        return report.plot_calibration(
+            curve, label, ax=ax, y=self.y, p=rug, band=band, reference=reference
+        )
 
     def plot_decision_curve(self, ax=None, *, model: str | None = None, band: bool = True,
                             reference: bool = True):  # fmt: skip
@@ -248,7 +256,9 @@ class TrainingResult:
         from .. import report
 
         mv = self._model(model)
-        return report.plot_decision(self.decision_curve(model), mv.name, ax=ax, band=band, reference=reference)
+        return report.plot_decision(
+            self.decision_curve(model), mv.name, ax=ax, band=band, reference=reference
+        )
 
     def decision_curve(self, model: str | None = None) -> pd.DataFrame:
         """Net benefit by threshold (cross-validated) with its 95% band (+/- 1.96 SD out of bag)."""

@@ -65,6 +65,7 @@ RANGES = {
     E90: (0.0, 1.0),
 }
 
+
 def wald_within(estimate: float, se: float, bounds=(-np.inf, np.inf), *,
                 quantile: float = 1.96) -> tuple[float, float]:  # fmt: skip
     """``estimate +/- quantile x se`` on the scale that maps ``bounds`` onto the real line.
@@ -95,13 +96,19 @@ def wald_within(estimate: float, se: float, bounds=(-np.inf, np.inf), *,
         centre = special.logit(u)
         return (float(low + (high - low) * special.expit(centre - half)),
                 float(low + (high - low) * special.expit(centre + half)))  # fmt: skip
-    with np.errstate(over="ignore"):  # a huge standard error: the open end of the range, as it should be
+    with np.errstate(
+        over="ignore"
+    ):  # a huge standard error: the open end of the range, as it should be
         if np.isfinite(low):
             half = quantile * se / (estimate - low)
-            return float(low + (estimate - low) * np.exp(-half)), float(low + (estimate - low) * np.exp(half))
+            return float(low + (estimate - low) * np.exp(-half)), float(
+                low + (estimate - low) * np.exp(half)
+            )
         if np.isfinite(high):
             half = quantile * se / (high - estimate)
-            return float(high - (high - estimate) * np.exp(half)), float(high - (high - estimate) * np.exp(-half))
+            return float(high - (high - estimate) * np.exp(half)), float(
+                high - (high - estimate) * np.exp(-half)
+            )
     return round(estimate - quantile * se, 12), round(estimate + quantile * se, 12)
 
 
@@ -166,7 +173,9 @@ def predicted_responder(p, threshold: float) -> np.ndarray:
     ``score``, and the yes/no call whose sensitivity, PPV, ... the reports give), else 0."""
     threshold = float(threshold)
     if not 0 < threshold < 1:
-        raise ValueError(f"threshold: expected a probability strictly between 0 and 1, got {threshold!r}")
+        raise ValueError(
+            f"threshold: expected a probability strictly between 0 and 1, got {threshold!r}"
+        )
     return (np.asarray(p, dtype=float) >= threshold).astype(int)
 
 

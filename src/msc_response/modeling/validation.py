@@ -236,7 +236,12 @@ class ValidationSampleSize:
 
 
 #: Riley et al. (2021)'s default target widths of the 95% intervals (pmvalsampsize's defaults).
-VALIDATION_TARGETS = {"oe_ci_width": 0.2, "slope_ci_width": 0.2, "c_ci_width": 0.1, "standardised_nb_ci_width": 0.2}
+VALIDATION_TARGETS = {
+    "oe_ci_width": 0.2,
+    "slope_ci_width": 0.2,
+    "c_ci_width": 0.1,
+    "standardised_nb_ci_width": 0.2,
+}
 
 
 def _se_for_width(width_of, target: float, increment: float = 1e-4) -> float:
@@ -283,14 +288,20 @@ def riley_validation_n(prevalence: float, c_statistic: float, *, lp=None, lp_nor
     t = {**VALIDATION_TARGETS, **(targets or {})}
     unknown = set(t) - set(VALIDATION_TARGETS)
     if unknown:
-        raise ValueError(f"targets: unknown {sorted(unknown)!r}; expected some of {list(VALIDATION_TARGETS)}")
+        raise ValueError(
+            f"targets: unknown {sorted(unknown)!r}; expected some of {list(VALIDATION_TARGETS)}"
+        )
     phi, c = float(prevalence), float(c_statistic)
     if not 0 < phi < 1:
-        raise ValueError(f"prevalence: expected a proportion strictly between 0 and 1, got {prevalence!r}")
+        raise ValueError(
+            f"prevalence: expected a proportion strictly between 0 and 1, got {prevalence!r}"
+        )
     if not 0.5 <= c < 1:
         raise ValueError(f"c_statistic: expected 0.5 <= C < 1, got {c_statistic!r}")
     if (lp is None) == (lp_normal is None):
-        raise ValueError("give the linear predictor's distribution as exactly one of lp or lp_normal")
+        raise ValueError(
+            "give the linear predictor's distribution as exactly one of lp or lp_normal"
+        )
     if lp is not None:
         x = np.asarray(lp, dtype=float)
         x = x[np.isfinite(x)]
@@ -301,7 +312,9 @@ def riley_validation_n(prevalence: float, c_statistic: float, *, lp=None, lp_nor
         x, weights = mean + sd * nodes, w / w.sum()
     criteria = {}
     # 1. O/E
-    se_oe = _se_for_width(lambda se: oe * (np.exp(1.96 * se) - np.exp(-1.96 * se)), t["oe_ci_width"])
+    se_oe = _se_for_width(
+        lambda se: oe * (np.exp(1.96 * se) - np.exp(-1.96 * se)), t["oe_ci_width"]
+    )
     criteria["oe"] = int(np.ceil((1 - phi) / (phi * se_oe**2)))
     # 2. calibration slope (information of logit P = 0 + slope x LP)
     eta = slope * x
@@ -309,10 +322,20 @@ def riley_validation_n(prevalence: float, c_statistic: float, *, lp=None, lp_nor
     i00, i01, i11 = (float(np.sum(weights * v * x**k)) for k in (0, 1, 2))
     se_slope = t["slope_ci_width"] / (2 * 1.96)
     criteria["calibration_slope"] = int(np.ceil(i00 / (se_slope**2 * (i00 * i11 - i01**2))))
+
     # 3. C statistic
     def c_width(n: int) -> float:  # decreasing in n
         h = n / 2 - 1
-        return 2 * 1.96 * np.sqrt(c * (1 - c) * (1 + h * (1 - c) / (2 - c) + h * c / (1 + c)) / (n**2 * phi * (1 - phi)))
+        return (
+            2
+            * 1.96
+            * np.sqrt(
+                c
+                * (1 - c)
+                * (1 + h * (1 - c) / (2 - c) + h * c / (1 + c))
+                / (n**2 * phi * (1 - phi))
+            )
+        )
 
     low, high = 1, 2
     while c_width(high) > t["c_ci_width"]:
@@ -329,7 +352,9 @@ def riley_validation_n(prevalence: float, c_statistic: float, *, lp=None, lp_nor
             p = 1 / (1 + np.exp(-x))
             called = p >= th
             sensitivity = round(float(np.sum(weights * p * called) / np.sum(weights * p)), 2)
-            specificity = round(float(np.sum(weights * (1 - p) * ~called) / np.sum(weights * (1 - p))), 2)
+            specificity = round(
+                float(np.sum(weights * (1 - p) * ~called) / np.sum(weights * (1 - p))), 2
+            )
         sens, spec = float(sensitivity), float(specificity)
         w_t = (1 - phi) / phi * th / (1 - th)
         se_nb = round(_se_for_width(lambda se: 2 * 1.96 * se, t["standardised_nb_ci_width"]), 3)

@@ -81,7 +81,13 @@ class ExternalValidation:
 
 
 def external_performance(
-    y, p, *, thresholds=(), n_boot: int | None = None, seed: int = 0, unproven: bool = False,
+    y,
+    p,
+    *,
+    thresholds=(),
+    n_boot: int | None = None,
+    seed: int = 0,
+    unproven: bool = False,
     decision_threshold: float | None = None,
 ) -> ExternalValidation:
     """Performance of predictions ``p`` on outcomes ``y`` with intervals (see the module docs);

@@ -109,13 +109,17 @@ def add_validation_overview(page: Page, result) -> None:
     for w in result.warnings:
         s.note(w, warning=True)
     add_comparison_figures(s, result)
-    add_operating_point(s, model_operating_point(result, primary), f"{primary} (primary)", "cross-validated")
+    add_operating_point(
+        s, model_operating_point(result, primary), f"{primary} (primary)", "cross-validated"
+    )
 
 
 def model_operating_point(result, name: str) -> OperatingPoint:
     """The operating point of a model's out-of-fold predictions (mean over the repeats: each
     patient once) at the config's decision threshold."""
-    return operating_point(result.y, np.nanmean(result.models[name].oof, axis=0), result.config.model.threshold)
+    return operating_point(
+        result.y, np.nanmean(result.models[name].oof, axis=0), result.config.model.threshold
+    )
 
 
 def add_operating_point(s, op: OperatingPoint, who: str, how: str) -> None:

@@ -351,11 +351,15 @@ def model_card_limitations(ctx: StudyContext, n_parameters: int | None = None, *
         if ss["riley"] is not None and ss["shortfall"] > 0:
             out.append(f"{ss['n']} patients against Riley's minimum of {ss['riley']['min_n']}: estimates are "
                        "exploratory and individual predictions unstable.")  # fmt: skip
-    out.append("A 1-point Child-Pugh change is within measurement noise (see the sensitivity endpoint).")
+    out.append(
+        "A 1-point Child-Pugh change is within measurement noise (see the sensitivity endpoint)."
+    )
     if validation_note is None:
         out.append("Single-centre trial cohort (Chinese patients, mostly hepatitis B): transport to other "
                    "etiologies and health systems is unknown until validated externally (msc-response validate).")  # fmt: skip
-    out.append("Missing values are handled by the model (see Missing values), not by multiple imputation.")
+    out.append(
+        "Missing values are handled by the model (see Missing values), not by multiple imputation."
+    )
     return out
 
 

@@ -66,7 +66,11 @@ class Provenance:
     def rows(self) -> dict[str, str]:
         """What the page shows, one line each."""
         sim = lambda b: "yes (SIMULATED)" if b else "no"  # noqa: E731
-        n = "unknown" if self.training_n is None else f"{self.training_n} patients, {self.training_events} responders"
+        n = (
+            "unknown"
+            if self.training_n is None
+            else f"{self.training_n} patients, {self.training_events} responders"
+        )
         return {"model": f"{self.model} version {self.version}",
                 "aliases at validation time": ", ".join(self.aliases) or "(none)",
                 "training run (MLflow)": self.training_run, "training n": n,
@@ -86,9 +90,15 @@ def provenance(model, fs, y, data: Path, root=None) -> Provenance:
     version = client.get_model_version(model.name, model.version)
     run = client.get_run(version.run_id) if version.run_id else None
     m = run.data.metrics if run is not None else {}
-    digests = sorted({d.dataset.digest for d in run.inputs.dataset_inputs}) if run is not None else []
+    digests = (
+        sorted({d.dataset.digest for d in run.inputs.dataset_inputs}) if run is not None else []
+    )
     X = fs.table[model.feature_columns].astype(float)
-    internal = {k.removeprefix(f"{VALIDATED}_"): float(v) for k, v in m.items() if k.startswith(f"{VALIDATED}_")}
+    internal = {
+        k.removeprefix(f"{VALIDATED}_"): float(v)
+        for k, v in m.items()
+        if k.startswith(f"{VALIDATED}_")
+    }
     return Provenance(
         model.name, str(model.version), tuple(sorted(version.aliases or [])), version.run_id or "",
         int(m["n_patients"]) if "n_patients" in m else None, int(m["n_events"]) if "n_events" in m else None,
@@ -105,8 +115,13 @@ def sample_size(ev: external.ExternalValidation, p, threshold: float):
 
     c = ev.auroc.estimate
     if not (np.isfinite(c) and 0.5 <= c < 1):
-        return None, f"the cohort's AUROC ({c:.3f}) is outside the 0.5-1 range the criteria are defined for"
-    return riley_validation_n(ev.outcome.estimate, c, lp=linear_predictor(p), threshold=threshold), None
+        return (
+            None,
+            f"the cohort's AUROC ({c:.3f}) is outside the 0.5-1 range the criteria are defined for",
+        )
+    return riley_validation_n(
+        ev.outcome.estimate, c, lp=linear_predictor(p), threshold=threshold
+    ), None
 
 
 def sample_size_note(ev: external.ExternalValidation, ss, why: str | None) -> str:
@@ -190,7 +205,9 @@ def validate_registered_model(model_uri: str, data: str | Path, *, out: str | Pa
 
     data = Path(data)
     if out is not None:
-        check_outputs([Path(out) / "index.html", Path(out) / VALIDATION_JSON], inputs=[data], option="out")
+        check_outputs(
+            [Path(out) / "index.html", Path(out) / VALIDATION_JSON], inputs=[data], option="out"
+        )
     model = load_model(model_uri)
     config, study, fs, y, p = _cohort(model, data)
     ev = external.external_performance(y, p, thresholds=config.model.net_benefit_thresholds, n_boot=n_boot,
@@ -218,7 +235,9 @@ def validate_registered_model(model_uri: str, data: str | Path, *, out: str | Pa
     return ValidationRun(model_uri, model.name, model.version, ev, page, run_id, recal, new_version)
 
 
-def validation_table(ev: external.ExternalValidation, internal: dict[str, float] | None = None) -> pd.DataFrame:
+def validation_table(
+    ev: external.ExternalValidation, internal: dict[str, float] | None = None
+) -> pd.DataFrame:
     """Every external metric with its interval (or why it has none); beside it, with
     ``internal`` (the training run's ``validated_*`` metrics), the internal validation's."""
     rows = []
@@ -243,12 +262,23 @@ def validation_numbers(ev: external.ExternalValidation, prov: Provenance, ss) ->
            "external_prevalence_ci_high": ev.outcome.high}  # fmt: skip
     for name, value in ev.values.items():
         lo, hi = ev.intervals.get(name, (np.nan, np.nan))
-        out.update({f"external_{name}": value, f"external_{name}_ci_low": lo, f"external_{name}_ci_high": hi})
+        out.update(
+            {
+                f"external_{name}": value,
+                f"external_{name}_ci_low": lo,
+                f"external_{name}_ci_high": hi,
+            }
+        )
     if ev.operating_point is not None:
         out.update(ev.operating_point.numbers("external_"))
     out.update({f"internal_{k}": v for k, v in prov.internal.items()})
     if prov.training_n is not None:
-        out.update({"training_n_patients": float(prov.training_n), "training_n_events": float(prov.training_events)})
+        out.update(
+            {
+                "training_n_patients": float(prov.training_n),
+                "training_n_events": float(prov.training_events),
+            }
+        )
     if ss is not None:
         out["riley_validation_min_n"] = float(ss.min_n)
         out.update({f"riley_validation_n_{k}": float(v) for k, v in ss.criteria.items()})
@@ -329,7 +359,9 @@ def write_validation_report(model, config, study, fs, y, p, ev, out_dir: Path, *
     return page.write(out_dir)
 
 
-def _log(model, config, fs, y, ev, page: Path, data: Path, recal, root, numbers: dict) -> tuple[str, str | None]:
+def _log(
+    model, config, fs, y, ev, page: Path, data: Path, recal, root, numbers: dict
+) -> tuple[str, str | None]:
     import mlflow
 
     from .. import tracking
