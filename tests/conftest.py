@@ -146,6 +146,27 @@ def private_store(root: Path, *, chdir: bool = False):
         mp.undo()
 
 
+def train_and_fresh_cohort(root: Path, name: str, seed: int, fresh_n: int):
+    """Inside a :func:`private_store`: a model trained and registered on a SIMULATED trial
+    (``root/trial``, light validation) and a fresh SIMULATED cohort of ``fresh_n`` (``root/fresh``).
+    Returns the config and the training summary."""
+    import warnings
+
+    from msc_response import MscResponseWarning
+    from msc_response.config import config_from_dict
+    from msc_response.modeling.train import train
+    from msc_response.simulator import write_simulation
+
+    write_simulation(root / "trial", design="trial", seed=seed)
+    write_simulation(
+        root / "fresh", design="trial", n_patients=fresh_n, seed=seed + 1, h5ad_patients=0
+    )
+    config = config_from_dict({"name": name, "model": {"repeats": 2, "bootstrap": 30}})
+    with warnings.catch_warnings():  # Riley and calibration warnings: tested in test_train
+        warnings.simplefilter("ignore", MscResponseWarning)
+        return config, train(config, root / "trial")
+
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

@@ -41,26 +41,17 @@ def test_a_broken_image_and_a_script_error_are_seen(tmp_path):
 @pytest.fixture(scope="module")
 def validated(tmp_path_factory):
     """A model trained on a SIMULATED trial, validated on a fresh SIMULATED cohort of 300."""
-    import warnings
-
-    from conftest import private_store
-    from msc_response import MscResponseWarning
-    from msc_response.modeling.train import train
+    from conftest import private_store, train_and_fresh_cohort
     from msc_response.reporting.validate_job import validate_registered_model
-    from msc_response.simulator import write_simulation
 
     root = tmp_path_factory.mktemp("browser-validate")
     with private_store(root, chdir=True):
-        write_simulation(root / "trial", design="trial", seed=31)
-        write_simulation(root / "fresh", design="trial", n_patients=300, seed=32, h5ad_patients=0)
-        config = config_from_dict(
-            {"name": "cp-browser-validate", "model": {"repeats": 2, "bootstrap": 30}}
+        _, summary = train_and_fresh_cohort(root, "cp-browser-validate", 31, 300)
+        yield (
+            root,
+            summary,
+            validate_registered_model(summary["model_uri"], root / "fresh", n_boot=50),
         )
-        with warnings.catch_warnings():  # Riley and calibration warnings: tested in test_train
-            warnings.simplefilter("ignore", MscResponseWarning)
-            summary = train(config, root / "trial")
-            run = validate_registered_model(summary["model_uri"], root / "fresh", n_boot=50)
-        yield root, summary, run
 
 
 def test_validation_page_renders_with_provenance_and_every_bound_in_range(validated, tmp_path):

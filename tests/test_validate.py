@@ -13,10 +13,9 @@ from mlflow import MlflowClient
 from scipy.special import expit, logit
 from typer.testing import CliRunner
 
-from conftest import load_benchmark, private_store
+from conftest import load_benchmark, private_store, train_and_fresh_cohort
 from msc_response import MscResponseWarning
 from msc_response.cli import app
-from msc_response.config import config_from_dict
 from msc_response.features import build_features
 from msc_response.modeling import metrics
 
@@ -27,17 +26,9 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A model trained and registered on a SIMULATED trial, and a fresh SIMULATED cohort of 1,500."""
-    from msc_response.modeling.train import train
-    from msc_response.simulator import write_simulation
-
     root = tmp_path_factory.mktemp("validate")
     with private_store(root, chdir=True):
-        write_simulation(root / "trial", design="trial", seed=21)
-        write_simulation(root / "fresh", design="trial", n_patients=1500, seed=22, h5ad_patients=0)
-        config = config_from_dict({"name": "cp-validate", "model": {"repeats": 2, "bootstrap": 30}})
-        with warnings.catch_warnings():  # Riley and calibration warnings: tested in test_train
-            warnings.simplefilter("ignore", MscResponseWarning)
-            summary = train(config, root / "trial")
+        config, summary = train_and_fresh_cohort(root, "cp-validate", 21, 1500)
         yield root, config, summary
 
 
