@@ -9,11 +9,13 @@
   models refit on a stratified bootstrap sample is tested on the patients that sample
   left out (out-of-bag, OOB); the mean OOB AUROC (pessimistic: ~63% of the patients
   trained it) is combined with the apparent AUROC by the .632+ weight. Its 95% interval
-  is +/- 1.96 x the standard deviation of the OOB AUROCs over the replicates, which
-  carries both the refitting and the test-set noise. Checked against fresh-cohort truth
+  is +/- 1.96 x the standard deviation of the OOB AUROCs over the replicates (which
+  carries both the refitting and the test-set noise), on the logit scale so that it stays
+  inside 0-1 (:func:`.metrics.wald_within`). Checked against fresh-cohort truth
   in ``benchmarks/bench_honest_validation.py`` (bias and coverage in the README).
 * Every other metric (Brier, calibration, net benefit) is the cross-validated estimate,
-  with +/- 1.96 x the standard deviation of that metric over the same OOB replicates.
+  with +/- 1.96 x the standard deviation of that metric over the same OOB replicates, on
+  the scale that keeps it inside its range (logit for Brier, ICI, E50, E90).
 * Paired comparisons of two models use the same bootstrap samples for both
   (:func:`paired_difference`).
 * Bootstrap optimism correction (Harrell FE, Lee KL, Mark DB. Stat Med 1996;15:361-87;
@@ -40,8 +42,9 @@ from . import metrics
 #: How the headline AUROC and the intervals are computed (stated in every summary).
 METHOD = (
     "AUROC: .632+ bootstrap (Efron & Tibshirani 1997), 95% interval +/- 1.96 SD of the "
-    "out-of-bag AUROCs; other metrics: repeated stratified k-fold cross-validation "
-    "(mean over repeats), 95% interval +/- 1.96 SD of the same metric out of bag"
+    "out-of-bag AUROCs on the logit scale; other metrics: repeated stratified k-fold "
+    "cross-validation (mean over repeats), 95% interval +/- 1.96 SD of the same metric out "
+    "of bag, on the logit scale for those between 0 and 1"
 )
 
 
