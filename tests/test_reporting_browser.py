@@ -83,7 +83,7 @@ def test_training_report_has_every_bound_in_range_and_folds_per_model_details(va
     assert seen.errors == [], seen.errors
     html = page.read_text()
     assert html.count("<details>") >= 3  # one per model, folded below the comparison figures
-    assert 'alt="ROC curves of every model with their 95% bands"' in html
+    assert 'alt="ROC curves of every model, the primary with its 95% band"' in html
     assert "Operating point of" in html and "sensitivity" in html
     assert out_of_range(page) == []
     assert bounds_checked(page) > 50

@@ -133,14 +133,17 @@ def add_operating_point(s, op: OperatingPoint, who: str, how: str) -> None:
 
 
 def add_comparison_figures(s, result) -> None:
-    """One ROC (with bands), one calibration and one decision curve figure with every model."""
+    """One ROC (the primary model's with its band), one calibration and one decision curve
+    figure with every model."""
     names = _ordered(result)
+    primary = result.config.model.primary
     ax = None
-    for i, name in enumerate(names):
-        ax = result.plot_roc(ax=ax, model=name, reference=i == 0)
-    s.figure(ax, "ROC curves of every model with their 95% bands",
-             "The .632+ ROC curve of each model (its area is the validated AUROC) with a pointwise 95% band "
-             "from the out-of-bag curves of the bootstrap replicates.")  # fmt: skip
+    for i, name in enumerate(names):  # four overlapping bands hide each other: the primary's only
+        ax = result.plot_roc(ax=ax, model=name, reference=i == 0, band=name == primary)
+    s.figure(ax, "ROC curves of every model, the primary with its 95% band",
+             f"The .632+ ROC curve of each model (its area is the validated AUROC); {primary} with a pointwise "
+             "95% band from the out-of-bag curves of the bootstrap replicates (each model's band is in its "
+             "details).")  # fmt: skip
     ax = None
     for i, name in enumerate(names):
         ax = result.plot_calibration(ax=ax, model=name, band=False, reference=i == 0)
