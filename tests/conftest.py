@@ -154,7 +154,7 @@ def train_and_fresh_cohort(root: Path, name: str, seed: int, fresh_n: int):
 
     from msc_response import MscResponseWarning
     from msc_response.config import config_from_dict
-    from msc_response.modeling.train import train
+    from msc_response.pipelines.train import train
     from msc_response.simulator import write_simulation
 
     write_simulation(root / "trial", design="trial", seed=seed)

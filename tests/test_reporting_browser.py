@@ -42,7 +42,7 @@ def test_a_broken_image_and_a_script_error_are_seen(tmp_path):
 def validated(tmp_path_factory):
     """A model trained on a SIMULATED trial, validated on a fresh SIMULATED cohort of 300."""
     from conftest import private_store, train_and_fresh_cohort
-    from msc_response.reporting.validate_job import validate_registered_model
+    from msc_response.pipelines.validate import validate_registered_model
 
     root = tmp_path_factory.mktemp("browser-validate")
     with private_store(root, chdir=True):

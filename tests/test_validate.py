@@ -34,7 +34,7 @@ def setup(tmp_path_factory):
 
 def test_validate_reproduces_the_benchmark_fresh_auroc(setup):
     from msc_response.modeling.fit import fit
-    from msc_response.reporting.validate_job import validate_registered_model
+    from msc_response.pipelines.validate import validate_registered_model
 
     root, config, summary = setup
     bench = load_benchmark("bench_honest_validation")
@@ -149,7 +149,7 @@ def test_validate_bad_cohorts_exit_2_and_write_nothing(setup, tmp_path):
 def test_validation_json_equals_the_run_metrics_and_the_page_says_what_it_is(setup, tmp_path):
     import json
 
-    from msc_response.reporting.validate_job import validate_registered_model
+    from msc_response.pipelines.validate import validate_registered_model
     from page_tables import bounds_checked, out_of_range
 
     root, config, summary = setup

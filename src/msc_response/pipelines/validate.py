@@ -1,13 +1,13 @@
 """``msc-response validate``: a registered model on a labelled cohort it never saw.
 
 Features and labels come from the project's one feature builder with the config stored
-with the model; the numbers are :func:`.external.external_performance`; the page has the
+with the model; the numbers are :func:`msc_response.reporting.external.external_performance`; the page has the
 training report's layout (the cohort's sections, then the validation): the model's
 provenance (version, aliases at validation time, training run, its n and data digest),
 internal (.632+ / cross-validated, from the training run) and external numbers side by
 side, the operating point at the model's threshold, and the sample size judged by the
 criteria for validating a model (Riley et al., Stat Med 2021:
-:func:`.validation.riley_validation_n`). Every number, interval and count is written to
+:func:`msc_response.modeling.validation.riley_validation_n`). Every number, interval and count is written to
 ``validation.json`` beside the page and logged as the MLflow metrics of the validation
 run (experiment ``<model>-validation``), linked to the model version's logged model and
 to the cohort's features (no ids, no rows). With
@@ -28,12 +28,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import plotting, tracking
+from ..config import config_from_dict
 from ..errors import DataError, Problem
-from ..io import write_json
-from . import external, figures
-from . import study_sections as sections
-from .page import Page
-from .subgroups import MIN_PER_CLASS, for_display, subgroup_performance
+from ..features import features_from_study
+from ..io import check_outputs, write_json
+from ..modeling.calibration import linear_predictor
+from ..modeling.fitted import FittedModel, write_spec
+from ..modeling.metrics import VALIDATED
+from ..modeling.predict import missing_inputs
+from ..modeling.validation import riley_validation_n
+from ..registry.load import load_model
+from ..registry.registration import features_dataset, log_features, log_pyfunc
+from ..reporting import external, figures
+from ..reporting import study_sections as sections
+from ..reporting.model_sections import add_operating_point
+from ..reporting.page import Page
+from ..reporting.subgroups import MIN_PER_CLASS, for_display, subgroup_performance
+from ..study import load_study
+from .report import reports_root
 
 VALIDATION_JSON = "validation.json"
 
@@ -82,10 +95,6 @@ class Provenance:
 
 def provenance(model, fs, y, data: Path, root=None) -> Provenance:
     """The model version's aliases now, its training run's n, digest and validated metrics."""
-    from .. import tracking
-    from ..modeling.metrics import VALIDATED
-    from ..modeling.registration import features_dataset
-
     client = tracking.client(root)
     version = client.get_model_version(model.name, model.version)
     run = client.get_run(version.run_id) if version.run_id else None
@@ -110,9 +119,6 @@ def provenance(model, fs, y, data: Path, root=None) -> Provenance:
 def sample_size(ev: external.ExternalValidation, p, threshold: float):
     """Riley et al. (2021)'s minimum n for validating the model, from this cohort's prevalence,
     AUROC, distribution of predictions and operating point; ``(None, why)`` when not computable."""
-    from ..modeling.calibration import linear_predictor
-    from ..modeling.validation import riley_validation_n
-
     c = ev.auroc.estimate
     if not (np.isfinite(c) and 0.5 <= c < 1):
         return (
@@ -157,11 +163,6 @@ class ValidationRun:
 
 def _cohort(model, data: Path):
     """The cohort's study, labelled features and predictions; a DataError for every unusable cohort."""
-    from ..config import config_from_dict
-    from ..features import features_from_study
-    from ..modeling.predict import missing_inputs
-    from ..study import load_study
-
     config = config_from_dict(model.spec["config"])
     study = load_study(data, config.singlecell)
     tests = {str(t) for t in study.labs["test"].cat.categories}
@@ -200,9 +201,6 @@ def validate_registered_model(model_uri: str, data: str | Path, *, out: str | Pa
         endpoint, has a single outcome class, or cannot be recalibrated. Nothing is
         written or logged then.
     """
-    from ..io import check_outputs
-    from ..modeling.registry import load_model
-
     data = Path(data)
     if out is not None:
         check_outputs(
@@ -221,7 +219,6 @@ def validate_registered_model(model_uri: str, data: str | Path, *, out: str | Pa
             recal = external.logistic_recalibration(y, p)
         except ValueError as err:
             raise DataError([Problem("features", None, "response", str(err))]) from None
-    from .training import reports_root
 
     default = reports_root(root) / model.name / f"validation-v{model.version}-{data.name}"
     out_dir = Path(out) if out is not None else default
@@ -290,8 +287,6 @@ def write_validation_report(model, config, study, fs, y, p, ev, out_dir: Path, *
                             sample_size=(None, "not computed")) -> Path:  # fmt: skip
     """The validation page: the cohort's sections, provenance, internal beside external numbers,
     the operating point, ROC (with band), calibration and decision curve, all labelled external."""
-    from .. import report
-    from .model_sections import add_operating_point
 
     simulated = study.simulated or bool(model.spec.get("trained_on_simulated_data"))
     ctx = sections.StudyContext.build(config, study, fs, data_dir)
@@ -317,13 +312,13 @@ def write_validation_report(model, config, study, fs, y, p, ev, out_dir: Path, *
                    "mean predicted probability": f"{ev.mean_predicted:.3f}"})  # fmt: skip
     s.table(validation_table(ev, provenance.internal if provenance is not None else None),
             "Internal (training) and external (this cohort) performance")  # fmt: skip
-    s.figure(report.plot_roc(ev.roc_curve, f"{model.name} (external AUROC {ev.auroc.estimate:.2f})",
+    s.figure(plotting.plot_roc(ev.roc_curve, f"{model.name} (external AUROC {ev.auroc.estimate:.2f})",
                              title="ROC (external validation)", band=ev.roc_band),
              "external ROC curve with a bootstrap 95% band")  # fmt: skip
-    s.figure(report.plot_calibration(ev.calibration_curve, model.name, y=y, p=p,
+    s.figure(plotting.plot_calibration(ev.calibration_curve, model.name, y=y, p=p,
                                      title="Calibration (external validation)"),
              "external smoothed calibration curve with its 95% band")  # fmt: skip
-    s.figure(report.plot_decision(ev.decision_curve, model.name, title="Decision curve (external validation)"),
+    s.figure(plotting.plot_decision(ev.decision_curve, model.name, title="Decision curve (external validation)"),
              "external decision curve with a bootstrap 95% band")  # fmt: skip
     shown = ev.decision_curve[
         ev.decision_curve["threshold"].round(2).isin([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
@@ -364,9 +359,6 @@ def _log(
 ) -> tuple[str, str | None]:
     import mlflow
 
-    from .. import tracking
-    from ..modeling.registration import features_dataset, log_features
-
     client = tracking.client(root)
     version = client.get_model_version(model.name, model.version)
     X = fs.table[model.feature_columns].astype(float)
@@ -397,10 +389,6 @@ def _log(
 
 def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, cohort: str, n: int) -> str:
     """Log the recalibrated model (same model file, spec with the recalibration) and register it."""
-    from .. import tracking
-    from ..modeling.fitted import FittedModel, write_spec
-    from ..modeling.registration import log_pyfunc
-
     spec = dict(model.spec)
     spec["recalibration"] = {"intercept": recal.intercept, "slope": recal.slope, "recalibrates_version": model.version,
                              "cohort": cohort, "n_patients": n, "validation_run": run_id}  # fmt: skip

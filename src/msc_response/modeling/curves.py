@@ -1,9 +1,7 @@
-"""Curves of model performance as numbers, and their drawings.
+"""Curves of model performance as numbers (drawn by :mod:`msc_response.plotting`).
 
-Each ``*_curve`` function returns numbers (a DataFrame); each ``plot_*`` function draws
-them on ``ax`` (a new :class:`matplotlib.figure.Figure` when ``ax`` is None, made
-without pyplot, so nothing global changes: no backend switch, no open-figure registry,
-no ``show()``). Figures are written with :func:`save_figure`.
+Each ``*_curve`` function returns numbers (a DataFrame); the ``plot_*`` functions of
+:mod:`msc_response.plotting` draw them.
 
 Cross-validated curves are averages over the repeats of the cross-validation, so that a
 curve and the number printed on it are the same estimate:
@@ -24,10 +22,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .modeling import metrics
-from .modeling.calibration import smooth_calibration
+from . import metrics
+from .calibration import smooth_calibration
 
-SIMULATED_LABEL = "SIMULATED data - not patients"
 #: Threshold probabilities of the decision curve.
 DECISION_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
 
@@ -134,15 +131,6 @@ def decision_curve(y, oof, thresholds=None) -> pd.DataFrame:
     )
 
 
-def new_axes(ax=None, figsize=(5, 4.5)):
-    """``ax``, or the axes of a new figure that pyplot does not know about."""
-    if ax is not None:
-        return ax
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=figsize).add_subplot()
-
-
 def roc_at(y, p, fpr) -> np.ndarray:
     """Sensitivity of the ROC curve of ``(y, p)`` at the false positive rates ``fpr`` (the
     highest at a rate where the curve rises vertically)."""
@@ -163,71 +151,3 @@ def roc_band(tprs, grid=ROC_BAND_GRID) -> pd.DataFrame:
     tprs = np.asarray(tprs, dtype=float)
     lower, upper = np.nanpercentile(tprs, [2.5, 97.5], axis=0)
     return pd.DataFrame({"fpr": np.asarray(grid, float), "lower": lower, "upper": upper})
-
-
-def plot_roc(curve: pd.DataFrame, label: str, ax=None, title: str = "ROC (cross-validated)", *,
-             band: pd.DataFrame | None = None, reference: bool = True):  # fmt: skip
-    """Draw an ROC curve from :func:`roc_curve` or :func:`mean_roc_curve` (with its band from
-    :func:`roc_band` when given; the chance diagonal unless ``reference`` is False, for the
-    second and later curves on one set of axes)."""
-    ax = new_axes(ax)
-    (line,) = ax.plot(curve["fpr"], curve["tpr"], label=label)
-    if band is not None:
-        ax.fill_between(
-            band["fpr"], band["lower"], band["upper"], alpha=0.15, lw=0, color=line.get_color()
-        )
-    if reference:
-        ax.plot([0, 1], [0, 1], ls=":", color="grey")
-    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title)
-    ax.legend(loc="lower right", fontsize=8)
-    return ax
-
-
-def plot_calibration(curve: pd.DataFrame, label: str, ax=None, y=None, p=None, *,
-                     title: str = "Calibration (cross-validated)", band: bool = True, reference: bool = True):  # fmt: skip
-    """Draw a smoothed calibration curve (with its band unless ``band`` is False); a rug of
-    predictions when ``p`` is given; the ideal diagonal unless ``reference`` is False."""
-    ax = new_axes(ax)
-    if band:
-        ax.fill_between(curve["predicted"], curve["lower"], curve["upper"], alpha=0.2, lw=0)
-    ax.plot(curve["predicted"], curve["observed"], label=label)
-    if reference:
-        ax.plot([0, 1], [0, 1], ls=":", color="grey", label="ideal")
-    if p is not None:
-        p = np.asarray(p, float)
-        y = np.zeros_like(p) if y is None else np.asarray(y, float)
-        ax.plot(p[y == 1], np.full((y == 1).sum(), 0.99), "|", color="black", ms=6)
-        ax.plot(p[y == 0], np.full((y == 0).sum(), 0.01), "|", color="black", ms=6)
-    ax.set(xlabel="predicted probability", ylabel="observed proportion (smoothed)",
-           xlim=(0, 1), ylim=(0, 1), title=title)  # fmt: skip
-    ax.legend(loc="upper left", fontsize=8)
-    return ax
-
-
-def plot_decision(curve: pd.DataFrame, label: str, ax=None, *, title: str = "Decision curve (cross-validated)",
-                  band: bool = True, reference: bool = True):  # fmt: skip
-    """Draw a decision curve from :func:`decision_curve`; a band if it has ``lower``/``upper``
-    (unless ``band`` is False); treat all / treat none unless ``reference`` is False."""
-    ax = new_axes(ax)
-    if band and {"lower", "upper"} <= set(curve.columns):
-        ax.fill_between(curve["threshold"], curve["lower"], curve["upper"], alpha=0.2, lw=0)
-    ax.plot(curve["threshold"], curve["model"], label=label)
-    if reference:
-        ax.plot(curve["threshold"], curve["treat_all"], ls="--", color="black", label="treat all")
-        ax.plot(curve["threshold"], curve["treat_none"], ls=":", color="grey", label="treat none")
-    low = min(-0.05, float(curve[["model", "treat_all"]].min().min()))
-    high = float(curve[["model", "treat_all"]].max().max()) + 0.15
-    old_low, old_high = ax.get_ylim() if not reference else (np.inf, -np.inf)
-    ax.set(xlabel="threshold probability", ylabel="net benefit",
-           ylim=(min(max(low, -0.5), old_low), max(high, old_high)), title=title)  # fmt: skip
-    ax.legend(fontsize=8)
-    return ax
-
-
-def save_figure(ax, path, *, simulated: bool = False) -> None:
-    """Write the figure of ``ax`` to ``path`` (labelled when the data are simulated)."""
-    fig = ax.figure
-    if simulated:
-        fig.suptitle(SIMULATED_LABEL, color="firebrick", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
