@@ -13,7 +13,7 @@
 2. A 2,000-patient screening cohort: fresh AUROC of each candidate against the oracle.
 
 Run: ``python benchmarks/bench_honest_validation.py [--trials 200] [--bootstrap 100]
-[--repeats 5] [--jobs 2]``; the result goes to ``benchmarks/results/honest_validation.json``.
+[--repeats 5] [--jobs 2] [--primary logistic_rcs]``; the result goes to ``benchmarks/results/honest_validation.json``.
 Bootstrap replicates and repeats are fewer than ``train`` uses at trial size (200 and 10):
 they set the Monte Carlo precision of each trial's numbers, not their expectation.
 """
@@ -44,8 +44,14 @@ ENDPOINT = {"score": "child_pugh"}
 FRESH_N = 20_000
 
 
+#: The primary model under test (``--primary``; default: the config's default primary).
+PRIMARY: list[str | None] = [None]
+
+
 def make_config(repeats: int, n_boot: int, seed: int, n_jobs: int = 1):
     model = {"repeats": repeats, "bootstrap": n_boot, "seed": seed, "n_jobs": n_jobs}
+    if PRIMARY[0] is not None:  # that primary beside the exploratory LightGBM
+        model.update(primary=PRIMARY[0], candidates=sorted({"lightgbm", PRIMARY[0]}))
     return config_from_dict({"name": "bench", "endpoint": ENDPOINT, "model": model})
 
 
@@ -75,8 +81,9 @@ def slopes(result) -> tuple[float, float]:
 
 
 def one_trial(
-    k: int, seed: int, work: Path, fresh: pd.DataFrame, repeats: int, n_boot: int
+    k: int, seed: int, work: Path, fresh: pd.DataFrame, repeats: int, n_boot: int, primary=None
 ) -> dict:
+    PRIMARY[0] = primary  # joblib workers are other processes: the choice travels with the call
     d = work / f"trial_{k}"
     simulate(d, design="trial", seed=seed, h5ad_patients=0)
     config = make_config(repeats, n_boot, seed)
@@ -181,14 +188,16 @@ def main(argv=None) -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--first-seed", type=int, default=1000)
     ap.add_argument("--skip-screening", action="store_true")
+    ap.add_argument("--primary", default=None, help="the primary model (default: the config's)")
     args = ap.parse_args(argv)
+    PRIMARY[0] = args.primary
     work = Path(tempfile.mkdtemp(prefix="bench_honest_"))
     t0 = time.perf_counter()
     try:
         simulate(work / "fresh_trial", design="trial", n_patients=FRESH_N, seed=303, fmt="parquet", h5ad_patients=0)  # fmt: skip
         fresh = fresh_table(make_config(args.repeats, args.bootstrap, 0), work / "fresh_trial")
         rows = Parallel(n_jobs=args.jobs, verbose=0)(
-            delayed(one_trial)(k, args.first_seed + k, work, fresh, args.repeats, args.bootstrap)
+            delayed(one_trial)(k, args.first_seed + k, work, fresh, args.repeats, args.bootstrap, args.primary)
             for k in range(args.trials)
         )
         trial_seconds = time.perf_counter() - t0
@@ -213,7 +222,8 @@ def main(argv=None) -> None:
         if not args.skip_screening:
             result["screening_2000"] = screening_part(work, args.repeats, args.bootstrap)
         result["seconds"] = round(time.perf_counter() - t0, 1)
-        write_result("honest_validation", result)
+        name = "honest_validation" if args.primary is None else f"honest_validation_{args.primary}"
+        write_result(name, result)
         print(
             f"\nprimary {part1['primary_model']}, {args.trials} trials: bias (validated - fresh) "
             f"{primary['bias_validated_minus_fresh']:+.4f} (MCSE {primary['bias_mcse']:.4f}); "

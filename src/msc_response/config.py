@@ -21,7 +21,9 @@ from .errors import ConfigError
 
 ENDPOINT_SCORES = ("child_pugh", "meld", "meld_na", "meld3", "albumin")
 DIRECTIONS = ("decrease", "increase")
-CANDIDATES = ("lightgbm", "logistic_l2")
+#: Every model that may be a candidate, and the default candidates (see modeling/models.py).
+CANDIDATES = ("lightgbm", "logistic_l2", "logistic_rcs")
+DEFAULT_CANDIDATES = ("lightgbm", "logistic_l2")
 
 #: Names allowed for an experiment: the name is the MLflow experiment, the registered model
 #: and a folder of the artifact store, so it must be a path segment that needs no quoting:
@@ -128,7 +130,7 @@ class ModelSettings:
     """Candidates, validation effort and the decision threshold stored with the model."""
 
     seed: int = 20250238
-    candidates: tuple[str, ...] = CANDIDATES
+    candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     folds: int = 5
     repeats: int | None = None  # None: 10 below 500 patients, 2 below 5,000, else 1
     bootstrap: int | None = None  # None: 200 below 500 patients, 50 below 5,000, else 10
