@@ -16,7 +16,8 @@ freedom do not overfit. Every choice is fixed before any data are seen:
   below 100, 5 from 100 on, at his quantiles (:data:`KNOT_QUANTILES`); with fewer than 100
   patients the outer knots move in to the 5th smallest and 5th largest values, as
   ``rms::rcspline.eval`` does. Knots that coincide (ties) are merged; a predictor with fewer
-  than 3 distinct knots (grades, flags, most regimen columns) stays linear.
+  than 3 distinct knots (flags, most regimen columns) stays linear, and a grade 0-2 gets
+  3 knots at its levels (2 degrees of freedom for 3 levels: as saturated as a factor).
 - **Penalised.** The expanded columns are standardised and fitted by the same L2-penalised
   logistic regression as ``logistic_l2`` (penalty chosen by inner cross-validation), so a
   spline term is kept only as far as it predicts held-out patients.
