@@ -89,6 +89,7 @@ def make_config(data: Path, endpoint: str, primary: str, repeats: int, n_boot: i
     ep, assume = ENDPOINTS[endpoint]
     return config_from_dict({
         "name": "pbcseq", "data": str(data), "baseline_window": [-30, 0], "assume": assume,
+        "lab_features": "all",  # every lab above is a feature (edema, spiders: not known tests)
         "endpoint": {**ep, "followup_day": 365, "window_days": 90},
         "model": {"candidates": CANDIDATES, "primary": primary, "repeats": repeats,
                   "bootstrap": n_boot, "seed": SEED, "n_jobs": 2},
