@@ -42,8 +42,7 @@ class Windows:
         if self.tests is None:
             return np.ones(len(names), dtype=bool)
         missing = names.isna().to_numpy()
-        keys = names.where(~missing, "").astype(str).str.strip().str.lower()
-        return missing | keys.isin(self.tests).to_numpy()
+        return missing | names.where(~missing, "").map(test_key).isin(self.tests).to_numpy()
 
 
 def test_key(name: str) -> str:
