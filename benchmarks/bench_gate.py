@@ -15,9 +15,10 @@ no model can truly beat the baseline-score model.
 3. One cohort of 3,000 with the simulator's real signal, where the primary model truly
    beats the baseline on a fresh 20,000-patient cohort: it is promoted.
 
-Only the primary model and the baselines are validated (``candidates: [logistic_l2]``):
+Only the primary model and the baselines are validated (``candidates: [<primary>]``):
 the other candidates play no part in the gate.
-Run: ``python benchmarks/bench_gate.py [--trials 200] [--bootstrap 100] [--repeats 5]``.
+Run: ``python benchmarks/bench_gate.py [--trials 200] [--bootstrap 100] [--repeats 5]
+[--primary logistic_rcs]``.
 """
 
 from __future__ import annotations
@@ -46,8 +47,13 @@ from msc_response.simulator import write_simulation as simulate
 SCORE = "child_pugh"
 
 
+#: The primary model under test (``--primary``; default: the config's default primary).
+PRIMARY: list[str | None] = [None]
+
+
 def make_config(repeats: int, n_boot: int, seed: int, n_jobs: int = 1):
-    model = {"candidates": ["logistic_l2"], "repeats": repeats, "bootstrap": n_boot, "seed": seed,
+    primary = PRIMARY[0] or config_from_dict({"name": "gate"}).model.primary
+    model = {"candidates": [primary], "primary": primary, "repeats": repeats, "bootstrap": n_boot, "seed": seed,
              "n_jobs": n_jobs}  # fmt: skip
     return config_from_dict({"name": "gate", "endpoint": {"score": SCORE}, "model": model})
 
@@ -85,7 +91,8 @@ def fixed_oof_rule(result, n_resamples: int = 1000) -> bool:
     return bool(np.percentile(diffs, 2.5) > 0)
 
 
-def null_trial(seed: int, work: Path, repeats: int, n_boot: int) -> dict:
+def null_trial(seed: int, work: Path, repeats: int, n_boot: int, primary=None) -> dict:
+    PRIMARY[0] = primary  # joblib workers are other processes: the choice travels with the call
     d = work / f"null_{seed}"
     simulate(d, design="trial", seed=seed, h5ad_patients=0)
     config = make_config(repeats, n_boot, seed)
@@ -132,12 +139,14 @@ def main(argv=None) -> None:
     ap.add_argument("--bootstrap", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--primary", default=None, help="the primary model (default: the config's)")
     args = ap.parse_args(argv)
+    PRIMARY[0] = args.primary
     work = Path(tempfile.mkdtemp(prefix="bench_gate_"))
     t0 = time.perf_counter()
     try:
         rows = Parallel(n_jobs=args.jobs)(
-            delayed(null_trial)(5000 + k, work, args.repeats, args.bootstrap)
+            delayed(null_trial)(5000 + k, work, args.repeats, args.bootstrap, args.primary)
             for k in range(args.trials)
         )
         df = pd.DataFrame(rows)
@@ -155,7 +164,8 @@ def main(argv=None) -> None:
                             "seconds": round(trial_s, 1)},
             "null_cohorts_3000": {"promoted": int(sum(b["promoted"] for b in big)), "cohorts": big},
             "signal_cohort_3000": alt,
-            "settings": {"bootstrap": args.bootstrap, "repeats": args.repeats},
+            "settings": {"bootstrap": args.bootstrap, "repeats": args.repeats,
+                         "primary": make_config(1, 1, 0).model.primary},
             "seconds": round(time.perf_counter() - t0, 1),
         }  # fmt: skip
         fpr = result["null_trials"]["paired_rule"]
@@ -164,7 +174,7 @@ def main(argv=None) -> None:
             "no_null_3000_promoted": result["null_cohorts_3000"]["promoted"] == 0,
             "signal_3000_promoted": alt["promoted"],
         }
-        write_result("gate", result)
+        write_result("gate" if args.primary is None else f"gate_{args.primary}", result)
         print(f"\nfalse promotion {fpr['rate']:.3f} (MCSE {fpr['mcse']:.3f}) over {fpr['trials']} null trials; "
               f"null 3,000: {result['null_cohorts_3000']['promoted']} of {args.big_null} promoted; "
               f"signal 3,000 promoted: {alt['promoted']}", file=sys.stderr)  # fmt: skip

@@ -17,7 +17,7 @@
 2. A 2,000-patient screening cohort: fresh AUROC of each candidate against the oracle.
 
 Run: ``python benchmarks/bench_honest_validation.py [--trials 200] [--bootstrap 100]
-[--repeats 5] [--jobs 2] [--rows-file rows.jsonl]``; the result goes to
+[--repeats 5] [--jobs 2] [--rows-file rows.jsonl] [--primary logistic_rcs]``; the result goes to
 ``benchmarks/results/honest_validation.json``. With ``--rows-file`` each trial's row is
 appended as it finishes; ``--summarise-rows rows.jsonl`` makes the result of the trials of
 one or more (stopped) runs.
@@ -53,8 +53,14 @@ ENDPOINT = {"score": "child_pugh"}
 FRESH_N = 20_000
 
 
+#: The primary model under test (``--primary``; default: the config's default primary).
+PRIMARY: list[str | None] = [None]
+
+
 def make_config(repeats: int, n_boot: int, seed: int, n_jobs: int = 1):
     model = {"repeats": repeats, "bootstrap": n_boot, "seed": seed, "n_jobs": n_jobs}
+    if PRIMARY[0] is not None:  # that primary beside the exploratory LightGBM
+        model.update(primary=PRIMARY[0], candidates=sorted({"lightgbm", PRIMARY[0]}))
     return config_from_dict({"name": "bench", "endpoint": ENDPOINT, "model": model})
 
 
@@ -84,8 +90,9 @@ def slopes(result) -> tuple[float, float]:
 
 
 def one_trial(
-    k: int, seed: int, work: Path, fresh: pd.DataFrame, repeats: int, n_boot: int
+    k: int, seed: int, work: Path, fresh: pd.DataFrame, repeats: int, n_boot: int, primary=None
 ) -> dict:
+    PRIMARY[0] = primary  # joblib workers are other processes: the choice travels with the call
     d = work / f"trial_{k}"
     simulate(d, design="trial", seed=seed, h5ad_patients=0)
     config = make_config(repeats, n_boot, seed)
@@ -235,7 +242,9 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--summarise-rows", help="no trials: the result of the rows in this JSON-lines file"
     )
+    ap.add_argument("--primary", default=None, help="the primary model (default: the config's)")
     args = ap.parse_args(argv)
+    PRIMARY[0] = args.primary
     if args.summarise_rows:
         with open(args.summarise_rows) as f:
             rows = [json.loads(line) for line in f if line.strip()]
@@ -255,7 +264,7 @@ def main(argv=None) -> None:
         # each trial's row is appended as it finishes, so that a run stopped early (a shared
         # machine) still leaves its trials: --summarise-rows makes the result from them
         for row in Parallel(n_jobs=args.jobs, verbose=0, return_as="generator_unordered")(
-            delayed(one_trial)(k, args.first_seed + k, work, fresh, args.repeats, args.bootstrap)
+            delayed(one_trial)(k, args.first_seed + k, work, fresh, args.repeats, args.bootstrap, args.primary)
             for k in range(args.trials)
         ):
             rows.append(row)
@@ -269,7 +278,8 @@ def main(argv=None) -> None:
         if not args.skip_screening:
             result["screening_2000"] = screening_part(work, args.repeats, args.bootstrap)
         result["seconds"] = round(time.perf_counter() - t0, 1)
-        write_result("honest_validation", result)
+        name = "honest_validation" if args.primary is None else f"honest_validation_{args.primary}"
+        write_result(name, result)
         print_primary(part1, args.trials)
     finally:
         shutil.rmtree(work, ignore_errors=True)

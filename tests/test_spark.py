@@ -65,7 +65,7 @@ def registered(tmp_path_factory, trial_dir):
 
 
 def _with_bad_rows(study):
-    """Bad rows of each kind in the Parquet tables (patients 11-17 and 21)."""
+    """Bad rows of each kind in the Parquet tables (patients 11-18 and 21)."""
     labs = pd.read_parquet(study / "labs.parquet")
     patients = pd.read_parquet(study / "patients.parquet")
 
@@ -81,6 +81,7 @@ def _with_bad_rows(study):
         bilirubin("SIM-0000014", patient_id="SIM-0000014\u00a0"),  # padded with a no-break space
         bilirubin("SIM-0000015", value=99.0),  # a conflicting duplicate
         bilirubin("SIM-0000016", day=400, value=1e6),  # outside every window: rejects nobody
+        bilirubin("SIM-0000018", test="SPGRAV", unit=None, value=1.015),  # a test nobody reads
     ]
     labs = pd.concat([labs[labs["patient_id"] != "SIM-0000021"], *extra], ignore_index=True)
     patients.loc[patients["patient_id"] == "SIM-0000017", "sex"] = "X"
@@ -115,8 +116,9 @@ def _outputs(out):
 
 def _same_rows(a: pd.DataFrame, b: pd.DataFrame):
     key = list(a.columns)
-    a = a.assign(in_window=a["in_window"].str.lower()) if "in_window" in a else a
-    b = b.assign(in_window=b["in_window"].str.lower()) if "in_window" in b else b
+    for flag in ("in_window", "test_read"):  # True (pandas) and true (Spark) alike
+        a = a.assign(**{flag: a[flag].str.lower()}) if flag in a else a
+        b = b.assign(**{flag: b[flag].str.lower()}) if flag in b else b
     pd.testing.assert_frame_equal(
         a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True)
     )
@@ -165,13 +167,16 @@ def test_spark_scores_as_the_local_engine(spark, registered, study, tmp_path):
     assert "leading or trailing spaces" in rejected["SIM-0000014"]  # a no-break space
     assert "conflicting duplicate" in rejected["SIM-0000015"]
     assert "SIM-0000016" not in rejected  # its bad row lies outside every window
+    assert "SIM-0000018" not in rejected  # its bad row is of a test the model does not read
     assert "column 'sex'" in rejected["SIM-0000017"]
     assert "no baseline measurement" in rejected["SIM-0000021"]
     _same_rows(prob_l, prob_s)
     assert "patient_id 'NOPE' is not in the patients table" in set(prob_s["message"])
     for key in ("counts", "rejected_by_reason", "rows_with_problems",
-                "rows_with_problems_outside_windows", "input_sha256", "data_simulated"):  # fmt: skip
+                "rows_with_problems_outside_windows", "rows_with_problems_in_tests_not_read",
+                "input_sha256", "data_simulated"):  # fmt: skip
         assert sum_s[key] == sum_l[key], key
+    assert sum_s["rows_with_problems_in_tests_not_read"] == 1
     assert summary["engine"] == "spark" and summary["partitions"] >= 7
     assert summary["timings"]["predict_s"] > 0
 

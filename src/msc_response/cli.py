@@ -130,6 +130,11 @@ def _flow_box(flow: dict) -> str:
         lines.append(
             f"  responders: {flow['responders']}, non-responders: {flow['non_responders']}"
         )
+    if flow.get("rows_with_problems"):
+        lines.append(f"rows with problems (not used): {sum(flow['rows_with_problems'].values())}, "
+                     f"of which rejecting nobody: {flow['rows_with_problems_outside_windows']} outside "
+                     f"every window, {flow['rows_with_problems_in_tests_not_read']} in tests the config "
+                     "does not read")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -375,7 +380,8 @@ def score(
     if summary["problems_file"]:
         n_rows = sum(summary["rows_with_problems"].values())
         console.print(f"  {n_rows} row(s) with problems (not used), listed in {summary['problems_file']}; "
-                      f"{summary['rows_with_problems_outside_windows']} of them outside every window the model reads",
+                      f"{summary['rows_with_problems_outside_windows']} of them outside every window the model reads, "
+                      f"{summary['rows_with_problems_in_tests_not_read']} in tests it does not read",
                       highlight=False)  # fmt: skip
     if "note" in summary:
         console.print(f"[yellow]note:[/] {summary['note']}")

@@ -22,7 +22,9 @@ from .units import KNOWN_TESTS, PLAUSIBLE_RANGES
 
 ENDPOINT_SCORES = ("child_pugh", "meld", "meld_na", "meld3", "albumin")
 DIRECTIONS = ("decrease", "increase")
-CANDIDATES = ("lightgbm", "logistic_l2")
+#: Every model that may be a candidate, and the default candidates (see modeling/models.py).
+CANDIDATES = ("lightgbm", "logistic_l2", "logistic_rcs")
+DEFAULT_CANDIDATES = ("lightgbm", "logistic_l2")
 
 #: Names allowed for an experiment: the name is the MLflow experiment, the registered model
 #: and a folder of the artifact store, so it must be a path segment that needs no quoting:
@@ -129,7 +131,7 @@ class ModelSettings:
     """Candidates, validation effort and the decision threshold stored with the model."""
 
     seed: int = 20250238
-    candidates: tuple[str, ...] = CANDIDATES
+    candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     folds: int = 5
     repeats: int | None = None  # None: 10 below 500 patients, 2 below 5,000, else 1
     bootstrap: int | None = None  # None: 200 below 500 patients, 50 below 5,000, else 10
@@ -221,6 +223,11 @@ class ExperimentConfig:
     endpoint: Endpoint = field(default_factory=Endpoint)
     landmark_day: int | None = None
     assume: dict[str, float] = field(default_factory=lambda: {"dialysis": 0})
+    #: the lab tests that become features: null (the tests the product knows: score components
+    #: and common liver and blood tests), "all" (every test of the study), or a list of tests.
+    #: A test no feature, label, score or assumption reads is never used: its row problems
+    #: reject nobody (study/policy.py).
+    lab_features: str | tuple[str, ...] | None = None
     singlecell: SingleCell = field(default_factory=SingleCell)
     model: ModelSettings = field(default_factory=ModelSettings)
 
@@ -242,6 +249,12 @@ class ExperimentConfig:
         ep, landmark = self.endpoint, self.landmark_day
         _require(landmark is None or (_is_int(landmark) and 0 < landmark < ep.followup_day - ep.window_days),
                  "landmark_day", landmark, "null, or a day after the first infusion and before the follow-up window")  # fmt: skip
+        lab = self.lab_features
+        _require(lab is None or lab == "all" or (isinstance(lab, list | tuple) and all(
+            isinstance(t, str) and t.strip() for t in lab)), "lab_features", lab,
+            'null (the known tests), "all", or a list of test names')  # fmt: skip
+        if isinstance(lab, list | tuple):
+            _set(self, "lab_features", tuple(lab))
         assume = {} if self.assume is None else self.assume
         _require(isinstance(assume, dict), "assume", assume, "a mapping of test name to value")
         for test, value in assume.items():

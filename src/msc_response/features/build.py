@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import labels as labels_mod
-from .. import scores
+from .. import scores, units
 from ..config import ExperimentConfig
 from ..domain import REGIMEN_FEATURES, regimen_features
 from ..errors import DataError, Problem
@@ -107,14 +107,35 @@ def slug(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")
 
 
+def read_lab_tests(config: ExperimentConfig) -> frozenset[str] | None:
+    """The lab tests the config reads (None: every test), the one rule for every verb and engine.
+
+    The score components (every baseline score is a feature; PT and its control stand in
+    for INR), the endpoint's tests, the assumed tests, and the features' tests
+    (``lab_features``): by default the tests the product knows (score components and the
+    common liver and blood tests of :data:`msc_response.units.NONNEGATIVE_TESTS`, in any
+    case as written), ``"all"``: every test (None), or the listed ones.
+    """
+    if config.lab_features == "all":
+        return None
+    read = {*SCORE_TESTS, *ENDPOINT_TESTS[config.endpoint.score], *config.assume}
+    features = (
+        units.KNOWN_TESTS | units.NONNEGATIVE_TESTS
+        if config.lab_features is None
+        else config.lab_features
+    )
+    return frozenset(bad_rows_policy.test_key(t) for t in (*read, *features))
+
+
 def windows(config: ExperimentConfig, *, labels: bool) -> bad_rows_policy.Windows:
-    """The day ranges the config reads: baseline, follow-up (with labels), landmark (cells)."""
+    """What the config reads: the day ranges - baseline, follow-up (with labels), landmark
+    (cells) - and the lab tests (:func:`read_lab_tests`)."""
     base = tuple(config.baseline_window)
     ep = config.endpoint
     followup = (ep.followup_day - ep.window_days, ep.followup_day + ep.window_days)
     labs = (base, followup) if labels else (base,)
     cells = (base, (1, config.landmark_day)) if config.landmark_day is not None else (base,)
-    return bad_rows_policy.Windows(labs, cells)
+    return bad_rows_policy.Windows(labs, cells, read_lab_tests(config))
 
 
 def pick_values(
@@ -260,7 +281,8 @@ def features_from_study(
 ) -> FeatureSet:
     """:func:`build_features` on an already loaded :class:`~msc_response.study.Study`."""
     files = {k: (v.name + "/" if v.is_dir() else v.name) for k, v in study.files.items()}
-    problems = bad_rows_policy.mark_in_use(study.problems, windows(config, labels=labels), files)
+    reads = windows(config, labels=labels)
+    problems = bad_rows_policy.mark_in_use(study.problems, reads, files)
     bad_reason, bad_category = bad_rows_policy.apply(problems, bad_rows, len(study.patients))
     if labels:
         _check_endpoint_computable(study, config)
@@ -268,13 +290,14 @@ def features_from_study(
     n = len(patients)
     test = labs["test"].cat.remove_unused_categories()
     test_names = [str(t) for t in test.cat.categories]
-    _check_feature_names(test_names, files["labs"])
+    read = reads.reads_test(test_names)  # per test: does the config read it
+    _check_feature_names([t for t, r in zip(test_names, read, strict=True) if r], files["labs"])
     codes = test.cat.codes.to_numpy()
     pidx, day, value = labs["pidx"].to_numpy(), labs["day"].to_numpy(), labs["value"].to_numpy()
     lo, hi = config.baseline_window
     base_vals, _ = pick_values(pidx, day, codes, value, n, len(test_names), lo, hi)
     has_baseline = np.zeros(n, dtype=bool)
-    has_baseline[pidx[(day >= lo) & (day <= hi)]] = True
+    has_baseline[pidx[(day >= lo) & (day <= hi) & read[codes]]] = True
 
     ids = patients["patient_id"].to_numpy()
     assumed = _Assumptions(ids)
@@ -304,7 +327,7 @@ def features_from_study(
     }
     spec = [{"name": "age_years", "kind": "patient", "source": "age_years", "unit": "years"},
             {"name": "female", "kind": "patient", "source": "sex", "unit": "flag"}]  # fmt: skip
-    for t in test_names:
+    for t in (t for t, r in zip(test_names, read, strict=True) if r):
         feats[f"baseline_{slug(t)}"] = base[t]
         spec.append(
             {
@@ -410,10 +433,14 @@ def patient_flow(
 ) -> dict:
     """Counts for the flow box: input, excluded by category, included, responders, bad rows."""
     by = exclusions["category"] if "category" in exclusions else exclusions["reason"]
-    rules, outside = None, 0
+    rules, outside, not_read = None, 0, 0
     if problems is not None and len(problems):
-        rules, outside = counts_by_rule(problems), int((~problems["in_window"]).sum())
-    flow = flow_of_counts(n_input, by.value_counts().to_dict(), len(exclusions), rules, outside)
+        read = problems["test_read"] if "test_read" in problems else True
+        rules = counts_by_rule(problems)
+        outside = int((~problems["in_window"] & read).sum())
+        not_read = int((~problems["in_window"]).sum()) - outside
+    flow = flow_of_counts(n_input, by.value_counts().to_dict(), len(exclusions), rules, outside,
+                          not_read)  # fmt: skip
     if labelled is not None:
         r = int(labelled["response"].sum())
         flow.update(responders=r, non_responders=int(len(labelled) - r))
@@ -426,9 +453,12 @@ def flow_of_counts(
     n_excluded: int,
     rows_by_rule: dict | None = None,
     rows_outside_windows: int = 0,
+    rows_in_tests_not_read: int = 0,
 ) -> dict:
     """The flow of :func:`patient_flow` from counts (excluded patients by category, row
-    problems by rule): the one layout, also for engines that count without frames."""
+    problems by rule, rows that reject nobody: of a test that is read but outside every
+    window, and of a test the config does not read): the one layout, also for engines
+    that count without frames."""
     flow = {
         "patients_in_input": int(n_input),
         "excluded": {str(k): int(excluded[k]) for k in sorted(excluded)},
@@ -438,6 +468,7 @@ def flow_of_counts(
     if rows_by_rule:
         flow["rows_with_problems"] = {str(k): int(rows_by_rule[k]) for k in sorted(rows_by_rule)}
         flow["rows_with_problems_outside_windows"] = int(rows_outside_windows)
+        flow["rows_with_problems_in_tests_not_read"] = int(rows_in_tests_not_read)
     return flow
 
 
@@ -491,8 +522,8 @@ def check_feature_outputs(out: str | Path, config_path: str | Path, data_dir: st
 
 def write_problems(problems: pd.DataFrame, path: str | Path) -> Path:
     """The full list of row problems as CSV (patient ids included: a local file, never logged)."""
-    cols = ["file", "row", "column", "patient_id", "rule", "message"]
-    out = problems[cols + (["in_window"] if "in_window" in problems else [])]
+    cols = ["file", "row", "column", "patient_id", "test", "rule", "message"]
+    out = problems[cols + [c for c in ("test_read", "in_window") if c in problems]]
     return write_table(out, path)
 
 

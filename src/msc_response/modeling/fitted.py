@@ -21,6 +21,9 @@ import pandas as pd
 
 MODEL_FILES = {"lightgbm": "model.lgb.txt", "logistic": "model.skops"}
 
+#: Type prefixes a stored scikit-learn pipeline may hold (our own: ``logistic_rcs``'s step).
+TRUSTED_TYPES = ("sklearn.", "numpy.", "msc_response.modeling.splines.SplineExpansion")
+
 
 @dataclass
 class FittedModel:
@@ -84,6 +87,8 @@ class FittedModel:
                 np.asarray(z) * lr.coef_.ravel(),
                 np.full(len(X), float(lr.intercept_[0])),
             )
+            if "expand" in pipe.named_steps:  # spline terms of one feature add up to its share
+                contrib = pipe.named_steps["expand"].per_feature(contrib)
         if self.recalibration is None:
             return contrib, base
         a, b = self.recalibration["intercept"], self.recalibration["slope"]
@@ -102,7 +107,8 @@ class FittedModel:
 
     @classmethod
     def load(cls, spec: dict, path: str | Path) -> FittedModel:
-        """Read a model written by :meth:`save` (skops trusts scikit-learn and numpy types only),
+        """Read a model written by :meth:`save` (skops trusts scikit-learn, numpy and this
+        package's own spline step only),
         as its ``model_spec.json`` describes it: kind, feature columns and the recalibration, if any."""
         kind, feature_columns = spec["kind"], spec["feature_columns"]
         recalibration = spec.get("recalibration")
@@ -115,7 +121,7 @@ class FittedModel:
         import skops.io as sio
 
         untrusted = sio.get_untrusted_types(file=path)
-        foreign = [t for t in untrusted if not t.startswith(("sklearn.", "numpy."))]
+        foreign = [t for t in untrusted if not t.startswith(TRUSTED_TYPES)]
         if foreign:
             raise ValueError(
                 f"refusing to load {str(path)!r}: it holds types outside scikit-learn/numpy: {foreign!r}"

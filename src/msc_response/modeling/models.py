@@ -5,6 +5,9 @@ Candidates
     leaves, small leaves allowed; the defaults cannot split a few dozen patients).
     ``logistic_l2``: L2-penalised logistic regression on standardised features, its
     penalty chosen by inner cross-validation (so outer validation around it is nested).
+    ``logistic_rcs``: the same penalised logistic regression on restricted cubic splines of
+    the continuous features, skewed labs logged (:mod:`msc_response.modeling.splines`:
+    the field's default, and why).
 Baselines
     ``baseline_score``: logistic regression on the endpoint's baseline score alone.
     ``baseline_regimen``: logistic regression on the dosing regimen alone.
@@ -30,8 +33,9 @@ from sklearn.preprocessing import StandardScaler
 
 from ..config import ExperimentConfig
 from ..domain import REGIMEN_FEATURES
+from .splines import SplineExpansion
 
-#: Inverse penalties searched by the inner cross-validation of ``logistic_l2``.
+#: Inverse penalties searched by the inner cross-validation of ``logistic_l2`` and ``logistic_rcs``.
 C_GRID = np.logspace(-3, 1, 9)
 
 
@@ -120,7 +124,10 @@ def make_estimator(spec: ModelSpec, config: ExperimentConfig, seed: int, n_minor
         lr = PenalisedLogisticCV(inner_folds=max(2, min(3, n_minority)), seed=seed)
     else:
         lr = LogisticRegression(C=1.0, solver="newton-cholesky", max_iter=1000)
-    return Pipeline([("impute", impute), ("scale", StandardScaler()), ("model", lr)])
+    steps = [("impute", impute), ("scale", StandardScaler()), ("model", lr)]
+    if spec.name == "logistic_rcs":
+        steps.insert(1, ("expand", SplineExpansion(spec.features)))
+    return Pipeline(steps)
 
 
 def storable(estimator):

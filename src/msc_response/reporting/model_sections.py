@@ -190,7 +190,12 @@ def add_model_section(page: Page, result, name: str) -> None:
     s.table(shown.rename(columns={"lower": "95% band low", "upper": "95% band high"}),
             "Net benefit at selected thresholds", digits=3)  # fmt: skip
     add_operating_point(s, model_operating_point(result, name), name, "cross-validated")
-    if mv.spec.kind == "logistic":
+    if mv.spec.kind == "logistic" and name == "logistic_rcs":
+        s.subheading("The full equation")
+        s.paragraph("Not applicable: the model is a penalised logistic regression on restricted cubic splines "
+                    "of the continuous features (skewed labs logged), so a feature has no single coefficient; "
+                    "the SHAP section shows what each feature contributes.")  # fmt: skip
+    elif mv.spec.kind == "logistic":
         eq = logistic_equation(_refit(result, name), result.features.feature_spec)
         s.subheading("The full equation")
         s.paragraph(eq.text())

@@ -22,7 +22,8 @@ from .. import units
 from ..errors import Problem
 
 #: Columns of a problem table.
-PROBLEM_COLUMNS = ["file", "row", "column", "patient_id", "pidx", "day", "rule", "message"]
+#: ``test``: the lab test of the row, as written (None for other tables, or where unreadable).
+PROBLEM_COLUMNS = ["file", "row", "column", "patient_id", "pidx", "day", "test", "rule", "message"]
 
 #: Row problems shown per rule in a message (the rest are counted; the full list is a file).
 SHOWN_PER_RULE = 10
@@ -46,10 +47,11 @@ class ProblemLog:
         patient_ids=None,
         pidx=None,
         days=None,
+        tests=None,
     ) -> None:
         """Record one problem for every position where ``mask`` is true.
 
-        ``rows``, ``patient_ids``, ``pidx`` and ``days`` are arrays over the table's
+        ``rows``, ``patient_ids``, ``pidx``, ``days`` and ``tests`` are arrays over the table's
         positions (``rows``: the 1-based row of the file; default position + 1).
         ``message(i)`` gives the text for position ``i``.
         """
@@ -71,6 +73,7 @@ class ProblemLog:
                 "patient_id": pick(patient_ids, None),
                 "pidx": pick(pidx, -1).astype(np.int64),
                 "day": pick(days, np.nan).astype(float),
+                "test": pick(tests, None),
                 "rule": rule,
                 "message": text,
             })
@@ -90,7 +93,7 @@ class ProblemLog:
 
 def empty_problems() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(PROBLEM_COLUMNS,
-                         (object, np.int64, object, object, np.int64, float, object, object),
+                         (object, np.int64, object, object, np.int64, float, object, object, object),
                          strict=True)})  # fmt: skip
 
 

@@ -205,7 +205,8 @@ def _day_problems(day: np.ndarray, file: str, log: ProblemLog, where: dict) -> n
     return out_of_range | not_whole
 
 
-def _patient_rows(pid: pd.Series, patients: pd.DataFrame, file: str, log: ProblemLog, rows, day):
+def _patient_rows(pid: pd.Series, patients: pd.DataFrame, file: str, log: ProblemLog, rows, day,
+                  tests=None):  # fmt: skip
     """``(pidx, bad)``: each row's patient and the rows whose id is missing, spaced or unknown.
 
     A row whose id has surrounding spaces is attributed to the patient the stripped id
@@ -216,7 +217,7 @@ def _patient_rows(pid: pd.Series, patients: pd.DataFrame, file: str, log: Proble
     if spaced.any():
         pidx = np.where(spaced, pd.Index(patients["patient_id"]).get_indexer(stripped), pidx)
     ids = pid.astype(object).to_numpy()
-    where = {"rows": rows, "patient_ids": ids, "pidx": pidx, "days": day}
+    where = {"rows": rows, "patient_ids": ids, "pidx": pidx, "days": day, "tests": tests}
     log.add(file, "patient_id", "missing value", missing, "patient_id is missing", **where)
     log.add(file, "patient_id", "id with spaces", spaced,
             lambda i: f"patient_id {ids[i]!r} has leading or trailing spaces", **where)  # fmt: skip
@@ -242,8 +243,10 @@ def validate_labs(
     rows = row_numbers(raw)
     day = raw["day"].to_numpy(dtype=float)
     pid = _as_category(raw["patient_id"])
-    pidx, bad, where = _patient_rows(pid, patients, file, log, rows, day)
     test, unit = _as_category(raw["test"]), _as_category(raw["unit"])
+    # every problem carries its test: the policy lets a test the config never reads reject nobody
+    tests = test.astype(object).to_numpy()
+    pidx, bad, where = _patient_rows(pid, patients, file, log, rows, day, tests)
     bad |= _text_problems(raw, ("day", "value"), file, log, **where)
     value_raw = raw["value"].to_numpy(dtype=float)
     for name, series in (("test", test), ("unit", unit)):
@@ -279,7 +282,8 @@ def validate_labs(
     labs = pd.DataFrame({"pidx": pidx[keep], "day": day[keep].astype(np.int32),
                          "test": test.array[keep], "value": value[keep]})  # fmt: skip
     labs = _drop_duplicates(labs, file, log, None if rows is None else rows[keep],
-                            pid.astype(object).to_numpy()[keep], what="test", value_col="value")  # fmt: skip
+                            pid.astype(object).to_numpy()[keep], what="test", value_col="value",
+                            tests=tests[keep])  # fmt: skip
     return labs, lab_units
 
 
@@ -354,7 +358,7 @@ def _value_problems(value, value_raw, tc, cats, unit, bad, file, log, where) -> 
     return out | implausible | negative
 
 
-def _drop_duplicates(df, file, log, rows, ids, *, what: str, value_col: str) -> pd.DataFrame:
+def _drop_duplicates(df, file, log, rows, ids, *, what: str, value_col: str, tests=None) -> pd.DataFrame:
     """Identical repeats of (patient, day, ``what``) are dropped; conflicting ones are row problems."""
     lo, hi = DAY_RANGE
     codes = df[what].cat.codes.to_numpy().astype(np.int64)
@@ -374,7 +378,7 @@ def _drop_duplicates(df, file, log, rows, ids, *, what: str, value_col: str) -> 
     log.add(file, value_col, "conflicting duplicate", in_conflict, lambda i: (
         f"conflicting duplicate of {what} {str(df[what].iloc[i])!r} on day "
         f"{int(df['day'].iloc[i])} for the same patient (values differ)"
-    ), rows=rows, patient_ids=ids, pidx=df["pidx"].to_numpy(), days=df["day"].to_numpy())  # fmt: skip
+    ), rows=rows, patient_ids=ids, pidx=df["pidx"].to_numpy(), days=df["day"].to_numpy(), tests=tests)  # fmt: skip
     repeat = np.zeros(len(df), dtype=bool)
     dup_pos = np.flatnonzero(same & ~differ) + 1
     repeat[dup_pos if order is None else order[dup_pos]] = True

@@ -237,6 +237,7 @@ def score(
         "counts": counts, "rejected_by_reason": flow["excluded"],
         "rows_with_problems": flow.get("rows_with_problems", {}),
         "rows_with_problems_outside_windows": flow.get("rows_with_problems_outside_windows", 0),
+        "rows_with_problems_in_tests_not_read": flow.get("rows_with_problems_in_tests_not_read", 0),
         "problems_file": sidecar(out, ".problems.csv").name if run.has_problems else None,
         "strict": strict, "engine": engine, "explain": explain,
         "regimens": regimens, "threshold": model.threshold,

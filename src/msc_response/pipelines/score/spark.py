@@ -63,7 +63,8 @@ from .chunk import JobRun, Task, score_chunk, with_model_columns
 SCORED, REJECTED, PROBLEM, STRUCTURAL, FACTS = range(5)
 
 #: The row problems' columns in the ``.problems.csv`` output (as the local engine writes them).
-PROBLEM_OUTPUT = ["file", "row", "column", "patient_id", "rule", "message", "in_window"]
+PROBLEM_OUTPUT = ["file", "row", "column", "patient_id", "test", "rule", "message", "test_read",
+                  "in_window"]  # fmt: skip
 
 
 def spark_session():
@@ -272,7 +273,7 @@ def _score_partition(batches, plan: _Plan):
         found = pd.DataFrame({"file": [p.file for p in err.problems], "row": [p.row for p in err.problems],
                               "column": [p.column for p in err.problems], "patient_id": None,
                               "rule": "structural", "message": [p.message for p in err.problems],
-                              "in_window": True})  # fmt: skip
+                              "test": None, "test_read": True, "in_window": True})  # fmt: skip
         found["row"] = found["row"].astype("Int64")
         struct_type = schema.field("problem").type
         yield _tagged(STRUCTURAL, _struct(found, struct_type), "problem", len(found), schema)
@@ -324,7 +325,8 @@ def _output_schema(model: LoadedModel, explain: int, regimens: bool) -> pa.Schem
         pa.field("scored", pa.struct(scored)),
         pa.field("rejected", pa.struct([("patient_id", text), ("reason", text), ("category", text)])),
         pa.field("problem", pa.struct([("file", text), ("row", pa.int64()), ("column", text),
-                                       ("patient_id", text), ("rule", text), ("message", text),
+                                       ("patient_id", text), ("test", text), ("rule", text),
+                                       ("message", text), ("test_read", pa.bool_()),
                                        ("in_window", pa.bool_())])),
         pa.field("facts", pa.struct([("n_patients", pa.int64()), ("tests", pa.list_(text)),
                                      ("has_cells", pa.bool_()), ("started", pa.float64()),
@@ -351,7 +353,7 @@ def _problem_order(study):
 
 
 def _tally(scored) -> list:
-    """``(kind, label, in_window, count)`` rows: one Spark aggregation over the result.
+    """``(kind, label, in_window, test_read, count)`` rows: one Spark aggregation over the result.
 
     The label is the category of a rejected patient and the rule of a row problem.
     """
@@ -362,9 +364,11 @@ def _tally(scored) -> list:
         kind.isin(PROBLEM, STRUCTURAL), F.col("problem.rule")
     )
     in_window = F.when(kind == PROBLEM, F.col("problem.in_window"))
+    test_read = F.when(kind == PROBLEM, F.col("problem.test_read"))
     return (
-        scored.groupBy(kind, label.alias("label"), in_window.alias("in_window")).count().collect()
-    )
+        scored.groupBy(kind, label.alias("label"), in_window.alias("in_window"),
+                       test_read.alias("test_read")).count().collect()
+    )  # fmt: skip
 
 
 def _stop_on_problems(scored, study, strict: bool, tally, hadoop, target: sio.Target) -> None:
@@ -537,14 +541,16 @@ def _timed(func, *args):
 
 def _flow(counts: dict, tally) -> dict:
     """The patient flow of :func:`~msc_response.features.patient_flow`, from Spark's counts."""
-    excluded, rules, outside = {}, {}, 0
+    excluded, rules, outside, not_read = {}, {}, 0, 0
     for row in tally:
         if row["_kind"] == REJECTED:
             excluded[row["label"]] = excluded.get(row["label"], 0) + row["count"]
         elif row["_kind"] == PROBLEM:
             rules[row["label"]] = rules.get(row["label"], 0) + row["count"]
-            outside += 0 if row["in_window"] else row["count"]
-    return flow_of_counts(counts["patients_in_input"], excluded, counts["rejected"], rules, outside)
+            outside += row["count"] if row["test_read"] and not row["in_window"] else 0
+            not_read += 0 if row["test_read"] else row["count"]
+    return flow_of_counts(counts["patients_in_input"], excluded, counts["rejected"], rules, outside,
+                          not_read)  # fmt: skip
 
 
 def _write_local_json(path: Path, summary: dict) -> None:

@@ -1,0 +1,83 @@
+"""``logistic_rcs``: Harrell's restricted cubic splines, the log of skewed labs, the fitted model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from patsy import dmatrix
+from scipy.special import logit
+
+from conftest import statistical_warnings
+from msc_response.config import config_from_dict
+from msc_response.features import build_features
+from msc_response.modeling.fit import fit
+from msc_response.modeling.fitted import FittedModel
+from msc_response.modeling.splines import SplineExpansion, knots, n_knots, rcs_basis
+
+
+def test_the_basis_by_hand():
+    # knots 0, 1, 3: one nonlinear column, (x)+^3 - (x-1)+^3 * 3/2 + (x-3)+^3 * 1/2, over 3^2
+    t = np.array([0.0, 1.0, 3.0])
+    x = np.array([-1.0, 0.5, 2.0, 4.0])
+    expected = np.array([0.0, 0.125, 8 - 1.5, 64 - 27 * 1.5 + 0.5]) / 9
+    np.testing.assert_allclose(rcs_basis(x, t)[:, 0], expected, rtol=1e-12)
+    # linear beyond the outer knots: the second difference vanishes there
+    far = rcs_basis(np.array([5.0, 6.0, 7.0]), t)[:, 0]
+    assert far[2] - 2 * far[1] + far[0] == pytest.approx(0, abs=1e-12)
+
+
+def test_the_basis_spans_patsys_natural_cubic_splines():
+    z = np.log(np.random.default_rng(0).lognormal(0, 1, 200))
+    t = knots(z, 5)
+    ours = np.column_stack([np.ones_like(z), z, rcs_basis(z, t)])
+    cr = np.asarray(dmatrix("cr(z, knots=inner, lower_bound=lo, upper_bound=hi) - 1",
+                            {"z": z, "inner": t[1:-1], "lo": t[0], "hi": t[-1]}))  # fmt: skip
+    for a, b in ((ours, cr), (cr, ours)):  # each spans the other
+        coef = np.linalg.lstsq(a, b, rcond=None)[0]
+        np.testing.assert_allclose(a @ coef, b, atol=1e-9)
+
+
+def test_knots_follow_harrells_rule():
+    assert [n_knots(n) for n in (29, 30, 99, 100)] == [3, 4, 4, 5]
+    x = np.arange(1.0, 51.0)  # below 100 values: outer knots at the 5th smallest and largest
+    np.testing.assert_allclose(knots(x, 4), [5.0, np.quantile(x, 0.35), np.quantile(x, 0.65), 46.0])
+    # ties merge knots: a grade 0-2 gets 3 (linear + 1 term: as saturated as a factor)
+    assert len(knots(np.array([0.0, 1.0, 2.0] * 20), 4)) == 3
+
+
+def test_skewed_labs_are_logged_and_flags_stay_linear():
+    rng = np.random.default_rng(1)
+    n = 60
+    X = np.column_stack([rng.lognormal(0.5, 1, n), rng.normal(3.2, 0.5, n), rng.integers(0, 2, n),
+                         np.r_[0.0, rng.lognormal(0, 1, n - 1)]])  # fmt: skip
+    names = ("baseline_bilirubin", "baseline_albumin", "female", "baseline_creatinine")
+    exp = SplineExpansion(names).fit(X)
+    out = exp.transform(X)
+    np.testing.assert_allclose(out[:, 0], np.log(X[:, 0]), rtol=1e-12)  # bilirubin: log
+    assert out[0, exp.source_ == 3][0] == pytest.approx(np.log(0.1))  # creatinine 0: floored
+    assert [len(t) for t in exp.knots_] == [4, 4, 0, 4]  # 60 patients: 4 knots; a flag linear
+    assert list(exp.source_) == [0, 0, 0, 1, 1, 1, 2, 3, 3, 3]
+    np.testing.assert_allclose(exp.per_feature(np.ones((2, out.shape[1]))), [[3, 3, 1, 3]] * 2)
+
+
+def test_logistic_rcs_is_fitted_validated_stored_and_explained(trial_dir, tmp_path):
+    config = config_from_dict({"name": "rcs", "model": {
+        "candidates": ["logistic_rcs"], "repeats": 2, "bootstrap": 20, "n_jobs": 1}})  # fmt: skip
+    features = build_features(config, trial_dir)
+    with statistical_warnings("below Riley's minimum sample size"):
+        result = fit(config, features, simulated=True)
+    s = result.summary()
+    assert s["primary_model"] == "logistic_rcs" and result.fitted.kind == "logistic"
+    lo, hi = s["validated_roc_auc_ci"]
+    assert 0 <= lo < s["validated_roc_auc"] < hi <= 1
+    assert isinstance(s["models"]["logistic_rcs"]["optimism_corrected_roc_auc"], float)
+    X = result.X[result.fitted.feature_columns]
+    p = result.fitted.predict_proba(X)
+    contrib, base = result.fitted.contributions(X)
+    assert contrib.shape == X.shape  # one contribution per feature, spline terms added up
+    np.testing.assert_allclose(base + contrib.sum(axis=1), logit(p), atol=1e-9)
+    path = result.fitted.save(tmp_path)  # skops, our spline step trusted by name
+    spec = {"kind": "logistic", "feature_columns": result.fitted.feature_columns}
+    again = FittedModel.load(spec, path)
+    np.testing.assert_allclose(again.predict_proba(pd.DataFrame(X)), p, rtol=1e-12)
