@@ -264,7 +264,9 @@ def main(argv=None) -> None:
         # each trial's row is appended as it finishes, so that a run stopped early (a shared
         # machine) still leaves its trials: --summarise-rows makes the result from them
         for row in Parallel(n_jobs=args.jobs, verbose=0, return_as="generator_unordered")(
-            delayed(one_trial)(k, args.first_seed + k, work, fresh, args.repeats, args.bootstrap, args.primary)
+            delayed(one_trial)(
+                k, args.first_seed + k, work, fresh, args.repeats, args.bootstrap, args.primary
+            )
             for k in range(args.trials)
         ):
             rows.append(row)

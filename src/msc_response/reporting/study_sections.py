@@ -208,7 +208,9 @@ def add_flow(page: Page, ctx: StudyContext) -> None:
     bad = ctx.features.flow.get("rows_with_problems")
     if bad:
         s.paragraph(
-            "Rows with problems (not used): " + ", ".join(f"{k}: {v}" for k, v in bad.items()) + "; "
+            "Rows with problems (not used): "
+            + ", ".join(f"{k}: {v}" for k, v in bad.items())
+            + "; "
             f"{ctx.features.flow['rows_with_problems_outside_windows']} of them outside every window and "
             f"{ctx.features.flow.get('rows_with_problems_in_tests_not_read', 0)} in tests the config does "
             "not read (these exclude nobody)."

@@ -358,7 +358,9 @@ def _value_problems(value, value_raw, tc, cats, unit, bad, file, log, where) -> 
     return out | implausible | negative
 
 
-def _drop_duplicates(df, file, log, rows, ids, *, what: str, value_col: str, tests=None) -> pd.DataFrame:
+def _drop_duplicates(
+    df, file, log, rows, ids, *, what: str, value_col: str, tests=None
+) -> pd.DataFrame:
     """Identical repeats of (patient, day, ``what``) are dropped; conflicting ones are row problems."""
     lo, hi = DAY_RANGE
     codes = df[what].cat.codes.to_numpy().astype(np.int64)
