@@ -50,14 +50,10 @@ score: $(STAMP) ## score the SIMULATED screening cohort with each experiment's c
 	@$(MAKE) --no-print-directory score-one NAME=child-pugh-day28 OUT=outputs/predictions_child_pugh.csv ARGS="--explain 3 --regimens all"
 	@$(MAKE) --no-print-directory score-one NAME=meld-day28 OUT=outputs/predictions_meld.csv ARGS="--explain 3"
 
-# the champion if one was promoted; else, saying so loudly, the exploratory (below Riley's
-# minimum sample size) or the latest candidate version
+# the champion if one was promoted; else the exploratory (below Riley's minimum sample size)
+# or the latest candidate version: `score` itself warns about a model that is not the champion
 score-one:
 	@alias=$$($(BIN)/python -c 'import sys; from msc_response.modeling.registration import scoring_alias; print(scoring_alias(sys.argv[1]))' $(NAME)) || exit $$?; \
-	if [ "$$alias" != champion ]; then \
-	  echo "!!! WARNING: $(NAME) has no champion. Scoring its $$alias model: NOT validated for use" >&2; \
-	  echo "!!! (too few patients, or it did not beat the baseline); treat its predictions as exploratory." >&2; \
-	fi; \
 	$(CLI) score --model models:/$(NAME)@$$alias --data data/screening --out $(OUT) $(ARGS)
 
 demo: $(STAMP) ## the main job end to end on the embedded default (SIMULATED data, local MLflow store)

@@ -336,12 +336,21 @@ def experiment_id(name: str) -> str:
 
 
 def git_commit() -> str:
-    """The commit of the working tree, or "unknown" outside git."""
+    """The commit of the git checkout this package runs from, or "unknown".
+
+    Asked of the package's own folder, not of the working directory (a user's project may
+    be a repository of its own), and only when git tracks the package's files there: an
+    installed copy inside some checkout (a virtual environment in it) is "unknown".
+    """
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True,
+                              check=True, timeout=5).stdout.strip()  # fmt: skip
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
-        )
-        return out.stdout.strip()
+        git("ls-files", "--error-unmatch", Path(__file__).name)
+        return git("rev-parse", "HEAD")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

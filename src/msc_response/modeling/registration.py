@@ -400,10 +400,9 @@ def _register(name: str, model_info, result: TrainingResult, decision: gate.Deci
 
 def scoring_alias(name: str, root: str | Path | None = None) -> str:
     """The alias to score with: ``champion`` if there is one, else ``exploratory``, else ``candidate``."""
-    aliases = tracking.client(root).get_registered_model(name).aliases
-    for alias in (gate.ALIAS_CHAMPION, gate.ALIAS_EXPLORATORY, gate.ALIAS_CANDIDATE):
-        if alias in aliases:
-            return alias
+    alias = gate.preferred_alias(tracking.client(root).get_registered_model(name).aliases)
+    if alias is not None:
+        return alias
     raise LookupError(
         f"registered model {name!r} has none of the aliases champion, exploratory, candidate"
     )

@@ -222,12 +222,16 @@ def add_missing(page: Page, ctx: StudyContext, model_kinds=("lightgbm", "logisti
     s = page.section("Missing values")
     m = tables.missingness(ctx.features, model_kinds)
     total = int(m["missing"].sum())
-    if total == 0:
+    if total == 0:  # a table of zeros says less than this sentence
         s.paragraph(
             f"No predictor has a missing value among the {len(ctx.features.table)} included patients."
         )
-    s.table(m, "Missing values per predictor among the included patients, and what each model does with them",
+        return
+    some = m[m["missing"] > 0]
+    s.table(some, "Missing values per predictor among the included patients, and what each model does with them",
             digits=1)  # fmt: skip
+    if len(some) < len(m):
+        s.paragraph(f"The other {len(m) - len(some)} predictors have no missing value.")
 
 
 def add_sample_size(page: Page, ctx: StudyContext, n_parameters: int | None = None) -> None:
