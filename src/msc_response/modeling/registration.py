@@ -10,11 +10,16 @@ patient's row reaches the store.
 
 The new version gets aliases from :func:`msc_response.modeling.gate.decide`; against an
 existing champion, the champion's stored recipe is re-validated here on the same data.
+
+The parent run is named by model, endpoint and time (:func:`run_name`); it and the model
+version carry the model card's summary as their description (:func:`card_summary`:
+aggregates only, no patient's data).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import tempfile
 import warnings
@@ -66,7 +71,7 @@ def log_and_register(
         exp_id = tracking.experiment_id(config.name)
         abandoned = tracking.fail_abandoned_runs(exp_id, root)
         with (
-            tracking.start_run(experiment_id=exp_id, run_name=f"train {config.name}") as parent,
+            tracking.start_run(experiment_id=exp_id, run_name=run_name(config)) as parent,
             _scratch(uri, config.name) as tmp,
         ):
             registered = _log_and_register(result, summary, exp_id, data_dir, tmp)
@@ -111,8 +116,12 @@ def _log_and_register(
         champion_problem=champion_problem,
     )
     version, aliases = _register(config.name, model_info, result, decision)
+    status = gate.status_of(aliases, exploratory=result.below_riley)
+    card = card_summary(summary, status, decision.reason)
     mlflow.set_tags({"primary_model": config.model.primary, "champion_decision": decision.reason,
-                     "registered_version": version, "exploratory": str(result.below_riley).lower()})  # fmt: skip
+                     "registered_version": version, "exploratory": str(result.below_riley).lower(),
+                     "model_status": status, tracking.TAG_DESCRIPTION: card})  # fmt: skip
+    mlflow.MlflowClient().update_model_version(config.name, version, description=card)
     if champion is not None:
         mlflow.log_metrics(_flat("gate_champion", champion.to_dict()))
     return {
@@ -123,6 +132,37 @@ def _log_and_register(
         "aliases": aliases,
         "champion_decision": decision.reason,
     }
+
+
+def run_name(config) -> str:
+    """A training run's name that tells it apart: primary model, endpoint, UTC time to the second."""
+    ep = config.endpoint
+    when = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{config.model.primary} {ep.score} day {ep.followup_day} {when}"
+
+
+def card_summary(summary: dict, status: str, decision: str) -> str:
+    """The model card in a few Markdown lines, for MLflow's run and model-version descriptions.
+
+    From the training summary: counts and validated numbers only, never a patient's data.
+    """
+    from ..reporting.study_sections import MODEL_CARD_USE
+    from .metrics import ROC_AUC, VALIDATED, reported
+
+    auroc = summary[reported(VALIDATED, ROC_AUC)]
+    lo, hi = summary.get(reported(VALIDATED, ROC_AUC, "ci")) or (None, None)
+    auroc_text = "not estimable" if auroc is None else (
+        f"{auroc:.3f}" + (f" (95% CI {lo:.3f} to {hi:.3f})" if lo is not None and hi is not None else " (no interval)"))  # fmt: skip
+    data = "SIMULATED data (not patients)" if summary["simulated_data"] else "patient data"
+    lines = [
+        f"**{summary['experiment']}**: {summary['primary_model']}, status **{status}**; trained on {data}.",
+        f"n = {summary['n_patients']} patients, {summary['n_events']} responders; Riley's minimum "
+        f"n = {summary['riley_min_n']} for {summary['riley_parameters']} parameters.",
+        f"Validated AUROC (.632+ bootstrap): {auroc_text}.",
+        f"Registry decision: {decision}.",
+        MODEL_CARD_USE,
+    ]  # fmt: skip
+    return "\n\n".join(lines)
 
 
 @contextlib.contextmanager
