@@ -56,6 +56,7 @@ def test_tables_show_labels_whole_numbers_mappings_and_no_empty_table():
                           "count": [49.0, 3.0], "estimate": [-0.00001, 0.25],
                           "oracle": [{"albumin": 0.70871, "meld": 0.69}, None]}), "c")  # fmt: skip
     s.table(pd.DataFrame({"predictor": []}), "Missing values")
+    s.definitions({"oracle AUROC": {"albumin": 0.7087}, "n": 49, "slope": -0.0001})
     html = _html(page)
     assert (
         '<abbr title="baseline_mx1_monocytes_fraction">MX1+ monocytes, baseline (fraction of monocytes)</abbr>'
@@ -66,6 +67,7 @@ def test_tables_show_labels_whole_numbers_mappings_and_no_empty_table():
     assert "albumin 0.709, meld 0.690" in html and "{" not in re.sub(
         r"<style>.*</style>", "", html, flags=re.S
     )
+    assert "<dd>albumin 0.709</dd><dt>n</dt><dd>49</dd><dt>slope</dt><dd>0.000</dd>" in html
     assert "<p>Missing values: none.</p>" in html and html.count("<table>") == 2  # + the glossary
     assert "Glossary of feature names" in html and ">baseline_bilirubin<" in html
 

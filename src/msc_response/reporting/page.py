@@ -163,7 +163,9 @@ class Section:
         return self
 
     def definitions(self, pairs: dict) -> Section:
-        body = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in pairs.items())
+        body = "".join(
+            f"<dt>{_esc(k)}</dt><dd>{_esc(_cell(v, 3)[0])}</dd>" for k, v in pairs.items()
+        )
         self.blocks.append(f"<dl>{body}</dl>")
         return self
 
