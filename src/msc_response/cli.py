@@ -44,28 +44,11 @@ EXIT_BAD_INPUT = 2
 # The fixed choices of the options, as enums so that ``--help`` lists them. Their values
 # are the library's (tests/test_cli.py checks them against it): the command line imports
 # none of the heavy modules that hold them.
-class Design(StrEnum):
-    trial = "trial"
-    screening = "screening"
-
-
-class TableFormat(StrEnum):
-    csv = "csv"
-    parquet = "parquet"
-
-
-class Engine(StrEnum):
-    local = "local"
-    spark = "spark"
-
-
-class SourceFormat(StrEnum):
-    sdtm = "sdtm"
-    fhir = "fhir"
-
-
-class Regimens(StrEnum):
-    all = "all"
+Design = StrEnum("Design", ["trial", "screening"])
+TableFormat = StrEnum("TableFormat", ["csv", "parquet"])
+Engine = StrEnum("Engine", ["local", "spark"])
+SourceFormat = StrEnum("SourceFormat", ["sdtm", "fhir"])
+Regimens = StrEnum("Regimens", ["all"])
 
 
 #: ``--progress`` (True), ``--no-progress`` (False) or neither (None: when stderr is a terminal)
