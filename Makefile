@@ -53,7 +53,7 @@ score: $(STAMP) ## score the SIMULATED screening cohort with each experiment's c
 # the champion if one was promoted; else the exploratory (below Riley's minimum sample size)
 # or the latest candidate version: `score` itself warns about a model that is not the champion
 score-one:
-	@alias=$$($(BIN)/python -c 'import sys; from msc_response.modeling.registration import scoring_alias; print(scoring_alias(sys.argv[1]))' $(NAME)) || exit $$?; \
+	@alias=$$($(BIN)/python -c 'import sys; from msc_response.registry.registration import scoring_alias; print(scoring_alias(sys.argv[1]))' $(NAME)) || exit $$?; \
 	$(CLI) score --model models:/$(NAME)@$$alias --data data/screening --out $(OUT) $(ARGS)
 
 demo: $(STAMP) ## the main job end to end on the embedded default (SIMULATED data, local MLflow store)
@@ -80,7 +80,7 @@ SHOT_EXPLAIN := outputs/explain_SIM-0000001.html
 screenshots: $(STAMP) ## screenshots of the training report, validation and explain pages (SIMULATED data): docs/images/*.png
 	@test -d data/screening || $(MAKE) --no-print-directory data
 	@ls reports/$(SHOT_EXPERIMENT)/*/index.html 2>/dev/null | grep -qv /validation- || $(MAKE) --no-print-directory train
-	@alias=$$($(BIN)/python -c 'import sys; from msc_response.modeling.registration import scoring_alias; print(scoring_alias(sys.argv[1]))' $(SHOT_EXPERIMENT)) || exit $$?; \
+	@alias=$$($(BIN)/python -c 'import sys; from msc_response.registry.registration import scoring_alias; print(scoring_alias(sys.argv[1]))' $(SHOT_EXPERIMENT)) || exit $$?; \
 	ls reports/$(SHOT_EXPERIMENT)/validation-*/index.html >/dev/null 2>&1 || \
 	  $(CLI) validate --model models:/$(SHOT_EXPERIMENT)@$$alias --data data/screening || exit $$?; \
 	$(CLI) explain --model models:/$(SHOT_EXPERIMENT)@$$alias --data data/trial --patient SIM-0000001 --out $(SHOT_EXPLAIN)

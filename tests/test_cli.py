@@ -43,7 +43,7 @@ def test_fixed_choices_are_listed(verb, choices):
 
 def test_the_choices_are_the_librarys():
     from msc_response.importers import FORMATS
-    from msc_response.pipelines.score import ENGINES
+    from msc_response.pipelines.score.job import ENGINES
 
     assert tuple(Engine) == ENGINES and tuple(SourceFormat) == FORMATS
     assert [*TableFormat] == ["csv", "parquet"] and [*Design] == ["trial", "screening"]

@@ -92,13 +92,13 @@ def test_git_commit_is_unknown_outside_a_checkout(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from msc_response import tracking
+    from msc_response import provenance
 
     # a copy of the package outside any git checkout: the commit is not the working directory's
     copy = tmp_path / "site" / "msc_response"
     shutil.copytree(__import__("msc_response").__path__[0], copy)
-    out = subprocess.run([sys.executable, "-c", "from msc_response import tracking; print(tracking.git_commit())"],
+    out = subprocess.run([sys.executable, "-c", "from msc_response import provenance; print(provenance.git_commit())"],
                          capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(copy.parent),
                          "PATH": "/usr/bin:/bin"}, check=True)  # fmt: skip
     assert out.stdout.strip() == "unknown"
-    assert re.fullmatch(r"[0-9a-f]{40}", tracking.git_commit())  # this checkout
+    assert re.fullmatch(r"[0-9a-f]{40}", provenance.git_commit())  # this checkout

@@ -41,9 +41,8 @@ def test_a_broken_image_and_a_script_error_are_seen(tmp_path):
 def _explain_page(tmp_path):
     """The explain page of a real LightGBM model (exploratory, trained on SIMULATED data)."""
     from msc_response.features import build_features
-    from msc_response.modeling.fitted import FittedModel
+    from msc_response.modeling.fitted import FittedModel, LoadedModel
     from msc_response.modeling.models import ModelSpec, make_estimator, storable
-    from msc_response.modeling.registry import LoadedModel
     from msc_response.reporting.waterfall import explain_patient, write_explanation
 
     config = config_from_dict({"name": "cp-browser"})

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import tracking
+from .. import provenance
 from ..config import config_digest
 from ..feature_labels import feature_labels
 from ..io import atomic_path
-from ..report import SIMULATED_LABEL
+from ..plotting import SIMULATED_LABEL
 
 SIMULATED_BANNER = (
     "SIMULATED DATA. Every number and figure on this page comes from simulated patients "
@@ -113,7 +113,7 @@ class Provenance:
     @classmethod
     def now(cls, config: dict | None) -> Provenance:
         """This package and checkout, ``config`` (as plain data; None: no config), the current time."""
-        return cls(metadata.version("msc-response"), tracking.git_commit(),
+        return cls(metadata.version("msc-response"), provenance.git_commit(),
                    "none" if config is None else config_digest(config),
                    dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))  # fmt: skip
 

@@ -28,14 +28,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import tracking
+from .. import plotting, provenance, tracking
 from ..config import config_from_dict
+from ..domain import INTENDED_USE
+from ..features import build_features
 from ..io import work_dir, write_json
-from . import gate
-from .fit import ModelValidation, TrainingResult, validate_model
-from .fitted import write_spec
-from .models import ModelSpec
-from .summary import NOT_APPLICABLE, model_numbers
+from ..modeling import gate
+from ..modeling.explain import global_importance
+from ..modeling.fit import ModelValidation, TrainingResult, validate_model
+from ..modeling.fitted import write_spec
+from ..modeling.metrics import ROC_AUC, VALIDATED, reported
+from ..modeling.models import ModelSpec
+from ..modeling.summary import NOT_APPLICABLE, model_numbers
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 
@@ -146,9 +150,6 @@ def card_summary(summary: dict, status: str, decision: str) -> str:
 
     From the training summary: counts and validated numbers only, never a patient's data.
     """
-    from ..reporting.study_sections import MODEL_CARD_USE
-    from .metrics import ROC_AUC, VALIDATED, reported
-
     auroc = summary[reported(VALIDATED, ROC_AUC)]
     lo, hi = summary.get(reported(VALIDATED, ROC_AUC, "ci")) or (None, None)
     auroc_text = "not estimable" if auroc is None else (
@@ -160,7 +161,7 @@ def card_summary(summary: dict, status: str, decision: str) -> str:
         f"n = {summary['riley_min_n']} for {summary['riley_parameters']} parameters.",
         f"Validated AUROC (.632+ bootstrap): {auroc_text}.",
         f"Registry decision: {decision}.",
-        MODEL_CARD_USE,
+        INTENDED_USE,
     ]  # fmt: skip
     return "\n\n".join(lines)
 
@@ -219,11 +220,11 @@ def _log_parent(result: TrainingResult, summary: dict) -> None:
     import mlflow
 
     config = result.config
-    commit = tracking.git_commit()
+    commit = provenance.git_commit()
     mlflow.set_tags({"msc_response.stage": "train", "data.simulated": str(result.simulated).lower(),
                      "git_commit": commit})  # fmt: skip
     params = tracking.flatten(config.to_dict())
-    params.update({f"version.{k}": v for k, v in tracking.package_versions().items()})
+    params.update({f"version.{k}": v for k, v in provenance.package_versions().items()})
     params.update({"git_commit": commit, "validation.repeats": result.plan.repeats,
                    "validation.bootstrap": result.plan.n_boot, "validation.folds": result.plan.folds,
                    "validation.method": summary["validation"]["method"][:500]})  # fmt: skip
@@ -250,8 +251,6 @@ def _log_parent(result: TrainingResult, summary: dict) -> None:
 def _log_model_run(result: TrainingResult, mv: ModelValidation, exp_id: str, tmp: Path) -> None:
     import mlflow
 
-    from .. import report
-
     status = result.status(mv.name)
     with tracking.start_run(experiment_id=exp_id, run_name=mv.name, nested=True):
         mlflow.set_tags({"role": mv.spec.role, "kind": mv.spec.kind, "status": status})
@@ -274,20 +273,17 @@ def _log_model_run(result: TrainingResult, mv: ModelValidation, exp_id: str, tmp
             ("calibration.png", result.plot_calibration(model=mv.name)),
             ("decision_curve.png", result.plot_decision_curve(model=mv.name)),
         ):
-            report.save_figure(ax, out / name, simulated=result.simulated)
+            plotting.save_figure(ax, out / name, simulated=result.simulated)
         mlflow.log_artifacts(str(out), "validation")
 
 
 def _log_shap(result: TrainingResult, tmp: Path) -> None:
     import mlflow
 
-    from .. import report
-    from ..explain import global_importance
-
     shap_dir = tmp / "shap"
     shap_dir.mkdir()
     for kind in ("beeswarm", "bar"):
-        report.save_figure(result.plot_shap(kind=kind), shap_dir / f"shap_{kind}.png",
+        plotting.save_figure(result.plot_shap(kind=kind), shap_dir / f"shap_{kind}.png",
                            simulated=result.simulated)  # fmt: skip
     contrib, _ = result.fitted.contributions(result.X)
     global_importance(contrib, result.fitted.feature_columns).to_csv(
@@ -338,7 +334,7 @@ def log_pyfunc(fitted, model_file: Path, spec_path: Path, X: pd.DataFrame, *, na
     signature = infer_signature(
         example, pd.DataFrame({"probability": fitted.predict_proba(example)})
     )
-    versions = tracking.package_versions()
+    versions = provenance.package_versions()
     requirements = [f"{k}=={v}" for k, v in versions.items() if k != "msc-response"]
     return mlflow.pyfunc.log_model(
         name=name,
@@ -417,8 +413,6 @@ def _champion_features(result: TrainingResult, champ_config, data_dir) -> pd.Dat
             "log_and_register: the champion was trained with other feature settings; pass "
             "data_dir= so that its features can be rebuilt from the same study"
         )
-    from ..features import build_features
-
     return build_features(champ_config, data_dir).table
 
 
