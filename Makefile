@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 EXPERIMENTS := $(wildcard experiments/*.yaml)
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: help install test test-fast lint demo data train score score-one report ui bench clean
+.PHONY: help install test test-fast lint demo data train score score-one report screenshots ui bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
@@ -50,14 +50,10 @@ score: $(STAMP) ## score the SIMULATED screening cohort with each experiment's c
 	@$(MAKE) --no-print-directory score-one NAME=child-pugh-day28 OUT=outputs/predictions_child_pugh.csv ARGS="--explain 3 --regimens all"
 	@$(MAKE) --no-print-directory score-one NAME=meld-day28 OUT=outputs/predictions_meld.csv ARGS="--explain 3"
 
-# the champion if one was promoted; else, saying so loudly, the exploratory (below Riley's
-# minimum sample size) or the latest candidate version
+# the champion if one was promoted; else the exploratory (below Riley's minimum sample size)
+# or the latest candidate version: `score` itself warns about a model that is not the champion
 score-one:
 	@alias=$$($(BIN)/python -c 'import sys; from msc_response.registry.registration import scoring_alias; print(scoring_alias(sys.argv[1]))' $(NAME)) || exit $$?; \
-	if [ "$$alias" != champion ]; then \
-	  echo "!!! WARNING: $(NAME) has no champion. Scoring its $$alias model: NOT validated for use" >&2; \
-	  echo "!!! (too few patients, or it did not beat the baseline); treat its predictions as exploratory." >&2; \
-	fi; \
 	$(CLI) score --model models:/$(NAME)@$$alias --data data/screening --out $(OUT) $(ARGS)
 
 demo: $(STAMP) ## the main job end to end on the embedded default (SIMULATED data, local MLflow store)
@@ -77,6 +73,18 @@ report: $(STAMP) ## remake the report of each experiment's latest training run: 
 	@for cfg in $(EXPERIMENTS); do \
 	  $(CLI) report --experiment $$(sed -n 's/^name: *//p' $$cfg) || exit $$?; \
 	done
+
+SHOT_EXPERIMENT := child-pugh-day28
+SHOT_EXPLAIN := outputs/explain_SIM-0000001.html
+
+screenshots: $(STAMP) ## screenshots of the training report, validation and explain pages (SIMULATED data): docs/images/*.png
+	@test -d data/screening || $(MAKE) --no-print-directory data
+	@ls reports/$(SHOT_EXPERIMENT)/*/index.html 2>/dev/null | grep -qv /validation- || $(MAKE) --no-print-directory train
+	@alias=$$($(BIN)/python -c 'import sys; from msc_response.registry.registration import scoring_alias; print(scoring_alias(sys.argv[1]))' $(SHOT_EXPERIMENT)) || exit $$?; \
+	ls reports/$(SHOT_EXPERIMENT)/validation-*/index.html >/dev/null 2>&1 || \
+	  $(CLI) validate --model models:/$(SHOT_EXPERIMENT)@$$alias --data data/screening || exit $$?; \
+	$(CLI) explain --model models:/$(SHOT_EXPERIMENT)@$$alias --data data/trial --patient SIM-0000001 --out $(SHOT_EXPLAIN)
+	$(BIN)/python docs/screenshots.py $(SHOT_EXPERIMENT) $(SHOT_EXPLAIN)
 
 ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:5000 over the local store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000

@@ -27,6 +27,7 @@ class Rendered:
     text_length: int
     title: str
     screenshot: Path
+    text: str = ""  # the page's text as the reader sees it (innerText)
 
     @property
     def errors(self) -> list[dict]:
@@ -63,12 +64,13 @@ def render(page: Path, screenshot: Path) -> Rendered:
             "return Array.from(document.images).map(i => ({src: i.src.slice(0, 40), "
             "complete: i.complete, naturalWidth: i.naturalWidth}))"
         )
-        text_length = driver.execute_script("return document.body.innerText.trim().length")
+        text = driver.execute_script("return document.body.innerText.trim()")
+        text_length = len(text)
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(1280, min(int(height), 16000))
         driver.save_screenshot(str(screenshot))
         return Rendered(
-            images, driver.get_log("browser"), int(text_length), driver.title, screenshot
+            images, driver.get_log("browser"), int(text_length), driver.title, screenshot, text
         )
     finally:
         driver.quit()

@@ -87,3 +87,45 @@ def test_training_report_has_every_bound_in_range_and_folds_per_model_details(va
     assert "Operating point of" in html and "sensitivity" in html
     assert out_of_range(page) == []
     assert bounds_checked(page) > 50
+
+
+def _explain_page(tmp_path):
+    """The explain page of a real LightGBM model (exploratory, trained on SIMULATED data)."""
+    from msc_response.features import build_features
+    from msc_response.modeling.fitted import FittedModel, LoadedModel
+    from msc_response.modeling.models import ModelSpec, make_estimator, storable
+    from msc_response.reporting.waterfall import explain_patient, write_explanation
+
+    config = config_from_dict({"name": "cp-browser"})
+    fs = build_features(config, simulate("trial", n_patients=66, seed=4))
+    spec = ModelSpec("lightgbm", "lightgbm", "candidate", tuple(fs.feature_columns))
+    y = fs.table["response"].to_numpy(dtype=int)
+    est = make_estimator(spec, config, 1, int(min(y.sum(), len(y) - y.sum())))
+    est.fit(fs.table[fs.feature_columns].astype(float), y)
+    path = FittedModel.from_estimator("lightgbm", fs.feature_columns, storable(est)).save(tmp_path)
+    model_spec = {"kind": "lightgbm", "feature_columns": fs.feature_columns, "feature_spec": fs.feature_spec,
+                  "config": config.to_dict(), "threshold": 0.5, "trained_on_simulated_data": True,
+                  "exploratory": True}  # fmt: skip
+    model = LoadedModel(
+        "models:/cp-browser/1", "cp-browser", "1", model_spec, str(path), "exploratory"
+    )
+    expl = explain_patient(model, fs, fs.table["patient_id"].iloc[0])
+    return write_explanation(expl, tmp_path / "explain" / "patient.html"), config
+
+
+def test_explain_page_renders_with_provenance_status_and_labels(tmp_path):
+    page, config = _explain_page(tmp_path)
+    seen = render(page, tmp_path / "explain.png")
+    assert len(seen.images) == 1
+    assert all(i["complete"] and i["naturalWidth"] > 0 for i in seen.images), seen.images
+    assert seen.errors == [], seen.errors
+    assert seen.title.startswith("SIMULATED")
+    text = " ".join(seen.text.split())
+    # provenance: package version, git commit, config digest, date
+    assert f"config digest {config.digest()}" in text and "msc-response " in text
+    assert "git commit " in text and " UTC" in text
+    # the model's status, said on the page itself
+    assert "is EXPLORATORY" in text and "NOT validated for use" in text
+    # features by their labels, the code names in the glossary
+    assert "MX1+ monocytes, baseline (fraction of monocytes)" in text
+    assert "Glossary of feature names" in text and "baseline_mx1_monocytes_fraction" in text

@@ -126,16 +126,42 @@ def test_unscorable_patients_are_rejected_and_the_rest_scored(registered, tmp_pa
 def test_bad_model_references_exit_2(registered, tmp_path):
     data = str(registered["screening"])
     for uri, message in [
-        ("models:/no-such-model@champion", "cannot load it"),
-        ("models:/score-test@no-such-alias", "cannot load it"),
+        ("models:/no-such-model@champion", "no registered model 'no-such-model'"),
+        # the aliases that exist are listed, and the one `make score` would use
+        (
+            "models:/score-test@champion",
+            "alias 'champion' not found; the aliases of 'score-test' are: "
+            f"candidate (version {registered['summary']['version']}), exploratory (version "
+            f"{registered['summary']['version']}); `make score` would use 'exploratory'",
+        ),
         ("models:/score-test/99", "cannot load it"),
     ]:
         result = runner.invoke(
             app, ["score", "--model", uri, "--data", data, "--out", str(tmp_path / "p.csv")]
         )
         assert result.exit_code == 2, result.output
-        assert message in result.output
+        assert message in " ".join(result.output.split())
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_cli_score_of_an_exploratory_model_warns_and_writes_its_status(registered, tmp_path):
+    out = tmp_path / "p.csv"
+    result = runner.invoke(app, ["score", "--model", "models:/score-test@exploratory", "--data",
+                                 str(registered["screening"]), "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    warning = " ".join(result.stderr.split())
+    assert warning.startswith("WARNING: models:/score-test/") and "is EXPLORATORY" in warning
+    assert "NOT validated for use" in warning and "trained on SIMULATED data" in warning
+    df = pd.read_csv(out, dtype={"patient_id": str})
+    assert list(df.columns[:7]) == ["patient_id", "model_name", "model_version", "model_uri",
+                                    "model_status", "model_trained_on_simulated_data", "probability"]  # fmt: skip
+    assert (
+        set(df["model_status"]) == {"exploratory"} and df["model_trained_on_simulated_data"].all()
+    )
+    summary = json.loads(out.with_name("p.summary.json").read_text())
+    assert summary["model_status"] == "exploratory" and summary["model_trained_on_simulated_data"]
+    assert summary["warning"] == " ".join(result.stderr.split()).removeprefix("WARNING: ")
+    assert "Downloading artifacts" not in result.output  # MLflow's bars are not the CLI's output
 
 
 def test_model_of_another_experiment_is_refused(registered):
@@ -295,14 +321,15 @@ def test_a_patient_id_repeated_in_another_chunk_is_an_error(registered, tmp_path
         (["--patients-per-chunk", "0"], "--patients-per-chunk: expected >= 1, got 0"),
         (["--jobs", "-1"], "--jobs: expected >= 1, got -1"),
         (["--explain", "-2"], "--explain: expected a number >= 0, got -2"),
-        (["--engine", "gpu"], "--engine: expected one of ['local', 'spark'], got 'gpu'"),
+        (["--engine", "gpu"], "'gpu' is not one of 'local', 'spark'"),
     ],
 )
 def test_bad_options_exit_2_before_any_work(registered, tmp_path, args, message):
     out = tmp_path / "p.csv"
     cmd = ["score", "--model", registered["uri"], "--data", str(registered["screening"])]
     result = runner.invoke(app, [*cmd, "--out", str(out), *args])
-    assert result.exit_code == 2 and message in result.output, result.output
+    shown = " ".join(result.output.replace("│", " ").split())  # Click's error box wraps lines
+    assert result.exit_code == 2 and message in shown, result.output
     assert not out.exists()
 
 

@@ -158,6 +158,9 @@ def test_spark_scores_as_the_local_engine(spark, registered, study, tmp_path):
     spark_, rej_s, prob_s, sum_s = _outputs(tmp_path / "spark.parquet")
     _assert_same_scores(local, spark_)
     assert len(local) > 9_900 and {"contribution_3", "probability_under_ib_2_0e8_x3"} <= set(local)
+    # the model's status travels with every prediction, from both engines (compared above)
+    assert set(spark_["model_status"]) == {"exploratory"}
+    assert spark_["model_trained_on_simulated_data"].astype(str).eq("True").all()
     pd.testing.assert_frame_equal(rej_l, rej_s)
     rejected = dict(zip(rej_s["patient_id"], rej_s["reason"], strict=True))
     assert rejected["SIM-0000011"].startswith("labs.parquet, row ")
@@ -174,7 +177,8 @@ def test_spark_scores_as_the_local_engine(spark, registered, study, tmp_path):
     assert "patient_id 'NOPE' is not in the patients table" in set(prob_s["message"])
     for key in ("counts", "rejected_by_reason", "rows_with_problems",
                 "rows_with_problems_outside_windows", "rows_with_problems_in_tests_not_read",
-                "input_sha256", "data_simulated"):  # fmt: skip
+                "input_sha256", "data_simulated",
+                "model_status", "model_trained_on_simulated_data", "warning"):  # fmt: skip
         assert sum_s[key] == sum_l[key], key
     assert sum_s["rows_with_problems_in_tests_not_read"] == 1
     assert summary["engine"] == "spark" and summary["partitions"] >= 7

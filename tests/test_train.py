@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import mlflow
@@ -49,8 +50,9 @@ def test_train_tracks_registers_exploratory_and_serves_probabilities(trial_dir, 
     for key in ("experiment", "n_patients", "n_events", "primary_model", "validated_roc_auc",
                 "validated_roc_auc_ci", "apparent_roc_auc", "baseline_validated_roc_auc",
                 "gate_against_baseline", "dropped_columns", "riley_min_n", "registered_model",
-                "version", "aliases", "champion_decision"):  # fmt: skip
+                "version", "aliases", "champion_decision", "report"):  # fmt: skip
         assert key in on_disk, key
+    assert Path(on_disk["report"]).is_file()  # the summary is written once the report exists
     n = len(build_features(config(), trial_dir).table)  # the default trial layout
     assert summary["n_patients"] == n and summary["simulated_data"] is True
     assert summary["exploratory"] is True and summary["riley_min_n"] > n
@@ -70,6 +72,18 @@ def test_train_tracks_registers_exploratory_and_serves_probabilities(trial_dir, 
         and run.data.params["model.primary"] == "logistic_l2"
     )
     assert run.data.tags["data.simulated"] == "true" and run.data.tags["exploratory"] == "true"
+    # MLflow shows the experiment in its classic machine-learning view, the run is named by
+    # model, endpoint and time, and the run and the version describe themselves
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert run.info.run_name.startswith("logistic_l2 child_pugh day 28 20")
+    card = run.data.tags["mlflow.note.content"]
+    version = client.get_model_version("cp-test", summary["version"])
+    assert version.description == card
+    assert "status **exploratory**" in card and f"n = {n} patients" in card
+    auroc, (lo, hi) = summary["validated_roc_auc"], summary["validated_roc_auc_ci"]
+    assert f"{auroc:.3f} (95% CI {lo:.3f} to {hi:.3f})" in card and "Intended use:" in card
+    assert "SIMULATED" in card and "SIM-0" not in card
     children = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
     )
@@ -142,15 +156,35 @@ def test_no_non_responders_is_an_error_and_registers_nothing(tmp_path, store):
     assert not MlflowClient().search_registered_models()
 
 
-def test_cli_train_prints_the_table_the_intervals_and_the_warnings(trial_dir, tmp_path, store):
+def test_cli_train_prints_the_table_the_intervals_and_the_warnings(
+    trial_dir, tmp_path, store, monkeypatch
+):
+    import logging
+
+    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM
+
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")  # the CLI turns the bars off itself
     cfg = tmp_path / "c.yaml"
     cfg.write_text("name: cli-test\nmodel: {repeats: 2, bootstrap: 20}\n")
-    result = runner.invoke(app, ["train", "--config", str(cfg), "--data", str(trial_dir)])
+    handlers = list(logging.getLogger("mlflow").handlers)
+    result = runner.invoke(app, ["--progress", "train", "--config", str(cfg), "--data", str(trial_dir),
+                                 "--summary", str(tmp_path / "s.json")])  # fmt: skip
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "not applicable" in out and "exploratory" in out and "calibration slope" in out
     assert "warning:" in out and "below Riley's minimum sample size" in out
     assert "dropped before modelling: baseline_dialysis" in out
+    # the table's headers are folded, never cut; the report's path is the last line and in the summary
+    assert "…" not in result.output and "optimism-corr" in out
+    report = json.loads((tmp_path / "s.json").read_text())["report"]
+    assert result.stdout.rstrip().splitlines()[-1] == f"report -> {report}"
+    # progress was asked for (no terminal here: plain lines); nothing of MLflow's own output
+    assert "validating 4 models" in result.stderr and "done (4/4" in result.stderr
+    for noise in ("Downloading artifacts", " INFO ", "Successfully registered", "Created version"):
+        assert noise not in result.output, noise
+    # and MLflow is as it was for whoever imports the package
+    assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ
+    assert MLFLOW_LOGGING_STREAM.enabled and logging.getLogger("mlflow").handlers == handlers
 
 
 def test_cli_train_bad_config_key(tmp_path, store):

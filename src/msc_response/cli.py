@@ -2,17 +2,30 @@
 
 Bad input (:class:`~msc_response.errors.DataError`, a bad config) prints every problem
 and exits with status 2; nothing is written.
+
+Results go to stdout; warnings, notes and progress to stderr. Progress (Rich) is shown
+when stderr is a terminal, or with ``--progress`` (then as plain lines when it is not a
+terminal). MLflow's own output (its INFO lines, "Successfully registered model", the
+"Downloading artifacts" bars) is silenced while a command runs and its warnings are kept;
+nothing of this changes MLflow for a program that imports the package.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import os
+import sys
+import time
+from contextvars import ContextVar
+from enum import StrEnum
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
+from . import progress
 from .errors import ConfigError, DataError, MscResponseWarning
 from .study.problems import as_problems
 
@@ -21,6 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 err_console = Console(stderr=True, soft_wrap=True)
 console = Console()
@@ -28,9 +42,154 @@ console = Console()
 EXIT_BAD_INPUT = 2
 
 
+# The fixed choices of the options, as enums so that ``--help`` lists them. Their values
+# are the library's (tests/test_cli.py checks them against it): the command line imports
+# none of the heavy modules that hold them.
+Design = StrEnum("Design", ["trial", "screening"])
+TableFormat = StrEnum("TableFormat", ["csv", "parquet"])
+Engine = StrEnum("Engine", ["local", "spark"])
+SourceFormat = StrEnum("SourceFormat", ["sdtm", "fhir"])
+Regimens = StrEnum("Regimens", ["all"])
+
+
+#: ``--progress`` (True), ``--no-progress`` (False) or neither (None: when stderr is a terminal)
+_PROGRESS_WANTED: ContextVar[bool | None] = ContextVar("progress_wanted", default=None)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"msc-response {version('msc-response')}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _main() -> None:
-    """Predict response to mesenchymal stromal cell therapy in decompensated cirrhosis."""
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    progress: bool | None = typer.Option(
+        None,
+        "--progress/--no-progress",
+        help="Show progress on stderr (default: only when stderr is a terminal).",
+    ),
+) -> None:
+    """Predict response to mesenchymal stromal cell therapy in decompensated cirrhosis.
+
+    Every cohort the package simulates is SIMULATED and says so. Run `msc-response VERB -h`
+    for a verb's options and an example.
+    """
+    _PROGRESS_WANTED.set(progress)  # set at every invocation: nothing carries over
+
+
+class _LiveProgress:
+    """Progress as Rich bars on a terminal (cleared when done)."""
+
+    def __init__(self, stream: Console):
+        from rich import progress as rp
+
+        self._progress = rp.Progress(rp.SpinnerColumn(), rp.TextColumn("{task.description}"), rp.BarColumn(),
+                                  rp.MofNCompleteColumn(), rp.TimeElapsedColumn(), console=stream,
+                                  transient=True)  # fmt: skip
+        self._open = 0
+
+    def start(self, description: str, total: int | None):
+        if self._open == 0:
+            self._progress.start()
+        self._open += 1
+        return self._progress.add_task(description, total=total)
+
+    def advance(self, handle, steps: int) -> None:
+        self._progress.advance(handle, steps)
+
+    def finish(self, handle) -> None:
+        self._progress.remove_task(handle)
+        self._open -= 1
+        if self._open == 0:
+            self._progress.stop()
+
+
+class _LineProgress:
+    """Progress as one line per step and its end, where bars cannot be drawn (a log file)."""
+
+    def __init__(self, stream: Console):
+        self._stream = stream
+        self._tasks: dict[int, list] = {}
+
+    def start(self, description: str, total: int | None):
+        handle = len(self._tasks)
+        self._tasks[handle] = [description, total, 0, time.perf_counter()]
+        self._stream.print(f"{description} ...", highlight=False)
+        return handle
+
+    def advance(self, handle, steps: int) -> None:
+        self._tasks[handle][2] += steps
+
+    def finish(self, handle) -> None:
+        description, total, done, t0 = self._tasks[handle]
+        parts = f"{done}/{total}, " if total is not None else ""
+        self._stream.print(f"{description}: done ({parts}{time.perf_counter() - t0:.1f} s)",
+                           highlight=False)  # fmt: skip
+
+
+def _reporter():
+    """The progress display the command line was asked for (None: none)."""
+    wanted = _PROGRESS_WANTED.get()
+    if wanted is False or (wanted is None and not err_console.is_terminal):
+        return None
+    return _LiveProgress(err_console) if err_console.is_terminal else _LineProgress(err_console)
+
+
+#: MLflow's variable for its "Downloading artifacts" bars (read when it downloads).
+_MLFLOW_BARS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+@contextlib.contextmanager
+def _quiet_mlflow():
+    """No MLflow bars, INFO lines or "Successfully registered" notes in the command's output.
+
+    MLflow writes its log records and those notes through one stream of its own; it is
+    turned off for the command, and MLflow's warnings and errors go to stderr through a
+    handler of this block. Everything is put back afterwards (the variable for the bars
+    too: a user's own setting is kept).
+    """
+    from mlflow.utils import logging_utils
+
+    previous_bars = os.environ.get(_MLFLOW_BARS)
+    os.environ[_MLFLOW_BARS] = "false" if previous_bars is None else previous_bars
+    stream = logging_utils.MLFLOW_LOGGING_STREAM
+    was_enabled = stream.enabled
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("mlflow")
+    stream.enabled = False
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        stream.enabled = was_enabled
+        if previous_bars is None:
+            os.environ.pop(_MLFLOW_BARS, None)
+
+
+def _uses_mlflow(func):
+    """For a verb that reads or writes MLflow: its output quiet (:func:`_quiet_mlflow`)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with _quiet_mlflow():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _print_warning(text: str | None) -> None:
+    """A warning every user of a result must see, on stderr."""
+    if text:
+        err_console.print(f"[bold red]WARNING:[/] {text}", highlight=False)
 
 
 #: The command-line option of each library parameter: library errors name the parameter
@@ -62,7 +221,7 @@ def _bad_input_exits(func):
         from .processes import signals_raise
 
         try:
-            with signals_raise():
+            with signals_raise(), progress.reporting(_reporter()):
                 return func(*args, **kwargs)
         except (DataError, ConfigError) as err:
             text = _as_option(str(err)) if isinstance(err, ConfigError) else str(err)
@@ -94,7 +253,7 @@ def _problem_list_beside(out: Path | None):
         raise
 
 
-@app.command()
+@app.command(epilog="Example: msc-response scores examples/visits.csv outputs/visits_scored.csv")
 @_bad_input_exits
 def scores(
     input: Path = typer.Argument(..., help="Per-visit table, CSV or Parquet."),
@@ -138,7 +297,8 @@ def _flow_box(flow: dict) -> str:
     return "\n".join(lines)
 
 
-@app.command("build-features")
+@app.command("build-features", epilog="Example: msc-response build-features --config "
+             "experiments/child_pugh_day28.yaml --out outputs/features.parquet")  # fmt: skip
 @_bad_input_exits
 def build_features_cmd(
     config: Path = typer.Option(..., "--config", help="Experiment config (YAML)."),
@@ -174,20 +334,23 @@ def build_features_cmd(
         console.print(f"wrote {path}", highlight=False)
 
 
-@app.command()
+@app.command(epilog="Example: msc-response simulate --design screening --n-patients 2000 --seed 7 "
+                     "--out data/screening")  # fmt: skip
 @_bad_input_exits
 def simulate(
     out: Path = typer.Option(
         ..., "--out", help="Study directory to write: new, empty, or a previous simulator output."
     ),
-    design: str = typer.Option(
-        "trial", "--design", help="trial (the published arms) or screening."
+    design: Design = typer.Option(
+        Design.trial, "--design", help="trial (the published arms) or screening."
     ),
     n_patients: int | None = typer.Option(
         None, "--n-patients", help="Patients (trial: scales all arms)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of every random draw."),
-    fmt: str = typer.Option("csv", "--format", help="csv or parquet (parquet for large N)."),
+    fmt: TableFormat = typer.Option(
+        TableFormat.csv, "--format", help="Table format (parquet for large N)."
+    ),
     baseline_only: bool = typer.Option(
         False, "--baseline-only", help="Screening and baseline visits only."
     ),
@@ -202,21 +365,28 @@ def simulate(
     # deferred: each verb imports only what it runs, so the CLI starts fast
     from .simulator import write_simulation
 
-    meta = write_simulation(out, design=design, n_patients=n_patients, seed=seed, fmt=fmt,
+    meta = write_simulation(out, design=design.value, n_patients=n_patients, seed=seed, fmt=fmt.value,
                             baseline_only=baseline_only, h5ad_patients=h5ad_patients, force=force)  # fmt: skip
     console.print(
         f"SIMULATED {meta['design']} cohort: {meta['n_patients']} patients -> {out}",
         highlight=False,
     )
     if "oracle_roc_auc" in meta:
+        oracle = meta["oracle_roc_auc"]
+        shown = (
+            ", ".join(f"{k} {v:.3f}" for k, v in oracle.items())
+            if isinstance(oracle, dict)
+            else oracle
+        )
         console.print(
-            f"oracle AUROC (true probabilities on realised labels): {meta['oracle_roc_auc']}",
-            highlight=False,
+            f"oracle AUROC (true probabilities on realised labels): {shown}", highlight=False
         )
 
 
-@app.command()
+@app.command(epilog="Example: msc-response train --config experiments/child_pugh_day28.yaml "
+                     "--summary outputs/train_child_pugh.json")  # fmt: skip
 @_bad_input_exits
+@_uses_mlflow
 def train(
     config: Path = typer.Option(..., "--config", help="Experiment config (YAML)."),
     data: Path | None = typer.Option(
@@ -260,6 +430,7 @@ def train(
         err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
     if summary is not None:
         console.print(f"summary -> {summary}", highlight=False)
+    console.print(f"report -> {result['report']}", highlight=False, soft_wrap=True)
 
 
 def _ci(value, ci, digits: int = 3) -> str:
@@ -281,9 +452,10 @@ def _train_table(result: dict):
 
     title = result["experiment"] + (" (SIMULATED data)" if result["simulated_data"] else "")
     table = Table(title=title)
+    # fold, never cut: a narrow terminal wraps the names and numbers onto more lines
     for col in ("model", "status", "validated AUROC, .632+ (95% CI)",
                 "optimism-corrected (Harrell)", "apparent (not a result)"):  # fmt: skip
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for name, m in result["models"].items():
         corrected = m[reported(OPTIMISM_CORRECTED, ROC_AUC)]
         table.add_row(
@@ -321,11 +493,15 @@ def _primary_lines(result: dict) -> str:
     return "\n".join(lines)
 
 
-@app.command()
+@app.command(epilog="Example: msc-response score --model models:/child-pugh-day28@exploratory "
+                     "--data data/screening --out outputs/predictions.csv --explain 3")  # fmt: skip
 @_bad_input_exits
+@_uses_mlflow
 def score(
     model: str = typer.Option(
-        ..., "--model", help="Model URI, e.g. models:/child-pugh-day28@champion."
+        ...,
+        "--model",
+        help="models:/NAME@ALIAS (champion, candidate or exploratory) or models:/NAME/VERSION.",
     ),
     data: str = typer.Option(
         ...,
@@ -346,11 +522,13 @@ def score(
     explain: int = typer.Option(
         0, "--explain", help="Also write the top K SHAP contributions per patient."
     ),
-    regimens: str | None = typer.Option(
-        None, "--regimens", help="'all': probability under each trial regimen."
+    regimens: Regimens | None = typer.Option(
+        None, "--regimens", help="all: also the probability under each trial regimen."
     ),
-    engine: str = typer.Option(
-        "local", "--engine", help="local (worker processes), or spark (MSC_RESPONSE_SPARK_MASTER)."
+    engine: Engine = typer.Option(
+        Engine.local,
+        "--engine",
+        help="local (worker processes), or spark (MSC_RESPONSE_SPARK_MASTER).",
     ),
     chunk: int | None = typer.Option(
         None, "--patients-per-chunk", help="Patients per chunk (default 50,000)."
@@ -367,7 +545,8 @@ def score(
     from .pipelines.score.job import score as run
 
     with _problem_list_beside(Path(out)):
-        summary = run(model, data, out, explain=explain, regimens=regimens, engine=engine,
+        summary = run(model, data, out, explain=explain, regimens=regimens and regimens.value,
+                      engine=engine.value,
                       patients_per_chunk=chunk, jobs=jobs or None, strict=strict)  # fmt: skip
     c = summary["counts"]
     console.print(
@@ -388,9 +567,12 @@ def score(
     name = Path(out.rstrip("/")).name  # ``out`` may be an hdfs:// or s3a:// URI: kept as written
     where = out.rstrip("/")[: -len(name)] + Path(name).stem + ".summary.json"
     console.print(f"run summary -> {where}", highlight=False)
+    _print_warning(summary["warning"])  # last: what a user reads
 
 
-@app.command("import")
+@app.command(
+    "import", epilog="Example: msc-response import path/to/sdtm --from sdtm --out data/site-a"
+)
 @_bad_input_exits
 def import_cmd(
     source: Path = typer.Argument(
@@ -399,7 +581,7 @@ def import_cmd(
     out: Path = typer.Option(
         ..., "--out", help="Study directory to write (new, empty, or an earlier import's)."
     ),
-    from_: str = typer.Option(..., "--from", help="sdtm or fhir."),
+    from_: SourceFormat = typer.Option(..., "--from", help="The source's format."),
     mapping: Path | None = typer.Option(
         None, "--mapping", help="Mapping file (YAML) added to the defaults."
     ),
@@ -409,14 +591,16 @@ def import_cmd(
     strict: bool = typer.Option(
         False, "--strict", help="Any row problem is an error (nothing written)."
     ),
-    fmt: str = typer.Option("csv", "--format", help="Tables as csv or parquet."),
+    fmt: TableFormat = typer.Option(
+        TableFormat.csv, "--format", help="Format of the tables written."
+    ),
 ) -> None:
     """Import a site's CDISC SDTM or FHIR R4 data into a study directory, with a mapping report."""
     # deferred: each verb imports only what it runs, so the CLI starts fast
     from .importers import import_study
 
-    report = import_study(source, out, source_format=from_, mapping=mapping, index_date=index_date,
-                          strict=strict, table_format=fmt)  # fmt: skip
+    report = import_study(source, out, source_format=from_.value, mapping=mapping, index_date=index_date,
+                          strict=strict, table_format=fmt.value)  # fmt: skip
     w = report["written"]
     console.print(
         f"imported {w['patients']} patients, {w['lab_rows']} lab rows, {w['cell_rows']} cell rows -> {out}",
@@ -447,11 +631,15 @@ def import_cmd(
     )
 
 
-@app.command()
+@app.command(epilog="Example: msc-response explain --model models:/child-pugh-day28@exploratory "
+                     "--data data/trial --patient SIM-0000001 --out outputs/patient.html")  # fmt: skip
 @_bad_input_exits
+@_uses_mlflow
 def explain(
     model: str = typer.Option(
-        ..., "--model", help="Model URI, e.g. models:/child-pugh-day28@champion."
+        ...,
+        "--model",
+        help="models:/NAME@ALIAS (champion, candidate or exploratory) or models:/NAME/VERSION.",
     ),
     data: Path = typer.Option(..., "--data", help="Study directory holding the patient."),
     patient: str = typer.Option(
@@ -466,12 +654,14 @@ def explain(
     from .pipelines.explain import explain_study_patient
 
     expl = explain_study_patient(model, data, patient, out)
+    _print_warning(expl.warning)
     console.print(f"{expl.model}: probability {expl.probability:.3f} (log-odds {expl.logit:.3f}) -> {out}",
                   highlight=False)  # fmt: skip
 
 
-@app.command()
+@app.command(epilog="Example: msc-response report --experiment child-pugh-day28")
 @_bad_input_exits
+@_uses_mlflow
 def report(
     experiment: str = typer.Option(..., "--experiment", help="Experiment (registered model) name."),
     run: str | None = typer.Option(None, "--run", help="Training run id (default: the latest)."),
@@ -487,8 +677,10 @@ def report(
     console.print(f"report -> {page}", highlight=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(epilog="Example: msc-response validate --model models:/child-pugh-day28/1 "
+                     "--data data/external")  # fmt: skip
 @_bad_input_exits
+@_uses_mlflow
 def validate(
     model: str = typer.Option(..., "--model", help="Model URI, e.g. models:/child-pugh-day28/3."),
     data: Path = typer.Option(..., "--data", help="A labelled study the model never saw."),

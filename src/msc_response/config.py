@@ -10,6 +10,8 @@ YAML, from a dict, or in code.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,9 +279,19 @@ class ExperimentConfig:
         """Plain, YAML/JSON-safe dictionary (tuples become lists)."""
         return _plain(dataclasses.asdict(self))
 
+    def digest(self) -> str:
+        """The first 12 hex digits of the SHA-256 of the config as canonical JSON (pages show it)."""
+        return config_digest(self.to_dict())
+
     def with_data(self, data: str | Path | None) -> ExperimentConfig:
         """The same config reading another study directory (the CLI's ``--data``)."""
         return self if data is None else dataclasses.replace(self, data=str(data))
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """:meth:`ExperimentConfig.digest` of a config as plain data (a model's stored config)."""
+    text = json.dumps(_plain(config), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def _plain(obj):

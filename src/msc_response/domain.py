@@ -63,3 +63,12 @@ def arm_regimens(arms: tuple[Arm, ...] = TRIAL_ARMS) -> list[tuple[str, dict[str
                   regimen_features(a.dose_per_infusion, a.n_infusions, a.interval_days).items()})
         for a in arms
     ]  # fmt: skip
+
+
+#: What the models are for: the model card's intended use (pages and MLflow descriptions).
+INTENDED_USE = (
+    "Intended use: to estimate, for a patient with decompensated cirrhosis who is to receive umbilical-cord "
+    "MSC therapy on one of the trial's regimens, the probability that the endpoint improves by the "
+    "follow-up day, from data available at the start of treatment; for trial teams and their statisticians, "
+    "to plan and stratify studies and to generate hypotheses."
+)

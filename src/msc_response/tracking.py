@@ -28,9 +28,7 @@ import contextlib
 import functools
 import os
 import socket
-import subprocess
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,6 +43,14 @@ TAG_HOST = "msc_response.host"
 TAG_PID = "msc_response.pid"
 TAG_PROCESS_START = "msc_response.process_start"  # see processes.identity: pids are reused
 TAG_ENDED_BY = "msc_response.ended_by"
+
+#: MLflow's tag of a run's description (shown and edited as "Description" in its UI).
+TAG_DESCRIPTION = "mlflow.note.content"
+#: MLflow 3's tag that chooses an experiment's view in its UI; this project's experiments
+#: are classic machine learning, not GenAI (value from MLflow 3.17's UI:
+#: ``ExperimentKind.CUSTOM_MODEL_DEVELOPMENT``).
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 _ENV = "MLFLOW_TRACKING_URI"
 
@@ -313,7 +319,8 @@ def artifact_root(uri: str) -> str | None:
 
 
 def experiment_id(name: str) -> str:
-    """The id of experiment ``name``, created (with local artifacts) if it does not exist.
+    """The id of experiment ``name``, created (with local artifacts) if it does not exist, and
+    tagged for MLflow's classic machine-learning view (:data:`TAG_EXPERIMENT_KIND`).
 
     Two runs starting at once may both find it missing: the one that loses the race to
     create it uses the other's.
@@ -323,42 +330,23 @@ def experiment_id(name: str) -> str:
 
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
+        kind = exp.tags.get(TAG_EXPERIMENT_KIND, "")
+        if kind in ("", "no_inferred_type") or kind.endswith("_inferred"):  # not chosen by a person
+            mlflow.MlflowClient().set_experiment_tag(
+                exp.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND
+            )
         return exp.experiment_id
     root = artifact_root(mlflow.get_tracking_uri())
     location = f"{root}/{name}" if root else None
     try:
-        return mlflow.create_experiment(name, artifact_location=location)
+        return mlflow.create_experiment(
+            name, artifact_location=location, tags={TAG_EXPERIMENT_KIND: EXPERIMENT_KIND}
+        )
     except MlflowException as err:
         exp = mlflow.get_experiment_by_name(name)
         if err.error_code != "RESOURCE_ALREADY_EXISTS" or exp is None:
             raise
         return exp.experiment_id
-
-
-def git_commit() -> str:
-    """The commit of the working tree, or "unknown" outside git."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages a result depends on."""
-    names = [
-        "msc-response",
-        "mlflow",
-        "lightgbm",
-        "scikit-learn",
-        "shap",
-        "pandas",
-        "numpy",
-        "skops",
-    ]
-    return {n: metadata.version(n) for n in names}
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from .. import progress
 from ..errors import ConfigError, DataError, Problem
 from .fhir import import_fhir
 from .import_report import build_report, report_markdown
@@ -82,10 +83,11 @@ def import_study(
     out = Path(out)
     check_out(out)  # refuse before any work
     maps = load_mapping(mapping, fmt)
-    if fmt == "sdtm":
-        imported = import_sdtm(source, maps)
-    else:
-        imported = import_fhir(source, maps, index)
+    with progress.task(f"reading {fmt.upper()} from {Path(source).name}"):
+        if fmt == "sdtm":
+            imported = import_sdtm(source, maps)
+        else:
+            imported = import_fhir(source, maps, index)
     imported.log.sort()
     problems = [p for _, p in imported.log.problems]
     if strict and problems:
@@ -99,5 +101,6 @@ def import_study(
     )
     tables = {"patients": imported.patients, "labs": imported.labs, "cells": imported.cells}
     report["files_written"] = [f"{n}.{table_format}" for n, df in tables.items() if df is not None]
-    write_study(tables, report, report_markdown(report), out, table_format)
+    with progress.task(f"writing the study to {out}"):
+        write_study(tables, report, report_markdown(report), out, table_format)
     return report

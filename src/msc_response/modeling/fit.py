@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import plotting
+from .. import plotting, progress
 from ..config import ExperimentConfig
 from ..errors import DataError, MscResponseWarning, Problem
 from . import curves, explain, gate, metrics, validation
@@ -336,10 +336,14 @@ def fit(config: ExperimentConfig, features, *, simulated: bool | None = None) ->
             "the model is registered as 'exploratory', never 'champion'"
         ))  # fmt: skip
     models = {}
-    for spec in model_specs(config, kept):
-        models[spec.name] = validate_model(spec, X, y, config=config, plan=plan)
-        for metric, why in models[spec.name].problems.items():
-            notes.append(warn(f"{spec.name}: {metrics.label(metric)} {why}"))
+    specs = model_specs(config, kept)
+    with progress.task(f"validating {len(specs)} models ({plan.repeats} x {plan.folds}-fold CV, "
+                       f"{plan.n_boot} bootstrap samples)", len(specs)) as advance:  # fmt: skip
+        for spec in specs:
+            models[spec.name] = validate_model(spec, X, y, config=config, plan=plan)
+            for metric, why in models[spec.name].problems.items():
+                notes.append(warn(f"{spec.name}: {metrics.label(metric)} {why}"))
+            advance()
     primary = models[config.model.primary]
     baselines = [m for m in models.values() if m.spec.role == "baseline"]
     comparison = gate.against_baseline(primary, baselines)

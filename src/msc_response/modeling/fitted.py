@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import gate
+
 MODEL_FILES = {"lightgbm": "model.lgb.txt", "logistic": "model.skops"}
 
 #: Type prefixes a stored scikit-learn pipeline may hold (our own: ``logistic_rcs``'s step).
@@ -148,6 +150,9 @@ class LoadedModel:
     version: str
     spec: dict
     model_file: str
+    #: champion, candidate or exploratory (:func:`msc_response.modeling.gate.status_of`),
+    #: from the version's aliases when the model was loaded
+    status: str = "candidate"
 
     @functools.cached_property
     def fitted(self) -> FittedModel:
@@ -166,3 +171,18 @@ class LoadedModel:
     @property
     def threshold(self) -> float:
         return float(self.spec["threshold"])
+
+    @property
+    def trained_on_simulated_data(self) -> bool:
+        return bool(self.spec.get("trained_on_simulated_data"))
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``models:/NAME/VERSION`` (or its URI when not registered)."""
+        return f"models:/{self.name}/{self.version}" if self.version else self.uri
+
+    def warning(self) -> str | None:
+        """What a user of its predictions must be told (:func:`~.gate.status_warning`)."""
+        return gate.status_warning(
+            self.status, self.label, simulated=self.trained_on_simulated_data
+        )

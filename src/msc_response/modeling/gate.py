@@ -111,3 +111,48 @@ def decide(
     if reasons:
         return Decision((ALIAS_CANDIDATE,), "not promoted: " + "; ".join(reasons))
     return Decision((ALIAS_CANDIDATE, ALIAS_CHAMPION), "promoted to champion")
+
+
+#: The aliases ``make score`` tries, in this order (:func:`preferred_alias`).
+SCORING_ORDER = (ALIAS_CHAMPION, ALIAS_EXPLORATORY, ALIAS_CANDIDATE)
+
+#: What a model version is for its users: the ``model_status`` of its predictions.
+STATUSES = (ALIAS_CHAMPION, ALIAS_CANDIDATE, ALIAS_EXPLORATORY)
+
+
+def preferred_alias(aliases) -> str | None:
+    """The alias to score with among ``aliases`` (:data:`SCORING_ORDER`), None when none is there."""
+    return next((a for a in SCORING_ORDER if a in set(aliases)), None)
+
+
+def status_of(aliases, *, exploratory: bool) -> str:
+    """The status of a model version from its registry aliases and its spec's ``exploratory``.
+
+    ``champion`` only while it holds the alias; a version trained below Riley's minimum
+    is ``exploratory`` whatever else it holds; any other version is a ``candidate``
+    (not promoted, or no longer the champion).
+    """
+    aliases = set(aliases)
+    if exploratory or ALIAS_EXPLORATORY in aliases:
+        return ALIAS_EXPLORATORY
+    return ALIAS_CHAMPION if ALIAS_CHAMPION in aliases else ALIAS_CANDIDATE
+
+
+def status_warning(status: str, model: str, *, simulated: bool) -> str | None:
+    """The warning a user of ``model``'s predictions must read (None: a champion on real data).
+
+    ``score`` and ``explain`` print it and the explain page shows it.
+    """
+    if status not in STATUSES:
+        raise ValueError(f"status: expected one of {list(STATUSES)}, got {status!r}")
+    parts = []
+    if status == ALIAS_EXPLORATORY:
+        parts.append(f"{model} is EXPLORATORY (trained on fewer patients than Riley's minimum): "
+                     "NOT validated for use; treat its predictions as exploratory")  # fmt: skip
+    elif status == ALIAS_CANDIDATE:
+        parts.append(f"{model} is a CANDIDATE, not the champion (it was not promoted, or no "
+                     "longer is): NOT validated for use")  # fmt: skip
+    if simulated:
+        parts.append(f"{model} was trained on SIMULATED data: its predictions describe the "
+                     "simulator, not patients")  # fmt: skip
+    return ". ".join(parts) if parts else None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from .. import tracking
+from .. import progress, tracking
 from ..config import config_from_dict
 from ..errors import ConfigError, DataError, MscResponseWarning, Problem
 from ..features import build_features
@@ -52,7 +52,8 @@ def write_training_report(result, features, study: Study | str | Path, out_dir: 
     n_params = len(result.feature_columns)
     page = Page(f"Training report: {config.name}", simulated=result.simulated or study.simulated,
                 subtitle=f"{len(result.y)} patients, {int(result.y.sum())} responders; primary model "
-                         f"{config.model.primary}")  # fmt: skip
+                         f"{config.model.primary}",
+                config=config.to_dict(), feature_spec=features.feature_spec)  # fmt: skip
     for add in (sections.add_data_source, sections.add_eligibility, sections.add_outcome,
                 sections.add_predictors, sections.add_assumptions, sections.add_flow, sections.add_table1):  # fmt: skip
         add(page, ctx)
@@ -155,15 +156,17 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
     model = load_model(f"models:/{mv.name}/{mv.version}")
     config = config_from_dict(model.spec["config"])
     data_dir = Path(data if data is not None else config.data)
-    study = load_study(data_dir, config.singlecell)
-    features = build_features(config, study, labels=True)
+    with progress.task(f"building features from {data_dir}"):
+        study = load_study(data_dir, config.singlecell)
+        features = build_features(config, study, labels=True)
     _check_same_data(run, features, data_dir)  # before the refit, which takes a while
     with warnings.catch_warnings():  # said when the run was trained; the page lists them again
         warnings.simplefilter("ignore", MscResponseWarning)
         result = fit(config, features)  # simulated as the study says (its simulation.json)
     summary = {"registered_model": mv.name, "version": mv.version, "aliases": list(mv.aliases or []),
                "champion_decision": run.data.tags.get("champion_decision", ""), "run_id": run_id}  # fmt: skip
-    return publish_training_report(result, features, study, summary, root=root)
+    with progress.task("writing the report"):
+        return publish_training_report(result, features, study, summary, root=root)
 
 
 def _check_same_data(run, features, data_dir: Path) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import progress
 from ..config import ExperimentConfig
 from ..features import build_features
+from ..io import write_json
 from ..modeling.fit import TrainingResult, fit
 from ..registry.registration import log_and_register
 from .report import publish_training_report
@@ -35,10 +37,16 @@ def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summa
         non-responders (nothing is logged or registered then).
     """
     data_dir = Path(config.data if data_dir is None else data_dir)
-    features = build_features(
-        config, data_dir, labels=True, bad_rows="exclude" if exclude_bad_patients else "error"
-    )
+    with progress.task(f"building features from {data_dir}"):
+        features = build_features(
+            config, data_dir, labels=True, bad_rows="exclude" if exclude_bad_patients else "error"
+        )
     result = fit(config, features)
-    summary = log_and_register(result, data_dir=data_dir, root=root, summary_path=summary_path)
-    summary["report"] = str(publish_training_report(result, features, data_dir, summary, root=root))
+    with progress.task("logging to MLflow and registering the model"):
+        summary = log_and_register(result, data_dir=data_dir, root=root)
+    with progress.task("writing the report"):
+        report = publish_training_report(result, features, data_dir, summary, root=root)
+    summary["report"] = str(report)
+    if summary_path is not None:  # once the report exists, so the summary names it
+        write_json(summary, summary_path)
     return summary

@@ -291,7 +291,8 @@ def write_validation_report(model, config, study, fs, y, p, ev, out_dir: Path, *
     simulated = study.simulated or bool(model.spec.get("trained_on_simulated_data"))
     ctx = sections.StudyContext.build(config, study, fs, data_dir)
     page = Page(f"External validation: {model.name} version {model.version} on {data_dir.name}",
-                simulated=simulated, subtitle=f"{ev.n} labelled patients, {ev.outcome.text()} responders")  # fmt: skip
+                simulated=simulated, subtitle=f"{ev.n} labelled patients, {ev.outcome.text()} responders",
+                config=model.spec["config"], feature_spec=model.feature_spec, warning=model.warning())  # fmt: skip
     if provenance is not None:
         page.section("Provenance").definitions(provenance.rows())
     for add in (sections.add_data_source, sections.add_eligibility, sections.add_outcome, sections.add_flow,

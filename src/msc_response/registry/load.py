@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import tracking
 from ..errors import ConfigError
+from ..modeling import gate
 from ..modeling.fitted import LoadedModel
 
 
@@ -29,17 +30,18 @@ def load_model(uri: str) -> LoadedModel:
     import mlflow  # deferred: heavy, loaded when a model is
     from mlflow.exceptions import MlflowException
 
-    name, version = "", ""
+    name, version, aliases = "", "", ()
     try:
         client = tracking.client()
         if uri.startswith("models:/"):
             ref = uri.removeprefix("models:/")
             if "@" in ref:
                 name, alias = ref.split("@", 1)
-                version = str(client.get_model_version_by_alias(name, alias).version)
+                version = _version_of_alias(client, uri, name, alias)
             elif "/" in ref:
                 name, version = ref.split("/", 1)
-                client.get_model_version(name, version)
+            if version:
+                aliases = client.get_model_version(name, version).aliases or ()
         with tracking.using():  # models:/ and runs:/ URIs resolve through the tracking URI
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
         flavor = mlflow.models.Model.load(local).flavors.get("python_function", {})
@@ -61,4 +63,29 @@ def load_model(uri: str) -> LoadedModel:
     model_file = local / artifacts["model"]["path"]
     if not model_file.is_file():
         raise ConfigError(f"model {uri!r}: the model file {model_file.name!r} is missing")
-    return LoadedModel(uri, name or spec.get("experiment", ""), version, spec, str(model_file))
+    status = gate.status_of(aliases, exploratory=bool(spec.get("exploratory")))
+    return LoadedModel(
+        uri, name or spec.get("experiment", ""), version, spec, str(model_file), status
+    )
+
+
+def _version_of_alias(client, uri: str, name: str, alias: str) -> str:
+    """The version ``alias`` points at; a missing alias is a ConfigError naming those that exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        try:
+            existing = client.get_registered_model(name).aliases
+        except MlflowException:
+            raise ConfigError(f"model {uri!r}: no registered model {name!r} in the tracking store "
+                              f"{tracking.tracking_uri()!r}") from None  # fmt: skip
+        if alias in existing:
+            raise  # the alias exists: another registry error, not ours to rename
+        listed = ", ".join(f"{a} (version {v})" for a, v in sorted(existing.items())) or "none"
+        preferred = gate.preferred_alias(existing)
+        hint = (f"; `make score` would use {preferred!r} (models:/{name}@{preferred})" if preferred
+                else "; `make score` would find none of " + ", ".join(gate.SCORING_ORDER))  # fmt: skip
+        raise ConfigError(f"model {uri!r}: alias {alias!r} not found; the aliases of {name!r} are: "
+                          f"{listed}{hint}") from None  # fmt: skip

@@ -10,11 +10,16 @@ patient's row reaches the store.
 
 The new version gets aliases from :func:`msc_response.modeling.gate.decide`; against an
 existing champion, the champion's stored recipe is re-validated here on the same data.
+
+The parent run is named by model, endpoint and time (:func:`run_name`); it and the model
+version carry the model card's summary as their description (:func:`card_summary`:
+aggregates only, no patient's data).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import tempfile
 import warnings
@@ -23,14 +28,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import plotting, tracking
+from .. import plotting, provenance, tracking
 from ..config import config_from_dict
+from ..domain import INTENDED_USE
 from ..features import build_features
 from ..io import work_dir, write_json
 from ..modeling import gate
 from ..modeling.explain import global_importance
 from ..modeling.fit import ModelValidation, TrainingResult, validate_model
 from ..modeling.fitted import write_spec
+from ..modeling.metrics import ROC_AUC, VALIDATED, reported
 from ..modeling.models import ModelSpec
 from ..modeling.summary import NOT_APPLICABLE, model_numbers
 
@@ -68,7 +75,7 @@ def log_and_register(
         exp_id = tracking.experiment_id(config.name)
         abandoned = tracking.fail_abandoned_runs(exp_id, root)
         with (
-            tracking.start_run(experiment_id=exp_id, run_name=f"train {config.name}") as parent,
+            tracking.start_run(experiment_id=exp_id, run_name=run_name(config)) as parent,
             _scratch(uri, config.name) as tmp,
         ):
             registered = _log_and_register(result, summary, exp_id, data_dir, tmp)
@@ -113,8 +120,12 @@ def _log_and_register(
         champion_problem=champion_problem,
     )
     version, aliases = _register(config.name, model_info, result, decision)
+    status = gate.status_of(aliases, exploratory=result.below_riley)
+    card = card_summary(summary, status, decision.reason)
     mlflow.set_tags({"primary_model": config.model.primary, "champion_decision": decision.reason,
-                     "registered_version": version, "exploratory": str(result.below_riley).lower()})  # fmt: skip
+                     "registered_version": version, "exploratory": str(result.below_riley).lower(),
+                     "model_status": status, tracking.TAG_DESCRIPTION: card})  # fmt: skip
+    mlflow.MlflowClient().update_model_version(config.name, version, description=card)
     if champion is not None:
         mlflow.log_metrics(_flat("gate_champion", champion.to_dict()))
     return {
@@ -125,6 +136,34 @@ def _log_and_register(
         "aliases": aliases,
         "champion_decision": decision.reason,
     }
+
+
+def run_name(config) -> str:
+    """A training run's name that tells it apart: primary model, endpoint, UTC time to the second."""
+    ep = config.endpoint
+    when = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{config.model.primary} {ep.score} day {ep.followup_day} {when}"
+
+
+def card_summary(summary: dict, status: str, decision: str) -> str:
+    """The model card in a few Markdown lines, for MLflow's run and model-version descriptions.
+
+    From the training summary: counts and validated numbers only, never a patient's data.
+    """
+    auroc = summary[reported(VALIDATED, ROC_AUC)]
+    lo, hi = summary.get(reported(VALIDATED, ROC_AUC, "ci")) or (None, None)
+    auroc_text = "not estimable" if auroc is None else (
+        f"{auroc:.3f}" + (f" (95% CI {lo:.3f} to {hi:.3f})" if lo is not None and hi is not None else " (no interval)"))  # fmt: skip
+    data = "SIMULATED data (not patients)" if summary["simulated_data"] else "patient data"
+    lines = [
+        f"**{summary['experiment']}**: {summary['primary_model']}, status **{status}**; trained on {data}.",
+        f"n = {summary['n_patients']} patients, {summary['n_events']} responders; Riley's minimum "
+        f"n = {summary['riley_min_n']} for {summary['riley_parameters']} parameters.",
+        f"Validated AUROC (.632+ bootstrap): {auroc_text}.",
+        f"Registry decision: {decision}.",
+        INTENDED_USE,
+    ]  # fmt: skip
+    return "\n\n".join(lines)
 
 
 @contextlib.contextmanager
@@ -181,11 +220,11 @@ def _log_parent(result: TrainingResult, summary: dict) -> None:
     import mlflow
 
     config = result.config
-    commit = tracking.git_commit()
+    commit = provenance.git_commit()
     mlflow.set_tags({"msc_response.stage": "train", "data.simulated": str(result.simulated).lower(),
                      "git_commit": commit})  # fmt: skip
     params = tracking.flatten(config.to_dict())
-    params.update({f"version.{k}": v for k, v in tracking.package_versions().items()})
+    params.update({f"version.{k}": v for k, v in provenance.package_versions().items()})
     params.update({"git_commit": commit, "validation.repeats": result.plan.repeats,
                    "validation.bootstrap": result.plan.n_boot, "validation.folds": result.plan.folds,
                    "validation.method": summary["validation"]["method"][:500]})  # fmt: skip
@@ -295,7 +334,7 @@ def log_pyfunc(fitted, model_file: Path, spec_path: Path, X: pd.DataFrame, *, na
     signature = infer_signature(
         example, pd.DataFrame({"probability": fitted.predict_proba(example)})
     )
-    versions = tracking.package_versions()
+    versions = provenance.package_versions()
     requirements = [f"{k}=={v}" for k, v in versions.items() if k != "msc-response"]
     return mlflow.pyfunc.log_model(
         name=name,
@@ -395,10 +434,9 @@ def _register(name: str, model_info, result: TrainingResult, decision: gate.Deci
 
 def scoring_alias(name: str, root: str | Path | None = None) -> str:
     """The alias to score with: ``champion`` if there is one, else ``exploratory``, else ``candidate``."""
-    aliases = tracking.client(root).get_registered_model(name).aliases
-    for alias in (gate.ALIAS_CHAMPION, gate.ALIAS_EXPLORATORY, gate.ALIAS_CANDIDATE):
-        if alias in aliases:
-            return alias
+    alias = gate.preferred_alias(tracking.client(root).get_registered_model(name).aliases)
+    if alias is not None:
+        return alias
     raise LookupError(
         f"registered model {name!r} has none of the aliases champion, exploratory, candidate"
     )

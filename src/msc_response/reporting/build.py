@@ -33,7 +33,8 @@ def write_study_report(
         features = features_from_study(study, config, labels=True, bad_rows="exclude")
     ctx = sections.StudyContext.build(config, study, features, data_dir)
     page = Page(f"Study report: {config.name}", simulated=study.simulated,
-                subtitle=f"{len(features.table)} patients analysed; endpoint {config.endpoint.score}")  # fmt: skip
+                subtitle=f"{len(features.table)} patients analysed; endpoint {config.endpoint.score}",
+                config=config.to_dict(), feature_spec=features.feature_spec)  # fmt: skip
     sections.add_study_sections(page, ctx)
     sections.add_paper_view(page, ctx)
     sections.add_model_card(page, ctx)

@@ -199,7 +199,8 @@ def add_model_section(page: Page, result, name: str) -> None:
         eq = logistic_equation(_refit(result, name), result.features.feature_spec)
         s.subheading("The full equation")
         s.paragraph(eq.text())
-        s.table(eq.terms, "Coefficients per unit of each feature (log-odds); 'imputed' replaces a missing "
+        imputed = eq.terms["imputed"].map(lambda v: f"{v:.4g}")  # a median in the feature's unit
+        s.table(eq.terms.assign(imputed=imputed), "Coefficients per unit of each feature (log-odds); 'imputed' replaces a missing "
                 "value (the training median). Penalised estimates: no standard errors are given, as they "
                 "would ignore the penalty's choice.", digits=5)  # fmt: skip
 

@@ -5,21 +5,32 @@ loading anything else (no scripts, no remote fonts or images), so one file is th
 report: it can be mailed, logged to MLflow or opened offline. When the data are
 simulated, a banner at the top of the page, the title and every figure say so.
 
+Every page says what made it (:class:`Provenance`: package version, git commit, config
+digest, date) under its title. Given the feature spec, a table shows each feature by its
+label (:mod:`msc_response.feature_labels`) with the code name in a tooltip, and the page
+ends with a glossary of both. Numbers are shown as what they are: no "-0.000", integers
+without decimals, mappings as "name value" lists; an empty table is one sentence.
+
 All text is escaped; only this module writes markup.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import html
 import io
 import re
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .. import provenance
+from ..config import config_digest
+from ..feature_labels import feature_labels
 from ..io import atomic_path
 from ..plotting import SIMULATED_LABEL
 
@@ -48,6 +59,7 @@ nav ol{columns:2;font-size:.9em} code{background:#f2f4f7;padding:0 3px}
 dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px} dt{font-weight:600}
 details{margin:10px 0;border:1px solid #d6dbe3;border-radius:4px;padding:4px 12px}
 summary{cursor:pointer;font-weight:600;padding:4px 0}
+.provenance{color:#556;font-size:.82em;margin:2px 0 10px} abbr{text-decoration:underline dotted #99a}
 """
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -61,8 +73,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^0-9a-z]+", "-", text.lower()).strip("-") or "section"
 
 
+def number(value: float, digits: int) -> str:
+    """``value`` to ``digits`` decimals, never "-0.000" (a value that rounds to zero has no sign)."""
+    text = f"{float(value):.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
 def _cell(value, digits: int) -> tuple[str, bool]:
-    """(text, numeric) of one table cell."""
+    """(text, numeric) of one table cell (``digits=0``: an integer)."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "", False
     if isinstance(value, bool | np.bool_):
@@ -70,8 +88,41 @@ def _cell(value, digits: int) -> tuple[str, bool]:
     if isinstance(value, int | np.integer):
         return f"{int(value)}", True
     if isinstance(value, float | np.floating):
-        return f"{float(value):.{digits}f}", True
+        return number(value, digits), True
+    if isinstance(value, dict):  # a mapping is read as "name value" pairs, not as Python
+        return ", ".join(f"{k} {_cell(v, digits)[0]}" for k, v in value.items()), False
     return str(value), False
+
+
+def _column_digits(values: pd.Series, digits: int) -> int:
+    """0 for a float column that holds only whole numbers (counts read as floats), else ``digits``."""
+    if values.dtype.kind != "f":
+        return digits
+    finite = values.to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return 0 if len(finite) and np.all(finite == np.round(finite)) else digits
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What made a page: package version, git commit, config digest and when."""
+
+    package_version: str
+    git_commit: str
+    config_digest: str
+    written: str
+
+    @classmethod
+    def now(cls, config: dict | None) -> Provenance:
+        """This package and checkout, ``config`` (as plain data; None: no config), the current time."""
+        return cls(metadata.version("msc-response"), provenance.git_commit(),
+                   "none" if config is None else config_digest(config),
+                   dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))  # fmt: skip
+
+    def text(self) -> str:
+        commit = self.git_commit if self.git_commit == "unknown" else self.git_commit[:12]
+        return (f"msc-response {self.package_version}; git commit {commit}; config digest "
+                f"{self.config_digest}; written {self.written}")  # fmt: skip
 
 
 def png_data_uri(ax_or_figure, *, simulated: bool, dpi: int = 110) -> str:
@@ -94,6 +145,8 @@ class Section:
     simulated: bool
     blocks: list[str | Section] = field(default_factory=list)
     level: int = 2
+    #: feature code name -> label (the page's feature spec); such cells show the label
+    labels: dict[str, str] = field(default_factory=dict)
 
     def paragraph(self, text: str) -> Section:
         self.blocks.append(f"<p>{_esc(text)}</p>")
@@ -112,23 +165,36 @@ class Section:
         return self
 
     def definitions(self, pairs: dict) -> Section:
-        body = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in pairs.items())
+        body = "".join(
+            f"<dt>{_esc(k)}</dt><dd>{_esc(_cell(v, 3)[0])}</dd>" for k, v in pairs.items()
+        )
         self.blocks.append(f"<dl>{body}</dl>")
         return self
 
+    def _label(self, text: str) -> str:
+        """A feature's code name (alone, or before " = level") as its label, the code in a tooltip."""
+        name, sep, rest = text.partition(" = ")
+        if name not in self.labels:
+            return _esc(text)
+        return f'<abbr title="{_esc(name)}">{_esc(self.labels[name])}</abbr>{_esc(sep + rest)}'
+
     def table(self, df: pd.DataFrame, caption: str | None = None, *, digits: int = 3,
-              index: bool = False) -> Section:  # fmt: skip
-        """A DataFrame as a table (floats to ``digits`` decimals; the index too with ``index``)."""
+              index: bool = False, empty: str | None = None) -> Section:  # fmt: skip
+        """A DataFrame as a table (floats to ``digits`` decimals, whole-number columns as integers;
+        the index too with ``index``). No rows: the sentence ``empty`` instead (default: the
+        caption and "none")."""
         frame = df.reset_index() if index else df
+        if frame.empty:
+            return self.paragraph(empty or f"{caption or 'Table'}: none.")
         head = "".join(f"<th>{_esc(c)}</th>" for c in frame.columns)
+        col_digits = [_column_digits(frame.iloc[:, j], digits) for j in range(frame.shape[1])]
         rows = []
         for rec in frame.itertuples(index=False):
             cells = []
-            for v in rec:
-                text, numeric = _cell(v, digits)
-                cells.append(
-                    f'<td class="num">{_esc(text)}</td>' if numeric else f"<td>{_esc(text)}</td>"
-                )
+            for v, d in zip(rec, col_digits, strict=True):
+                text, numeric = _cell(v, d)
+                cells.append(f'<td class="num">{_esc(text)}</td>' if numeric
+                             else f"<td>{self._label(text)}</td>")  # fmt: skip
             rows.append("<tr>" + "".join(cells) + "</tr>")
         cap = f"<caption>{_esc(caption)}</caption>" if caption else ""
         self.blocks.append(
@@ -161,10 +227,18 @@ class Section:
 
 
 class Page:
-    """A report page: a title, an optional SIMULATED banner, a table of contents, sections."""
+    """A report page: a title, an optional SIMULATED banner, its provenance, a warning, a table
+    of contents, sections, and a glossary of the feature names when given a feature spec.
 
-    def __init__(self, title: str, *, simulated: bool, subtitle: str = ""):
+    ``config`` is the experiment config as plain data (its digest is shown); ``warning`` is
+    what every reader must be told about the model (shown under the title).
+    """
+
+    def __init__(self, title: str, *, simulated: bool, subtitle: str = "", config: dict | None = None,
+                 feature_spec: list[dict] | None = None, warning: str | None = None):  # fmt: skip
         self.title, self.simulated, self.subtitle = title, simulated, subtitle
+        self.config, self.warning = config, warning
+        self.labels = feature_labels(feature_spec or [])
         self.sections: list[Section] = []
 
     def section(self, title: str) -> Section:
@@ -173,9 +247,19 @@ class Page:
         base, i = anchor, 2
         while anchor in taken:
             anchor, i = f"{base}-{i}", i + 1
-        s = Section(title, anchor, self.simulated)
+        s = Section(title, anchor, self.simulated, labels=self.labels)
         self.sections.append(s)
         return s
+
+    def _glossary(self) -> Section | None:
+        if not self.labels:
+            return None
+        s = Section("Glossary of feature names", "glossary", self.simulated)
+        s.paragraph("Tables show each feature by its label; the name in the code, the data and MLflow is "
+                    "the column on the right (also shown when the pointer rests on a label).")  # fmt: skip
+        return s.table(
+            pd.DataFrame({"feature": list(self.labels.values()), "code name": list(self.labels)})
+        )
 
     def html(self) -> str:
         title = ("SIMULATED - " if self.simulated else "") + self.title
@@ -184,9 +268,13 @@ class Page:
             if self.simulated
             else ""
         )
-        toc = "".join(f'<li><a href="#{s.anchor}">{_esc(s.title)}</a></li>' for s in self.sections)
+        sections = [*self.sections, *filter(None, [self._glossary()])]
+        toc = "".join(f'<li><a href="#{s.anchor}">{_esc(s.title)}</a></li>' for s in sections)
         sub = f'<p class="subtitle">{_esc(self.subtitle)}</p>' if self.subtitle else ""
-        body = "".join(s.html() for s in self.sections)
+        sub += f'<p class="provenance">{_esc(Provenance.now(self.config).text())}</p>'
+        if self.warning:
+            sub += f'<div class="warning" role="alert">{_esc(self.warning)}</div>'
+        body = "".join(s.html() for s in sections)
         return (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'

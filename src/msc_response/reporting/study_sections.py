@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import ExperimentConfig
+from ..domain import INTENDED_USE
 from ..features import FeatureSet
 from ..study import Study
 from . import cohort, figures, tables
@@ -227,12 +228,16 @@ def add_missing(page: Page, ctx: StudyContext, model_kinds=("lightgbm", "logisti
     s = page.section("Missing values")
     m = tables.missingness(ctx.features, model_kinds)
     total = int(m["missing"].sum())
-    if total == 0:
+    if total == 0:  # a table of zeros says less than this sentence
         s.paragraph(
             f"No predictor has a missing value among the {len(ctx.features.table)} included patients."
         )
-    s.table(m, "Missing values per predictor among the included patients, and what each model does with them",
+        return
+    some = m[m["missing"] > 0]
+    s.table(some, "Missing values per predictor among the included patients, and what each model does with them",
             digits=1)  # fmt: skip
+    if len(some) < len(m):
+        s.paragraph(f"The other {len(m) - len(some)} predictors have no missing value.")
 
 
 def add_sample_size(page: Page, ctx: StudyContext, n_parameters: int | None = None) -> None:
@@ -323,12 +328,6 @@ def add_cell_course(s, ctx: StudyContext) -> None:
                 .rename(columns={"ci_low": "95% CI low", "ci_high": "95% CI high"}), digits=3)  # fmt: skip
 
 
-MODEL_CARD_USE = (
-    "Intended use: to estimate, for a patient with decompensated cirrhosis who is to receive umbilical-cord "
-    "MSC therapy on one of the trial's regimens, the probability that the endpoint improves by the "
-    "follow-up day, from data available at the start of treatment; for trial teams and their statisticians, "
-    "to plan and stratify studies and to generate hypotheses."
-)
 MODEL_CARD_NOT = [
     "Not an estimate of benefit over no treatment: the trial had no control arm, so the predicted "
     "improvement mixes the effect of the cells with the natural course of the disease and regression to "
@@ -373,7 +372,7 @@ def add_model_card(page: Page, ctx: StudyContext, *, extra: dict | None = None,
     s = page.section("Model card")
     if extra:
         s.definitions(extra)
-    s.paragraph(MODEL_CARD_USE)
+    s.paragraph(INTENDED_USE)
     s.paragraph(f"Outcome: {_endpoint_words(ctx.config)}.")
     s.subheading("Out of scope")
     s.items(MODEL_CARD_NOT)

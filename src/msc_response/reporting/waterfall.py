@@ -13,7 +13,7 @@ beside it. Every other feature is shown in its own unit (feature spec).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from scipy.special import expit
 
 from .. import units
 from ..errors import ConfigError, DataError, Problem
+from ..feature_labels import feature_labels
 from ..io import atomic_path
 from ..plotting import new_axes
 from .figures import PALETTE
@@ -46,6 +47,12 @@ class Explanation:
     table: pd.DataFrame
     model: str
     simulated: bool
+    #: what a reader must be told about the model (its status, simulated training data)
+    warning: str | None = None
+    #: the model's experiment config (plain data) and feature spec: the page's provenance
+    #: and the features' labels
+    config: dict | None = None
+    feature_spec: list[dict] = field(default_factory=list)
 
     @property
     def logit(self) -> float:
@@ -139,7 +146,8 @@ def explain_patient(
     simulated = bool(model.spec.get("trained_on_simulated_data")) or bool(
         getattr(features, "simulated", False)
     )
-    return Explanation(patient_id, float(base[0]), out, f"{model.name} v{model.version}", simulated)
+    return Explanation(patient_id, float(base[0]), out, f"{model.name} v{model.version}", simulated,
+                       model.warning(), model.spec.get("config"), model.feature_spec)  # fmt: skip
 
 
 def waterfall_steps(expl: Explanation, top: int = TOP) -> pd.DataFrame:
@@ -147,7 +155,12 @@ def waterfall_steps(expl: Explanation, top: int = TOP) -> pd.DataFrame:
     remaining features summed into one bar, ending at the patient's log-odds."""
     t = expl.table
     head, rest = t.iloc[:top], t.iloc[top:]
-    labels = [f"{f} = {s}" for f, s in zip(head["feature"], head["shown"], strict=True)]
+    names = feature_labels(expl.feature_spec)
+    labels = []
+    for f, v, unit, shown in head[["feature", "value", "unit", "shown"]].itertuples(index=False):
+        # the label has the feature's unit: a value in that unit is shown as a number only
+        same_unit = f in names and shown == f"{_fmt(v)} {unit}".strip()
+        labels.append(f"{names.get(f, f)} = {_fmt(v) if same_unit else shown}")
     deltas = list(head["contribution"])
     if len(rest):
         labels.append(f"{len(rest)} other features")
@@ -157,25 +170,35 @@ def waterfall_steps(expl: Explanation, top: int = TOP) -> pd.DataFrame:
 
 
 def plot_waterfall(expl: Explanation, ax=None, *, top: int = TOP):
-    """Draw the waterfall of :func:`waterfall_steps`: base value at the top, the log-odds at the bottom."""
+    """Draw the waterfall of :func:`waterfall_steps`: base value at the top, the log-odds at the bottom.
+
+    The base value and the patient's log-odds are marked and named; each bar's number sits
+    at its outer end, inside the frame, and no bar touches the frame.
+    """
     steps = waterfall_steps(expl, top)
-    ax = new_axes(ax, figsize=(9, 0.42 * len(steps) + 1.8))
-    y = np.arange(len(steps))[::-1]
-    up = steps["end"] >= steps["start"]
+    n = len(steps)
+    ax = new_axes(ax, figsize=(10, 0.42 * n + 2.2))
+    y = np.arange(n)[::-1]
+    up = (steps["end"] >= steps["start"]).to_numpy()
     ax.barh(y, steps["end"] - steps["start"], left=steps["start"], color=np.where(up, PALETTE[5], PALETTE[0]),
             height=0.6)  # fmt: skip
-    for yi, (_, s) in zip(y, steps.iterrows(), strict=True):
-        ax.text(
-            max(s["start"], s["end"]),
-            yi,
-            f" {s['end'] - s['start']:+.3f}",
-            va="center",
-            fontsize=7.5,
-        )
-    ax.axvline(expl.base, color="grey", ls=":", lw=1)
+    ends = np.concatenate([steps["start"], steps["end"], [expl.base, expl.logit]])
+    lo, hi = float(ends.min()), float(ends.max())
+    pad = 0.22 * (hi - lo or 1.0)  # room for the numbers at the bar ends, inside the frame
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(-1.2, n + 0.1)  # room for the two marker labels
+    for yi, s, rising in zip(y, steps.itertuples(), up, strict=True):
+        delta = s.end - s.start
+        ax.text(max(s.start, s.end) if rising else min(s.start, s.end), yi,
+                f" {delta:+.3f} " , va="center", ha="left" if rising else "right", fontsize=7.5)  # fmt: skip
+    ax.axvline(expl.base, color="grey", ls="--", lw=1)
     ax.axvline(expl.logit, color="black", lw=1)
+    # the base value named above the first bar, the patient's log-odds below the last
+    for x, yl, text, colour in ((expl.base, n - 0.45, f"base value {expl.base:.2f}", "dimgrey"),
+                                (expl.logit, -0.75, f"this patient {expl.logit:.2f}", "black")):  # fmt: skip
+        ax.text(x, yl, text, ha="center", va="center", fontsize=7.5, color=colour,
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": colour, "lw": 0.6})  # fmt: skip
     ax.set_yticks(y, steps["label"], fontsize=8)
-    ax.margins(x=0.12)  # room for the labels at the bar ends
     ax.set_xlabel(f"log-odds of response (base {expl.base:.3f}; this patient {expl.logit:.3f}, "
                   f"probability {expl.probability:.3f})")  # fmt: skip
     ax.set_title(
@@ -200,7 +223,8 @@ def write_explanation(expl: Explanation, out: str | Path) -> Path:
             tmp.chmod(0o644)
         return out
     page = Page(f"Explanation of patient {expl.patient_id}", simulated=expl.simulated,
-                subtitle=f"{expl.model}: probability {expl.probability:.3f} (log-odds {expl.logit:.3f})")  # fmt: skip
+                subtitle=f"{expl.model}: probability {expl.probability:.3f} (log-odds {expl.logit:.3f})",
+                config=expl.config, feature_spec=expl.feature_spec, warning=expl.warning)  # fmt: skip
     s = page.section("Contributions")
     s.paragraph("Each bar is a feature's contribution to the log-odds of response (LightGBM: TreeSHAP; "
                 "logistic regression: coefficient x centred, standardised value). The base value plus every "

@@ -53,13 +53,15 @@ class ChunkResult:
 
 
 def with_model_columns(table: pd.DataFrame, model: LoadedModel) -> pd.DataFrame:
-    """The model's name, version and URI after ``patient_id`` (categorical: free to encode)."""
+    """The model's name, version, URI and status after ``patient_id`` (categorical: free to
+    encode), then whether it was trained on simulated data: what travels with each prediction."""
     n = len(table)
     for k, (name, value) in enumerate((("model_name", model.name), ("model_version", model.version),
-                                       ("model_uri", model.uri))):  # fmt: skip
+                                       ("model_uri", model.uri), ("model_status", model.status))):  # fmt: skip
         table.insert(
             1 + k, name, pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[value])
         )
+    table.insert(5, "model_trained_on_simulated_data", np.full(n, model.trained_on_simulated_data))
     return table
 
 

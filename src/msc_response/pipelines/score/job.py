@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ... import processes, tracking
+from ... import processes, progress, tracking
 from ...config import config_from_dict
 from ...errors import ConfigError, DataError
 from ...features import (
@@ -59,6 +59,8 @@ OUTPUT_COLUMNS = [
     "model_name",
     "model_version",
     "model_uri",
+    "model_status",
+    "model_trained_on_simulated_data",
     "probability",
     "predicted_response",
 ]
@@ -98,8 +100,15 @@ class _Tally:
     seconds: collections.Counter = field(default_factory=collections.Counter)
 
 
-def _run_chunks(chunks, task: Task, writer: ChunkWriter, pool, workers: int) -> _Tally:
+def _run_chunks(chunks, task: Task, writer: ChunkWriter, pool, workers: int,
+                n_chunks: int | None = None) -> _Tally:  # fmt: skip
     """Score every chunk (in the pool when there is one) and write results in chunk order."""
+    with progress.task(f"scoring chunks ({workers or 1} worker(s))", n_chunks) as advance:
+        return _run_chunks_reported(chunks, task, writer, pool, workers, advance)
+
+
+def _run_chunks_reported(chunks, task: Task, writer: ChunkWriter, pool, workers: int,
+                         advance) -> _Tally:  # fmt: skip
     tally = _Tally()
     pending: collections.deque = collections.deque()
     limit = 2 * workers  # chunks in flight: bounded memory
@@ -112,6 +121,7 @@ def _run_chunks(chunks, task: Task, writer: ChunkWriter, pool, workers: int) -> 
         if len(result.problems):
             tally.problems.append(result.problems)
         tally.seconds.update(result.seconds)
+        advance()
         if result.encoded is None:
             return
         t = time.perf_counter()
@@ -231,7 +241,8 @@ def score(
     model, counts, flow = run.model, run.counts, run.flow
     summary = {
         "model_uri": model.uri, "registered_model": model.name, "version": model.version,
-        "model_trained_on_simulated_data": bool(model.spec.get("trained_on_simulated_data")),
+        "model_status": model.status, "model_trained_on_simulated_data": model.trained_on_simulated_data,
+        "warning": model.warning(),
         "data_simulated": is_simulated(data_dir) if run.data_simulated is None else run.data_simulated,
         "input_sha256": run.input_sha256, "output": out.name, "rejected_file": sidecar(out, ".rejected.csv").name,
         "counts": counts, "rejected_by_reason": flow["excluded"],
@@ -318,7 +329,7 @@ def _run_local_job(model_uri: str, data_dir, out: Path, options: JobOptions) -> 
                 writer = ChunkWriter(tmp_out, options.fmt)
                 if planned is not None:
                     chunks = planned.result()
-                tally = _run_chunks(chunks, task, writer, pool, workers)
+                tally = _run_chunks(chunks, task, writer, pool, workers, n_chunks)
             except NotGrouped as why:
                 grouped, not_grouped = False, str(why)
                 writer = ChunkWriter(tmp_out, options.fmt)  # starts the file again
@@ -326,7 +337,7 @@ def _run_local_job(model_uri: str, data_dir, out: Path, options: JobOptions) -> 
                     tmp_out.parent / "partitions"
                 )  # patient rows: gone with the work directory
                 chunks = source.partitioned_chunks(options.patients_per_chunk, partitions)
-                tally = _run_chunks(chunks, task, writer, pool, workers)
+                tally = _run_chunks(chunks, task, writer, pool, workers, n_chunks)
             writer.close(empty_columns=OUTPUT_COLUMNS)
             flow, has_problems = finish_outputs(
                 out, model, tally, options.strict, source.files["labs"]

@@ -115,7 +115,7 @@ def spark_session():
 class _Plan:
     """What every partition needs: plain data shipped with each task (the model by broadcast)."""
 
-    model: object  # Broadcast of {"uri", "name", "version", "spec", "file_name", "bytes", "sha256"}
+    model: object  # Broadcast of {"uri", "name", "version", "spec", "status", "file_name", "bytes", "sha256"}
     tables: dict  # table -> (display name, is a part directory)
     schemas: dict  # table -> Arrow schema of its rows (``_row`` and the declared columns)
     cells_derived: bool
@@ -145,7 +145,7 @@ def _worker_task(plan: _Plan):
         tmp.write_bytes(payload["bytes"])
         os.replace(tmp, model_file)
     model = LoadedModel(payload["uri"], payload["name"], payload["version"], payload["spec"],
-                        str(model_file))  # fmt: skip
+                        str(model_file), payload["status"])  # fmt: skip
     _ = model.fitted  # loaded here, once
     # messages name each table as the driver found it: a part directory gets its slash
     # from a local stand-in (the executor may not see the study's own filesystem)
@@ -337,7 +337,7 @@ def _output_schema(model: LoadedModel, explain: int, regimens: bool) -> pa.Schem
 def _model_payload(model: LoadedModel) -> dict:
     data = Path(model.model_file).read_bytes()
     return {"uri": model.uri, "name": model.name, "version": model.version, "spec": model.spec,
-            "file_name": Path(model.model_file).name, "bytes": data,
+            "status": model.status, "file_name": Path(model.model_file).name, "bytes": data,
             "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
 
 

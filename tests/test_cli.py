@@ -1,0 +1,109 @@
+"""What a user types and reads: -h, --version, choices listed, an example per verb, progress."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+import pytest
+from typer.testing import CliRunner
+
+from msc_response import progress
+from msc_response.cli import Design, Engine, Regimens, SourceFormat, TableFormat, app
+
+runner = CliRunner()
+
+
+def _help(*args: str) -> str:
+    result = runner.invoke(app, [*args, "-h"])
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.replace("│", " ").split())
+
+
+def test_version_and_short_help():
+    result = runner.invoke(app, ["--version"])
+    assert (
+        result.exit_code == 0 and result.output.strip() == f"msc-response {version('msc-response')}"
+    )
+    assert "Usage:" in _help() and "train" in _help()
+
+
+@pytest.mark.parametrize("verb", ["scores", "build-features", "simulate", "train", "score",
+                                  "import", "explain", "report", "validate"])  # fmt: skip
+def test_every_verb_has_an_example(verb):
+    assert f"Example: msc-response {verb} " in _help(verb)
+
+
+@pytest.mark.parametrize(("verb", "choices"), [
+    ("simulate", "<trial|screening>"), ("simulate", "<csv|parquet>"), ("score", "<local|spark>"),
+    ("score", "<all>"), ("import", "<sdtm|fhir>"), ("import", "<csv|parquet>"),
+])  # fmt: skip
+def test_fixed_choices_are_listed(verb, choices):
+    assert choices in _help(verb)
+
+
+def test_the_choices_are_the_librarys():
+    from msc_response.importers import FORMATS
+    from msc_response.pipelines.score.job import ENGINES
+
+    assert tuple(Engine) == ENGINES and tuple(SourceFormat) == FORMATS
+    assert [*TableFormat] == ["csv", "parquet"] and [*Design] == ["trial", "screening"]
+    assert [*Regimens] == ["all"]
+
+
+def test_a_choice_not_offered_exits_2(tmp_path):
+    result = runner.invoke(app, ["simulate", "--design", "cohort", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "'cohort' is not one of 'trial', 'screening'" in " ".join(
+        result.output.replace("│", " ").split()
+    )
+    assert not (tmp_path / "s").exists()
+
+
+class _Recorder:
+    def __init__(self):
+        self.events = []
+
+    def start(self, description, total):
+        self.events.append(("start", description, total))
+        return description
+
+    def advance(self, handle, steps):
+        self.events.append(("advance", handle, steps))
+
+    def finish(self, handle):
+        self.events.append(("finish", handle))
+
+
+def test_progress_goes_only_to_a_reporter_that_was_installed():
+    with progress.task("nobody listens", 2) as advance:
+        advance()  # no reporter: nothing happens, nothing fails
+    rec = _Recorder()
+    with progress.reporting(rec):
+        with progress.task("chunks", 2) as advance:
+            advance()
+            advance()
+    assert rec.events == [("start", "chunks", 2), ("advance", "chunks", 1),
+                          ("advance", "chunks", 1), ("finish", "chunks")]  # fmt: skip
+    with progress.task("after the block", None) as advance:
+        advance()
+    assert len(rec.events) == 4  # the reporter was removed with its block
+    with pytest.raises(ValueError, match="total: expected a number >= 0 or None, got -1"):
+        with progress.task("bad", -1):
+            pass
+
+
+def test_progress_lines_without_a_terminal_only_when_asked(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from msc_response.cli import _LineProgress
+
+    args = ["simulate", "--n-patients", "6", "--h5ad-patients", "0"]
+    quiet = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert quiet.exit_code == 0 and quiet.stderr == ""  # tests run without a terminal
+    buffer = io.StringIO()
+    with progress.reporting(_LineProgress(Console(file=buffer, width=200))):
+        with progress.task("scoring chunks", 3) as advance:
+            advance(3)
+    lines = buffer.getvalue().splitlines()
+    assert lines[0] == "scoring chunks ..." and lines[1].startswith("scoring chunks: done (3/3, ")
