@@ -93,6 +93,11 @@ class Endpoint:
         _require(_is_int(self.window_days) and 0 <= self.window_days < self.followup_day, "endpoint.window_days",
                  self.window_days, "a whole number of days, 0 <= window_days < followup_day")  # fmt: skip
 
+    @property
+    def followup_window(self) -> tuple[int, int]:
+        """The days whose measurement stands for day ``followup_day`` (+/- ``window_days``, inclusive)."""
+        return self.followup_day - self.window_days, self.followup_day + self.window_days
+
 
 @dataclass(frozen=True)
 class SingleCell:
@@ -231,7 +236,7 @@ class ExperimentConfig:
                 isinstance(getattr(self, key), cls), key, getattr(self, key), f"a {cls.__name__}"
             )
         ep, landmark = self.endpoint, self.landmark_day
-        _require(landmark is None or (_is_int(landmark) and 0 < landmark < ep.followup_day - ep.window_days),
+        _require(landmark is None or (_is_int(landmark) and 0 < landmark < ep.followup_window[0]),
                  "landmark_day", landmark, "null, or a day after the first infusion and before the follow-up window")  # fmt: skip
         assume = {} if self.assume is None else self.assume
         _require(isinstance(assume, dict), "assume", assume, "a mapping of test name to value")

@@ -111,8 +111,7 @@ def windows(config: ExperimentConfig, *, labels: bool) -> bad_rows_policy.Window
     """The day ranges the config reads: baseline, follow-up (with labels), landmark (cells)."""
     base = tuple(config.baseline_window)
     ep = config.endpoint
-    followup = (ep.followup_day - ep.window_days, ep.followup_day + ep.window_days)
-    labs = (base, followup) if labels else (base,)
+    labs = (base, ep.followup_window) if labels else (base,)
     cells = (base, (1, config.landmark_day)) if config.landmark_day is not None else (base,)
     return bad_rows_policy.Windows(labs, cells)
 
@@ -366,7 +365,7 @@ def _labels(study, config, assumed, base, base_scores, test_names, codes, exclud
     labs, n = study.labs, len(study.patients)
     pidx, day, value = labs["pidx"].to_numpy(), labs["day"].to_numpy(), labs["value"].to_numpy()
     ep, score = config.endpoint, config.endpoint.score
-    fu_lo, fu_hi = ep.followup_day - ep.window_days, ep.followup_day + ep.window_days
+    fu_lo, fu_hi = ep.followup_window
     fu_vals, fu_days = pick_values(pidx, day, codes, value, n, len(test_names), fu_lo, fu_hi,
                                    target=ep.followup_day)  # fmt: skip
     has_fu = ~np.all(np.isnan(fu_vals), axis=1)

@@ -251,8 +251,7 @@ def _visit_values(study: Study, config: ExperimentConfig, visit: str) -> dict[st
         values, _ = pick_values(*args, *config.baseline_window)
     else:
         ep = config.endpoint
-        values, _ = pick_values(*args, ep.followup_day - ep.window_days,
-                                ep.followup_day + ep.window_days, target=ep.followup_day)  # fmt: skip
+        values, _ = pick_values(*args, *ep.followup_window, target=ep.followup_day)
     measured = ~np.all(np.isnan(values), axis=1)
     cols = {t: values[:, j] for j, t in enumerate(names)}
     for t, v in config.assume.items():
