@@ -119,11 +119,11 @@ def _training_run(client, experiment: str, run_id: str | None):
             raise ConfigError(f"run: no run {run_id!r} in the tracking store") from None
         if (
             run.info.experiment_id != exp.experiment_id
-            or run.data.tags.get("msc_response.stage") != "train"
+            or run.data.tags.get(tracking.TAG_STAGE) != "train"
         ):
             raise ConfigError(f"run: {run_id!r} is not a training run of experiment {experiment!r}")
         return run
-    runs = client.search_runs([exp.experiment_id], filter_string="tags.`msc_response.stage` = 'train'",
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{tracking.TAG_STAGE}` = 'train'",
                               order_by=["attributes.start_time DESC"], max_results=1)  # fmt: skip
     if not runs:
         raise ConfigError(f"experiment: {experiment!r} has no training runs")
@@ -162,7 +162,7 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
         warnings.simplefilter("ignore", MscResponseWarning)
         result = fit(config, features)  # simulated as the study says (its simulation.json)
     summary = {"registered_model": mv.name, "version": mv.version, "aliases": list(mv.aliases or []),
-               "champion_decision": run.data.tags.get("champion_decision", ""), "run_id": run_id}  # fmt: skip
+               "champion_decision": run.data.tags.get(tracking.TAG_CHAMPION_DECISION, ""), "run_id": run_id}  # fmt: skip
     return publish_training_report(result, features, study, summary, root=root)
 
 

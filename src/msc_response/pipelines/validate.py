@@ -208,7 +208,7 @@ def _log(model, config, fs, y, ev, page: Path, data: Path, recal, root) -> tuple
         with mlflow.start_run(
             experiment_id=exp_id, run_name=f"validate v{model.version} on {data.name}"
         ) as run:
-            mlflow.set_tags({"msc_response.stage": "validate", "model_name": model.name,
+            mlflow.set_tags({tracking.TAG_STAGE: "validate", "model_name": model.name,
                              "model_version": model.version, "model_uri": f"models:/{model.name}/{model.version}",
                              "cohort": data.name, "data.simulated": str(bool(fs.simulated)).lower()})  # fmt: skip
             dataset = features_dataset(X, y, f"{data.name}-features")

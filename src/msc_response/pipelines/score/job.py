@@ -349,7 +349,7 @@ def _log_scoring_run(model: LoadedModel, summary: dict) -> None:
     with tracking.using():
         exp = tracking.experiment_id(f"{model.name}-scoring" if model.name else "scoring")
         with mlflow.start_run(experiment_id=exp, run_name=f"score {model.name} v{model.version}"):
-            mlflow.set_tags({"msc_response.stage": "score", "model_uri": model.uri, "engine": summary["engine"],
+            mlflow.set_tags({tracking.TAG_STAGE: "score", "model_uri": model.uri, "engine": summary["engine"],
                              "data.simulated": str(summary["data_simulated"]).lower()})  # fmt: skip
             mlflow.log_metrics(
                 {**{f"n_{k}": v for k, v in summary["counts"].items()}, **summary["timings"]}
