@@ -22,7 +22,17 @@ from .. import scores
 from ..config import ExperimentConfig
 from ..domain import REGIMEN_FEATURES, regimen_features
 from ..errors import DataError, Problem
-from ..io import check_outputs, write_json, write_table
+from ..io import (
+    ASSUMPTIONS,
+    CELLS_FROM_H5AD,
+    EXCLUDED,
+    FLOW,
+    PROBLEMS,
+    check_outputs,
+    sidecar,
+    write_json,
+    write_table,
+)
 from ..study import Study, load_study
 from ..study import policy as bad_rows_policy
 from ..study.files import input_paths
@@ -467,15 +477,8 @@ def _regimen_features(patients: pd.DataFrame) -> dict[str, np.ndarray]:
     return {k: out[k] for k in REGIMEN_FEATURES if k in out}
 
 
-def sidecar(out: str | Path, suffix: str) -> Path:
-    """``features.parquet`` -> ``features<suffix>`` in the same folder."""
-    out = Path(out)
-    return out.with_name(out.stem + suffix)
-
-
 #: What :func:`write_feature_set` may write beside the feature table.
-FEATURE_SIDECARS = (".excluded.csv", ".assumptions.csv", ".flow.json", ".problems.csv",
-                    ".cells_from_h5ad.csv")  # fmt: skip
+FEATURE_SIDECARS = (EXCLUDED, ASSUMPTIONS, FLOW, PROBLEMS, CELLS_FROM_H5AD)
 
 
 def check_feature_outputs(out: str | Path, config_path: str | Path, data_dir: str | Path) -> None:
@@ -499,13 +502,13 @@ def write_feature_set(fs: FeatureSet, out: str | Path) -> list[Path]:
     """Write the table, the exclusions, the assumptions, the flow and the row problems (atomically)."""
     written = [
         write_table(fs.table, out),
-        write_table(fs.exclusions, sidecar(out, ".excluded.csv")),
-        write_table(fs.assumptions, sidecar(out, ".assumptions.csv")),
+        write_table(fs.exclusions, sidecar(out, EXCLUDED)),
+        write_table(fs.assumptions, sidecar(out, ASSUMPTIONS)),
         write_json({"flow": fs.flow, "feature_columns": fs.feature_columns, "lab_units": fs.lab_units,
-                    "feature_spec": fs.feature_spec}, sidecar(out, ".flow.json")),
+                    "feature_spec": fs.feature_spec}, sidecar(out, FLOW)),
     ]  # fmt: skip
     if len(fs.problems):
-        written.append(write_problems(fs.problems, sidecar(out, ".problems.csv")))
+        written.append(write_problems(fs.problems, sidecar(out, PROBLEMS)))
     if fs.derived_cells is not None:
-        written.append(write_table(fs.derived_cells, sidecar(out, ".cells_from_h5ad.csv")))
+        written.append(write_table(fs.derived_cells, sidecar(out, CELLS_FROM_H5AD)))
     return written

@@ -29,16 +29,15 @@ import pandas as pd
 from ... import processes, tracking
 from ...config import config_from_dict
 from ...errors import ConfigError, DataError
-from ...features import (
-    EXCLUSION_COLUMNS,
-    patient_flow,
-    sidecar,
-    write_problems,
-)
+from ...features import EXCLUSION_COLUMNS, patient_flow, write_problems
 from ...io import (
+    PROBLEMS,
+    REJECTED,
+    SUMMARY,
     ChunkWriter,
     atomic_path,
     check_outputs,
+    sidecar,
     table_format,
     write_json,
     write_table,
@@ -63,8 +62,8 @@ OUTPUT_COLUMNS = [
     "predicted_response",
 ]
 ENGINES = ("local", "spark")
-#: What the job writes beside ``out`` (see :func:`~msc_response.features.sidecar`).
-SIDECARS = (".rejected.csv", ".problems.csv", ".summary.json")
+#: What the job writes beside ``out`` (see :func:`~msc_response.io.sidecar`).
+SIDECARS = (REJECTED, PROBLEMS, SUMMARY)
 
 
 def _worker_context():
@@ -231,11 +230,11 @@ def score(
         "model_uri": model.uri, "registered_model": model.name, "version": model.version,
         "model_trained_on_simulated_data": bool(model.spec.get("trained_on_simulated_data")),
         "data_simulated": is_simulated(data_dir) if run.data_simulated is None else run.data_simulated,
-        "input_sha256": run.input_sha256, "output": out.name, "rejected_file": sidecar(out, ".rejected.csv").name,
+        "input_sha256": run.input_sha256, "output": out.name, "rejected_file": sidecar(out, REJECTED).name,
         "counts": counts, "rejected_by_reason": flow["excluded"],
         "rows_with_problems": flow.get("rows_with_problems", {}),
         "rows_with_problems_outside_windows": flow.get("rows_with_problems_outside_windows", 0),
-        "problems_file": sidecar(out, ".problems.csv").name if run.has_problems else None,
+        "problems_file": sidecar(out, PROBLEMS).name if run.has_problems else None,
         "strict": strict, "engine": engine, "explain": explain,
         "regimens": regimens, "threshold": model.threshold,
         **run.details,
@@ -245,7 +244,7 @@ def score(
     if regimens == "all":
         summary["note"] = ASSOCIATION_NOTE
     if run.write_summary is None:
-        write_json(summary, sidecar(out, ".summary.json"))
+        write_json(summary, sidecar(out, SUMMARY))
     else:
         run.write_summary(summary)
     if log_to_mlflow:
@@ -272,9 +271,9 @@ def finish_outputs(
     flow = patient_flow(
         tally.counts["patients_in_input"], rejected, None, problems if len(problems) else None
     )
-    write_table(rejected, sidecar(out, ".rejected.csv"))
+    write_table(rejected, sidecar(out, REJECTED))
     if len(problems):
-        write_problems(problems, sidecar(out, ".problems.csv"))
+        write_problems(problems, sidecar(out, PROBLEMS))
     return flow, bool(len(problems))
 
 

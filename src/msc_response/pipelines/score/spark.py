@@ -49,8 +49,9 @@ import pyarrow.compute as pc
 
 from ...config import config_from_dict
 from ...errors import DataError
-from ...features import flow_of_counts, sidecar
-from ...io import encode_chunk, write_json
+from ...features import flow_of_counts
+from ...io import PROBLEMS, SUMMARY, encode_chunk, sidecar_name, write_json
+from ...io import REJECTED as REJECTED_FILE
 from ...modeling.fitted import LoadedModel
 from ...modeling.predict import check_regimens, missing_inputs, predict_features
 from ...registry.load import load_model
@@ -391,10 +392,10 @@ def _stop_on_problems(scored, study, strict: bool, tally, hadoop, target: sio.Ta
              .orderBy(*_problem_order(study)).toPandas())  # fmt: skip
     err = DataError(as_problems(shown), hidden=n - len(shown))
     if err.hidden:
-        name = sidecar(Path(target.name), ".problems.csv").name
+        name = sidecar_name(target.name, PROBLEMS)
         with target.staging(hadoop) as stage:
             stage.write(matters.select(PROBLEM_OUTPUT).orderBy(*_problem_order(study)), "csv",
-                        target.sibling(".problems.csv"), single=target.single_file)  # fmt: skip
+                        target.sibling(PROBLEMS), single=target.single_file)  # fmt: skip
         err.args = (f"{err.args[0]}\nevery problem ({n}) is listed in {name}",)
     raise err
 
@@ -483,13 +484,13 @@ def run_spark_job(model_uri: str, data_dir, out, options):
             stage.write(scored.where(kind == SCORED).select("scored.*"), options.fmt
                         if target.single_file else "parquet", target.uri, single=target.single_file)  # fmt: skip
             stage.write(scored.where(kind == REJECTED).select("rejected.*"), "csv",
-                        target.sibling(".rejected.csv"), single=target.single_file)  # fmt: skip
+                        target.sibling(REJECTED_FILE), single=target.single_file)  # fmt: skip
             if has_problems:
                 problems = scored.where(kind == PROBLEM).select("problem.*")
-                stage.write(problems.select(PROBLEM_OUTPUT), "csv", target.sibling(".problems.csv"),
+                stage.write(problems.select(PROBLEM_OUTPUT), "csv", target.sibling(PROBLEMS),
                             single=target.single_file)  # fmt: skip
         timings["write_s"] = time.perf_counter() - t
-        summary_uri = target.sibling(".summary.json")
+        summary_uri = target.sibling(SUMMARY)
         if target.local:  # written by the job (``out`` may be a file: URI)
             write_summary = functools.partial(_write_local_json, sio.local_path(summary_uri))
         else:  # on the output's filesystem, through this session
