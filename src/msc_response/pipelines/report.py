@@ -16,7 +16,6 @@ import warnings
 from pathlib import Path
 
 from .. import tracking
-from ..config import config_from_dict
 from ..errors import ConfigError, DataError, MscResponseWarning, Problem
 from ..features import build_features
 from ..modeling.fit import fit
@@ -153,7 +152,7 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
         versions[0].name, versions[0].version
     )  # a search leaves out aliases
     model = load_model(f"models:/{mv.name}/{mv.version}")
-    config = config_from_dict(model.spec["config"])
+    config = model.spec.config
     data_dir = Path(data if data is not None else config.data)
     study = load_study(data_dir, config.singlecell)
     features = build_features(config, study, labels=True)

@@ -27,7 +27,6 @@ from pathlib import Path
 import pandas as pd
 
 from ... import processes, tracking
-from ...config import config_from_dict
 from ...errors import ConfigError, DataError
 from ...features import EXCLUSION_COLUMNS, patient_flow, write_problems
 from ...io import (
@@ -228,7 +227,7 @@ def score(
     model, counts, flow = run.model, run.counts, run.flow
     summary = {
         "model_uri": model.uri, "registered_model": model.name, "version": model.version,
-        "model_trained_on_simulated_data": bool(model.spec.get("trained_on_simulated_data")),
+        "model_trained_on_simulated_data": model.spec.trained_on_simulated_data,
         "data_simulated": is_simulated(data_dir) if run.data_simulated is None else run.data_simulated,
         "input_sha256": run.input_sha256, "output": out.name, "rejected_file": sidecar(out, REJECTED).name,
         "counts": counts, "rejected_by_reason": flow["excluded"],
@@ -307,7 +306,7 @@ def _run_local_job(model_uri: str, data_dir, out: Path, options: JobOptions) -> 
             if options.regimens:
                 check_regimens(model)
             timings: dict[str, float] = {"load_model_s": round(time.perf_counter() - t0, 3)}
-            source.derive_h5ad_cells(config_from_dict(model.spec["config"]).singlecell)
+            source.derive_h5ad_cells(model.spec.config.singlecell)
             task = Task(model, {k: str(v) for k, v in source.paths.items()}, source.h5ad_cells is not None,
                          options.explain, options.regimens, options.fmt)  # fmt: skip
             try:

@@ -47,7 +47,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ...config import config_from_dict
 from ...errors import DataError
 from ...features import flow_of_counts
 from ...io import PROBLEMS, SUMMARY, encode_chunk, sidecar_name, write_json
@@ -335,7 +334,7 @@ def _output_schema(model: LoadedModel, explain: int, regimens: bool) -> pa.Schem
 
 def _model_payload(model: LoadedModel) -> dict:
     data = Path(model.model_file).read_bytes()
-    return {"uri": model.uri, "name": model.name, "version": model.version, "spec": model.spec,
+    return {"uri": model.uri, "name": model.name, "version": model.version, "spec": model.spec.raw,
             "file_name": Path(model.model_file).name, "bytes": data,
             "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
 
@@ -426,7 +425,7 @@ def run_spark_job(model_uri: str, data_dir, out, options):
         target = sio.Target(str(out), options.fmt)
         target.check(hadoop)
         study = sio.read_study(spark, hadoop, str(data_dir),
-                               config_from_dict(model.spec["config"]).singlecell)  # fmt: skip
+                               model.spec.config.singlecell)  # fmt: skip
         out_schema = _output_schema(model, options.explain, options.regimens)
         spark_schema = from_arrow_schema(out_schema)
         broadcast = spark.sparkContext.broadcast(_model_payload(model))
