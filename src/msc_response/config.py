@@ -18,9 +18,10 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .scores import SCORES
 from .units import KNOWN_TESTS, PLAUSIBLE_RANGES
 
-ENDPOINT_SCORES = ("child_pugh", "meld", "meld_na", "meld3", "albumin")
+ENDPOINT_SCORES = (*SCORES, "albumin")
 DIRECTIONS = ("decrease", "increase")
 CANDIDATES = ("lightgbm", "logistic_l2")
 

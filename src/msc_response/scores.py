@@ -228,6 +228,8 @@ def meld3(bilirubin, inr, creatinine, sodium, albumin, female, dialysis=None) ->
 # ----------------------------------------------------------------------------------------
 # the scores of a table (one row per visit)
 
+#: The scores (whole points) this module computes, by their column names.
+SCORES = ("child_pugh", "meld", "meld_na", "meld3")
 #: Output columns of :func:`add_scores`.
 SCORE_COLUMNS = ["child_pugh", "child_pugh_class", "meld", "meld_na", "meld3"]
 
@@ -295,7 +297,7 @@ def add_scores(canonical: pd.DataFrame) -> pd.DataFrame:
 def with_scores(raw: pd.DataFrame, canonical: pd.DataFrame) -> pd.DataFrame:
     """``raw`` with the score columns of ``canonical`` appended (existing score columns replaced)."""
     scored = add_scores(canonical)
-    for col in ("child_pugh", "meld", "meld_na", "meld3"):  # whole points, missing allowed
+    for col in SCORES:  # whole points, missing allowed
         scored[col] = scored[col].astype("Int64")
     return pd.concat(
         [raw.drop(columns=[c for c in scored.columns if c in raw.columns]), scored], axis=1

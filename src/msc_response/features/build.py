@@ -51,7 +51,7 @@ SCORE_TESTS = ("bilirubin", "albumin", "inr", "pt", "pt_control", "creatinine", 
                "ascites", "encephalopathy", "dialysis")  # fmt: skip
 
 #: Scores computed at baseline; each is the feature ``baseline_<score>``.
-BASELINE_SCORES = ("child_pugh", "meld", "meld_na", "meld3")
+BASELINE_SCORES = scores.SCORES
 
 #: Columns of the exclusions table (and of a scoring job's rejected file).
 EXCLUSION_COLUMNS = ["patient_id", "reason", "category"]
