@@ -22,7 +22,7 @@ import json
 import shutil
 import time
 
-from _common import CLI, private_store, run_measured, write_result
+from ._common import CLI, private_store, run_measured, write_result
 
 N, N_BIG = 1_000_000, 4_000_000
 REPEATS = 2
