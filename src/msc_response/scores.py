@@ -100,6 +100,10 @@ def pt_replaces_inr(has_inr, has_pt, has_pt_control):
     return np.logical_not(has_inr) & np.asarray(has_pt) & np.asarray(has_pt_control)
 
 
+#: The Child-Pugh items (coagulation: INR, or PT over control without INR).
+CHILD_PUGH_ITEMS = ("bilirubin", "albumin", "coagulation", "ascites", "encephalopathy")
+
+
 def child_pugh(
     bilirubin,
     albumin,
@@ -121,17 +125,40 @@ def child_pugh(
     >>> float(child_pugh(3.2, 2.6, 2.0, 1, 1)[()])
     12.0
     """
+    items = child_pugh_items(bilirubin, albumin, inr, ascites, encephalopathy, pt=pt,
+                             pt_control=pt_control, cholestatic=cholestatic)  # fmt: skip
+    return (
+        items["bilirubin"]
+        + items["albumin"]
+        + items["coagulation"]
+        + items["ascites"]
+        + items["encephalopathy"]
+    )
+
+
+def child_pugh_items(
+    bilirubin,
+    albumin,
+    inr,
+    ascites,
+    encephalopathy,
+    *,
+    pt=None,
+    pt_control=None,
+    cholestatic=False,
+) -> dict[str, np.ndarray]:
+    """The points of each Child-Pugh item (:data:`CHILD_PUGH_ITEMS`), as :func:`child_pugh` adds them."""
     coag = inr_points(inr)
     if pt is not None and pt_control is not None:
         use_pt = pt_replaces_inr(~np.isnan(coag), ~np.isnan(_arr(pt)), ~np.isnan(_arr(pt_control)))
         coag = np.where(use_pt, pt_points(_arr(pt) - _arr(pt_control)), coag)
-    return (
-        bilirubin_points(bilirubin, cholestatic)
-        + albumin_points(albumin)
-        + coag
-        + ascites_points(ascites)
-        + encephalopathy_points(encephalopathy)
-    )
+    return {
+        "bilirubin": bilirubin_points(bilirubin, cholestatic),
+        "albumin": albumin_points(albumin),
+        "coagulation": coag,
+        "ascites": ascites_points(ascites),
+        "encephalopathy": encephalopathy_points(encephalopathy),
+    }
 
 
 def child_pugh_class(score) -> np.ndarray:

@@ -155,6 +155,37 @@ def pick_values(
     return values.reshape(n_patients, n_codes), days.reshape(n_patients, n_codes)
 
 
+def _measured_in(pidx: np.ndarray, day: np.ndarray, n: int, lo: int, hi: int) -> np.ndarray:
+    """Patients with any lab row in days ``lo..hi``."""
+    measured = np.zeros(n, dtype=bool)
+    measured[pidx[(day >= lo) & (day <= hi)]] = True
+    return measured
+
+
+def visit_values(study: Study, config: ExperimentConfig, visit: str) -> dict[str, np.ndarray]:
+    """Each lab test's value per patient of ``study`` as the builder picks it, ``assume`` filled in.
+
+    ``visit`` is ``"baseline"`` (the latest in the baseline window) or ``"followup"`` (the
+    closest to the follow-up day in its window); rows follow ``study.patients``.
+    """
+    if visit not in ("baseline", "followup"):
+        raise ValueError(f"visit: expected 'baseline' or 'followup', got {visit!r}")
+    labs, n = study.labs, len(study.patients)
+    test = labs["test"].cat.remove_unused_categories()
+    names = [str(t) for t in test.cat.categories]
+    pidx, day = labs["pidx"].to_numpy(), labs["day"].to_numpy()
+    args = (pidx, day, test.cat.codes.to_numpy(), labs["value"].to_numpy(), n, len(names))
+    if visit == "baseline":
+        values, _ = pick_values(*args, *config.baseline_window)
+        usable = _measured_in(pidx, day, n, *config.baseline_window)
+    else:
+        ep = config.endpoint
+        values, _ = pick_values(*args, *ep.followup_window, target=ep.followup_day)
+        usable = ~np.all(np.isnan(values), axis=1)
+    assumed = _Assumptions(study.patients["patient_id"].to_numpy())  # not recorded: a view
+    return assumed.columns(values, names, config, visit, usable)
+
+
 def _missing_components(score: str, has) -> list[str]:
     """The components of ``score`` that ``has(test)`` says are absent (PT may stand in for INR)."""
     missing = [t for t in ENDPOINT_TESTS[score] if not has(t)]
@@ -282,8 +313,7 @@ def features_from_study(
     pidx, day, value = labs["pidx"].to_numpy(), labs["day"].to_numpy(), labs["value"].to_numpy()
     lo, hi = config.baseline_window
     base_vals, _ = pick_values(pidx, day, codes, value, n, len(test_names), lo, hi)
-    has_baseline = np.zeros(n, dtype=bool)
-    has_baseline[pidx[(day >= lo) & (day <= hi)]] = True
+    has_baseline = _measured_in(pidx, day, n, lo, hi)
 
     ids = patients["patient_id"].to_numpy()
     assumed = _Assumptions(ids)
