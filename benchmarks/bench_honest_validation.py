@@ -16,7 +16,7 @@
    model's on the fresh cohort (``op_*``).
 2. A 2,000-patient screening cohort: fresh AUROC of each candidate against the oracle.
 
-Run: ``python benchmarks/bench_honest_validation.py [--trials 200] [--bootstrap 100]
+Run: ``python -m benchmarks.bench_honest_validation [--trials 200] [--bootstrap 100]
 [--repeats 5] [--jobs 2] [--rows-file rows.jsonl] [--primary logistic_rcs]``; the result goes to
 ``benchmarks/results/honest_validation.json``. With ``--rows-file`` each trial's row is
 appended as it finishes; ``--summarise-rows rows.jsonl`` makes the result of the trials of
@@ -40,7 +40,6 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from _common import write_result
 from msc_response.config import config_from_dict
 from msc_response.errors import MscResponseWarning
 from msc_response.features import build_features
@@ -48,6 +47,8 @@ from msc_response.modeling import metrics
 from msc_response.modeling.fit import fit, refit
 from msc_response.reporting.operating_point import operating_point
 from msc_response.simulator import write_simulation as simulate
+
+from ._common import write_result
 
 ENDPOINT = {"score": "child_pugh"}
 FRESH_N = 20_000

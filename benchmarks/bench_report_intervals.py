@@ -39,7 +39,7 @@ estimable).
 
 Run only some parts with ``--parts fractions operating_point``.
 
-Run: ``python benchmarks/bench_report_intervals.py [--replicates 1000]
+Run: ``python -m benchmarks.bench_report_intervals [--replicates 1000]
 [--boot-replicates 300] [--jobs 2] [--parts ...]``; the result goes to
 ``benchmarks/results/report_intervals.json`` and a table to stderr. 23 minutes on this
 2-core machine shared with other jobs (the bootstrap part 21; estimated 9 on free cores).
@@ -59,12 +59,13 @@ import pandas as pd
 from joblib import Parallel, delayed
 from scipy import special  # special.expit: joblib's workers cannot unpickle a bare expit
 
-from _common import write_result
 from msc_response.config import config_from_dict
 from msc_response.modeling import metrics
 from msc_response.reporting import cohort, external, intervals, subgroups
 from msc_response.reporting.operating_point import operating_point
 from msc_response.simulator import simulate
+
+from ._common import write_result
 
 LEVEL = intervals.LEVEL
 #: Patients in the simulated population of the descriptive part.

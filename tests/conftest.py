@@ -165,21 +165,3 @@ def train_and_fresh_cohort(root: Path, name: str, seed: int, fresh_n: int):
     with warnings.catch_warnings():  # Riley and calibration warnings: tested in test_train
         warnings.simplefilter("ignore", MscResponseWarning)
         return config, train(config, root / "trial")
-
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load_benchmark(name: str):
-    """A benchmark's module, ``benchmarks/NAME.py`` (tests use its computations, not copies)."""
-    import importlib.util
-    import sys
-
-    sys.path.insert(0, str(BENCHMARKS))  # for its ``_common``
-    try:
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))

@@ -21,6 +21,7 @@ LAYERS = [
         "msc_response",
         "errors",
         "units",
+        "confidence",
         "domain",
         "scores",
         "labels",

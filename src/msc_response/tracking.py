@@ -43,6 +43,10 @@ TAG_HOST = "msc_response.host"
 TAG_PID = "msc_response.pid"
 TAG_PROCESS_START = "msc_response.process_start"  # see processes.identity: pids are reused
 TAG_ENDED_BY = "msc_response.ended_by"
+#: The job that made a run: "train", "validate" or "score".
+TAG_STAGE = "msc_response.stage"
+#: Why the promotion gate made (or did not make) the new version the champion.
+TAG_CHAMPION_DECISION = "champion_decision"
 
 #: MLflow's tag of a run's description (shown and edited as "Description" in its UI).
 TAG_DESCRIPTION = "mlflow.note.content"

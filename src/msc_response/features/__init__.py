@@ -15,6 +15,7 @@ from .build import (
     read_lab_tests,
     sidecar,
     slug,
+    visit_values,
     write_feature_set,
     write_problems,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "read_lab_tests",
     "sidecar",
     "slug",
+    "visit_values",
     "write_feature_set",
     "write_problems",
 ]

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import special
 from scipy.stats import rankdata
 
+from ..confidence import Z
 from .calibration import recalibration, smooth_calibration
 
 ROC_AUC = "roc_auc"
@@ -67,7 +68,7 @@ RANGES = {
 
 
 def wald_within(estimate: float, se: float, bounds=(-np.inf, np.inf), *,
-                quantile: float = 1.96) -> tuple[float, float]:  # fmt: skip
+                quantile: float = Z) -> tuple[float, float]:  # fmt: skip
     """``estimate +/- quantile x se`` on the scale that maps ``bounds`` onto the real line.
 
     ``(low, high)`` both finite: ``logit((x - low) / (high - low))``; only ``low`` finite:
