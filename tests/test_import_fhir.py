@@ -195,7 +195,7 @@ def test_a_patient_without_msc_administration_needs_an_index_date(tmp_path):
         in problems
     )
     assert (
-        "export.ndjson: Observation/b2, element 'subject': patient '002' is not imported (see Patient/002)"
+        "export.ndjson: Observation/b2, element 'subject': the patient is not imported (see Patient/002)"
         in problems
     )
     assert pd.read_csv(tmp_path / "study" / "patients.csv", dtype={"patient_id": str})[

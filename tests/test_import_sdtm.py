@@ -100,7 +100,8 @@ def test_without_a_mapping_file_ascites_encephalopathy_dialysis_are_absent_and_s
     assert code == 0, output
     labs = pd.read_csv(tmp_path / "study" / "labs.csv")
     assert not {"ascites", "encephalopathy", "dialysis"} & set(labs["test"])
-    assert {"PLAT", "ALT", "MX1MONO"} <= set(labs["test"])  # kept under their own codes
+    assert {"ALT", "MX1MONO"} <= set(labs["test"])  # kept under their own codes
+    assert "platelets" in set(labs["test"]) and "PLAT" not in set(labs["test"])  # a default now
     report = json.loads((tmp_path / "study" / "import_report.json").read_text())
     for test in ("ascites", "encephalopathy", "dialysis"):
         assert "no default" in report["absent_tests"][test]
@@ -232,7 +233,7 @@ def test_original_result_when_the_standard_one_is_missing_and_units_are_read(tmp
     assert labs.loc["bilirubin", ["value", "unit"]].tolist() == [34.2, "umol/L"]
     assert labs.loc["albumin", "unit"] == "g/L" and labs.loc["inr", "unit"] == "ratio"
     assert labs.loc["pt", "unit"] == "s"
-    assert labs.loc["BILI URINE", "unit"] == "mg/dL"  # not the serum bilirubin the scores use
+    assert labs.loc["BILI_URINE", "unit"] == "mg/dL"  # not the serum bilirubin the scores use
     assert labs.loc["GGT", ["value", "unit"]].tolist() == [80.0, "U/L"]
 
 
@@ -275,7 +276,7 @@ def test_row_problems_are_listed_with_file_row_column_and_counted(tmp_path):
         p.startswith("lb.csv, row 3, column 'LBSTRESN': conflicting duplicate") for p in problems
     )
     assert (
-        "lb.csv, row 6, column 'USUBJID': USUBJID 'XYZ' is not in DM (LB row of an unknown subject)"
+        "lb.csv, row 6, column 'USUBJID': USUBJID is not in DM (LB row of an unknown subject)"
         in problems
     )
     assert (
@@ -323,9 +324,9 @@ def test_bad_dm_rows_leave_the_patient_out_with_its_rows_listed(tmp_path):
         "dm.csv, row 1, column 'SEX': SEX 'U' is neither 'F' nor 'M' (the scores need one of them)"
         in problems
     )
-    assert "dm.csv, row 2, column 'AGE': AGE 'sixty' is not a number" in problems
+    assert "dm.csv, row 2, column 'AGE': AGE 'sixty' is neither a number nor an ISO 8601 duration (P45Y)" in problems
     assert (
-        "lb.csv, row 1, column 'USUBJID': patient '001' is not imported (see DM row 1)" in problems
+        "lb.csv, row 1, column 'USUBJID': the patient is not imported (see DM row 1)" in problems
     )
 
 
@@ -358,7 +359,7 @@ def test_regimen_from_msc_infusions_only(tmp_path):
         patients.loc["1", ["dose_per_infusion", "n_infusions"]].isna().all()
     )  # doses differ: listed
     problems = [p["problem"] for p in report_of(tmp_path)["problems"]]
-    assert problems == ["ex.csv, row 6, column 'EXDOSE': the MSC doses of patient '1' differ between infusions "
+    assert problems == ["ex.csv, row 6, column 'EXDOSE': the MSC doses of this patient differ between infusions "
                         "(1e+08, 2e+08 cells); the contract has one dose per infusion"]  # fmt: skip
 
 
@@ -410,7 +411,7 @@ def test_duplicate_usubjid_in_dm_stops_the_run(tmp_path):
     dm = [{"USUBJID": "001", "SEX": "F", "AGE": 50}, {"USUBJID": "001", "SEX": "M", "AGE": 60}]
     src = small_sdtm(tmp_path, [{"LBDY": 1.0}], dm=dm)
     code, output = run_import(src, "--from", "sdtm", "--out", tmp_path / "study")
-    assert code == 2 and "dm.csv, row 2, column 'USUBJID': duplicate USUBJID '001'" in output
+    assert code == 2 and "dm.csv, row 2, column 'USUBJID': duplicate USUBJID (rows 1, 2)" in output
 
 
 def test_a_bad_mapping_file_names_the_key(tmp_path):

@@ -214,7 +214,7 @@ class _Fhir:
                      f"subject {target!r} is not among the Patient resources")  # fmt: skip
         elif pid in self.not_imported:
             self.add("patient not imported", file, ref, element,
-                     f"patient {pid!r} is not imported ({self.not_imported[pid]})")  # fmt: skip
+                     f"the patient is not imported ({self.not_imported[pid]})")  # fmt: skip
             return None
         return pid
 
@@ -246,7 +246,7 @@ class _Fhir:
                 continue
             if pid != pid.strip():
                 self.add("patient id with surrounding whitespace", file, ref, element,
-                         f"patient id {pid!r} has surrounding whitespace (ids are kept as written; fix the source)")  # fmt: skip
+                         "the patient id has surrounding whitespace (ids are kept as written; fix the source)")  # fmt: skip
                 self.not_imported[pid] = f"see {ref}"
             # what a subject reference may say: Patient/<id>, the Bundle fullUrl, or the identifier
             for key in (ref, full_url, f"identifier|{pid}" if system else None):
@@ -445,7 +445,7 @@ class _Fhir:
             distinct = list(dict.fromkeys(v for v, _, _ in values))
             if len(distinct) > 1:
                 self.add("conflicting etiology", values[1][1], values[1][2], "code",
-                         f"patient {pid!r} has {len(distinct)} etiologies {distinct}; etiology left empty")  # fmt: skip
+                         f"the patient has {len(distinct)} etiologies {distinct}; etiology left empty")  # fmt: skip
             else:
                 out[pid] = distinct[0]
         return out

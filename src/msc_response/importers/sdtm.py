@@ -24,26 +24,38 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .. import units
 from ..errors import DataError, Problem
-from .mapping import BLOOD_SPECIMENS, Mapping, cells_per_dose_unit
+from .mapping import Mapping, cells_per_dose_unit, specimen_test
 from .rows import (
     OK,
     PATIENT_COLUMNS,
     ROW_COLUMNS,
     Imported,
     RowLog,
+    DECEASED_BEFORE_DAY_0,
+    exclude_patients,
     file_sha256,
     finish_measurements,
     summarise_regimen,
 )
 
 SUFFIXES = (".xpt", ".sas7bdat", ".csv", ".parquet")
+
+#: AGEU (CDISC controlled terminology, and the singular and one-letter spellings) -> units per year.
+AGE_UNITS_PER_YEAR: dict[str, float] = {
+    "YEARS": 1.0, "YEAR": 1.0, "Y": 1.0,
+    "MONTHS": 12.0, "MONTH": 12.0,
+    "WEEKS": 365.25 / 7, "WEEK": 365.25 / 7,
+    "DAYS": 365.25, "DAY": 365.25, "D": 365.25,
+}  # fmt: skip
 REQUIRED_DOMAINS = ("DM", "LB", "EX")
 
 
@@ -67,35 +79,109 @@ def find_domain(src: Path, domain: str, *, required: bool, why: str = "") -> Pat
     return found[0]
 
 
-def read_domain(path: Path) -> pd.DataFrame:
-    """A domain file as a frame with upper-case column names; unreadable is a structural problem."""
+#: Variables the import reads, by domain prefix (``--`` is the domain's two letters);
+#: only these are decoded, so an undecodable byte elsewhere (a comment, a label) is harmless.
+USED_VARIABLES = ("USUBJID", "SEX", "AGE", "AGEU", "ARM", "ACTARM", "RFSTDTC", "RFXSTDTC", "DTHDTC",
+                  "DTHFL", "EXTRT", "EXDOSE", "EXDOSU", "EXSTDY", "EXSTDTC")  # fmt: skip
+FINDINGS_VARIABLES = ("TESTCD", "TEST", "STRESN", "STRESC", "STRESU", "ORRES", "ORRESU", "SPEC",
+                      "STAT", "DY", "DTC")  # fmt: skip
+
+#: Tried in this order when no --encoding is given: the file's own (SAS files declare it;
+#: CSV has none, so UTF-8), then Latin-1, which decodes any byte (SAS on Windows writes it).
+FALLBACK_ENCODING = "latin1"
+
+
+def used_columns(names, needed: set[str] | None) -> list[str] | None:
+    """The columns of ``names`` (as written) whose upper-case name is in ``needed`` (None: all)."""
+    if needed is None:
+        return None
+    return [n for n in names if str(n).strip().upper() in needed]
+
+
+def _read(path: Path, encoding: str | None, needed: set[str] | None) -> pd.DataFrame:
     import pyreadstat
 
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".xpt":
-            df, _ = pyreadstat.read_xport(path, disable_datetime_conversion=True)
-        elif suffix == ".sas7bdat":
-            df, _ = pyreadstat.read_sas7bdat(path, disable_datetime_conversion=True)
-        elif suffix == ".csv":
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
-            # the names as written: pandas renames a repeated one (USUBJID.1), hiding it
-            df.columns = (
-                pd.read_csv(path, dtype=str, header=None, nrows=1, keep_default_na=False)
-                .iloc[0]
-                .tolist()
-            )
-        else:
-            df = pd.read_parquet(path)
-    except (OSError, ValueError, pyreadstat.ReadstatError, pyreadstat.PyreadstatError) as err:
-        raise DataError([Problem(path.name, None, None, f"cannot read the file: {err}")]) from None
-    upper = [str(c).strip().upper() for c in df.columns]
+    if suffix in (".xpt", ".sas7bdat"):
+        reader = pyreadstat.read_xport if suffix == ".xpt" else pyreadstat.read_sas7bdat
+        _, meta = reader(path, metadataonly=True, encoding=encoding)
+        names = meta.column_names
+        _check_twice(path, names)
+        df, _ = reader(path, disable_datetime_conversion=True, encoding=encoding,
+                       usecols=used_columns(names, needed))  # fmt: skip
+        return df
+    if suffix == ".csv":
+        # the names as written: pandas renames a repeated one (USUBJID.1), hiding it
+        names = pd.read_csv(path, dtype=str, header=None, nrows=1, keep_default_na=False,
+                            encoding=encoding or "utf-8").iloc[0].tolist()  # fmt: skip
+        _check_twice(path, names)
+        keep = used_columns(names, needed)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding or "utf-8",
+                         usecols=keep)  # fmt: skip
+        return df[[n for n in names if keep is None or n in keep]]
+    df = pd.read_parquet(path)
+    _check_twice(path, list(df.columns))
+    return df
+
+
+def _check_twice(path: Path, names) -> None:
+    upper = [str(c).strip().upper() for c in names]
     twice = sorted({c for c in upper if upper.count(c) > 1})
     if twice:
         raise DataError([Problem(path.name, None, c, "variable given twice (names are matched in upper case)")
                          for c in twice])  # fmt: skip
-    df.columns = upper
-    return df.reset_index(drop=True)
+
+
+def read_domain(
+    path: Path, *, encoding: str | None = None, needed: set[str] | None = None
+) -> tuple[pd.DataFrame, str | None]:
+    """A domain file as a frame with upper-case column names, and a note on its encoding.
+
+    Only the variables in ``needed`` (upper case; None: all) are read. Without
+    ``encoding``, text is read in the file's declared encoding (UTF-8 for CSV) and, if
+    that fails, in Latin-1 - the note says so. Unreadable is a structural problem.
+    """
+    import pyreadstat
+
+    readstat_errors = (pyreadstat.ReadstatError, pyreadstat.PyreadstatError)
+    note = None
+    try:
+        try:
+            df = _read(path, encoding, needed)
+        except (UnicodeDecodeError, *readstat_errors) as err:
+            if encoding is not None or not _is_decoding_error(err):
+                raise
+            df = _read(path, FALLBACK_ENCODING, needed)
+            note = (f"not readable as its declared encoding or UTF-8 ({err}); read as Latin-1 "
+                    "(give --encoding to choose)")  # fmt: skip
+    except (OSError, ValueError, LookupError, *readstat_errors) as err:
+        how = f" with --encoding {encoding!r}" if encoding else ""
+        raise DataError([Problem(path.name, None, None, f"cannot read the file{how}: {err}")]) from None
+    df.columns = [str(c).strip().upper() for c in df.columns]
+    return df.reset_index(drop=True), note
+
+
+def _is_decoding_error(err: Exception) -> bool:
+    return isinstance(err, UnicodeDecodeError) or any(
+        w in str(err).lower() for w in ("decod", "encod", "conver", "charset", "utf")
+    )
+
+
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<y>\d+(?:\.\d+)?)Y)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?$"
+)
+
+
+def iso_duration_years(value) -> float:
+    """An ISO 8601 duration of whole or decimal years, months, weeks, days in years (NaN if not one).
+
+    ``P45Y`` -> 45, ``P6M`` -> 0.5, ``P2Y6M`` -> 2.5, ``P30D`` -> 30 / 365.25.
+    """
+    m = _ISO_DURATION.match(str(value).strip().upper()) if value is not None else None
+    if m is None or not any(m.groupdict().values()):
+        return np.nan
+    y, mo, w, d = (float(m.group(k) or 0) for k in "ymwd")
+    return y + mo / 12 + (w * 7 + d) / 365.25
 
 
 def require(df: pd.DataFrame, file: str, columns, *, one_of=()) -> None:
@@ -164,8 +250,8 @@ def _days_between(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
 class _Sdtm:
     """One SDTM import: reads the domains, collects row problems, builds the tables."""
 
-    def __init__(self, src: Path, mapping: Mapping):
-        self.src, self.mapping, self.log = src, mapping, RowLog()
+    def __init__(self, src: Path, mapping: Mapping, encoding: str | None = None):
+        self.src, self.mapping, self.log, self.encoding = src, mapping, RowLog(), encoding
         self.report: dict = {"format": "sdtm", "files": {}}
         self.not_imported: dict[str, str] = {}  # patient -> why (bad DM row)
 
@@ -173,16 +259,20 @@ class _Sdtm:
         self.log.add(reason, Problem(file, None if row is None else int(row), column, message))
 
     def domain(
-        self, name: str, *, required: bool, why: str = ""
+        self, name: str, *, required: bool, why: str = "", extra=()
     ) -> tuple[pd.DataFrame, str] | None:
         path = find_domain(self.src, name, required=required, why=why)
         if path is None:
             return None
-        df = read_domain(path)
+        p = name[:2]
+        needed = {*USED_VARIABLES, *(p + v for v in FINDINGS_VARIABLES), *extra}
+        df, note = read_domain(path, encoding=self.encoding, needed=needed)
         self.report["files"][name] = {
             "file": path.name,
             "rows": len(df),
             "sha256": file_sha256(path),
+            **({"encoding": self.encoding} if self.encoding else {}),
+            **({"encoding_note": note} if note else {}),
         }
         return df, path.name
 
@@ -194,7 +284,7 @@ class _Sdtm:
         missing = ids_raw.isna().to_numpy()
         dup = ids_raw.duplicated(keep=False).to_numpy() & ~missing
         if dup.any():  # structural: which of two patients would a lab row belong to?
-            raise DataError([Problem(file, i + 1, "USUBJID", f"duplicate USUBJID {ids_raw.iloc[i]!r}")
+            raise DataError([Problem(file, i + 1, "USUBJID", f"duplicate USUBJID (rows {', '.join(str(j + 1) for j in np.flatnonzero(dup & (ids_raw == ids_raw.iloc[i]).to_numpy()))})")
                              for i in np.flatnonzero(dup)])  # fmt: skip
         rows = np.arange(1, len(dm) + 1)
         bad = np.zeros(len(dm), dtype=bool)
@@ -207,23 +297,32 @@ class _Sdtm:
         flag(missing, "patient id missing", "USUBJID", lambda i: "USUBJID is missing")
         spaced = np.array([v is not None and v != v.strip() for v in ids_raw])
         flag(spaced, "patient id with surrounding whitespace", "USUBJID",
-             lambda i: f"USUBJID {ids_raw.iloc[i]!r} has surrounding whitespace (ids are kept as written; fix the source)")  # fmt: skip
+             lambda i: "USUBJID has surrounding whitespace (ids are kept as written; fix the source)")  # fmt: skip
         sex_raw = text(dm, "SEX").map(lambda v: None if v is None else v.upper())
         sex_ok = sex_raw.isin(["F", "M"]).to_numpy()
         flag(~sex_ok, "sex not F or M", "SEX",
              lambda i: f"SEX {sex_raw.iloc[i]!r} is neither 'F' nor 'M' (the scores need one of them)")  # fmt: skip
         age, age_text = numbers(dm, "AGE")
         age_written = text(dm, "AGE")
+        iso = np.array([iso_duration_years(v) if t else np.nan for v, t in zip(age_written, age_text, strict=True)])
+        age_text &= np.isnan(iso)  # an ISO 8601 duration (P45Y, P6M) is an age, not text
         flag(
             age_text,
             "not a number",
             "AGE",
-            lambda i: f"AGE {age_written.iloc[i]!r} is not a number",
+            lambda i: f"AGE {age_written.iloc[i]!r} is neither a number nor an ISO 8601 duration (P45Y)",
         )
-        flag(np.isnan(age) & ~age_text, "age missing", "AGE", lambda i: "AGE is missing")
+        flag(np.isnan(age) & np.isnan(iso) & ~age_text, "age missing", "AGE", lambda i: "AGE is missing")
         ageu = text(dm, "AGEU").map(lambda v: None if v is None else v.upper())
-        flag(~ageu.isin([None, "YEARS", "YEAR", "Y"]).to_numpy() & ageu.notna().to_numpy(),
-             "age not in years", "AGEU", lambda i: f"AGEU {ageu.iloc[i]!r}: only ages in years are imported")  # fmt: skip
+        per_year = ageu.map(lambda u: AGE_UNITS_PER_YEAR.get(u or "YEARS", np.nan)).to_numpy(dtype=float)
+        flag(np.isnan(per_year) & np.isnan(iso), "unknown age unit", "AGEU",
+             lambda i: f"AGEU {ageu.iloc[i]!r} is not one of {sorted(AGE_UNITS_PER_YEAR)}")  # fmt: skip
+        age = np.where(np.isnan(iso), age / per_year, iso)
+        self.report["ages"] = {
+            "converted_to_years": {u: int(n) for u, n in Counter(
+                "ISO 8601 duration" if not np.isnan(v) else (u or "YEARS (AGEU blank)")
+                for u, v, b in zip(ageu, iso, bad, strict=True) if not b).items()},
+        }  # fmt: skip
         for i in np.flatnonzero(bad & ~missing):
             self.not_imported[ids_raw.iloc[i]] = f"DM row {rows[i]}"
 
@@ -240,7 +339,9 @@ class _Sdtm:
         out = pd.DataFrame({
             "patient_id": ids_raw, "sex": sex_raw, "age_years": age, "arm": arm,
             "_rfst": dates(text(dm, "RFSTDTC"))[0], "_rfxst": dates(text(dm, "RFXSTDTC"))[0],
+            "_death": dates(text(dm, "DTHDTC"))[0], "_row": rows,
         })  # fmt: skip
+        self._dm_file = file
         return out[~bad].reset_index(drop=True)
 
     def _known_patient(self, ids: pd.Series, file: str, rows: np.ndarray, domain: str,
@@ -253,10 +354,10 @@ class _Sdtm:
                 self.problem("patient id missing", file, rows[i], "USUBJID", "USUBJID is missing")
             elif pid in self.not_imported:
                 self.problem("patient not imported", file, rows[i], "USUBJID",
-                             f"patient {pid!r} is not imported (see {self.not_imported[pid]})")  # fmt: skip
+                             f"the patient is not imported (see {self.not_imported[pid]})")  # fmt: skip
             else:
                 self.problem("patient not in DM", file, rows[i], "USUBJID",
-                             f"USUBJID {pid!r} is not in DM ({domain} row of an unknown subject)")  # fmt: skip
+                             f"USUBJID is not in DM ({domain} row of an unknown subject)")  # fmt: skip
         return ok
 
     # -- EX ------------------------------------------------------------------------------
@@ -376,9 +477,10 @@ class _Sdtm:
             if code in codes:
                 kind[i], name[i], src = codes[code]
                 parent[i], value_map[i] = src.parent, src.values
-            elif all_codes and code in self.mapping.tests:
-                target = self.mapping.tests[code]
-                name[i] = target if spec.iloc[i] in BLOOD_SPECIMENS else f"{code} {spec.iloc[i]}"
+            elif all_codes and code is not None:
+                # in blood: the mapped test or the code itself; elsewhere BILI_URINE, PROT_URINE
+                blood = specimen_test(code, spec.iloc[i]) == code
+                name[i] = self.mapping.tests.get(code, code) if blood else specimen_test(code, spec.iloc[i])
             elif not all_codes:
                 status[i] = f"not in the mapping ({domain})"
         self.log.skipped[f"{domain} test codes the mapping does not name"] += int(
@@ -430,6 +532,13 @@ class _Sdtm:
             lambda i: f"{p}TESTCD",
             lambda i: f"{p}TESTCD is missing",
         )
+        # a text result (COLOR 'YELLOW', KETONES 'NEGATIVE') of a test the contract does not
+        # know is not a measurement the contract holds: counted by test, not a problem
+        text_result = (np.isnan(value) & (status == OK) & (stresc.notna() | orres.notna()).to_numpy()
+                       & ~pd.Series(name).isin(units.KNOWN_TESTS).to_numpy())  # fmt: skip
+        status[text_result] = "text result (not a number)"
+        for test, n in Counter(name[text_result]).items():
+            self.log.skipped[f"{domain} text result, not a number ({test})"] += n
         flag(fallback & orres_text & np.isnan(value), "not a number", lambda i: f"{p}ORRES",
              lambda i: f"{p}ORRES {orres.iloc[i]!r} is not a number ({p}STRESN is empty)")  # fmt: skip
         flag(np.isnan(value), "no result", lambda i: f"{p}STRESN",
@@ -444,6 +553,7 @@ class _Sdtm:
             "code": [f"{domain} {c}" + (f" ({s})" if s and domain == "LB" else "") for c, s in zip(testcd, spec, strict=True)],
             "file": file, "row": rows.astype(float), "ref": None,
             "value_col": value_col, "unit_col": unit_col, "status": status,
+            "display": text(df, f"{p}TEST").to_numpy(dtype=object),
         })[ROW_COLUMNS]  # fmt: skip
 
     def _days(self, df, p, ids, anchors) -> tuple[np.ndarray, np.ndarray]:
@@ -484,9 +594,8 @@ class _Sdtm:
         e = self.mapping.etiology
         if e is None:
             return None
-        df, file = self.domain(
-            e.domain, required=True, why=" (the mapping file's etiology names it)"
-        )
+        df, file = self.domain(e.domain, required=True, why=" (the mapping file's etiology names it)",
+                               extra=(e.variable, *e.where))  # fmt: skip
         require(df, file, ["USUBJID", e.variable, *e.where])
         keep = np.ones(len(df), dtype=bool)
         for var, wanted in e.where.items():
@@ -498,7 +607,7 @@ class _Sdtm:
             distinct = list(dict.fromkeys(g["v"]))
             if len(distinct) > 1:
                 self.problem("conflicting etiology", file, g["row"].iloc[1], e.variable,
-                             f"patient {pid!r} has {len(distinct)} etiologies {distinct}; etiology left empty")  # fmt: skip
+                             f"the patient has {len(distinct)} etiologies {distinct}; etiology left empty")  # fmt: skip
             else:
                 out[pid] = distinct[0]
         return patients["patient_id"].map(out)
@@ -508,6 +617,16 @@ class _Sdtm:
         regimen = self.regimen(patients)
         anchors = self._anchors(patients, regimen)
         rows = self.measurements(patients, anchors)
+        # day 0 as a date: the first infusion's, else the reference start shifted by its study day
+        a = anchors.reindex(patients["patient_id"])
+        day0 = a["first_date"].to_numpy(dtype="datetime64[D]")
+        shifted = a["_rfst"].to_numpy(dtype="datetime64[D]") + np.nan_to_num(
+            a["first_elapsed"].to_numpy(dtype=float)).astype("timedelta64[D]")  # fmt: skip
+        day0 = np.where(np.isnat(day0), shifted, day0)
+        death = patients["_death"].to_numpy(dtype="datetime64[D]")
+        dead = ~np.isnat(death) & ~np.isnat(day0) & (death < day0)
+        patients = exclude_patients(patients, rows, dead, DECEASED_BEFORE_DAY_0, self.log)
+        self.report["patients"]["deceased_before_day_0 (DM.DTHDTC, not imported)"] = int(dead.sum())
         labs, cells, rows = finish_measurements(rows, self.mapping, self.log)
         out = patients[["patient_id", "sex", "age_years"]].copy()
         etiology = self.etiology(patients)
@@ -555,7 +674,7 @@ class _Sdtm:
         return a
 
 
-def import_sdtm(src: str | Path, mapping: Mapping) -> Imported:
+def import_sdtm(src: str | Path, mapping: Mapping, encoding: str | None = None) -> Imported:
     """Read the SDTM domains in ``src`` into the contract's tables (nothing is written).
 
     Raises
@@ -569,4 +688,4 @@ def import_sdtm(src: str | Path, mapping: Mapping) -> Imported:
         raise DataError(
             [Problem(src.name, None, None, f"SDTM source folder not found: {str(src)!r}")]
         )
-    return _Sdtm(src, mapping).run()
+    return _Sdtm(src, mapping, encoding).run()
