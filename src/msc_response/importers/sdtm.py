@@ -35,12 +35,12 @@ from .. import units
 from ..errors import DataError, Problem
 from .mapping import Mapping, cells_per_dose_unit, specimen_test
 from .rows import (
+    DECEASED_BEFORE_DAY_0,
     OK,
     PATIENT_COLUMNS,
     ROW_COLUMNS,
     Imported,
     RowLog,
-    DECEASED_BEFORE_DAY_0,
     exclude_patients,
     file_sha256,
     finish_measurements,
