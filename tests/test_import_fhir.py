@@ -56,7 +56,7 @@ def test_round_trip_gives_the_same_features(simulated, tmp_path, bundle):
         "creatinine",
         "default",
     )
-    assert became["777-3"] == ("platelets", "mapping file")
+    assert became["777-3"] == ("platelets", "default")
     assert {"test": "inr", "unit_as_written": "{INR}", "unit_written": "ratio"}.items() <= next(
         c for c in report["unit_conversions"] if c["test"] == "inr"
     ).items()
@@ -126,7 +126,9 @@ def test_days_count_from_the_first_msc_administration_or_the_index_date(tmp_path
     assert run_import(src, "--out", tmp_path / "b", "--index-date", "2024-01-01")[0] == 0
     labs = labs_of(tmp_path / "b")
     assert dict(zip(labs["value"], labs["day"], strict=True)) == {1.0: 6, 2.0: 7, 3.0: 8}
-    assert report_of(tmp_path / "b")["days"]["rule"].startswith("days from --index-date 2024-01-01")
+    days = report_of(tmp_path / "b")["days"]
+    assert days["index_date"] == "2024-01-01" and days["patients_by_rule"]["--index-date"] == 1
+    assert days["per_patient"] == [{"patient_id": "001", "day_0": "2024-01-01", "rule": "--index-date"}]
 
 
 def test_patient_id_from_an_identifier_system_kept_as_written(tmp_path):
@@ -191,11 +193,12 @@ def test_a_patient_without_msc_administration_needs_an_index_date(tmp_path):
     assert run_import(src, "--out", tmp_path / "study")[0] == 0
     problems = [p["problem"] for p in report_of(tmp_path / "study")["problems"]]
     assert (
-        "export.ndjson: Patient/002: no MSC MedicationAdministration to count days from (give --index-date)"
-        in problems
+        "export.ndjson: Patient/002: no day 0: no MSC MedicationAdministration for this patient; give "
+        "--index-date DATE (one day 0 for everyone), --index-dates FILE.csv (patient_id,index_date) or "
+        "--index-event SYSTEM|CODE (the first resource carrying that code)" in problems
     )
     assert (
-        "export.ndjson: Observation/b2, element 'subject': the patient is not imported (see Patient/002)"
+        "export.ndjson: Observation/b2, element 'subject': the patient is not imported (no day 0)"
         in problems
     )
     assert pd.read_csv(tmp_path / "study" / "patients.csv", dtype={"patient_id": str})[
@@ -217,7 +220,7 @@ def test_structural_problems_stop_the_run_and_write_nothing(tmp_path):
 
     no_admin = write_ndjson(tmp_path / "b", [patient(), bilirubin("b1")])
     code, output = run_import(no_admin, "--out", out)
-    assert code == 2 and "give --index-date" in output
+    assert code == 2 and "give --index-date DATE" in output and "--index-event SYSTEM|CODE" in output
 
     broken = write_ndjson(tmp_path / "c", [patient(), infusion(), bilirubin("b1")])
     with (broken / "export.ndjson").open("a") as f:
@@ -229,7 +232,8 @@ def test_structural_problems_stop_the_run_and_write_nothing(tmp_path):
         tmp_path / "d", [patient(), patient(gender="male"), infusion(), bilirubin("b1")]
     )
     code, output = run_import(twice, "--out", out)
-    assert code == 2 and "Patient/001 is given twice with different content" in output
+    assert code == 2 and "repeats the id of one in export.ndjson with different content" in output
+    assert "001" not in output
 
     code, output = run_import(tmp_path / "missing", "--out", out)
     assert code == 2 and "FHIR source not found" in output

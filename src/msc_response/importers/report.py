@@ -22,8 +22,7 @@ _ABSENT_NOTE = {
 NOT_LAB_TESTS = ("ascites", "encephalopathy", "dialysis")
 
 
-def build_report(imp: Imported, mapping: Mapping, *, source: str, strict: bool,
-                 index_date: str | None = None) -> dict:  # fmt: skip
+def build_report(imp: Imported, mapping: Mapping, *, source: str, strict: bool) -> dict:
     """The report as a JSON-ready dict."""
     from .. import __version__
 
@@ -72,7 +71,6 @@ def build_report(imp: Imported, mapping: Mapping, *, source: str, strict: bool,
         "source": {"format": mapping.format, "folder": source, **imp.report.pop("source", {})},
         "mapping_file": mapping.file,
         "strict": strict,
-        **({"index_date": index_date} if index_date else {}),
         **imp.report,
         "written": {
             "patients": int(len(imp.patients)),

@@ -46,6 +46,7 @@ from .rows import (
     finish_measurements,
     summarise_regimen,
 )
+from .text import read_csv_text, used_columns, with_fallback
 
 SUFFIXES = (".xpt", ".sas7bdat", ".csv", ".parquet")
 
@@ -86,41 +87,14 @@ USED_VARIABLES = ("USUBJID", "SEX", "AGE", "AGEU", "ARM", "ACTARM", "RFSTDTC", "
 FINDINGS_VARIABLES = ("TESTCD", "TEST", "STRESN", "STRESC", "STRESU", "ORRES", "ORRESU", "SPEC",
                       "STAT", "DY", "DTC")  # fmt: skip
 
-#: Tried in this order when no --encoding is given: the file's own (SAS files declare it;
-#: CSV has none, so UTF-8), then Latin-1, which decodes any byte (SAS on Windows writes it).
-FALLBACK_ENCODING = "latin1"
-
-
-def used_columns(names, needed: set[str] | None) -> list[str] | None:
-    """The columns of ``names`` (as written) whose upper-case name is in ``needed`` (None: all)."""
-    if needed is None:
-        return None
-    return [n for n in names if str(n).strip().upper() in needed]
-
-
-def _read(path: Path, encoding: str | None, needed: set[str] | None) -> pd.DataFrame:
+def _read_sas(path: Path, encoding: str | None, needed: set[str] | None) -> pd.DataFrame:
     import pyreadstat
 
-    suffix = path.suffix.lower()
-    if suffix in (".xpt", ".sas7bdat"):
-        reader = pyreadstat.read_xport if suffix == ".xpt" else pyreadstat.read_sas7bdat
-        _, meta = reader(path, metadataonly=True, encoding=encoding)
-        names = meta.column_names
-        _check_twice(path, names)
-        df, _ = reader(path, disable_datetime_conversion=True, encoding=encoding,
-                       usecols=used_columns(names, needed))  # fmt: skip
-        return df
-    if suffix == ".csv":
-        # the names as written: pandas renames a repeated one (USUBJID.1), hiding it
-        names = pd.read_csv(path, dtype=str, header=None, nrows=1, keep_default_na=False,
-                            encoding=encoding or "utf-8").iloc[0].tolist()  # fmt: skip
-        _check_twice(path, names)
-        keep = used_columns(names, needed)
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding or "utf-8",
-                         usecols=keep)  # fmt: skip
-        return df[[n for n in names if keep is None or n in keep]]
-    df = pd.read_parquet(path)
-    _check_twice(path, list(df.columns))
+    reader = pyreadstat.read_xport if path.suffix.lower() == ".xpt" else pyreadstat.read_sas7bdat
+    _, meta = reader(path, metadataonly=True, encoding=encoding)
+    _check_twice(path, meta.column_names)
+    df, _ = reader(path, disable_datetime_conversion=True, encoding=encoding,
+                   usecols=used_columns(meta.column_names, needed))  # fmt: skip
     return df
 
 
@@ -137,34 +111,26 @@ def read_domain(
 ) -> tuple[pd.DataFrame, str | None]:
     """A domain file as a frame with upper-case column names, and a note on its encoding.
 
-    Only the variables in ``needed`` (upper case; None: all) are read. Without
-    ``encoding``, text is read in the file's declared encoding (UTF-8 for CSV) and, if
-    that fails, in Latin-1 - the note says so. Unreadable is a structural problem.
+    Only the variables in ``needed`` (upper case; None: all) are read; the encoding rule
+    is :mod:`.text`'s. Unreadable is a structural problem.
     """
     import pyreadstat
 
     readstat_errors = (pyreadstat.ReadstatError, pyreadstat.PyreadstatError)
-    note = None
+    suffix = path.suffix.lower()
     try:
-        try:
-            df = _read(path, encoding, needed)
-        except (UnicodeDecodeError, *readstat_errors) as err:
-            if encoding is not None or not _is_decoding_error(err):
-                raise
-            df = _read(path, FALLBACK_ENCODING, needed)
-            note = (f"not readable as its declared encoding or UTF-8 ({err}); read as Latin-1 "
-                    "(give --encoding to choose)")  # fmt: skip
+        if suffix in (".xpt", ".sas7bdat"):
+            df, note = with_fallback(lambda enc: _read_sas(path, enc, needed), encoding, readstat_errors)
+        elif suffix == ".csv":
+            df, note = read_csv_text(path, encoding, needed, lambda names: _check_twice(path, names))
+        else:
+            df, note = pd.read_parquet(path), None
+            _check_twice(path, list(df.columns))
     except (OSError, ValueError, LookupError, *readstat_errors) as err:
         how = f" with --encoding {encoding!r}" if encoding else ""
         raise DataError([Problem(path.name, None, None, f"cannot read the file{how}: {err}")]) from None
     df.columns = [str(c).strip().upper() for c in df.columns]
     return df.reset_index(drop=True), note
-
-
-def _is_decoding_error(err: Exception) -> bool:
-    return isinstance(err, UnicodeDecodeError) or any(
-        w in str(err).lower() for w in ("decod", "encod", "conver", "charset", "utf")
-    )
 
 
 _ISO_DURATION = re.compile(
@@ -173,7 +139,7 @@ _ISO_DURATION = re.compile(
 
 
 def iso_duration_years(value) -> float:
-    """An ISO 8601 duration of whole or decimal years, months, weeks, days in years (NaN if not one).
+    """An ISO 8601 duration of years, months, weeks and days in years (NaN if it is not one).
 
     ``P45Y`` -> 45, ``P6M`` -> 0.5, ``P2Y6M`` -> 2.5, ``P30D`` -> 30 / 365.25.
     """
