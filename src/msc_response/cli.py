@@ -435,7 +435,7 @@ def import_cmd(
         console.print(f"  day 0 from {rule}: {n} patients", highlight=False, soft_wrap=True)
     for f in report.get("files", {}).values():
         if "encoding_note" in f:
-            console.print(f"[yellow]note:[/] {f['file']}: {f['encoding_note']}", highlight=False)
+            console.print(f"[yellow]note:[/] {f['file']}: {f['encoding_note']}", highlight=False, soft_wrap=True)
     if report["problems"]:  # each with its file and row in the report; never on the console (ids)
         err_console.print(
             f"[yellow]{len(report['problems'])} row problems[/] (counted above), each with its file, "

@@ -51,12 +51,19 @@ def keep_valid(imp: Imported, passes: int = 3) -> None:
             for r in found[found["file"] == table].itertuples(index=False):
                 i = int(at[int(r.row) - 1])
                 reason = f"rejected by the study contract: {r.rule}"
-                imp.log.add(reason, row_problem(rows, i, _SOURCE_COLUMN.get(r.column, "value_col"), r.message))
+                imp.log.add(
+                    reason,
+                    row_problem(rows, i, _SOURCE_COLUMN.get(r.column, "value_col"), r.message),
+                )
                 rows.iloc[i, rows.columns.get_loc("status")] = reason
                 reject[int(r.row) - 1] = True
             of_gone = rows["patient_id"].iloc[at].isin(gone).to_numpy() & ~reject
-            imp.log.skipped["rows of a patient rejected by the study contract"] += int(of_gone.sum())
-            rows.iloc[at[of_gone], rows.columns.get_loc("status")] = "patient rejected by the study contract"
+            imp.log.skipped["rows of a patient rejected by the study contract"] += int(
+                of_gone.sum()
+            )
+            rows.iloc[at[of_gone], rows.columns.get_loc("status")] = (
+                "patient rejected by the study contract"
+            )
             frame = getattr(imp, table)
             if frame is not None:
                 setattr(imp, table, frame[~(reject | of_gone)].reset_index(drop=True))
