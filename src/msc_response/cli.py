@@ -40,7 +40,7 @@ OPTION_OF = {
     "fmt": "--format", "h5ad_patients": "--h5ad-patients", "explain": "--explain",
     "regimens": "--regimens", "engine": "--engine", "patients_per_chunk": "--patients-per-chunk",
     "jobs": "--jobs", "model": "--model", "source_format": "--from", "table_format": "--format",
-    "index_date": "--index-date", "mapping": "--mapping", "summary": "--summary", "encoding": "--encoding",
+    "index_date": "--index-date", "index_dates": "--index-dates", "index_event": "--index-event", "mapping": "--mapping", "summary": "--summary", "encoding": "--encoding",
 }  # fmt: skip
 
 
