@@ -396,12 +396,14 @@ def import_cmd(
         None, "--index-dates", help="FHIR: CSV of patient_id,index_date (day 0 per patient)."
     ),
     index_event: str | None = typer.Option(
-        None, "--index-event",
+        None,
+        "--index-event",
         help="FHIR: day 0 is the first MedicationAdministration, MedicationRequest, Procedure or "
         "Encounter carrying SYSTEM|CODE.",
     ),
     encoding: str | None = typer.Option(
-        None, "--encoding",
+        None,
+        "--encoding",
         help="Text encoding of .xpt, .sas7bdat and CSV files (default: declared or UTF-8, then Latin-1).",
     ),
     strict: bool = typer.Option(
@@ -435,7 +437,11 @@ def import_cmd(
         console.print(f"  day 0 from {rule}: {n} patients", highlight=False, soft_wrap=True)
     for f in report.get("files", {}).values():
         if "encoding_note" in f:
-            console.print(f"[yellow]note:[/] {f['file']}: {f['encoding_note']}", highlight=False, soft_wrap=True)
+            console.print(
+                f"[yellow]note:[/] {f['file']}: {f['encoding_note']}",
+                highlight=False,
+                soft_wrap=True,
+            )
     if report["problems"]:  # each with its file and row in the report; never on the console (ids)
         err_console.print(
             f"[yellow]{len(report['problems'])} row problems[/] (counted above), each with its file, "

@@ -84,9 +84,15 @@ def import_study(
         raise ConfigError(f"source_format: expected one of {list(FORMATS)}, got {fmt!r}")
     if table_format not in ("csv", "parquet"):
         raise ConfigError(f"table_format: expected 'csv' or 'parquet', got {table_format!r}")
-    for name, value in (("index_date", index_date), ("index_dates", index_dates), ("index_event", index_event)):
+    for name, value in (
+        ("index_date", index_date),
+        ("index_dates", index_dates),
+        ("index_event", index_event),
+    ):
         if value is not None and fmt != "fhir":
-            raise ConfigError(f"{name}: only for FHIR sources (SDTM counts from the EX records), got {str(value)!r}")
+            raise ConfigError(
+                f"{name}: only for FHIR sources (SDTM counts from the EX records), got {str(value)!r}"
+            )
     if encoding is not None:
         try:
             codecs.lookup(encoding)

@@ -68,6 +68,7 @@ def _category(o) -> str | None:
     codes = [c.code for cat in o.category or [] for c in cat.coding or [] if c.code]
     return "laboratory" if "laboratory" in codes else (codes[0] if codes else None)
 
+
 USED = (
     "Patient",
     "Observation",
@@ -375,7 +376,9 @@ class _Fhir:
                 status_skipped[f"Observation with status {o.status!r} (no usable result)"] += 1
                 continue
             keys = [fhir_code_key(c.system, c.code) for c in o.code.coding or [] if c.code]
-            displays = {fhir_code_key(c.system, c.code): c.display for c in o.code.coding or [] if c.code}
+            displays = {
+                fhir_code_key(c.system, c.code): c.display for c in o.code.coding or [] if c.code
+            }
             known = [k for k in keys if k in cells or k in m.tests]
             key = known[0] if known else (keys[0] if keys else None)
             category = _category(o)
@@ -496,7 +499,13 @@ class _Fhir:
         try:
             subject = Reference.model_validate(res.get("subject") or res.get("patient") or {})
         except ValidationError as err:
-            self.add("invalid resource", file, ref, "subject", f"not a valid Reference: {err.errors()[0]['msg']}")
+            self.add(
+                "invalid resource",
+                file,
+                ref,
+                "subject",
+                f"not a valid Reference: {err.errors()[0]['msg']}",
+            )
             return None
         return self.patient_of(subject, file, ref, "subject")
 
@@ -518,7 +527,9 @@ class _Fhir:
             why = ("none of the rules given covers this patient ("
                    + ", ".join(r for r in RULES if r == BY_MSC or self._rule_given(r)) + ")"
                    if self.rules.given else "no MSC MedicationAdministration for this patient; " + NO_INDEX_HINT)  # fmt: skip
-            self.add(NO_DAY_0, where.at[pid, "file"], where.at[pid, "ref"], None, f"no day 0: {why}")
+            self.add(
+                NO_DAY_0, where.at[pid, "file"], where.at[pid, "ref"], None, f"no day 0: {why}"
+            )
             self.not_imported[pid] = NO_DAY_0
         has = zero.dropna(subset=["index_date"])
         self.report["days"] = {
@@ -581,7 +592,9 @@ class _Fhir:
         out["interval_days"] = reg["interval_days"].to_numpy()
         out = out[[c for c in PATIENT_COLUMNS if c in out]]
         self.report["patients"]["not_imported"] = int((~keep).sum())
-        self.report["patients"]["deceased_before_day_0 (deceasedDateTime, not imported)"] = int(dead.sum())
+        self.report["patients"]["deceased_before_day_0 (deceasedDateTime, not imported)"] = int(
+            dead.sum()
+        )
         self.report["regimen"] = {
             "msc_infusions": "completed MedicationAdministrations of an MSC product (default rule: the "
                              "medication's text or display says 'mesenchymal' or 'MSC'; plus the mapping file's msc_treatments)",

@@ -51,6 +51,7 @@ def specimen_test(name: str, specimen: str) -> str:
         return name
     return f"{name}_{re.sub(r'[^A-Z0-9]+', '_', spec).strip('_')}"
 
+
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 

@@ -163,8 +163,15 @@ def report_markdown(report: dict) -> str:
         out += ["", "### Every problem", ""]
         out += [f"- {p['problem']}" for p in report["problems"]]
     out += ["", "## Other facts", "", "```json"]
-    skip = {"codes", "problems", "unit_conversions", "absent_tests", "absent_tests_look_alikes",
-            "rows_not_imported", "written"}
+    skip = {
+        "codes",
+        "problems",
+        "unit_conversions",
+        "absent_tests",
+        "absent_tests_look_alikes",
+        "rows_not_imported",
+        "written",
+    }
     out.append(
         json.dumps({k: v for k, v in report.items() if k not in skip}, indent=2, default=str)
     )

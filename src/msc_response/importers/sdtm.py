@@ -87,6 +87,7 @@ USED_VARIABLES = ("USUBJID", "SEX", "AGE", "AGEU", "ARM", "ACTARM", "RFSTDTC", "
 FINDINGS_VARIABLES = ("TESTCD", "TEST", "STRESN", "STRESC", "STRESU", "ORRES", "ORRESU", "SPEC",
                       "STAT", "DY", "DTC")  # fmt: skip
 
+
 def _read_sas(path: Path, encoding: str | None, needed: set[str] | None) -> pd.DataFrame:
     import pyreadstat
 
@@ -120,15 +121,21 @@ def read_domain(
     suffix = path.suffix.lower()
     try:
         if suffix in (".xpt", ".sas7bdat"):
-            df, note = with_fallback(lambda enc: _read_sas(path, enc, needed), encoding, readstat_errors)
+            df, note = with_fallback(
+                lambda enc: _read_sas(path, enc, needed), encoding, readstat_errors
+            )
         elif suffix == ".csv":
-            df, note = read_csv_text(path, encoding, needed, lambda names: _check_twice(path, names))
+            df, note = read_csv_text(
+                path, encoding, needed, lambda names: _check_twice(path, names)
+            )
         else:
             df, note = pd.read_parquet(path), None
             _check_twice(path, list(df.columns))
     except (OSError, ValueError, LookupError, *readstat_errors) as err:
         how = f" with --encoding {encoding!r}" if encoding else ""
-        raise DataError([Problem(path.name, None, None, f"cannot read the file{how}: {err}")]) from None
+        raise DataError(
+            [Problem(path.name, None, None, f"cannot read the file{how}: {err}")]
+        ) from None
     df.columns = [str(c).strip().upper() for c in df.columns]
     return df.reset_index(drop=True), note
 
@@ -270,17 +277,31 @@ class _Sdtm:
              lambda i: f"SEX {sex_raw.iloc[i]!r} is neither 'F' nor 'M' (the scores need one of them)")  # fmt: skip
         age, age_text = numbers(dm, "AGE")
         age_written = text(dm, "AGE")
-        iso = np.array([iso_duration_years(v) if t else np.nan for v, t in zip(age_written, age_text, strict=True)])
+        iso = np.array(
+            [
+                iso_duration_years(v) if t else np.nan
+                for v, t in zip(age_written, age_text, strict=True)
+            ]
+        )
         age_text &= np.isnan(iso)  # an ISO 8601 duration (P45Y, P6M) is an age, not text
         flag(
             age_text,
             "not a number",
             "AGE",
-            lambda i: f"AGE {age_written.iloc[i]!r} is neither a number nor an ISO 8601 duration (P45Y)",
+            lambda i: (
+                f"AGE {age_written.iloc[i]!r} is neither a number nor an ISO 8601 duration (P45Y)"
+            ),
         )
-        flag(np.isnan(age) & np.isnan(iso) & ~age_text, "age missing", "AGE", lambda i: "AGE is missing")
+        flag(
+            np.isnan(age) & np.isnan(iso) & ~age_text,
+            "age missing",
+            "AGE",
+            lambda i: "AGE is missing",
+        )
         ageu = text(dm, "AGEU").map(lambda v: None if v is None else v.upper())
-        per_year = ageu.map(lambda u: AGE_UNITS_PER_YEAR.get(u or "YEARS", np.nan)).to_numpy(dtype=float)
+        per_year = ageu.map(lambda u: AGE_UNITS_PER_YEAR.get(u or "YEARS", np.nan)).to_numpy(
+            dtype=float
+        )
         flag(np.isnan(per_year) & np.isnan(iso), "unknown age unit", "AGEU",
              lambda i: f"AGEU {ageu.iloc[i]!r} is not one of {sorted(AGE_UNITS_PER_YEAR)}")  # fmt: skip
         age = np.where(np.isnan(iso), age / per_year, iso)
@@ -446,7 +467,11 @@ class _Sdtm:
             elif all_codes and code is not None:
                 # in blood: the mapped test or the code itself; elsewhere BILI_URINE, PROT_URINE
                 blood = specimen_test(code, spec.iloc[i]) == code
-                name[i] = self.mapping.tests.get(code, code) if blood else specimen_test(code, spec.iloc[i])
+                name[i] = (
+                    self.mapping.tests.get(code, code)
+                    if blood
+                    else specimen_test(code, spec.iloc[i])
+                )
             elif not all_codes:
                 status[i] = f"not in the mapping ({domain})"
         self.log.skipped[f"{domain} test codes the mapping does not name"] += int(
