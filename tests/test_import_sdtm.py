@@ -633,3 +633,12 @@ def test_nothing_to_import_exits_2_with_the_reasons_counted(tmp_path):
     assert "nothing to import: 2 patients, 1 lab rows, 0 patients with a contract test" in output
     assert "LB text result, not a number (COLOR): 1" in output
     assert not (tmp_path / "study").exists()
+
+
+def test_agetxt_ranges_stand_in_for_a_missing_age_as_their_midpoint(tmp_path):
+    dm = [{"USUBJID": "001", "SEX": "F", "AGETXT": "6-7", "AGEU": "WEEKS", "RFSTDTC": "2024-01-08"},
+          {"USUBJID": "1", "SEX": "M", "AGETXT": "8", "AGEU": "WEEKS", "RFSTDTC": "2024-01-08"}]  # fmt: skip
+    small_sdtm(tmp_path, [{"LBDY": 1.0}], dm=dm)
+    study, report, _ = imported_study(tmp_path)
+    assert study.patients["age_years"].tolist() == pytest.approx([6.5 * 7 / 365.25, 8 * 7 / 365.25])
+    assert report["ages"]["ranges_read_as_their_midpoint"] == 1

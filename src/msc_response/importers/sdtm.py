@@ -82,7 +82,7 @@ def find_domain(src: Path, domain: str, *, required: bool, why: str = "") -> Pat
 
 #: Variables the import reads, by domain prefix (``--`` is the domain's two letters);
 #: only these are decoded, so an undecodable byte elsewhere (a comment, a label) is harmless.
-USED_VARIABLES = ("USUBJID", "SEX", "AGE", "AGEU", "ARM", "ACTARM", "RFSTDTC", "RFXSTDTC", "DTHDTC",
+USED_VARIABLES = ("USUBJID", "SEX", "AGE", "AGETXT", "AGEU", "ARM", "ACTARM", "RFSTDTC", "RFXSTDTC", "DTHDTC",
                   "DTHFL", "EXTRT", "EXDOSE", "EXDOSU", "EXSTDY", "EXSTDTC")  # fmt: skip
 FINDINGS_VARIABLES = ("TESTCD", "TEST", "STRESN", "STRESC", "STRESU", "ORRES", "ORRESU", "SPEC",
                       "STAT", "DY", "DTC")  # fmt: skip
@@ -155,6 +155,15 @@ def iso_duration_years(value) -> float:
         return np.nan
     y, mo, w, d = (float(m.group(k) or 0) for k in "ymwd")
     return y + mo / 12 + (w * 7 + d) / 365.25
+
+
+_AGE_RANGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*$")
+
+
+def age_range_midpoint(value) -> float:
+    """An age range as AGETXT writes it (``6-7``) as its midpoint (6.5); NaN if it is not one."""
+    m = _AGE_RANGE.match(str(value)) if value is not None else None
+    return np.nan if m is None else (float(m.group(1)) + float(m.group(2))) / 2
 
 
 def require(df: pd.DataFrame, file: str, columns, *, one_of=()) -> None:
@@ -252,7 +261,9 @@ class _Sdtm:
     # -- DM ------------------------------------------------------------------------------
     def patients(self) -> pd.DataFrame:
         dm, file = self.domain("DM", required=True)
-        require(dm, file, ["USUBJID", "SEX", "AGE"])
+        require(dm, file, ["USUBJID", "SEX"], one_of=[("AGE", "AGETXT")])
+        # AGETXT (an age range, "6-7") stands in for AGE when AGE is not collected (SEND)
+        age_var = "AGE" if "AGE" in dm else "AGETXT"
         ids_raw = text(dm, "USUBJID", strip=False)
         missing = ids_raw.isna().to_numpy()
         dup = ids_raw.duplicated(keep=False).to_numpy() & ~missing
@@ -275,8 +286,16 @@ class _Sdtm:
         sex_ok = sex_raw.isin(["F", "M"]).to_numpy()
         flag(~sex_ok, "sex not F or M", "SEX",
              lambda i: f"SEX {sex_raw.iloc[i]!r} is neither 'F' nor 'M' (the scores need one of them)")  # fmt: skip
-        age, age_text = numbers(dm, "AGE")
-        age_written = text(dm, "AGE")
+        age, age_text = numbers(dm, age_var)
+        age_written = text(dm, age_var)
+        ranged = np.array(
+            [
+                age_range_midpoint(v) if t else np.nan
+                for v, t in zip(age_written, age_text, strict=True)
+            ]
+        )
+        age = np.where(np.isnan(ranged), age, ranged)
+        age_text &= np.isnan(ranged)
         iso = np.array(
             [
                 iso_duration_years(v) if t else np.nan
@@ -287,16 +306,16 @@ class _Sdtm:
         flag(
             age_text,
             "not a number",
-            "AGE",
+            age_var,
             lambda i: (
-                f"AGE {age_written.iloc[i]!r} is neither a number nor an ISO 8601 duration (P45Y)"
+                f"{age_var} {age_written.iloc[i]!r} is neither a number nor an ISO 8601 duration (P45Y)"
             ),
         )
         flag(
             np.isnan(age) & np.isnan(iso) & ~age_text,
             "age missing",
-            "AGE",
-            lambda i: "AGE is missing",
+            age_var,
+            lambda i: f"{age_var} is missing",
         )
         ageu = text(dm, "AGEU").map(lambda v: None if v is None else v.upper())
         per_year = ageu.map(lambda u: AGE_UNITS_PER_YEAR.get(u or "YEARS", np.nan)).to_numpy(
@@ -306,6 +325,8 @@ class _Sdtm:
              lambda i: f"AGEU {ageu.iloc[i]!r} is not one of {sorted(AGE_UNITS_PER_YEAR)}")  # fmt: skip
         age = np.where(np.isnan(iso), age / per_year, iso)
         self.report["ages"] = {
+            "from": age_var + (" (ranges 'a-b': the midpoint)" if age_var == "AGETXT" else ""),
+            "ranges_read_as_their_midpoint": int((~np.isnan(ranged) & ~bad).sum()),
             "converted_to_years": {u: int(n) for u, n in Counter(
                 "ISO 8601 duration" if not np.isnan(v) else (u or "YEARS (AGEU blank)")
                 for u, v, b in zip(ageu, iso, bad, strict=True) if not b).items()},
