@@ -16,8 +16,11 @@
 * **Labs** (Observation, status final/amended/corrected/preliminary): the coding whose
   code the mapping knows (LOINC by default), ``valueQuantity`` (UCUM code, else unit) or
   ``valueInteger``; other numeric Observations are kept under their own code.
-* **Days** from each patient's first MSC administration (its date as written, local
-  time), or from ``--index-date`` for everyone.
+* **Days** from each patient's day 0 (:mod:`.index`): ``--index-dates``,
+  ``--index-event``, ``--index-date``, else the first MSC administration (its date as
+  written, local time). A patient deceased before day 0 is not imported (counted).
+* **Not labs**: Observations of a category other than ``laboratory`` (vital signs,
+  surveys, exams) are left out and counted, unless the mapping names their code.
 """
 
 from __future__ import annotations

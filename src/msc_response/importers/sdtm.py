@@ -4,14 +4,20 @@
   transport v5 or v8 and ``.sas7bdat`` through pyreadstat, ``.csv`` (every cell read as
   text, so ``001`` stays ``001``) and ``.parquet`` through pandas. Variable names are
   matched in upper case.
-* **Patients** (DM): ``patient_id`` is USUBJID exactly as written; SEX, AGE (AGEU must be
-  years), the arm from ACTARM (what was given, matching EX), else ARM.
+* **Patients** (DM): ``patient_id`` is USUBJID exactly as written; SEX, AGE in years
+  (AGEU YEARS, MONTHS, WEEKS or DAYS, or AGE as an ISO 8601 duration ``P45Y``; AGETXT, a
+  range, as its midpoint when AGE is absent); the arm from ACTARM (what was given,
+  matching EX), else ARM. A patient whose DTHDTC is before day 0 is not imported.
 * **Regimen** (EX): the records whose EXTRT is an MSC infusion (see
   :meth:`Mapping.is_msc`), one record per infusion: dose per infusion in cells (EXDOSE in
   EXDOSU: ``cells``, ``10^8 cells``, ...), the number of infusions and the mean interval
   between them.
 * **Labs** (LB, and tests a mapping places in other findings domains): LBSTRESN in
-  LBSTRESU, or LBORRES in LBORRESU when the standard result is empty.
+  LBSTRESU, or LBORRES in LBORRESU when the standard result is empty. A code measured in
+  a specimen other than blood is a test of its own (``BILI_URINE``); a blank unit of a
+  test the contract does not know is written as ``1``; text results (COLOR 'YELLOW') and
+  LBSTAT 'NOT DONE' records are counted, not imported. Other domains (VS: vital signs)
+  are read only when a mapping file names a test there.
 * **Days.** SDTM study days have no day 0: ``--DY = 1`` is the reference start date
   (RFSTDTC), ``-1`` the day before. The contract counts days from the first MSC infusion
   (day 0). Both are turned into days elapsed since RFSTDTC (``DY - 1`` from day 1 on,
