@@ -407,3 +407,25 @@ def test_unresolved_references_import_nothing_and_exit_2(tmp_path):
         "nothing to import: 1 patients, 0 lab rows" in output and "patient not found: 3" in output
     )
     assert not (tmp_path / "study").exists()
+
+
+def test_an_absent_test_points_at_local_codes_whose_display_looks_like_it(tmp_path):
+    local = resource("Observation", "c1", status="final", subject={"reference": "Patient/001"},
+                     effectiveDateTime="2024-01-09",
+                     code={"coding": [{"system": "urn:site", "code": "CR-B", "display": "Creatinine [Mass/volume] in Blood"}]},
+                     valueQuantity={"value": 1.1, "system": UCUM, "code": "mg/dL"})  # fmt: skip
+    request = resource("MedicationRequest", "r1", status="active", intent="order", authoredOn="2024-01-08",
+                       subject={"reference": "Patient/001"},
+                       medicationCodeableConcept={"coding": [{"system": "urn:drug", "code": "D1"}]})  # fmt: skip
+    src = write_ndjson(
+        tmp_path / "fhir", [patient(), bilirubin("b1", date="2024-01-09"), local, request]
+    )
+    code, output = run_import(src, "--out", tmp_path / "study", "--index-event", "urn:drug|D1")
+    assert code == 0, output
+    assert labs_of(tmp_path / "study")["day"].tolist() == [1, 1]  # day 0: the MedicationRequest
+    report = report_of(tmp_path / "study")
+    assert report["absent_tests_look_alikes"]["creatinine"] == [{
+        "source_code": "urn:site|CR-B", "display": "Creatinine [Mass/volume] in Blood", "rows": 1,
+        "became": "urn:site|CR-B"}]  # fmt: skip
+    assert "creatinine may be 'urn:site|CR-B'" in output
+    valid_study(tmp_path / "study")
