@@ -35,14 +35,9 @@ import pandas as pd
 
 from ..errors import DataError, Problem
 from .index import (
-    BY_DATE,
-    BY_EVENT,
-    BY_FILE,
-    BY_MSC,
     NO_INDEX_HINT,
-    RULES,
     IndexRules,
-    day_zero,
+    assign_day_zero,
     event_dates,
 )
 from .mapping import UCUM, Mapping, cells_per_dose_unit, fhir_code_key
@@ -521,14 +516,13 @@ class _Fhir:
         if self.rules.event is not None:
             events, event_counts = event_dates(resources, self.rules.event, self.subject_of)
         candidates = [p for p in pats["patient_id"] if p not in self.not_imported]
-        zero = day_zero(candidates, self.rules, msc_first, events)
+        zero = assign_day_zero(candidates, self.rules, msc_first, events)
         if not self.rules.given and zero["index_date"].isna().all():
             raise DataError([Problem(self.src.name, None, None,
                                      "no MSC MedicationAdministration to count days from (day 0); " + NO_INDEX_HINT)])  # fmt: skip
         where = pats.set_index("patient_id")
         for pid in zero.loc[zero["index_date"].isna(), "patient_id"]:
-            why = ("none of the rules given covers this patient ("
-                   + ", ".join(r for r in RULES if r == BY_MSC or self._rule_given(r)) + ")"
+            why = (f"none of the rules given covers this patient ({', '.join(self.rules.in_force)})"
                    if self.rules.given else "no MSC MedicationAdministration for this patient; " + NO_INDEX_HINT)  # fmt: skip
             self.add(
                 NO_DAY_0, where.at[pid, "file"], where.at[pid, "ref"], None, f"no day 0: {why}"
@@ -537,8 +531,8 @@ class _Fhir:
         has = zero.dropna(subset=["index_date"])
         self.report["days"] = {
             "rule": "days from each patient's day 0; the first of these rules that covers a patient sets it: "
-                    + ", ".join(r for r in RULES if r == BY_MSC or self._rule_given(r)),
-            "patients_by_rule": {r: int((has["rule"] == r).sum()) for r in RULES if r == BY_MSC or self._rule_given(r)},
+                    + ", ".join(self.rules.in_force),
+            "patients_by_rule": {r: int((has["rule"] == r).sum()) for r in self.rules.in_force},
             "patients_without_day_0 (not imported)": int(zero["index_date"].isna().sum()),
             **({"index_date": self.rules.date.isoformat()} if self.rules.date else {}),
             **({"index_dates_file": self.rules.dates_file,
@@ -550,10 +544,6 @@ class _Fhir:
                             for r in has.itertuples(index=False)],
         }  # fmt: skip
         return dict(zip(has["patient_id"], has["index_date"], strict=True))
-
-    def _rule_given(self, rule: str) -> bool:
-        return {BY_FILE: self.rules.dates_file is not None, BY_EVENT: self.rules.event is not None,
-                BY_DATE: self.rules.date is not None, BY_MSC: True}[rule]  # fmt: skip
 
     def run(self) -> Imported:
         resources = read_resources(self.src)

@@ -71,6 +71,13 @@ class IndexRules:
     def given(self) -> bool:
         return self.date is not None or self.dates_file is not None or self.event is not None
 
+    @property
+    def in_force(self) -> tuple[str, ...]:
+        """The rules tried, in order: the options given, then the first MSC administration."""
+        given = {BY_FILE: self.dates_file is not None, BY_EVENT: self.event is not None,
+                 BY_DATE: self.date is not None, BY_MSC: True}  # fmt: skip
+        return tuple(r for r in RULES if given[r])
+
 
 def index_rules(
     index_date=None, index_dates=None, index_event=None, *, encoding=None
@@ -184,7 +191,7 @@ def event_dates(
     return first, {"resources_carrying_the_code": found, "without_a_full_date": undated}
 
 
-def day_zero(patients, rules: IndexRules, msc_first: dict[str, dt.date],
+def assign_day_zero(patients, rules: IndexRules, msc_first: dict[str, dt.date],
              events: dict[str, dt.date]) -> pd.DataFrame:  # fmt: skip
     """Per patient: ``index_date`` (None: no day 0) and the ``rule`` that set it."""
     out = []
