@@ -103,7 +103,10 @@ def index_rules(
 
 def read_index_dates(path: Path, encoding: str | None) -> dict[str, dt.date]:
     """The ``patient_id,index_date`` table: ids as written; any bad row is structural (it is the user's)."""
-    df, _ = read_csv_text(path, encoding)
+    try:
+        df, _ = read_csv_text(path, encoding)
+    except (OSError, ValueError, LookupError) as err:  # missing, unreadable, empty, undecodable
+        raise DataError([Problem(path.name, None, None, f"cannot read the file: {err}")]) from None
     missing = [c for c in ("patient_id", "index_date") if c not in df.columns]
     if missing:
         raise DataError(
