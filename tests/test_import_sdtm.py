@@ -642,3 +642,18 @@ def test_agetxt_ranges_stand_in_for_a_missing_age_as_their_midpoint(tmp_path):
     study, report, _ = imported_study(tmp_path)
     assert study.patients["age_years"].tolist() == pytest.approx([6.5 * 7 / 365.25, 8 * 7 / 365.25])
     assert report["ages"]["ranges_read_as_their_midpoint"] == 1
+
+
+def test_lb_split_by_category_is_read_as_one_domain(tmp_path):
+    src = small_sdtm(tmp_path, [{"LBDY": 1.0}])
+    lb = pd.read_csv(src / "lb.csv", dtype=str, keep_default_na=False)
+    (src / "lb.csv").unlink()
+    lb.to_csv(src / "lbch.csv", index=False)
+    urine = lb.assign(LBTESTCD="PH", LBSPEC="URINE", LBSTRESN="6.0", LBSTRESU="")
+    urine.to_csv(src / "lbur.csv", index=False)
+    pd.DataFrame({"USUBJID": ["001"], "QNAM": ["X"]}).to_csv(
+        src / "supplb.csv", index=False
+    )  # not LB data
+    study, report, _ = imported_study(tmp_path)
+    assert report["lb_datasets"] == ["LBCH", "LBUR"]
+    assert sorted(study.labs["test"].astype(str)) == ["PH_URINE", "bilirubin"]

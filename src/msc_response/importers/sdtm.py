@@ -86,6 +86,13 @@ def find_domain(src: Path, domain: str, *, required: bool, why: str = "") -> Pat
     return found[0]
 
 
+def split_domains(src: Path, domain: str) -> list[str]:
+    """The datasets a domain is split into (SDTMIG: ``lbch``, ``lbhe``, ``lbur`` for LB), by name."""
+    return sorted({p.stem.upper() for p in src.iterdir()
+                   if p.is_file() and p.suffix.lower() in SUFFIXES and p.stem.upper().startswith(domain)
+                   and 1 <= len(p.stem) - len(domain) <= 2 and p.stem.isalnum()})  # fmt: skip
+
+
 #: Variables the import reads, by domain prefix (``--`` is the domain's two letters);
 #: only these are decoded, so an undecodable byte elsewhere (a comment, a label) is harmless.
 USED_VARIABLES = ("USUBJID", "SEX", "AGE", "AGETXT", "AGEU", "ARM", "ACTARM", "RFSTDTC", "RFXSTDTC", "DTHDTC",
@@ -462,7 +469,12 @@ class _Sdtm:
             by_domain.setdefault(s.domain, {})[s.testcd] = ("lab", test, s)
         for pop, s in m.cells.items():
             by_domain.setdefault(s.domain, {})[s.testcd] = ("cells", pop, s)
-        frames = [self._findings("LB", by_domain.pop("LB", {}), patients, anchors, all_codes=True)]
+        # LB as one dataset, or split by category (lbch, lbhe, lbur) as the SDTMIG allows
+        lb_codes = by_domain.pop("LB", {})
+        whole = find_domain(self.src, "LB", required=False)
+        lb = ["LB"] if whole is not None else split_domains(self.src, "LB") or ["LB"]
+        self.report["lb_datasets"] = lb
+        frames = [self._findings(name, lb_codes, patients, anchors, all_codes=True) for name in lb]
         for domain, codes in by_domain.items():
             frames.append(self._findings(domain, codes, patients, anchors, all_codes=False))
         return pd.concat(frames, ignore_index=True)
@@ -470,14 +482,14 @@ class _Sdtm:
     def _findings(self, domain, codes, patients, anchors, *, all_codes) -> pd.DataFrame:
         p = domain[:2]
         why = f" (the mapping file places {', '.join(sorted(v[1] for v in codes.values()))} there)"
-        df, file = self.domain(domain, required=True, why="" if domain == "LB" else why)
+        df, file = self.domain(domain, required=True, why="" if p == "LB" else why)
         require(
             df,
             file,
             ["USUBJID", f"{p}TESTCD"],
             one_of=[(f"{p}STRESN", f"{p}ORRES"), (f"{p}DY", f"{p}DTC")],
         )
-        if domain == "LB":
+        if p == "LB":
             require(df, file, ["LBSTRESN", "LBSTRESU"])
         testcd = text(df, f"{p}TESTCD")
         n = len(df)
@@ -568,7 +580,7 @@ class _Sdtm:
         return pd.DataFrame({
             "patient_id": ids.to_numpy(dtype=object), "day": day, "kind": kind, "name": name,
             "parent": parent, "value": value, "unit": unit,
-            "code": [f"{domain} {c}" + (f" ({s})" if s and domain == "LB" else "") for c, s in zip(testcd, spec, strict=True)],
+            "code": [f"{domain} {c}" + (f" ({s})" if s and p == "LB" else "") for c, s in zip(testcd, spec, strict=True)],
             "file": file, "row": rows.astype(float), "ref": None,
             "value_col": value_col, "unit_col": unit_col, "status": status,
             "display": text(df, f"{p}TEST").to_numpy(dtype=object),
