@@ -360,9 +360,8 @@ class _Sdtm:
         out = pd.DataFrame({
             "patient_id": ids_raw, "sex": sex_raw, "age_years": age, "arm": arm,
             "_rfst": dates(text(dm, "RFSTDTC"))[0], "_rfxst": dates(text(dm, "RFXSTDTC"))[0],
-            "_death": dates(text(dm, "DTHDTC"))[0], "_row": rows,
+            "_death": dates(text(dm, "DTHDTC"))[0],
         })  # fmt: skip
-        self._dm_file = file
         return out[~bad].reset_index(drop=True)
 
     def _known_patient(self, ids: pd.Series, file: str, rows: np.ndarray, domain: str,
