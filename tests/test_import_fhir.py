@@ -321,7 +321,9 @@ def test_index_dates_file_sets_day_0_per_patient_with_ids_as_written(tmp_path):
         src, "--out", tmp_path / "bad", "--index-dates", tmp_path / "cols.csv"
     )
     assert code == 2 and "cols.csv, column 'patient_id': required column is missing" in output
-    code, output = run_import(src, "--out", tmp_path / "bad", "--index-dates", tmp_path / "absent.csv")
+    code, output = run_import(
+        src, "--out", tmp_path / "bad", "--index-dates", tmp_path / "absent.csv"
+    )
     assert code == 2 and "absent.csv: cannot read the file" in output
     assert not (tmp_path / "bad").exists()
 
