@@ -2,7 +2,7 @@
 
 :func:`import_study` reads a source (:mod:`.sdtm` or :mod:`.fhir`), maps its codes
 (:mod:`.mapping`), applies the shared row rules (:mod:`.rows`) and writes the study with
-its mapping report (:mod:`.report`) atomically (:mod:`.writer`).
+its mapping report (:mod:`.import_report`) atomically (:mod:`.writer`).
 
 Bad input follows the policy of the study reader: a structural problem (a required
 domain, resource type or variable missing, an unreadable file) raises
@@ -14,13 +14,16 @@ written.
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from .contract import keep_valid, nothing_imported
+from .fhir import import_fhir
+from .import_report import build_report, report_markdown
 from .index import index_rules
 from .mapping import load_mapping
-from .report import build_report, report_markdown
+from .sdtm import import_sdtm
 from .writer import check_out, write_study
 
 FORMATS = ("sdtm", "fhir")
@@ -77,8 +80,6 @@ def import_study(
         A structural problem, or nothing to import (no lab row, or no patient with a
         contract test): the reasons are counted.
     """
-    import codecs
-
     fmt = source_format
     if fmt not in FORMATS:
         raise ConfigError(f"source_format: expected one of {list(FORMATS)}, got {fmt!r}")
@@ -103,12 +104,8 @@ def import_study(
     rules = index_rules(index_date, index_dates, index_event, encoding=encoding)
     maps = load_mapping(mapping, fmt)
     if fmt == "sdtm":
-        from .sdtm import import_sdtm
-
         imported = import_sdtm(source, maps, encoding)
     else:
-        from .fhir import import_fhir
-
         imported = import_fhir(source, maps, rules)
     keep_valid(imported)
     imported.log.sort()
