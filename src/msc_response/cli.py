@@ -199,7 +199,7 @@ OPTION_OF = {
     "fmt": "--format", "h5ad_patients": "--h5ad-patients", "explain": "--explain",
     "regimens": "--regimens", "engine": "--engine", "patients_per_chunk": "--patients-per-chunk",
     "jobs": "--jobs", "model": "--model", "source_format": "--from", "table_format": "--format",
-    "index_date": "--index-date", "mapping": "--mapping", "summary": "--summary", "encoding": "--encoding",
+    "index_date": "--index-date", "index_dates": "--index-dates", "index_event": "--index-event", "mapping": "--mapping", "summary": "--summary", "encoding": "--encoding",
 }  # fmt: skip
 
 
@@ -587,7 +587,21 @@ def import_cmd(
         None, "--mapping", help="Mapping file (YAML) added to the defaults."
     ),
     index_date: str | None = typer.Option(
-        None, "--index-date", help="FHIR: count days from this date (YYYY-MM-DD) for every patient."
+        None, "--index-date", help="FHIR: day 0 is this date (YYYY-MM-DD) for every patient."
+    ),
+    index_dates: Path | None = typer.Option(
+        None, "--index-dates", help="FHIR: CSV of patient_id,index_date (day 0 per patient)."
+    ),
+    index_event: str | None = typer.Option(
+        None,
+        "--index-event",
+        help="FHIR: day 0 is the first MedicationAdministration, MedicationRequest, Procedure or "
+        "Encounter carrying SYSTEM|CODE.",
+    ),
+    encoding: str | None = typer.Option(
+        None,
+        "--encoding",
+        help="Text encoding of .xpt, .sas7bdat and CSV files (default: declared or UTF-8, then Latin-1).",
     ),
     strict: bool = typer.Option(
         False, "--strict", help="Any row problem is an error (nothing written)."
@@ -601,6 +615,7 @@ def import_cmd(
     from .importers import import_study
 
     report = import_study(source, out, source_format=from_.value, mapping=mapping, index_date=index_date,
+                          index_dates=index_dates, index_event=index_event, encoding=encoding,
                           strict=strict, table_format=fmt.value)  # fmt: skip
     w = report["written"]
     console.print(
@@ -614,14 +629,23 @@ def import_cmd(
         console.print(f"  left out ({rule}): {n}", highlight=False, soft_wrap=True)
     for test, why in report["absent_tests"].items():
         console.print(f"  absent: {test} ({why})", highlight=False, soft_wrap=True)
-    shown = report["problems"][:10]
-    for p in shown:
+    for test, codes in report["absent_tests_look_alikes"].items():
+        for c in codes:
+            console.print(f"  {test} may be {c['source_code']!r} ({c['display']}, {c['rows']} rows): "
+                          "name it in a mapping file", highlight=False, soft_wrap=True)  # fmt: skip
+    for rule, n in report.get("days", {}).get("patients_by_rule", {}).items():
+        console.print(f"  day 0 from {rule}: {n} patients", highlight=False, soft_wrap=True)
+    for f in report.get("files", {}).values():
+        if "encoding_note" in f:
+            console.print(
+                f"[yellow]note:[/] {f['file']}: {f['encoding_note']}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    if report["problems"]:  # each with its file and row in the report; never on the console (ids)
         err_console.print(
-            f"[yellow]row problem:[/] {p['problem']}", highlight=False, soft_wrap=True
-        )
-    if len(report["problems"]) > len(shown):
-        err_console.print(
-            f"... {len(report['problems']) - len(shown)} more row problems",
+            f"[yellow]{len(report['problems'])} row problems[/] (counted above), each with its file, "
+            f"row and column in {out / 'import_report.md'}",
             highlight=False,
             soft_wrap=True,
         )

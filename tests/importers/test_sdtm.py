@@ -100,7 +100,8 @@ def test_without_a_mapping_file_ascites_encephalopathy_dialysis_are_absent_and_s
     assert code == 0, output
     labs = pd.read_csv(tmp_path / "study" / "labs.csv")
     assert not {"ascites", "encephalopathy", "dialysis"} & set(labs["test"])
-    assert {"PLAT", "ALT", "MX1MONO"} <= set(labs["test"])  # kept under their own codes
+    assert {"ALT", "MX1MONO"} <= set(labs["test"])  # kept under their own codes
+    assert "platelets" in set(labs["test"]) and "PLAT" not in set(labs["test"])  # a default now
     report = json.loads((tmp_path / "study" / "import_report.json").read_text())
     for test in ("ascites", "encephalopathy", "dialysis"):
         assert "no default" in report["absent_tests"][test]
@@ -232,7 +233,7 @@ def test_original_result_when_the_standard_one_is_missing_and_units_are_read(tmp
     assert labs.loc["bilirubin", ["value", "unit"]].tolist() == [34.2, "umol/L"]
     assert labs.loc["albumin", "unit"] == "g/L" and labs.loc["inr", "unit"] == "ratio"
     assert labs.loc["pt", "unit"] == "s"
-    assert labs.loc["BILI URINE", "unit"] == "mg/dL"  # not the serum bilirubin the scores use
+    assert labs.loc["BILI_URINE", "unit"] == "mg/dL"  # not the serum bilirubin the scores use
     assert labs.loc["GGT", ["value", "unit"]].tolist() == [80.0, "U/L"]
 
 
@@ -275,7 +276,7 @@ def test_row_problems_are_listed_with_file_row_column_and_counted(tmp_path):
         p.startswith("lb.csv, row 3, column 'LBSTRESN': conflicting duplicate") for p in problems
     )
     assert (
-        "lb.csv, row 6, column 'USUBJID': USUBJID 'XYZ' is not in DM (LB row of an unknown subject)"
+        "lb.csv, row 6, column 'USUBJID': USUBJID is not in DM (LB row of an unknown subject)"
         in problems
     )
     assert (
@@ -323,10 +324,11 @@ def test_bad_dm_rows_leave_the_patient_out_with_its_rows_listed(tmp_path):
         "dm.csv, row 1, column 'SEX': SEX 'U' is neither 'F' nor 'M' (the scores need one of them)"
         in problems
     )
-    assert "dm.csv, row 2, column 'AGE': AGE 'sixty' is not a number" in problems
     assert (
-        "lb.csv, row 1, column 'USUBJID': patient '001' is not imported (see DM row 1)" in problems
+        "dm.csv, row 2, column 'AGE': AGE 'sixty' is neither a number nor an ISO 8601 duration (P45Y)"
+        in problems
     )
+    assert "lb.csv, row 1, column 'USUBJID': the patient is not imported (see DM row 1)" in problems
 
 
 def test_regimen_from_msc_infusions_only(tmp_path):
@@ -358,7 +360,7 @@ def test_regimen_from_msc_infusions_only(tmp_path):
         patients.loc["1", ["dose_per_infusion", "n_infusions"]].isna().all()
     )  # doses differ: listed
     problems = [p["problem"] for p in report_of(tmp_path)["problems"]]
-    assert problems == ["ex.csv, row 6, column 'EXDOSE': the MSC doses of patient '1' differ between infusions "
+    assert problems == ["ex.csv, row 6, column 'EXDOSE': the MSC doses of this patient differ between infusions "
                         "(1e+08, 2e+08 cells); the contract has one dose per infusion"]  # fmt: skip
 
 
@@ -410,7 +412,7 @@ def test_duplicate_usubjid_in_dm_stops_the_run(tmp_path):
     dm = [{"USUBJID": "001", "SEX": "F", "AGE": 50}, {"USUBJID": "001", "SEX": "M", "AGE": 60}]
     src = small_sdtm(tmp_path, [{"LBDY": 1.0}], dm=dm)
     code, output = run_import(src, "--from", "sdtm", "--out", tmp_path / "study")
-    assert code == 2 and "dm.csv, row 2, column 'USUBJID': duplicate USUBJID '001'" in output
+    assert code == 2 and "dm.csv, row 2, column 'USUBJID': duplicate USUBJID (rows 1, 2)" in output
 
 
 def test_a_bad_mapping_file_names_the_key(tmp_path):
@@ -464,3 +466,194 @@ def test_temporaries_of_a_killed_import_are_removed_by_the_next_one(tmp_path):
     alive.mkdir()
     assert run_import(src, "--from", "sdtm", "--out", tmp_path / "study")[0] == 0
     assert not stale.exists() and alive.exists()
+
+
+# ----------------------------------------------------------------------------------------
+# real deliveries (issue 20): what the CDISC pilot and sponsors' SAS files hold
+
+
+def imported_study(tmp_path, *extra):
+    """Import ``tmp_path/sdtm``; the output must pass the project's own reader untouched."""
+    from msc_response.study import load_study
+
+    code, output = run_import(
+        tmp_path / "sdtm", "--from", "sdtm", "--out", tmp_path / "study", *extra
+    )
+    assert code == 0, output
+    study = load_study(tmp_path / "study")
+    assert study.problems.empty, study.problems.to_dict("records")
+    return study, report_of(tmp_path), output
+
+
+def test_urinalysis_and_specimens_give_a_valid_study_with_every_row_accounted_for(tmp_path):
+    rows = [  # one patient, day 1: the CDISC pilot's urinalysis and a second specimen
+        {"LBTESTCD": "ALB", "LBSPEC": "SERUM", "LBSTRESN": 38.0, "LBSTRESU": "g/L"},
+        {"LBTESTCD": "ALB", "LBSPEC": "URINE", "LBSTRESN": 2.0, "LBSTRESU": "mg/dL"},
+        {"LBTESTCD": "PROT", "LBSPEC": "SERUM", "LBSTRESN": 7.0, "LBSTRESU": "g/dL"},
+        {"LBTESTCD": "PROT", "LBSPEC": "URINE", "LBSTRESN": 15.0, "LBSTRESU": "mg/dL"},
+        {"LBTESTCD": "BILI", "LBSPEC": "URINE", "LBSTRESN": 0.5, "LBSTRESU": "mg/dL"},
+        {"LBTESTCD": "SPGRAV", "LBSPEC": "URINE", "LBSTRESN": 1.02, "LBSTRESU": ""},
+        {"LBTESTCD": "PH", "LBSPEC": "URINE", "LBSTRESN": 6.0, "LBSTRESU": ""},
+        {"LBTESTCD": "COLOR", "LBSPEC": "URINE", "LBSTRESN": np.nan, "LBSTRESU": "", "LBORRES": "YELLOW",
+         "LBSTRESC": "YELLOW"},
+        {"LBTESTCD": "KETONES", "LBSPEC": "URINE", "LBSTRESN": np.nan, "LBSTRESU": "", "LBORRES": "NEGATIVE",
+         "LBSTRESC": "NEGATIVE"},
+        {"LBTESTCD": "GLUC", "LBSTRESN": np.nan, "LBSTRESU": "", "LBORRES": "", "LBSTAT": "NOT DONE"},
+        {"LBTESTCD": "PLAT", "LBSTRESN": 150.0, "LBSTRESU": "10^9/L"},
+        # a value the reader would refuse (albumin 38 labelled g/dL): not written, but listed
+        {"LBTESTCD": "ALB", "LBSPEC": "SERUM", "LBSTRESN": 38.0, "LBSTRESU": "g/dL", "LBDY": 2.0},
+    ]  # fmt: skip
+    small_sdtm(
+        tmp_path, [{"LBDY": 1.0, "LBORRES": "", "LBSTAT": "", "LBSTRESC": "", **r} for r in rows]
+    )
+    study, report, output = imported_study(tmp_path)
+    labs = pd.read_csv(tmp_path / "study" / "labs.csv", dtype={"patient_id": str}).set_index("test")
+    assert labs.loc["albumin", ["value", "unit"]].tolist() == [38.0, "g/L"]
+    assert labs.loc["ALB_URINE", "unit"] == "mg/dL" and labs.loc["BILI_URINE", "unit"] == "mg/dL"
+    assert labs.loc["PROT", "unit"] == "g/dL" and labs.loc["PROT_URINE", "unit"] == "mg/dL"
+    assert (
+        labs.loc["SPGRAV_URINE", "unit"] == "1" and labs.loc["PH_URINE", "unit"] == "1"
+    )  # dimensionless
+    assert labs.loc["platelets", "unit"] == "10^9/L"  # PLAT is a default now
+    assert not {"COLOR_URINE", "KETONES_URINE", "GLUC"} & set(labs.index)
+    left_out = report["rows_not_imported"]["left_out_by_rule"]
+    assert left_out["LB text result, not a number (COLOR_URINE)"] == 1
+    assert left_out["LB text result, not a number (KETONES_URINE)"] == 1
+    assert left_out["LB record marked NOT DONE (LBSTAT)"] == 1
+    rejected = [p["problem"] for p in report["problems"]]
+    assert rejected == ["lb.csv, row 12, column 'LBSTRESN': albumin value 38.0 g/dL is not plausible "
+                        "(expected within 0.5-7 g/dL); a value of this size looks like g/L, not g/dL"]  # fmt: skip
+    assert report["rows_not_imported"]["problems_by_reason"] == {
+        "rejected by the study contract: implausible value": 1
+    }
+    assert "001" not in output  # no patient id on the console
+
+
+def test_a_latin1_byte_in_a_variable_the_import_does_not_use_is_no_error(tmp_path):
+    small_sdtm(tmp_path, [{"LBDY": 1.0}], fmt="xpt")
+    ex = tmp_path / "sdtm" / "ex.xpt"
+    import pyreadstat
+
+    df, _ = pyreadstat.read_xport(ex)
+    df["EXCOM"] = ["StraXe", ""]  # a comment the import never reads, written on Windows
+    pyreadstat.write_xport(df, ex, table_name="EX", file_format_version=5)
+    ex.write_bytes(ex.read_bytes().replace(b"StraXe", b"Stra\xdfe"))  # Latin-1 sharp s
+    with pytest.raises(UnicodeDecodeError):
+        pyreadstat.read_xport(ex)  # the whole file is not UTF-8
+    _, report, _ = imported_study(tmp_path)
+    assert "encoding_note" not in report["files"]["EX"]
+
+
+def test_a_latin1_byte_in_a_used_variable_is_read_as_latin1_with_a_note_or_as_told(tmp_path):
+    ex = [{"USUBJID": p, "EXTRT": "UC-MSC Zelle", "EXDOSE": 1.0, "EXDOSU": "10^8 cells",
+           "EXSTDTC": "2024-01-08", "EXSTDY": 1.0} for p in ("001", "1")]  # fmt: skip
+    small_sdtm(tmp_path, [{"LBDY": 1.0}], ex=ex, fmt="xpt")
+    path = tmp_path / "sdtm" / "ex.xpt"
+    path.write_bytes(path.read_bytes().replace(b"Zelle", b"Z\xe9lle"))
+    _, report, output = imported_study(tmp_path)
+    assert "read as Latin-1" in report["files"]["EX"]["encoding_note"]
+    assert report["treatments"][0]["EXTRT"] == "UC-MSC Zélle"
+    assert "read as Latin-1" in output
+    study, report, _ = imported_study(tmp_path, "--encoding", "latin1")
+    assert (
+        report["files"]["EX"]["encoding"] == "latin1"
+        and "encoding_note" not in report["files"]["EX"]
+    )
+    code, output = run_import(
+        tmp_path / "sdtm", "--from", "sdtm", "--out", tmp_path / "s2", "--encoding", "utf-8"
+    )
+    assert code == 2 and "ex.xpt: cannot read the file with --encoding 'utf-8'" in output
+    code, output = run_import(
+        tmp_path / "sdtm", "--from", "sdtm", "--out", tmp_path / "s2", "--encoding", "klingon"
+    )
+    assert code == 2 and "--encoding: unknown text encoding 'klingon'" in output
+    assert not (tmp_path / "s2").exists()
+
+
+def test_a_latin1_csv_domain_is_read_with_a_note(tmp_path):
+    small_sdtm(tmp_path, [{"LBDY": 1.0, "LBTEST": "Bilirubin gesamt"}])
+    lb = tmp_path / "sdtm" / "lb.csv"
+    lb.write_bytes(lb.read_bytes().replace(b"gesamt", b"gesa\xdft"))
+    _, report, _ = imported_study(tmp_path)
+    assert "read as Latin-1" in report["files"]["LB"]["encoding_note"]
+
+
+@pytest.mark.parametrize("age, ageu, years", [
+    (45, "YEARS", 45.0), (18, "MONTHS", 1.5), (52, "WEEKS", 52 * 7 / 365.25), (730.5, "DAYS", 2.0),
+    ("P45Y", "", 45.0), ("P6M", "", 0.5), ("P2Y6M", "", 2.5),
+])  # fmt: skip
+def test_ages_in_months_weeks_days_and_iso_durations_are_years(tmp_path, age, ageu, years):
+    dm = [{"USUBJID": "001", "SEX": "F", "AGE": age, "AGEU": ageu, "RFSTDTC": "2024-01-08"},
+          {"USUBJID": "1", "SEX": "M", "AGE": 60, "AGEU": "YEARS", "RFSTDTC": "2024-01-08"}]  # fmt: skip
+    small_sdtm(tmp_path, [{"LBDY": 1.0}], dm=dm)
+    study, report, _ = imported_study(tmp_path)
+    age_of = dict(zip(study.patients["patient_id"], study.patients["age_years"], strict=True))
+    assert age_of["001"] == pytest.approx(years) and age_of["1"] == 60.0
+
+
+def test_an_unknown_age_unit_leaves_that_patient_out(tmp_path):
+    dm = [{"USUBJID": "001", "SEX": "F", "AGE": 3, "AGEU": "DECADES", "RFSTDTC": "2024-01-08"},
+          {"USUBJID": "1", "SEX": "M", "AGE": 60, "AGEU": "YEARS", "RFSTDTC": "2024-01-08"}]  # fmt: skip
+    small_sdtm(tmp_path, [{"LBDY": 1.0}, {"USUBJID": "1", "LBDY": 1.0}], dm=dm)
+    study, report, _ = imported_study(tmp_path)
+    assert study.patients["patient_id"].tolist() == ["1"]
+    assert report["rows_not_imported"]["problems_by_reason"]["unknown age unit"] == 1
+
+
+def test_a_patient_deceased_before_day_0_is_excluded_and_counted(tmp_path):
+    dm = [{"USUBJID": "001", "SEX": "F", "AGE": 50, "RFSTDTC": "2024-01-08", "DTHDTC": "1990-05-01"},
+          {"USUBJID": "1", "SEX": "M", "AGE": 60, "RFSTDTC": "2024-01-08", "DTHDTC": "2024-03-01"}]  # fmt: skip
+    small_sdtm(tmp_path, [{"LBDY": 1.0}, {"USUBJID": "1", "LBDY": 1.0}], dm=dm)
+    study, report, _ = imported_study(tmp_path)
+    assert study.patients["patient_id"].tolist() == ["1"]  # died after day 0: imported
+    assert report["patients"]["deceased_before_day_0 (DM.DTHDTC, not imported)"] == 1
+    left_out = report["rows_not_imported"]["left_out_by_rule"]
+    assert left_out["patient deceased before day 0 (patients, not imported)"] == 1
+    assert left_out["rows of a patient deceased before day 0"] == 1
+
+
+def test_an_absent_test_points_at_the_codes_that_look_like_it(tmp_path):
+    rows = [{"LBDY": 1.0},
+            {"LBDY": 1.0, "LBTESTCD": "CREATBLD", "LBTEST": "Creatinine [Mass/volume] in Blood",
+             "LBSTRESN": 1.1, "LBSTRESU": "mg/dL"}]  # fmt: skip
+    small_sdtm(tmp_path, rows)
+    _, report, output = imported_study(tmp_path)
+    assert report["absent_tests_look_alikes"]["creatinine"] == [{
+        "source_code": "LB CREATBLD", "display": "Creatinine [Mass/volume] in Blood", "rows": 1,
+        "became": "CREATBLD"}]  # fmt: skip
+    assert "creatinine may be 'LB CREATBLD' (Creatinine [Mass/volume] in Blood, 1 rows)" in output
+
+
+def test_nothing_to_import_exits_2_with_the_reasons_counted(tmp_path):
+    rows = [{"LBDY": 1.0, "LBTESTCD": "COLOR", "LBSTRESN": np.nan, "LBORRES": "YELLOW", "LBSTRESU": ""},
+            {"LBDY": 1.0, "LBTESTCD": "GGT", "LBSTRESN": 40.0, "LBSTRESU": "U/L"}]  # fmt: skip
+    small_sdtm(tmp_path, rows)
+    code, output = run_import(tmp_path / "sdtm", "--from", "sdtm", "--out", tmp_path / "study")
+    assert code == 2, output
+    assert "nothing to import: 2 patients, 1 lab rows, 0 patients with a contract test" in output
+    assert "LB text result, not a number (COLOR): 1" in output
+    assert not (tmp_path / "study").exists()
+
+
+def test_agetxt_ranges_stand_in_for_a_missing_age_as_their_midpoint(tmp_path):
+    dm = [{"USUBJID": "001", "SEX": "F", "AGETXT": "6-7", "AGEU": "WEEKS", "RFSTDTC": "2024-01-08"},
+          {"USUBJID": "1", "SEX": "M", "AGETXT": "8", "AGEU": "WEEKS", "RFSTDTC": "2024-01-08"}]  # fmt: skip
+    small_sdtm(tmp_path, [{"LBDY": 1.0}], dm=dm)
+    study, report, _ = imported_study(tmp_path)
+    assert study.patients["age_years"].tolist() == pytest.approx([6.5 * 7 / 365.25, 8 * 7 / 365.25])
+    assert report["ages"]["ranges_read_as_their_midpoint"] == 1
+
+
+def test_lb_split_by_category_is_read_as_one_domain(tmp_path):
+    src = small_sdtm(tmp_path, [{"LBDY": 1.0}])
+    lb = pd.read_csv(src / "lb.csv", dtype=str, keep_default_na=False)
+    (src / "lb.csv").unlink()
+    lb.to_csv(src / "lbch.csv", index=False)
+    urine = lb.assign(LBTESTCD="PH", LBSPEC="URINE", LBSTRESN="6.0", LBSTRESU="")
+    urine.to_csv(src / "lbur.csv", index=False)
+    pd.DataFrame({"USUBJID": ["001"], "QNAM": ["X"]}).to_csv(
+        src / "supplb.csv", index=False
+    )  # not LB data
+    study, report, _ = imported_study(tmp_path)
+    assert report["lb_datasets"] == ["LBCH", "LBUR"]
+    assert sorted(study.labs["test"].astype(str)) == ["PH_URINE", "bilirubin"]

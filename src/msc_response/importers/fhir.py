@@ -16,8 +16,11 @@
 * **Labs** (Observation, status final/amended/corrected/preliminary): the coding whose
   code the mapping knows (LOINC by default), ``valueQuantity`` (UCUM code, else unit) or
   ``valueInteger``; other numeric Observations are kept under their own code.
-* **Days** from each patient's first MSC administration (its date as written, local
-  time), or from ``--index-date`` for everyone.
+* **Days** from each patient's day 0 (:mod:`.index`): ``--index-dates``,
+  ``--index-event``, ``--index-date``, else the first MSC administration (its date as
+  written, local time). A patient deceased before day 0 is not imported (counted).
+* **Not labs**: Observations of a category other than ``laboratory`` (vital signs,
+  surveys, exams) are left out and counted, unless the mapping names their code.
 """
 
 from __future__ import annotations
@@ -31,18 +34,38 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, Problem
+from .index import (
+    NO_INDEX_HINT,
+    IndexRules,
+    assign_day_zero,
+    event_dates,
+)
 from .mapping import UCUM, Mapping, cells_per_dose_unit, fhir_code_key
 from .rows import (
+    DECEASED_BEFORE_DAY_0,
     OK,
     PATIENT_COLUMNS,
     ROW_COLUMNS,
     Imported,
     RowLog,
+    exclude_patients,
     fhir_problem,
     file_sha256,
     finish_measurements,
     summarise_regimen,
 )
+
+#: Why a patient with no day 0 (no index rule covers them) is not imported.
+NO_DAY_0 = "no day 0"
+#: Observation categories that are laboratory results (uncategorised ones count as labs).
+LAB_CATEGORIES = frozenset({None, "laboratory"})
+
+
+def _category(o) -> str | None:
+    """The Observation's category code (``laboratory``, ``vital-signs``, ...); None when it has none."""
+    codes = [c.code for cat in o.category or [] for c in cat.coding or [] if c.code]
+    return "laboratory" if "laboratory" in codes else (codes[0] if codes else None)
+
 
 USED = (
     "Patient",
@@ -142,8 +165,8 @@ def _names(concept) -> list[str]:
 
 
 class _Fhir:
-    def __init__(self, src: Path, mapping: Mapping, index_date: dt.date | None):
-        self.src, self.mapping, self.index_date = src, mapping, index_date
+    def __init__(self, src: Path, mapping: Mapping, rules: IndexRules):
+        self.src, self.mapping, self.rules = src, mapping, rules
         self.log = RowLog()
         self.report: dict = {"format": "fhir"}
         self.refs: dict[str, str] = {}  # reference (Patient/x, fullUrl) -> patient_id
@@ -191,10 +214,6 @@ class _Fhir:
                         )
                     ]
                 )
-        if counts["MedicationAdministration"] == 0 and self.index_date is None:
-            raise DataError([Problem(self.src.name, None, None,
-                                     "no MedicationAdministration resource to count days from the first MSC "
-                                     "infusion; give --index-date to count from one date instead")])  # fmt: skip
         return by_type
 
     def patient_of(self, reference, file: str, ref: str, element: str) -> str | None:
@@ -214,21 +233,23 @@ class _Fhir:
                      f"subject {target!r} is not among the Patient resources")  # fmt: skip
         elif pid in self.not_imported:
             self.add("patient not imported", file, ref, element,
-                     f"patient {pid!r} is not imported ({self.not_imported[pid]})")  # fmt: skip
+                     f"the patient is not imported ({self.not_imported[pid]})")  # fmt: skip
             return None
         return pid
 
     # -- Patient -----------------------------------------------------------------------
     def patients(self, items) -> pd.DataFrame:
         seen: dict[str, tuple[str, dict]] = {}
-        rows = []
+        rows, position = [], Counter()
         system = self.mapping.identifier_system
         for file, p, full_url in items:
             ref = f"Patient/{p.id}"
+            position[file] += 1
             if p.id in seen:  # the same patient in two files: fine if identical
                 if seen[p.id][1] != p.model_dump(mode="json"):
                     raise DataError([Problem(file, None, None,
-                                             f"{ref} is given twice with different content ({seen[p.id][0]} and {file})")])  # fmt: skip
+                                             f"Patient resource {position[file]} of this file repeats the id of one "
+                                             f"in {seen[p.id][0]} with different content (ids are not shown)")])  # fmt: skip
                 continue
             seen[p.id] = (file, p.model_dump(mode="json"))
             if system is None:
@@ -246,7 +267,7 @@ class _Fhir:
                 continue
             if pid != pid.strip():
                 self.add("patient id with surrounding whitespace", file, ref, element,
-                         f"patient id {pid!r} has surrounding whitespace (ids are kept as written; fix the source)")  # fmt: skip
+                         "the patient id has surrounding whitespace (ids are kept as written; fix the source)")  # fmt: skip
                 self.not_imported[pid] = f"see {ref}"
             # what a subject reference may say: Patient/<id>, the Bundle fullUrl, or the identifier
             for key in (ref, full_url, f"identifier|{pid}" if system else None):
@@ -262,7 +283,9 @@ class _Fhir:
                 self.add("age missing", file, ref, "birthDate",
                          f"birthDate {birth!r} is not a full date: the age cannot be known")  # fmt: skip
                 self.not_imported[pid] = f"see {ref}"
-            rows.append({"patient_id": pid, "sex": sex, "birth": birth, "file": file, "ref": ref})
+            death = _date(p.deceasedDateTime)
+            rows.append({"patient_id": pid, "sex": sex, "birth": birth, "file": file, "ref": ref,
+                         "death": death if isinstance(death, dt.date) else None})  # fmt: skip
         ids = [r["patient_id"] for r in rows]
         twice = sorted({i for i in ids if ids.count(i) > 1})
         if twice:  # two Patient resources with one identifier value: which is whose lab?
@@ -271,7 +294,7 @@ class _Fhir:
         self.report["patients"] = {
             "patient_id": f"Patient.identifier of system {system!r}, exactly as written" if system
             else "Patient.id, exactly as written", "in_source": len(rows)}  # fmt: skip
-        return pd.DataFrame(rows, columns=["patient_id", "sex", "birth", "file", "ref"])
+        return pd.DataFrame(rows, columns=["patient_id", "sex", "birth", "file", "ref", "death"])
 
     # -- MedicationAdministration --------------------------------------------------------
     def infusions(self, items, medications) -> pd.DataFrame:
@@ -351,8 +374,15 @@ class _Fhir:
                 status_skipped[f"Observation with status {o.status!r} (no usable result)"] += 1
                 continue
             keys = [fhir_code_key(c.system, c.code) for c in o.code.coding or [] if c.code]
+            displays = {
+                fhir_code_key(c.system, c.code): c.display for c in o.code.coding or [] if c.code
+            }
             known = [k for k in keys if k in cells or k in m.tests]
             key = known[0] if known else (keys[0] if keys else None)
+            category = _category(o)
+            if not known and category not in LAB_CATEGORIES:  # vital signs, surveys: not labs
+                status_skipped[f"Observation of category {category!r}, not mapped (not a lab)"] += 1
+                continue
             kind, name, parent = "lab", None, None
             if key in cells:
                 kind, (name, parent) = "cells", cells[key]
@@ -408,14 +438,13 @@ class _Fhir:
                     status, file, ref, "effectiveDateTime", f"no full effective date ({when!r})"
                 )
             elif pid not in index:
-                status = "day unknown"
-                self.add(status, file, ref, "subject",
-                         f"patient {pid!r} has no MSC MedicationAdministration to count days from; give --index-date")  # fmt: skip
+                status = NO_DAY_0  # the patient is not imported (one problem, on the Patient)
             else:
                 day = float((when - index[pid]).days)
             rows.append({"patient_id": pid, "day": day, "kind": kind, "name": name, "parent": parent,
                          "value": value, "unit": unit, "code": key, "file": file, "row": np.nan, "ref": ref,
-                         "value_col": value_el, "unit_col": unit_el, "status": status})  # fmt: skip
+                         "value_col": value_el, "unit_col": unit_el, "status": status,
+                         "display": displays.get(key) or o.code.text})  # fmt: skip
         for status, n in status_skipped.items():
             self.log.skipped[status] += n
         for code, n in not_numeric.items():
@@ -445,7 +474,7 @@ class _Fhir:
             distinct = list(dict.fromkeys(v for v, _, _ in values))
             if len(distinct) > 1:
                 self.add("conflicting etiology", values[1][1], values[1][2], "code",
-                         f"patient {pid!r} has {len(distinct)} etiologies {distinct}; etiology left empty")  # fmt: skip
+                         f"the patient has {len(distinct)} etiologies {distinct}; etiology left empty")  # fmt: skip
             else:
                 out[pid] = distinct[0]
         return out
@@ -459,20 +488,69 @@ class _Fhir:
                 out[pid] = arm
         return out
 
+    def subject_of(self, file: str, res: dict) -> str | None:
+        """The patient of a resource not otherwise validated (an index event), or None."""
+        from fhir.resources.R4B.reference import Reference
+        from pydantic import ValidationError
+
+        ref = f"{res.get('resourceType')}/{res.get('id')}"
+        try:
+            subject = Reference.model_validate(res.get("subject") or res.get("patient") or {})
+        except ValidationError as err:
+            self.add(
+                "invalid resource",
+                file,
+                ref,
+                "subject",
+                f"not a valid Reference: {err.errors()[0]['msg']}",
+            )
+            return None
+        return self.patient_of(subject, file, ref, "subject")
+
+    def day_zero(self, pats: pd.DataFrame, inf: pd.DataFrame, resources) -> dict[str, dt.date]:
+        """Day 0 of every patient with one; the others are not imported (one problem each)."""
+        good = inf[~inf["bad"].astype(bool)]
+        msc_first = {pid: dt.date.fromordinal(int(p))
+                     for pid, p in good.groupby("patient_id")["position"].min().items()}  # fmt: skip
+        events, event_counts = {}, None
+        if self.rules.event is not None:
+            events, event_counts = event_dates(resources, self.rules.event, self.subject_of)
+        candidates = [p for p in pats["patient_id"] if p not in self.not_imported]
+        zero = assign_day_zero(candidates, self.rules, msc_first, events)
+        if not self.rules.given and zero["index_date"].isna().all():
+            raise DataError([Problem(self.src.name, None, None,
+                                     "no MSC MedicationAdministration to count days from (day 0); " + NO_INDEX_HINT)])  # fmt: skip
+        where = pats.set_index("patient_id")
+        for pid in zero.loc[zero["index_date"].isna(), "patient_id"]:
+            why = (f"none of the rules given covers this patient ({', '.join(self.rules.in_force)})"
+                   if self.rules.given else "no MSC MedicationAdministration for this patient; " + NO_INDEX_HINT)  # fmt: skip
+            self.add(
+                NO_DAY_0, where.at[pid, "file"], where.at[pid, "ref"], None, f"no day 0: {why}"
+            )
+            self.not_imported[pid] = NO_DAY_0
+        has = zero.dropna(subset=["index_date"])
+        self.report["days"] = {
+            "rule": "days from each patient's day 0; the first of these rules that covers a patient sets it: "
+                    + ", ".join(self.rules.in_force),
+            "patients_by_rule": {r: int((has["rule"] == r).sum()) for r in self.rules.in_force},
+            "patients_without_day_0 (not imported)": int(zero["index_date"].isna().sum()),
+            **({"index_date": self.rules.date.isoformat()} if self.rules.date else {}),
+            **({"index_dates_file": self.rules.dates_file,
+                "index_dates_file_patients_not_in_source": len(set(self.rules.dates) - set(pats["patient_id"]))}
+               if self.rules.dates_file else {}),
+            **({"index_event": "|".join(x for x in self.rules.event if x), **event_counts} if event_counts else {}),
+            # per patient: only in this file, never on the console
+            "per_patient": [{"patient_id": r.patient_id, "day_0": r.index_date.isoformat(), "rule": r.rule}
+                            for r in has.itertuples(index=False)],
+        }  # fmt: skip
+        return dict(zip(has["patient_id"], has["index_date"], strict=True))
+
     def run(self) -> Imported:
-        by_type = self.parse(read_resources(self.src))
+        resources = read_resources(self.src)
+        by_type = self.parse(resources)
         pats = self.patients(by_type["Patient"])
         inf = self.infusions(by_type["MedicationAdministration"], by_type["Medication"])
-        first = inf[~inf["bad"]].groupby("patient_id")["position"].min()
-        if self.index_date is not None:
-            index = {pid: self.index_date for pid in pats["patient_id"]}
-        else:
-            index = {pid: dt.date.fromordinal(int(p)) for pid, p in first.items()}
-        for r in pats.itertuples(index=False):
-            if r.patient_id not in self.not_imported and r.patient_id not in index:
-                self.add("no MSC administration", r.file, r.ref, None,
-                         "no MSC MedicationAdministration to count days from (give --index-date)")  # fmt: skip
-                self.not_imported[r.patient_id] = f"see {r.ref}"
+        index = self.day_zero(pats, inf, resources)
         summary, unequal = summarise_regimen(
             inf[inf["patient_id"].isin(index)],
             self.log,
@@ -484,8 +562,12 @@ class _Fhir:
         etiology = self.etiology(by_type["Condition"])
         arms = self.arms(by_type["ResearchSubject"])
         keep = ~pats["patient_id"].isin(list(self.not_imported))
-        labs, cells, rows = finish_measurements(rows, self.mapping, self.log)
         pats = pats[keep].reset_index(drop=True)
+        death = pats["death"].map(lambda d: d if isinstance(d, dt.date) else None)
+        dead = np.array([d is not None and d < index[p] for d, p in zip(death, pats["patient_id"], strict=True)],
+                        dtype=bool)  # fmt: skip
+        pats = exclude_patients(pats, rows, dead, DECEASED_BEFORE_DAY_0, self.log)
+        labs, cells, rows = finish_measurements(rows, self.mapping, self.log)
         out = pd.DataFrame({"patient_id": pats["patient_id"], "sex": pats["sex"]})
         out["age_years"] = [
             float(_whole_years(b, index[p]))
@@ -503,10 +585,9 @@ class _Fhir:
         out["interval_days"] = reg["interval_days"].to_numpy()
         out = out[[c for c in PATIENT_COLUMNS if c in out]]
         self.report["patients"]["not_imported"] = int((~keep).sum())
-        self.report["days"] = {
-            "rule": f"days from --index-date {self.index_date.isoformat()} for every patient" if self.index_date
-            else "days from each patient's first MSC MedicationAdministration (its date as written, local time)",
-        }  # fmt: skip
+        self.report["patients"]["deceased_before_day_0 (deceasedDateTime, not imported)"] = int(
+            dead.sum()
+        )
         self.report["regimen"] = {
             "msc_infusions": "completed MedicationAdministrations of an MSC product (default rule: the "
                              "medication's text or display says 'mesenchymal' or 'MSC'; plus the mapping file's msc_treatments)",
@@ -521,6 +602,10 @@ def _whole_years(birth: dt.date, on: dt.date) -> int:
     return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
 
 
-def import_fhir(src: str | Path, mapping: Mapping, index_date: dt.date | None = None) -> Imported:
-    """Read FHIR resources in ``src`` into the contract's tables (nothing is written)."""
-    return _Fhir(Path(src), mapping, index_date).run()
+def import_fhir(src: str | Path, mapping: Mapping, rules: IndexRules | None = None) -> Imported:
+    """Read FHIR resources in ``src`` into the contract's tables (nothing is written).
+
+    ``rules`` say how day 0 is set per patient (:mod:`.index`; default: the first MSC
+    administration only).
+    """
+    return _Fhir(Path(src), mapping, rules or IndexRules()).run()

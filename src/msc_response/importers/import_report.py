@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from .. import __version__, units
-from .mapping import Mapping, default_mapping
+from .mapping import LOOKS_LIKE, Mapping, default_mapping
 from .rows import OK, Imported
 from .writer import WRITTEN_BY
 
@@ -22,11 +22,11 @@ _ABSENT_NOTE = {
 NOT_LAB_TESTS = ("ascites", "encephalopathy", "dialysis")
 
 
-def build_report(imp: Imported, mapping: Mapping, *, source: str, strict: bool,
-                 index_date: str | None = None) -> dict:  # fmt: skip
+def build_report(imp: Imported, mapping: Mapping, *, source: str, strict: bool) -> dict:
     """The report as a JSON-ready dict."""
     rows = imp.rows
     defaults = default_mapping(mapping.format).tests
+    default_tests = set(defaults.values())
     from_file = {t for c, t in mapping.tests.items() if defaults.get(c) != t} | set(
         mapping.findings
     )
@@ -37,7 +37,7 @@ def build_report(imp: Imported, mapping: Mapping, *, source: str, strict: bool,
             "source_code": code,
             "became": f"cells: {name}" if kind == "cells" else name,
             "how": ("mapping file" if kind == "cells" or name in from_file
-                    else "default" if name in units.KNOWN_TESTS else "kept under its own code"),
+                    else "default" if name in default_tests else "kept under its own code"),
             "rows": int(len(g)),
             "imported": int(imported.sum()),
             "not_imported": {str(k): int(v) for k, v in g.loc[~imported, "status"].value_counts().items()},
@@ -62,13 +62,13 @@ def build_report(imp: Imported, mapping: Mapping, *, source: str, strict: bool,
             and t not in mapping.tests.values() else "no imported rows in the source")
         for t in sorted(units.KNOWN_TESTS - present)
     }  # fmt: skip
+    looks_like = _looks_like(rows, set(absent) & set(LOOKS_LIKE))
     report = {
         "written_by": WRITTEN_BY,
         "package_version": __version__,
         "source": {"format": mapping.format, "folder": source, **imp.report.pop("source", {})},
         "mapping_file": mapping.file,
         "strict": strict,
-        **({"index_date": index_date} if index_date else {}),
         **imp.report,
         "written": {
             "patients": int(len(imp.patients)),
@@ -82,6 +82,7 @@ def build_report(imp: Imported, mapping: Mapping, *, source: str, strict: bool,
         ],
         "unit_conversions": conversions,
         "absent_tests": absent,
+        "absent_tests_look_alikes": looks_like,
         "rows_not_imported": {
             "problems_by_reason": imp.log.by_reason(),
             "left_out_by_rule": {k: int(v) for k, v in sorted(imp.log.skipped.items()) if v},
@@ -89,6 +90,18 @@ def build_report(imp: Imported, mapping: Mapping, *, source: str, strict: bool,
         "problems": [{"reason": reason, "problem": str(p)} for reason, p in imp.log.problems],
     }
     return report
+
+
+def _looks_like(rows, absent: set[str]) -> dict[str, list[dict]]:
+    """Per absent contract test: the source codes not mapped to it whose display text looks like it."""
+    out: dict[str, list[dict]] = {}
+    shown = rows.assign(display=rows["display"].fillna("").astype(str))
+    for (code, display), g in shown.groupby(["code", "display"], sort=True, dropna=False):
+        for test in sorted(absent):
+            if LOOKS_LIKE[test].search(display) and not g["name"].eq(test).any():
+                out.setdefault(test, []).append({"source_code": code, "display": display,
+                                                 "rows": int(len(g)), "became": str(g["name"].iloc[0])})  # fmt: skip
+    return out
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -126,6 +139,11 @@ def report_markdown(report: dict) -> str:
         _table(["test", "why"], [[t, why] for t, why in report["absent_tests"].items()])
         if report["absent_tests"] else "None.",
         "",
+        *([ "Source codes whose text looks like an absent test (name them in a mapping file to use them):", "",
+            _table(["test", "source code", "display", "rows", "became"],
+                   [[t, c["source_code"], c["display"], c["rows"], c["became"]]
+                    for t, cs in report["absent_tests_look_alikes"].items() for c in cs]), ""]
+          if report["absent_tests_look_alikes"] else []),
         "## Rows not imported",
         "",
     ]  # fmt: skip
@@ -143,7 +161,15 @@ def report_markdown(report: dict) -> str:
         out += ["", "### Every problem", ""]
         out += [f"- {p['problem']}" for p in report["problems"]]
     out += ["", "## Other facts", "", "```json"]
-    skip = {"codes", "problems", "unit_conversions", "absent_tests", "rows_not_imported", "written"}
+    skip = {
+        "codes",
+        "problems",
+        "unit_conversions",
+        "absent_tests",
+        "absent_tests_look_alikes",
+        "rows_not_imported",
+        "written",
+    }
     out.append(
         json.dumps({k: v for k, v in report.items() if k not in skip}, indent=2, default=str)
     )

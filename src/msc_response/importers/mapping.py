@@ -31,28 +31,61 @@ SDTM_TESTS: dict[str, str] = {
     "SODIUM": "sodium",
     "INR": "inr",
     "PT": "pt",
+    "PLAT": "platelets",
 }
 
-#: Specimens (LBSPEC) in which a default-mapped LB test means the contract's test; the
-#: same code in another specimen (bilirubin in urine) is kept as a test of its own.
-BLOOD_SPECIMENS = frozenset({"", "BLOOD", "SERUM", "PLASMA", "SERUM OR PLASMA", "SERUM/PLASMA"})
+#: Specimens (LBSPEC) in which an LB test code means the test itself; the same code in
+#: another specimen (bilirubin in urine) is a test of its own (:func:`specimen_test`).
+BLOOD_SPECIMENS = frozenset({"", "BLOOD", "SERUM", "PLASMA", "SERUM OR PLASMA", "SERUM/PLASMA",
+                             "WHOLE BLOOD", "VENOUS BLOOD", "ARTERIAL BLOOD"})  # fmt: skip
+
+
+def specimen_test(name: str, specimen: str) -> str:
+    """The test a code measured in ``specimen`` is: itself in blood, ``BILI_URINE`` in urine.
+
+    A test in another specimen is never merged into the blood test: the two have
+    different units and meanings (albumin in urine is not serum albumin).
+    """
+    spec = specimen.strip().upper()
+    if spec in BLOOD_SPECIMENS:
+        return name
+    return f"{name}_{re.sub(r'[^A-Z0-9]+', '_', spec).strip('_')}"
+
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 
-#: LOINC code -> contract test.
+#: LOINC code -> contract test (platelets: not a score input, but every liver panel has it).
 LOINC_TESTS: dict[str, str] = {
     "1975-2": "bilirubin",  # Bilirubin.total [Mass/volume] in Serum or Plasma
     "42719-5": "bilirubin",  # Bilirubin.total [Mass/volume] in Blood
     "14631-6": "bilirubin",  # Bilirubin.total [Moles/volume] in Serum or Plasma
     "1751-7": "albumin",  # Albumin [Mass/volume] in Serum or Plasma
+    "61151-7": "albumin",  # Albumin [Mass/volume] in Serum or Plasma by Bromocresol green (BCG) dye binding method
+    "2862-1": "albumin",  # Albumin [Mass/volume] in Serum or Plasma by Electrophoresis
     "6301-6": "inr",  # INR in Platelet poor plasma by Coagulation assay
     "34714-6": "inr",  # INR in Blood by Coagulation assay
+    "46418-0": "inr",  # INR in Capillary blood by Coagulation assay
     "2160-0": "creatinine",  # Creatinine [Mass/volume] in Serum or Plasma
+    "38483-4": "creatinine",  # Creatinine [Mass/volume] in Blood
     "14682-9": "creatinine",  # Creatinine [Moles/volume] in Serum or Plasma
     "2951-2": "sodium",  # Sodium [Moles/volume] in Serum or Plasma
     "2947-0": "sodium",  # Sodium [Moles/volume] in Blood
     "5902-2": "pt",  # Prothrombin time (PT)
+    "777-3": "platelets",  # Platelets [#/volume] in Blood by Automated count
+    "26515-7": "platelets",  # Platelets [#/volume] in Blood
+}
+
+#: What the display text of a source code says when it measures a contract test: where a
+#: test is absent, the report lists the unmapped codes that look like it (a site's local
+#: code for creatinine is found by its text, then named in a mapping file).
+LOOKS_LIKE: dict[str, re.Pattern] = {
+    "bilirubin": re.compile(r"bili", re.IGNORECASE),
+    "albumin": re.compile(r"albumin", re.IGNORECASE),
+    "creatinine": re.compile(r"creatinin", re.IGNORECASE),
+    "sodium": re.compile(r"sodium|\bNa\b", re.IGNORECASE),
+    "inr": re.compile(r"\bINR\b|international normali[sz]ed", re.IGNORECASE),
+    "pt": re.compile(r"prothrombin time|\bPT\b", re.IGNORECASE),
 }
 
 #: How sites spell the contract's units (compared case-insensitively, spaces removed).
@@ -81,6 +114,8 @@ UNIT_SPELLINGS: dict[str, str] = {
 #: A blank or dimensionless unit ("", UCUM "1") means the test's one accepted unit when
 #: that unit is itself dimensionless (INR, grades, flags) - never for seconds or mg/dL.
 DIMENSIONLESS = frozenset({"", "1"})
+#: The unit written for a test the contract does not know whose unit is blank (UCUM's "1").
+DIMENSIONLESS_UNIT = "1"
 DIMENSIONLESS_CONTRACT_UNITS = frozenset({"ratio", "grade", "flag"})
 
 #: Units of a cell fraction: factor to a fraction 0-1.
@@ -168,7 +203,8 @@ class Mapping:
         """
         written = "" if unit is None else str(unit).strip()
         if test not in units.KNOWN_TESTS:
-            return written
+            # a blank unit (SPGRAV, PH) is declared dimensionless: the contract wants a unit
+            return DIMENSIONLESS_UNIT if written in DIMENSIONLESS else written
         accepted = units.accepted_units(test)
         if written in accepted:
             return written

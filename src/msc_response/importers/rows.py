@@ -47,6 +47,7 @@ ROW_COLUMNS = [
     "value_col",  # the column / element the value came from
     "unit_col",  # the column / element the unit came from
     "status",  # "" (imported) or the reason it was not
+    "display",  # the source's text for the code (LBTEST, coding.display), for the report
 ]
 
 OK = ""
@@ -93,6 +94,25 @@ def reject(rows: pd.DataFrame, mask, reason: str, log: RowLog, column_of, messag
         log.add(reason, row_problem(rows, int(i), column_of, message(int(i))))
     if len(hit):
         rows.iloc[hit, rows.columns.get_loc("status")] = reason
+
+
+#: Why a patient who died before day 0 is not imported (no follow-up can exist).
+DECEASED_BEFORE_DAY_0 = "patient deceased before day 0"
+
+
+def exclude_patients(
+    patients: pd.DataFrame, rows: pd.DataFrame, mask, reason: str, log: RowLog
+) -> pd.DataFrame:
+    """``patients`` without those of ``mask``; their candidate rows get ``reason`` (counted, not problems)."""
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return patients
+    gone = rows["patient_id"].isin(patients.loc[mask, "patient_id"]).to_numpy()
+    gone &= (rows["status"] == OK).to_numpy()
+    rows.loc[gone, "status"] = reason
+    log.skipped[f"{reason} (patients, not imported)"] += int(mask.sum())
+    log.skipped[f"rows of a {reason}"] += int(gone.sum())
+    return patients[~mask].reset_index(drop=True)
 
 
 def _py(v):
@@ -251,7 +271,7 @@ def summarise_regimen(infusions: pd.DataFrame, log: RowLog, where) -> tuple[pd.D
         elif not np.allclose(doses, doses[0], rtol=1e-9):
             i = int(np.flatnonzero(~np.isclose(doses, doses[0], rtol=1e-9))[0])
             log.add("doses differ between infusions", where(g.index[i], (
-                f"the MSC doses of patient {pid!r} differ between infusions "
+                f"the MSC doses of this patient differ between infusions "
                 f"({', '.join(f'{d:g}' for d in doses)} cells); the contract has one dose per infusion")))  # fmt: skip
         else:
             gaps = np.diff(np.sort(g["position"].to_numpy(dtype=float)))

@@ -4,14 +4,20 @@
   transport v5 or v8 and ``.sas7bdat`` through pyreadstat, ``.csv`` (every cell read as
   text, so ``001`` stays ``001``) and ``.parquet`` through pandas. Variable names are
   matched in upper case.
-* **Patients** (DM): ``patient_id`` is USUBJID exactly as written; SEX, AGE (AGEU must be
-  years), the arm from ACTARM (what was given, matching EX), else ARM.
+* **Patients** (DM): ``patient_id`` is USUBJID exactly as written; SEX, AGE in years
+  (AGEU YEARS, MONTHS, WEEKS or DAYS, or AGE as an ISO 8601 duration ``P45Y``; AGETXT, a
+  range, as its midpoint when AGE is absent); the arm from ACTARM (what was given,
+  matching EX), else ARM. A patient whose DTHDTC is before day 0 is not imported.
 * **Regimen** (EX): the records whose EXTRT is an MSC infusion (see
   :meth:`Mapping.is_msc`), one record per infusion: dose per infusion in cells (EXDOSE in
   EXDOSU: ``cells``, ``10^8 cells``, ...), the number of infusions and the mean interval
   between them.
 * **Labs** (LB, and tests a mapping places in other findings domains): LBSTRESN in
-  LBSTRESU, or LBORRES in LBORRESU when the standard result is empty.
+  LBSTRESU, or LBORRES in LBORRESU when the standard result is empty. A code measured in
+  a specimen other than blood is a test of its own (``BILI_URINE``); a blank unit of a
+  test the contract does not know is written as ``1``; text results (COLOR 'YELLOW') and
+  LBSTAT 'NOT DONE' records are counted, not imported. Other domains (VS: vital signs)
+  are read only when a mapping file names a test there.
 * **Days.** SDTM study days have no day 0: ``--DY = 1`` is the reference start date
   (RFSTDTC), ``-1`` the day before. The contract counts days from the first MSC infusion
   (day 0). Both are turned into days elapsed since RFSTDTC (``DY - 1`` from day 1 on,
@@ -24,26 +30,39 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .. import units
 from ..errors import DataError, Problem
-from .mapping import BLOOD_SPECIMENS, Mapping, cells_per_dose_unit
+from .mapping import Mapping, cells_per_dose_unit, specimen_test
 from .rows import (
+    DECEASED_BEFORE_DAY_0,
     OK,
     PATIENT_COLUMNS,
     ROW_COLUMNS,
     Imported,
     RowLog,
+    exclude_patients,
     file_sha256,
     finish_measurements,
     summarise_regimen,
 )
+from .text import read_csv_text, used_columns, with_fallback
 
 SUFFIXES = (".xpt", ".sas7bdat", ".csv", ".parquet")
+
+#: AGEU (CDISC controlled terminology, and the singular and one-letter spellings) -> units per year.
+AGE_UNITS_PER_YEAR: dict[str, float] = {
+    "YEARS": 1.0, "YEAR": 1.0, "Y": 1.0,
+    "MONTHS": 12.0, "MONTH": 12.0,
+    "WEEKS": 365.25 / 7, "WEEK": 365.25 / 7,
+    "DAYS": 365.25, "DAY": 365.25, "D": 365.25,
+}  # fmt: skip
 REQUIRED_DOMAINS = ("DM", "LB", "EX")
 
 
@@ -67,35 +86,97 @@ def find_domain(src: Path, domain: str, *, required: bool, why: str = "") -> Pat
     return found[0]
 
 
-def read_domain(path: Path) -> pd.DataFrame:
-    """A domain file as a frame with upper-case column names; unreadable is a structural problem."""
+def split_domains(src: Path, domain: str) -> list[str]:
+    """The datasets a domain is split into (SDTMIG: ``lbch``, ``lbhe``, ``lbur`` for LB), by name."""
+    return sorted({p.stem.upper() for p in src.iterdir()
+                   if p.is_file() and p.suffix.lower() in SUFFIXES and p.stem.upper().startswith(domain)
+                   and 1 <= len(p.stem) - len(domain) <= 2 and p.stem.isalnum()})  # fmt: skip
+
+
+#: Variables the import reads, by domain prefix (``--`` is the domain's two letters);
+#: only these are decoded, so an undecodable byte elsewhere (a comment, a label) is harmless.
+USED_VARIABLES = ("USUBJID", "SEX", "AGE", "AGETXT", "AGEU", "ARM", "ACTARM", "RFSTDTC", "RFXSTDTC", "DTHDTC",
+                  "DTHFL", "EXTRT", "EXDOSE", "EXDOSU", "EXSTDY", "EXSTDTC")  # fmt: skip
+FINDINGS_VARIABLES = ("TESTCD", "TEST", "STRESN", "STRESC", "STRESU", "ORRES", "ORRESU", "SPEC",
+                      "STAT", "DY", "DTC")  # fmt: skip
+
+
+def _read_sas(path: Path, encoding: str | None, needed: set[str] | None) -> pd.DataFrame:
     import pyreadstat
 
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".xpt":
-            df, _ = pyreadstat.read_xport(path, disable_datetime_conversion=True)
-        elif suffix == ".sas7bdat":
-            df, _ = pyreadstat.read_sas7bdat(path, disable_datetime_conversion=True)
-        elif suffix == ".csv":
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
-            # the names as written: pandas renames a repeated one (USUBJID.1), hiding it
-            df.columns = (
-                pd.read_csv(path, dtype=str, header=None, nrows=1, keep_default_na=False)
-                .iloc[0]
-                .tolist()
-            )
-        else:
-            df = pd.read_parquet(path)
-    except (OSError, ValueError, pyreadstat.ReadstatError, pyreadstat.PyreadstatError) as err:
-        raise DataError([Problem(path.name, None, None, f"cannot read the file: {err}")]) from None
-    upper = [str(c).strip().upper() for c in df.columns]
+    reader = pyreadstat.read_xport if path.suffix.lower() == ".xpt" else pyreadstat.read_sas7bdat
+    _, meta = reader(path, metadataonly=True, encoding=encoding)
+    _check_twice(path, meta.column_names)
+    df, _ = reader(path, disable_datetime_conversion=True, encoding=encoding,
+                   usecols=used_columns(meta.column_names, needed))  # fmt: skip
+    return df
+
+
+def _check_twice(path: Path, names) -> None:
+    upper = [str(c).strip().upper() for c in names]
     twice = sorted({c for c in upper if upper.count(c) > 1})
     if twice:
         raise DataError([Problem(path.name, None, c, "variable given twice (names are matched in upper case)")
                          for c in twice])  # fmt: skip
-    df.columns = upper
-    return df.reset_index(drop=True)
+
+
+def read_domain(
+    path: Path, *, encoding: str | None = None, needed: set[str] | None = None
+) -> tuple[pd.DataFrame, str | None]:
+    """A domain file as a frame with upper-case column names, and a note on its encoding.
+
+    Only the variables in ``needed`` (upper case; None: all) are read; the encoding rule
+    is :mod:`.text`'s. Unreadable is a structural problem.
+    """
+    import pyreadstat
+
+    readstat_errors = (pyreadstat.ReadstatError, pyreadstat.PyreadstatError)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".xpt", ".sas7bdat"):
+            df, note = with_fallback(
+                lambda enc: _read_sas(path, enc, needed), encoding, readstat_errors
+            )
+        elif suffix == ".csv":
+            df, note = read_csv_text(
+                path, encoding, needed, lambda names: _check_twice(path, names)
+            )
+        else:
+            df, note = pd.read_parquet(path), None
+            _check_twice(path, list(df.columns))
+    except (OSError, ValueError, LookupError, *readstat_errors) as err:
+        how = f" with --encoding {encoding!r}" if encoding else ""
+        raise DataError(
+            [Problem(path.name, None, None, f"cannot read the file{how}: {err}")]
+        ) from None
+    df.columns = [str(c).strip().upper() for c in df.columns]
+    return df.reset_index(drop=True), note
+
+
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<y>\d+(?:\.\d+)?)Y)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?$"
+)
+
+
+def iso_duration_years(value) -> float:
+    """An ISO 8601 duration of years, months, weeks and days in years (NaN if it is not one).
+
+    ``P45Y`` -> 45, ``P6M`` -> 0.5, ``P2Y6M`` -> 2.5, ``P30D`` -> 30 / 365.25.
+    """
+    m = _ISO_DURATION.match(str(value).strip().upper()) if value is not None else None
+    if m is None or not any(m.groupdict().values()):
+        return np.nan
+    y, mo, w, d = (float(m.group(k) or 0) for k in "ymwd")
+    return y + mo / 12 + (w * 7 + d) / 365.25
+
+
+_AGE_RANGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*$")
+
+
+def age_range_midpoint(value) -> float:
+    """An age range as AGETXT writes it (``6-7``) as its midpoint (6.5); NaN if it is not one."""
+    m = _AGE_RANGE.match(str(value)) if value is not None else None
+    return np.nan if m is None else (float(m.group(1)) + float(m.group(2))) / 2
 
 
 def require(df: pd.DataFrame, file: str, columns, *, one_of=()) -> None:
@@ -164,8 +245,8 @@ def _days_between(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
 class _Sdtm:
     """One SDTM import: reads the domains, collects row problems, builds the tables."""
 
-    def __init__(self, src: Path, mapping: Mapping):
-        self.src, self.mapping, self.log = src, mapping, RowLog()
+    def __init__(self, src: Path, mapping: Mapping, encoding: str | None = None):
+        self.src, self.mapping, self.log, self.encoding = src, mapping, RowLog(), encoding
         self.report: dict = {"format": "sdtm", "files": {}}
         self.not_imported: dict[str, str] = {}  # patient -> why (bad DM row)
 
@@ -173,28 +254,34 @@ class _Sdtm:
         self.log.add(reason, Problem(file, None if row is None else int(row), column, message))
 
     def domain(
-        self, name: str, *, required: bool, why: str = ""
+        self, name: str, *, required: bool, why: str = "", extra=()
     ) -> tuple[pd.DataFrame, str] | None:
         path = find_domain(self.src, name, required=required, why=why)
         if path is None:
             return None
-        df = read_domain(path)
+        p = name[:2]
+        needed = {*USED_VARIABLES, *(p + v for v in FINDINGS_VARIABLES), *extra}
+        df, note = read_domain(path, encoding=self.encoding, needed=needed)
         self.report["files"][name] = {
             "file": path.name,
             "rows": len(df),
             "sha256": file_sha256(path),
+            **({"encoding": self.encoding} if self.encoding else {}),
+            **({"encoding_note": note} if note else {}),
         }
         return df, path.name
 
     # -- DM ------------------------------------------------------------------------------
     def patients(self) -> pd.DataFrame:
         dm, file = self.domain("DM", required=True)
-        require(dm, file, ["USUBJID", "SEX", "AGE"])
+        require(dm, file, ["USUBJID", "SEX"], one_of=[("AGE", "AGETXT")])
+        # AGETXT (an age range, "6-7") stands in for AGE when AGE is not collected (SEND)
+        age_var = "AGE" if "AGE" in dm else "AGETXT"
         ids_raw = text(dm, "USUBJID", strip=False)
         missing = ids_raw.isna().to_numpy()
         dup = ids_raw.duplicated(keep=False).to_numpy() & ~missing
         if dup.any():  # structural: which of two patients would a lab row belong to?
-            raise DataError([Problem(file, i + 1, "USUBJID", f"duplicate USUBJID {ids_raw.iloc[i]!r}")
+            raise DataError([Problem(file, i + 1, "USUBJID", f"duplicate USUBJID (rows {', '.join(str(j + 1) for j in np.flatnonzero(dup & (ids_raw == ids_raw.iloc[i]).to_numpy()))})")
                              for i in np.flatnonzero(dup)])  # fmt: skip
         rows = np.arange(1, len(dm) + 1)
         bad = np.zeros(len(dm), dtype=bool)
@@ -207,23 +294,56 @@ class _Sdtm:
         flag(missing, "patient id missing", "USUBJID", lambda i: "USUBJID is missing")
         spaced = np.array([v is not None and v != v.strip() for v in ids_raw])
         flag(spaced, "patient id with surrounding whitespace", "USUBJID",
-             lambda i: f"USUBJID {ids_raw.iloc[i]!r} has surrounding whitespace (ids are kept as written; fix the source)")  # fmt: skip
+             lambda i: "USUBJID has surrounding whitespace (ids are kept as written; fix the source)")  # fmt: skip
         sex_raw = text(dm, "SEX").map(lambda v: None if v is None else v.upper())
         sex_ok = sex_raw.isin(["F", "M"]).to_numpy()
         flag(~sex_ok, "sex not F or M", "SEX",
              lambda i: f"SEX {sex_raw.iloc[i]!r} is neither 'F' nor 'M' (the scores need one of them)")  # fmt: skip
-        age, age_text = numbers(dm, "AGE")
-        age_written = text(dm, "AGE")
+        age, age_text = numbers(dm, age_var)
+        age_written = text(dm, age_var)
+        ranged = np.array(
+            [
+                age_range_midpoint(v) if t else np.nan
+                for v, t in zip(age_written, age_text, strict=True)
+            ]
+        )
+        age = np.where(np.isnan(ranged), age, ranged)
+        age_text &= np.isnan(ranged)
+        iso = np.array(
+            [
+                iso_duration_years(v) if t else np.nan
+                for v, t in zip(age_written, age_text, strict=True)
+            ]
+        )
+        age_text &= np.isnan(iso)  # an ISO 8601 duration (P45Y, P6M) is an age, not text
         flag(
             age_text,
             "not a number",
-            "AGE",
-            lambda i: f"AGE {age_written.iloc[i]!r} is not a number",
+            age_var,
+            lambda i: (
+                f"{age_var} {age_written.iloc[i]!r} is neither a number nor an ISO 8601 duration (P45Y)"
+            ),
         )
-        flag(np.isnan(age) & ~age_text, "age missing", "AGE", lambda i: "AGE is missing")
+        flag(
+            np.isnan(age) & np.isnan(iso) & ~age_text,
+            "age missing",
+            age_var,
+            lambda i: f"{age_var} is missing",
+        )
         ageu = text(dm, "AGEU").map(lambda v: None if v is None else v.upper())
-        flag(~ageu.isin([None, "YEARS", "YEAR", "Y"]).to_numpy() & ageu.notna().to_numpy(),
-             "age not in years", "AGEU", lambda i: f"AGEU {ageu.iloc[i]!r}: only ages in years are imported")  # fmt: skip
+        per_year = ageu.map(lambda u: AGE_UNITS_PER_YEAR.get(u or "YEARS", np.nan)).to_numpy(
+            dtype=float
+        )
+        flag(np.isnan(per_year) & np.isnan(iso), "unknown age unit", "AGEU",
+             lambda i: f"AGEU {ageu.iloc[i]!r} is not one of {sorted(AGE_UNITS_PER_YEAR)}")  # fmt: skip
+        age = np.where(np.isnan(iso), age / per_year, iso)
+        self.report["ages"] = {
+            "from": age_var + (" (ranges 'a-b': the midpoint)" if age_var == "AGETXT" else ""),
+            "ranges_read_as_their_midpoint": int((~np.isnan(ranged) & ~bad).sum()),
+            "converted_to_years": {u: int(n) for u, n in Counter(
+                "ISO 8601 duration" if not np.isnan(v) else (u or "YEARS (AGEU blank)")
+                for u, v, b in zip(ageu, iso, bad, strict=True) if not b).items()},
+        }  # fmt: skip
         for i in np.flatnonzero(bad & ~missing):
             self.not_imported[ids_raw.iloc[i]] = f"DM row {rows[i]}"
 
@@ -240,6 +360,7 @@ class _Sdtm:
         out = pd.DataFrame({
             "patient_id": ids_raw, "sex": sex_raw, "age_years": age, "arm": arm,
             "_rfst": dates(text(dm, "RFSTDTC"))[0], "_rfxst": dates(text(dm, "RFXSTDTC"))[0],
+            "_death": dates(text(dm, "DTHDTC"))[0],
         })  # fmt: skip
         return out[~bad].reset_index(drop=True)
 
@@ -253,10 +374,10 @@ class _Sdtm:
                 self.problem("patient id missing", file, rows[i], "USUBJID", "USUBJID is missing")
             elif pid in self.not_imported:
                 self.problem("patient not imported", file, rows[i], "USUBJID",
-                             f"patient {pid!r} is not imported (see {self.not_imported[pid]})")  # fmt: skip
+                             f"the patient is not imported (see {self.not_imported[pid]})")  # fmt: skip
             else:
                 self.problem("patient not in DM", file, rows[i], "USUBJID",
-                             f"USUBJID {pid!r} is not in DM ({domain} row of an unknown subject)")  # fmt: skip
+                             f"USUBJID is not in DM ({domain} row of an unknown subject)")  # fmt: skip
         return ok
 
     # -- EX ------------------------------------------------------------------------------
@@ -347,7 +468,12 @@ class _Sdtm:
             by_domain.setdefault(s.domain, {})[s.testcd] = ("lab", test, s)
         for pop, s in m.cells.items():
             by_domain.setdefault(s.domain, {})[s.testcd] = ("cells", pop, s)
-        frames = [self._findings("LB", by_domain.pop("LB", {}), patients, anchors, all_codes=True)]
+        # LB as one dataset, or split by category (lbch, lbhe, lbur) as the SDTMIG allows
+        lb_codes = by_domain.pop("LB", {})
+        whole = find_domain(self.src, "LB", required=False)
+        lb = ["LB"] if whole is not None else split_domains(self.src, "LB") or ["LB"]
+        self.report["lb_datasets"] = lb
+        frames = [self._findings(name, lb_codes, patients, anchors, all_codes=True) for name in lb]
         for domain, codes in by_domain.items():
             frames.append(self._findings(domain, codes, patients, anchors, all_codes=False))
         return pd.concat(frames, ignore_index=True)
@@ -355,14 +481,14 @@ class _Sdtm:
     def _findings(self, domain, codes, patients, anchors, *, all_codes) -> pd.DataFrame:
         p = domain[:2]
         why = f" (the mapping file places {', '.join(sorted(v[1] for v in codes.values()))} there)"
-        df, file = self.domain(domain, required=True, why="" if domain == "LB" else why)
+        df, file = self.domain(domain, required=True, why="" if p == "LB" else why)
         require(
             df,
             file,
             ["USUBJID", f"{p}TESTCD"],
             one_of=[(f"{p}STRESN", f"{p}ORRES"), (f"{p}DY", f"{p}DTC")],
         )
-        if domain == "LB":
+        if p == "LB":
             require(df, file, ["LBSTRESN", "LBSTRESU"])
         testcd = text(df, f"{p}TESTCD")
         n = len(df)
@@ -376,9 +502,14 @@ class _Sdtm:
             if code in codes:
                 kind[i], name[i], src = codes[code]
                 parent[i], value_map[i] = src.parent, src.values
-            elif all_codes and code in self.mapping.tests:
-                target = self.mapping.tests[code]
-                name[i] = target if spec.iloc[i] in BLOOD_SPECIMENS else f"{code} {spec.iloc[i]}"
+            elif all_codes and code is not None:
+                # in blood: the mapped test or the code itself; elsewhere BILI_URINE, PROT_URINE
+                blood = specimen_test(code, spec.iloc[i]) == code
+                name[i] = (
+                    self.mapping.tests.get(code, code)
+                    if blood
+                    else specimen_test(code, spec.iloc[i])
+                )
             elif not all_codes:
                 status[i] = f"not in the mapping ({domain})"
         self.log.skipped[f"{domain} test codes the mapping does not name"] += int(
@@ -430,6 +561,13 @@ class _Sdtm:
             lambda i: f"{p}TESTCD",
             lambda i: f"{p}TESTCD is missing",
         )
+        # a text result (COLOR 'YELLOW', KETONES 'NEGATIVE') of a test the contract does not
+        # know is not a measurement the contract holds: counted by test, not a problem
+        text_result = (np.isnan(value) & (status == OK) & (stresc.notna() | orres.notna()).to_numpy()
+                       & ~pd.Series(name).isin(units.KNOWN_TESTS).to_numpy())  # fmt: skip
+        status[text_result] = "text result (not a number)"
+        for test, n in Counter(name[text_result]).items():
+            self.log.skipped[f"{domain} text result, not a number ({test})"] += n
         flag(fallback & orres_text & np.isnan(value), "not a number", lambda i: f"{p}ORRES",
              lambda i: f"{p}ORRES {orres.iloc[i]!r} is not a number ({p}STRESN is empty)")  # fmt: skip
         flag(np.isnan(value), "no result", lambda i: f"{p}STRESN",
@@ -441,9 +579,10 @@ class _Sdtm:
         return pd.DataFrame({
             "patient_id": ids.to_numpy(dtype=object), "day": day, "kind": kind, "name": name,
             "parent": parent, "value": value, "unit": unit,
-            "code": [f"{domain} {c}" + (f" ({s})" if s and domain == "LB" else "") for c, s in zip(testcd, spec, strict=True)],
+            "code": [f"{domain} {c}" + (f" ({s})" if s and p == "LB" else "") for c, s in zip(testcd, spec, strict=True)],
             "file": file, "row": rows.astype(float), "ref": None,
             "value_col": value_col, "unit_col": unit_col, "status": status,
+            "display": text(df, f"{p}TEST").to_numpy(dtype=object),
         })[ROW_COLUMNS]  # fmt: skip
 
     def _days(self, df, p, ids, anchors) -> tuple[np.ndarray, np.ndarray]:
@@ -484,9 +623,8 @@ class _Sdtm:
         e = self.mapping.etiology
         if e is None:
             return None
-        df, file = self.domain(
-            e.domain, required=True, why=" (the mapping file's etiology names it)"
-        )
+        df, file = self.domain(e.domain, required=True, why=" (the mapping file's etiology names it)",
+                               extra=(e.variable, *e.where))  # fmt: skip
         require(df, file, ["USUBJID", e.variable, *e.where])
         keep = np.ones(len(df), dtype=bool)
         for var, wanted in e.where.items():
@@ -498,7 +636,7 @@ class _Sdtm:
             distinct = list(dict.fromkeys(g["v"]))
             if len(distinct) > 1:
                 self.problem("conflicting etiology", file, g["row"].iloc[1], e.variable,
-                             f"patient {pid!r} has {len(distinct)} etiologies {distinct}; etiology left empty")  # fmt: skip
+                             f"the patient has {len(distinct)} etiologies {distinct}; etiology left empty")  # fmt: skip
             else:
                 out[pid] = distinct[0]
         return patients["patient_id"].map(out)
@@ -508,6 +646,16 @@ class _Sdtm:
         regimen = self.regimen(patients)
         anchors = self._anchors(patients, regimen)
         rows = self.measurements(patients, anchors)
+        # day 0 as a date: the first infusion's, else the reference start shifted by its study day
+        a = anchors.reindex(patients["patient_id"])
+        day0 = a["first_date"].to_numpy(dtype="datetime64[D]")
+        shifted = a["_rfst"].to_numpy(dtype="datetime64[D]") + np.nan_to_num(
+            a["first_elapsed"].to_numpy(dtype=float)).astype("timedelta64[D]")  # fmt: skip
+        day0 = np.where(np.isnat(day0), shifted, day0)
+        death = patients["_death"].to_numpy(dtype="datetime64[D]")
+        dead = ~np.isnat(death) & ~np.isnat(day0) & (death < day0)
+        patients = exclude_patients(patients, rows, dead, DECEASED_BEFORE_DAY_0, self.log)
+        self.report["patients"]["deceased_before_day_0 (DM.DTHDTC, not imported)"] = int(dead.sum())
         labs, cells, rows = finish_measurements(rows, self.mapping, self.log)
         out = patients[["patient_id", "sex", "age_years"]].copy()
         etiology = self.etiology(patients)
@@ -555,7 +703,7 @@ class _Sdtm:
         return a
 
 
-def import_sdtm(src: str | Path, mapping: Mapping) -> Imported:
+def import_sdtm(src: str | Path, mapping: Mapping, encoding: str | None = None) -> Imported:
     """Read the SDTM domains in ``src`` into the contract's tables (nothing is written).
 
     Raises
@@ -569,4 +717,4 @@ def import_sdtm(src: str | Path, mapping: Mapping) -> Imported:
         raise DataError(
             [Problem(src.name, None, None, f"SDTM source folder not found: {str(src)!r}")]
         )
-    return _Sdtm(src, mapping).run()
+    return _Sdtm(src, mapping, encoding).run()
