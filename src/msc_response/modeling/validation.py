@@ -11,7 +11,7 @@
   trained it) is combined with the apparent AUROC by the .632+ weight. Its 95% interval
   is +/- 1.96 x the standard deviation of the OOB AUROCs over the replicates, which
   carries both the refitting and the test-set noise. Checked against fresh-cohort truth
-  in ``benchmarks/bench_honest_validation.py`` (bias and coverage in the README).
+  in ``benchmarks/bench_honest_validation.py`` (bias and coverage in docs/statistics/validation.md).
 * Every other metric (Brier, calibration, net benefit) is the cross-validated estimate,
   with +/- 1.96 x the standard deviation of that metric over the same OOB replicates.
 * Paired comparisons of two models use the same bootstrap samples for both
