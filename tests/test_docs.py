@@ -51,3 +51,59 @@ def test_the_api_reference_lists_every_lazy_re_export():
         assert f"::: {module}.{name}\n" in page and f"heading: msc_response.{name}\n" in page
     assert hook.MARKER not in page
     assert hook.on_page_markdown("no marker", None, None, None) == "no marker"
+
+
+def doc_texts() -> dict[str, str]:
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    return {str(p.relative_to(REPO)): p.read_text(encoding="utf-8") for p in pages}
+
+
+# `src/...py`, `tests/test_x.py`, `benchmarks/...`, `examples/...`, `experiments/...`, `modeling/gate.py`
+PATH = re.compile(r"`((?:[\w.-]+/)*[\w.-]+\.(?:py|yaml|csv))(?:::(\w+))?`")
+TEST_REF = re.compile(r"`(?:(test_\w+\.py))?::(test_\w+)`")
+DOTTED = re.compile(r"\bmsc_response(?:\.\w+)+")
+SRC = REPO / "src" / "msc_response"
+GENERATED = {"outputs", "data", "reports", "mlruns", "site"}
+
+
+def resolves(dotted: str) -> bool:
+    """A module of the package, or a name its module (or the lazy re-exports) defines."""
+    parts = dotted.split(".")[1:]
+    base = SRC.joinpath(*parts)
+    if base.with_suffix(".py").exists() or (base / "__init__.py").exists():
+        return True
+    if len(parts) == 1:
+        return parts[0] in msc_response.__all__
+    parent = SRC.joinpath(*parts[:-1])
+    for source in (parent.with_suffix(".py"), parent / "__init__.py"):
+        if source.exists() and re.search(rf"\b{parts[-1]}\b", source.read_text(encoding="utf-8")):
+            return True
+    return False
+
+
+def test_files_tests_and_modules_named_in_the_docs_exist():
+    """Paths, test names and module names in the pages exist (they move with the code)."""
+    tests_by_name = {p.name: p for p in (REPO / "tests").rglob("test_*.py")}
+    missing = []
+    for page, text in doc_texts().items():
+        for path, _ in PATH.findall(text):
+            if path.startswith(("src/", "tests/", "benchmarks/", "examples/", "experiments/")):
+                found = (REPO / path).exists()
+            elif path.startswith("test_"):
+                found = path in tests_by_name
+            elif path.split("/")[0] in GENERATED:
+                continue  # written by make demo, never committed
+            elif "/" in path:  # a module path inside the package, e.g. modeling/gate.py
+                found = (SRC / path).exists() or (SRC.parent / path).exists()
+            else:
+                continue  # a file name in prose (FILE.csv, index.py)
+            if not found:
+                missing.append((page, path))
+        current = None
+        for file, test in TEST_REF.findall(text):
+            current = file or current
+            source = tests_by_name.get(current)
+            if source is None or f"def {test}(" not in source.read_text(encoding="utf-8"):
+                missing.append((page, f"{current}::{test}"))
+        missing += [(page, name) for name in DOTTED.findall(text) if not resolves(name)]
+    assert missing == [], f"named in the docs but not found: {missing!r}"
