@@ -39,12 +39,15 @@ def test_nothing_links_outside_the_repository():
     assert outside == [], f"these name shared/docs, which is not in the repository: {outside!r}"
 
 
-def test_the_api_reference_lists_every_lazy_re_export():
-    spec = importlib.util.spec_from_file_location(
-        "api_reference", REPO / "docs" / "hooks" / "api_reference.py"
-    )
+def load_hook(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "docs" / "hooks" / f"{name}.py")
     hook = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hook)
+    return hook
+
+
+def test_the_api_reference_lists_every_lazy_re_export():
+    hook = load_hook("api_reference")
     assert hook.lazy_exports() == msc_response._LAZY
     page = hook.on_page_markdown(f"# API\n\n{hook.MARKER}\n", None, None, None)
     for name, module in msc_response._LAZY.items():
@@ -107,3 +110,11 @@ def test_files_tests_and_modules_named_in_the_docs_exist():
                 missing.append((page, f"{current}::{test}"))
         missing += [(page, name) for name in DOTTED.findall(text) if not resolves(name)]
     assert missing == [], f"named in the docs but not found: {missing!r}"
+
+
+def test_sphinx_roles_in_docstrings_become_the_code_a_reader_types():
+    as_code = load_hook("sphinx_roles").as_code
+    text = ":func:`~msc_response.study.load_study` reads, :class:`msc_response.Study` holds"
+    assert as_code(text) == "`load_study` reads, `msc_response.Study` holds"
+    assert as_code("see :data:`NO_INTERVAL` (``1.96``)") == "see `NO_INTERVAL` (``1.96``)"
+    assert as_code("no role here: `x`") == "no role here: `x`"
