@@ -57,8 +57,14 @@ def test_the_api_reference_lists_every_lazy_re_export():
 
 
 def doc_texts() -> dict[str, str]:
+    """Each page's text, less the sections about where things used to be ("Where modules moved")."""
     pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
-    return {str(p.relative_to(REPO)): p.read_text(encoding="utf-8") for p in pages}
+    texts = {}
+    for page in pages:
+        sections = re.split(r"(?m)^(?=#+ )", page.read_text(encoding="utf-8"))
+        kept = [s for s in sections if not re.match(r"#+ .*\b(moved|renamed)\b", s, re.IGNORECASE)]
+        texts[str(page.relative_to(REPO))] = "".join(kept)
+    return texts
 
 
 # `src/...py`, `tests/test_x.py`, `benchmarks/...`, `examples/...`, `experiments/...`, `modeling/gate.py`
