@@ -69,7 +69,7 @@ def doc_texts() -> dict[str, str]:
 
 # `src/...py`, `tests/test_x.py`, `benchmarks/...`, `examples/...`, `experiments/...`, `modeling/gate.py`
 PATH = re.compile(r"`((?:[\w.-]+/)*[\w.-]+\.(?:py|yaml|csv))(?:::(\w+))?`")
-TEST_REF = re.compile(r"`(?:(test_\w+\.py))?::(test_\w+)`")
+TEST_REF = re.compile(r"`(?:((?:\w+/)*test_\w+\.py))?::(test_\w+)`")
 DOTTED = re.compile(r"\bmsc_response(?:\.\w+)+")
 SRC = REPO / "src" / "msc_response"
 GENERATED = {"outputs", "data", "reports", "mlruns", "site"}
@@ -98,8 +98,8 @@ def test_files_tests_and_modules_named_in_the_docs_exist():
         for path, _ in PATH.findall(text):
             if path.startswith(("src/", "tests/", "benchmarks/", "examples/", "experiments/")):
                 found = (REPO / path).exists()
-            elif path.startswith("test_"):
-                found = path in tests_by_name
+            elif Path(path).name.startswith("test_") and not path.startswith("src/"):
+                found = Path(path).name in tests_by_name
             elif path.split("/")[0] in GENERATED:
                 continue  # written by make demo, never committed
             elif "/" in path:  # a module path inside the package, e.g. modeling/gate.py
@@ -111,7 +111,7 @@ def test_files_tests_and_modules_named_in_the_docs_exist():
         current = None
         for file, test in TEST_REF.findall(text):
             current = file or current
-            source = tests_by_name.get(current)
+            source = tests_by_name.get(Path(current).name) if current else None
             if source is None or f"def {test}(" not in source.read_text(encoding="utf-8"):
                 missing.append((page, f"{current}::{test}"))
         missing += [(page, name) for name in DOTTED.findall(text) if not resolves(name)]

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from .. import plotting, tracking
-from ..config import config_from_dict
 from ..errors import DataError, Problem
 from ..features import features_from_study
 from ..io import check_outputs
@@ -56,7 +55,7 @@ class ValidationRun:
 
 def _cohort(model, data: Path):
     """The cohort's study, labelled features and predictions; a DataError for every unusable cohort."""
-    config = config_from_dict(model.spec["config"])
+    config = model.spec.config
     study = load_study(data, config.singlecell)
     tests = {str(t) for t in study.labs["test"].cat.categories}
     has_cells = study.cells is not None and len(study.cells) > 0
@@ -130,16 +129,16 @@ def validation_table(ev: external.ExternalValidation) -> pd.DataFrame:
 def write_validation_report(model, config, study, fs, y, p, ev, out_dir: Path, *, data_dir: Path,
                             recalibration=None) -> Path:  # fmt: skip
     """The validation page: the cohort's sections, then discrimination, calibration, decision curve."""
-    simulated = study.simulated or bool(model.spec.get("trained_on_simulated_data"))
+    simulated = study.simulated or model.spec.trained_on_simulated_data
     ctx = sections.StudyContext.build(config, study, fs, data_dir)
     page = Page(f"External validation: {model.name} version {model.version} on {data_dir.name}",
                 simulated=simulated, subtitle=f"{ev.n} labelled patients, {ev.outcome.text()} responders")  # fmt: skip
     for add in (sections.add_data_source, sections.add_eligibility, sections.add_outcome, sections.add_flow,
                 sections.add_table1):  # fmt: skip
         add(page, ctx)
-    sections.add_missing(page, ctx, (model.spec["kind"],))
+    sections.add_missing(page, ctx, (model.spec.kind,))
     s = page.section("External validation")
-    s.paragraph(f"Model {model.name} version {model.version} ({model.spec.get('model_name', model.spec['kind'])}), "
+    s.paragraph(f"Model {model.name} version {model.version} ({model.spec.model_name}), "
                 "with the config stored with it, on a cohort it never saw. Features and labels come from the "
                 "same code as in training. AUROC interval: DeLong; other intervals: 2.5th-97.5th percentiles "
                 f"over {ev.n_boot} bootstrap resamples of the patients.")  # fmt: skip
@@ -208,7 +207,7 @@ def _log(model, config, fs, y, ev, page: Path, data: Path, recal, root) -> tuple
         with mlflow.start_run(
             experiment_id=exp_id, run_name=f"validate v{model.version} on {data.name}"
         ) as run:
-            mlflow.set_tags({"msc_response.stage": "validate", "model_name": model.name,
+            mlflow.set_tags({tracking.TAG_STAGE: "validate", "model_name": model.name,
                              "model_version": model.version, "model_uri": f"models:/{model.name}/{model.version}",
                              "cohort": data.name, "data.simulated": str(bool(fs.simulated)).lower()})  # fmt: skip
             dataset = features_dataset(X, y, f"{data.name}-features")
@@ -230,7 +229,7 @@ def _log(model, config, fs, y, ev, page: Path, data: Path, recal, root) -> tuple
 
 def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, cohort: str, n: int) -> str:
     """Log the recalibrated model (same model file, spec with the recalibration) and register it."""
-    spec = dict(model.spec)
+    spec = dict(model.spec.raw)
     spec["recalibration"] = {"intercept": recal.intercept, "slope": recal.slope, "recalibrates_version": model.version,
                              "cohort": cohort, "n_patients": n, "validation_run": run_id}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
@@ -244,7 +243,7 @@ def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, cohort: s
     version = str(info.registered_model_version)
     tags = {"recalibrates": model.version, "recalibration_intercept": f"{recal.intercept:.6f}",
             "recalibration_slope": f"{recal.slope:.6f}", "recalibration_cohort": cohort,
-            "validation_run": run_id, "model": model.spec.get("model_name", model.spec["kind"])}  # fmt: skip
+            "validation_run": run_id, "model": model.spec.model_name}  # fmt: skip
     for k, v in tags.items():
         client.set_model_version_tag(model.name, version, k, v)
     client.update_model_version(model.name, version, description=(

@@ -116,7 +116,7 @@ def _log_and_register(
         champion_problem=champion_problem,
     )
     version, aliases = _register(config.name, model_info, result, decision)
-    mlflow.set_tags({"primary_model": config.model.primary, "champion_decision": decision.reason,
+    mlflow.set_tags({"primary_model": config.model.primary, tracking.TAG_CHAMPION_DECISION: decision.reason,
                      "registered_version": version, "exploratory": str(result.below_riley).lower()})  # fmt: skip
     if champion is not None:
         mlflow.log_metrics(_flat("gate_champion", champion.to_dict()))
@@ -185,7 +185,7 @@ def _log_parent(result: TrainingResult, summary: dict) -> None:
 
     config = result.config
     commit = tracking.git_commit()
-    mlflow.set_tags({"msc_response.stage": "train", "data.simulated": str(result.simulated).lower(),
+    mlflow.set_tags({tracking.TAG_STAGE: "train", "data.simulated": str(result.simulated).lower(),
                      "git_commit": commit})  # fmt: skip
     params = tracking.flatten(config.to_dict())
     params.update({f"version.{k}": v for k, v in tracking.package_versions().items()})
@@ -389,7 +389,9 @@ def _register(name: str, model_info, result: TrainingResult, decision: gate.Deci
         name, version, "validated_roc_auc", f"{result.primary.roc_auc:.6f}"
     )
     client.set_model_version_tag(name, version, "model", result.config.model.primary)
-    client.set_model_version_tag(name, version, "champion_decision", decision.reason[:5000])
+    client.set_model_version_tag(
+        name, version, tracking.TAG_CHAMPION_DECISION, decision.reason[:5000]
+    )
     for alias in decision.aliases:
         client.set_registered_model_alias(name, alias, version)
     aliases = sorted(client.get_model_version(name, version).aliases)
