@@ -1,7 +1,8 @@
 """How the headline AUROC and its interval were chosen: candidate methods against fresh truth.
 
-Not part of ``make bench`` (about 30 minutes for 200 trials on 2 cores); the README's table
-"Choosing the method" comes from ``python -m benchmarks.compare_interval_methods 200``.
+Not part of ``make bench`` (about 30 minutes for 200 trials on 2 cores); the table
+"Choosing the method" of docs/statistics/validation.md comes from
+``python -m benchmarks.compare_interval_methods 200``.
 For each SIMULATED trial of the default layout and each candidate model: the AUROC of the
 model refit on all patients on one fresh 20,000-patient cohort, and these estimates with
 their 95% intervals:

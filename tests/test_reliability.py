@@ -1,7 +1,7 @@
 """Nothing lost, nothing left behind: output paths, work directories, killed jobs.
 
-The README's "Reliability" table is built from these tests (and those of the other
-modules it names). Kills are real signals to real ``msc-response`` processes.
+The "Reliability" table of docs/operations/reliability.md is built from these tests (and
+those of the other modules it names). Kills are real signals to real ``msc-response`` processes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Scores against every worked value and convention in shared/docs/domain.md."""
+"""Scores against every worked value and convention in docs/domain.md."""
 
 import numpy as np
 import pytest

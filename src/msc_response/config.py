@@ -142,7 +142,7 @@ class ModelSettings:
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     folds: int = 5
     repeats: int | None = None  # None: 10 below 500 patients, 2 below 5,000, else 1
-    bootstrap: int | None = None  # None: 200 below 500 patients, 50 below 5,000, else 10
+    bootstrap: int | None = None  # None: 200 below 500 patients, 100 below 5,000, else 50
     #: the pre-specified model whose validation is the headline and which is registered; the
     #: other candidates are validated and reported as exploratory (no choice made on the same
     #: data, so no winner's curse). None: ``logistic_l2`` if it is a candidate, else the first.
@@ -222,7 +222,7 @@ SECTIONS = {"endpoint": Endpoint, "singlecell": SingleCell, "model": ModelSettin
 class ExperimentConfig:
     """One experiment: the data, the endpoint and the model settings.
 
-    See the README section "Experiment config" for every key.
+    Every key: docs/config.md.
     """
 
     name: str

@@ -3,7 +3,7 @@
 Inputs are array-likes (numpy arrays, pandas Series or scalars) in canonical units:
 bilirubin and creatinine in mg/dL, albumin in g/dL, sodium in mmol/L. A missing
 (NaN) input gives a missing score for that row only. Conventions follow
-``shared/docs/domain.md``: boundary values fall in the middle band, rounding is half
+``docs/domain.md``: boundary values fall in the middle band, rounding is half
 up (never Python's half-to-even ``round``), MELD-type scores lie in 6-40.
 
 References

@@ -1,6 +1,6 @@
 """Units of the laboratory tests and conversion to the canonical units the scores use.
 
-Conversion factors follow the domain reference (``shared/docs/domain.md``):
+Conversion factors follow the domain reference (``docs/domain.md``):
 bilirubin umol/L = mg/dL x 17.1; creatinine umol/L = mg/dL x 88.4;
 albumin g/L = g/dL x 10; sodium mmol/L = mEq/L.
 

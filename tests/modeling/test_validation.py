@@ -170,7 +170,8 @@ def test_corrected_auroc_of_the_logistic_model_is_unbiased_on_null_data():
 
     (Harrell's optimism-corrected AUROC of the same fits averages about 0.55 here: the
     bootstrap models share ~63% of their patients with the data they are tested on. The
-    product reports it beside the .632+ headline, never instead of it; see the README.)
+    product reports it beside the .632+ headline, never instead of it; see
+    docs/statistics/validation.md.)
     """
     corrected = []
     for s in range(50):

@@ -12,7 +12,7 @@
   is +/- 1.96 x the standard deviation of the OOB AUROCs over the replicates (which
   carries both the refitting and the test-set noise), on the logit scale so that it stays
   inside 0-1 (:func:`.metrics.wald_within`). Checked against fresh-cohort truth
-  in ``benchmarks/bench_honest_validation.py`` (bias and coverage in the README).
+  in ``benchmarks/bench_honest_validation.py`` (bias and coverage in docs/statistics/validation.md).
 * Every other metric (Brier, calibration, net benefit) is the cross-validated estimate,
   with +/- 1.96 x the standard deviation of that metric over the same OOB replicates, on
   the scale that keeps it inside its range (logit for Brier, ICI, E50, E90).

@@ -65,8 +65,11 @@ def log_and_register(
     summary_path : path, optional
         Also write the summary JSON there.
 
-    Returns the training summary with the registry fields (``version``, ``aliases``,
-    ``champion_decision``, ``run_id``, ...).
+    Returns
+    -------
+    dict
+        The training summary with the registry fields (``version``, ``aliases``,
+        ``champion_decision``, ``run_id``, ...).
     """
 
     config = result.config

@@ -125,7 +125,7 @@ def study_from_frames(
 
 
 def load_study(directory: str | Path, singlecell=None, *, reference_units=None) -> Study:
-    """Read and validate a whole study directory (see the README's data contract).
+    """Read and validate a whole study directory (the data contract: docs/data-contract.md).
 
     Parameters
     ----------
