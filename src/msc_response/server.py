@@ -80,7 +80,13 @@ def _credentials(data: Path) -> dict:
     path = data / "credentials.json"
     if path.exists():
         return json.loads(path.read_text())
-    creds = {"db_password": secrets.token_urlsafe(24), "admin_password": secrets.token_urlsafe(18)}
+    creds = {
+        "db_password": secrets.token_urlsafe(24),
+        "admin_password": secrets.token_urlsafe(18),
+        "flask_secret_key": secrets.token_urlsafe(
+            32
+        ),  # the auth app's CSRF key, kept across restarts
+    }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(creds, fh)
@@ -174,6 +180,7 @@ def start(data: Path, port: int, pg_port: int, auth: bool, mlflow: str) -> str:
         )
         os.chmod(ini, 0o600)
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
+        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = creds["flask_secret_key"]
         cmd += ["--app-name", "basic-auth"]
     log = data / "mlflow.log"
     with open(log, "ab") as out:
