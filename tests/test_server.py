@@ -341,3 +341,55 @@ def test_stop_ends_exactly_what_start_started():
         assert "nothing was running" in s.run("stop").stdout
     finally:
         s.stop()
+
+
+def test_server_stopped_mid_train_is_one_line_and_the_run_is_failed_when_it_is_back(
+    cohorts, tmp_path
+):
+    import time
+
+    from mlflow import MlflowClient
+
+    s = Server().start()
+    try:
+        # MLflow retries for minutes by default; a short retry keeps the test short
+        env = s.env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="1", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="0")
+        cfg = experiment(tmp_path, "srv-fault", cohorts / "big")
+        train = subprocess.Popen([*CLI, "train", "--config", str(cfg)], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)  # fmt: skip
+        client = MlflowClient(tracking_uri=s.url, registry_uri=s.url)
+        deadline = time.monotonic() + 600
+        running = []
+        while not running and time.monotonic() < deadline and train.poll() is None:
+            exp = client.get_experiment_by_name("srv-fault")
+            if exp is not None:
+                running = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
+            time.sleep(0.5)
+        assert running, "the training run never started"
+        pid = int((s.data / "mlflow.pid").read_text())
+        os.killpg(pid, 9)  # the server dies (PostgreSQL keeps running)
+        out, err = train.communicate(timeout=900)
+        assert train.returncode == 2, err[-3000:]
+        assert "stopped answering" in err and "Traceback" not in err
+
+        (s.data / "mlflow.pid").unlink()
+        s.start()  # back, on the same database
+        run_id = running[0].info.run_id
+        assert client.get_run(run_id).info.status == "RUNNING"
+        assert not client.search_model_versions("name = 'srv-fault'")  # nothing half-registered
+        ok(
+            cli(
+                "train",
+                "--config",
+                str(cfg),
+                "--summary",
+                str(tmp_path / "t.json"),
+                env=env,
+                cwd=tmp_path,
+            )
+        )
+        assert client.get_run(run_id).info.status == "FAILED"
+        summary = json.loads((tmp_path / "t.json").read_text())
+        assert run_id in summary["abandoned_runs_ended"]
+    finally:
+        s.stop()

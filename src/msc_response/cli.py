@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
+from . import tracking
 from .errors import ConfigError, DataError
 from .study.problems import as_problems
 
@@ -66,6 +68,14 @@ def _bad_input_exits(func):
         except (DataError, ConfigError) as err:
             text = _as_option(str(err)) if isinstance(err, ConfigError) else str(err)
             err_console.print(f"[bold red]error:[/] {text}", markup=True, highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except Exception as err:
+            if "mlflow" not in sys.modules:  # nothing tracked: not a server's failure
+                raise
+            lost = tracking.lost_server(err)
+            if lost is None:
+                raise
+            err_console.print(f"[bold red]error:[/] {lost}", markup=True, highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper

@@ -200,6 +200,27 @@ def _check_credentials(uri: str, source: str | None, context) -> None:
         return  # it answered /health a moment ago; a passing fault is MLflow's to report
 
 
+def lost_server(err: BaseException) -> str | None:
+    """One line for an error that says the tracking server stopped answering, else None.
+
+    MLflow's REST client gives up (after its own retries: ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``)
+    with an ``MlflowException`` raised while handling the ``requests`` error; that is not a bug
+    of ours but the server's state, said once, with what happens to the run.
+    """
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    cause = err.__cause__ or err.__context__
+    if not (isinstance(err, MlflowException) and isinstance(cause, requests.RequestException)):
+        return None
+    uri = os.environ.get(_ENV) or "the tracking server"
+    return (
+        f"the tracking server {_shown(uri)!r} stopped answering ({type(cause).__name__}); "
+        "nothing more was registered. A run left RUNNING is ended as FAILED by the next run "
+        "of its experiment on this host once the server is back"
+    )
+
+
 def configure(root: str | Path | None = None) -> str:
     """Point MLflow (tracking and registry) at :func:`tracking_uri`; returns the URI.
 
