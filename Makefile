@@ -105,6 +105,7 @@ bench: $(STAMP) ## benchmarks; results in benchmarks/results/*.json (about two h
 	$(BIN)/python benchmarks/bench_report_intervals.py
 	$(BIN)/python benchmarks/bench_score.py
 	$(BIN)/python benchmarks/bench_spark.py
+	$(BIN)/python benchmarks/bench_server.py
 
 clean: ## remove generated outputs and the local MLflow store (keeps .venv)
 	rm -rf outputs data reports benchmarks/results/*.json
