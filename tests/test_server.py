@@ -393,3 +393,145 @@ def test_server_stopped_mid_train_is_one_line_and_the_run_is_failed_when_it_is_b
         assert run_id in summary["abandoned_runs_ended"]
     finally:
         s.stop()
+
+
+# ------------------------------------------------------------------------------------------
+# A real Spark cluster: a standalone master and two workers, each its own process
+
+
+class StandaloneCluster:
+    """Spark's standalone master and workers, started with Spark's own ``spark-class``."""
+
+    def __init__(self, root: Path, workers: int = 2):
+        import pyspark
+
+        self.home = Path(pyspark.__file__).parent
+        self.root = root
+        self.port, self.ui = free_port(), free_port()
+        self.master = f"spark://127.0.0.1:{self.port}"
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.env = {**os.environ, "SPARK_HOME": str(self.home), "SPARK_LOCAL_IP": "127.0.0.1",
+                    "PYSPARK_PYTHON": sys.executable}  # fmt: skip
+        self._start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                    "--port", str(self.port), "--webui-port", str(self.ui))  # fmt: skip
+        self._wait_port(self.port)
+        for k in range(workers):
+            work = root / f"worker{k}"
+            work.mkdir()
+            self._start(f"worker{k}", "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                        "--cores", "1", "--memory", "1G", "--webui-port", str(free_port()),
+                        "--work-dir", str(work), self.master)  # fmt: skip
+        self._wait_workers(workers)
+
+    def _start(self, name: str, cls: str, *args: str) -> None:
+        with open(self.root / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
+            self.procs[name] = subprocess.Popen(
+                [str(self.home / "bin" / "spark-class"), cls, *args],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+            )  # fmt: skip
+
+    def _wait_port(self, port: int) -> None:
+        import time
+
+        for _ in range(240):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.5)
+        raise AssertionError(
+            f"spark master not listening: {(self.root / 'master.log').read_text()[-2000:]}"
+        )
+
+    def _wait_workers(self, n: int) -> None:
+        import time
+        import urllib.request
+
+        for _ in range(240):
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ui}/json/") as r:
+                state = json.load(r)
+            if sum(w["state"] == "ALIVE" for w in state["workers"]) >= n:
+                return
+            time.sleep(0.5)
+        raise AssertionError("workers did not register with the master")
+
+    def state(self) -> dict:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ui}/json/") as r:
+            return json.load(r)
+
+    def stop(self) -> None:
+        import signal
+
+        for p in self.procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def spark_submit(cluster: StandaloneCluster, *args: str, env: dict) -> subprocess.Popen:
+    script = subprocess.run([sys.executable, "-m", "msc_response.pipelines.spark_submit"],
+                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    cmd = [str(cluster.home / "bin" / "spark-submit"), "--master", cluster.master,
+           "--conf", "spark.executor.memory=768m", "--conf", "spark.task.maxFailures=4",
+           script, *args]  # fmt: skip
+    env = {**env, "SPARK_HOME": str(cluster.home), "PYSPARK_PYTHON": sys.executable,
+           "PYSPARK_DRIVER_PYTHON": sys.executable}  # fmt: skip
+    env.pop("MSC_RESPONSE_SPARK_MASTER", None)  # spark-submit's --master decides
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java 17")
+def test_a_standalone_spark_cluster_scores_as_the_local_engine_even_when_a_worker_dies(
+    server, cohorts, tmp_path
+):
+    import signal
+    import time
+
+    env = server.env()
+    cfg = experiment(tmp_path, "srv-spark", cohorts / "trial")
+    ok(cli("train", "--config", str(cfg), env=env, cwd=tmp_path))
+    uri = "models:/srv-spark@exploratory"
+    data = tmp_path / "cohort"
+    ok(cli("simulate", "--design", "screening", "--n-patients", "5000", "--seed", "5", "--format",
+           "parquet", "--out", str(data), env=env, cwd=tmp_path))  # fmt: skip
+    ok(cli("score", "--model", uri, "--data", str(data), "--out", str(tmp_path / "local.parquet"),
+           "--explain", "2", env=env, cwd=tmp_path))  # fmt: skip
+
+    cluster = StandaloneCluster(tmp_path / "cluster")
+    try:
+        job = spark_submit(cluster, "score", "--engine", "spark", "--model", uri, "--data", str(data),
+                           "--out", str(tmp_path / "spark.parquet"), "--explain", "2",
+                           "--patients-per-chunk", "250", env=env)  # fmt: skip
+        # once the job's executors run, one worker dies with its executor: Spark must re-run
+        # that executor's tasks on the other worker and give the same output
+        victim = cluster.procs["worker1"]
+        for _ in range(600):
+            apps = cluster.state().get("activeapps", [])
+            if apps and job.poll() is None:
+                break
+            time.sleep(0.5)
+        assert apps, "the job never reached the cluster"
+        time.sleep(8)  # the executors have started and taken tasks
+        assert job.poll() is None, "the job ended before the worker could be killed"
+        os.killpg(victim.pid, signal.SIGKILL)
+        out, err = job.communicate(timeout=1500)
+        assert job.returncode == 0, err[-4000:]
+    finally:
+        cluster.stop()
+    # everything it started is stopped
+    assert all(p.poll() is not None for p in cluster.procs.values())
+
+    local = pd.read_parquet(tmp_path / "local.parquet").sort_values("patient_id", ignore_index=True)
+    spark = pd.read_parquet(tmp_path / "spark.parquet").sort_values("patient_id", ignore_index=True)
+    assert list(local["patient_id"]) == list(spark["patient_id"])
+    numeric = [c for c in local.columns if pd.api.types.is_float_dtype(local[c])]
+    assert "probability" in numeric
+    np.testing.assert_allclose(spark[numeric].to_numpy(), local[numeric].to_numpy(), atol=1e-9)
+    text = [c for c in local.columns if c not in numeric]
+    pd.testing.assert_frame_equal(spark[text], local[text], check_dtype=False)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 ROLE = DATABASE = "mlflow"
 ADMIN = "admin"
-WAIT_S = 90
+WAIT_S = 300  # a busy machine starts MLflow's server in about a minute
 
 
 class ServerError(RuntimeError):
@@ -146,7 +146,9 @@ def _wait_for_http(url: str, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ServerError(f"mlflow server exited with {proc.returncode}; see {log}")
+            raise ServerError(
+                f"mlflow server exited with {proc.returncode}; see {log}:\n{_tail(log)}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -154,7 +156,13 @@ def _wait_for_http(url: str, proc: subprocess.Popen, log: Path) -> None:
             return
         except (urllib.error.URLError, OSError):
             time.sleep(0.5)
-    raise ServerError(f"mlflow server did not answer on {url} within {WAIT_S} s; see {log}")
+    raise ServerError(
+        f"mlflow server did not answer on {url} within {WAIT_S} s; see {log}:\n{_tail(log)}"
+    )
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def start(data: Path, port: int, pg_port: int, auth: bool, mlflow: str) -> str:
