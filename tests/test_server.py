@@ -407,6 +407,7 @@ class StandaloneCluster:
 
         self.home = Path(pyspark.__file__).parent
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.port, self.ui = free_port(), free_port()
         self.master = f"spark://127.0.0.1:{self.port}"
         self.procs: dict[str, subprocess.Popen] = {}
