@@ -476,7 +476,7 @@ class StandaloneCluster:
 
 
 def spark_submit(cluster: StandaloneCluster, *args: str, env: dict) -> subprocess.Popen:
-    script = subprocess.run([sys.executable, "-m", "msc_response.pipelines.spark_submit"],
+    script = subprocess.run([sys.executable, "-m", "msc_response.pipelines.score.spark_submit"],
                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     cmd = [str(cluster.home / "bin" / "spark-submit"), "--master", cluster.master,
            "--conf", "spark.executor.memory=768m", "--conf", "spark.task.maxFailures=4",
