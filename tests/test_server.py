@@ -448,8 +448,11 @@ class StandaloneCluster:
         import urllib.request
 
         for _ in range(240):
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.ui}/json/") as r:
-                state = json.load(r)
+            try:  # the master's web UI starts a moment after its RPC port
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.ui}/json/") as r:
+                    state = json.load(r)
+            except OSError:
+                state = {"workers": []}
             if sum(w["state"] == "ALIVE" for w in state["workers"]) >= n:
                 return
             time.sleep(0.5)
