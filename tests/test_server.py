@@ -538,4 +538,4 @@ def test_a_standalone_spark_cluster_scores_as_the_local_engine_even_when_a_worke
     assert "probability" in numeric
     np.testing.assert_allclose(spark[numeric].to_numpy(), local[numeric].to_numpy(), atol=1e-9)
     text = [c for c in local.columns if c not in numeric]
-    pd.testing.assert_frame_equal(spark[text], local[text], check_dtype=False)
+    pd.testing.assert_frame_equal(spark[text].astype(str), local[text].astype(str))
