@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 EXPERIMENTS := $(wildcard experiments/*.yaml)
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: help install test test-fast lint docs screenshots demo data train score score-one report ui bench clean
+.PHONY: help install test test-fast lint docs screenshots demo data train score score-one report ui bench clean server server-stop
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
@@ -95,6 +95,20 @@ screenshots: $(STAMP) ## screenshots of the training report, validation and expl
 ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:5000 over the local store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
+# A team's tracking server: PostgreSQL (Debian's packages, installed where missing) behind
+# `mlflow server --serve-artifacts`; everything under SERVER_DATA; see docs/deployment.md
+SERVER_DATA ?= .server
+SERVER_PORT ?= 5005
+PG_PORT ?= 5433
+server: $(STAMP) ## MLflow tracking server on PostgreSQL: SERVER_PORT=5005 PG_PORT=5433 SERVER_DATA=.server [AUTH=1]
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+	  echo "installing PostgreSQL (apt-get install postgresql)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	$(BIN)/python -m msc_response.server start --data $(SERVER_DATA) --port $(SERVER_PORT) --pg-port $(PG_PORT) $(if $(AUTH),--auth)
+
+server-stop: $(STAMP) ## stop exactly what `make server` started (by its PID files in SERVER_DATA)
+	$(BIN)/python -m msc_response.server stop --data $(SERVER_DATA)
+
 bench: $(STAMP) ## benchmarks; results in benchmarks/results/*.json (about two hours on 2 cores)
 	$(BIN)/python -m benchmarks.bench_scores
 	$(BIN)/python -m benchmarks.bench_features
@@ -105,6 +119,7 @@ bench: $(STAMP) ## benchmarks; results in benchmarks/results/*.json (about two h
 	$(BIN)/python -m benchmarks.bench_report_intervals
 	$(BIN)/python -m benchmarks.bench_score
 	$(BIN)/python -m benchmarks.bench_spark
+	$(BIN)/python -m benchmarks.bench_server
 
 clean: ## remove generated outputs, the built site and the local MLflow store (keeps .venv)
 	rm -rf outputs data reports site benchmarks/results/*.json

@@ -30,7 +30,7 @@ LAYERS = [
         "provenance",
         "config",
     ),  # fmt: skip
-    ("io", "processes", "tracking"),
+    ("io", "processes", "tracking", "server"),
     ("plotting",),
     ("study",),
     ("importers",),

@@ -25,7 +25,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from . import progress
+from . import progress, tracking
 from .errors import ConfigError, DataError, MscResponseWarning
 from .study.problems import as_problems
 
@@ -226,6 +226,14 @@ def _bad_input_exits(func):
         except (DataError, ConfigError) as err:
             text = _as_option(str(err)) if isinstance(err, ConfigError) else str(err)
             err_console.print(f"[bold red]error:[/] {text}", markup=True, highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except Exception as err:
+            if "mlflow" not in sys.modules:  # nothing tracked: not a server's failure
+                raise
+            lost = tracking.lost_server(err)
+            if lost is None:
+                raise
+            err_console.print(f"[bold red]error:[/] {lost}", markup=True, highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper

@@ -161,9 +161,9 @@ def _check_server(uri: str, source: str | None) -> None:
         with urllib.request.urlopen(
             uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_S, context=context
         ):
-            return
+            pass
     except urllib.error.HTTPError:
-        return  # it answered (an error status such as 401 is MLflow's to report)
+        return  # it answered (an error status is MLflow's to report)
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise ConfigError(
@@ -171,6 +171,64 @@ def _check_server(uri: str, source: str | None) -> None:
             f"{SERVER_TIMEOUT_S:g} s ({reason}); check the URI and that the server runs "
             "(nothing was written)"
         ) from None
+    _check_credentials(uri, source, context)
+
+
+def _check_credentials(uri: str, source: str | None, context) -> None:
+    """A server behind MLflow's basic-auth app answers /health to anyone: ask a read that needs
+    credentials, so that missing or wrong ones are one clear line before any work, not a
+    traceback from the first write."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+    )
+    user, password = (
+        os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    )
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if user and password:
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {basic}")
+    elif token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT_S, context=context):
+            return
+    except urllib.error.HTTPError as err:
+        if err.code not in (401, 403):
+            return  # anything else is MLflow's to report where it happens
+        given = "were refused" if (user or token) else "are needed"
+        raise ConfigError(
+            f"{source or 'tracking URI'}: the tracking server {_shown(uri)!r} answered "
+            f"{err.code}: credentials {given}; set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) (nothing was written)"
+        ) from None
+    except (urllib.error.URLError, OSError):
+        return  # it answered /health a moment ago; a passing fault is MLflow's to report
+
+
+def lost_server(err: BaseException) -> str | None:
+    """One line for an error that says the tracking server stopped answering, else None.
+
+    MLflow's REST client gives up (after its own retries: ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``)
+    with an ``MlflowException`` raised while handling the ``requests`` error; that is not a bug
+    of ours but the server's state, said once, with what happens to the run.
+    """
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    cause = err.__cause__ or err.__context__
+    if not (isinstance(err, MlflowException) and isinstance(cause, requests.RequestException)):
+        return None
+    uri = os.environ.get(_ENV) or "the tracking server"
+    return (
+        f"the tracking server {_shown(uri)!r} stopped answering ({type(cause).__name__}); "
+        "nothing more was registered. A run left RUNNING is ended as FAILED by the next run "
+        "of its experiment on this host once the server is back"
+    )
 
 
 def configure(root: str | Path | None = None) -> str:

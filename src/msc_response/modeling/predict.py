@@ -9,6 +9,7 @@ runs the same :func:`predict_features` on each chunk of a study.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ import pandas as pd
 from ..domain import REGIMEN_FEATURES, arm_regimens
 from ..errors import ConfigError, DataError, Problem
 from ..features import FeatureSet, features_from_study, slug
-from ..study import Study
+from ..study import Study, load_study
 from .explain import top_contributions
 from .fitted import FittedModel, LoadedModel
 from .metrics import predicted_responder
@@ -55,7 +56,11 @@ def check_regimens(model: LoadedModel) -> None:
 
 
 def predict(
-    model: LoadedModel, data: Study | FeatureSet, *, explain: int = 0, regimens: bool = False
+    model: LoadedModel,
+    data: Study | FeatureSet | str | os.PathLike,
+    *,
+    explain: int = 0,
+    regimens: bool = False,
 ) -> Predictions:
     """Probabilities (and explanations, and what-if regimens) for every patient of ``data``.
 
@@ -63,8 +68,9 @@ def predict(
     ----------
     model : LoadedModel
         From :func:`~msc_response.registry.load.load_model`.
-    data : Study or FeatureSet
-        A study (features are built with the model's config) or features already built.
+    data : Study, FeatureSet or path
+        A study or its directory (features are built with the model's config), or features
+        already built.
     explain : int
         Also the ``explain`` largest contributions of each patient (0: none).
     regimens : bool
@@ -79,6 +85,12 @@ def predict(
         raise ConfigError(f"explain: expected a number >= 0, got {explain!r}")
     if regimens:
         check_regimens(model)
+    if isinstance(data, (str, os.PathLike)):
+        data = load_study(data, config_from_dict(model.spec["config"]).singlecell)
+    elif not isinstance(data, (Study, FeatureSet)):
+        raise TypeError(
+            f"data: expected a Study, a FeatureSet or a study directory, got {type(data).__name__!r}"
+        )
     if isinstance(data, Study):
         fs = features_from_study(data, model.spec.config, labels=False, bad_rows="exclude")
         test = data.labs["test"]

@@ -1,0 +1,541 @@
+"""A team's deployment: every verb against an MLflow tracking server on PostgreSQL.
+
+The server is the one ``make server`` starts (``python -m msc_response.server``): PostgreSQL from the
+distribution's packages, ``mlflow server --serve-artifacts``, each on a free loopback port, in a
+folder of its own; ``stop`` ends exactly what ``start`` started. Marked ``server``: skipped, with
+the reason shown by ``make test``, where PostgreSQL is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from msc_response import server as tracking_server
+
+CLI = [sys.executable, "-m", "msc_response.cli"]
+
+
+def _postgres_missing() -> str | None:
+    try:
+        tracking_server.postgres_bin()
+    except tracking_server.ServerError as err:
+        return str(err)
+    return None
+
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.server,
+    pytest.mark.skipif(
+        _postgres_missing() is not None, reason=f"server tests: {_postgres_missing()}"
+    ),
+]
+FAST = {"primary": "logistic_l2", "repeats": 2, "bootstrap": 20}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A tracking server started by ``msc_response.server``, in a folder PostgreSQL's user can reach."""
+
+    def __init__(self, auth: bool = False):
+        self.base = Path(tempfile.mkdtemp(prefix="msc-server-", dir="/tmp"))
+        self.base.chmod(0o755)  # as root, PostgreSQL runs as 'postgres' and must enter it
+        self.data = self.base / "server"
+        self.port, self.pg_port = free_port(), free_port()
+        self.auth = auth
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def run(self, action: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "msc_response.server", action, "--data", str(self.data), "--port",
+               str(self.port), "--pg-port", str(self.pg_port)]  # fmt: skip
+        if self.auth and action == "start":
+            cmd.append("--auth")
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+    def start(self) -> Server:
+        done = self.run("start")
+        assert done.returncode == 0, done.stderr
+        return self
+
+    def stop(self) -> None:
+        self.run("stop")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def env(self, **extra) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+        return {**env, "MLFLOW_TRACKING_URI": self.url, **extra}
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server().start()
+    yield s
+    s.stop()
+
+
+def cli(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=1200)  # fmt: skip
+
+
+def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert done.returncode == 0, (
+        f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
+    return done
+
+
+def experiment(folder: Path, name: str, data: Path) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        textwrap.dedent(f"""\
+        name: {name}
+        data: {data}
+        endpoint: {{score: child_pugh, direction: decrease, min_change: 1, followup_day: 28, window_days: 7}}
+        assume: {{dialysis: 0}}
+        model: {json.dumps(FAST)}
+        """)
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def cohorts(tmp_path_factory):
+    """A SIMULATED trial (33 patients: exploratory) and a 2,500-patient cohort (above Riley's
+    minimum: a champion can be promoted), plus a fresh cohort to validate and score."""
+    root = tmp_path_factory.mktemp("cohorts")
+    for name, args in {
+        "trial": ["--design", "trial", "--seed", "1"],
+        "big": ["--design", "screening", "--n-patients", "2500", "--seed", "3"],
+        "fresh": ["--design", "screening", "--n-patients", "300", "--seed", "4"],
+    }.items():
+        ok(cli("simulate", *args, "--out", str(root / name), env=dict(os.environ), cwd=root))
+    return root
+
+
+def test_every_verb_against_the_server(server, cohorts, tmp_path):
+    env = server.env()
+    cfg = experiment(tmp_path, "srv-trial", cohorts / "trial")
+    ok(
+        cli(
+            "train",
+            "--config",
+            str(cfg),
+            "--summary",
+            str(tmp_path / "train.json"),
+            env=env,
+            cwd=tmp_path,
+        )
+    )
+    summary = json.loads((tmp_path / "train.json").read_text())
+    assert summary["aliases"] == ["candidate", "exploratory"]  # the gate as on SQLite
+    uri = "models:/srv-trial@exploratory"
+
+    ok(cli("report", "--experiment", "srv-trial", env=env, cwd=tmp_path))
+    assert list((tmp_path / "reports" / "srv-trial").glob("*/index.html"))
+    ok(cli("validate", "--model", uri, "--data", str(cohorts / "fresh"), "--out",
+           str(tmp_path / "validation"), env=env, cwd=tmp_path))  # fmt: skip
+    patient = pd.read_csv(cohorts / "fresh" / "patients.csv", dtype=str)["patient_id"].iloc[0]
+    ok(cli("explain", "--model", uri, "--data", str(cohorts / "fresh"), "--patient", patient,
+           "--out", str(tmp_path / "explain.html"), env=env, cwd=tmp_path))  # fmt: skip
+    ok(cli("score", "--model", uri, "--data", str(cohorts / "fresh"), "--out",
+           str(tmp_path / "local.csv"), env=env, cwd=tmp_path))  # fmt: skip
+    local = pd.read_csv(tmp_path / "local.csv", dtype={"patient_id": str})
+    assert len(local) == 300
+
+    if shutil.which("java"):  # the Spark engine reads the model through the server too
+        ok(cli("score", "--model", uri, "--data", str(cohorts / "fresh"), "--out",
+               str(tmp_path / "spark.csv"), "--engine", "spark",
+               env={**env, "MSC_RESPONSE_SPARK_MASTER": "local[2]"}, cwd=tmp_path))  # fmt: skip
+        spark = pd.read_csv(tmp_path / "spark.csv", dtype={"patient_id": str})
+        merged = local.merge(spark, on="patient_id", suffixes=("", "_spark"))
+        assert len(merged) == 300
+        np.testing.assert_allclose(merged["probability"], merged["probability_spark"], atol=1e-9)
+
+    # the Python API, as a notebook on a site's machine would use it
+    code = textwrap.dedent(f"""\
+        import msc_response as msc
+        m = msc.load_model({uri!r})
+        p = msc.predict(m, {str(cohorts / "fresh")!r})
+        print(len(p.table))
+        """)
+    api = ok(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env))
+    assert api.stdout.strip().splitlines()[-1] == "300"
+
+    # no patient id in the database or the served artifacts
+    dump = pg_dump(server)
+    assert "SIM-0" not in dump and patient not in dump
+    for f in (server.data / "artifacts").rglob("*"):
+        if f.is_file() and f.stat().st_size < 5_000_000:
+            assert b"SIM-0" not in f.read_bytes(), f
+
+
+def pg_dump(server: Server) -> str:
+    creds = json.loads((server.data / "credentials.json").read_text())
+    done = subprocess.run(
+        [str(tracking_server.postgres_bin() / "pg_dump"), "-h", "127.0.0.1", "-p", str(server.pg_port),
+         "-U", tracking_server.ROLE, tracking_server.DATABASE],
+        capture_output=True, text=True, env={**os.environ, "PGPASSWORD": creds["db_password"]},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "registered_models" in done.stdout  # the dump holds MLflow's tables
+    return done.stdout
+
+
+def test_four_users_train_and_score_at_once(server, cohorts, tmp_path):
+    from mlflow import MlflowClient
+
+    env = server.env()
+    cfg = experiment(tmp_path, "srv-big", cohorts / "big")
+    # one by one first: the champion the others are compared with, and the decision to expect
+    ok(
+        cli(
+            "train",
+            "--config",
+            str(cfg),
+            "--summary",
+            str(tmp_path / "t0.json"),
+            env=env,
+            cwd=tmp_path,
+        )
+    )
+    first = json.loads((tmp_path / "t0.json").read_text())
+    assert first["champion_decision"] == "promoted to champion"
+    ok(
+        cli(
+            "train",
+            "--config",
+            str(cfg),
+            "--summary",
+            str(tmp_path / "t1.json"),
+            env=env,
+            cwd=tmp_path,
+        )
+    )
+    sequential = json.loads((tmp_path / "t1.json").read_text())["champion_decision"]
+
+    def train(k):
+        return cli("train", "--config", str(cfg), "--summary", str(tmp_path / f"c{k}.json"),
+                   env=env, cwd=tmp_path)  # fmt: skip
+
+    def score(k):
+        return cli("score", "--model", "models:/srv-big@champion", "--data", str(cohorts / "fresh"),
+                   "--out", str(tmp_path / f"p{k}.csv"), "--jobs", "1", env=env, cwd=tmp_path)  # fmt: skip
+
+    with ThreadPoolExecutor(8) as pool:
+        trains = [pool.submit(train, k) for k in range(4)]
+        scores = [pool.submit(score, k) for k in range(4)]
+        for f in trains + scores:
+            ok(f.result())
+
+    summaries = [json.loads((tmp_path / f"c{k}.json").read_text()) for k in range(4)]
+    versions = [int(s["version"]) for s in summaries]
+    assert len(set(versions)) == 4 and min(versions) > 2  # unique, after the two sequential ones
+    assert {s["champion_decision"] for s in summaries} == {sequential}
+
+    client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
+    for s in [first, *summaries]:
+        assert client.get_run(s["run_id"]).info.status == "FINISHED"
+    registered = {int(v.version) for v in client.search_model_versions("name = 'srv-big'")}
+    assert registered == {1, 2, *versions}
+    champion = client.get_model_version_by_alias("srv-big", "champion")
+    assert int(champion.version) in registered and champion.status == "READY"
+    import mlflow
+
+    mlflow.set_tracking_uri(server.url)
+    try:
+        loaded = mlflow.pyfunc.load_model(f"models:/srv-big/{champion.version}")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert loaded is not None and loaded.metadata.run_id
+    # every score read a whole registered model: same patients, same probabilities (the
+    # versions are refits of the same data with the same seed)
+    first_p = pd.read_csv(tmp_path / "p0.csv", dtype={"patient_id": str})
+    for k in range(1, 4):
+        other = pd.read_csv(tmp_path / f"p{k}.csv", dtype={"patient_id": str})
+        pd.testing.assert_series_equal(first_p["patient_id"], other["patient_id"])
+        np.testing.assert_allclose(first_p["probability"], other["probability"], atol=1e-12)
+
+
+def test_basic_auth_server_refuses_strangers_and_serves_the_team(cohorts, tmp_path):
+    s = Server(auth=True).start()
+    try:
+        cfg = experiment(tmp_path, "srv-auth", cohorts / "trial")
+        denied = cli("train", "--config", str(cfg), env=s.env(), cwd=tmp_path)
+        assert denied.returncode == 2 and "Traceback" not in denied.stderr
+        assert "answered 401: credentials are needed" in denied.stderr
+        creds = json.loads((s.data / "credentials.json").read_text())
+        env = s.env(MLFLOW_TRACKING_USERNAME=tracking_server.ADMIN,
+                    MLFLOW_TRACKING_PASSWORD=creds["admin_password"])  # fmt: skip
+        ok(
+            cli(
+                "train",
+                "--config",
+                str(cfg),
+                "--summary",
+                str(tmp_path / "t.json"),
+                env=env,
+                cwd=tmp_path,
+            )
+        )
+        assert json.loads((tmp_path / "t.json").read_text())["version"] == "1"
+    finally:
+        s.stop()
+
+
+def test_postgres_restarted_between_runs(server, cohorts, tmp_path):
+    env = server.env()
+    cfg = experiment(tmp_path, "srv-restart", cohorts / "trial")
+    ok(cli("train", "--config", str(cfg), env=env, cwd=tmp_path))
+    pgdata = server.data / "pg"
+    bindir = tracking_server.postgres_bin()
+    tracking_server._as_owner(
+        [str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"]
+    )
+    tracking_server.start_postgres(server.data, server.pg_port)
+    ok(
+        cli(
+            "train",
+            "--config",
+            str(cfg),
+            "--summary",
+            str(tmp_path / "t.json"),
+            env=env,
+            cwd=tmp_path,
+        )
+    )
+    assert json.loads((tmp_path / "t.json").read_text())["version"] == "2"
+
+
+def test_stop_ends_exactly_what_start_started():
+    s = Server().start()
+    try:
+        pid = int((s.data / "mlflow.pid").read_text())
+        assert tracking_server._alive_mlflow(pid)
+        done = s.run("stop")
+        assert (
+            done.returncode == 0 and "mlflow server" in done.stdout and "postgresql" in done.stdout
+        )
+        assert not tracking_server._alive_mlflow(pid)
+        assert (
+            not (s.data / "mlflow.pid").exists() and not (s.data / "pg" / "postmaster.pid").exists()
+        )
+        assert "nothing was running" in s.run("stop").stdout
+    finally:
+        s.stop()
+
+
+def test_server_stopped_mid_train_is_one_line_and_the_run_is_failed_when_it_is_back(
+    cohorts, tmp_path
+):
+    import time
+
+    from mlflow import MlflowClient
+
+    s = Server().start()
+    try:
+        # MLflow retries for minutes by default; a short retry keeps the test short
+        env = s.env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="1", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="0")
+        cfg = experiment(tmp_path, "srv-fault", cohorts / "big")
+        train = subprocess.Popen([*CLI, "train", "--config", str(cfg)], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)  # fmt: skip
+        client = MlflowClient(tracking_uri=s.url, registry_uri=s.url)
+        deadline = time.monotonic() + 600
+        running = []
+        while not running and time.monotonic() < deadline and train.poll() is None:
+            exp = client.get_experiment_by_name("srv-fault")
+            if exp is not None:
+                running = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
+            time.sleep(0.5)
+        assert running, "the training run never started"
+        pid = int((s.data / "mlflow.pid").read_text())
+        os.killpg(pid, 9)  # the server dies (PostgreSQL keeps running)
+        out, err = train.communicate(timeout=900)
+        assert train.returncode == 2, err[-3000:]
+        assert "stopped answering" in err and "Traceback" not in err
+
+        (s.data / "mlflow.pid").unlink()
+        s.start()  # back, on the same database
+        run_id = running[0].info.run_id
+        assert client.get_run(run_id).info.status == "RUNNING"
+        assert not client.search_model_versions("name = 'srv-fault'")  # nothing half-registered
+        ok(
+            cli(
+                "train",
+                "--config",
+                str(cfg),
+                "--summary",
+                str(tmp_path / "t.json"),
+                env=env,
+                cwd=tmp_path,
+            )
+        )
+        assert client.get_run(run_id).info.status == "FAILED"
+        summary = json.loads((tmp_path / "t.json").read_text())
+        assert run_id in summary["abandoned_runs_ended"]
+    finally:
+        s.stop()
+
+
+# ------------------------------------------------------------------------------------------
+# A real Spark cluster: a standalone master and two workers, each its own process
+
+
+class StandaloneCluster:
+    """Spark's standalone master and workers, started with Spark's own ``spark-class``."""
+
+    def __init__(self, root: Path, workers: int = 2):
+        import pyspark
+
+        self.home = Path(pyspark.__file__).parent
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.port, self.ui = free_port(), free_port()
+        self.master = f"spark://127.0.0.1:{self.port}"
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.env = {**os.environ, "SPARK_HOME": str(self.home), "SPARK_LOCAL_IP": "127.0.0.1",
+                    "PYSPARK_PYTHON": sys.executable}  # fmt: skip
+        self._start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                    "--port", str(self.port), "--webui-port", str(self.ui))  # fmt: skip
+        self._wait_port(self.port)
+        for k in range(workers):
+            work = root / f"worker{k}"
+            work.mkdir()
+            self._start(f"worker{k}", "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                        "--cores", "1", "--memory", "1G", "--webui-port", str(free_port()),
+                        "--work-dir", str(work), self.master)  # fmt: skip
+        self._wait_workers(workers)
+
+    def _start(self, name: str, cls: str, *args: str) -> None:
+        with open(self.root / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
+            self.procs[name] = subprocess.Popen(
+                [str(self.home / "bin" / "spark-class"), cls, *args],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+            )  # fmt: skip
+
+    def _wait_port(self, port: int) -> None:
+        import time
+
+        for _ in range(240):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.5)
+        raise AssertionError(
+            f"spark master not listening: {(self.root / 'master.log').read_text()[-2000:]}"
+        )
+
+    def _wait_workers(self, n: int) -> None:
+        import time
+        import urllib.request
+
+        for _ in range(240):
+            try:  # the master's web UI starts a moment after its RPC port
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.ui}/json/") as r:
+                    state = json.load(r)
+            except OSError:
+                state = {"workers": []}
+            if sum(w["state"] == "ALIVE" for w in state["workers"]) >= n:
+                return
+            time.sleep(0.5)
+        raise AssertionError("workers did not register with the master")
+
+    def state(self) -> dict:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ui}/json/") as r:
+            return json.load(r)
+
+    def stop(self) -> None:
+        import signal
+
+        for p in self.procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def spark_submit(cluster: StandaloneCluster, *args: str, env: dict) -> subprocess.Popen:
+    script = subprocess.run([sys.executable, "-m", "msc_response.pipelines.score.spark_submit"],
+                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    cmd = [str(cluster.home / "bin" / "spark-submit"), "--master", cluster.master,
+           "--conf", "spark.executor.memory=768m", "--conf", "spark.task.maxFailures=4",
+           script, *args]  # fmt: skip
+    env = {**env, "SPARK_HOME": str(cluster.home), "PYSPARK_PYTHON": sys.executable,
+           "PYSPARK_DRIVER_PYTHON": sys.executable}  # fmt: skip
+    env.pop("MSC_RESPONSE_SPARK_MASTER", None)  # spark-submit's --master decides
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java 17")
+def test_a_standalone_spark_cluster_scores_as_the_local_engine_even_when_a_worker_dies(
+    server, cohorts, tmp_path
+):
+    import signal
+    import time
+
+    env = server.env()
+    cfg = experiment(tmp_path, "srv-spark", cohorts / "trial")
+    ok(cli("train", "--config", str(cfg), env=env, cwd=tmp_path))
+    uri = "models:/srv-spark@exploratory"
+    data = tmp_path / "cohort"
+    ok(cli("simulate", "--design", "screening", "--n-patients", "5000", "--seed", "5", "--format",
+           "parquet", "--out", str(data), env=env, cwd=tmp_path))  # fmt: skip
+    ok(cli("score", "--model", uri, "--data", str(data), "--out", str(tmp_path / "local.parquet"),
+           "--explain", "2", env=env, cwd=tmp_path))  # fmt: skip
+
+    cluster = StandaloneCluster(tmp_path / "cluster")
+    try:
+        job = spark_submit(cluster, "score", "--engine", "spark", "--model", uri, "--data", str(data),
+                           "--out", str(tmp_path / "spark.parquet"), "--explain", "2",
+                           "--patients-per-chunk", "250", env=env)  # fmt: skip
+        # once the job's executors run, one worker dies with its executor: Spark must re-run
+        # that executor's tasks on the other worker and give the same output
+        victim = cluster.procs["worker1"]
+        for _ in range(600):
+            apps = cluster.state().get("activeapps", [])
+            if apps and job.poll() is None:
+                break
+            time.sleep(0.5)
+        assert apps, "the job never reached the cluster"
+        time.sleep(8)  # the executors have started and taken tasks
+        assert job.poll() is None, "the job ended before the worker could be killed"
+        os.killpg(victim.pid, signal.SIGKILL)
+        out, err = job.communicate(timeout=1500)
+        assert job.returncode == 0, err[-4000:]
+    finally:
+        cluster.stop()
+    # everything it started is stopped
+    assert all(p.poll() is not None for p in cluster.procs.values())
+
+    local = pd.read_parquet(tmp_path / "local.parquet").sort_values("patient_id", ignore_index=True)
+    spark = pd.read_parquet(tmp_path / "spark.parquet").sort_values("patient_id", ignore_index=True)
+    assert list(local["patient_id"]) == list(spark["patient_id"])
+    numeric = [c for c in local.columns if pd.api.types.is_float_dtype(local[c])]
+    assert "probability" in numeric
+    np.testing.assert_allclose(spark[numeric].to_numpy(), local[numeric].to_numpy(), atol=1e-9)
+    text = [c for c in local.columns if c not in numeric]
+    pd.testing.assert_frame_equal(spark[text].astype(str), local[text].astype(str))
