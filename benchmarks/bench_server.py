@@ -18,9 +18,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ._common import CLI, run_measured, write_result
 from msc_response import server as tracking_server
 from msc_response.simulator import write_simulation as simulate
+
+from ._common import CLI, run_measured, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "child_pugh_day28.yaml"

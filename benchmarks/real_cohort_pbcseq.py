@@ -45,12 +45,13 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from _common import write_result
 from msc_response.config import config_from_dict
 from msc_response.errors import MscResponseWarning
 from msc_response.features import build_features
 from msc_response.modeling.fit import fit, refit
 from msc_response.reporting.intervals import auroc_delong
+
+from ._common import write_result
 
 SEED = 20250238
 #: pbcseq column -> (test, unit) of the study's labs table.

@@ -86,7 +86,7 @@ def predict(
     if regimens:
         check_regimens(model)
     if isinstance(data, (str, os.PathLike)):
-        data = load_study(data, config_from_dict(model.spec["config"]).singlecell)
+        data = load_study(data, model.spec.config.singlecell)
     elif not isinstance(data, (Study, FeatureSet)):
         raise TypeError(
             f"data: expected a Study, a FeatureSet or a study directory, got {type(data).__name__!r}"
