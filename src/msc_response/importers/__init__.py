@@ -78,7 +78,7 @@ def import_study(
         raise ConfigError("index_date: only for FHIR sources (SDTM counts from the EX records)")
     index = parse_index_date(index_date)
     out = Path(out)
-    check_out(out)  # refuse before any work
+    check_out(out, Path(source))  # refuse before any work
     maps = load_mapping(mapping, fmt)
     if fmt == "sdtm":
         from .sdtm import import_sdtm

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import tracking
 from ..errors import ConfigError
+from . import gate
 from .fitted import FittedModel
 
 
@@ -52,31 +53,58 @@ class LoadedModel:
         return float(self.spec["threshold"])
 
 
+def record_decision(client, name: str, version: str, decision: str) -> None:
+    """Record the gate's decision on ``version``: its last tag, which makes it usable."""
+    client.set_model_version_tag(name, version, gate.DECISION_TAG, decision[:5000])
+
+
+def unusable(uri: str, tags: dict) -> str | None:
+    """Why the registered version with ``tags`` may not be used (None: it may)."""
+    if gate.INCOMPLETE_TAG in tags:
+        return f"model {uri!r}: {tags[gate.INCOMPLETE_TAG]}"
+    if gate.DECISION_TAG not in tags:
+        return (f"model {uri!r}: the version has no recorded gate decision: its registration did not "
+                "finish (a killed or still running job); it is not used - train again or wait for it")  # fmt: skip
+    return None
+
+
 def load_model(uri: str) -> LoadedModel:
     """Load a model by URI (``models:/NAME@alias``, ``models:/NAME/VERSION`` or ``runs:/...``).
+
+    An alias is resolved once, and the files of the version it named are loaded
+    (``models:/NAME/VERSION``), so an alias moved meanwhile cannot mix two versions. A
+    registered version whose gate decision is not recorded is refused (see
+    :func:`unusable`).
 
     Raises
     ------
     ConfigError
-        The model or alias does not exist, is not an msc-response model, or belongs to
-        another experiment than its registered name says.
+        The model or alias does not exist, is not an msc-response model, belongs to
+        another experiment than its registered name says, or is not usable.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    name, version = "", ""
+    name, version, files = "", "", uri
     try:
         client = tracking.client()
         if uri.startswith("models:/"):
             ref = uri.removeprefix("models:/")
+            mv = None
             if "@" in ref:
                 name, alias = ref.split("@", 1)
-                version = str(client.get_model_version_by_alias(name, alias).version)
+                mv = client.get_model_version_by_alias(name, alias)
             elif "/" in ref:
                 name, version = ref.split("/", 1)
-                client.get_model_version(name, version)
+                mv = client.get_model_version(name, version)
+            if mv is not None:
+                version = str(mv.version)
+                files = f"models:/{name}/{version}"
+                why = unusable(uri, mv.tags or {})
+                if why:
+                    raise ConfigError(why)
         with tracking.using():  # models:/ and runs:/ URIs resolve through the tracking URI
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=files))
         flavor = mlflow.models.Model.load(local).flavors.get("python_function", {})
     except (MlflowException, OSError) as err:
         raise ConfigError(f"model {uri!r}: cannot load it: {str(err).splitlines()[0]}") from None

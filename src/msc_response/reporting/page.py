@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import processes
 from ..io import atomic_path
 from ..report import SIMULATED_LABEL
 
@@ -187,4 +188,5 @@ class Page:
         with atomic_path(path) as tmp:
             tmp.write_text(self.html(), encoding="utf-8")
             tmp.chmod(0o644)  # a page to read and share (the temporary file is private)
+            processes.checkpoint("page:written")
         return path
