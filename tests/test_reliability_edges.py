@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -49,11 +50,18 @@ def artifacts(run_id: str, path: str = "") -> list[str]:
 
 
 def cli(args: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:
-    """``msc-response ARGS`` in a real process (the store of the environment)."""
+    """``msc-response ARGS`` in a real process (the store of the environment).
+
+    Its output goes to files, not pipes: worker processes of a killed job (joblib's) may
+    outlive it for a while, and would hold a pipe open.
+    """
     environ = {**os.environ, "PYTHONPATH": str(SRC), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
                **env}  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "msc_response.cli", *args], cwd=cwd, env=environ,
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        done = subprocess.run([sys.executable, "-m", "msc_response.cli", *args], cwd=cwd, env=environ,
+                              stdout=out, stderr=err, text=True, timeout=900)  # fmt: skip
+        out.seek(0), err.seek(0)
+        return subprocess.CompletedProcess(done.args, done.returncode, out.read(), err.read())
 
 
 def write_config(path: Path, name: str, data: Path) -> Path:
@@ -494,17 +502,20 @@ def test_two_trainings_at_once_each_compare_with_the_champion_they_replace(tmp_p
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         **env,
     }
+    logs = [open(tmp_path / f"train{i}.log", "w+") for i in (1, 2)]  # files: see cli()
     procs = [subprocess.Popen([sys.executable, "-m", "msc_response.cli", "train", "--config", str(config),
                                "--summary", str(tmp_path / f"s{i}.json")], cwd=tmp_path, env=environ,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in (1, 2)]  # fmt: skip
-    for p in procs:
-        _, err = p.communicate(timeout=900)
-        assert p.returncode == 0, err[-3000:]
+                              stdout=log, stderr=subprocess.STDOUT)
+             for i, log in zip((1, 2), logs, strict=True)]  # fmt: skip
+    for p, log in zip(procs, logs, strict=True):
+        p.wait(timeout=900)
+        log.seek(0)
+        assert p.returncode == 0, log.read()[-3000:]
+        log.close()
     summaries = [json.loads((tmp_path / f"s{i}.json").read_text()) for i in (1, 2)]
     assert all(s["gate_against_baseline"]["passed"] and not s["exploratory"] for s in summaries)
     first, second = sorted(summaries, key=lambda s: s["gate_against_champion"] is not None)
     assert first["gate_against_champion"] is None  # no champion when it was compared
     assert second["gate_against_champion"]["reference"].startswith(f"champion v{first['version']} ")
-    client = MlflowClient(store)
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
     assert client.get_registered_model("race").aliases["champion"] == second["version"]

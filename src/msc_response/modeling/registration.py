@@ -37,7 +37,7 @@ from . import gate
 from .fit import ModelValidation, TrainingResult, validate_model
 from .fitted import write_spec
 from .models import ModelSpec
-from .registry import record_decision
+from .registry import decision_recorded, record_decision
 from .summary import NOT_APPLICABLE, model_numbers
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
@@ -123,7 +123,6 @@ def _log_and_register(
                 champion=champion,
                 champion_problem=champion_problem,
             )
-            processes.checkpoint("train:compared")
             if locked or _champion_version(config.name) == seen:
                 break
         aliases = _register(config.name, version, result, decision)
@@ -452,7 +451,7 @@ def mark_incomplete_versions(name: str) -> list[str]:
     marked = []
     for mv in client.search_model_versions(f"name = '{name}'"):
         tags = mv.tags or {}
-        if gate.DECISION_TAG in tags or gate.INCOMPLETE_TAG in tags:
+        if decision_recorded(tags) or gate.INCOMPLETE_TAG in tags:
             continue
         if mv.run_id and client.get_run(mv.run_id).info.status == "RUNNING":
             continue

@@ -58,11 +58,25 @@ def record_decision(client, name: str, version: str, decision: str) -> None:
     client.set_model_version_tag(name, version, gate.DECISION_TAG, decision[:5000])
 
 
+#: The features digest of the cohort a recalibrated version was recalibrated on.
+RECALIBRATION_DIGEST_TAG = "recalibration_digest"
+
+
+def decision_recorded(tags: dict) -> bool:
+    """Whether a version's registration finished: its gate decision is recorded.
+
+    Recalibrated versions registered before decisions were recorded for them (tagged
+    ``recalibrates`` and, last, ``model``; no ``recalibration_digest``) count as finished.
+    """
+    legacy = {"recalibrates", "model"} <= set(tags) and RECALIBRATION_DIGEST_TAG not in tags
+    return gate.DECISION_TAG in tags or legacy
+
+
 def unusable(uri: str, tags: dict) -> str | None:
     """Why the registered version with ``tags`` may not be used (None: it may)."""
     if gate.INCOMPLETE_TAG in tags:
         return f"model {uri!r}: {tags[gate.INCOMPLETE_TAG]}"
-    if gate.DECISION_TAG not in tags:
+    if not decision_recorded(tags):
         return (f"model {uri!r}: the version has no recorded gate decision: its registration did not "
                 "finish (a killed or still running job); it is not used - train again or wait for it")  # fmt: skip
     return None

@@ -180,6 +180,7 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
 
     client = tracking.client(root)
     run = _training_run(client, experiment, run_id)
+    tracking.fail_abandoned_runs(run.info.experiment_id, root)  # as every run of the experiment
     run_id = run.info.run_id
     versions = client.search_model_versions(f"run_id = '{run_id}'")
     if not versions:

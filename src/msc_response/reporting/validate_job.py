@@ -317,7 +317,7 @@ def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, data: Pat
     from .. import tracking
     from ..modeling.fitted import FittedModel, write_spec
     from ..modeling.registration import log_pyfunc
-    from ..modeling.registry import record_decision, unusable
+    from ..modeling.registry import RECALIBRATION_DIGEST_TAG, record_decision, unusable
 
     client = tracking.client()
     for earlier in client.search_model_versions(f"name = '{model.name}'"):
@@ -349,10 +349,6 @@ def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, data: Pat
     record_decision(client, model.name, version, f"not promoted: a recalibration of version {model.version} "
                     "(no alias; promote it by hand after review)")  # fmt: skip
     return version, False
-
-
-#: The features digest of the cohort a version was recalibrated on.
-RECALIBRATION_DIGEST_TAG = "recalibration_digest"
 
 
 def summary(run: ValidationRun) -> dict:
