@@ -206,12 +206,12 @@ def test_a_full_disk_ends_scores_and_import_with_exit_2_and_one_line(full_disk, 
     result = runner.invoke(
         app, ["import", str(src), "--from", "fhir", "--out", str(full_disk / "study")]
     )
-    _one_clear_line(result, str(full_disk))
+    _one_clear_line(result, f"{str(full_disk / 'study')!r}")  # the output, not a temporary in it
     assert sorted(p.name for p in full_disk.iterdir()) == ["ballast"]  # nothing left behind
 
 
-def test_disk_errors_are_one_clear_error_others_are_not():
-    from msc_response.io import disk_error
+def test_disk_errors_are_one_clear_error_others_are_not(tmp_path):
+    from msc_response.io import disk_error, work_dir
 
     err = disk_error(OSError(30, "Read-only file system", "/mnt/ro/x.csv"))
     assert (
@@ -219,6 +219,14 @@ def test_disk_errors_are_one_clear_error_others_are_not():
     )
     assert disk_error(OSError(2, "No such file or directory", "x")) is None
     assert disk_error(ValueError("x")) is None
+    # inside an output's work directory: said of the output; an input that cannot be read is
+    # not a write error
+    with pytest.raises(ConfigError, match="'.*out.csv': No space left on device"):
+        with work_dir(tmp_path / "out.csv") as work:
+            raise OSError(28, "No space left on device", str(work / "part-0"))
+    with pytest.raises(PermissionError):
+        with work_dir(tmp_path / "out.csv"):
+            raise PermissionError(13, "Permission denied", str(tmp_path / "input.csv"))
 
 
 # ----------------------------------------------------------------------------------------
@@ -518,4 +526,4 @@ def test_two_trainings_at_once_each_compare_with_the_champion_they_replace(tmp_p
     assert first["gate_against_champion"] is None  # no champion when it was compared
     assert second["gate_against_champion"]["reference"].startswith(f"champion v{first['version']} ")
     client = MlflowClient(tracking_uri=store, registry_uri=store)
-    assert client.get_registered_model("race").aliases["champion"] == second["version"]
+    assert str(client.get_registered_model("race").aliases["champion"]) == second["version"]

@@ -102,17 +102,28 @@ def _free_space(where: str | os.PathLike) -> str:
     return "" if free is None else f", {free:,} bytes free there"
 
 
-def disk_error(err: BaseException, path: str | os.PathLike | None = None) -> ConfigError | None:
-    """The one clear error for writing ``path`` (or the file ``err`` names) onto a full disk,
-    a read-only file system or a folder without permission; None for any other error."""
+class CannotWrite(ConfigError):
+    """An output that the disk cannot take (full, read-only, not permitted): exit 2, one line."""
+
+    def __init__(self, path: str | os.PathLike | None, strerror: str):
+        self.path, self.strerror = path, strerror
+        where = f" {str(path)!r}" if path is not None else ""
+        super().__init__(f"cannot write{where}: {strerror}{_free_space(path or Path.cwd())}; free some "
+                         "space or choose another location (nothing was written)")  # fmt: skip
+
+
+def disk_error(err: BaseException, path: str | os.PathLike | None = None) -> CannotWrite | None:
+    """The one clear error for writing ``path`` (else the file ``err`` names) onto a full
+    disk, a read-only file system or a folder without permission; None for any other error.
+
+    ``path`` is the output the user named: a temporary file inside its work directory is
+    not what they need to hear about.
+    """
+    if isinstance(err, CannotWrite):
+        return err if path is None else CannotWrite(path, err.strerror)
     if not isinstance(err, OSError) or err.errno not in DISK_ERRNOS:
         return None
-    where = err.filename or path
-    if where is None:
-        return ConfigError(f"cannot write: {err.strerror or err}{_free_space(Path.cwd())}; "
-                           "free some space or choose another location (nothing was written)")  # fmt: skip
-    return ConfigError(f"cannot write {str(where)!r}: {err.strerror or err}{_free_space(where)}; free some "
-                       "space or choose another location (nothing was written)")  # fmt: skip
+    return CannotWrite(path or err.filename, err.strerror or str(err))
 
 
 @contextlib.contextmanager
@@ -138,11 +149,25 @@ def work_dir(path: str | os.PathLike, *, option: str | None = None) -> Iterator[
         raise _cannot_write(path, err, option) from None
     try:
         yield work
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(work, ignore_errors=True)  # the error that got here is the one to see
         _remove_empty(missing)
-        raise
+        if not _writing(err, work):
+            raise
+        raise disk_error(err, path) from None  # said of this output, not of a temporary
     shutil.rmtree(work)
+
+
+def _writing(err: BaseException, work: Path) -> bool:
+    """Whether ``err`` is the disk refusing what is written in ``work``: a full disk or a
+    read-only file system; no permission only for a file in ``work`` (not an input read)."""
+    if isinstance(err, CannotWrite):
+        return True
+    if disk_error(err) is None:
+        return False
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return True
+    return err.filename is not None and Path(work) in Path(os.path.abspath(err.filename)).parents
 
 
 def _remove_empty(created: list[Path]) -> None:
@@ -167,15 +192,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         )
     with work_dir(path) as work:
         tmp = work / path.name
-        try:
-            tmp.touch()
-            yield tmp
-            os.replace(tmp, path)
-        except OSError as err:
-            clear = disk_error(err, path)
-            if clear is None:
-                raise
-            raise clear from None
+        tmp.touch()
+        yield tmp
+        os.replace(tmp, path)
 
 
 def check_outputs(
