@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 import msc_response
 from conftest import private_store
-from msc_response import MscResponseWarning, processes, tracking
+from msc_response import MscResponseWarning, tracking
 from msc_response.cli import app
 from msc_response.errors import ConfigError
 from test_import_fhir import bilirubin, infusion, patient, resource, write_ndjson
@@ -490,6 +490,29 @@ def test_a_full_disk_ends_validate_with_exit_2_one_line_and_no_page(setup, full_
 # two trainings promoted at once
 
 
+#: Put in front of every ``train`` of the race (``sitecustomize``, imported at start-up): the
+#: first time a process is about to set the ``champion`` alias it waits, up to
+#: RACE_WAIT_S, for the other to be about to as well. Without a compare-and-set both get
+#: there, each having compared with the champion they both read; with it, the first holds
+#: the registry lock, the second cannot compare until the first has set its alias, and the
+#: first goes on after the wait. MLflow's call is made as always (instrumented, not mocked).
+RACE_WAIT_S = 90
+RACE_HOOK = """
+import os, time
+from mlflow import MlflowClient
+_set = MlflowClient.set_registered_model_alias
+def _line_up(self, name, alias, version):
+    folder = os.environ["RACE_BARRIER"]
+    if alias == "champion" and not os.path.exists(os.path.join(folder, str(os.getpid()))):
+        open(os.path.join(folder, str(os.getpid())), "w").close()
+        deadline = time.monotonic() + float(os.environ["RACE_WAIT_S"])
+        while len(os.listdir(folder)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return _set(self, name, alias, version)
+MlflowClient.set_registered_model_alias = _line_up
+"""
+
+
 @pytest.mark.slow
 def test_two_trainings_at_once_each_compare_with_the_champion_they_replace(tmp_path):
     from msc_response.simulator import write_simulation
@@ -501,15 +524,12 @@ def test_two_trainings_at_once_each_compare_with_the_champion_they_replace(tmp_p
     (tmp_path / "mlruns").mkdir()
     store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     config = write_config(tmp_path / "c.yaml", "race", cohort)
-    barrier = tmp_path / "barrier"
-    barrier.mkdir()
-    env = {"MLFLOW_TRACKING_URI": store, processes.BARRIER_ENV: f"train:registered:{barrier}:2"}
-    environ = {
-        **os.environ,
-        "PYTHONPATH": str(SRC),
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        **env,
-    }
+    (tmp_path / "barrier").mkdir()
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(RACE_HOOK)
+    environ = {**os.environ, "PYTHONPATH": f"{tmp_path / 'hook'}{os.pathsep}{SRC}",
+               "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_TRACKING_URI": store,
+               "RACE_BARRIER": str(tmp_path / "barrier"), "RACE_WAIT_S": str(RACE_WAIT_S)}  # fmt: skip
     logs = [open(tmp_path / f"train{i}.log", "w+") for i in (1, 2)]  # files: see cli()
     procs = [subprocess.Popen([sys.executable, "-m", "msc_response.cli", "train", "--config", str(config),
                                "--summary", str(tmp_path / f"s{i}.json")], cwd=tmp_path, env=environ,
@@ -520,10 +540,12 @@ def test_two_trainings_at_once_each_compare_with_the_champion_they_replace(tmp_p
         log.seek(0)
         assert p.returncode == 0, log.read()[-3000:]
         log.close()
+    assert len(os.listdir(tmp_path / "barrier")) == 2  # both were promoted
     summaries = [json.loads((tmp_path / f"s{i}.json").read_text()) for i in (1, 2)]
     assert all(s["gate_against_baseline"]["passed"] and not s["exploratory"] for s in summaries)
     first, second = sorted(summaries, key=lambda s: s["gate_against_champion"] is not None)
     assert first["gate_against_champion"] is None  # no champion when it was compared
+    assert second["gate_against_champion"] is not None, "promoted without comparing with the first"
     assert second["gate_against_champion"]["reference"].startswith(f"champion v{first['version']} ")
     client = MlflowClient(tracking_uri=store, registry_uri=store)
     assert str(client.get_registered_model("race").aliases["champion"]) == second["version"]

@@ -132,30 +132,14 @@ def signals_raise() -> Iterator[None]:
             signal.signal(signum, signal.SIG_DFL if before is None else before)
 
 
-#: Test hooks, read in one place (:func:`checkpoint`): a process whose environment names
+#: The test hook, read in one place (:func:`checkpoint`): a process whose environment names
 #: one of its checkpoints kills itself there with SIGKILL (what a power cut or the OOM
-#: killer does) ...
+#: killer does), so tests can stop a job exactly between two of its steps.
 KILL_AT_ENV = "MSC_RESPONSE_KILL_AT"
-#: ... or, with ``POINT:FOLDER:N``, waits there until N processes have reached it (each
-#: leaves a file in FOLDER), so tests can make two jobs race exactly at that point.
-BARRIER_ENV = "MSC_RESPONSE_BARRIER"
-BARRIER_TIMEOUT_S = 600
 
 
 def checkpoint(name: str) -> None:
-    """A named point of a job where tests may kill it or line it up with another (see
-    :data:`KILL_AT_ENV`, :data:`BARRIER_ENV`); nothing happens otherwise."""
+    """A named point of a job where tests may kill it (see :data:`KILL_AT_ENV`); nothing
+    happens otherwise."""
     if os.environ.get(KILL_AT_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
-    point, _, rest = os.environ.get(BARRIER_ENV, "").partition(":")
-    if point != name:
-        return
-    folder, _, n = rest.rpartition(":")
-    open(os.path.join(folder, str(os.getpid())), "w").close()
-    deadline = time.monotonic() + BARRIER_TIMEOUT_S
-    while len(os.listdir(folder)) < int(n):
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"barrier {name!r}: fewer than {n} processes came in {BARRIER_TIMEOUT_S} s"
-            )
-        time.sleep(0.05)
