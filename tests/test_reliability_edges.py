@@ -240,8 +240,8 @@ def setup(tmp_path_factory):
     from msc_response.config import config_from_dict
     from msc_response.features import build_features
     from msc_response.modeling.fit import fit
-    from msc_response.modeling.registration import log_and_register
-    from msc_response.reporting.training import publish_training_report
+    from msc_response.pipelines.report import publish_training_report
+    from msc_response.registry.registration import log_and_register
     from msc_response.simulator import write_simulation
 
     root = tmp_path_factory.mktemp("edge-store")
@@ -263,7 +263,7 @@ def setup(tmp_path_factory):
 
 
 def test_training_logs_aggregates_only_and_files_one_by_one(setup):
-    from msc_response.reporting.training import publish_training_report, report_dir
+    from msc_response.pipelines.report import publish_training_report, report_dir
 
     root, summary = setup["root"], setup["summary"]
     client = MlflowClient()
@@ -307,7 +307,7 @@ def test_validate_logs_only_its_page_and_may_replace_only_an_earlier_page(setup,
 
 
 def test_two_cohorts_in_same_named_folders_are_two_records(setup):
-    from msc_response.reporting.validate_job import validate_registered_model
+    from msc_response.pipelines.validate import validate_registered_model
 
     root, summary = setup["root"], setup["summary"]
     runs = [
@@ -333,7 +333,7 @@ def test_two_cohorts_in_same_named_folders_are_two_records(setup):
 def test_a_cohort_given_as_dot_gets_its_folders_name_and_the_default_page_never_goes_inside_it(
     setup, monkeypatch
 ):
-    from msc_response.reporting.validate_job import validate_registered_model
+    from msc_response.pipelines.validate import validate_registered_model
 
     cohort = setup["root"] / "a" / "cohort"
     monkeypatch.chdir(cohort)
@@ -354,7 +354,7 @@ def test_a_cohort_given_as_dot_gets_its_folders_name_and_the_default_page_never_
 @pytest.fixture(scope="module")
 def recalibrated(setup):
     """The version ``validate --recalibrate`` registered for cohort a (run twice)."""
-    from msc_response.reporting.validate_job import validate_registered_model
+    from msc_response.pipelines.validate import validate_registered_model
 
     cohort = setup["root"] / "a" / "cohort"
     first = validate_registered_model(setup["uri"], cohort, recalibrate=True, n_boot=20)
@@ -375,7 +375,7 @@ def test_load_model_loads_the_version_it_resolved_even_if_the_alias_moves(
 ):
     import mlflow
 
-    from msc_response.modeling.registry import load_model
+    from msc_response.registry.load import load_model
 
     client = MlflowClient()
     original, moved_to = setup["summary"]["version"], recalibrated[0].recalibrated_version
@@ -399,7 +399,7 @@ def _version_runs(version: str) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["train:registered", "train:aliased"])
 def test_a_train_killed_before_its_gate_decision_leaves_no_usable_version(setup, tmp_path, point):
-    from msc_response.modeling.registration import mark_incomplete_versions
+    from msc_response.registry.registration import mark_incomplete_versions
 
     root, client = setup["root"], MlflowClient()
     before = dict(client.get_registered_model(NAME).aliases)
@@ -419,7 +419,7 @@ def test_a_train_killed_before_its_gate_decision_leaves_no_usable_version(setup,
     assert "incomplete" in client.get_model_version(NAME, latest.version).tags
     assert dict(client.get_registered_model(NAME).aliases) == before  # put back where they were
     with pytest.raises(ConfigError, match="gate decision was recorded"):
-        from msc_response.modeling.registry import load_model
+        from msc_response.registry.load import load_model
 
         load_model(f"models:/{NAME}/{latest.version}")
 
@@ -428,7 +428,7 @@ def test_a_train_killed_before_its_gate_decision_leaves_no_usable_version(setup,
 def test_a_train_killed_while_writing_its_report_is_marked_and_its_leftovers_removed(
     setup, tmp_path
 ):
-    from msc_response.reporting.training import REPORT_TAG, publish_training_report, reports_root
+    from msc_response.pipelines.report import REPORT_TAG, publish_training_report, reports_root
 
     root, client = setup["root"], MlflowClient()
     config = write_config(tmp_path / "c.yaml", NAME, root / "trial")
@@ -449,7 +449,7 @@ def test_a_train_killed_while_writing_its_report_is_marked_and_its_leftovers_rem
 
 @pytest.mark.slow
 def test_a_killed_validate_run_is_ended_by_the_next_and_wrote_no_page(setup, tmp_path):
-    from msc_response.reporting.validate_job import validate_registered_model
+    from msc_response.pipelines.validate import validate_registered_model
 
     root, client = setup["root"], MlflowClient()
     killed = cli(["validate", "--model", setup["uri"], "--data", str(root / "b" / "cohort"), "--recalibrate"],

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, MscResponseWarning
 from .study.problems import as_problems
 
 app = typer.Typer(
@@ -58,6 +58,7 @@ def _bad_input_exits(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        # deferred: each verb imports only what it runs, so the CLI starts fast
         from .processes import signals_raise
 
         try:
@@ -68,7 +69,7 @@ def _bad_input_exits(func):
             err_console.print(f"[bold red]error:[/] {text}", markup=True, highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except OSError as err:  # a full disk, a read-only folder: the place, not a traceback
-            from .io import disk_error
+            from .io import disk_error  # deferred: io imports pandas, which the CLI loads late
 
             clear = disk_error(err)
             if clear is None:
@@ -91,6 +92,7 @@ def _problem_list_beside(out: Path | None):
         if err.table is not None and err.hidden:
             if out is None:
                 raise DataError(as_problems(err.table)) from None
+            # deferred: each verb imports only what it runs, so the CLI starts fast
             from .features import sidecar, write_problems
 
             path = write_problems(err.table, sidecar(out, ".problems.csv"))
@@ -110,9 +112,10 @@ def scores(
     ),
 ) -> None:
     """Compute Child-Pugh, MELD, MELD-Na and MELD 3.0 for every row of a visit table."""
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .io import check_outputs, table_format, write_table
     from .scores import with_scores
-    from .visits import read_visit_table
+    from .study.visits import read_visit_table
 
     try:
         table_format(output)
@@ -153,6 +156,7 @@ def build_features_cmd(
     ),
 ) -> None:
     """Build the feature table with labels, the exclusion list and the patient flow."""
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .config import load_config
     from .features import build_features, check_feature_outputs, write_feature_set
     from .io import table_format
@@ -198,6 +202,7 @@ def simulate(
     ),
 ) -> None:
     """Write a SIMULATED study directory with known truth (truth.csv, simulation.json)."""
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .simulator import write_simulation
 
     meta = write_simulation(out, design=design, n_patients=n_patients, seed=seed, fmt=fmt,
@@ -230,11 +235,11 @@ def train(
     """Validate candidates and baselines, refit the primary model, log to MLflow and register it."""
     import warnings
 
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .config import load_config
-    from .errors import MscResponseWarning
     from .features import sidecar
     from .io import check_outputs
-    from .modeling.train import train as run
+    from .pipelines.train import train as run
     from .study.files import input_paths
 
     cfg = load_config(config).with_data(data)
@@ -274,6 +279,7 @@ def _train_table(result: dict):
     """One row per model: its status and validated AUROC (names from modeling.metrics)."""
     from rich.table import Table
 
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .modeling.metrics import APPARENT, OPTIMISM_CORRECTED, ROC_AUC, VALIDATED, reported
 
     title = result["experiment"] + (" (SIMULATED data)" if result["simulated_data"] else "")
@@ -295,6 +301,7 @@ def _train_table(result: dict):
 
 def _primary_lines(result: dict) -> str:
     """The primary model's other metrics with their intervals, the gate, the sample size."""
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .modeling.metrics import PERFORMANCE, ROC_AUC, VALIDATED, label, net_benefit_name, reported
 
     primary = result["models"][result["primary_model"]]
@@ -359,7 +366,8 @@ def score(
     ),
 ) -> None:
     """Score every patient of a study directory with a registered model, with explanations."""
-    from .pipelines.score import score as run
+    # deferred: each verb imports only what it runs, so the CLI starts fast
+    from .pipelines.score.job import score as run
 
     with _problem_list_beside(Path(out)):
         summary = run(model, data, out, explain=explain, regimens=regimens, engine=engine,
@@ -406,6 +414,7 @@ def import_cmd(
     fmt: str = typer.Option("csv", "--format", help="Tables as csv or parquet."),
 ) -> None:
     """Import a site's CDISC SDTM or FHIR R4 data into a study directory, with a mapping report."""
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .importers import import_study
 
     report = import_study(source, out, source_format=from_, mapping=mapping, index_date=index_date,
@@ -457,7 +466,8 @@ def explain(
     ),
 ) -> None:
     """Explain one patient's prediction: a waterfall of the contributions, values in the site's units."""
-    from .reporting.patient import explain_study_patient
+    # deferred: each verb imports only what it runs, so the CLI starts fast
+    from .pipelines.explain import explain_study_patient
 
     expl = explain_study_patient(model, data, patient, out)
     console.print(f"{expl.model}: probability {expl.probability:.3f} (log-odds {expl.logit:.3f}) -> {out}",
@@ -474,7 +484,8 @@ def report(
     ),
 ) -> None:
     """Write the report of a training run to reports/<experiment>/<run>/index.html (and log it)."""
-    from .reporting.training import report_run
+    # deferred: each verb imports only what it runs, so the CLI starts fast
+    from .pipelines.report import report_run
 
     page = report_run(experiment, run, data=data)
     console.print(f"report -> {page}", highlight=False, soft_wrap=True)
@@ -497,7 +508,8 @@ def validate(
     ),
 ) -> None:
     """External validation of a registered model on a labelled cohort: page, MLflow run, recalibration."""
-    from .reporting.validate_job import validate_registered_model
+    # deferred: each verb imports only what it runs, so the CLI starts fast
+    from .pipelines.validate import validate_registered_model
 
     run = validate_registered_model(model, data, out=out, recalibrate=recalibrate)
     ev = run.result

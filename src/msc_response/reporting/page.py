@@ -22,7 +22,7 @@ import pandas as pd
 
 from .. import processes
 from ..io import atomic_path
-from ..report import SIMULATED_LABEL
+from ..plotting import SIMULATED_LABEL
 
 SIMULATED_BANNER = (
     "SIMULATED DATA. Every number and figure on this page comes from simulated patients "

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from .. import __version__
 from ..domain import TRIAL_ARMS, Arm, regimen_features
 from ..errors import ConfigError
 from . import followup, model
@@ -281,8 +282,6 @@ def calibration_rates(
 def metadata(design, seed, total, baseline_only, arms, truth) -> dict:
     """The content of ``simulation.json`` (without ``format``)."""
     from sklearn.metrics import roc_auc_score
-
-    from .. import __version__
 
     repeated = {a.name: a.size for a in arms if a.n_infusions > 1}
     meta = {

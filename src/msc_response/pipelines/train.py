@@ -1,8 +1,8 @@
-"""Training: ``train`` = :func:`~.fit.fit` + :func:`~.registry.log_and_register`.
+"""Training: ``train`` = :func:`~msc_response.modeling.fit.fit` + :func:`~msc_response.registry.registration.log_and_register`.
 
 Validate every candidate and baseline honestly and refit the pre-specified primary model
-(in memory, :mod:`.fit`), then track and register it and apply the promotion gate
-(:mod:`.registry`, :mod:`.gate`).
+(in memory, :mod:`msc_response.modeling.fit`), then track and register it and apply the promotion gate
+(:mod:`msc_response.registry`, :mod:`msc_response.modeling.gate`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 from ..config import ExperimentConfig
 from ..features import build_features
-from ..reporting.training import publish_training_report
-from .fit import TrainingResult, fit
-from .registration import log_and_register
+from ..modeling.fit import TrainingResult, fit
+from ..registry.registration import log_and_register
+from .report import publish_training_report
 
 __all__ = ["TrainingResult", "fit", "log_and_register", "train"]
 

@@ -30,15 +30,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import processes, tracking
+from .. import plotting, processes, tracking
 from ..config import config_from_dict
+from ..features import build_features
 from ..io import work_dir, write_json
-from . import gate
-from .fit import ModelValidation, TrainingResult, validate_model
-from .fitted import write_spec
-from .models import ModelSpec
-from .registry import decision_recorded, record_decision
-from .summary import NOT_APPLICABLE, model_numbers
+from ..modeling import gate
+from ..modeling.explain import global_importance
+from ..modeling.fit import ModelValidation, TrainingResult, validate_model
+from ..modeling.fitted import write_spec
+from ..modeling.models import ModelSpec
+from ..modeling.summary import NOT_APPLICABLE, model_numbers
+from .load import decision_recorded, record_decision
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 
@@ -225,8 +227,6 @@ def _log_parent(result: TrainingResult, summary: dict) -> None:
 def _log_model_run(result: TrainingResult, mv: ModelValidation, exp_id: str, tmp: Path) -> None:
     import mlflow
 
-    from .. import report
-
     status = result.status(mv.name)
     with tracking.start_run(experiment_id=exp_id, run_name=mv.name, nested=True):
         mlflow.set_tags({"role": mv.spec.role, "kind": mv.spec.kind, "status": status})
@@ -253,19 +253,16 @@ def _log_model_run(result: TrainingResult, mv: ModelValidation, exp_id: str, tmp
             ("decision_curve.png", result.plot_decision_curve(model=mv.name)),
         ):
             written.append(out / name)
-            report.save_figure(ax, written[-1], simulated=result.simulated)
+            plotting.save_figure(ax, written[-1], simulated=result.simulated)
         tracking.log_files(written, "validation")
 
 
 def _log_shap(result: TrainingResult, tmp: Path) -> None:
-    from .. import report
-    from ..explain import global_importance
-
     shap_dir = tmp / "shap"
     shap_dir.mkdir()
     written = [shap_dir / f"shap_{kind}.png" for kind in ("beeswarm", "bar")]
     for kind, path in zip(("beeswarm", "bar"), written, strict=True):
-        report.save_figure(result.plot_shap(kind=kind), path, simulated=result.simulated)
+        plotting.save_figure(result.plot_shap(kind=kind), path, simulated=result.simulated)
     contrib, _ = result.fitted.contributions(result.X)
     written.append(shap_dir / "shap_importance.csv")
     global_importance(contrib, result.fitted.feature_columns).to_csv(written[-1], index=False)
@@ -400,8 +397,6 @@ def _champion_features(result: TrainingResult, champ_config, data_dir) -> pd.Dat
             "log_and_register: the champion was trained with other feature settings; pass "
             "data_dir= so that its features can be rebuilt from the same study"
         )
-    from ..features import build_features
-
     return build_features(champ_config, data_dir).table
 
 
