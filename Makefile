@@ -82,15 +82,15 @@ ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:5000 over the local store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
 bench: $(STAMP) ## benchmarks; results in benchmarks/results/*.json (about two hours on 2 cores)
-	$(BIN)/python benchmarks/bench_scores.py
-	$(BIN)/python benchmarks/bench_features.py
-	$(BIN)/python benchmarks/bench_simulate.py
-	$(BIN)/python benchmarks/bench_train.py
-	$(BIN)/python benchmarks/bench_honest_validation.py
-	$(BIN)/python benchmarks/bench_gate.py
-	$(BIN)/python benchmarks/bench_report_intervals.py
-	$(BIN)/python benchmarks/bench_score.py
-	$(BIN)/python benchmarks/bench_spark.py
+	$(BIN)/python -m benchmarks.bench_scores
+	$(BIN)/python -m benchmarks.bench_features
+	$(BIN)/python -m benchmarks.bench_simulate
+	$(BIN)/python -m benchmarks.bench_train
+	$(BIN)/python -m benchmarks.bench_honest_validation
+	$(BIN)/python -m benchmarks.bench_gate
+	$(BIN)/python -m benchmarks.bench_report_intervals
+	$(BIN)/python -m benchmarks.bench_score
+	$(BIN)/python -m benchmarks.bench_spark
 
 clean: ## remove generated outputs and the local MLflow store (keeps .venv)
 	rm -rf outputs data reports benchmarks/results/*.json

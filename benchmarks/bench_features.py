@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from _common import run_measured, write_result
 from msc_response.simulator import write_simulation as simulate
+
+from ._common import run_measured, write_result
 
 N = 100_000
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ no model can truly beat the baseline-score model.
 
 Only the primary model and the baselines are validated (``candidates: [logistic_l2]``):
 the other candidates play no part in the gate.
-Run: ``python benchmarks/bench_gate.py [--trials 200] [--bootstrap 100] [--repeats 5]``.
+Run: ``python -m benchmarks.bench_gate [--trials 200] [--bootstrap 100] [--repeats 5]``.
 """
 
 from __future__ import annotations
@@ -35,13 +35,14 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from _common import write_result
 from msc_response.config import config_from_dict
 from msc_response.errors import MscResponseWarning
 from msc_response.features import build_features
 from msc_response.modeling import gate, metrics, validation
 from msc_response.modeling.fit import fit, refit
 from msc_response.simulator import write_simulation as simulate
+
+from ._common import write_result
 
 SCORE = "child_pugh"
 

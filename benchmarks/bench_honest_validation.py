@@ -12,7 +12,7 @@
    calibration intercept and slope, ICI, E50, E90, net benefit at the config's thresholds).
 2. A 2,000-patient screening cohort: fresh AUROC of each candidate against the oracle.
 
-Run: ``python benchmarks/bench_honest_validation.py [--trials 200] [--bootstrap 100]
+Run: ``python -m benchmarks.bench_honest_validation [--trials 200] [--bootstrap 100]
 [--repeats 5] [--jobs 2]``; the result goes to ``benchmarks/results/honest_validation.json``.
 Bootstrap replicates and repeats are fewer than ``train`` uses at trial size (200 and 10):
 they set the Monte Carlo precision of each trial's numbers, not their expectation.
@@ -32,13 +32,14 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from _common import write_result
 from msc_response.config import config_from_dict
 from msc_response.errors import MscResponseWarning
 from msc_response.features import build_features
 from msc_response.modeling import metrics
 from msc_response.modeling.fit import fit, refit
 from msc_response.simulator import write_simulation as simulate
+
+from ._common import write_result
 
 ENDPOINT = {"score": "child_pugh"}
 FRESH_N = 20_000

@@ -29,7 +29,7 @@ estimable).
    ``lp`` is shifted by +0.4), for the observed rate, the mean predicted probability and
    the AUROC of each sex; truth on :data:`FRESH_N` fresh patients.
 
-Run: ``python benchmarks/bench_report_intervals.py [--replicates 1000]
+Run: ``python -m benchmarks.bench_report_intervals [--replicates 1000]
 [--boot-replicates 300] [--jobs 2]``; the result goes to
 ``benchmarks/results/report_intervals.json`` and a table to stderr. 23 minutes on this
 2-core machine shared with other jobs (the bootstrap part 21; estimated 9 on free cores).
@@ -49,11 +49,12 @@ import pandas as pd
 from joblib import Parallel, delayed
 from scipy import special  # special.expit: joblib's workers cannot unpickle a bare expit
 
-from _common import write_result
 from msc_response.config import config_from_dict
 from msc_response.modeling import metrics
 from msc_response.reporting import cohort, external, intervals, subgroups
 from msc_response.simulator import simulate
+
+from ._common import write_result
 
 LEVEL = intervals.LEVEL
 #: Patients in the simulated population of the descriptive part.

@@ -22,7 +22,7 @@ import json
 import shutil
 import time
 
-from _common import CLI, private_store, run_measured, write_result
+from ._common import CLI, private_store, run_measured, write_result
 
 N, N_BIG = 1_000_000, 4_000_000
 REPEATS = 2
@@ -82,8 +82,8 @@ def main() -> None:
             result[label] = info
             out.unlink()
         model = load_model(uri)
-        fs = build_features(config_from_dict(model.spec["config"]), work / "1m", labels=False)
-        X = fs.table[model.spec["feature_columns"]].astype(float).to_numpy()
+        fs = build_features(model.spec.config, work / "1m", labels=False)
+        X = fs.table[model.feature_columns].astype(float).to_numpy()
         booster = model.fitted.estimator
         bare, bare_1 = {}, {}
         for key, kwargs in (("predict", {}), ("pred_contrib", {"pred_contrib": True})):

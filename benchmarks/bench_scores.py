@@ -7,8 +7,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from _common import write_result
 from msc_response.scores import add_scores
+
+from ._common import write_result
 
 N = 1_000_000
 TARGET_ROWS_PER_S = 1_000_000

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from _common import run_measured, write_result
+from ._common import run_measured, write_result
 
 N = 1_000_000
 

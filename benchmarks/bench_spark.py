@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from _common import CLI, private_store, run_measured, write_result
+from ._common import CLI, private_store, run_measured, write_result
 
 N = 1_000_000
 REPEATS = 2

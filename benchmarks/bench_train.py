@@ -6,8 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from _common import CLI, private_store, run_measured, write_result
 from msc_response.simulator import write_simulation as simulate
+
+from ._common import CLI, private_store, run_measured, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 

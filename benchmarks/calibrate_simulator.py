@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import logit
 
-from _common import write_result
 from msc_response import simulator as sim
+
+from ._common import write_result
 
 N = 100_000
 

@@ -1,7 +1,7 @@
 """How the headline AUROC and its interval were chosen: candidate methods against fresh truth.
 
 Not part of ``make bench`` (about 30 minutes for 200 trials on 2 cores); the README's table
-"Choosing the method" comes from ``python benchmarks/compare_interval_methods.py 200``.
+"Choosing the method" comes from ``python -m benchmarks.compare_interval_methods 200``.
 For each SIMULATED trial of the default layout and each candidate model: the AUROC of the
 model refit on all patients on one fresh 20,000-patient cohort, and these estimates with
 their 95% intervals:
@@ -29,13 +29,14 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedGroupKFold
 
-from _common import write_result
 from msc_response.config import config_from_dict
 from msc_response.features import build_features
 from msc_response.modeling.metrics import roc_auc, roc_auc_rows
 from msc_response.modeling.models import make_estimator, model_specs, screen_columns
 from msc_response.modeling.validation import auc_632plus
 from msc_response.simulator import write_simulation as simulate
+
+from ._common import write_result
 
 CFG = config_from_dict({"name": "compare"})
 MODELS = ("logistic_l2", "lightgbm")

@@ -144,21 +144,3 @@ def private_store(root: Path, *, chdir: bool = False):
         yield root
     finally:
         mp.undo()
-
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load_benchmark(name: str):
-    """A benchmark's module, ``benchmarks/NAME.py`` (tests use its computations, not copies)."""
-    import importlib.util
-    import sys
-
-    sys.path.insert(0, str(BENCHMARKS))  # for its ``_common``
-    try:
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))

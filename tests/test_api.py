@@ -45,9 +45,11 @@ def test_a_notebook_session_and_the_cli_agree(tmp_path, monkeypatch):
         with statistical_warnings("Riley"):
             result = msc.fit(config, features)
         assert isinstance(result, msc.TrainingResult) and result.simulated
-        for ax in (result.plot_roc(), result.plot_calibration(), result.plot_decision_curve(),
-                   result.plot_shap()):  # fmt: skip
-            assert ax.figure is not None
+        titles = [ax.get_title() for ax in (result.plot_roc(), result.plot_calibration(),
+                                            result.plot_decision_curve())]  # fmt: skip
+        assert titles == ["ROC (.632+ bootstrap)", "Calibration (cross-validated)",
+                          "Decision curve (cross-validated)"]  # fmt: skip
+        assert len(result.plot_shap().collections) > 0  # the beeswarm's points
         assert matplotlib.get_backend() == backend
         summary = msc.log_and_register(result)
         assert mlflow.get_tracking_uri() == notebook_uri and summary["tracking_uri"] == notebook_uri

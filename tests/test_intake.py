@@ -1,7 +1,7 @@
 """Real-world shapes of data: ids as written, registry-length follow-up, bad rows per patient.
 
 The scoring side of the same rules (one bad row among thousands, every input shape) is in
-test_predict.py; training's strict and --exclude-bad-patients modes in test_train.py.
+pipelines/test_score.py; training's strict and --exclude-bad-patients modes in pipelines/test_train.py.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ PACKAGE = Path(msc_response.__file__).parent
 
 #: Lowest first; a module may import its own layer and the ones before it.
 LAYERS = [
-    ("msc_response", "errors", "units", "domain", "scores", "labels", "config"),
+    ("msc_response", "errors", "units", "confidence", "domain", "scores", "labels", "config"),
     ("io", "processes", "tracking"),
     ("plotting",),
     ("study",),

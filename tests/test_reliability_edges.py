@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from tests.importers.test_fhir import bilirubin, infusion, patient, resource, write_ndjson
 from typer.testing import CliRunner
 
 import msc_response
@@ -26,7 +27,6 @@ from conftest import private_store
 from msc_response import MscResponseWarning, tracking
 from msc_response.cli import app
 from msc_response.errors import ConfigError
-from test_import_fhir import bilirubin, infusion, patient, resource, write_ndjson
 
 runner = CliRunner()
 SRC = Path(msc_response.__file__).resolve().parents[1]  # subprocesses run the code under test

@@ -93,9 +93,10 @@ def _problem_list_beside(out: Path | None):
             if out is None:
                 raise DataError(as_problems(err.table)) from None
             # deferred: each verb imports only what it runs, so the CLI starts fast
-            from .features import sidecar, write_problems
+            from .features import write_problems
+            from .io import PROBLEMS, sidecar
 
-            path = write_problems(err.table, sidecar(out, ".problems.csv"))
+            path = write_problems(err.table, sidecar(out, PROBLEMS))
             err_console.print(
                 f"every problem ({err.n_problems}) is listed in {path}", highlight=False
             )
@@ -237,14 +238,13 @@ def train(
 
     # deferred: each verb imports only what it runs, so the CLI starts fast
     from .config import load_config
-    from .features import sidecar
-    from .io import check_outputs
+    from .io import PROBLEMS, check_outputs, sidecar
     from .pipelines.train import train as run
     from .study.files import input_paths
 
     cfg = load_config(config).with_data(data)
     if summary is not None:
-        check_outputs([summary, sidecar(summary, ".problems.csv")],
+        check_outputs([summary, sidecar(summary, PROBLEMS)],
                       inputs=[*input_paths(cfg.data), config], option="summary")  # fmt: skip
     with _problem_list_beside(summary), warnings.catch_warnings():
         warnings.simplefilter("ignore", MscResponseWarning)  # in the result, printed below
@@ -367,6 +367,7 @@ def score(
 ) -> None:
     """Score every patient of a study directory with a registered model, with explanations."""
     # deferred: each verb imports only what it runs, so the CLI starts fast
+    from .io import SUMMARY, sidecar_name
     from .pipelines.score.job import score as run
 
     with _problem_list_beside(Path(out)):
@@ -388,7 +389,7 @@ def score(
     if "note" in summary:
         console.print(f"[yellow]note:[/] {summary['note']}")
     name = Path(out.rstrip("/")).name  # ``out`` may be an hdfs:// or s3a:// URI: kept as written
-    where = out.rstrip("/")[: -len(name)] + Path(name).stem + ".summary.json"
+    where = out.rstrip("/")[: -len(name)] + sidecar_name(name, SUMMARY)
     console.print(f"run summary -> {where}", highlight=False)
 
 

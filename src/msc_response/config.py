@@ -18,9 +18,10 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .scores import SCORES
 from .units import KNOWN_TESTS, PLAUSIBLE_RANGES
 
-ENDPOINT_SCORES = ("child_pugh", "meld", "meld_na", "meld3", "albumin")
+ENDPOINT_SCORES = (*SCORES, "albumin")
 DIRECTIONS = ("decrease", "increase")
 CANDIDATES = ("lightgbm", "logistic_l2")
 
@@ -92,6 +93,11 @@ class Endpoint:
                  self.followup_day, "a whole number of days > 0")  # fmt: skip
         _require(_is_int(self.window_days) and 0 <= self.window_days < self.followup_day, "endpoint.window_days",
                  self.window_days, "a whole number of days, 0 <= window_days < followup_day")  # fmt: skip
+
+    @property
+    def followup_window(self) -> tuple[int, int]:
+        """The days whose measurement stands for day ``followup_day`` (+/- ``window_days``, inclusive)."""
+        return self.followup_day - self.window_days, self.followup_day + self.window_days
 
 
 @dataclass(frozen=True)
@@ -236,7 +242,7 @@ class ExperimentConfig:
                 isinstance(getattr(self, key), cls), key, getattr(self, key), f"a {cls.__name__}"
             )
         ep, landmark = self.endpoint, self.landmark_day
-        _require(landmark is None or (_is_int(landmark) and 0 < landmark < ep.followup_day - ep.window_days),
+        _require(landmark is None or (_is_int(landmark) and 0 < landmark < ep.followup_window[0]),
                  "landmark_day", landmark, "null, or a day after the first infusion and before the follow-up window")  # fmt: skip
         assume = {} if self.assume is None else self.assume
         _require(isinstance(assume, dict), "assume", assume, "a mapping of test name to value")

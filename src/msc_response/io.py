@@ -25,7 +25,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
@@ -33,6 +33,26 @@ from . import processes
 from .errors import ConfigError
 
 TABLE_SUFFIXES = (".csv", ".parquet")
+
+# What the jobs write beside an output ``NAME.ext``: ``NAME<suffix>`` (see :func:`sidecar`).
+REJECTED = ".rejected.csv"  # scoring: the patients not scored, with the reason
+PROBLEMS = ".problems.csv"  # every row problem (patient ids included: local files only)
+SUMMARY = ".summary.json"  # scoring: the run summary
+EXCLUDED = ".excluded.csv"  # features: the patients left out, with the reason
+ASSUMPTIONS = ".assumptions.csv"  # features: the values assumed (the config's ``assume``)
+FLOW = ".flow.json"  # features: the patient flow and the feature spec
+CELLS_FROM_H5AD = ".cells_from_h5ad.csv"  # features: the cell fractions derived from AnnData
+
+
+def sidecar_name(name: str, suffix: str) -> str:
+    """The name of what a job writes beside output ``name``: ``features.parquet`` -> ``features<suffix>``."""
+    return PurePosixPath(name).stem + suffix
+
+
+def sidecar(out: str | os.PathLike, suffix: str) -> Path:
+    """:func:`sidecar_name` in the output's folder."""
+    out = Path(out)
+    return out.with_name(sidecar_name(out.name, suffix))
 
 
 def table_format(path: str | os.PathLike) -> str:

@@ -100,6 +100,10 @@ def pt_replaces_inr(has_inr, has_pt, has_pt_control):
     return np.logical_not(has_inr) & np.asarray(has_pt) & np.asarray(has_pt_control)
 
 
+#: The Child-Pugh items (coagulation: INR, or PT over control without INR).
+CHILD_PUGH_ITEMS = ("bilirubin", "albumin", "coagulation", "ascites", "encephalopathy")
+
+
 def child_pugh(
     bilirubin,
     albumin,
@@ -121,17 +125,40 @@ def child_pugh(
     >>> float(child_pugh(3.2, 2.6, 2.0, 1, 1)[()])
     12.0
     """
+    items = child_pugh_items(bilirubin, albumin, inr, ascites, encephalopathy, pt=pt,
+                             pt_control=pt_control, cholestatic=cholestatic)  # fmt: skip
+    return (
+        items["bilirubin"]
+        + items["albumin"]
+        + items["coagulation"]
+        + items["ascites"]
+        + items["encephalopathy"]
+    )
+
+
+def child_pugh_items(
+    bilirubin,
+    albumin,
+    inr,
+    ascites,
+    encephalopathy,
+    *,
+    pt=None,
+    pt_control=None,
+    cholestatic=False,
+) -> dict[str, np.ndarray]:
+    """The points of each Child-Pugh item (:data:`CHILD_PUGH_ITEMS`), as :func:`child_pugh` adds them."""
     coag = inr_points(inr)
     if pt is not None and pt_control is not None:
         use_pt = pt_replaces_inr(~np.isnan(coag), ~np.isnan(_arr(pt)), ~np.isnan(_arr(pt_control)))
         coag = np.where(use_pt, pt_points(_arr(pt) - _arr(pt_control)), coag)
-    return (
-        bilirubin_points(bilirubin, cholestatic)
-        + albumin_points(albumin)
-        + coag
-        + ascites_points(ascites)
-        + encephalopathy_points(encephalopathy)
-    )
+    return {
+        "bilirubin": bilirubin_points(bilirubin, cholestatic),
+        "albumin": albumin_points(albumin),
+        "coagulation": coag,
+        "ascites": ascites_points(ascites),
+        "encephalopathy": encephalopathy_points(encephalopathy),
+    }
 
 
 def child_pugh_class(score) -> np.ndarray:
@@ -228,6 +255,8 @@ def meld3(bilirubin, inr, creatinine, sodium, albumin, female, dialysis=None) ->
 # ----------------------------------------------------------------------------------------
 # the scores of a table (one row per visit)
 
+#: The scores (whole points) this module computes, by their column names.
+SCORES = ("child_pugh", "meld", "meld_na", "meld3")
 #: Output columns of :func:`add_scores`.
 SCORE_COLUMNS = ["child_pugh", "child_pugh_class", "meld", "meld_na", "meld3"]
 
@@ -295,7 +324,7 @@ def add_scores(canonical: pd.DataFrame) -> pd.DataFrame:
 def with_scores(raw: pd.DataFrame, canonical: pd.DataFrame) -> pd.DataFrame:
     """``raw`` with the score columns of ``canonical`` appended (existing score columns replaced)."""
     scored = add_scores(canonical)
-    for col in ("child_pugh", "meld", "meld_na", "meld3"):  # whole points, missing allowed
+    for col in SCORES:  # whole points, missing allowed
         scored[col] = scored[col].astype("Int64")
     return pd.concat(
         [raw.drop(columns=[c for c in scored.columns if c in raw.columns]), scored], axis=1

@@ -45,6 +45,10 @@ TAG_HOST = "msc_response.host"
 TAG_PID = "msc_response.pid"
 TAG_PROCESS_START = "msc_response.process_start"  # see processes.identity: pids are reused
 TAG_ENDED_BY = "msc_response.ended_by"
+#: The job that made a run: "train", "validate" or "score".
+TAG_STAGE = "msc_response.stage"
+#: Why the promotion gate made (or did not make) the new version the champion.
+TAG_CHAMPION_DECISION = "champion_decision"
 
 _ENV = "MLFLOW_TRACKING_URI"
 

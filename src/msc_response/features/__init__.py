@@ -14,6 +14,7 @@ from .build import (
     pick_values,
     sidecar,
     slug,
+    visit_values,
     write_feature_set,
     write_problems,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "pick_values",
     "sidecar",
     "slug",
+    "visit_values",
     "write_feature_set",
     "write_problems",
 ]

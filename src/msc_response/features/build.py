@@ -22,7 +22,17 @@ from .. import scores
 from ..config import ExperimentConfig
 from ..domain import REGIMEN_FEATURES, regimen_features
 from ..errors import DataError, Problem
-from ..io import check_outputs, write_json, write_table
+from ..io import (
+    ASSUMPTIONS,
+    CELLS_FROM_H5AD,
+    EXCLUDED,
+    FLOW,
+    PROBLEMS,
+    check_outputs,
+    sidecar,
+    write_json,
+    write_table,
+)
 from ..study import Study, load_study
 from ..study import policy as bad_rows_policy
 from ..study.files import input_paths
@@ -41,7 +51,7 @@ SCORE_TESTS = ("bilirubin", "albumin", "inr", "pt", "pt_control", "creatinine", 
                "ascites", "encephalopathy", "dialysis")  # fmt: skip
 
 #: Scores computed at baseline; each is the feature ``baseline_<score>``.
-BASELINE_SCORES = ("child_pugh", "meld", "meld_na", "meld3")
+BASELINE_SCORES = scores.SCORES
 
 #: Columns of the exclusions table (and of a scoring job's rejected file).
 EXCLUSION_COLUMNS = ["patient_id", "reason", "category"]
@@ -111,8 +121,7 @@ def windows(config: ExperimentConfig, *, labels: bool) -> bad_rows_policy.Window
     """The day ranges the config reads: baseline, follow-up (with labels), landmark (cells)."""
     base = tuple(config.baseline_window)
     ep = config.endpoint
-    followup = (ep.followup_day - ep.window_days, ep.followup_day + ep.window_days)
-    labs = (base, followup) if labels else (base,)
+    labs = (base, ep.followup_window) if labels else (base,)
     cells = (base, (1, config.landmark_day)) if config.landmark_day is not None else (base,)
     return bad_rows_policy.Windows(labs, cells)
 
@@ -144,6 +153,37 @@ def pick_values(
     values[cell[chosen]] = v[chosen]
     days[cell[chosen]] = d[chosen]
     return values.reshape(n_patients, n_codes), days.reshape(n_patients, n_codes)
+
+
+def _measured_in(pidx: np.ndarray, day: np.ndarray, n: int, lo: int, hi: int) -> np.ndarray:
+    """Patients with any lab row in days ``lo..hi``."""
+    measured = np.zeros(n, dtype=bool)
+    measured[pidx[(day >= lo) & (day <= hi)]] = True
+    return measured
+
+
+def visit_values(study: Study, config: ExperimentConfig, visit: str) -> dict[str, np.ndarray]:
+    """Each lab test's value per patient of ``study`` as the builder picks it, ``assume`` filled in.
+
+    ``visit`` is ``"baseline"`` (the latest in the baseline window) or ``"followup"`` (the
+    closest to the follow-up day in its window); rows follow ``study.patients``.
+    """
+    if visit not in ("baseline", "followup"):
+        raise ValueError(f"visit: expected 'baseline' or 'followup', got {visit!r}")
+    labs, n = study.labs, len(study.patients)
+    test = labs["test"].cat.remove_unused_categories()
+    names = [str(t) for t in test.cat.categories]
+    pidx, day = labs["pidx"].to_numpy(), labs["day"].to_numpy()
+    args = (pidx, day, test.cat.codes.to_numpy(), labs["value"].to_numpy(), n, len(names))
+    if visit == "baseline":
+        values, _ = pick_values(*args, *config.baseline_window)
+        usable = _measured_in(pidx, day, n, *config.baseline_window)
+    else:
+        ep = config.endpoint
+        values, _ = pick_values(*args, *ep.followup_window, target=ep.followup_day)
+        usable = ~np.all(np.isnan(values), axis=1)
+    assumed = _Assumptions(study.patients["patient_id"].to_numpy())  # not recorded: a view
+    return assumed.columns(values, names, config, visit, usable)
 
 
 def _missing_components(score: str, has) -> list[str]:
@@ -273,8 +313,7 @@ def features_from_study(
     pidx, day, value = labs["pidx"].to_numpy(), labs["day"].to_numpy(), labs["value"].to_numpy()
     lo, hi = config.baseline_window
     base_vals, _ = pick_values(pidx, day, codes, value, n, len(test_names), lo, hi)
-    has_baseline = np.zeros(n, dtype=bool)
-    has_baseline[pidx[(day >= lo) & (day <= hi)]] = True
+    has_baseline = _measured_in(pidx, day, n, lo, hi)
 
     ids = patients["patient_id"].to_numpy()
     assumed = _Assumptions(ids)
@@ -366,7 +405,7 @@ def _labels(study, config, assumed, base, base_scores, test_names, codes, exclud
     labs, n = study.labs, len(study.patients)
     pidx, day, value = labs["pidx"].to_numpy(), labs["day"].to_numpy(), labs["value"].to_numpy()
     ep, score = config.endpoint, config.endpoint.score
-    fu_lo, fu_hi = ep.followup_day - ep.window_days, ep.followup_day + ep.window_days
+    fu_lo, fu_hi = ep.followup_window
     fu_vals, fu_days = pick_values(pidx, day, codes, value, n, len(test_names), fu_lo, fu_hi,
                                    target=ep.followup_day)  # fmt: skip
     has_fu = ~np.all(np.isnan(fu_vals), axis=1)
@@ -468,15 +507,8 @@ def _regimen_features(patients: pd.DataFrame) -> dict[str, np.ndarray]:
     return {k: out[k] for k in REGIMEN_FEATURES if k in out}
 
 
-def sidecar(out: str | Path, suffix: str) -> Path:
-    """``features.parquet`` -> ``features<suffix>`` in the same folder."""
-    out = Path(out)
-    return out.with_name(out.stem + suffix)
-
-
 #: What :func:`write_feature_set` may write beside the feature table.
-FEATURE_SIDECARS = (".excluded.csv", ".assumptions.csv", ".flow.json", ".problems.csv",
-                    ".cells_from_h5ad.csv")  # fmt: skip
+FEATURE_SIDECARS = (EXCLUDED, ASSUMPTIONS, FLOW, PROBLEMS, CELLS_FROM_H5AD)
 
 
 def check_feature_outputs(out: str | Path, config_path: str | Path, data_dir: str | Path) -> None:
@@ -500,13 +532,13 @@ def write_feature_set(fs: FeatureSet, out: str | Path) -> list[Path]:
     """Write the table, the exclusions, the assumptions, the flow and the row problems (atomically)."""
     written = [
         write_table(fs.table, out),
-        write_table(fs.exclusions, sidecar(out, ".excluded.csv")),
-        write_table(fs.assumptions, sidecar(out, ".assumptions.csv")),
+        write_table(fs.exclusions, sidecar(out, EXCLUDED)),
+        write_table(fs.assumptions, sidecar(out, ASSUMPTIONS)),
         write_json({"flow": fs.flow, "feature_columns": fs.feature_columns, "lab_units": fs.lab_units,
-                    "feature_spec": fs.feature_spec}, sidecar(out, ".flow.json")),
+                    "feature_spec": fs.feature_spec}, sidecar(out, FLOW)),
     ]  # fmt: skip
     if len(fs.problems):
-        written.append(write_problems(fs.problems, sidecar(out, ".problems.csv")))
+        written.append(write_problems(fs.problems, sidecar(out, PROBLEMS)))
     if fs.derived_cells is not None:
-        written.append(write_table(fs.derived_cells, sidecar(out, ".cells_from_h5ad.csv")))
+        written.append(write_table(fs.derived_cells, sidecar(out, CELLS_FROM_H5AD)))
     return written

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, log_expit, logit
 
+from ..confidence import Z
+
 #: Predictions are clipped to [EPS, 1 - EPS] before ``logit``.
 EPS = 1e-8
 #: A calibration slope whose standard error exceeds this is reported as not estimable.
@@ -208,8 +210,8 @@ def smooth_calibration(y, p, grid=None, n_knots: int = 3) -> SmoothCalibration:
     return SmoothCalibration(
         grid,
         expit(eta),
-        expit(eta - 1.96 * se),
-        expit(eta + 1.96 * se),
+        expit(eta - Z * se),
+        expit(eta + Z * se),
         float(np.mean(diff)),
         float(np.median(diff)),
         float(np.quantile(diff, 0.9)),

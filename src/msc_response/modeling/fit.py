@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .. import plotting
+from ..confidence import Z
 from ..config import ExperimentConfig
 from ..errors import DataError, MscResponseWarning, Problem
 from . import curves, explain, gate, metrics, validation
@@ -98,7 +99,7 @@ class ModelValidation:
                 else self.bootstrap.oob_sd(name)
             )
             low, high = metrics.RANGES.get(name, (-np.inf, np.inf))
-            out[name] = (max(value - 1.96 * se, low), min(value + 1.96 * se, high))
+            out[name] = (max(value - Z * se, low), min(value + Z * se, high))
         return out
 
     @property
@@ -226,7 +227,7 @@ class TrainingResult:
         mv = self._model(model)
         curve = curves.decision_curve(self.y, mv.oof)
         se = _oob_net_benefit_sd(self.y, mv.bootstrap, curve["threshold"].to_numpy())
-        return curve.assign(lower=curve["model"] - 1.96 * se, upper=curve["model"] + 1.96 * se)
+        return curve.assign(lower=curve["model"] - Z * se, upper=curve["model"] + Z * se)
 
     def plot_shap(self, ax=None, *, kind: str = "beeswarm", max_display: int = 15):
         """SHAP beeswarm (or ``kind="bar"``) of the refit primary model on the training patients."""

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import ExperimentConfig, config_from_dict
+
 MODEL_FILES = {"lightgbm": "model.lgb.txt", "logistic": "model.skops"}
 
 
@@ -129,34 +131,85 @@ def write_spec(spec: dict, path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class StoredSpec:
+    """A registered model's ``model_spec.json``, read once: the experiment config parsed and
+    the facts scoring needs typed. ``raw`` is the JSON as stored (what :func:`write_spec` wrote);
+    ``spec["key"]`` and ``spec.get("key")`` read it too.
+    """
+
+    raw: dict
+    config: ExperimentConfig
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> StoredSpec:
+        return cls(raw, config_from_dict(raw["config"]))
+
+    @property
+    def kind(self) -> str:
+        return self.raw["kind"]
+
+    @property
+    def model_name(self) -> str:
+        """The candidate's name (its kind for models stored before names were)."""
+        return self.raw.get("model_name", self.raw["kind"])
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return list(self.raw["feature_columns"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.raw["threshold"])
+
+    @property
+    def lab_units(self) -> dict:
+        return self.raw.get("lab_units", {})
+
+    @property
+    def trained_on_simulated_data(self) -> bool:
+        return bool(self.raw.get("trained_on_simulated_data"))
+
+    def __getitem__(self, key: str):
+        return self.raw[key]
+
+    def get(self, key: str, default=None):
+        return self.raw.get(key, default)
+
+
 @dataclass
 class LoadedModel:
     """A registered response model with what scoring needs to know about it.
 
-    ``fitted`` is loaded on first use: when worker processes score, the process that
-    loaded the model never needs it.
+    ``spec`` may be given as the stored dict; it is parsed once, here. ``fitted`` is
+    loaded on first use: when worker processes score, the process that loaded the model
+    never needs it.
     """
 
     uri: str
     name: str
     version: str
-    spec: dict
+    spec: StoredSpec
     model_file: str
+
+    def __post_init__(self):
+        if isinstance(self.spec, dict):
+            self.spec = StoredSpec.from_dict(self.spec)
 
     @functools.cached_property
     def fitted(self) -> FittedModel:
-        return FittedModel.load(self.spec, self.model_file)
+        return FittedModel.load(self.spec.raw, self.model_file)
 
     @property
     def feature_columns(self) -> list[str]:
-        return list(self.spec["feature_columns"])
+        return self.spec.feature_columns
 
     @property
     def feature_spec(self) -> list[dict]:
         """The spec of the model's own inputs (kind, source test or population, unit)."""
-        used = set(self.spec["feature_columns"])
+        used = set(self.spec.feature_columns)
         return [f for f in self.spec.get("feature_spec", []) if f["name"] in used]
 
     @property
     def threshold(self) -> float:
-        return float(self.spec["threshold"])
+        return self.spec.threshold

@@ -28,9 +28,6 @@ ALIAS_CANDIDATE = "candidate"
 ALIAS_EXPLORATORY = "exploratory"
 ALIAS_CHAMPION = "champion"
 
-#: The version tag holding the gate's decision: set last, so a version that has it is
-#: complete; one without it is not usable (see :mod:`.registration`).
-DECISION_TAG = "champion_decision"
 #: The version tag the next training puts on a version whose run was killed before its
 #: decision was recorded.
 INCOMPLETE_TAG = "incomplete"

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..config import config_from_dict
 from ..domain import REGIMEN_FEATURES, arm_regimens
 from ..errors import ConfigError, DataError, Problem
 from ..features import FeatureSet, features_from_study, slug
@@ -80,9 +79,7 @@ def predict(
     if regimens:
         check_regimens(model)
     if isinstance(data, Study):
-        fs = features_from_study(
-            data, config_from_dict(model.spec["config"]), labels=False, bad_rows="exclude"
-        )
+        fs = features_from_study(data, model.spec.config, labels=False, bad_rows="exclude")
         test = data.labs["test"]
         missing = missing_inputs(model.feature_spec, {str(c) for c in test.cat.categories},
                                  data.cells is not None and len(data.cells) > 0, data.files["labs"].name)  # fmt: skip

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.model_selection import RepeatedStratifiedKFold
 
+from ..confidence import Z
 from . import metrics
 
 #: How the headline AUROC and the intervals are computed (stated in every summary).
@@ -213,7 +214,7 @@ def riley_min_n(
     n1 = n_parameters / ((shrinkage - 1) * np.log(1 - r2 / shrinkage))
     s2 = r2 / (r2 + delta * max_r2)
     n2 = n_parameters / ((s2 - 1) * np.log(1 - r2 / s2))
-    n3 = (1.96 / margin) ** 2 * phi * (1 - phi)
+    n3 = (Z / margin) ** 2 * phi * (1 - phi)
     crit = [int(np.ceil(v - 1e-9)) for v in (n1, n2, n3)]
     return {"min_n": max(crit), "criterion_shrinkage": crit[0], "criterion_optimism": crit[1],
             "criterion_intercept": crit[2], "r2_cs": float(r2), "max_r2_cs": float(max_r2)}  # fmt: skip
@@ -382,4 +383,4 @@ def paired_difference(a: Bootstrap, b: Bootstrap) -> Difference:
         raise ValueError("paired_difference: the two bootstraps used different samples")
     diff = a.roc_auc_632plus - b.roc_auc_632plus
     se = float(np.std(a.oob_roc_auc - b.oob_roc_auc, ddof=1))
-    return Difference(float(diff), se, (float(diff - 1.96 * se), float(diff + 1.96 * se)))
+    return Difference(float(diff), se, (float(diff - Z * se), float(diff + Z * se)))

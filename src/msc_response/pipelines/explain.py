@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import config_from_dict
 from ..errors import ConfigError, DataError, Problem
 from ..io import check_outputs
 from ..modeling.predict import predict
@@ -45,7 +44,7 @@ def explain_study_patient(
         raise ConfigError(f"out: expected a .png or .html file, got {str(out)!r}")
     check_outputs([out], inputs=[data], option="out")
     model = load_model(model_uri)
-    config = config_from_dict(model.spec["config"])
+    config = model.spec.config
     study = load_study(data, config.singlecell)
     ids = study.patients["patient_id"].astype(str)
     if not (ids == patient_id).any():

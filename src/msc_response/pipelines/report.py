@@ -16,7 +16,6 @@ import warnings
 from pathlib import Path
 
 from .. import tracking
-from ..config import config_from_dict
 from ..errors import ConfigError, DataError, MscResponseWarning, Problem
 from ..features import build_features
 from ..io import remove_leftovers
@@ -152,11 +151,11 @@ def _training_run(client, experiment: str, run_id: str | None):
             raise ConfigError(f"run: no run {run_id!r} in the tracking store") from None
         if (
             run.info.experiment_id != exp.experiment_id
-            or run.data.tags.get("msc_response.stage") != "train"
+            or run.data.tags.get(tracking.TAG_STAGE) != "train"
         ):
             raise ConfigError(f"run: {run_id!r} is not a training run of experiment {experiment!r}")
         return run
-    runs = client.search_runs([exp.experiment_id], filter_string="tags.`msc_response.stage` = 'train'",
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{tracking.TAG_STAGE}` = 'train'",
                               order_by=["attributes.start_time DESC"], max_results=1)  # fmt: skip
     if not runs:
         raise ConfigError(f"experiment: {experiment!r} has no training runs")
@@ -187,7 +186,7 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
         versions[0].name, versions[0].version
     )  # a search leaves out aliases
     model = load_model(f"models:/{mv.name}/{mv.version}")
-    config = config_from_dict(model.spec["config"])
+    config = model.spec.config
     data_dir = Path(data if data is not None else config.data)
     study = load_study(data_dir, config.singlecell)
     features = build_features(config, study, labels=True)
@@ -196,7 +195,7 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
         warnings.simplefilter("ignore", MscResponseWarning)
         result = fit(config, features)  # simulated as the study says (its simulation.json)
     summary = {"registered_model": mv.name, "version": mv.version, "aliases": list(mv.aliases or []),
-               "champion_decision": run.data.tags.get("champion_decision", ""), "run_id": run_id}  # fmt: skip
+               "champion_decision": run.data.tags.get(tracking.TAG_CHAMPION_DECISION, ""), "run_id": run_id}  # fmt: skip
     return publish_training_report(result, features, study, summary, root=root)
 
 

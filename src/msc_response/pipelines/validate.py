@@ -36,7 +36,6 @@ import numpy as np
 import pandas as pd
 
 from .. import plotting, processes, tracking
-from ..config import config_from_dict
 from ..errors import DataError, Problem
 from ..features import features_from_study
 from ..io import check_output_folder
@@ -71,7 +70,7 @@ class ValidationRun:
 
 def _cohort(model, data: Path):
     """The cohort's study, labelled features and predictions; a DataError for every unusable cohort."""
-    config = config_from_dict(model.spec["config"])
+    config = model.spec.config
     study = load_study(data, config.singlecell)
     tests = {str(t) for t in study.labs["test"].cat.categories}
     has_cells = study.cells is not None and len(study.cells) > 0
@@ -177,16 +176,16 @@ def validation_table(ev: external.ExternalValidation) -> pd.DataFrame:
 def write_validation_report(model, config, study, fs, y, p, ev, out_dir: Path, *, data_dir: Path,
                             recalibration=None) -> Path:  # fmt: skip
     """The validation page: the cohort's sections, then discrimination, calibration, decision curve."""
-    simulated = study.simulated or bool(model.spec.get("trained_on_simulated_data"))
+    simulated = study.simulated or model.spec.trained_on_simulated_data
     ctx = sections.StudyContext.build(config, study, fs, data_dir)
     page = Page(f"External validation: {model.name} version {model.version} on {data_dir.name}",
                 simulated=simulated, subtitle=f"{ev.n} labelled patients, {ev.outcome.text()} responders")  # fmt: skip
     for add in (sections.add_data_source, sections.add_eligibility, sections.add_outcome, sections.add_flow,
                 sections.add_table1):  # fmt: skip
         add(page, ctx)
-    sections.add_missing(page, ctx, (model.spec["kind"],))
+    sections.add_missing(page, ctx, (model.spec.kind,))
     s = page.section("External validation")
-    s.paragraph(f"Model {model.name} version {model.version} ({model.spec.get('model_name', model.spec['kind'])}), "
+    s.paragraph(f"Model {model.name} version {model.version} ({model.spec.model_name}), "
                 "with the config stored with it, on a cohort it never saw. Features and labels come from the "
                 "same code as in training. AUROC interval: DeLong; other intervals: 2.5th-97.5th percentiles "
                 f"over {ev.n_boot} bootstrap resamples of the patients.")  # fmt: skip
@@ -262,7 +261,7 @@ def _log(
         with tracking.job_run(f"{model.name}-validation", name, root) as (run, _):
             run_id = run.info.run_id
             try:
-                mlflow.set_tags({"msc_response.stage": "validate", "model_name": model.name,
+                mlflow.set_tags({tracking.TAG_STAGE: "validate", "model_name": model.name,
                                  "model_version": model.version, "model_uri": f"models:/{model.name}/{model.version}",
                                  "cohort": cohort, "cohort.path": str(data), "cohort.digest": dataset.digest,
                                  "data.simulated": str(bool(fs.simulated)).lower()})  # fmt: skip

@@ -20,7 +20,7 @@ from ..modeling.fitted import LoadedModel
 
 def record_decision(client, name: str, version: str, decision: str) -> None:
     """Record the gate's decision on ``version``: its last tag, which makes it usable."""
-    client.set_model_version_tag(name, version, gate.DECISION_TAG, decision[:5000])
+    client.set_model_version_tag(name, version, tracking.TAG_CHAMPION_DECISION, decision[:5000])
 
 
 #: The features digest of the cohort a recalibrated version was recalibrated on.
@@ -34,7 +34,7 @@ def decision_recorded(tags: dict) -> bool:
     ``recalibrates`` and, last, ``model``; no ``recalibration_digest``) count as finished.
     """
     legacy = {"recalibrates", "model"} <= set(tags) and RECALIBRATION_DIGEST_TAG not in tags
-    return gate.DECISION_TAG in tags or legacy
+    return tracking.TAG_CHAMPION_DECISION in tags or legacy
 
 
 def unusable(uri: str, tags: dict) -> str | None:

@@ -14,7 +14,7 @@ existing champion, the champion's stored recipe is re-validated here on the same
 The comparison and the aliases cannot interleave with another training's: on a local
 store both happen under :func:`~msc_response.tracking.registry_lock`; on a server the
 champion is read again before the aliases are set, and the comparison re-run if it has
-changed. The gate decision (:data:`~.gate.DECISION_TAG`) is the version's last tag: a
+changed. The gate decision (:data:`~.tracking.TAG_CHAMPION_DECISION`) is the version's last tag: a
 version without it is not usable (:func:`~.registry.load_model` refuses it), and the
 next training marks such versions of killed runs :data:`~.gate.INCOMPLETE_TAG`.
 """
@@ -128,7 +128,7 @@ def _log_and_register(
             if locked or _champion_version(config.name) == seen:
                 break
         aliases = _register(config.name, version, result, decision)
-    mlflow.set_tags({"primary_model": config.model.primary, gate.DECISION_TAG: decision.reason,
+    mlflow.set_tags({"primary_model": config.model.primary, tracking.TAG_CHAMPION_DECISION: decision.reason,
                      "registered_version": version, "exploratory": str(result.below_riley).lower()})  # fmt: skip
     if champion is not None:
         mlflow.log_metrics(_flat("gate_champion", champion.to_dict()))
@@ -197,7 +197,7 @@ def _log_parent(result: TrainingResult, summary: dict) -> None:
 
     config = result.config
     commit = tracking.git_commit()
-    mlflow.set_tags({"msc_response.stage": "train", "data.simulated": str(result.simulated).lower(),
+    mlflow.set_tags({tracking.TAG_STAGE: "train", "data.simulated": str(result.simulated).lower(),
                      "git_commit": commit})  # fmt: skip
     params = tracking.flatten(config.to_dict())
     params.update({f"version.{k}": v for k, v in tracking.package_versions().items()})
@@ -430,7 +430,7 @@ PREVIOUS_ALIASES_TAG = "msc_response.previous_aliases"
 def mark_incomplete_versions(name: str) -> list[str]:
     """Mark the versions of ``name`` that a killed run left without a gate decision; returns them.
 
-    A version whose run no longer runs and that has no :data:`~.gate.DECISION_TAG` is
+    A version whose run no longer runs and that has no :data:`~.tracking.TAG_CHAMPION_DECISION` is
     tagged :data:`~.gate.INCOMPLETE_TAG` (kept: its files may be wanted, but it is never
     loaded for scoring), and any alias its run had moved to it is put back where it
     pointed before. Versions of running runs (another training now) are left alone.

@@ -31,7 +31,7 @@ from .. import scores
 from ..config import Endpoint, ExperimentConfig
 from ..domain import TRIAL_ARMS
 from ..errors import DataError
-from ..features import FeatureSet, features_from_study, pick_values
+from ..features import FeatureSet, features_from_study, visit_values
 from ..labels import endpoint_change, response
 from ..study import Study
 from .intervals import mean, proportion
@@ -42,8 +42,8 @@ ALL = "all patients"
 SINGLE = "single dose (pooled)"
 REPEATED = "repeated doses (pooled)"
 
-#: The Child-Pugh items, their lab tests and points functions (PT stands in for INR).
-CHILD_PUGH_ITEMS = ("bilirubin", "albumin", "coagulation", "ascites", "encephalopathy")
+#: The Child-Pugh items (PT stands in for INR).
+CHILD_PUGH_ITEMS = scores.CHILD_PUGH_ITEMS
 
 
 @dataclass(frozen=True)
@@ -238,46 +238,14 @@ def class_shift_summary(child_pugh: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _visit_values(study: Study, config: ExperimentConfig, visit: str) -> dict[str, np.ndarray]:
-    """Each score test's value per patient at baseline (latest in the window) or follow-up
-    (closest to the follow-up day), with the config's ``assume`` filled in: the feature
-    builder's own picking rule (:func:`~msc_response.features.pick_values`)."""
-    labs, n = study.labs, len(study.patients)
-    test = labs["test"].cat.remove_unused_categories()
-    names = [str(t) for t in test.cat.categories]
-    args = (labs["pidx"].to_numpy(), labs["day"].to_numpy(), test.cat.codes.to_numpy(),
-            labs["value"].to_numpy(), n, len(names))  # fmt: skip
-    if visit == "baseline":
-        values, _ = pick_values(*args, *config.baseline_window)
-    else:
-        ep = config.endpoint
-        values, _ = pick_values(*args, ep.followup_day - ep.window_days,
-                                ep.followup_day + ep.window_days, target=ep.followup_day)  # fmt: skip
-    measured = ~np.all(np.isnan(values), axis=1)
-    cols = {t: values[:, j] for j, t in enumerate(names)}
-    for t, v in config.assume.items():
-        col = cols.setdefault(t, np.full(n, np.nan)).copy()
-        col[np.isnan(col) & measured] = v
-        cols[t] = col
-    return cols
-
-
 def child_pugh_points(values: dict[str, np.ndarray], cholestatic: np.ndarray) -> pd.DataFrame:
     """The points of each Child-Pugh item (coagulation from INR, or PT over control without INR)."""
     n = len(cholestatic)
     get = lambda t: values.get(t, np.full(n, np.nan))  # noqa: E731
-    coag = scores.inr_points(get("inr"))
-    use_pt = scores.pt_replaces_inr(
-        ~np.isnan(coag), ~np.isnan(get("pt")), ~np.isnan(get("pt_control"))
-    )
-    coag = np.where(use_pt, scores.pt_points(get("pt") - get("pt_control")), coag)
-    return pd.DataFrame({
-        "bilirubin": scores.bilirubin_points(get("bilirubin"), cholestatic),
-        "albumin": scores.albumin_points(get("albumin")),
-        "coagulation": coag,
-        "ascites": scores.ascites_points(get("ascites")),
-        "encephalopathy": scores.encephalopathy_points(get("encephalopathy")),
-    })  # fmt: skip
+    return pd.DataFrame(scores.child_pugh_items(
+        get("bilirubin"), get("albumin"), get("inr"), get("ascites"), get("encephalopathy"),
+        pt=get("pt"), pt_control=get("pt_control"), cholestatic=cholestatic,
+    ))  # fmt: skip
 
 
 def item_points(config: ExperimentConfig, study: Study) -> dict[str, pd.DataFrame]:
@@ -289,7 +257,7 @@ def item_points(config: ExperimentConfig, study: Study) -> dict[str, pd.DataFram
     chol = scores.cholestatic_mask(study.patients.get("etiology"), study.patients.index)
     ids = study.patients["patient_id"].to_numpy()
     return {
-        visit: child_pugh_points(_visit_values(study, config, visit), chol).assign(patient_id=ids)
+        visit: child_pugh_points(visit_values(study, config, visit), chol).assign(patient_id=ids)
         for visit in ("baseline", "followup")
     }
 

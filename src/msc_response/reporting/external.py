@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..confidence import Z
 from ..modeling import curves, metrics
 from ..modeling.calibration import MAX_SLOPE_SE, linear_predictor, logistic_glm
 from ..modeling.metrics import E50, E90, ICI
@@ -166,6 +167,4 @@ def logistic_recalibration(y, p) -> Recalibration:
         raise ValueError(f"cannot recalibrate: the slope is not identified (the predictions barely vary: SD of "
                          f"logit p {np.std(lp):.3g}; standard error of the slope {se[1]:.3g})")  # fmt: skip
     a, b = (float(c) for c in fit.coef)
-    return Recalibration(
-        a, b, (a - 1.96 * se[0], a + 1.96 * se[0]), (b - 1.96 * se[1], b + 1.96 * se[1])
-    )
+    return Recalibration(a, b, (a - Z * se[0], a + Z * se[0]), (b - Z * se[1], b + Z * se[1]))

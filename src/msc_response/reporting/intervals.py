@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-LEVEL = 0.95
+from ..confidence import LEVEL, Z
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,6 @@ def auroc_delong(y, p, *, min_per_class: int = 1) -> Auroc:
         why = {1.0: "every responder ranked above every non-responder",
                0.0: "every responder ranked below every non-responder"}.get(auc, "every prediction tied")  # fmt: skip
         return Auroc(auc, se, float("nan"), float("nan"), why_no_interval=why)
-    half = 1.96 * se / (auc * (1 - auc))
+    half = Z * se / (auc * (1 - auc))
     return Auroc(auc, se, float(special.expit(special.logit(auc) - half)),
                  float(special.expit(special.logit(auc) + half)))  # fmt: skip

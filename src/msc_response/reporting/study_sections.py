@@ -118,11 +118,11 @@ def add_data_source(page: Page, ctx: StudyContext) -> None:
 def add_eligibility(page: Page, ctx: StudyContext) -> None:
     s = page.section("Eligibility")
     lo, hi = ctx.config.baseline_window
-    ep = ctx.config.endpoint
+    fu_lo, fu_hi = ctx.config.endpoint.followup_window
     s.paragraph(f"Trial eligibility: {TRIAL_ELIGIBILITY}.")
     s.items([
         f"Included in the analysis: a baseline measurement in days {lo}..{hi}, the endpoint computable at "
-        f"baseline and at follow-up (days {ep.followup_day - ep.window_days}..{ep.followup_day + ep.window_days}), "
+        f"baseline and at follow-up (days {fu_lo}..{fu_hi}), "
         "and no bad row that matters (see the patient flow).",
         "Day 0 is the first infusion; baseline is the latest measurement in the baseline window.",
     ])  # fmt: skip

@@ -136,9 +136,7 @@ def explain_patient(
                         "contribution": contrib[0]})  # fmt: skip
     order = np.argsort(-np.abs(out["contribution"].to_numpy()), kind="stable")
     out = out.iloc[order].reset_index(drop=True)
-    simulated = bool(model.spec.get("trained_on_simulated_data")) or bool(
-        getattr(features, "simulated", False)
-    )
+    simulated = model.spec.trained_on_simulated_data or bool(getattr(features, "simulated", False))
     return Explanation(patient_id, float(base[0]), out, f"{model.name} v{model.version}", simulated)
 
 

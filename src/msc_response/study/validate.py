@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 
 from .. import units
 from ..errors import DataError, Problem
+from .pandera_pandas import pa
 from .problems import ProblemLog, empty_problems, py, row_numbers, unit_hint
 from .tables import TEXT_PREFIX
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 import pyarrow
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 from .. import units
 from ..errors import ConfigError, DataError, Problem
 from ..io import table_format
+from .pandera_pandas import pa
 from .problems import py, unit_hint
 from .tables import MISSING_TEXTS
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...config import config_from_dict
 from ...features import features_from_study
 from ...io import encode_chunk
 from ...modeling.fitted import LoadedModel
@@ -73,12 +72,10 @@ def score_chunk(task: Task, chunk: StudyChunk, *, predict: bool = True) -> Chunk
     model = task.model
     study = study_from_chunk(chunk, {k: Path(v) for k, v in task.paths.items()},
                              cells_derived=task.cells_derived,
-                             reference_units=model.spec.get("lab_units", {}))  # fmt: skip
+                             reference_units=model.spec.lab_units)  # fmt: skip
     seconds = {"read_validate_s": time.perf_counter() - t}
     t = time.perf_counter()
-    fs = features_from_study(
-        study, config_from_dict(model.spec["config"]), labels=False, bad_rows="exclude"
-    )
+    fs = features_from_study(study, model.spec.config, labels=False, bad_rows="exclude")
     X = fs.table.reindex(columns=model.feature_columns).astype(float)  # absent test: NaN
     ids = fs.table["patient_id"].to_numpy()
     seconds["features_s"] = time.perf_counter() - t

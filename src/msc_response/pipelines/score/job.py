@@ -27,18 +27,16 @@ from pathlib import Path
 import pandas as pd
 
 from ... import processes, tracking
-from ...config import config_from_dict
 from ...errors import ConfigError, DataError
-from ...features import (
-    EXCLUSION_COLUMNS,
-    patient_flow,
-    sidecar,
-    write_problems,
-)
+from ...features import EXCLUSION_COLUMNS, patient_flow, write_problems
 from ...io import (
+    PROBLEMS,
+    REJECTED,
+    SUMMARY,
     ChunkWriter,
     atomic_path,
     check_outputs,
+    sidecar,
     table_format,
     write_json,
     write_table,
@@ -63,8 +61,8 @@ OUTPUT_COLUMNS = [
     "predicted_response",
 ]
 ENGINES = ("local", "spark")
-#: What the job writes beside ``out`` (see :func:`~msc_response.features.sidecar`).
-SIDECARS = (".rejected.csv", ".problems.csv", ".summary.json")
+#: What the job writes beside ``out`` (see :func:`~msc_response.io.sidecar`).
+SIDECARS = (REJECTED, PROBLEMS, SUMMARY)
 
 
 def _worker_context():
@@ -229,13 +227,13 @@ def score(
     model, counts, flow = run.model, run.counts, run.flow
     summary = {
         "model_uri": model.uri, "registered_model": model.name, "version": model.version,
-        "model_trained_on_simulated_data": bool(model.spec.get("trained_on_simulated_data")),
+        "model_trained_on_simulated_data": model.spec.trained_on_simulated_data,
         "data_simulated": is_simulated(data_dir) if run.data_simulated is None else run.data_simulated,
-        "input_sha256": run.input_sha256, "output": out.name, "rejected_file": sidecar(out, ".rejected.csv").name,
+        "input_sha256": run.input_sha256, "output": out.name, "rejected_file": sidecar(out, REJECTED).name,
         "counts": counts, "rejected_by_reason": flow["excluded"],
         "rows_with_problems": flow.get("rows_with_problems", {}),
         "rows_with_problems_outside_windows": flow.get("rows_with_problems_outside_windows", 0),
-        "problems_file": sidecar(out, ".problems.csv").name if run.has_problems else None,
+        "problems_file": sidecar(out, PROBLEMS).name if run.has_problems else None,
         "strict": strict, "engine": engine, "explain": explain,
         "regimens": regimens, "threshold": model.threshold,
         **run.details,
@@ -245,7 +243,7 @@ def score(
     if regimens == "all":
         summary["note"] = ASSOCIATION_NOTE
     if run.write_summary is None:
-        write_json(summary, sidecar(out, ".summary.json"))
+        write_json(summary, sidecar(out, SUMMARY))
     else:
         run.write_summary(summary)
     if log_to_mlflow:
@@ -272,9 +270,9 @@ def finish_outputs(
     flow = patient_flow(
         tally.counts["patients_in_input"], rejected, None, problems if len(problems) else None
     )
-    write_table(rejected, sidecar(out, ".rejected.csv"))
+    write_table(rejected, sidecar(out, REJECTED))
     if len(problems):
-        write_problems(problems, sidecar(out, ".problems.csv"))
+        write_problems(problems, sidecar(out, PROBLEMS))
     return flow, bool(len(problems))
 
 
@@ -308,7 +306,7 @@ def _run_local_job(model_uri: str, data_dir, out: Path, options: JobOptions) -> 
             if options.regimens:
                 check_regimens(model)
             timings: dict[str, float] = {"load_model_s": round(time.perf_counter() - t0, 3)}
-            source.derive_h5ad_cells(config_from_dict(model.spec["config"]).singlecell)
+            source.derive_h5ad_cells(model.spec.config.singlecell)
             task = Task(model, {k: str(v) for k, v in source.paths.items()}, source.h5ad_cells is not None,
                          options.explain, options.regimens, options.fmt)  # fmt: skip
             try:
@@ -353,7 +351,7 @@ def _log_scoring_run(model: LoadedModel, summary: dict) -> None:
     with tracking.using():
         with tracking.job_run(experiment, f"score {model.name} v{model.version}"):
             processes.checkpoint("score:run")
-            mlflow.set_tags({"msc_response.stage": "score", "model_uri": model.uri, "engine": summary["engine"],
+            mlflow.set_tags({tracking.TAG_STAGE: "score", "model_uri": model.uri, "engine": summary["engine"],
                              "data.simulated": str(summary["data_simulated"]).lower()})  # fmt: skip
             mlflow.log_metrics(
                 {**{f"n_{k}": v for k, v in summary["counts"].items()}, **summary["timings"]}

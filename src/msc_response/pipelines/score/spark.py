@@ -47,10 +47,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ...config import config_from_dict
 from ...errors import DataError
-from ...features import flow_of_counts, sidecar
-from ...io import encode_chunk, write_json
+from ...features import flow_of_counts
+from ...io import PROBLEMS, SUMMARY, encode_chunk, sidecar_name, write_json
+from ...io import REJECTED as REJECTED_FILE
 from ...modeling.fitted import LoadedModel
 from ...modeling.predict import check_regimens, missing_inputs, predict_features
 from ...registry.load import load_model
@@ -334,7 +334,7 @@ def _output_schema(model: LoadedModel, explain: int, regimens: bool) -> pa.Schem
 
 def _model_payload(model: LoadedModel) -> dict:
     data = Path(model.model_file).read_bytes()
-    return {"uri": model.uri, "name": model.name, "version": model.version, "spec": model.spec,
+    return {"uri": model.uri, "name": model.name, "version": model.version, "spec": model.spec.raw,
             "file_name": Path(model.model_file).name, "bytes": data,
             "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
 
@@ -391,10 +391,10 @@ def _stop_on_problems(scored, study, strict: bool, tally, hadoop, target: sio.Ta
              .orderBy(*_problem_order(study)).toPandas())  # fmt: skip
     err = DataError(as_problems(shown), hidden=n - len(shown))
     if err.hidden:
-        name = sidecar(Path(target.name), ".problems.csv").name
+        name = sidecar_name(target.name, PROBLEMS)
         with target.staging(hadoop) as stage:
             stage.write(matters.select(PROBLEM_OUTPUT).orderBy(*_problem_order(study)), "csv",
-                        target.sibling(".problems.csv"), single=target.single_file)  # fmt: skip
+                        target.sibling(PROBLEMS), single=target.single_file)  # fmt: skip
         err.args = (f"{err.args[0]}\nevery problem ({n}) is listed in {name}",)
     raise err
 
@@ -425,7 +425,7 @@ def run_spark_job(model_uri: str, data_dir, out, options):
         target = sio.Target(str(out), options.fmt)
         target.check(hadoop)
         study = sio.read_study(spark, hadoop, str(data_dir),
-                               config_from_dict(model.spec["config"]).singlecell)  # fmt: skip
+                               model.spec.config.singlecell)  # fmt: skip
         out_schema = _output_schema(model, options.explain, options.regimens)
         spark_schema = from_arrow_schema(out_schema)
         broadcast = spark.sparkContext.broadcast(_model_payload(model))
@@ -483,13 +483,13 @@ def run_spark_job(model_uri: str, data_dir, out, options):
             stage.write(scored.where(kind == SCORED).select("scored.*"), options.fmt
                         if target.single_file else "parquet", target.uri, single=target.single_file)  # fmt: skip
             stage.write(scored.where(kind == REJECTED).select("rejected.*"), "csv",
-                        target.sibling(".rejected.csv"), single=target.single_file)  # fmt: skip
+                        target.sibling(REJECTED_FILE), single=target.single_file)  # fmt: skip
             if has_problems:
                 problems = scored.where(kind == PROBLEM).select("problem.*")
-                stage.write(problems.select(PROBLEM_OUTPUT), "csv", target.sibling(".problems.csv"),
+                stage.write(problems.select(PROBLEM_OUTPUT), "csv", target.sibling(PROBLEMS),
                             single=target.single_file)  # fmt: skip
         timings["write_s"] = time.perf_counter() - t
-        summary_uri = target.sibling(".summary.json")
+        summary_uri = target.sibling(SUMMARY)
         if target.local:  # written by the job (``out`` may be a file: URI)
             write_summary = functools.partial(_write_local_json, sio.local_path(summary_uri))
         else:  # on the output's filesystem, through this session

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 from ...errors import ConfigError, DataError, Problem
-from ...io import work_dir
+from ...io import sidecar_name, work_dir
 from ...study import files as F
 from ...study.reader import file_sha256
 from ...study.singlecell import mx1_monocyte_fractions
@@ -402,9 +402,9 @@ class Target:
             )
 
     def sibling(self, suffix: str) -> str:
-        """``sidecar(out, suffix)`` on the output's filesystem."""
-        stem = PurePosixPath(self.name).stem if self.single_file else self.name
-        return f"{self.parent}/{stem}{suffix}"
+        """:func:`~msc_response.io.sidecar` on the output's filesystem (a directory keeps its whole name)."""
+        name = sidecar_name(self.name, suffix) if self.single_file else self.name + suffix
+        return f"{self.parent}/{name}"
 
     @contextlib.contextmanager
     def staging(self, hadoop: Hadoop):

@@ -65,9 +65,27 @@ def test_plot_numbers_are_the_reported_numbers_and_nothing_global_changes(result
     ax = result.plot_roc()
     assert curves.area(result.roc_curve()) == pytest.approx(result.primary.roc_auc, abs=1e-9)
     assert f"{result.primary.roc_auc:.2f}" in ax.get_legend().get_texts()[0].get_text()
-    for draw in (result.plot_calibration, result.plot_decision_curve, result.plot_shap):
-        assert draw().figure is not None
+    cal = result.plot_calibration()  # the drawn line is the cross-validated curve
+    curve = curves.calibration_curve(result.y, result.primary.oof)
+    np.testing.assert_allclose(cal.lines[0].get_ydata(), curve["observed"])
+    assert (
+        f"slope {result.primary.cv.values[metrics.CALIBRATION_SLOPE]:.2f}"
+        in cal.lines[0].get_label()
+    )
+    assert cal.get_xlim() == (0, 1) and cal.get_ylim() == (0, 1)
     dc = result.decision_curve()
+    drawn = result.plot_decision_curve()
+    assert [line.get_label() for line in drawn.lines] == [
+        result.primary.name,
+        "treat all",
+        "treat none",
+    ]
+    np.testing.assert_allclose(drawn.lines[0].get_ydata(), dc["model"])
+    shap_ax = result.plot_shap(kind="bar")  # one bar per feature, named
+    named = {t.get_text() for t in shap_ax.get_yticklabels()}
+    assert len(named & set(result.fitted.feature_columns)) >= min(
+        10, len(result.fitted.feature_columns)
+    )
     at_half = dc.loc[np.isclose(dc["threshold"], 0.5)].iloc[0]
     assert at_half["model"] == pytest.approx(result.primary.cv.values["net_benefit_at_50"])
     assert (dc["lower"] <= dc["model"]).all() and (dc["model"] <= dc["upper"]).all()

@@ -1,7 +1,7 @@
 """Validation of a study directory: every rule reports file, row and column, all at once.
 
 Structural problems raise; row problems are collected in ``Study.problems`` (the verbs'
-policy decides what they mean: see test_intake.py).
+policy decides what they mean: see tests/test_intake.py).
 """
 
 from __future__ import annotations

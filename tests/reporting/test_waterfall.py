@@ -65,7 +65,7 @@ def test_explanation_adds_up_to_the_model_logit(features, kind, tmp_path):
 def test_a_recalibrated_model_still_adds_up(features, tmp_path):
     config, fs = features
     plain = _model(config, fs, "lightgbm", tmp_path)
-    spec = {**plain.spec, "recalibration": {"intercept": 0.4, "slope": 0.6}}
+    spec = {**plain.spec.raw, "recalibration": {"intercept": 0.4, "slope": 0.6}}
     recal = LoadedModel("local", "cp-explain", "2", spec, plain.model_file)
     pid = fs.table["patient_id"].iloc[3]
     p = plain.fitted.predict_proba(fs.table.iloc[[3]])[0]

@@ -72,10 +72,8 @@ def test_explanations_add_up_to_the_prediction(registered):
     from msc_response.features import build_features
 
     model = load_model(registered["uri"])
-    fs = build_features(
-        config_from_dict(model.spec["config"]), registered["screening"], labels=False
-    )
-    X = fs.table[model.spec["feature_columns"]]
+    fs = build_features(model.spec.config, registered["screening"], labels=False)
+    X = fs.table[model.feature_columns]
     contrib, base = model.fitted.contributions(X)
     p = mlflow.pyfunc.load_model(registered["uri"]).predict(X)["probability"].to_numpy()
     np.testing.assert_array_equal(p, model.fitted.predict_proba(X))
@@ -191,7 +189,7 @@ def test_missing_test_the_model_needs_is_an_error(registered, tmp_path):
     labs = pd.read_csv(d / "labs.csv")
     labs[labs["test"] != "platelets"].to_csv(d / "labs.csv", index=False)
     model = load_model(registered["uri"])
-    if "baseline_platelets" not in model.spec["feature_columns"]:
+    if "baseline_platelets" not in model.feature_columns:
         pytest.skip("the trained model does not use platelets")
     with pytest.raises(DataError, match="needs test 'platelets'"):
         job.score(registered["uri"], d, tmp_path / "p.csv", log_to_mlflow=False)

@@ -164,7 +164,7 @@ def test_cli_train_bad_config_key(tmp_path, store):
 def test_shipped_experiments_are_valid_configs_with_a_prespecified_primary():
     from msc_response.config import load_config
 
-    root = Path(__file__).resolve().parents[1] / "experiments"
+    root = Path(__file__).resolve().parents[2] / "experiments"
     configs = [load_config(p) for p in root.glob("*.yaml")]
     assert {c.endpoint.score for c in configs} == {"child_pugh", "meld"}
     assert all("primary" in p.read_text() for p in root.glob("*.yaml"))

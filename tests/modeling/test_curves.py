@@ -63,6 +63,25 @@ def test_plots_change_nothing_global_and_are_saved_labelled(tmp_path):
         plot_shap(np.array([[0.1, -0.2]] * 6), np.zeros(6), pd.DataFrame({"a": p, "b": p})),
     ]
     assert matplotlib.get_backend() == backend and plt.get_fignums() == open_figures
+    dc, roc, cal = (
+        curves.decision_curve(y, p),
+        curves.roc_curve(y, p),
+        curves.calibration_curve(y, p),
+    )
+    np.testing.assert_allclose(
+        axes[0].lines[0].get_ydata(), dc["model"]
+    )  # what is drawn is the numbers
+    np.testing.assert_allclose(axes[0].lines[1].get_ydata(), dc["treat_all"])
+    assert [t.get_text() for t in axes[0].get_legend().get_texts()] == [
+        "m",
+        "treat all",
+        "treat none",
+    ]
+    np.testing.assert_allclose(axes[1].lines[0].get_xydata(), roc[["fpr", "tpr"]].to_numpy())
+    assert axes[1].get_xlabel() == "1 - specificity" and axes[1].get_ylabel() == "sensitivity"
+    np.testing.assert_allclose(axes[2].lines[0].get_ydata(), cal["observed"])
+    assert axes[2].get_xlim() == (0, 1) and len(axes[2].lines) == 4  # curve, ideal, two rugs
+    assert {t.get_text() for t in axes[3].get_yticklabels()} >= {"a", "b"}
     plotting.save_figure(axes[0], tmp_path / "dc.png", simulated=True)
     assert (tmp_path / "dc.png").stat().st_size > 1000
     assert axes[0].figure._suptitle.get_text() == plotting.SIMULATED_LABEL

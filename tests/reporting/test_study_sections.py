@@ -182,11 +182,17 @@ def test_plots_change_nothing_global(trial):
     config, study, labels = trial
     backend, open_figures = matplotlib.get_backend(), plt.get_fignums()
     ax = figures.plot_proportions(cohort.responders_by_arm(labels["child_pugh"]), "cp")
-    figures.plot_changes(cohort.change_by_arm(labels["meld"]), "meld", "points", ax=None)
-    figures.plot_cell_course(cohort.cell_course(study, labels["child_pugh"], last_day=28), "arm")
-    figures.plot_patient_flow(tables.flow_by_arm(study, build_features(config, study)))
+    drawn = [
+        figures.plot_changes(cohort.change_by_arm(labels["meld"]), "meld", "points", ax=None),
+        figures.plot_cell_course(
+            cohort.cell_course(study, labels["child_pugh"], last_day=28), "arm"
+        ),
+        figures.plot_patient_flow(tables.flow_by_arm(study, build_features(config, study))),
+    ]
     assert matplotlib.get_backend() == backend and plt.get_fignums() == open_figures
     assert len(ax.lines) > 0
+    changes, course, flow = drawn  # intervals as lines, error bars by day, the flow's boxes
+    assert changes.lines and course.containers and flow.texts
 
 
 def test_page_escapes_text_and_marks_simulated(tmp_path):

@@ -11,17 +11,14 @@ import warnings
 
 import numpy as np
 import pytest
+from benchmarks import bench_report_intervals as bench
 
-from conftest import load_benchmark
 from msc_response import simulate
 from msc_response.config import config_from_dict
 from msc_response.reporting import cohort, intervals
 
 R = 600
 NOMINAL_MCSE = float(np.sqrt(0.95 * 0.05 / R))
-
-
-bench = load_benchmark("bench_report_intervals")
 
 
 @pytest.fixture(scope="module")

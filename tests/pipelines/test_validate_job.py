@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from scipy.special import expit, logit
 from typer.testing import CliRunner
 
-from conftest import load_benchmark, private_store
+from conftest import private_store
 from msc_response import MscResponseWarning
 from msc_response.cli import app
 from msc_response.config import config_from_dict
@@ -46,7 +46,8 @@ def test_validate_reproduces_the_benchmark_fresh_auroc(setup):
     from msc_response.pipelines.validate import validate_registered_model
 
     root, config, summary = setup
-    bench = load_benchmark("bench_honest_validation")
+    from benchmarks import bench_honest_validation as bench
+
     # the benchmark's computation for the same model: fit in memory, predict its fresh table
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MscResponseWarning)

@@ -1,0 +1,1 @@
+"""Benchmarks and Monte Carlo studies: ``python -m benchmarks.NAME``; results in ``benchmarks/results/``."""
