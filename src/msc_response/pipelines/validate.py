@@ -317,7 +317,7 @@ def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, data: Pat
                 and unusable("", t) is None):  # fmt: skip
             return str(earlier.version), True
     cohort = data.name
-    spec = dict(model.spec)
+    spec = dict(model.spec.raw)
     spec["recalibration"] = {"intercept": recal.intercept, "slope": recal.slope, "recalibrates_version": model.version,
                              "cohort": cohort, "n_patients": n, "validation_run": run_id}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
@@ -331,7 +331,7 @@ def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, data: Pat
     tags = {"recalibrates": model.version, "recalibration_intercept": f"{recal.intercept:.6f}",
             "recalibration_slope": f"{recal.slope:.6f}", "recalibration_cohort": cohort,
             "recalibration_cohort_path": str(data), RECALIBRATION_DIGEST_TAG: digest,
-            "validation_run": run_id, "model": model.spec.get("model_name", model.spec["kind"])}  # fmt: skip
+            "validation_run": run_id, "model": model.spec.model_name}  # fmt: skip
     for k, v in tags.items():
         client.set_model_version_tag(model.name, version, k, v)
     client.update_model_version(model.name, version, description=(
