@@ -227,6 +227,14 @@ def _bad_input_exits(func):
             text = _as_option(str(err)) if isinstance(err, ConfigError) else str(err)
             err_console.print(f"[bold red]error:[/] {text}", markup=True, highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+        except OSError as err:  # a full disk, a read-only folder: the place, not a traceback
+            from .io import disk_error  # deferred: io imports pandas, which the CLI loads late
+
+            clear = disk_error(err)
+            if clear is None:
+                raise
+            err_console.print(f"[bold red]error:[/] {clear}", markup=True, highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
         except Exception as err:
             if "mlflow" not in sys.modules:  # nothing tracked: not a server's failure
                 raise
@@ -650,10 +658,16 @@ def import_cmd(
                 highlight=False,
                 soft_wrap=True,
             )
-    if report["problems"]:  # each with its file and row in the report; never on the console (ids)
+    shown = report["problems"][:10]
+    for p in shown:  # where and why, never the message: it may name the patient
+        where = ", ".join([p["file"], *([f"row {p['row']}"] if p.get("row") is not None else []),
+                           *([f"column {p['column']!r}"] if p.get("column") else [])])  # fmt: skip
         err_console.print(
-            f"[yellow]{len(report['problems'])} row problems[/] (counted above), each with its file, "
-            f"row and column in {out / 'import_report.md'}",
+            f"[yellow]row problem:[/] {where}: {p['reason']}", highlight=False, soft_wrap=True
+        )
+    if len(report["problems"]) > len(shown):
+        err_console.print(
+            f"... {len(report['problems']) - len(shown)} more row problems",
             highlight=False,
             soft_wrap=True,
         )
@@ -720,7 +734,7 @@ def validate(
     out: Path | None = typer.Option(
         None,
         "--out",
-        help="Folder of the page (default reports/<model>/validation-v<version>-<cohort>).",
+        help="Folder of the page: new, empty or an earlier page (default reports/<model>/validation/<run id>).",
     ),
     recalibrate: bool = typer.Option(
         False,
@@ -734,12 +748,17 @@ def validate(
 
     run = validate_registered_model(model, data, out=out, recalibrate=recalibrate)
     ev = run.result
-    console.print(f"{run.name} v{run.version} on {data.name}: {ev.n} patients, responders {ev.outcome.text()}; "
+    console.print(f"{run.name} v{run.version} on {run.cohort}: {ev.n} patients, responders {ev.outcome.text()}; "
                   f"AUROC {ev.auroc.text()}", highlight=False, soft_wrap=True)  # fmt: skip
     if run.recalibrated_version:
         r = run.recalibration
+        again = (
+            " (registered before for this cohort: not registered again)"
+            if run.recalibration_reused
+            else ""
+        )
         console.print(f"recalibrated: logit(p') = {r.intercept:.3f} + {r.slope:.3f} logit(p) -> "
-                      f"models:/{run.name}/{run.recalibrated_version}", highlight=False, soft_wrap=True)  # fmt: skip
+                      f"models:/{run.name}/{run.recalibrated_version}{again}", highlight=False, soft_wrap=True)  # fmt: skip
     console.print(f"report -> {run.page}; MLflow run {run.run_id}", highlight=False, soft_wrap=True)
 
 

@@ -162,8 +162,13 @@ class ModelSettings:
     #: processes for cross-validation and bootstrap refits (results do not depend on it)
     n_jobs: int = 2
     lightgbm: dict[str, Any] = field(default_factory=lambda: dict(LIGHTGBM_DEFAULTS))
+    #: also log each model's out-of-fold predictions (one row per patient: the outcome and
+    #: the probability, linkable to the study by row order) to MLflow; off, only aggregates
+    log_patient_level_predictions: bool = False
 
     def __post_init__(self):
+        _require(isinstance(self.log_patient_level_predictions, bool), "model.log_patient_level_predictions",
+                 self.log_patient_level_predictions, "true or false")  # fmt: skip
         _require(
             _is_int(self.seed) and self.seed >= 0, "model.seed", self.seed, "a whole number >= 0"
         )

@@ -18,12 +18,13 @@ is not an existing directory, and can be written.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
@@ -103,7 +104,46 @@ def remove_leftovers(path: str | os.PathLike) -> list[Path]:
 def _cannot_write(path: Path, err: OSError, option: str | None) -> ConfigError:
     where = str(err.filename or path.parent)
     return ConfigError(f"{option + ': ' if option else ''}cannot write {str(path)!r}: "
-                       f"{err.strerror or err} ({where!r}); nothing was written")  # fmt: skip
+                       f"{err.strerror or err} ({where!r}){_free_space(where)}; nothing was written")  # fmt: skip
+
+
+#: What a full disk, a quota, a read-only file system or a folder without permission raise:
+#: an error of the place written, not of the program (exit 2, one line naming the place).
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _free_space(where: str | os.PathLike) -> str:
+    """``", N bytes free there"`` for the file system holding ``where`` (empty when unknown)."""
+    existing = next((p for p in (Path(where), *Path(where).parents) if p.exists()), None)
+    try:
+        free = shutil.disk_usage(existing).free if existing is not None else None
+    except OSError:
+        free = None
+    return "" if free is None else f", {free:,} bytes free there"
+
+
+class CannotWrite(ConfigError):
+    """An output that the disk cannot take (full, read-only, not permitted): exit 2, one line."""
+
+    def __init__(self, path: str | os.PathLike | None, strerror: str):
+        self.path, self.strerror = path, strerror
+        where = f" {str(path)!r}" if path is not None else ""
+        super().__init__(f"cannot write{where}: {strerror}{_free_space(path or Path.cwd())}; free some "
+                         "space or choose another location (nothing was written)")  # fmt: skip
+
+
+def disk_error(err: BaseException, path: str | os.PathLike | None = None) -> CannotWrite | None:
+    """The one clear error for writing ``path`` (else the file ``err`` names) onto a full
+    disk, a read-only file system or a folder without permission; None for any other error.
+
+    ``path`` is the output the user named: a temporary file inside its work directory is
+    not what they need to hear about.
+    """
+    if isinstance(err, CannotWrite):
+        return err if path is None else CannotWrite(path, err.strerror)
+    if not isinstance(err, OSError) or err.errno not in DISK_ERRNOS:
+        return None
+    return CannotWrite(path or err.filename, err.strerror or str(err))
 
 
 @contextlib.contextmanager
@@ -129,11 +169,25 @@ def work_dir(path: str | os.PathLike, *, option: str | None = None) -> Iterator[
         raise _cannot_write(path, err, option) from None
     try:
         yield work
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(work, ignore_errors=True)  # the error that got here is the one to see
         _remove_empty(missing)
-        raise
+        if not _writing(err, work):
+            raise
+        raise disk_error(err, path) from None  # said of this output, not of a temporary
     shutil.rmtree(work)
+
+
+def _writing(err: BaseException, work: Path) -> bool:
+    """Whether ``err`` is the disk refusing what is written in ``work``: a full disk or a
+    read-only file system; no permission only for a file in ``work`` (not an input read)."""
+    if isinstance(err, CannotWrite):
+        return True
+    if disk_error(err) is None:
+        return False
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return True
+    return err.filename is not None and Path(work) in Path(os.path.abspath(err.filename)).parents
 
 
 def _remove_empty(created: list[Path]) -> None:
@@ -200,8 +254,57 @@ def check_outputs(
             os.rmdir(tempfile.mkdtemp(prefix=f".{WORK_MARK}-probe-", dir=existing))
         except OSError as err:
             raise ConfigError(
-                f"{option}: cannot write in {str(existing)!r}: {err.strerror or err}; nothing was written"
+                f"{option}: cannot write in {str(existing)!r}: {err.strerror or err}"
+                f"{_free_space(existing)}; nothing was written"
             ) from None
+
+
+def check_output_folder(
+    folder: str | os.PathLike,
+    *,
+    inputs: Iterable[str | os.PathLike] = (),
+    option: str = "out",
+    previous: Callable[[Path], bool],
+    kind: str,
+) -> None:
+    """The rule for an output that is a folder (a page's, a study's), checked before any work.
+
+    ``folder`` is new, empty, or ``kind`` (an earlier output of the same kind:
+    ``previous(folder)``); never a file, never a path that names a file (``rep.html``
+    would silently become a folder); never one of ``inputs`` nor inside one, nor a folder
+    holding one; and it can be written (:func:`check_outputs`). :class:`ConfigError`
+    naming ``option``.
+    """
+    folder = Path(folder)
+    what = f"a folder (new, empty, or {kind})"
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"{option}: {str(folder)!r} is a file; {option} is {what} (nothing was written)"
+        )
+    if not folder.exists() and folder.suffix.lower() in FILE_SUFFIXES:
+        raise ConfigError(f"{option}: {str(folder)!r} names a file, but {option} is {what}: it would "
+                          "become a folder of that name (nothing was written)")  # fmt: skip
+    for inp in inputs:
+        real_in, real_out = Path(os.path.realpath(inp)), Path(os.path.realpath(folder))
+        clash = _clash(folder, Path(inp)) or (
+            "a folder holding the input" if real_out in real_in.parents else None
+        )
+        if clash:
+            raise ConfigError(
+                f"{option}: {str(folder)!r} is {clash} {str(inp)!r}; writing it would change the "
+                "input: choose another output folder (nothing was written)"
+            )
+    if folder.is_dir() and any(folder.iterdir()) and not previous(folder):
+        held = sorted(p.name for p in folder.iterdir())[:5]
+        raise ConfigError(f"{option}: {str(folder)!r} is not empty and is not {kind} (it holds "
+                          f"{held}); choose an empty or new folder - nothing is replaced")  # fmt: skip
+    check_outputs([folder / ".probe"], option=option)
+
+
+#: Suffixes that name a file, never an output folder.
+FILE_SUFFIXES = frozenset(
+    {".html", ".htm", ".json", ".csv", ".parquet", ".png", ".md", ".txt", ".pdf"}
+)
 
 
 def _clash(out: Path, inp: Path) -> str | None:

@@ -130,3 +130,16 @@ def signals_raise() -> Iterator[None]:
         for signum, before in previous.items():
             # None: a handler set outside Python, which cannot be put back; the default is
             signal.signal(signum, signal.SIG_DFL if before is None else before)
+
+
+#: The test hook, read in one place (:func:`checkpoint`): a process whose environment names
+#: one of its checkpoints kills itself there with SIGKILL (what a power cut or the OOM
+#: killer does), so tests can stop a job exactly between two of its steps.
+KILL_AT_ENV = "MSC_RESPONSE_KILL_AT"
+
+
+def checkpoint(name: str) -> None:
+    """A named point of a job where tests may kill it (see :data:`KILL_AT_ENV`); nothing
+    happens otherwise."""
+    if os.environ.get(KILL_AT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -137,15 +137,38 @@ def _open_locked(uri: str, db: Path) -> None:
     from mlflow.tracking._model_registry.utils import _get_store as registry_store
     from mlflow.tracking._tracking_service.utils import _get_store as tracking_store
 
+    with _file_lock(db.with_name(db.name + ".lock")):
+        tracking_store(uri)
+        registry_store(uri)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """An exclusive lock on ``path`` for the block (nothing where POSIX locks do not exist)."""
     try:
         import fcntl
     except ImportError:  # not POSIX: MLflow's own behaviour
-        tracking_store(uri), registry_store(uri)
+        yield
         return
-    with open(db.with_name(db.name + ".lock"), "a") as lock:
+    with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, or the process dies
-        tracking_store(uri)
-        registry_store(uri)
+        yield
+
+
+@contextlib.contextmanager
+def registry_lock(uri: str):
+    """Registry changes of a local SQLite store one process at a time; yields whether locked.
+
+    With a lock (a file beside the database), what is read inside the block (the current
+    champion) is still so when the block sets aliases. A tracking server offers no lock:
+    the block yields False and the caller re-reads what it relied on before each change.
+    """
+    db = _sqlite_path(uri) if urlsplit(uri).scheme.lower() == "sqlite" else None
+    if db is None:
+        yield False
+        return
+    with _file_lock(db.with_name(db.name + ".registry.lock")):
+        yield True
 
 
 @functools.cache  # a server that answered once is not asked again (errors are not cached)
@@ -305,6 +328,38 @@ def start_run(**kwargs):
             raise
         finally:
             _end_run(run.info.run_id, status)
+
+
+@contextlib.contextmanager
+def job_run(experiment: str, run_name: str, root: str | Path | None = None):
+    """The run of one job (``train``, ``validate``, ``score``) in ``experiment`` (created if new).
+
+    Runs a dead process of this host left RUNNING in that experiment are ended first
+    (:func:`fail_abandoned_runs`); the run is :func:`start_run`'s (process tags, KILLED on
+    SIGTERM or SIGINT). Call inside :func:`using`. Yields ``(ActiveRun, abandoned runs)``.
+    """
+    exp_id = experiment_id(experiment)
+    abandoned = fail_abandoned_runs(exp_id, root)
+    with start_run(experiment_id=exp_id, run_name=run_name) as run:
+        yield run, abandoned
+
+
+def log_files(paths, artifact_path: str, run_id: str | None = None, root=None) -> None:
+    """Log each of ``paths`` (files the product wrote) under ``artifact_path``, one by one.
+
+    Never a folder: a folder may hold what the product did not write (a user's notes, a
+    copy of a study), and whatever is in it would go to the store.
+    """
+    import mlflow
+
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"log_files: {str(path)!r} is not a file the product wrote")
+        if run_id is None:
+            mlflow.log_artifact(str(path), artifact_path)
+        else:
+            client(root).log_artifact(run_id, str(path), artifact_path)
 
 
 def _end_run(run_id: str, status: str) -> None:

@@ -202,7 +202,8 @@ def test_study_day_0_is_a_row_problem(tmp_path):
     labs = imported_labs(tmp_path)
     assert labs["day"].tolist() == [0]
     report = json.loads((tmp_path / "study" / "import_report.json").read_text())
-    assert report["problems"] == [{"reason": "day unknown", "problem": "lb.csv, row 1, column 'LBDY': study day 0 "
+    assert report["problems"] == [{"reason": "day unknown", "file": "lb.csv", "row": 1, "column": "LBDY",
+                                   "problem": "lb.csv, row 1, column 'LBDY': study day 0 "
                                    "does not exist in SDTM (day 1 is the reference start date)"}]  # fmt: skip
 
 

@@ -93,7 +93,8 @@ def test_train_tracks_registers_exploratory_and_serves_probabilities(trial_dir, 
     assert "optimism_corrected_roc_auc" not in lgbm.data.metrics
     arts = {a.path for a in client.list_artifacts(children[0].info.run_id, "validation")}
     assert {"validation/roc_curve.png", "validation/calibration.png", "validation/decision_curve.png",
-            "validation/oof_predictions.csv", "validation/decision_curve.csv"} <= arts  # fmt: skip
+            "validation/decision_curve.csv"} <= arts  # fmt: skip
+    assert "validation/oof_predictions.csv" not in arts  # patient-level: only when opted in
 
     # the registered model serves probabilities from the feature table
     model = mlflow.pyfunc.load_model(f"models:/cp-test/{summary['version']}")

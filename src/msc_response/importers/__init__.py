@@ -101,7 +101,7 @@ def import_study(
         except LookupError:
             raise ConfigError(f"encoding: unknown text encoding {encoding!r}") from None
     out = Path(out)
-    check_out(out)  # refuse before any work
+    check_out(out, Path(source))  # refuse before any work
     rules = index_rules(index_date, index_dates, index_event, encoding=encoding)
     maps = load_mapping(mapping, fmt)
     with progress.task(f"reading {fmt.upper()} from {Path(source).name}"):

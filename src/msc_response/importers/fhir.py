@@ -78,22 +78,24 @@ USED = (
 USABLE_OBSERVATION = frozenset({"final", "amended", "corrected", "preliminary"})
 
 
-def read_resources(src: Path) -> list[tuple[str, dict, str | None]]:
+def read_resources(
+    src: Path, not_understood: Counter | None = None
+) -> list[tuple[str, dict, str | None]]:
     """Every resource in ``src``: (file name, resource as JSON, Bundle fullUrl or None).
+
+    Bundle entries without a resource object are counted in ``not_understood`` by
+    ``(file, reason)``.
 
     Raises
     ------
     DataError
-        Nothing to read, or a file that is not JSON / NDJSON of resources (structural).
+        Nothing to read, or a file that is not JSON / NDJSON of resources, or a Bundle
+        whose ``entry`` is not a list (structural).
     """
-    if src.is_dir():
-        files = sorted(
-            p for p in src.iterdir() if p.is_file() and p.suffix.lower() in (".json", ".ndjson")
-        )
-    elif src.is_file():
-        files = [src]
-    else:
+    not_understood = Counter() if not_understood is None else not_understood
+    if not src.exists():
         raise DataError([Problem(src.name, None, None, f"FHIR source not found: {str(src)!r}")])
+    files = [src / name for name in _files(src)] if src.is_dir() else [src]
     if not files:
         raise DataError(
             [Problem(src.name, None, None, "no .json or .ndjson file of FHIR resources")]
@@ -113,9 +115,15 @@ def read_resources(src: Path) -> list[tuple[str, dict, str | None]]:
         else:
             res = _json(content, path.name, None)
             if res.get("resourceType") == "Bundle":
-                for entry in res.get("entry") or []:
+                entries = res.get("entry", [])
+                if not isinstance(entries, list):
+                    raise DataError([Problem(path.name, None, "entry", f"a Bundle whose 'entry' is not a list "
+                                             f"(got {type(entries).__name__} {str(entries)[:60]!r})")])  # fmt: skip
+                for entry in entries:
                     if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
                         out.append((path.name, entry["resource"], entry.get("fullUrl")))
+                    else:
+                        not_understood[(path.name, "Bundle entry without a resource object")] += 1
             else:
                 out.append((path.name, res, None))
     for file, res, _ in out:
@@ -131,6 +139,15 @@ def read_resources(src: Path) -> list[tuple[str, dict, str | None]]:
                 ]
             )
     return out
+
+
+def _files(src: Path) -> list[str]:
+    """The names of the files read from ``src`` (a folder of .json/.ndjson, or one file)."""
+    if src.is_file():
+        return [src.name]
+    return sorted(
+        p.name for p in src.iterdir() if p.is_file() and p.suffix.lower() in (".json", ".ndjson")
+    )
 
 
 def _json(text: str, file: str, line: int | None) -> dict:
@@ -170,6 +187,8 @@ class _Fhir:
         self.log = RowLog()
         self.report: dict = {"format": "fhir"}
         self.refs: dict[str, str] = {}  # reference (Patient/x, fullUrl) -> patient_id
+        self.not_understood: Counter = Counter()  # (file, reason) -> resources or entries
+        self.files: list[str] = []  # every file read
         self.not_imported: dict[str, str] = {}  # patient_id -> why
 
     def add(self, reason: str, file: str, ref: str, element: str | None, message: str) -> None:
@@ -182,10 +201,13 @@ class _Fhir:
 
         by_type: dict[str, list] = {t: [] for t in USED}
         counts: Counter = Counter()
+        read: Counter = Counter()  # valid resources per file (or of types not used)
         for file, res, full_url in resources:
             rtype = res["resourceType"]
             counts[rtype] += 1
             if rtype not in by_type:
+                self.not_understood[(file, f"resource type {rtype} not used")] += 1
+                read[file] += 1  # understood: a type the import does not need
                 continue
             try:
                 model = get_fhir_model_class(rtype).model_validate(res)
@@ -194,8 +216,18 @@ class _Fhir:
                 element = ".".join(str(x) for x in first["loc"]) or None
                 self.add("invalid resource", file, f"{rtype}/{res.get('id')}", element,
                          f"not a valid FHIR {rtype}: {first['msg']}")  # fmt: skip
+                self.not_understood[(file, f"invalid {rtype}")] += 1
                 continue
             by_type[rtype].append((file, model, full_url))
+            read[file] += 1
+        for file in self.files:
+            if not read[file]:
+                self.log.add("file with nothing usable", Problem(file, None, None,
+                             "no valid FHIR resource in the file (see not_understood)"))  # fmt: skip
+        self.report["not_understood"] = {
+            file: {why: int(n) for (f, why), n in sorted(self.not_understood.items()) if f == file}
+            for file in sorted({f for f, _ in self.not_understood})
+        }
         self.report["files"] = {
             name: {"sha256": file_sha256(self.src / name if self.src.is_dir() else self.src)}
             for name in sorted({f for f, _, _ in resources})
@@ -546,7 +578,8 @@ class _Fhir:
         return dict(zip(has["patient_id"], has["index_date"], strict=True))
 
     def run(self) -> Imported:
-        resources = read_resources(self.src)
+        resources = read_resources(self.src, self.not_understood)
+        self.files = _files(self.src)
         by_type = self.parse(resources)
         pats = self.patients(by_type["Patient"])
         inf = self.infusions(by_type["MedicationAdministration"], by_type["Medication"])

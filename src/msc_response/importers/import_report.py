@@ -87,7 +87,10 @@ def build_report(imp: Imported, mapping: Mapping, *, source: str, strict: bool) 
             "problems_by_reason": imp.log.by_reason(),
             "left_out_by_rule": {k: int(v) for k, v in sorted(imp.log.skipped.items()) if v},
         },
-        "problems": [{"reason": reason, "problem": str(p)} for reason, p in imp.log.problems],
+        "problems": [
+            {"reason": reason, "file": p.file, "row": p.row, "column": p.column, "problem": str(p)}
+            for reason, p in imp.log.problems
+        ],  # fmt: skip
     }
     return report
 

@@ -15,8 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..io import work_dir, write_table
+from ..io import check_output_folder, work_dir, write_table
 
 REPORT_JSON = "import_report.json"
 REPORT_MD = "import_report.md"
@@ -39,16 +38,11 @@ def _is_earlier_import(out: Path) -> bool:
     )
 
 
-def check_out(out: Path) -> None:
-    """Refuse an ``--out`` that would destroy what the user had (a file, a foreign non-empty folder)."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out: {str(out)!r} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not _is_earlier_import(out):
-        held = sorted(p.name for p in out.iterdir())[:5]
-        raise ConfigError(
-            f"out: {str(out)!r} is not empty and is not an earlier import's output (it holds "
-            f"{held}); choose an empty or new folder - nothing is replaced"
-        )
+def check_out(out: Path, source: Path | None = None) -> None:
+    """Refuse an ``--out`` that would destroy what the user had (a file, a foreign non-empty
+    folder, the ``source`` or a folder inside it): :func:`msc_response.io.check_output_folder`."""
+    check_output_folder(out, inputs=[] if source is None else [source], option="out",
+                        previous=_is_earlier_import, kind="an earlier import's output")  # fmt: skip
 
 
 def write_study(tables: dict, report: dict, markdown: str, out: Path, fmt: str) -> list[Path]:

@@ -28,6 +28,10 @@ ALIAS_CANDIDATE = "candidate"
 ALIAS_EXPLORATORY = "exploratory"
 ALIAS_CHAMPION = "champion"
 
+#: The version tag the next training puts on a version whose run was killed before its
+#: decision was recorded.
+INCOMPLETE_TAG = "incomplete"
+
 
 @dataclass(frozen=True)
 class Comparison:

@@ -18,6 +18,7 @@ from pathlib import Path
 from .. import progress, tracking
 from ..errors import ConfigError, DataError, MscResponseWarning, Problem
 from ..features import build_features
+from ..io import remove_leftovers
 from ..modeling.fit import fit
 from ..modeling.models import screen_columns
 from ..registry.load import load_model
@@ -92,16 +93,48 @@ def report_dir(experiment: str, run_id: str, root: str | Path | None = None) -> 
     return reports_root(root) / experiment / run_id
 
 
+def remove_report_leftovers(folder: Path) -> list[Path]:
+    """Remove what killed page writes left in the report folders under ``folder``.
+
+    Only the product's own work directories (``.index.html.msc-tmp-PID-START-*``) whose
+    process has ended (:func:`msc_response.io.remove_leftovers`); a report folder left
+    empty by that goes too. Returns what was removed.
+    """
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for run_folder in sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()):
+        gone = remove_leftovers(run_folder / "index.html")
+        if gone and not any(run_folder.iterdir()):
+            run_folder.rmdir()
+        removed += gone
+    return removed
+
+
+#: The training run's tag saying whether its report was logged ("pending" until it is).
+REPORT_TAG = "msc_response.report"
+
+
 def publish_training_report(
     result, features, study, summary: dict, *, root: str | Path | None = None
 ) -> Path:
-    """Write the report of a logged training to ``reports/<experiment>/<run>/`` and log it to the run."""
+    """Write the report of a logged training to ``reports/<experiment>/<run>/`` and log it to the run.
+
+    The run is tagged :data:`REPORT_TAG` ``pending`` first and ``logged`` once the page is
+    in the store: a run whose report a kill cut short says so (``report --run`` remakes
+    it). Leftovers of killed writes in the experiment's report folders are removed first.
+    """
     registered = {"registered model": f"{summary['registered_model']} version {summary['version']}",
                   "aliases": ", ".join(summary.get("aliases", [])),
                   "decision": summary.get("champion_decision", ""), "MLflow run": summary["run_id"]}  # fmt: skip
     out = report_dir(result.config.name, summary["run_id"], root)
+    remove_report_leftovers(out.parent)
+    client = tracking.client(root)
+    client.set_tag(summary["run_id"], REPORT_TAG, "pending (the report was not written: remake it "
+                   "with msc-response report --run)")  # fmt: skip
     path = write_training_report(result, features, study, out, registered=registered)
-    tracking.client(root).log_artifacts(summary["run_id"], str(out), ARTIFACT_DIR)
+    tracking.log_files([path], ARTIFACT_DIR, run_id=summary["run_id"], root=root)
+    client.set_tag(summary["run_id"], REPORT_TAG, "logged")
     return path
 
 
@@ -143,6 +176,7 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
     """
     client = tracking.client(root)
     run = _training_run(client, experiment, run_id)
+    tracking.fail_abandoned_runs(run.info.experiment_id, root)  # as every run of the experiment
     run_id = run.info.run_id
     versions = client.search_model_versions(f"run_id = '{run_id}'")
     if not versions:

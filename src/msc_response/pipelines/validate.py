@@ -12,7 +12,18 @@ criteria for validating a model (Riley et al., Stat Med 2021:
 run (experiment ``<model>-validation``), linked to the model version's logged model and
 to the cohort's features (no ids, no rows). With
 ``recalibrate``, a logistic recalibration is estimated and registered as a new version
-of the same model, linked to the one it recalibrates.
+of the same model, linked to the one it recalibrates (once per version and cohort: the
+same recalibration again reuses that version).
+
+Every validation is its own record: its run (named for the model version, the cohort's
+folder and the digest of its features; tagged with the cohort's path), its page
+(``reports/<model>/validation/<run id>/`` by default) and its tag on the model version
+(``external_validation.<run id>``); none replaces another. ``--out`` follows the rule of
+every output folder (:func:`msc_response.io.check_output_folder`): new, empty or an
+earlier validation page, never inside the cohort (nor is the default folder). The run
+starts first (ending runs of killed validations, see
+:func:`msc_response.tracking.job_run`); the page is written inside it and removed if the
+run fails, and only the page itself is logged.
 
 Everything that can be wrong with the input is checked before anything is written.
 """
@@ -20,6 +31,8 @@ Everything that can be wrong with the input is checked before anything is writte
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -28,16 +41,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import plotting, tracking
+from .. import plotting, processes, tracking
 from ..errors import DataError, Problem
 from ..features import features_from_study
-from ..io import check_outputs, write_json
+from ..io import check_output_folder, write_json
 from ..modeling.calibration import linear_predictor
 from ..modeling.fitted import FittedModel, write_spec
 from ..modeling.metrics import VALIDATED
 from ..modeling.predict import missing_inputs
 from ..modeling.validation import riley_validation_n
-from ..registry.load import load_model
+from ..registry.load import RECALIBRATION_DIGEST_TAG, load_model, record_decision, unusable
 from ..registry.registration import features_dataset, log_features, log_pyfunc
 from ..reporting import external, figures
 from ..reporting import study_sections as sections
@@ -45,7 +58,7 @@ from ..reporting.model_sections import add_operating_point
 from ..reporting.page import Page
 from ..reporting.subgroups import MIN_PER_CLASS, for_display, subgroup_performance
 from ..study import load_study
-from .report import reports_root
+from .report import remove_report_leftovers, reports_root
 
 VALIDATION_JSON = "validation.json"
 
@@ -158,6 +171,8 @@ class ValidationRun:
     run_id: str
     recalibration: external.Recalibration | None = None
     recalibrated_version: str | None = None
+    recalibration_reused: bool = False  # the same recalibration was registered before
+    cohort: str = ""
 
 
 def _cohort(model, data: Path):
@@ -200,12 +215,13 @@ def validate_registered_model(model_uri: str, data: str | Path, *, out: str | Pa
         endpoint, has a single outcome class, or cannot be recalibrated. Nothing is
         written or logged then.
     """
-    data = Path(data)
+    data = Path(os.path.abspath(data))  # "." is named by its folder
     if out is not None:
-        check_outputs(
-            [Path(out) / "index.html", Path(out) / VALIDATION_JSON], inputs=[data], option="out"
-        )
+        check_page_folder(Path(out), data)
     model = load_model(model_uri)
+    pages = reports_root(root) / model.name / VALIDATION_PAGES
+    if out is None:  # a new folder per run inside it: never inside the cohort either
+        check_page_folder(pages, data, option="the default page folder", previous=lambda _: True)
     config, study, fs, y, p = _cohort(model, data)
     ev = external.external_performance(y, p, thresholds=config.model.net_benefit_thresholds, n_boot=n_boot,
                                        seed=config.model.seed, decision_threshold=model.threshold)  # fmt: skip
@@ -219,16 +235,49 @@ def validate_registered_model(model_uri: str, data: str | Path, *, out: str | Pa
         except ValueError as err:
             raise DataError([Problem("features", None, "response", str(err))]) from None
 
-    default = reports_root(root) / model.name / f"validation-v{model.version}-{data.name}"
-    out_dir = Path(out) if out is not None else default
-    page = write_validation_report(model, config, study, fs, y, p, ev, out_dir, data_dir=data, recalibration=recal,
-                                   provenance=prov, sample_size=(ss, why_no_ss))  # fmt: skip
-    write_json({"metrics": numbers, "provenance": prov.as_dict(), "problems": dict(ev.problems),
-                "sample_size": None if ss is None else {"criteria": ss.criteria, "targets": ss.targets,
-                                                        "inputs": ss.inputs},
-                "sample_size_not_computed": why_no_ss}, page.parent / VALIDATION_JSON)  # fmt: skip
-    run_id, new_version = _log(model, config, fs, y, ev, page, data, recal, root, numbers)
-    return ValidationRun(model_uri, model.name, model.version, ev, page, run_id, recal, new_version)
+    def write_page(run_id: str) -> Path:
+        page = write_validation_report(model, config, study, fs, y, p, ev,
+                                       Path(out) if out is not None else pages / run_id, data_dir=data,
+                                       recalibration=recal, provenance=prov, sample_size=(ss, why_no_ss))  # fmt: skip
+        write_json({"metrics": numbers, "provenance": prov.as_dict(), "problems": dict(ev.problems),
+                    "sample_size": None if ss is None else {"criteria": ss.criteria, "targets": ss.targets,
+                                                            "inputs": ss.inputs},
+                    "sample_size_not_computed": why_no_ss}, page.parent / VALIDATION_JSON)  # fmt: skip
+        return page
+
+    run = _log(
+        model, fs, y, ev, write_page, data, recal, root, pages if out is None else None, numbers
+    )
+    run.model_uri = model_uri
+    return run
+
+
+#: The folder of the default validation pages under ``reports/<model>/``: one per run.
+VALIDATION_PAGES = "validation"
+#: What a validation page folder holds (an earlier one may be replaced by a new page).
+PAGE_FILES = frozenset({"index.html", VALIDATION_JSON})
+
+
+def is_validation_page(folder: Path) -> bool:
+    """Whether ``folder`` holds an earlier validation page and nothing else (hidden work
+    directories of killed writes aside)."""
+    names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+    if not names <= PAGE_FILES or "index.html" not in names:
+        return False
+    try:
+        head = (folder / "index.html").read_text(encoding="utf-8", errors="replace")[:4000]
+    except OSError:
+        return False
+    return re.search(r"<title>(SIMULATED - )?External validation: ", head) is not None
+
+
+def check_page_folder(
+    folder: Path, data: Path, *, option: str = "out", previous=is_validation_page
+) -> None:
+    """The page folder may be written: the rule of every output folder, before any work."""
+    check_output_folder(
+        folder, inputs=[data], option=option, previous=previous, kind="an earlier validation page"
+    )
 
 
 def validation_table(
@@ -355,40 +404,81 @@ def write_validation_report(model, config, study, fs, y, p, ev, out_dir: Path, *
 
 
 def _log(
-    model, config, fs, y, ev, page: Path, data: Path, recal, root, numbers: dict
-) -> tuple[str, str | None]:
+    model, fs, y, ev, write_page, data: Path, recal, root, pages: Path | None, numbers: dict
+) -> ValidationRun:
+    """The validation's run: tags, metrics, features; the page written and logged inside it
+    (``pages``: the folder of the default pages, where killed writes' leftovers are removed)."""
     import mlflow
 
     client = tracking.client(root)
     version = client.get_model_version(model.name, model.version)
     X = fs.table[model.feature_columns].astype(float)
+    cohort = data.name
+    dataset = features_dataset(X, y, f"{cohort}-features")
+    page = None
     with tracking.using(root):
-        exp_id = tracking.experiment_id(f"{model.name}-validation")
-        with mlflow.start_run(
-            experiment_id=exp_id, run_name=f"validate v{model.version} on {data.name}"
-        ) as run:
-            mlflow.set_tags({tracking.TAG_STAGE: "validate", "model_name": model.name,
-                             "model_version": model.version, "model_uri": f"models:/{model.name}/{model.version}",
-                             "cohort": data.name, "data.simulated": str(bool(fs.simulated)).lower()})  # fmt: skip
-            dataset = features_dataset(X, y, f"{data.name}-features")
-            log_features(dataset, "validation")
-            mlflow.log_metrics(
-                numbers, model_id=getattr(version, "model_id", None) or None, dataset=dataset
-            )
-            mlflow.log_dict({name: why for name, why in ev.problems.items()}, "problems.json")
-            mlflow.log_artifacts(str(page.parent), "report")
+        name = f"validate v{model.version} on {cohort} ({dataset.digest})"
+        with tracking.job_run(f"{model.name}-validation", name, root) as (run, _):
             run_id = run.info.run_id
-            new_version = None
-            if recal is not None:
-                new_version = _register_recalibrated(model, recal, X, run_id, data.name, ev.n)
-                mlflow.set_tag("recalibrated_version", new_version)
-    client.set_model_version_tag(model.name, model.version, f"external_validation.{data.name}",
-                                 f"run {run_id}: AUROC {ev.auroc.text()}")  # fmt: skip
-    return run_id, new_version
+            try:
+                mlflow.set_tags({tracking.TAG_STAGE: "validate", "model_name": model.name,
+                                 "model_version": model.version, "model_uri": f"models:/{model.name}/{model.version}",
+                                 "cohort": cohort, "cohort.path": str(data), "cohort.digest": dataset.digest,
+                                 "data.simulated": str(bool(fs.simulated)).lower()})  # fmt: skip
+                log_features(dataset, "validation")
+                mlflow.log_metrics(
+                    numbers,
+                    model_id=getattr(version, "model_id", None) or None,
+                    dataset=dataset,
+                )
+                mlflow.log_dict({name: why for name, why in ev.problems.items()}, "problems.json")
+                processes.checkpoint("validate:run")
+                if pages is not None:
+                    remove_report_leftovers(pages)
+                page = write_page(run_id)
+                tracking.log_files([page], "report")
+                new_version, reused = None, False
+                if recal is not None:
+                    new_version, reused = _register_recalibrated(
+                        model, recal, X, run_id, data, dataset.digest, ev.n
+                    )
+                    mlflow.set_tag("recalibrated_version", new_version)
+            except BaseException:
+                if page is not None:
+                    _remove_page(page)
+                raise
+    client.set_model_version_tag(model.name, model.version, f"external_validation.{run_id}",
+                                 f"cohort {cohort} ({data}; features digest {dataset.digest}): AUROC {ev.auroc.text()}")  # fmt: skip
+    return ValidationRun(
+        "", model.name, model.version, ev, page, run_id, recal, new_version, reused, cohort
+    )
 
 
-def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, cohort: str, n: int) -> str:
-    """Log the recalibrated model (same model file, spec with the recalibration) and register it."""
+def _remove_page(page: Path) -> None:
+    """A page whose run failed goes, with its validation.json (and its folder, when nothing
+    else is in it)."""
+    page.unlink(missing_ok=True)
+    (page.parent / VALIDATION_JSON).unlink(missing_ok=True)
+    try:
+        page.parent.rmdir()
+    except OSError:
+        pass  # something else is in it (an earlier validation.json): kept
+
+
+def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, data: Path, digest: str,
+                           n: int) -> tuple[str, bool]:  # fmt: skip
+    """Log the recalibrated model (same model file, spec with the recalibration) and register it.
+
+    Returns the version and whether it was registered before: the same version
+    recalibrated on the same cohort (same features digest) is one version, not two.
+    """
+    client = tracking.client()
+    for earlier in client.search_model_versions(f"name = '{model.name}'"):
+        t = earlier.tags or {}
+        if (t.get("recalibrates") == model.version and t.get(RECALIBRATION_DIGEST_TAG) == digest
+                and unusable("", t) is None):  # fmt: skip
+            return str(earlier.version), True
+    cohort = data.name
     spec = dict(model.spec.raw)
     spec["recalibration"] = {"intercept": recal.intercept, "slope": recal.slope, "recalibrates_version": model.version,
                              "cohort": cohort, "n_patients": n, "validation_run": run_id}  # fmt: skip
@@ -399,17 +489,19 @@ def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, cohort: s
         spec_path = write_spec(spec, art / "model_spec.json")
         info = log_pyfunc(FittedModel.load(spec, model_file), model_file, spec_path, X,
                           name="recalibrated_model", registered_model_name=model.name)  # fmt: skip
-    client = tracking.client()
     version = str(info.registered_model_version)
     tags = {"recalibrates": model.version, "recalibration_intercept": f"{recal.intercept:.6f}",
             "recalibration_slope": f"{recal.slope:.6f}", "recalibration_cohort": cohort,
+            "recalibration_cohort_path": str(data), RECALIBRATION_DIGEST_TAG: digest,
             "validation_run": run_id, "model": model.spec.model_name}  # fmt: skip
     for k, v in tags.items():
         client.set_model_version_tag(model.name, version, k, v)
     client.update_model_version(model.name, version, description=(
         f"Version {model.version} recalibrated on cohort {cohort} (n={n}): logit(p') = "
         f"{recal.intercept:.4f} + {recal.slope:.4f} x logit(p)."))  # fmt: skip
-    return version
+    record_decision(client, model.name, version, f"not promoted: a recalibration of version {model.version} "
+                    "(no alias; promote it by hand after review)")  # fmt: skip
+    return version, False
 
 
 def summary(run: ValidationRun) -> dict:

@@ -18,32 +18,73 @@ from ..modeling import gate
 from ..modeling.fitted import LoadedModel
 
 
+def record_decision(client, name: str, version: str, decision: str) -> None:
+    """Record the gate's decision on ``version``: its last tag, which makes it usable."""
+    client.set_model_version_tag(name, version, tracking.TAG_CHAMPION_DECISION, decision[:5000])
+
+
+#: The features digest of the cohort a recalibrated version was recalibrated on.
+RECALIBRATION_DIGEST_TAG = "recalibration_digest"
+
+
+def decision_recorded(tags: dict) -> bool:
+    """Whether a version's registration finished: its gate decision is recorded.
+
+    Recalibrated versions registered before decisions were recorded for them (tagged
+    ``recalibrates`` and, last, ``model``; no ``recalibration_digest``) count as finished.
+    """
+    legacy = {"recalibrates", "model"} <= set(tags) and RECALIBRATION_DIGEST_TAG not in tags
+    return tracking.TAG_CHAMPION_DECISION in tags or legacy
+
+
+def unusable(uri: str, tags: dict) -> str | None:
+    """Why the registered version with ``tags`` may not be used (None: it may)."""
+    if gate.INCOMPLETE_TAG in tags:
+        return f"model {uri!r}: {tags[gate.INCOMPLETE_TAG]}"
+    if not decision_recorded(tags):
+        return (f"model {uri!r}: the version has no recorded gate decision: its registration did not "
+                "finish (a killed or still running job); it is not used - train again or wait for it")  # fmt: skip
+    return None
+
+
 def load_model(uri: str) -> LoadedModel:
     """Load a model by URI (``models:/NAME@alias``, ``models:/NAME/VERSION`` or ``runs:/...``).
+
+    An alias is resolved once, and the files of the version it named are loaded
+    (``models:/NAME/VERSION``), so an alias moved meanwhile cannot mix two versions. A
+    registered version whose gate decision is not recorded is refused (see
+    :func:`unusable`).
 
     Raises
     ------
     ConfigError
-        The model or alias does not exist, is not an msc-response model, or belongs to
-        another experiment than its registered name says.
+        The model or alias does not exist, is not an msc-response model, belongs to
+        another experiment than its registered name says, or is not usable.
     """
     import mlflow  # deferred: heavy, loaded when a model is
     from mlflow.exceptions import MlflowException
 
-    name, version, aliases = "", "", ()
+    name, version, files, aliases = "", "", uri, ()
     try:
         client = tracking.client()
         if uri.startswith("models:/"):
             ref = uri.removeprefix("models:/")
+            mv = None
             if "@" in ref:
                 name, alias = ref.split("@", 1)
-                version = _version_of_alias(client, uri, name, alias)
+                version = _version_of_alias(client, uri, name, alias)  # resolved once
             elif "/" in ref:
                 name, version = ref.split("/", 1)
             if version:
-                aliases = client.get_model_version(name, version).aliases or ()
+                mv = client.get_model_version(name, version)
+                version = str(mv.version)
+                aliases = mv.aliases or ()
+                files = f"models:/{name}/{version}"
+                why = unusable(uri, mv.tags or {})
+                if why:
+                    raise ConfigError(why)
         with tracking.using():  # models:/ and runs:/ URIs resolve through the tracking URI
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=files))
         flavor = mlflow.models.Model.load(local).flavors.get("python_function", {})
     except (MlflowException, OSError) as err:
         raise ConfigError(f"model {uri!r}: cannot load it: {str(err).splitlines()[0]}") from None

@@ -3,13 +3,20 @@
 One parent run per training (params: the config, validation effort, git commit, package
 versions; the feature table as an ``mlflow.data`` input with digest and schema, no rows;
 the patient flow and the dropped columns; the primary model's metrics), one nested run
-per model (its metrics, curves and out-of-fold predictions keyed by row index), SHAP
-plots of the primary model, and the primary model itself as a pyfunc "model from code"
-with ``model_spec.json``. The input example is synthetic (the feature medians), so no
-patient's row reaches the store.
+per model (its metrics and aggregate curves; its out-of-fold predictions, one row per
+patient, only when ``model.log_patient_level_predictions`` says so), SHAP plots of the
+primary model, and the primary model itself as a pyfunc "model from code" with
+``model_spec.json``. The input example is synthetic (the feature medians), so no
+patient's row reaches the store. Files are logged one by one, never a folder.
 
 The new version gets aliases from :func:`msc_response.modeling.gate.decide`; against an
 existing champion, the champion's stored recipe is re-validated here on the same data.
+The comparison and the aliases cannot interleave with another training's: on a local
+store both happen under :func:`~msc_response.tracking.registry_lock`; on a server the
+champion is read again before the aliases are set, and the comparison re-run if it has
+changed. The gate decision (:data:`~.tracking.TAG_CHAMPION_DECISION`) is the version's last tag: a
+version without it is not usable (:func:`~.registry.load_model` refuses it), and the
+next training marks such versions of killed runs :data:`~.gate.INCOMPLETE_TAG`.
 
 The parent run is named by model, endpoint and time (:func:`run_name`); it and the model
 version carry the model card's summary as their description (:func:`card_summary`:
@@ -28,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import plotting, provenance, tracking
+from .. import plotting, processes, provenance, tracking
 from ..config import config_from_dict
 from ..domain import INTENDED_USE
 from ..features import build_features
@@ -40,6 +47,7 @@ from ..modeling.fitted import write_spec
 from ..modeling.metrics import ROC_AUC, VALIDATED, reported
 from ..modeling.models import ModelSpec
 from ..modeling.summary import NOT_APPLICABLE, model_numbers
+from .load import decision_recorded, record_decision
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 
@@ -75,12 +83,12 @@ def log_and_register(
     config = result.config
     summary = result.summary()
     with tracking.using(root) as uri:
-        exp_id = tracking.experiment_id(config.name)
-        abandoned = tracking.fail_abandoned_runs(exp_id, root)
         with (
-            tracking.start_run(experiment_id=exp_id, run_name=run_name(config)) as parent,
+            tracking.job_run(config.name, run_name(config), root) as (parent, abandoned),
             _scratch(uri, config.name) as tmp,
         ):
+            mark_incomplete_versions(config.name)
+            exp_id = parent.info.experiment_id
             registered = _log_and_register(result, summary, exp_id, data_dir, tmp)
             run_id = parent.info.run_id
     summary.update({**registered, "run_id": run_id, "tracking_uri": uri,
@@ -114,15 +122,22 @@ def _log_and_register(
         _log_model_run(result, mv, exp_id, tmp)
     _log_shap(result, tmp)
     model_info = _log_model(result, tmp)
-    champion, champion_problem = _against_champion(result, data_dir)
-    decision = gate.decide(
-        n=len(result.y),
-        riley_min_n=result.riley["min_n"],
-        baseline=result.baseline_comparison,
-        champion=champion,
-        champion_problem=champion_problem,
-    )
-    version, aliases = _register(config.name, model_info, result, decision)
+    version = str(model_info.registered_model_version)
+    processes.checkpoint("train:registered")
+    with tracking.registry_lock(mlflow.get_tracking_uri()) as locked:
+        while True:  # compare-and-set: the champion compared with is the one replaced
+            seen = _champion_version(config.name)
+            champion, champion_problem = _against_champion(result, data_dir, seen)
+            decision = gate.decide(
+                n=len(result.y),
+                riley_min_n=result.riley["min_n"],
+                baseline=result.baseline_comparison,
+                champion=champion,
+                champion_problem=champion_problem,
+            )
+            if locked or _champion_version(config.name) == seen:
+                break
+        aliases = _register(config.name, version, result, decision)
     status = gate.status_of(aliases, exploratory=result.below_riley)
     card = card_summary(summary, status, decision.reason)
     mlflow.set_tags({"primary_model": config.model.primary, tracking.TAG_CHAMPION_DECISION: decision.reason,
@@ -266,33 +281,34 @@ def _log_model_run(result: TrainingResult, mv: ModelValidation, exp_id: str, tmp
             mlflow.set_tags(tags)
         out = tmp / mv.name
         out.mkdir()
-        oof = pd.DataFrame({"index": np.arange(len(result.y)), "response": result.y})
-        for r in range(mv.oof.shape[0]):
-            oof[f"oof_probability_repeat_{r + 1}"] = np.round(mv.oof[r], 6)
-        oof.to_csv(out / "oof_predictions.csv", index=False)
-        result.decision_curve(mv.name).round(6).to_csv(out / "decision_curve.csv", index=False)
+        written = [out / "decision_curve.csv"]
+        result.decision_curve(mv.name).round(6).to_csv(written[0], index=False)
+        if result.config.model.log_patient_level_predictions:  # opted in: patient-level rows
+            oof = pd.DataFrame({"index": np.arange(len(result.y)), "response": result.y})
+            for r in range(mv.oof.shape[0]):
+                oof[f"oof_probability_repeat_{r + 1}"] = np.round(mv.oof[r], 6)
+            written.append(out / "oof_predictions.csv")
+            oof.to_csv(written[-1], index=False)
         for name, ax in (
             ("roc_curve.png", result.plot_roc(model=mv.name)),
             ("calibration.png", result.plot_calibration(model=mv.name)),
             ("decision_curve.png", result.plot_decision_curve(model=mv.name)),
         ):
-            plotting.save_figure(ax, out / name, simulated=result.simulated)
-        mlflow.log_artifacts(str(out), "validation")
+            written.append(out / name)
+            plotting.save_figure(ax, written[-1], simulated=result.simulated)
+        tracking.log_files(written, "validation")
 
 
 def _log_shap(result: TrainingResult, tmp: Path) -> None:
-    import mlflow
-
     shap_dir = tmp / "shap"
     shap_dir.mkdir()
-    for kind in ("beeswarm", "bar"):
-        plotting.save_figure(result.plot_shap(kind=kind), shap_dir / f"shap_{kind}.png",
-                           simulated=result.simulated)  # fmt: skip
+    written = [shap_dir / f"shap_{kind}.png" for kind in ("beeswarm", "bar")]
+    for kind, path in zip(("beeswarm", "bar"), written, strict=True):
+        plotting.save_figure(result.plot_shap(kind=kind), path, simulated=result.simulated)
     contrib, _ = result.fitted.contributions(result.X)
-    global_importance(contrib, result.fitted.feature_columns).to_csv(
-        shap_dir / "shap_importance.csv", index=False
-    )
-    mlflow.log_artifacts(str(shap_dir), "shap")
+    written.append(shap_dir / "shap_importance.csv")
+    global_importance(contrib, result.fitted.feature_columns).to_csv(written[-1], index=False)
+    tracking.log_files(written, "shap")
 
 
 def synthetic_example(X: pd.DataFrame) -> pd.DataFrame:
@@ -357,20 +373,27 @@ def current_champion(name: str):
     """
     from mlflow import MlflowClient
 
-    client = MlflowClient()
-    version = client.get_registered_model(name).aliases.get(gate.ALIAS_CHAMPION)
-    return None if version is None else client.get_model_version(name, str(version))
+    version = _champion_version(name)
+    return None if version is None else MlflowClient().get_model_version(name, version)
+
+
+def _champion_version(name: str) -> str | None:
+    """The version the ``champion`` alias points to now (None: no champion)."""
+    from mlflow import MlflowClient
+
+    version = MlflowClient().get_registered_model(name).aliases.get(gate.ALIAS_CHAMPION)
+    return None if version is None else str(version)
 
 
 def _against_champion(
-    result: TrainingResult, data_dir
+    result: TrainingResult, data_dir, champion_version: str | None
 ) -> tuple[gate.Comparison | None, str | None]:
-    """Re-validate the current champion's stored recipe on this training's data and samples."""
-    if result.below_riley:
-        return None, None  # exploratory whatever the champion is
-    champion = current_champion(result.config.name)
-    if champion is None:
-        return None, None
+    """Re-validate the champion's (``champion_version``) stored recipe on this training's data and samples."""
+    if result.below_riley or champion_version is None:
+        return None, None  # exploratory whatever the champion is; or nothing to compare with
+    from mlflow import MlflowClient
+
+    champion = MlflowClient().get_model_version(result.config.name, champion_version)
     import mlflow
 
     spec_file = mlflow.artifacts.download_artifacts(
@@ -419,22 +442,69 @@ def _champion_features(result: TrainingResult, champ_config, data_dir) -> pd.Dat
     return build_features(champ_config, data_dir).table
 
 
-def _register(name: str, model_info, result: TrainingResult, decision: gate.Decision):
+def _register(
+    name: str, version: str, result: TrainingResult, decision: gate.Decision
+) -> list[str]:
+    """Tag ``version``, set its aliases, and record the gate decision last (see the module docs)."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    version = str(model_info.registered_model_version)
     client.set_model_version_tag(
         name, version, "validated_roc_auc", f"{result.primary.roc_auc:.6f}"
     )
     client.set_model_version_tag(name, version, "model", result.config.model.primary)
-    client.set_model_version_tag(
-        name, version, tracking.TAG_CHAMPION_DECISION, decision.reason[:5000]
-    )
+    held = client.get_registered_model(name).aliases
+    # where the aliases pointed before: a run killed before its decision is recorded gets
+    # them put back by the next training's clean-up (mark_incomplete_versions)
+    client.set_model_version_tag(name, version, PREVIOUS_ALIASES_TAG,
+                                 json.dumps({a: str(held[a]) for a in decision.aliases if a in held}))  # fmt: skip
     for alias in decision.aliases:
         client.set_registered_model_alias(name, alias, version)
-    aliases = sorted(client.get_model_version(name, version).aliases)
-    return version, aliases
+    processes.checkpoint("train:aliased")
+    record_decision(client, name, version, decision.reason)
+    return sorted(client.get_model_version(name, version).aliases)
+
+
+#: The aliases a version's registration moved, as JSON ``{alias: version it pointed to}``.
+PREVIOUS_ALIASES_TAG = "msc_response.previous_aliases"
+
+
+def mark_incomplete_versions(name: str) -> list[str]:
+    """Mark the versions of ``name`` that a killed run left without a gate decision; returns them.
+
+    A version whose run no longer runs and that has no :data:`~.tracking.TAG_CHAMPION_DECISION` is
+    tagged :data:`~.gate.INCOMPLETE_TAG` (kept: its files may be wanted, but it is never
+    loaded for scoring), and any alias its run had moved to it is put back where it
+    pointed before. Versions of running runs (another training now) are left alone.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        held = client.get_registered_model(name).aliases
+    except MlflowException:
+        return []  # not registered yet
+    marked = []
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        tags = mv.tags or {}
+        if decision_recorded(tags) or gate.INCOMPLETE_TAG in tags:
+            continue
+        if mv.run_id and client.get_run(mv.run_id).info.status == "RUNNING":
+            continue
+        previous = json.loads(tags.get(PREVIOUS_ALIASES_TAG) or "{}")
+        for alias, version in held.items():
+            if str(version) != str(mv.version):
+                continue
+            if alias in previous:
+                client.set_registered_model_alias(name, alias, previous[alias])
+            else:
+                client.delete_registered_model_alias(name, alias)
+        client.set_model_version_tag(name, mv.version, gate.INCOMPLETE_TAG,
+                                     "its training was stopped before the gate decision was recorded; "
+                                     "not usable: train again")  # fmt: skip
+        marked.append(str(mv.version))
+    return marked
 
 
 def scoring_alias(name: str, root: str | Path | None = None) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import provenance
+from .. import processes, provenance
 from ..config import config_digest
 from ..feature_labels import feature_labels
 from ..io import atomic_path
@@ -290,4 +290,5 @@ class Page:
         with atomic_path(path) as tmp:
             tmp.write_text(self.html(), encoding="utf-8")
             tmp.chmod(0o644)  # a page to read and share (the temporary file is private)
+            processes.checkpoint("page:written")
         return path

@@ -358,12 +358,16 @@ def _run_local_job(model_uri: str, data_dir, out: Path, options: JobOptions) -> 
 
 
 def _log_scoring_run(model: LoadedModel, summary: dict) -> None:
-    """Counts and timings of the job in MLflow (experiment ``NAME-scoring``; no patient ids)."""
+    """Counts and timings of the job in MLflow (experiment ``NAME-scoring``; no patient ids).
+
+    Started with :func:`msc_response.tracking.job_run`: ended KILLED on SIGTERM, and a
+    run a killed job left RUNNING is ended by the next scoring of the same model."""
     import mlflow
 
+    experiment = f"{model.name}-scoring" if model.name else "scoring"
     with tracking.using():
-        exp = tracking.experiment_id(f"{model.name}-scoring" if model.name else "scoring")
-        with mlflow.start_run(experiment_id=exp, run_name=f"score {model.name} v{model.version}"):
+        with tracking.job_run(experiment, f"score {model.name} v{model.version}"):
+            processes.checkpoint("score:run")
             mlflow.set_tags({tracking.TAG_STAGE: "score", "model_uri": model.uri, "engine": summary["engine"],
                              "data.simulated": str(summary["data_simulated"]).lower()})  # fmt: skip
             mlflow.log_metrics(
