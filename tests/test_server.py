@@ -200,10 +200,18 @@ def pg_dump(server: Server) -> str:
     return done.stdout
 
 
-def test_four_users_train_and_score_at_once(server, cohorts, tmp_path):
+@pytest.mark.parametrize("store", ["server", "sqlite"])
+def test_four_users_train_and_score_at_once(store, server, cohorts, tmp_path):
+    """On the server, and on the local SQLite store (single-writer: the registry lock and
+    SQLite's own locking must serialise the writes, or the run be refused clearly)."""
     from mlflow import MlflowClient
 
-    env = server.env()
+    if store == "server":
+        uri, env = server.url, server.env()
+    else:
+        (tmp_path / "mlruns").mkdir()
+        uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+        env = {**server.env(), "MLFLOW_TRACKING_URI": uri}
     cfg = experiment(tmp_path, "srv-big", cohorts / "big")
     # one by one first: the champion the others are compared with, and the decision to expect
     ok(
@@ -251,7 +259,7 @@ def test_four_users_train_and_score_at_once(server, cohorts, tmp_path):
     assert len(set(versions)) == 4 and min(versions) > 2  # unique, after the two sequential ones
     assert {s["champion_decision"] for s in summaries} == {sequential}
 
-    client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     for s in [first, *summaries]:
         assert client.get_run(s["run_id"]).info.status == "FINISHED"
     registered = {int(v.version) for v in client.search_model_versions("name = 'srv-big'")}
@@ -260,7 +268,7 @@ def test_four_users_train_and_score_at_once(server, cohorts, tmp_path):
     assert int(champion.version) in registered and champion.status == "READY"
     import mlflow
 
-    mlflow.set_tracking_uri(server.url)
+    mlflow.set_tracking_uri(uri)
     try:
         loaded = mlflow.pyfunc.load_model(f"models:/srv-big/{champion.version}")
     finally:
@@ -413,16 +421,20 @@ class StandaloneCluster:
         self.procs: dict[str, subprocess.Popen] = {}
         self.env = {**os.environ, "SPARK_HOME": str(self.home), "SPARK_LOCAL_IP": "127.0.0.1",
                     "PYSPARK_PYTHON": sys.executable}  # fmt: skip
-        self._start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                    "--port", str(self.port), "--webui-port", str(self.ui))  # fmt: skip
-        self._wait_port(self.port)
-        for k in range(workers):
-            work = root / f"worker{k}"
-            work.mkdir()
-            self._start(f"worker{k}", "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                        "--cores", "1", "--memory", "1G", "--webui-port", str(free_port()),
-                        "--work-dir", str(work), self.master)  # fmt: skip
-        self._wait_workers(workers)
+        try:  # a cluster that fails to come up is stopped, not left running
+            self._start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                        "--port", str(self.port), "--webui-port", str(self.ui))  # fmt: skip
+            self._wait_port(self.port)
+            for k in range(workers):
+                work = root / f"worker{k}"
+                work.mkdir()
+                self._start(f"worker{k}", "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                            "--cores", "1", "--memory", "1G", "--webui-port", str(free_port()),
+                            "--work-dir", str(work), self.master)  # fmt: skip
+            self._wait_workers(workers)
+        except BaseException:
+            self.stop()
+            raise
 
     def _start(self, name: str, cls: str, *args: str) -> None:
         with open(self.root / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
