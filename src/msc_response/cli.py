@@ -41,6 +41,7 @@ OPTION_OF = {
     "regimens": "--regimens", "engine": "--engine", "patients_per_chunk": "--patients-per-chunk",
     "jobs": "--jobs", "model": "--model", "source_format": "--from", "table_format": "--format",
     "index_date": "--index-date", "mapping": "--mapping", "summary": "--summary", "encoding": "--encoding",
+    "mx1_role": "--mx1-role", "ratio": "--ratio", "regimen": "--regimen",
 }  # fmt: skip
 
 
@@ -172,7 +173,7 @@ def simulate(
         ..., "--out", help="Study directory to write: new, empty, or a previous simulator output."
     ),
     design: str = typer.Option(
-        "trial", "--design", help="trial (the published arms) or screening."
+        "trial", "--design", help="trial (the published arms), screening, or rct (randomised)."
     ),
     n_patients: int | None = typer.Option(
         None, "--n-patients", help="Patients (trial: scales all arms)."
@@ -188,12 +189,24 @@ def simulate(
     force: bool = typer.Option(
         False, "--force", help="Write into a directory holding other files (never replaced)."
     ),
+    mx1_role: str | None = typer.Option(
+        None, "--mx1-role", help="rct: MX1+ predictive, prognostic, both (default) or neither."
+    ),
+    ratio: str | None = typer.Option(
+        None, "--ratio", help="rct: allocation, control first (default 1:1; 1:1:1 with two regimens)."
+    ),
+    regimen: list[str] | None = typer.Option(
+        None, "--regimen", help="rct: an MSC regimen DOSExN, e.g. 1.0e8x3 (repeat for several)."
+    ),
 ) -> None:
     """Write a SIMULATED study directory with known truth (truth.csv, simulation.json)."""
     from .simulator import write_simulation
+    from .simulator.rct import design_from_options
 
+    rct_design = design_from_options(design, mx1_role, ratio, regimen)
     meta = write_simulation(out, design=design, n_patients=n_patients, seed=seed, fmt=fmt,
-                            baseline_only=baseline_only, h5ad_patients=h5ad_patients, force=force)  # fmt: skip
+                            baseline_only=baseline_only, h5ad_patients=h5ad_patients, force=force,
+                            rct_design=rct_design)  # fmt: skip
     console.print(
         f"SIMULATED {meta['design']} cohort: {meta['n_patients']} patients -> {out}",
         highlight=False,
