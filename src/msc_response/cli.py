@@ -252,6 +252,10 @@ def train(
     console.print(_flow_box(result["patient_flow"]), highlight=False)
     console.print(_train_table(result))
     console.print(_primary_lines(result), highlight=False)
+    if "benefit" in result:  # randomised data: benefit over the control arm
+        console.print(f"benefit ({result['benefit']['benefit_model']}): ATE {_ci(result['ate'], result['ate_ci'])}; "
+                      f"c-for-benefit {_ci(result['c_for_benefit'], result['c_for_benefit_ci'])}; "
+                      f"MX1+: {result['mx1_verdict']}", highlight=False)  # fmt: skip
     console.print(
         f"registered {result['model_uri']} aliases={result['aliases']}: {result['champion_decision']}",
         highlight=False,

@@ -36,14 +36,13 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..config import LIGHTGBM_DEFAULTS
+from ..config import BENEFIT_MODELS, LIGHTGBM_DEFAULTS
 from ..errors import ConfigError
 from .calibration import logistic_glm
 from .models import PenalisedLogisticCV
 
-BENEFIT_MODELS = ("risk_constant", "risk_interaction", "effect_penalised", "t_learner", "x_learner")
 #: The pre-specified primary benefit model (PATH: risk modelling first).
-PRIMARY = "risk_constant"
+PRIMARY = BENEFIT_MODELS[0]
 #: Feature kinds that may enter a benefit model: baseline only. Regimen features are the
 #: treatment itself; on-treatment cell features (landmark, change) are outcomes of it.
 BASELINE_KINDS = ("patient", "lab", "score", "cells")

@@ -11,7 +11,10 @@ from pathlib import Path
 
 from ..config import ExperimentConfig
 from ..features import build_features
+from ..io import write_json
 from ..reporting.training import publish_training_report
+from ..study import load_study
+from .benefit_train import benefit_summary, check_benefit_allowed
 from .fit import TrainingResult, fit
 from .registration import log_and_register
 
@@ -29,16 +32,25 @@ def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summa
 
     Raises
     ------
+    ConfigError
+        A ``benefit`` section on a study not known to be randomised (nothing is read or
+        written then).
     DataError
         Bad input data (bad rows too, unless ``exclude_bad_patients``: then those patients
         are excluded with the reason in the flow), or an endpoint with no responders or no
         non-responders (nothing is logged or registered then).
     """
     data_dir = Path(config.data if data_dir is None else data_dir)
+    check_benefit_allowed(config, data_dir)  # before anything is built or written
+    study = load_study(data_dir, config.singlecell)
     features = build_features(
-        config, data_dir, labels=True, bad_rows="exclude" if exclude_bad_patients else "error"
+        config, study, labels=True, bad_rows="exclude" if exclude_bad_patients else "error"
     )
     result = fit(config, features)
-    summary = log_and_register(result, data_dir=data_dir, root=root, summary_path=summary_path)
+    benefit = benefit_summary(config, features, study.patients)[0] if config.benefit else {}
+    summary = log_and_register(result, data_dir=data_dir, root=root)
+    summary.update(benefit)
+    if summary_path is not None:
+        write_json(summary, summary_path)
     summary["report"] = str(publish_training_report(result, features, data_dir, summary, root=root))
     return summary

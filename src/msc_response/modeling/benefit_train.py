@@ -1,0 +1,71 @@
+"""Benefit at training time: refuse it without randomisation, validate it on an RCT.
+
+:func:`check_benefit_allowed` runs before anything is read into features or written: a
+config with a ``benefit`` section on a study that is not known to be randomised stops with
+exit code 2 and the reason (:func:`~.benefit.require_randomised`). :func:`benefit_summary`
+runs the pre-specified primary benefit model's validation
+(:mod:`~.benefit_validation`) and returns JSON-safe numbers for the training summary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from ..config import ExperimentConfig
+from ..errors import ConfigError
+from .benefit import benefit_data, require_randomised
+from .benefit_validation import validate_benefit
+
+#: The study metadata file that may say ``"randomised": true`` (the simulator writes it).
+METADATA_FILE = "simulation.json"
+
+
+def study_randomised(data_dir: str | Path) -> bool | None:
+    """``randomised`` from the study's metadata (None when it has none or does not say)."""
+    path = Path(data_dir) / METADATA_FILE
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the study metadata: {err}") from err
+    value = meta.get("randomised") if isinstance(meta, dict) else None
+    return value if isinstance(value, bool) else None
+
+
+def check_benefit_allowed(config: ExperimentConfig, data_dir: str | Path) -> None:
+    """Stop (ConfigError, exit 2) when ``config`` asks for benefit on non-randomised data."""
+    if config.benefit is None:
+        return
+    if config.benefit.randomised is not None:
+        require_randomised(config.benefit.randomised, "the config (benefit.randomised)")
+    else:
+        require_randomised(
+            study_randomised(data_dir), f"the study metadata ({Path(data_dir) / METADATA_FILE})"
+        )
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "item"):  # numpy scalars
+        return _json_safe(obj.item())
+    return obj
+
+
+def benefit_summary(config: ExperimentConfig, features, patients) -> tuple[dict, object]:
+    """The primary benefit model's validation: summary keys and the validation itself."""
+    b = config.benefit
+    data = benefit_data(features, patients, b.treatment_column, b.control_value)
+    validation = validate_benefit(data.X, data.treated, data.y, data.mx1, kind=b.primary,
+                                  seed=config.model.seed, folds=b.folds, n_boot=b.bootstrap)  # fmt: skip
+    full = _json_safe(validation.summary())
+    flat = {k: full[k] for k in ("ate", "ate_ci", "c_for_benefit", "c_for_benefit_ci")}
+    flat["mx1_verdict"] = full.get("mx1_verdict", "not applicable (no baseline MX1+ feature)")
+    return {**flat, "benefit": full}, validation
