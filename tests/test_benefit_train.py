@@ -1,0 +1,86 @@
+"""Benefit at training time: refused on single-arm data, summarised on a randomised trial."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from conftest import private_store
+from msc_response.cli import app
+from msc_response.config import config_from_dict
+from msc_response.errors import ConfigError
+from msc_response.modeling.benefit_train import check_benefit_allowed, study_randomised
+from msc_response.simulator import write_simulation
+
+runner = CliRunner()
+FAST = {"repeats": 1, "bootstrap": 10, "candidates": ["logistic_l2"]}
+
+
+def write_config(path, data, **benefit):
+    path.write_text(
+        yaml.safe_dump(
+            {"name": "benefit-test", "data": str(data), "model": FAST, "benefit": benefit}
+        )
+    )
+    return path
+
+
+def test_a_benefit_config_on_single_arm_data_exits_2_explaining_why_and_writes_nothing(
+    trial_dir, tmp_path
+):
+    cfg = write_config(tmp_path / "c.yaml", trial_dir)
+    summary = tmp_path / "summary.json"
+    with private_store(tmp_path):
+        result = runner.invoke(app, ["train", "--config", str(cfg), "--summary", str(summary)])
+        assert MlflowClient().get_experiment_by_name("benefit-test") is None  # nothing logged
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "randomised" in text and "single-arm trial" in text and "control arm" in text
+    assert not summary.exists()
+
+
+def test_randomised_comes_from_the_study_or_the_config(trial_dir, tmp_path):
+    assert study_randomised(trial_dir) is None
+    write_simulation(tmp_path / "rct", design="rct", n_patients=40, h5ad_patients=0)
+    assert study_randomised(tmp_path / "rct") is True
+    base = {"name": "b", "benefit": {}}
+    check_benefit_allowed(config_from_dict(base), tmp_path / "rct")
+    with pytest.raises(ConfigError, match="benefit.randomised"):
+        check_benefit_allowed(
+            config_from_dict({**base, "benefit": {"randomised": False}}), tmp_path / "rct"
+        )
+    check_benefit_allowed(config_from_dict({**base, "benefit": {"randomised": True}}), trial_dir)
+    check_benefit_allowed(config_from_dict({"name": "b"}), trial_dir)  # no section: nothing asked
+    with pytest.raises(ConfigError, match="benefit.primary"):
+        config_from_dict({**base, "benefit": {"primary": "causal_forest"}})
+
+
+@pytest.mark.slow
+def test_train_on_an_rct_summarises_benefit_with_intervals(tmp_path):
+    data = tmp_path / "rct"
+    write_simulation(data, design="rct", n_patients=300, seed=4, h5ad_patients=0)
+    cfg = write_config(tmp_path / "c.yaml", data, bootstrap=50)
+    summary = tmp_path / "summary.json"
+    with private_store(tmp_path):
+        result = runner.invoke(app, ["train", "--config", str(cfg), "--summary", str(summary)])
+    assert result.exit_code == 0, result.output
+    assert "benefit (risk_constant): ATE" in result.output
+    s = json.loads(summary.read_text())
+    lo, hi = s["ate_ci"]
+    assert lo < s["ate"] < hi and -1 <= lo and hi <= 1
+    lo, hi = s["c_for_benefit_ci"]
+    assert 0 <= lo <= s["c_for_benefit"] <= hi <= 1
+    assert s["mx1_verdict"] in ("predictive", "prognostic", "not shown")
+    inter = s["benefit"]["mx1_interaction"]
+    assert (
+        inter["interaction_or"]["low"]
+        < inter["interaction_or"]["estimate"]
+        < inter["interaction_or"]["high"]
+    )
+    assert len(s["benefit"]["calibration_for_benefit"]) == 4
+    truth = json.loads((data / "simulation.json").read_text())["true_ate"]["true_benefit"]
+    assert s["ate_ci"][0] < truth < s["ate_ci"][1]
