@@ -118,7 +118,7 @@ def test_benefit_is_refused_unless_the_data_are_randomised():
 def test_inputs_are_checked_naming_the_problem():
     data, _ = rct_data(60, "both", 1)
     with pytest.raises(ConfigError, match="benefit model"):
-        bm.fit_benefit_model("causal_forest", data.X, data.treated, data.y)
+        bm.fit_benefit_model("random_guess", data.X, data.treated, data.y)
     with pytest.raises(ConfigError, match="control arm needs at least 4"):
         bm.fit_benefit_model("risk_constant", data.X, np.ones(len(data.y), dtype=int), data.y)
     with pytest.raises(ConfigError, match="control_value"):

@@ -195,7 +195,8 @@ class ModelSettings:
 
 
 #: Benefit models (modeling/benefit.py holds what each is); the first is the PATH primary.
-BENEFIT_MODELS = ("risk_constant", "risk_interaction", "effect_penalised", "t_learner", "x_learner")
+BENEFIT_MODELS = ("risk_constant", "risk_interaction", "effect_penalised", "t_learner", "x_learner",
+                  "causal_forest")  # fmt: skip
 
 
 @dataclass(frozen=True)
