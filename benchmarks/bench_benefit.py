@@ -8,8 +8,8 @@ benefit (:func:`msc_response.modeling.benefit_validation.validate_benefit`, prim
 and size, each with its Monte Carlo standard error (MCSE):
 
 * ATE (difference of response proportions, Newcombe interval): bias and coverage against
-  the trial's own mean true benefit (sample ATE) and against the population ATE (mean
-  true benefit of :data:`POPULATION_N` patients of the same scenario).
+  the trial's own mean true benefit (sample ATE) and against the population ATE (the
+  mean true benefit over every patient the benchmark simulated for the scenario).
 * Group benefits: coverage of the Newcombe interval of the observed benefit in each MX1+
   quartile and in each quarter of predicted benefit (cross-fitted), against the mean true
   benefit of the group's patients; the mean predicted minus true benefit of the group.
@@ -20,8 +20,9 @@ and size, each with its Monte Carlo standard error (MCSE):
   MX1+ is only prognostic or neither, the power where it is predictive or both.
 
 Run: ``python benchmarks/bench_benefit.py [--replicates 200] [--replicates-large 100]
-[--jobs 2]``; the result goes to ``benchmarks/results/benefit.json`` and a table to
-stderr. No MLflow store is used.
+[--rounds 8] [--jobs 2]``; every cell advances each round and the result is rewritten
+after each (``benchmarks/results/benefit.json``, ``rounds_done``), so a run stopped early
+still reports even cells; a table goes to stderr. No MLflow store is used.
 """
 
 from __future__ import annotations
@@ -41,10 +42,9 @@ from msc_response.config import load_config
 from msc_response.features import build_features
 from msc_response.modeling import benefit as bm
 from msc_response.modeling import benefit_validation as bv
-from msc_response.simulator import rct, simulate, simulate_tables
+from msc_response.simulator import rct, simulate
 
 SIZES = (140, 1000)
-POPULATION_N = 40_000
 CONFIG = load_config({"name": "bench-benefit"})
 
 
@@ -135,29 +135,14 @@ def summarise(rows: pd.DataFrame, population_ate: float) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--replicates", type=int, default=200, help="RCTs per scenario at 140 patients"
-    )
-    parser.add_argument(
-        "--replicates-large", type=int, default=100, help="RCTs per scenario at 1,000"
-    )
-    parser.add_argument("--jobs", type=int, default=2)
-    args = parser.parse_args()
-    start = time.perf_counter()
-    population = {
-        role: float(simulate_tables("rct", POPULATION_N, 999, rct_design=rct.RctDesign(mx1_role=role))
-                    .truth["true_benefit"].mean())
-        for role in rct.MX1_ROLES
-    }  # fmt: skip
-    tasks = [
-        (role, n, 1000 * i + k)
-        for n, reps in zip(SIZES, (args.replicates, args.replicates_large), strict=True)
-        for k, role in enumerate(rct.MX1_ROLES)
-        for i in range(reps)
-    ]
-    rows = pd.DataFrame(Parallel(n_jobs=args.jobs)(delayed(replicate)(*task) for task in tasks))
+def write_results(rows: pd.DataFrame, args, start: float) -> dict:
+    """The JSON result of the replicates so far (written after every round)."""
+    # the population ATE of a scenario: the mean true benefit over every simulated patient
+    # of that scenario (both sizes; replicate trials are independent draws of it)
+    weights = rows["n"] * rows["sate"]
+    population = (
+        weights.groupby(rows["role"]).sum() / rows["n"].groupby(rows["role"]).sum()
+    ).to_dict()
     results = {
         f"{role}/{n}": summarise(group, population[role])
         for (role, n), group in rows.groupby(["role", "n"])
@@ -167,17 +152,55 @@ def main() -> None:
         "primary_model": bm.PRIMARY,
         "wall_s": round(time.perf_counter() - start, 1),
         "jobs": args.jobs,
+        "rounds_done": int(rows["round"].max()) + 1,
         "results": results,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "benefit.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--replicates", type=int, default=200, help="RCTs per scenario at 140 patients"
+    )
+    parser.add_argument(
+        "--replicates-large", type=int, default=100, help="RCTs per scenario at 1,000"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=8, help="rounds; results are written after each"
+    )
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    rows = []
+    reps = dict(zip(SIZES, (args.replicates, args.replicates_large), strict=True))
+    with Parallel(n_jobs=args.jobs) as parallel:
+        for r in range(
+            args.rounds
+        ):  # every cell advances each round: stop any time, cells stay even
+            tasks = [
+                (role, n, 1000 * i + k)
+                for n in SIZES
+                for k, role in enumerate(rct.MX1_ROLES)
+                for i in range(r * reps[n] // args.rounds, (r + 1) * reps[n] // args.rounds)
+            ]
+            done = parallel(delayed(replicate)(*task) for task in tasks)
+            rows.extend({**d, "round": r} for d in done)
+            out = write_results(pd.DataFrame(rows), args, start)
+            print(
+                f"round {r + 1}/{args.rounds} done at {out['wall_s']} s",
+                file=sys.stderr,
+                flush=True,
+            )
     keys = ["ate_bias_vs_sample_ate", "ate_coverage_population_ate", "ate_coverage_sample_ate",
             "group_coverage_mx1_quartiles", "group_coverage_predicted_quarters", "c_for_benefit_reported",
             "c_for_benefit_with_true_benefit", "mx1_called_predictive_or", "mx1_called_predictive_rd"]  # fmt: skip
     table = pd.DataFrame(
         {
             cell: {k: f"{r[k]['value']:.3f} ({r[k]['mcse']:.3f})" for k in keys}
-            for cell, r in results.items()
+            for cell, r in out["results"].items()
         }
     ).T
     print(table.to_string(), file=sys.stderr)

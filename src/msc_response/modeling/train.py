@@ -47,10 +47,15 @@ def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summa
         config, study, labels=True, bad_rows="exclude" if exclude_bad_patients else "error"
     )
     result = fit(config, features)
-    benefit = benefit_summary(config, features, study.patients)[0] if config.benefit else {}
+    benefit, validation = (
+        benefit_summary(config, features, study.patients) if config.benefit else ({}, None)
+    )
     summary = log_and_register(result, data_dir=data_dir, root=root)
     summary.update(benefit)
     if summary_path is not None:
         write_json(summary, summary_path)
-    summary["report"] = str(publish_training_report(result, features, data_dir, summary, root=root))
+    page = publish_training_report(
+        result, features, data_dir, summary, root=root, benefit=validation
+    )
+    summary["report"] = str(page)
     return summary

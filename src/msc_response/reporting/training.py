@@ -19,6 +19,7 @@ from ..errors import ConfigError, DataError, MscResponseWarning, Problem
 from ..study import Study, load_study
 from . import model_sections
 from . import study_sections as sections
+from .benefit_sections import add_benefit_section
 from .page import Page
 
 REPORTS = Path("reports")
@@ -26,11 +27,12 @@ ARTIFACT_DIR = "report"
 
 
 def write_training_report(result, features, study: Study | str | Path, out_dir: str | Path, *,
-                          registered: dict | None = None) -> Path:  # fmt: skip
+                          registered: dict | None = None, benefit=None) -> Path:  # fmt: skip
     """Write the report of ``result`` (a TrainingResult) to ``out_dir/index.html``; returns its path.
 
     ``study`` is the study the features came from, or its directory; ``registered``
-    (model name, version, aliases, run) is shown in the model card when given.
+    (model name, version, aliases, run) is shown in the model card when given; ``benefit``
+    (a BenefitValidation, randomised studies) adds the benefit section.
     """
     data_dir = None
     if not isinstance(study, Study):
@@ -54,6 +56,8 @@ def write_training_report(result, features, study: Study | str | Path, out_dir: 
     )
     sections.add_sample_size(page, ctx, n_params)
     model_sections.add_model_sections(page, result, ctx)
+    if benefit is not None:
+        add_benefit_section(page, benefit)
     sections.add_paper_view(page, ctx)
     card = {"primary model": config.model.primary, "kind": result.fitted.kind,
             "predictors used": len(result.fitted.feature_columns)}  # fmt: skip
@@ -88,7 +92,7 @@ def report_dir(experiment: str, run_id: str, root: str | Path | None = None) -> 
 
 
 def publish_training_report(
-    result, features, study, summary: dict, *, root: str | Path | None = None
+    result, features, study, summary: dict, *, root: str | Path | None = None, benefit=None
 ) -> Path:
     """Write the report of a logged training to ``reports/<experiment>/<run>/`` and log it to the run."""
     from .. import tracking
@@ -97,7 +101,7 @@ def publish_training_report(
                   "aliases": ", ".join(summary.get("aliases", [])),
                   "decision": summary.get("champion_decision", ""), "MLflow run": summary["run_id"]}  # fmt: skip
     out = report_dir(result.config.name, summary["run_id"], root)
-    path = write_training_report(result, features, study, out, registered=registered)
+    path = write_training_report(result, features, study, out, registered=registered, benefit=benefit)
     tracking.client(root).log_artifacts(summary["run_id"], str(out), ARTIFACT_DIR)
     return path
 
@@ -141,6 +145,7 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
     from .. import tracking
     from ..config import config_from_dict
     from ..features import build_features
+    from ..modeling.benefit_train import benefit_summary
     from ..modeling.fit import fit
     from ..modeling.registry import load_model
 
@@ -166,7 +171,8 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
         result = fit(config, features)  # simulated as the study says (its simulation.json)
     summary = {"registered_model": mv.name, "version": mv.version, "aliases": list(mv.aliases or []),
                "champion_decision": run.data.tags.get("champion_decision", ""), "run_id": run_id}  # fmt: skip
-    return publish_training_report(result, features, study, summary, root=root)
+    benefit = benefit_summary(config, features, study.patients)[1] if config.benefit else None
+    return publish_training_report(result, features, study, summary, root=root, benefit=benefit)
 
 
 def _check_same_data(run, features, data_dir: Path) -> None:
