@@ -84,7 +84,16 @@ def test_train_on_an_rct_summarises_benefit_with_intervals(tmp_path):
     assert len(s["benefit"]["calibration_for_benefit"]) == 4
     truth = json.loads((data / "simulation.json").read_text())["true_ate"]["true_benefit"]
     assert s["ate_ci"][0] < truth < s["ate_ci"][1]
+    run = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").get_run(
+        s["run_id"]
+    )
+    assert run.data.metrics["benefit_ate"] == pytest.approx(s["ate"])
+    assert run.data.metrics["c_for_benefit_ci_low"] == pytest.approx(s["c_for_benefit_ci"][0])
+    assert run.data.tags["mx1_verdict"] == s["mx1_verdict"]
     pages = list(tmp_path.glob("reports/benefit-test/*/index.html"))
     assert len(pages) == 1
     html = pages[0].read_text()
-    assert "Benefit over standard care (randomised comparison)" in html and "Is MX1+ a predictive" in html
+    assert (
+        "Benefit over standard care (randomised comparison)" in html
+        and "Is MX1+ a predictive" in html
+    )

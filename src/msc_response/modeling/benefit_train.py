@@ -59,6 +59,15 @@ def _json_safe(obj):
     return obj
 
 
+def benefit_metrics(summary: dict) -> dict[str, float]:
+    """The benefit numbers of a training summary as MLflow metrics (finite values only)."""
+    pairs = {"benefit_ate": summary["ate"], "benefit_ate_ci_low": summary["ate_ci"][0],
+             "benefit_ate_ci_high": summary["ate_ci"][1], "c_for_benefit": summary["c_for_benefit"],
+             "c_for_benefit_ci_low": summary["c_for_benefit_ci"][0],
+             "c_for_benefit_ci_high": summary["c_for_benefit_ci"][1]}  # fmt: skip
+    return {k: float(v) for k, v in pairs.items() if v is not None and math.isfinite(v)}
+
+
 def benefit_summary(config: ExperimentConfig, features, patients) -> tuple[dict, object]:
     """The primary benefit model's validation: summary keys and the validation itself."""
     b = config.benefit

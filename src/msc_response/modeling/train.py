@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import tracking
 from ..config import ExperimentConfig
 from ..features import build_features
 from ..io import write_json
 from ..reporting.training import publish_training_report
 from ..study import load_study
-from .benefit_train import benefit_summary, check_benefit_allowed
+from .benefit_train import benefit_metrics, benefit_summary, check_benefit_allowed
 from .fit import TrainingResult, fit
 from .registration import log_and_register
 
@@ -52,6 +53,11 @@ def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summa
     )
     summary = log_and_register(result, data_dir=data_dir, root=root)
     summary.update(benefit)
+    if benefit:  # aggregates only, on the training run
+        client = tracking.client(root)
+        for key, value in benefit_metrics(benefit).items():
+            client.log_metric(summary["run_id"], key, value)
+        client.set_tag(summary["run_id"], "mx1_verdict", benefit["mx1_verdict"])
     if summary_path is not None:
         write_json(summary, summary_path)
     page = publish_training_report(
