@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -97,3 +99,45 @@ def test_train_on_an_rct_summarises_benefit_with_intervals(tmp_path):
         "Benefit over standard care (randomised comparison)" in html
         and "Is MX1+ a predictive" in html
     )
+
+
+def test_score_benefit_writes_predicted_benefit_with_intervals_for_a_fresh_cohort(tmp_path):
+    write_simulation(tmp_path / "rct", design="rct", n_patients=160, seed=1, h5ad_patients=0)
+    write_simulation(
+        tmp_path / "new", design="rct", n_patients=24, seed=2, h5ad_patients=0, baseline_only=True
+    )
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "rct")
+    out = tmp_path / "benefit.csv"
+    args = [
+        "score-benefit",
+        "--config",
+        str(cfg),
+        "--data",
+        str(tmp_path / "new"),
+        "--out",
+        str(out),
+    ]
+    result = runner.invoke(app, [*args, "--bootstrap", "30"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, dtype={"patient_id": str})
+    new_ids = pd.read_csv(tmp_path / "new" / "patients.csv", dtype={"patient_id": str})[
+        "patient_id"
+    ]
+    assert table["patient_id"].tolist() == new_ids.tolist()
+    assert (table["predicted_benefit_low"] <= table["predicted_benefit"]).all()
+    assert (table["predicted_benefit"] <= table["predicted_benefit_high"]).all()
+    np.testing.assert_allclose(
+        table["predicted_benefit"],
+        table["p_response_msc"] - table["p_response_standard_care"],
+        atol=1e-12,
+    )
+
+
+def test_score_benefit_refuses_a_single_arm_training_study(trial_dir, tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", trial_dir)
+    out = tmp_path / "benefit.csv"
+    result = runner.invoke(
+        app, ["score-benefit", "--config", str(cfg), "--data", str(trial_dir), "--out", str(out)]
+    )
+    assert result.exit_code == 2 and "randomised" in result.output
+    assert not out.exists()

@@ -218,6 +218,34 @@ def simulate(
         )
 
 
+@app.command("score-benefit")
+@_bad_input_exits
+def score_benefit(
+    config: Path = typer.Option(..., "--config", help="Experiment config with a 'benefit' section."),
+    train_data: Path | None = typer.Option(
+        None, "--train-data", help="The randomised study to fit on (default: the config's data)."
+    ),
+    data: Path = typer.Option(..., "--data", help="Study directory of the patients to score."),
+    out: Path = typer.Option(..., "--out", help="CSV or Parquet file of predicted benefits."),
+    bootstrap: int = typer.Option(100, "--bootstrap", help="Refits for the 95% intervals."),
+) -> None:
+    """Predicted benefit of MSC over standard care per patient (an effect: fitted on randomised data)."""
+    from .config import load_config
+    from .io import check_outputs, write_table
+    from .modeling.benefit_train import score_benefit as run
+    from .study.files import input_paths
+
+    cfg = load_config(config)
+    if cfg.benefit is None:
+        raise ConfigError("benefit: the config has no 'benefit' section (treatment column, control value)")
+    train_dir = Path(cfg.data) if train_data is None else train_data
+    check_outputs([out], inputs=[*input_paths(train_dir), *input_paths(data), config], option="out")
+    table = run(cfg, train_dir, data, n_boot=bootstrap)
+    write_table(table, out)
+    console.print(f"predicted benefit of {len(table)} patients ({cfg.benefit.primary}, fitted on the "
+                  f"randomised study {train_dir}) -> {out}", highlight=False)  # fmt: skip
+
+
 @app.command()
 @_bad_input_exits
 def plan(

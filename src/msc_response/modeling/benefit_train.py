@@ -78,3 +78,34 @@ def benefit_summary(config: ExperimentConfig, features, patients) -> tuple[dict,
     flat = {k: full[k] for k in ("ate", "ate_ci", "c_for_benefit", "c_for_benefit_ci")}
     flat["mx1_verdict"] = full.get("mx1_verdict", "not applicable (no baseline MX1+ feature)")
     return {**flat, "benefit": full}, validation
+
+
+def score_benefit(
+    config: ExperimentConfig, train_dir: str | Path, new_dir: str | Path, *, n_boot: int = 100
+):
+    """Predicted benefit (with 95% refit intervals) of every patient of ``new_dir`` from the
+    primary benefit model fitted on the randomised study ``train_dir``; one row per patient,
+    ``patient_id`` first (ids as written)."""
+    from ..features import build_features  # the one feature builder, as training uses it
+    from ..study import load_study
+    from .benefit import predict_benefit
+
+    check_benefit_allowed(config, train_dir)
+    b = config.benefit
+    train_study = load_study(train_dir, config.singlecell)
+    data = benefit_data(
+        build_features(config, train_study),
+        train_study.patients,
+        b.treatment_column,
+        b.control_value,
+    )
+    new = build_features(config, load_study(new_dir, config.singlecell), labels=False)
+    missing = [c for c in data.X.columns if c not in new.table.columns]
+    if missing:
+        raise ConfigError(
+            f"data: the new cohort lacks baseline features the benefit model uses: {missing}"
+        )
+    out = predict_benefit(data.X, data.treated, data.y, new.table[data.X.columns], kind=b.primary,
+                          seed=config.model.seed, n_boot=n_boot)  # fmt: skip
+    out.insert(0, "patient_id", new.table["patient_id"].astype(str).to_numpy())
+    return out
