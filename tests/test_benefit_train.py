@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -69,7 +70,14 @@ def test_train_on_an_rct_summarises_benefit_with_intervals(tmp_path):
     summary = tmp_path / "summary.json"
     with private_store(tmp_path):
         result = runner.invoke(app, ["train", "--config", str(cfg), "--summary", str(summary)])
-    assert result.exit_code == 0, result.output
+        assert result.exit_code == 0, result.output
+        page = Path(json.loads(summary.read_text())["run_id"])  # the run the remake describes
+        remade = runner.invoke(app, ["report", "--experiment", "benefit-test"])
+    assert remade.exit_code == 0, remade.output
+    assert (
+        "Benefit over standard care"
+        in (tmp_path / "reports" / "benefit-test" / page.name / "index.html").read_text()
+    )
     assert "benefit (risk_constant): ATE" in result.output
     s = json.loads(summary.read_text())
     lo, hi = s["ate_ci"]
