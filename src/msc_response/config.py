@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from .domain import STANDARD_CARE
 from .errors import ConfigError
 
 ENDPOINT_SCORES = ("child_pugh", "meld", "meld_na", "meld3", "albumin")
@@ -208,7 +209,7 @@ class BenefitSettings:
     """
 
     treatment_column: str = "arm"
-    control_value: str = "standard care"
+    control_value: str = STANDARD_CARE
     primary: str = BENEFIT_MODELS[0]
     randomised: bool | None = None
     folds: int = 5

@@ -109,7 +109,9 @@ def load_plan(path: str | Path) -> PlanSpec:
         tuple(designs), raw.get("mx1_role", "both"), raw.get("replicates", 200), raw.get("seed", 1)
     )
     if spec.mx1_role not in rct.MX1_ROLES:
-        raise ConfigError(f"design: mx1_role: expected one of {list(rct.MX1_ROLES)}, got {spec.mx1_role!r}")
+        raise ConfigError(
+            f"design: mx1_role: expected one of {list(rct.MX1_ROLES)}, got {spec.mx1_role!r}"
+        )
     if not (isinstance(spec.replicates, int) and spec.replicates >= 2):
         raise ConfigError(f"replicates: expected a whole number >= 2, got {spec.replicates!r}")
     if not (isinstance(spec.seed, int) and spec.seed >= 0):

@@ -60,12 +60,12 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from ..domain import Arm, regimen_features
+from ..domain import STANDARD_CARE, Arm, regimen_features
 from ..errors import ConfigError
 from . import followup, model
 
 MX1_ROLES = ("predictive", "prognostic", "both", "neither")
-CONTROL_ARM = Arm("standard care", 0.0, 0, 0, 0)
+CONTROL_ARM = Arm(STANDARD_CARE, 0.0, 0, 0, 0)
 #: The reference MSC regimen (phase Ib's 1.0 x 10^8 cells weekly x3).
 DEFAULT_REGIMEN = Arm("MSC 1.0e8 x3", 1.0e8, 3, 7, 0)
 #: The endpoint whose potential outcomes ``truth.csv`` gives (the config's default).
