@@ -53,7 +53,7 @@ score: $(STAMP) ## score the SIMULATED screening cohort with each experiment's c
 # the champion if one was promoted; else, saying so loudly, the exploratory (below Riley's
 # minimum sample size) or the latest candidate version
 score-one:
-	@alias=$$($(BIN)/python -c 'import sys; from msc_response.modeling.registration import scoring_alias; print(scoring_alias(sys.argv[1]))' $(NAME)) || exit $$?; \
+	@alias=$$($(BIN)/python -c 'import sys; from msc_response.registry.registration import scoring_alias; print(scoring_alias(sys.argv[1]))' $(NAME)) || exit $$?; \
 	if [ "$$alias" != champion ]; then \
 	  echo "!!! WARNING: $(NAME) has no champion. Scoring its $$alias model: NOT validated for use" >&2; \
 	  echo "!!! (too few patients, or it did not beat the baseline); treat its predictions as exploratory." >&2; \

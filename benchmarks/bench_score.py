@@ -33,8 +33,8 @@ def main() -> None:
     from msc_response import tracking
     from msc_response.config import config_from_dict
     from msc_response.features import build_features
-    from msc_response.modeling.registry import load_model
-    from msc_response.modeling.train import train
+    from msc_response.pipelines.train import train
+    from msc_response.registry.load import load_model
     from msc_response.simulator import write_simulation as simulate
 
     cli = CLI

@@ -41,7 +41,7 @@ def main() -> None:
     work = private_store("bench_spark_")
     from msc_response import tracking
     from msc_response.config import config_from_dict
-    from msc_response.modeling.train import train
+    from msc_response.pipelines.train import train
     from msc_response.simulator import write_simulation as simulate
 
     try:

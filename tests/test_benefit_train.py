@@ -16,7 +16,7 @@ from conftest import private_store
 from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.errors import ConfigError
-from msc_response.modeling.benefit_train import check_benefit_allowed, study_randomised
+from msc_response.pipelines.benefit import check_benefit_allowed, study_randomised
 from msc_response.simulator import write_simulation
 
 runner = CliRunner()

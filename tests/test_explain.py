@@ -16,9 +16,8 @@ from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.errors import ConfigError, DataError
 from msc_response.features import build_features
-from msc_response.modeling.fitted import FittedModel
+from msc_response.modeling.fitted import FittedModel, LoadedModel
 from msc_response.modeling.models import ModelSpec, make_estimator, storable
-from msc_response.modeling.registry import LoadedModel
 from msc_response.reporting.waterfall import (
     explain_patient,
     shown_values,
@@ -126,7 +125,7 @@ def test_write_png_and_html_and_refuse_other_suffixes(features, tmp_path):
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
     """A trial written to disk and a model registered in a real MLflow store."""
-    from msc_response.modeling.train import train
+    from msc_response.pipelines.train import train
     from msc_response.simulator import write_simulation
 
     root = tmp_path_factory.mktemp("explain")

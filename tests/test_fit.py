@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import statistical_warnings
-from msc_response import report
 from msc_response.config import config_from_dict
 from msc_response.errors import ConfigError, DataError
 from msc_response.features import build_features
-from msc_response.modeling import gate, metrics, validation
+from msc_response.modeling import curves, gate, metrics, validation
 from msc_response.modeling.fit import fit
 from msc_response.modeling.summary import NOT_APPLICABLE
 
@@ -64,7 +63,7 @@ def test_plot_numbers_are_the_reported_numbers_and_nothing_global_changes(result
 
     backend, figures = matplotlib.get_backend(), plt.get_fignums()
     ax = result.plot_roc()
-    assert report.area(result.roc_curve()) == pytest.approx(result.primary.roc_auc, abs=1e-9)
+    assert curves.area(result.roc_curve()) == pytest.approx(result.primary.roc_auc, abs=1e-9)
     assert f"{result.primary.roc_auc:.2f}" in ax.get_legend().get_texts()[0].get_text()
     for draw in (result.plot_calibration, result.plot_decision_curve, result.plot_shap):
         assert draw().figure is not None

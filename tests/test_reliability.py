@@ -312,7 +312,7 @@ def scoring_setup(tmp_path_factory):
 
     from msc_response import tracking
     from msc_response.config import config_from_dict
-    from msc_response.modeling.train import train
+    from msc_response.pipelines.train import train
     from msc_response.simulator import write_simulation
 
     root = tmp_path_factory.mktemp("kills")

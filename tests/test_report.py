@@ -3,20 +3,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msc_response import report
-from msc_response.explain import global_importance, plot_shap, top_contributions
+from msc_response import plotting
+from msc_response.modeling import curves
+from msc_response.modeling.explain import global_importance, plot_shap, top_contributions
 from msc_response.modeling.metrics import roc_auc
 
 
 def test_decision_curve_numbers():
     y = np.array([1, 1, 0, 0])
     p = np.array([0.9, 0.6, 0.4, 0.1])
-    dc = report.decision_curve(y, p, thresholds=[0.5]).iloc[0]
+    dc = curves.decision_curve(y, p, thresholds=[0.5]).iloc[0]
     assert dc["model"] == pytest.approx(2 / 4)  # two true positives, no false positive
     assert dc["treat_all"] == pytest.approx(0.5 - 0.5 * 1.0)
     assert dc["treat_none"] == 0
     # repeats: the curve is the mean of the per-repeat net benefits
-    two = report.decision_curve(y, np.vstack([p, [0.9, 0.2, 0.6, 0.1]]), thresholds=[0.5])
+    two = curves.decision_curve(y, np.vstack([p, [0.9, 0.2, 0.6, 0.1]]), thresholds=[0.5])
     assert two["model"].iloc[0] == pytest.approx((2 / 4 + (1 / 4 - 1 / 4)) / 2)
 
 
@@ -24,14 +25,14 @@ def test_roc_curve_area_is_the_mean_per_repeat_auroc_even_with_ties():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 40)
     oof = np.round(rng.random((5, 40)) * 0.5 + y * 0.2, 1)  # many ties
-    curve = report.roc_curve(y, oof)
-    assert report.area(curve) == pytest.approx(np.mean([roc_auc(y, p) for p in oof]), abs=1e-12)
-    assert report.area(report.roc_curve(y, oof[0])) == pytest.approx(roc_auc(y, oof[0]), abs=1e-12)
+    curve = curves.roc_curve(y, oof)
+    assert curves.area(curve) == pytest.approx(np.mean([roc_auc(y, p) for p in oof]), abs=1e-12)
+    assert curves.area(curves.roc_curve(y, oof[0])) == pytest.approx(roc_auc(y, oof[0]), abs=1e-12)
     # weighted curves of different patients (the .632+ curve): area = weighted mean AUROC
     pairs = [(y, oof[0]), (y[:20], oof[1, :20]), (y[10:], oof[2, 10:])]
     w = [0.3, 0.5, 0.2]
     expected = sum(wi * roc_auc(yy, pp) for wi, (yy, pp) in zip(w, pairs, strict=True))
-    assert report.area(report.mean_roc_curve(pairs, w)) == pytest.approx(expected, abs=1e-12)
+    assert curves.area(curves.mean_roc_curve(pairs, w)) == pytest.approx(expected, abs=1e-12)
 
 
 def test_calibration_curve_is_the_mean_of_the_repeats_smoothed_curves():
@@ -39,7 +40,7 @@ def test_calibration_curve_is_the_mean_of_the_repeats_smoothed_curves():
     p = rng.uniform(0.1, 0.9, (3, 60))
     y = (rng.random(60) < p[0]).astype(int)
     grid = np.array([0.3, 0.5, 0.7])
-    curve = report.calibration_curve(y, p, grid)
+    curve = curves.calibration_curve(y, p, grid)
     from msc_response.modeling.calibration import smooth_calibration
 
     expected = np.mean([smooth_calibration(y, row, grid).observed for row in p], axis=0)
@@ -56,18 +57,18 @@ def test_plots_change_nothing_global_and_are_saved_labelled(tmp_path):
     open_figures = plt.get_fignums()
     y, p = np.array([0, 1, 0, 1, 1, 0]), np.array([0.2, 0.7, 0.4, 0.6, 0.8, 0.3])
     axes = [
-        report.plot_decision(report.decision_curve(y, p), "m"),
-        report.plot_roc(report.roc_curve(y, p), "m"),
-        report.plot_calibration(report.calibration_curve(y, p), "m", y=y, p=p),
+        plotting.plot_decision(curves.decision_curve(y, p), "m"),
+        plotting.plot_roc(curves.roc_curve(y, p), "m"),
+        plotting.plot_calibration(curves.calibration_curve(y, p), "m", y=y, p=p),
         plot_shap(np.array([[0.1, -0.2]] * 6), np.zeros(6), pd.DataFrame({"a": p, "b": p})),
     ]
     assert matplotlib.get_backend() == backend and plt.get_fignums() == open_figures
-    report.save_figure(axes[0], tmp_path / "dc.png", simulated=True)
+    plotting.save_figure(axes[0], tmp_path / "dc.png", simulated=True)
     assert (tmp_path / "dc.png").stat().st_size > 1000
-    assert axes[0].figure._suptitle.get_text() == report.SIMULATED_LABEL
+    assert axes[0].figure._suptitle.get_text() == plotting.SIMULATED_LABEL
     _, ax = plt.subplots()  # a caller's own axes are drawn on
     try:
-        assert report.plot_roc(report.roc_curve(y, p), "m", ax=ax) is ax
+        assert plotting.plot_roc(curves.roc_curve(y, p), "m", ax=ax) is ax
     finally:
         plt.close(ax.figure)
 

@@ -24,7 +24,7 @@ IDS = re.compile(rb"SIM-\d{7}")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A SIMULATED trial trained (both candidates) in a real MLflow store; the work directory is ``root``."""
-    from msc_response.modeling.train import train
+    from msc_response.pipelines.train import train
     from msc_response.simulator import write_simulation
 
     root = tmp_path_factory.mktemp("report")

@@ -14,9 +14,9 @@ from conftest import private_store, statistical_warnings
 from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.errors import ConfigError, DataError
-from msc_response.modeling.registry import load_model
-from msc_response.modeling.train import train
-from msc_response.pipelines import score as job
+from msc_response.pipelines.score import job
+from msc_response.pipelines.train import train
+from msc_response.registry.load import load_model
 from msc_response.simulator import write_simulation as simulate
 
 pytestmark = pytest.mark.slow

@@ -20,8 +20,8 @@ from msc_response import io
 from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.errors import ConfigError, DataError
-from msc_response.modeling.train import train
-from msc_response.pipelines import score as job
+from msc_response.pipelines.score import job
+from msc_response.pipelines.train import train
 from msc_response.simulator import write_simulation as simulate
 
 DEAD_PID = 2**22 + 12345  # above the default pid_max: no such process
@@ -37,7 +37,7 @@ MASTER = "local-cluster[2,1,1024]"
 @pytest.fixture(scope="module")
 def spark():
     """One pseudo-cluster for the module (about 30 s to start); the jobs use it as it is."""
-    from msc_response.pipelines.spark import spark_session
+    from msc_response.pipelines.score.spark import spark_session
 
     old = os.environ.get("MSC_RESPONSE_SPARK_MASTER")
     os.environ["MSC_RESPONSE_SPARK_MASTER"] = MASTER

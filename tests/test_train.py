@@ -19,8 +19,8 @@ from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.errors import DataError
 from msc_response.features import build_features
-from msc_response.modeling.registration import current_champion, scoring_alias
-from msc_response.modeling.train import train
+from msc_response.pipelines.train import train
+from msc_response.registry.registration import current_champion, scoring_alias
 from msc_response.simulator import write_simulation as simulate
 
 pytestmark = pytest.mark.slow

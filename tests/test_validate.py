@@ -27,7 +27,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A model trained and registered on a SIMULATED trial, and a fresh SIMULATED cohort of 1,500."""
-    from msc_response.modeling.train import train
+    from msc_response.pipelines.train import train
     from msc_response.simulator import write_simulation
 
     root = tmp_path_factory.mktemp("validate")
@@ -43,7 +43,7 @@ def setup(tmp_path_factory):
 
 def test_validate_reproduces_the_benchmark_fresh_auroc(setup):
     from msc_response.modeling.fit import fit
-    from msc_response.reporting.validate_job import validate_registered_model
+    from msc_response.pipelines.validate import validate_registered_model
 
     root, config, summary = setup
     bench = load_benchmark("bench_honest_validation")

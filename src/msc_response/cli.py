@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, MscResponseWarning
 from .study.problems import as_problems
 
 app = typer.Typer(
@@ -59,6 +59,7 @@ def _bad_input_exits(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        # deferred: each verb imports only what it runs, so the CLI starts fast
         from .processes import signals_raise
 
         try:
@@ -84,6 +85,7 @@ def _problem_list_beside(out: Path | None):
         if err.table is not None and err.hidden:
             if out is None:
                 raise DataError(as_problems(err.table)) from None
+            # deferred: each verb imports only what it runs, so the CLI starts fast
             from .features import sidecar, write_problems
 
             path = write_problems(err.table, sidecar(out, ".problems.csv"))
@@ -103,9 +105,10 @@ def scores(
     ),
 ) -> None:
     """Compute Child-Pugh, MELD, MELD-Na and MELD 3.0 for every row of a visit table."""
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .io import check_outputs, table_format, write_table
     from .scores import with_scores
-    from .visits import read_visit_table
+    from .study.visits import read_visit_table
 
     try:
         table_format(output)
@@ -146,6 +149,7 @@ def build_features_cmd(
     ),
 ) -> None:
     """Build the feature table with labels, the exclusion list and the patient flow."""
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .config import load_config
     from .features import build_features, check_feature_outputs, write_feature_set
     from .io import table_format
@@ -200,6 +204,7 @@ def simulate(
     ),
 ) -> None:
     """Write a SIMULATED study directory with known truth (truth.csv, simulation.json)."""
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .simulator import write_simulation
     from .simulator.rct import design_from_options
 
@@ -230,20 +235,12 @@ def score_benefit(
     bootstrap: int = typer.Option(100, "--bootstrap", help="Refits for the 95% intervals."),
 ) -> None:
     """Predicted benefit of MSC over standard care per patient (an effect: fitted on randomised data)."""
-    from .config import load_config
-    from .io import check_outputs, write_table
-    from .modeling.benefit_train import score_benefit as run
-    from .study.files import input_paths
+    # deferred: each verb imports only what it runs, so the CLI starts fast
+    from .pipelines.benefit import score_benefit_job
 
-    cfg = load_config(config)
-    if cfg.benefit is None:
-        raise ConfigError("benefit: the config has no 'benefit' section (treatment column, control value)")
-    train_dir = Path(cfg.data) if train_data is None else train_data
-    check_outputs([out], inputs=[*input_paths(train_dir), *input_paths(data), config], option="out")
-    table = run(cfg, train_dir, data, n_boot=bootstrap)
-    write_table(table, out)
-    console.print(f"predicted benefit of {len(table)} patients ({cfg.benefit.primary}, fitted on the "
-                  f"randomised study {train_dir}) -> {out}", highlight=False)  # fmt: skip
+    table, train_dir, primary = score_benefit_job(config, train_data, data, out, n_boot=bootstrap)
+    console.print(f"predicted benefit of {len(table)} patients ({primary}, fitted on the randomised "
+                  f"study {train_dir}) -> {out}", highlight=False)  # fmt: skip
 
 
 @app.command()
@@ -253,16 +250,10 @@ def plan(
     out: Path = typer.Option(..., "--out", help="Folder for plan.json and index.html (power curves)."),
 ) -> None:
     """Power of candidate randomised designs by Monte Carlo (SIMULATED): all-comers vs MX1+-enriched."""
-    from .io import check_outputs, write_json
-    from .modeling.plan import load_plan
-    from .modeling.plan import plan as run
-    from .reporting.plan_page import write_plan_page
+    # deferred: each verb imports only what it runs, so the CLI starts fast
+    from .pipelines.plan import plan_job
 
-    spec = load_plan(design)
-    check_outputs([out / "plan.json", out / "index.html"], inputs=[design], option="out")
-    results = run(spec)
-    write_json({"simulated": True, "results": results}, out / "plan.json")
-    page = write_plan_page(results, out)
+    results, page = plan_job(design, out)
     for r in results:
         console.print(f"{r['design']}, {r['n_per_arm']} per arm: power {r['power_primary']['value']:.2f} "
                       f"(MCSE {r['power_primary']['mcse']:.2f}); MX1+ interaction "
@@ -288,11 +279,11 @@ def train(
     """Validate candidates and baselines, refit the primary model, log to MLflow and register it."""
     import warnings
 
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .config import load_config
-    from .errors import MscResponseWarning
     from .features import sidecar
     from .io import check_outputs
-    from .modeling.train import train as run
+    from .pipelines.train import train as run
     from .study.files import input_paths
 
     cfg = load_config(config).with_data(data)
@@ -336,6 +327,7 @@ def _train_table(result: dict):
     """One row per model: its status and validated AUROC (names from modeling.metrics)."""
     from rich.table import Table
 
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .modeling.metrics import APPARENT, OPTIMISM_CORRECTED, ROC_AUC, VALIDATED, reported
 
     title = result["experiment"] + (" (SIMULATED data)" if result["simulated_data"] else "")
@@ -357,6 +349,7 @@ def _train_table(result: dict):
 
 def _primary_lines(result: dict) -> str:
     """The primary model's other metrics with their intervals, the gate, the sample size."""
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .modeling.metrics import PERFORMANCE, ROC_AUC, VALIDATED, label, net_benefit_name, reported
 
     primary = result["models"][result["primary_model"]]
@@ -421,7 +414,8 @@ def score(
     ),
 ) -> None:
     """Score every patient of a study directory with a registered model, with explanations."""
-    from .pipelines.score import score as run
+    # deferred: each verb imports only what it runs, so the CLI starts fast
+    from .pipelines.score.job import score as run
 
     with _problem_list_beside(Path(out)):
         summary = run(model, data, out, explain=explain, regimens=regimens, engine=engine,
@@ -468,6 +462,7 @@ def import_cmd(
     fmt: str = typer.Option("csv", "--format", help="Tables as csv or parquet."),
 ) -> None:
     """Import a site's CDISC SDTM or FHIR R4 data into a study directory, with a mapping report."""
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .importers import import_study
 
     report = import_study(source, out, source_format=from_, mapping=mapping, index_date=index_date,
@@ -517,7 +512,8 @@ def explain(
     ),
 ) -> None:
     """Explain one patient's prediction: a waterfall of the contributions, values in the site's units."""
-    from .reporting.patient import explain_study_patient
+    # deferred: each verb imports only what it runs, so the CLI starts fast
+    from .pipelines.explain import explain_study_patient
 
     expl = explain_study_patient(model, data, patient, out)
     console.print(f"{expl.model}: probability {expl.probability:.3f} (log-odds {expl.logit:.3f}) -> {out}",
@@ -534,7 +530,8 @@ def report(
     ),
 ) -> None:
     """Write the report of a training run to reports/<experiment>/<run>/index.html (and log it)."""
-    from .reporting.training import report_run
+    # deferred: each verb imports only what it runs, so the CLI starts fast
+    from .pipelines.report import report_run
 
     page = report_run(experiment, run, data=data)
     console.print(f"report -> {page}", highlight=False, soft_wrap=True)
@@ -557,7 +554,8 @@ def validate(
     ),
 ) -> None:
     """External validation of a registered model on a labelled cohort: page, MLflow run, recalibration."""
-    from .reporting.validate_job import validate_registered_model
+    # deferred: each verb imports only what it runs, so the CLI starts fast
+    from .pipelines.validate import validate_registered_model
 
     run = validate_registered_model(model, data, out=out, recalibrate=recalibrate)
     ev = run.result

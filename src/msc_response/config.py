@@ -19,6 +19,7 @@ import yaml
 
 from .domain import STANDARD_CARE
 from .errors import ConfigError
+from .units import KNOWN_TESTS, PLAUSIBLE_RANGES
 
 ENDPOINT_SCORES = ("child_pugh", "meld", "meld_na", "meld3", "albumin")
 DIRECTIONS = ("decrease", "increase")
@@ -273,11 +274,6 @@ class ExperimentConfig:
                  "landmark_day", landmark, "null, or a day after the first infusion and before the follow-up window")  # fmt: skip
         assume = {} if self.assume is None else self.assume
         _require(isinstance(assume, dict), "assume", assume, "a mapping of test name to value")
-        from .units import (  # local: config knows nothing else of units
-            KNOWN_TESTS,
-            PLAUSIBLE_RANGES,
-        )
-
         for test, value in assume.items():
             _require(
                 test in KNOWN_TESTS,

@@ -2,7 +2,7 @@
 
 :func:`import_study` reads a source (:mod:`.sdtm` or :mod:`.fhir`), maps its codes
 (:mod:`.mapping`), applies the shared row rules (:mod:`.rows`) and writes the study with
-its mapping report (:mod:`.report`) atomically (:mod:`.writer`).
+its mapping report (:mod:`.import_report`) atomically (:mod:`.writer`).
 
 Bad input follows the policy of the study reader: a structural problem (a required
 domain, resource type or variable missing, an unreadable file) raises
@@ -18,8 +18,10 @@ import datetime as dt
 from pathlib import Path
 
 from ..errors import ConfigError, DataError, Problem
+from .fhir import import_fhir
+from .import_report import build_report, report_markdown
 from .mapping import load_mapping
-from .report import build_report, report_markdown
+from .sdtm import import_sdtm
 from .writer import check_out, write_study
 
 FORMATS = ("sdtm", "fhir")
@@ -81,12 +83,8 @@ def import_study(
     check_out(out)  # refuse before any work
     maps = load_mapping(mapping, fmt)
     if fmt == "sdtm":
-        from .sdtm import import_sdtm
-
         imported = import_sdtm(source, maps)
     else:
-        from .fhir import import_fhir
-
         imported = import_fhir(source, maps, index)
     imported.log.sort()
     problems = [p for _, p in imported.log.problems]

@@ -13,7 +13,7 @@
   ICI, E50 and E90 (Austin PC, Steyerberg EW. Stat Med 2019;38:4051-65), the mean,
   median and 90th percentile of ``|smoothed observed - predicted|`` over the patients.
 
-Everything here computes numbers; drawing lives in :mod:`msc_response.report`.
+Everything here computes numbers; drawing lives in :mod:`msc_response.plotting`.
 """
 
 from __future__ import annotations

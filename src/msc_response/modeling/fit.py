@@ -4,7 +4,7 @@ No MLflow and no files: :func:`fit` returns a :class:`TrainingResult` holding th
 validation of every candidate and baseline, the refit primary model, the columns dropped
 before modelling, the comparison of the primary model with the best baseline, and plot
 methods in the style of scikit-learn's Display objects. Logging and registering it is
-:func:`msc_response.modeling.registration.log_and_register`.
+:func:`msc_response.registry.registration.log_and_register`.
 
 Steps
     1. Check the outcome (both classes, at least 2 patients in the smaller one).
@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .. import plotting
 from ..config import ExperimentConfig
 from ..errors import DataError, MscResponseWarning, Problem
-from . import gate, metrics, validation
+from . import curves, explain, gate, metrics, validation
 from .fitted import FittedModel
 from .models import ModelSpec, make_estimator, model_specs, screen_columns, storable
+from .summary import training_summary
 
 
 @dataclass(frozen=True)
@@ -178,18 +180,14 @@ class TrainingResult:
 
     def summary(self) -> dict:
         """A JSON-safe summary of the training (what the CLI prints and MLflow records)."""
-        from .summary import training_summary
-
         return training_summary(self)
 
-    # -- drawing (numbers come from msc_response.report; nothing global is changed) --
+    # -- drawing (numbers from .curves, drawn by msc_response.plotting; nothing global changes) --
     def _model(self, model: str | None) -> ModelValidation:
         return self.models[model or self.config.model.primary]
 
     def roc_curve(self, model: str | None = None) -> pd.DataFrame:
-        """The .632+ ROC curve: its area is the validated AUROC (see :func:`report.mean_roc_curve`)."""
-        from .. import report
-
+        """The .632+ ROC curve: its area is the validated AUROC (see :func:`curves.mean_roc_curve`)."""
         boot = self._model(model).bootstrap
         y = self.y
         pairs = [(y, boot.apparent_predictions)]
@@ -198,50 +196,42 @@ class TrainingResult:
             pairs.append((y[mask], p[mask]))
         w = boot.weight
         weights = [1 - w] + [w / len(boot.predictions)] * len(boot.predictions)
-        return report.mean_roc_curve(pairs, weights)
+        return curves.mean_roc_curve(pairs, weights)
 
     def plot_roc(self, ax=None, *, model: str | None = None):
         """The .632+ ROC curve labelled with its area (the validated AUROC); returns the Axes."""
-        from .. import report
-
         mv = self._model(model)
         curve = self.roc_curve(model)
-        label = f"{mv.name} (.632+ AUROC {report.area(curve):.2f})"
-        return report.plot_roc(curve, label, ax=ax, title="ROC (.632+ bootstrap)")
+        label = f"{mv.name} (.632+ AUROC {curves.area(curve):.2f})"
+        return plotting.plot_roc(curve, label, ax=ax, title="ROC (.632+ bootstrap)")
 
     def plot_calibration(self, ax=None, *, model: str | None = None):
         """Smoothed cross-validated calibration curve with its 95% band; returns the Axes."""
-        from .. import report
-
         mv = self._model(model)
         est = mv.cv.values
         label = (f"{mv.name}: intercept {est[metrics.CALIBRATION_INTERCEPT]:.2f}, slope "
                  f"{est[metrics.CALIBRATION_SLOPE]:.2f}, ICI {est[metrics.ICI]:.3f}")  # fmt: skip
-        curve = report.calibration_curve(self.y, mv.oof)
-        return report.plot_calibration(curve, label, ax=ax, y=self.y, p=np.nanmean(mv.oof, axis=0))
+        curve = curves.calibration_curve(self.y, mv.oof)
+        return plotting.plot_calibration(
+            curve, label, ax=ax, y=self.y, p=np.nanmean(mv.oof, axis=0)
+        )
 
     def plot_decision_curve(self, ax=None, *, model: str | None = None):
         """Cross-validated decision curve with a bootstrap 95% band; returns the Axes."""
-        from .. import report
-
         mv = self._model(model)
-        return report.plot_decision(self.decision_curve(model), mv.name, ax=ax)
+        return plotting.plot_decision(self.decision_curve(model), mv.name, ax=ax)
 
     def decision_curve(self, model: str | None = None) -> pd.DataFrame:
         """Net benefit by threshold (cross-validated) with its 95% band (+/- 1.96 SD out of bag)."""
-        from .. import report
-
         mv = self._model(model)
-        curve = report.decision_curve(self.y, mv.oof)
+        curve = curves.decision_curve(self.y, mv.oof)
         se = _oob_net_benefit_sd(self.y, mv.bootstrap, curve["threshold"].to_numpy())
         return curve.assign(lower=curve["model"] - 1.96 * se, upper=curve["model"] + 1.96 * se)
 
     def plot_shap(self, ax=None, *, kind: str = "beeswarm", max_display: int = 15):
         """SHAP beeswarm (or ``kind="bar"``) of the refit primary model on the training patients."""
-        from ..explain import plot_shap
-
         contrib, base = self.fitted.contributions(self.X)
-        return plot_shap(contrib, base, self.X[self.fitted.feature_columns], ax=ax, kind=kind,
+        return explain.plot_shap(contrib, base, self.X[self.fitted.feature_columns], ax=ax, kind=kind,
                          max_display=max_display)  # fmt: skip
 
 

@@ -11,6 +11,7 @@ contribution goes through it.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,3 +127,36 @@ def write_spec(spec: dict, path: Path) -> Path:
     """The model's feature config and metadata, as JSON."""
     path.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
     return path
+
+
+@dataclass
+class LoadedModel:
+    """A registered response model with what scoring needs to know about it.
+
+    ``fitted`` is loaded on first use: when worker processes score, the process that
+    loaded the model never needs it.
+    """
+
+    uri: str
+    name: str
+    version: str
+    spec: dict
+    model_file: str
+
+    @functools.cached_property
+    def fitted(self) -> FittedModel:
+        return FittedModel.load(self.spec, self.model_file)
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return list(self.spec["feature_columns"])
+
+    @property
+    def feature_spec(self) -> list[dict]:
+        """The spec of the model's own inputs (kind, source test or population, unit)."""
+        used = set(self.spec["feature_columns"])
+        return [f for f in self.spec.get("feature_spec", []) if f["name"] in used]
+
+    @property
+    def threshold(self) -> float:
+        return float(self.spec["threshold"])

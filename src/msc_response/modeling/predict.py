@@ -3,7 +3,7 @@
 Features are built by the same :func:`~msc_response.features.features_from_study` code
 and the same experiment config that were stored with the model. Bad rows reject their
 patient (see :mod:`msc_response.study.policy`); every patient of the input is either
-predicted or rejected with a reason. The batch job (:mod:`msc_response.pipelines.score`)
+predicted or rejected with a reason. The batch job (:mod:`msc_response.pipelines.score.job`)
 runs the same :func:`predict_features` on each chunk of a study.
 """
 
@@ -19,8 +19,8 @@ from ..domain import REGIMEN_FEATURES, arm_regimens
 from ..errors import ConfigError, DataError, Problem
 from ..features import FeatureSet, features_from_study, slug
 from ..study import Study
-from .fitted import FittedModel
-from .registry import LoadedModel
+from .explain import top_contributions
+from .fitted import FittedModel, LoadedModel
 
 ASSOCIATION_NOTE = (
     "probability_under_* columns are model associations under each trial regimen, not causal effects: "
@@ -62,7 +62,7 @@ def predict(
     Parameters
     ----------
     model : LoadedModel
-        From :func:`~msc_response.modeling.registry.load_model`.
+        From :func:`~msc_response.registry.load.load_model`.
     data : Study or FeatureSet
         A study (features are built with the model's config) or features already built.
     explain : int
@@ -130,8 +130,6 @@ def predict_features(
             under = fitted.predict_matrix(Xr.to_numpy()) if len(Xr) else np.zeros(0)
             table[f"probability_under_{slug(arm)}"] = np.round(under, 6)
     if explain and contrib is not None:
-        from ..explain import top_contributions
-
         table = pd.concat(
             [table, top_contributions(contrib, X, explain).reset_index(drop=True)], axis=1
         )

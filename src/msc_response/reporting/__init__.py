@@ -1,5 +1,7 @@
 """The study report, per-patient explanations and external validation: what people read.
 
+Pages only: the jobs that log them to MLflow are in :mod:`msc_response.pipelines`.
+
 Numbers apart from drawing apart from HTML:
 
 * :mod:`.intervals`: exact intervals of proportions, t intervals of means.
@@ -9,7 +11,8 @@ Numbers apart from drawing apart from HTML:
 * :mod:`.figures`: ``plot_*(..., ax=None)`` drawings of those numbers (nothing global).
 * :mod:`.page`: a self-contained HTML page; :mod:`.study_sections`: its sections that
   need only the study; :mod:`.build`: writing a report.
-* :mod:`.waterfall`: one patient's explanation; :mod:`.patient`: ``msc-response explain``.
+* :mod:`.waterfall`: one patient's explanation (``msc-response explain`` is
+  :mod:`msc_response.pipelines.explain`).
 """
 
 from .build import write_study_report

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..report import new_axes
+from ..plotting import new_axes
 
 
 def _pct(x: float) -> str:

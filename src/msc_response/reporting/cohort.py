@@ -32,6 +32,7 @@ from ..config import Endpoint, ExperimentConfig
 from ..domain import TRIAL_ARMS
 from ..errors import DataError
 from ..features import FeatureSet, features_from_study, pick_values
+from ..labels import endpoint_change, response
 from ..study import Study
 from .intervals import mean, proportion
 
@@ -97,8 +98,6 @@ def sensitivity_response(endpoint: Endpoint, baseline, followup) -> np.ndarray:
     >>> sensitivity_response(ep, [10, 10, 9, 8], [9, 8, 8, 8]).tolist()
     [1.0, 1.0, 0.0, 0.0]
     """
-    from ..labels import endpoint_change, response
-
     b, f = np.asarray(baseline, float), np.asarray(followup, float)
     out = response(endpoint_change(b, f), endpoint.direction, 2 * endpoint.min_change)
     if endpoint.score == "child_pugh" and endpoint.direction == "decrease":

@@ -13,7 +13,7 @@
   bootstrap band against treating all and treating none.
 * Logistic recalibration ``logit P(y) = a + b logit(p)`` (both free), for ``--recalibrate``.
 
-Numbers only: :mod:`.validate_job` writes the page and logs to MLflow.
+Numbers only: :mod:`msc_response.pipelines.validate` writes the page and logs to MLflow.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..modeling import curves, metrics
+from ..modeling.calibration import MAX_SLOPE_SE, linear_predictor, logistic_glm
 from ..modeling.metrics import E50, E90, ICI
 from .intervals import Auroc, Proportion, auroc_delong, proportion
 
@@ -44,8 +46,6 @@ NO_INTERVAL = dict.fromkeys(
 
 def metric_label(name: str) -> str:
     """What a reader sees for a metric name: ``"net benefit at threshold 0.30"``, ``"Brier score"``."""
-    from ..modeling import metrics
-
     if name.startswith("net_benefit_at_"):
         return f"net benefit at threshold {float(name.removeprefix('net_benefit_at_')) / 100:.2f}"
     return metrics.LABELS.get(name, name)
@@ -86,9 +86,6 @@ def external_performance(
     ValueError
         ``y`` has a single class (the caller turns it into a data error).
     """
-    from .. import report
-    from ..modeling import metrics
-
     y = np.asarray(y, dtype=int)
     p = np.asarray(p, dtype=float)
     n, events = len(y), int(y.sum())
@@ -98,7 +95,7 @@ def external_performance(
     values, problems = metrics.performance(y, p, thresholds)
     n_boot = n_boot_for(n) if n_boot is None else n_boot
     rng = np.random.default_rng(seed)
-    grid_t = np.asarray(report.DECISION_THRESHOLDS, dtype=float)
+    grid_t = np.asarray(curves.DECISION_THRESHOLDS, dtype=float)
     boot_values, boot_nb = [], []
     for _ in range(n_boot):
         idx = _resample(rng, y)
@@ -122,10 +119,10 @@ def external_performance(
     intervals[metrics.ROC_AUC] = (auc.low, auc.high)
     if auc.why_no_interval:
         problems[metrics.ROC_AUC] = f"no interval: {auc.why_no_interval}"
-    dc = report.decision_curve(y, p, grid_t)
+    dc = curves.decision_curve(y, p, grid_t)
     nb = np.array(boot_nb)
     dc = dc.assign(lower=np.percentile(nb, 2.5, axis=0), upper=np.percentile(nb, 97.5, axis=0))
-    curve = report.calibration_curve(y, p)
+    curve = curves.calibration_curve(y, p)
     return ExternalValidation(n, proportion(events, n), auc, values, intervals, problems, curve, dc, n_boot,
                               float(p.mean()), thresholds)  # fmt: skip
 
@@ -157,8 +154,6 @@ def logistic_recalibration(y, p) -> Recalibration:
         The fit is not estimable (separation, no convergence, one class, a slope not
         identified because the predictions barely vary); the message says why.
     """
-    from ..modeling.calibration import MAX_SLOPE_SE, linear_predictor, logistic_glm
-
     y = np.asarray(y, dtype=float)
     lp = linear_predictor(p)
     if y.min() == y.max():

@@ -12,7 +12,7 @@ import contextlib
 import numpy as np
 import pandas as pd
 
-from ..report import new_axes
+from ..plotting import new_axes
 from .tables import TOTAL
 
 #: Colours of the groups in line plots (colour-blind safe, Okabe-Ito).

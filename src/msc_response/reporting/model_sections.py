@@ -12,6 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..modeling import metrics
+from ..modeling.explain import global_importance
+from ..modeling.fit import refit
+from ..modeling.validation import METHOD
 from . import figures
 from .cohort import regimen_groups
 from .equation import logistic_equation
@@ -35,8 +39,6 @@ def _ordered(result) -> list[str]:
 
 def metrics_table(result, name: str) -> pd.DataFrame:
     """Every validated metric of one model with its 95% interval, or why there is none."""
-    from ..modeling import metrics
-
     mv = result.models[name]
     est, ci = mv.estimates(), mv.intervals()
     rows = []
@@ -70,8 +72,6 @@ def _with_interval(mv, metric: str, digits: int = 3) -> str:
 
 def overview_table(result) -> pd.DataFrame:
     """One row per model: status, validated AUROC with interval, Brier, calibration slope, ICI."""
-    from ..modeling import metrics
-
     rows = []
     for name in _ordered(result):
         mv = result.models[name]
@@ -84,8 +84,6 @@ def overview_table(result) -> pd.DataFrame:
 
 
 def add_validation_overview(page: Page, result) -> None:
-    from ..modeling.validation import METHOD
-
     s = page.section("Models and their internal validation")
     primary = result.config.model.primary
     s.paragraph(f"The primary model ({primary}) was named in the experiment's config before any data were "
@@ -109,8 +107,6 @@ def add_validation_overview(page: Page, result) -> None:
 
 
 def _refit(result, name: str):
-    from ..modeling.fit import refit
-
     if name == result.config.model.primary:
         return result.fitted
     return refit(result.models[name].spec, result.X, result.y, config=result.config)
@@ -161,8 +157,6 @@ def add_stability(page: Page, result) -> None:
 
 
 def add_shap(page: Page, result) -> None:
-    from ..explain import global_importance
-
     s = page.section("SHAP: what the primary model uses")
     s.paragraph("Contributions to the log-odds of the model fit on all patients, on those patients "
                 "(LightGBM: TreeSHAP; logistic: coefficient x centred, standardised value). They describe "

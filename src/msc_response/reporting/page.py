@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_path
-from ..report import SIMULATED_LABEL
+from ..plotting import SIMULATED_LABEL
 
 SIMULATED_BANNER = (
     "SIMULATED DATA. Every number and figure on this page comes from simulated patients "

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..report import new_axes
+from ..plotting import new_axes
 from .page import Page
 
 

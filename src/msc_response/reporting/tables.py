@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..features import FeatureSet
+from ..modeling.validation import riley_min_n
 from ..study import Study
 from .cohort import NO_ARM, arm_order, regimen_groups
 from .intervals import proportion
@@ -147,8 +148,6 @@ def sample_size(features: FeatureSet, n_parameters: int | None = None) -> dict:
 
     ``n_parameters`` defaults to the number of feature columns (each a parameter).
     """
-    from ..modeling.validation import riley_min_n
-
     y = features.table["response"].to_numpy(dtype=int)
     n, events = len(y), int(y.sum())
     p = n_parameters if n_parameters is not None else len(features.feature_columns)

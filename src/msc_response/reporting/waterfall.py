@@ -22,8 +22,10 @@ from scipy.special import expit
 
 from .. import units
 from ..errors import ConfigError, DataError, Problem
-from ..report import new_axes
+from ..io import atomic_path
+from ..plotting import new_axes
 from .figures import PALETTE
+from .page import Page, png_data_uri
 
 #: Contributions drawn one by one; the rest are summed into one bar.
 TOP = 12
@@ -186,9 +188,6 @@ def plot_waterfall(expl: Explanation, ax=None, *, top: int = TOP):
 
 def write_explanation(expl: Explanation, out: str | Path) -> Path:
     """Write the waterfall as ``.png``, or an HTML page with it and every contribution (atomically)."""
-    from ..io import atomic_path
-    from .page import Page, png_data_uri
-
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".png", ".html"):

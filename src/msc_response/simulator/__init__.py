@@ -39,7 +39,9 @@ def simulate(design: str = "trial", n_patients: int | None = None, seed: int = 0
     """
     from pathlib import Path
 
-    from ..study import study_from_frames
+    from ..study import (
+        study_from_frames,  # deferred: pandera (via study) loads slowly; writing a study needs none
+    )
 
     t = simulate_tables(design, n_patients, seed, baseline_only=baseline_only, rct_design=rct_design)
     files = {name: Path(f"{name}.csv") for name in ("patients", "labs", "cells")}

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from .. import __version__
 from ..domain import TRIAL_ARMS, Arm, regimen_features
 from ..errors import ConfigError
 from . import followup, model, rct
@@ -318,8 +319,6 @@ def metadata(design, seed, total, baseline_only, arms, truth, rct_design=None) -
         sizes = truth["arm"].value_counts()
         arms = tuple(replace(a, size=int(sizes.get(a.name, 0))) for a in rct_design.arms)
     from sklearn.metrics import roc_auc_score
-
-    from .. import __version__
 
     repeated = {a.name: a.size for a in arms if a.n_infusions > 1}
     meta = {

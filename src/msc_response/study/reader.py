@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from ..errors import DataError, Problem
 from . import files as F
 from .problems import ProblemLog
+from .singlecell import mx1_monocyte_fractions
 from .tables import normalise
 from .validate import Study, validate_cells, validate_labs, validate_patients
 
@@ -336,8 +337,6 @@ class StudySource:
         """MX1+ monocyte fractions from ``cells.h5ad`` (no-op without one, or once derived)."""
         if self.paths.get("cells", Path()).suffix != ".h5ad" or self.h5ad_cells is not None:
             return
-        from ..singlecell import mx1_monocyte_fractions
-
         cells = mx1_monocyte_fractions(self.paths["cells"], singlecell).drop(columns="n_parent")
         self.h5ad_cells = cells
         self.schemas["cells"] = pa.Schema.from_pandas(cells, preserve_index=False)

@@ -9,47 +9,12 @@ caller set is used and left as it was.
 
 from __future__ import annotations
 
-import functools
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from .. import tracking
 from ..errors import ConfigError
-from .fitted import FittedModel
-
-
-@dataclass
-class LoadedModel:
-    """A registered response model with what scoring needs to know about it.
-
-    ``fitted`` is loaded on first use: when worker processes score, the process that
-    loaded the model never needs it.
-    """
-
-    uri: str
-    name: str
-    version: str
-    spec: dict
-    model_file: str
-
-    @functools.cached_property
-    def fitted(self) -> FittedModel:
-        return FittedModel.load(self.spec, self.model_file)
-
-    @property
-    def feature_columns(self) -> list[str]:
-        return list(self.spec["feature_columns"])
-
-    @property
-    def feature_spec(self) -> list[dict]:
-        """The spec of the model's own inputs (kind, source test or population, unit)."""
-        used = set(self.spec["feature_columns"])
-        return [f for f in self.spec.get("feature_spec", []) if f["name"] in used]
-
-    @property
-    def threshold(self) -> float:
-        return float(self.spec["threshold"])
+from ..modeling.fitted import LoadedModel
 
 
 def load_model(uri: str) -> LoadedModel:
@@ -61,7 +26,7 @@ def load_model(uri: str) -> LoadedModel:
         The model or alias does not exist, is not an msc-response model, or belongs to
         another experiment than its registered name says.
     """
-    import mlflow
+    import mlflow  # deferred: heavy, loaded when a model is
     from mlflow.exceptions import MlflowException
 
     name, version = "", ""

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
-from ..errors import ConfigError, DataError, Problem
-from ..io import work_dir
-from ..study import files as F
-from ..study.reader import file_sha256
-from ..study.tables import TABLES, check_columns, normalise
+from ...errors import ConfigError, DataError, Problem
+from ...io import work_dir
+from ...study import files as F
+from ...study.reader import file_sha256
+from ...study.singlecell import mx1_monocyte_fractions
+from ...study.tables import TABLES, check_columns, normalise
 
 TABLE_ORDER = ("patients", "labs", "cells")
 
@@ -326,8 +327,6 @@ def _every_column_parsed(spark):
 def read_h5ad_cells(spark, loc: Location, singlecell) -> SparkTable:
     """MX1+ monocyte fractions derived in the driver from ``cells.h5ad`` (a local file)."""
     import numpy as np
-
-    from ..singlecell import mx1_monocyte_fractions
 
     path = local_path(loc.uri)
     if path is None:

@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import labels as labels_mod
-from . import scores
-from .config import ExperimentConfig
-from .domain import REGIMEN_FEATURES, regimen_features
-from .errors import DataError, Problem
-from .io import check_outputs, write_json, write_table
-from .study import Study, load_study
-from .study import policy as bad_rows_policy
-from .study.files import input_paths
-from .study.problems import counts_by_rule, empty_problems
+from .. import labels as labels_mod
+from .. import scores
+from ..config import ExperimentConfig
+from ..domain import REGIMEN_FEATURES, regimen_features
+from ..errors import DataError, Problem
+from ..io import check_outputs, write_json, write_table
+from ..study import Study, load_study
+from ..study import policy as bad_rows_policy
+from ..study.files import input_paths
+from ..study.problems import counts_by_rule, empty_problems
 
 #: The lab tests each endpoint needs (``inr`` may be replaced by ``pt`` and ``pt_control``).
 ENDPOINT_TESTS: dict[str, tuple[str, ...]] = {

@@ -1,8 +1,8 @@
 """``msc-response explain``: one patient of a study directory, explained by a registered model.
 
 Features are built by the same code and the config stored with the model (as scoring
-does); the explanation is :func:`.waterfall.explain_patient`; lab values are shown in the
-units the site wrote (read from the labs table as written).
+does); the explanation is :func:`msc_response.reporting.waterfall.explain_patient`; lab
+values are shown in the units the site wrote (read from the labs table as written).
 """
 
 from __future__ import annotations
@@ -11,14 +11,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import config_from_dict
 from ..errors import ConfigError, DataError, Problem
-from .waterfall import Explanation, explain_patient, site_lab_units, write_explanation
+from ..io import check_outputs
+from ..modeling.predict import predict
+from ..registry.load import load_model
+from ..reporting.waterfall import Explanation, explain_patient, site_lab_units, write_explanation
+from ..study import load_study
+from ..study.files import read_whole
 
 
 def _raw_labs(path: Path) -> pd.DataFrame:
     """The labs table as written, by the study reader's own file reading (nothing converted)."""
-    from ..study.files import read_whole
-
     return (
         read_whole(path, "labs").select(["patient_id", "day", "test", "value", "unit"]).to_pandas()
     )
@@ -37,12 +41,6 @@ def explain_study_patient(
         The study is bad, the patient is not in it, or was excluded (with the reason).
         Nothing is written then.
     """
-    from ..config import config_from_dict
-    from ..io import check_outputs
-    from ..modeling.predict import predict
-    from ..modeling.registry import load_model
-    from ..study import load_study
-
     if Path(out).suffix.lower() not in (".png", ".html"):
         raise ConfigError(f"out: expected a .png or .html file, got {str(out)!r}")
     check_outputs([out], inputs=[data], option="out")

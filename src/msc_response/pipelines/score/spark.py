@@ -13,7 +13,7 @@ What runs where
   whitespace, so a padded id meets its patient, as in the local reader) into LZ4 Arrow IPC
   blobs, one per partition; the shuffle moves the blobs. Reduce side: each partition is
   one chunk in a Python worker (``mapInArrow``): its rows, in file order, go through the
-  local engine's own per-chunk work, :func:`~msc_response.pipelines.score._score_chunk`
+  local engine's own per-chunk work, :func:`~msc_response.pipelines.score.chunk.score_chunk`
   (``study_from_chunk``, ``features_from_study``, ``predict_features`` with explanations
   and what-if regimens). The model file is written and loaded once per Python worker. A
   partition returns its predictions, rejected patients, row problems, structural problems
@@ -47,15 +47,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import config_from_dict
-from ..errors import DataError
-from ..features import flow_of_counts, sidecar
-from ..io import encode_chunk, write_json
-from ..modeling.predict import check_regimens, missing_inputs, predict_features
-from ..modeling.registry import LoadedModel, load_model
-from ..study import StudyChunk
-from ..study.problems import SHOWN_PER_RULE, as_problems
+from ...config import config_from_dict
+from ...errors import DataError
+from ...features import flow_of_counts, sidecar
+from ...io import encode_chunk, write_json
+from ...modeling.fitted import LoadedModel
+from ...modeling.predict import check_regimens, missing_inputs, predict_features
+from ...registry.load import load_model
+from ...study import StudyChunk
+from ...study.problems import SHOWN_PER_RULE, as_problems
 from . import spark_io as sio
+from .chunk import JobRun, Task, score_chunk, with_model_columns
 
 # Kinds of the rows a partition returns (column ``_kind``)
 SCORED, REJECTED, PROBLEM, STRUCTURAL, FACTS = range(5)
@@ -71,7 +73,7 @@ def spark_session():
     when the job runs under ``spark-submit``, else ``local[2]``. A new session (no UI) runs
     this Python in its workers unless ``PYSPARK_PYTHON`` says otherwise (a packed
     environment on a cluster), and forks its Python workers from
-    :mod:`~msc_response.pipelines.spark_daemon`; on a ``local*`` master the executors
+    :mod:`~msc_response.pipelines.score.spark_daemon`; on a ``local*`` master the executors
     import this very ``msc_response`` (those of ``local-cluster`` start in directories
     of their own). An active session (a notebook's, a test's) is used as it is and left
     running.
@@ -95,7 +97,7 @@ def spark_session():
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "65536")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.python.daemon.module", "msc_response.pipelines.spark_daemon")
+        .config("spark.python.daemon.module", "msc_response.pipelines.score.spark_daemon")
     )
     if master is not None and master.startswith("local"):
         package_root = str(Path(__file__).resolve().parents[2])
@@ -126,10 +128,8 @@ _WORKER_TASK: dict = {}
 
 
 def _worker_task(plan: _Plan):
-    """The local engine's ``_Task`` for this worker: the model file written and loaded once."""
+    """The local engine's ``Task`` for this worker: the model file written and loaded once."""
     from pyspark import SparkFiles
-
-    from . import score as job
 
     payload = plan.model.value
     key = (payload["sha256"], plan.explain, plan.regimens, tuple(sorted(plan.tables.items())))
@@ -153,7 +153,7 @@ def _worker_task(plan: _Plan):
         stand_ins[table] = str(root / "tables" / display.rstrip("/"))
         if is_dir:
             Path(stand_ins[table]).mkdir(parents=True, exist_ok=True)
-    task = job._Task(model, stand_ins, plan.cells_derived, plan.explain, plan.regimens, "parquet")
+    task = Task(model, stand_ins, plan.cells_derived, plan.explain, plan.regimens, "parquet")
     _WORKER_TASK.clear()
     _WORKER_TASK[key] = task
     return task
@@ -257,8 +257,6 @@ def _struct(df_or_table, struct_type: pa.StructType) -> pa.StructArray:
 
 def _score_partition(batches, plan: _Plan):
     """One partition, scored as the local engine scores a chunk (runs in a Python worker)."""
-    from . import score as job
-
     started, t = time.time(), time.perf_counter()
     chunk = _chunk_of(batches, plan.schemas)
     schema = plan.out_schema
@@ -269,7 +267,7 @@ def _score_partition(batches, plan: _Plan):
     seconds = {"receive_s": time.perf_counter() - t}
     task = _worker_task(plan)
     try:
-        result = job._score_chunk(task, chunk)
+        result = score_chunk(task, chunk)
     except DataError as err:
         found = pd.DataFrame({"file": [p.file for p in err.problems], "row": [p.row for p in err.problems],
                               "column": [p.column for p in err.problems], "patient_id": None,
@@ -312,14 +310,12 @@ def _score_partition(batches, plan: _Plan):
 
 def _output_schema(model: LoadedModel, explain: int, regimens: bool) -> pa.Schema:
     """The tagged rows a partition returns; the predictions' columns from a one-row dry run."""
-    from . import score as job
-
     X = pd.DataFrame(
         np.full((1, len(model.feature_columns)), np.nan), columns=model.feature_columns
     )
     table = predict_features(model.fitted, X, np.array(["-"], dtype=object), model.threshold,
                              explain=explain, regimens=regimens)  # fmt: skip
-    encoded = encode_chunk(job._with_model_columns(table, model), "parquet")
+    encoded = encode_chunk(with_model_columns(table, model), "parquet")
     scored = [pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
               for f in encoded.schema]  # fmt: skip
     text = pa.string()
@@ -404,7 +400,7 @@ def _stop_on_problems(scored, study, strict: bool, tally, hadoop, target: sio.Ta
 
 
 def run_spark_job(model_uri: str, data_dir, out, options):
-    """Score through Spark; see :func:`msc_response.pipelines.score.score`.
+    """Score through Spark; see :func:`msc_response.pipelines.score.job.score`.
 
     ``data_dir`` and ``out`` may be any URI Hadoop's FileSystem reads (``hdfs://``,
     ``s3a://``, ``file:``) or local paths.
@@ -412,8 +408,6 @@ def run_spark_job(model_uri: str, data_dir, out, options):
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
-
-    from . import score as job
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(1) as loader:  # the registry is read while the JVM starts
@@ -517,7 +511,7 @@ def run_spark_job(model_uri: str, data_dir, out, options):
         "output_layout": "file" if target.single_file else "dataset",
         "row_numbers": study.row_numbers,
     }
-    return job.JobRun(model, counts, flow, has_problems, study.sha256, timings, details,
+    return JobRun(model, counts, flow, has_problems, study.sha256, timings, details,
                       data_simulated=study.simulated, write_summary=write_summary)  # fmt: skip
 
 

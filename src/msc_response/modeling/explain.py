@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..plotting import new_axes
+
 
 def top_contributions(contrib: np.ndarray, X: pd.DataFrame, k: int) -> pd.DataFrame:
     """The ``k`` largest contributions (by absolute value) of each row.
@@ -55,9 +57,7 @@ def plot_shap(
     A new figure is made without pyplot when ``ax`` is None; the matplotlib backend is
     never switched and nothing is shown.
     """
-    import shap
-
-    from .report import new_axes
+    import shap  # deferred: heavy, needed only to draw
 
     draw = {"beeswarm": shap.plots.beeswarm, "bar": shap.plots.bar}
     if kind not in draw:

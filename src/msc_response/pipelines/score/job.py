@@ -20,33 +20,38 @@ from __future__ import annotations
 import collections
 import os
 import time
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from .. import processes, tracking
-from ..config import config_from_dict
-from ..errors import ConfigError, DataError
-from ..features import EXCLUSION_COLUMNS, features_from_study, patient_flow, sidecar, write_problems
-from ..io import (
+from ... import processes, tracking
+from ...config import config_from_dict
+from ...errors import ConfigError, DataError
+from ...features import (
+    EXCLUSION_COLUMNS,
+    patient_flow,
+    sidecar,
+    write_problems,
+)
+from ...io import (
     ChunkWriter,
     atomic_path,
     check_outputs,
-    encode_chunk,
     table_format,
     write_json,
     write_table,
 )
-from ..modeling.predict import ASSOCIATION_NOTE, check_regimens, missing_inputs, predict_features
-from ..modeling.registry import LoadedModel, load_model
-from ..study import NotGrouped, StudyChunk, StudySource, is_simulated, study_from_chunk
-from ..study import policy as bad_rows_policy
-from ..study.files import input_paths
-from ..study.problems import empty_problems
+from ...modeling.fitted import LoadedModel
+from ...modeling.predict import ASSOCIATION_NOTE, check_regimens, missing_inputs
+from ...registry.load import load_model
+from ...study import NotGrouped, StudySource, is_simulated
+from ...study import policy as bad_rows_policy
+from ...study.files import input_paths
+from ...study.problems import empty_problems
+from .chunk import ChunkResult, JobRun, Task, score_chunk
+from .spark import run_spark_job
 
 DEFAULT_PATIENTS_PER_CHUNK = 50_000
 OUTPUT_COLUMNS = [
@@ -62,86 +67,6 @@ ENGINES = ("local", "spark")
 SIDECARS = (".rejected.csv", ".problems.csv", ".summary.json")
 
 
-@dataclass
-class _Task:
-    """What a worker needs to score a chunk; plain data, sent with every chunk.
-
-    The model file is read once per chunk (milliseconds), so no process keeps a cache.
-    """
-
-    model: LoadedModel
-    paths: dict[str, str]  # the source of each table
-    cells_derived: bool
-    explain: int
-    regimens: bool
-    fmt: str
-
-
-@dataclass
-class _ChunkResult:
-    encoded: object  # the chunk's output rows, encoded for the writer (None: nobody scored)
-    n_scored: int
-    rejected: pd.DataFrame
-    problems: pd.DataFrame
-    n_patients: int
-    tests: set[str]
-    has_cells: bool
-    seconds: dict[str, float]
-    X: pd.DataFrame | None = None  # features, when another engine predicts
-    ids: np.ndarray | None = None
-
-
-def _with_model_columns(table: pd.DataFrame, model: LoadedModel) -> pd.DataFrame:
-    """The model's name, version and URI after ``patient_id`` (categorical: free to encode)."""
-    n = len(table)
-    for k, (name, value) in enumerate((("model_name", model.name), ("model_version", model.version),
-                                       ("model_uri", model.uri))):  # fmt: skip
-        table.insert(
-            1 + k, name, pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[value])
-        )
-    return table
-
-
-def _score_chunk(task: _Task, chunk: StudyChunk, *, predict: bool = True) -> _ChunkResult:
-    """Read, validate, featurise, predict, explain and encode one chunk.
-
-    With ``predict=False`` the result carries the features instead (for the Spark engine).
-    Bad rows exclude their patient here; ``strict`` turns any of them into an error at
-    the end of the job, once every chunk's problems are known.
-    """
-    t = time.perf_counter()
-    model = task.model
-    study = study_from_chunk(chunk, {k: Path(v) for k, v in task.paths.items()},
-                             cells_derived=task.cells_derived,
-                             reference_units=model.spec.get("lab_units", {}))  # fmt: skip
-    seconds = {"read_validate_s": time.perf_counter() - t}
-    t = time.perf_counter()
-    fs = features_from_study(
-        study, config_from_dict(model.spec["config"]), labels=False, bad_rows="exclude"
-    )
-    X = fs.table.reindex(columns=model.feature_columns).astype(float)  # absent test: NaN
-    ids = fs.table["patient_id"].to_numpy()
-    seconds["features_s"] = time.perf_counter() - t
-    result = _ChunkResult(
-        None, 0, fs.exclusions, fs.problems, len(study.patients),
-        {str(c) for c in study.labs["test"].cat.categories},  # tests the study reports, usable or not
-        study.cells is not None and len(study.cells) > 0, seconds,
-    )  # fmt: skip
-    if not predict:
-        result.X, result.ids = X, ids
-    elif not X.empty:
-        t = time.perf_counter()
-        table = predict_features(
-            model.fitted, X, ids, model.threshold, explain=task.explain, regimens=task.regimens
-        )
-        seconds["predict_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        result.encoded = encode_chunk(_with_model_columns(table, model), task.fmt)
-        result.n_scored = len(table)
-        seconds["encode_s"] = time.perf_counter() - t
-    return result
-
-
 def _worker_context():
     """Workers forked from a fresh server that imported the scoring code once.
 
@@ -152,7 +77,7 @@ def _worker_context():
     import multiprocessing
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["msc_response.pipelines.score", "lightgbm"])
+    ctx.set_forkserver_preload(["msc_response.pipelines.score.chunk", "lightgbm"])
     return ctx
 
 
@@ -172,13 +97,13 @@ class _Tally:
     seconds: collections.Counter = field(default_factory=collections.Counter)
 
 
-def _run_chunks(chunks, task: _Task, writer: ChunkWriter, pool, workers: int) -> _Tally:
+def _run_chunks(chunks, task: Task, writer: ChunkWriter, pool, workers: int) -> _Tally:
     """Score every chunk (in the pool when there is one) and write results in chunk order."""
     tally = _Tally()
     pending: collections.deque = collections.deque()
     limit = 2 * workers  # chunks in flight: bounded memory
 
-    def finish(result: _ChunkResult) -> None:
+    def finish(result: ChunkResult) -> None:
         tally.counts["patients_in_input"] += result.n_patients
         tally.tests |= result.tests
         tally.has_cells |= result.has_cells
@@ -196,9 +121,9 @@ def _run_chunks(chunks, task: _Task, writer: ChunkWriter, pool, workers: int) ->
     try:
         for chunk in chunks:
             if pool is None:
-                finish(_score_chunk(task, chunk))
+                finish(score_chunk(task, chunk))
                 continue
-            pending.append(pool.submit(_score_chunk, task, chunk))
+            pending.append(pool.submit(score_chunk, task, chunk))
             while len(pending) >= limit or (pending and pending[0].done()):
                 finish(pending.popleft().result())
         while pending:
@@ -239,21 +164,6 @@ def check_options(out: Path, *, explain, regimens, engine, patients_per_chunk, j
 def check_out(out: Path, data_dir) -> None:
     """``out`` and its sidecars may be written without destroying the study (see :func:`check_outputs`)."""
     check_outputs([out, *(sidecar(out, s) for s in SIDECARS)], inputs=input_paths(data_dir))
-
-
-@dataclass
-class JobRun:
-    """What an engine reports once every patient is scored or rejected (outputs in place)."""
-
-    model: LoadedModel
-    counts: dict
-    flow: dict  # patient_flow() of the rejected patients and the row problems
-    has_problems: bool
-    input_sha256: dict
-    timings: dict
-    details: dict  # engine-specific facts for the summary (workers, grouping, ...)
-    data_simulated: bool | None = None  # None: read ``simulation.json`` from the local study
-    write_summary: Callable[[dict], object] | None = None  # None: JSON beside the local ``out``
 
 
 @dataclass(frozen=True)
@@ -312,8 +222,6 @@ def score(
     check_out(out, data_dir)
     options = JobOptions(explain, regimens == "all", patients_per_chunk, jobs, strict, fmt)
     if engine == "spark":
-        from .spark import run_spark_job
-
         run = run_spark_job(model_uri, data_dir, target, options)
     else:
         run = _run_local_job(model_uri, data_dir, out, options)
@@ -401,7 +309,7 @@ def _run_local_job(model_uri: str, data_dir, out: Path, options: JobOptions) -> 
                 check_regimens(model)
             timings: dict[str, float] = {"load_model_s": round(time.perf_counter() - t0, 3)}
             source.derive_h5ad_cells(config_from_dict(model.spec["config"]).singlecell)
-            task = _Task(model, {k: str(v) for k, v in source.paths.items()}, source.h5ad_cells is not None,
+            task = Task(model, {k: str(v) for k, v in source.paths.items()}, source.h5ad_cells is not None,
                          options.explain, options.regimens, options.fmt)  # fmt: skip
             try:
                 writer = ChunkWriter(tmp_out, options.fmt)

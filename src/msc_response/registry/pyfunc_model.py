@@ -15,13 +15,13 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from msc_response.modeling.fitted import FittedModel
+
 
 class ResponseModel(PythonModel):
     """Probability of response from the feature table."""
 
     def load_context(self, context):
-        from msc_response.modeling.fitted import FittedModel
-
         with open(context.artifacts["model_spec"]) as f:
             self.spec = json.load(f)
         self.fitted = FittedModel.load(self.spec, context.artifacts["model"])

@@ -23,14 +23,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import tracking
+from .. import plotting, tracking
 from ..config import config_from_dict
+from ..features import build_features
 from ..io import work_dir, write_json
-from . import gate
-from .fit import ModelValidation, TrainingResult, validate_model
-from .fitted import write_spec
-from .models import ModelSpec
-from .summary import NOT_APPLICABLE, model_numbers
+from ..modeling import gate
+from ..modeling.explain import global_importance
+from ..modeling.fit import ModelValidation, TrainingResult, validate_model
+from ..modeling.fitted import write_spec
+from ..modeling.models import ModelSpec
+from ..modeling.summary import NOT_APPLICABLE, model_numbers
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 
@@ -210,8 +212,6 @@ def _log_parent(result: TrainingResult, summary: dict) -> None:
 def _log_model_run(result: TrainingResult, mv: ModelValidation, exp_id: str, tmp: Path) -> None:
     import mlflow
 
-    from .. import report
-
     status = result.status(mv.name)
     with tracking.start_run(experiment_id=exp_id, run_name=mv.name, nested=True):
         mlflow.set_tags({"role": mv.spec.role, "kind": mv.spec.kind, "status": status})
@@ -234,20 +234,17 @@ def _log_model_run(result: TrainingResult, mv: ModelValidation, exp_id: str, tmp
             ("calibration.png", result.plot_calibration(model=mv.name)),
             ("decision_curve.png", result.plot_decision_curve(model=mv.name)),
         ):
-            report.save_figure(ax, out / name, simulated=result.simulated)
+            plotting.save_figure(ax, out / name, simulated=result.simulated)
         mlflow.log_artifacts(str(out), "validation")
 
 
 def _log_shap(result: TrainingResult, tmp: Path) -> None:
     import mlflow
 
-    from .. import report
-    from ..explain import global_importance
-
     shap_dir = tmp / "shap"
     shap_dir.mkdir()
     for kind in ("beeswarm", "bar"):
-        report.save_figure(result.plot_shap(kind=kind), shap_dir / f"shap_{kind}.png",
+        plotting.save_figure(result.plot_shap(kind=kind), shap_dir / f"shap_{kind}.png",
                            simulated=result.simulated)  # fmt: skip
     contrib, _ = result.fitted.contributions(result.X)
     global_importance(contrib, result.fitted.feature_columns).to_csv(
@@ -377,8 +374,6 @@ def _champion_features(result: TrainingResult, champ_config, data_dir) -> pd.Dat
             "log_and_register: the champion was trained with other feature settings; pass "
             "data_dir= so that its features can be rebuilt from the same study"
         )
-    from ..features import build_features
-
     return build_features(champ_config, data_dir).table
 
 

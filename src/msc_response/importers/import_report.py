@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from .. import units
+from .. import __version__, units
 from .mapping import Mapping, default_mapping
 from .rows import OK, Imported
 from .writer import WRITTEN_BY
@@ -25,8 +25,6 @@ NOT_LAB_TESTS = ("ascites", "encephalopathy", "dialysis")
 def build_report(imp: Imported, mapping: Mapping, *, source: str, strict: bool,
                  index_date: str | None = None) -> dict:  # fmt: skip
     """The report as a JSON-ready dict."""
-    from .. import __version__
-
     rows = imp.rows
     defaults = default_mapping(mapping.format).tests
     from_file = {t for c, t in mapping.tests.items() if defaults.get(c) != t} | set(

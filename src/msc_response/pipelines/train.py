@@ -1,8 +1,8 @@
-"""Training: ``train`` = :func:`~.fit.fit` + :func:`~.registry.log_and_register`.
+"""Training: ``train`` = :func:`~msc_response.modeling.fit.fit` + :func:`~msc_response.registry.registration.log_and_register`.
 
 Validate every candidate and baseline honestly and refit the pre-specified primary model
-(in memory, :mod:`.fit`), then track and register it and apply the promotion gate
-(:mod:`.registry`, :mod:`.gate`).
+(in memory, :mod:`msc_response.modeling.fit`), then track and register it and apply the promotion gate
+(:mod:`msc_response.registry`, :mod:`msc_response.modeling.gate`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from .. import tracking
 from ..config import ExperimentConfig
 from ..features import build_features
 from ..io import write_json
-from ..reporting.training import publish_training_report
+from ..modeling.fit import TrainingResult, fit
+from ..registry.registration import log_and_register
 from ..study import load_study
-from .benefit_train import benefit_metrics, benefit_summary, check_benefit_allowed
-from .fit import TrainingResult, fit
-from .registration import log_and_register
+from .benefit import benefit_metrics, benefit_summary, check_benefit_allowed
+from .report import publish_training_report
 
 __all__ = ["TrainingResult", "fit", "log_and_register", "train"]
 

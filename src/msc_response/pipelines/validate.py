@@ -1,7 +1,7 @@
 """``msc-response validate``: a registered model on a labelled cohort it never saw.
 
 Features and labels come from the project's one feature builder with the config stored
-with the model; the numbers are :func:`.external.external_performance`; the page has the
+with the model; the numbers are :func:`msc_response.reporting.external.external_performance`; the page has the
 training report's layout (the cohort's sections, then the validation); the run is
 logged to MLflow (experiment ``<model>-validation``) with its metrics linked to the model
 version's logged model and to the cohort's features (no ids, no rows). With
@@ -22,11 +22,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import plotting, tracking
+from ..config import config_from_dict
 from ..errors import DataError, Problem
-from . import external, figures
-from . import study_sections as sections
-from .page import Page
-from .subgroups import MIN_PER_CLASS, for_display, subgroup_performance
+from ..features import features_from_study
+from ..io import check_outputs
+from ..modeling import curves
+from ..modeling.fitted import FittedModel, write_spec
+from ..modeling.predict import missing_inputs
+from ..registry.load import load_model
+from ..registry.registration import features_dataset, log_features, log_pyfunc
+from ..reporting import external, figures
+from ..reporting import study_sections as sections
+from ..reporting.page import Page
+from ..reporting.subgroups import MIN_PER_CLASS, for_display, subgroup_performance
+from ..study import load_study
+from .report import reports_root
 
 
 @dataclass
@@ -45,11 +56,6 @@ class ValidationRun:
 
 def _cohort(model, data: Path):
     """The cohort's study, labelled features and predictions; a DataError for every unusable cohort."""
-    from ..config import config_from_dict
-    from ..features import features_from_study
-    from ..modeling.predict import missing_inputs
-    from ..study import load_study
-
     config = config_from_dict(model.spec["config"])
     study = load_study(data, config.singlecell)
     tests = {str(t) for t in study.labs["test"].cat.categories}
@@ -88,9 +94,6 @@ def validate_registered_model(model_uri: str, data: str | Path, *, out: str | Pa
         endpoint, has a single outcome class, or cannot be recalibrated. Nothing is
         written or logged then.
     """
-    from ..io import check_outputs
-    from ..modeling.registry import load_model
-
     data = Path(data)
     if out is not None:
         check_outputs([Path(out) / "index.html"], inputs=[data], option="out")
@@ -104,7 +107,6 @@ def validate_registered_model(model_uri: str, data: str | Path, *, out: str | Pa
             recal = external.logistic_recalibration(y, p)
         except ValueError as err:
             raise DataError([Problem("features", None, "response", str(err))]) from None
-    from .training import reports_root
 
     default = reports_root(root) / model.name / f"validation-v{model.version}-{data.name}"
     out_dir = Path(out) if out is not None else default
@@ -128,8 +130,6 @@ def validation_table(ev: external.ExternalValidation) -> pd.DataFrame:
 def write_validation_report(model, config, study, fs, y, p, ev, out_dir: Path, *, data_dir: Path,
                             recalibration=None) -> Path:  # fmt: skip
     """The validation page: the cohort's sections, then discrimination, calibration, decision curve."""
-    from .. import report
-
     simulated = study.simulated or bool(model.spec.get("trained_on_simulated_data"))
     ctx = sections.StudyContext.build(config, study, fs, data_dir)
     page = Page(f"External validation: {model.name} version {model.version} on {data_dir.name}",
@@ -146,11 +146,13 @@ def write_validation_report(model, config, study, fs, y, p, ev, out_dir: Path, *
     s.definitions({"AUROC": ev.auroc.text(), "responders": ev.outcome.text(),
                    "mean predicted probability": f"{ev.mean_predicted:.3f}"})  # fmt: skip
     s.table(validation_table(ev), "Performance on the validation cohort")
-    s.figure(report.plot_roc(report.roc_curve(y, p), f"AUROC {ev.auroc.estimate:.2f}"), "ROC curve")
-    s.figure(report.plot_calibration(ev.calibration_curve, model.name, y=y, p=p),
+    s.figure(
+        plotting.plot_roc(curves.roc_curve(y, p), f"AUROC {ev.auroc.estimate:.2f}"), "ROC curve"
+    )
+    s.figure(plotting.plot_calibration(ev.calibration_curve, model.name, y=y, p=p),
              "smoothed calibration curve with its 95% band")  # fmt: skip
     s.figure(
-        report.plot_decision(ev.decision_curve, model.name),
+        plotting.plot_decision(ev.decision_curve, model.name),
         "decision curve with a bootstrap 95% band",
     )
     shown = ev.decision_curve[
@@ -198,9 +200,6 @@ def _metrics(ev: external.ExternalValidation) -> dict[str, float]:
 def _log(model, config, fs, y, ev, page: Path, data: Path, recal, root) -> tuple[str, str | None]:
     import mlflow
 
-    from .. import tracking
-    from ..modeling.registration import features_dataset, log_features
-
     client = tracking.client(root)
     version = client.get_model_version(model.name, model.version)
     X = fs.table[model.feature_columns].astype(float)
@@ -231,10 +230,6 @@ def _log(model, config, fs, y, ev, page: Path, data: Path, recal, root) -> tuple
 
 def _register_recalibrated(model, recal, X: pd.DataFrame, run_id: str, cohort: str, n: int) -> str:
     """Log the recalibrated model (same model file, spec with the recalibration) and register it."""
-    from .. import tracking
-    from ..modeling.fitted import FittedModel, write_spec
-    from ..modeling.registration import log_pyfunc
-
     spec = dict(model.spec)
     spec["recalibration"] = {"intercept": recal.intercept, "slope": recal.slope, "recalibrates_version": model.version,
                              "cohort": cohort, "n_patients": n, "validation_run": run_id}  # fmt: skip

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, Problem
+from ..config import SingleCell
+from ..errors import DataError, Problem
 
 POPULATION = "MX1+ monocytes"
 PARENT = "monocytes"
@@ -37,8 +38,6 @@ def mx1_monocyte_fractions(path: str | Path, settings=None) -> pd.DataFrame:
         ("monocytes"), ``fraction``, ``n_parent`` (monocytes counted).
     """
     import anndata
-
-    from .config import SingleCell
 
     settings = settings or SingleCell()
     path = Path(path)

@@ -10,8 +10,8 @@ import lightgbm  # noqa: F401
 import scipy.special  # noqa: F401
 from pyspark.daemon import manager
 
-import msc_response.pipelines.score
-import msc_response.pipelines.spark  # noqa: F401
+import msc_response.pipelines.score.chunk
+import msc_response.pipelines.score.spark  # noqa: F401
 
 if __name__ == "__main__":
     manager()

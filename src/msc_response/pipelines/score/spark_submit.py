@@ -1,6 +1,6 @@
 """The command line as a script ``spark-submit`` can run (it runs files, not modules).
 
-``spark-submit [--master yarn ...] $(python -m msc_response.pipelines.spark_submit) score
+``spark-submit [--master yarn ...] $(python -m msc_response.pipelines.score.spark_submit) score
 --engine spark ...``: run as a module it prints its own path; run as a script (by
 ``spark-submit``) it is ``msc-response``.
 """

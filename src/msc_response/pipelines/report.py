@@ -15,12 +15,20 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from .. import tracking
+from ..config import config_from_dict
 from ..errors import ConfigError, DataError, MscResponseWarning, Problem
+from ..features import build_features
+from ..modeling.fit import fit
+from ..modeling.models import screen_columns
+from ..registry.load import load_model
+from ..registry.registration import features_dataset
+from ..reporting import model_sections
+from ..reporting import study_sections as sections
+from ..reporting.benefit_sections import add_benefit_section
+from ..reporting.page import Page
 from ..study import Study, load_study
-from . import model_sections
-from . import study_sections as sections
-from .benefit_sections import add_benefit_section
-from .page import Page
+from .benefit import benefit_summary
 
 REPORTS = Path("reports")
 ARTIFACT_DIR = "report"
@@ -75,8 +83,6 @@ def reports_root(root: str | Path | None = None) -> Path:
     that folder; otherwise (a tracking server, another store) ``reports/`` in the working
     directory.
     """
-    from .. import tracking
-
     if root is not None:
         return Path(root) / REPORTS
     uri = tracking.tracking_uri()
@@ -95,8 +101,6 @@ def publish_training_report(
     result, features, study, summary: dict, *, root: str | Path | None = None, benefit=None
 ) -> Path:
     """Write the report of a logged training to ``reports/<experiment>/<run>/`` and log it to the run."""
-    from .. import tracking
-
     registered = {"registered model": f"{summary['registered_model']} version {summary['version']}",
                   "aliases": ", ".join(summary.get("aliases", [])),
                   "decision": summary.get("champion_decision", ""), "MLflow run": summary["run_id"]}  # fmt: skip
@@ -142,13 +146,6 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
     DataError
         The study is missing, or is not the data the run was trained on.
     """
-    from .. import tracking
-    from ..config import config_from_dict
-    from ..features import build_features
-    from ..modeling.benefit_train import benefit_summary
-    from ..modeling.fit import fit
-    from ..modeling.registry import load_model
-
     client = tracking.client(root)
     run = _training_run(client, experiment, run_id)
     run_id = run.info.run_id
@@ -177,9 +174,6 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
 
 def _check_same_data(run, features, data_dir: Path) -> None:
     """The features rebuilt from ``data_dir`` are the ones the run logged (same digest)."""
-    from ..modeling.models import screen_columns
-    from ..modeling.registration import features_dataset
-
     kept, _ = screen_columns(features.table[features.feature_columns].astype(float))
     X, y = features.table[kept].astype(float), features.table["response"].to_numpy(dtype=int)
     logged = {d.dataset.digest for d in run.inputs.dataset_inputs}

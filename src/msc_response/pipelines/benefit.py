@@ -13,10 +13,14 @@ import json
 import math
 from pathlib import Path
 
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, load_config
 from ..errors import ConfigError
-from .benefit import benefit_data, require_randomised
-from .benefit_validation import validate_benefit
+from ..features import build_features
+from ..io import check_outputs, write_table
+from ..modeling.benefit import benefit_data, predict_benefit, require_randomised
+from ..modeling.benefit_validation import validate_benefit
+from ..study import load_study
+from ..study.files import input_paths
 
 #: The study metadata file that may say ``"randomised": true`` (the simulator writes it).
 METADATA_FILE = "simulation.json"
@@ -86,10 +90,6 @@ def score_benefit(
     """Predicted benefit (with 95% refit intervals) of every patient of ``new_dir`` from the
     primary benefit model fitted on the randomised study ``train_dir``; one row per patient,
     ``patient_id`` first (ids as written)."""
-    from ..features import build_features  # the one feature builder, as training uses it
-    from ..study import load_study
-    from .benefit import predict_benefit
-
     check_benefit_allowed(config, train_dir)
     b = config.benefit
     train_study = load_study(train_dir, config.singlecell)
@@ -109,3 +109,22 @@ def score_benefit(
                           seed=config.model.seed, n_boot=n_boot)  # fmt: skip
     out.insert(0, "patient_id", new.table["patient_id"].astype(str).to_numpy())
     return out
+
+
+def score_benefit_job(config_path, train_data, data, out, *, n_boot: int = 100):
+    """``score-benefit``: check the outputs first, predict, write ``out`` atomically.
+
+    Returns the table, the training study's directory and the primary model's name.
+    """
+    cfg = load_config(config_path)
+    if cfg.benefit is None:
+        raise ConfigError(
+            "benefit: the config has no 'benefit' section (treatment column, control value)"
+        )
+    train_dir = Path(cfg.data) if train_data is None else Path(train_data)
+    check_outputs(
+        [out], inputs=[*input_paths(train_dir), *input_paths(data), config_path], option="out"
+    )
+    table = score_benefit(cfg, train_dir, data, n_boot=n_boot)
+    write_table(table, out)
+    return table, train_dir, cfg.benefit.primary

@@ -22,11 +22,11 @@ import pyarrow
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from . import units
-from .errors import ConfigError, DataError, Problem
-from .io import table_format
-from .study.problems import py, unit_hint
-from .study.tables import MISSING_TEXTS
+from .. import units
+from ..errors import ConfigError, DataError, Problem
+from ..io import table_format
+from .problems import py, unit_hint
+from .tables import MISSING_TEXTS
 
 #: Cell texts read as missing in a score input (pyarrow's CSV defaults: "", NA, NaN, null, ...).
 _MISSING = frozenset(MISSING_TEXTS.to_pylist())
