@@ -20,7 +20,8 @@ and size, each with its Monte Carlo standard error (MCSE):
   MX1+ is only prognostic or neither, the power where it is predictive or both.
 
 Run: ``python benchmarks/bench_benefit.py [--replicates 200] [--replicates-large 100]
-[--rounds 8] [--jobs 2]``; every cell advances each round and the result is rewritten
+[--rounds 8] [--jobs 2] [--roles neither prognostic ...] [--sizes 140]``; a scenario or
+size left out keeps the seeds it has in a full run (the same trials); every cell advances each round and the result is rewritten
 after each (``benchmarks/results/benefit.json``, ``rounds_done``), so a run stopped early
 still reports even cells; a table goes to stderr. No MLflow store is used.
 """
@@ -172,6 +173,21 @@ def main() -> None:
         "--rounds", type=int, default=8, help="rounds; results are written after each"
     )
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--roles",
+        nargs="+",
+        choices=rct.MX1_ROLES,
+        default=list(rct.MX1_ROLES),
+        help="MX1+ scenarios to run (default: all)",
+    )
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        type=int,
+        choices=SIZES,
+        default=list(SIZES),
+        help="trial sizes to run (default: both)",
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     rows = []
@@ -183,7 +199,9 @@ def main() -> None:
             tasks = [
                 (role, n, 1000 * i + k)
                 for n in SIZES
-                for k, role in enumerate(rct.MX1_ROLES)
+                if n in args.sizes
+                for k, role in enumerate(rct.MX1_ROLES)  # seeds as in a full run
+                if role in args.roles
                 for i in range(r * reps[n] // args.rounds, (r + 1) * reps[n] // args.rounds)
             ]
             done = parallel(delayed(replicate)(*task) for task in tasks)
