@@ -31,9 +31,23 @@ and the MX1+ x treatment interaction. Numbers only (drawing lives in reporting).
   scale, ``m`` the standardised logit of the baseline MX1+ fraction) by maximum likelihood,
   and the same linear model of ``y`` (risk-difference scale) with the HC1 sandwich
   variance. Verdict, pre-specified on the odds-ratio scale at two-sided 5%:
-  ``predictive`` when ``d`` differs from 0; else ``prognostic`` when ``c`` does in the
-  model without interaction; else ``not shown``. The sample size it would take to show
-  the interaction with 80% power at the estimated size: ``n (z_0.975 + z_0.8)^2 / (d/se)^2``.
+  ``predictive`` when the **parametric-bootstrap likelihood-ratio test** of ``d = 0``
+  rejects (:func:`interaction_lr_test`); else ``prognostic`` when ``c`` differs from 0
+  (Wald) in the model without interaction; else ``not shown``. The estimate of ``d`` and
+  its interval stay the Wald ones. The sample size it would take to show the interaction
+  with 80% power at the estimated size: ``n (z_0.975 + z_0.8)^2 / (d/se)^2``.
+
+  Why not the Wald (or chi-square likelihood-ratio) test: at phase II sizes it calls MX1+
+  predictive too often when MX1+ is only prognostic. On 500 simulated 140-patient RCTs
+  under ``prognostic`` (seeds apart from the benchmark's) the Wald test rejected 0.064
+  (MCSE 0.011), the chi-square LR test 0.066 and Firth's penalised LR test 0.064: the
+  95th percentile of the LR statistic was 4.54, not chi-square's 3.84. Adjusting for the
+  cross-fitted baseline-risk score, its interaction with treatment, a quadratic MX1+ main
+  effect, or a rank or winsorised MX1+ scale did not bring it to 5% (0.058-0.076). With
+  20,000 patients the interaction is 0 (log OR -0.016, SE 0.031): the excess is the
+  small-sample null distribution of the statistic, not a real interaction. The
+  parametric bootstrap draws that distribution at the trial's own covariates and fitted
+  no-interaction model (0.046, MCSE 0.009, on the same 500 trials).
 """
 
 from __future__ import annotations
@@ -43,7 +57,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.special import logit
+from scipy.special import expit, logit
 from sklearn.model_selection import StratifiedKFold
 
 from .benefit import PRIMARY, BenefitModel, check_inputs, fit_benefit_model
@@ -53,6 +67,11 @@ LEVEL = 0.95
 Z = float(stats.norm.ppf(0.5 + LEVEL / 2))
 ALPHA = 0.05
 POWER = 0.80
+#: Parametric-bootstrap draws of the MX1+ interaction's likelihood-ratio test. With 199,
+#: ``p < 0.05`` means at most 8 draws reach the observed statistic: a size of 9/200 =
+#: 0.045 were the draws exchangeable with the data; the margin to 0.05 absorbs the error
+#: of drawing at the fitted (not the true) no-interaction model.
+INTERACTION_DRAWS = 199
 VERDICTS = ("predictive", "prognostic", "not shown")
 
 
@@ -277,8 +296,58 @@ def _wald(est, se) -> dict:
     }
 
 
-def interaction_test(y, treated, mx1) -> dict:
-    """The MX1+ x treatment interaction on the odds-ratio and risk-difference scales."""
+def _log_likelihood(design: np.ndarray, y: np.ndarray, coef: np.ndarray) -> float:
+    eta = design @ coef
+    return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+
+
+def interaction_lr_test(y, design: np.ndarray, *, draws: int = INTERACTION_DRAWS,
+                        seed: int = 0) -> dict:  # fmt: skip
+    """Likelihood-ratio test of the last column of ``design`` (logistic), its p-value by
+    parametric bootstrap.
+
+    ``lr = 2 (l_full - l_null)``, ``l_null`` without the last column. ``draws`` outcome
+    vectors are drawn from the fitted null model at the same covariates, both models
+    refitted on each, and ``p = (1 + #{lr* >= lr}) / (draws + 1)`` (Davison & Hinkley
+    1997, eq. 4.11: a valid Monte Carlo test at any ``draws``). A draw whose fits fail
+    (separation) counts as reaching ``lr``, which keeps the test conservative.
+    ``p_chi2`` is the asymptotic chi-square(1) p-value, for comparison.
+    """
+    y = np.asarray(y, dtype=float)
+    design = np.asarray(design, dtype=float)
+    if draws < 1:
+        raise ValueError(f"draws: expected a positive number of draws, got {draws!r}")
+
+    def statistic(yy):
+        full, null = logistic_glm(design, yy), logistic_glm(design[:, :-1], yy)
+        if full.problem or null.problem:
+            return float("nan"), null, full.problem or null.problem
+        lr = 2 * (
+            _log_likelihood(design, yy, full.coef) - _log_likelihood(design[:, :-1], yy, null.coef)
+        )
+        return max(lr, 0.0), null, None
+
+    lr, null, problem = statistic(y)
+    if problem:
+        return {"lr": float("nan"), "p": float("nan"), "p_chi2": float("nan"), "draws": 0,
+                "problem": problem}  # fmt: skip
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2401,)))
+    p_null = expit(design[:, :-1] @ null.coef)
+    reached = 0
+    for _ in range(draws):
+        lr_star, _, failed = statistic((rng.random(len(y)) < p_null).astype(float))
+        reached += bool(failed) or lr_star >= lr
+    return {
+        "lr": float(lr),
+        "p": (1 + reached) / (draws + 1),
+        "p_chi2": float(stats.chi2.sf(lr, 1)),
+        "draws": draws,
+    }
+
+
+def interaction_test(y, treated, mx1, *, draws: int = INTERACTION_DRAWS, seed: int = 0) -> dict:
+    """The MX1+ x treatment interaction on the odds-ratio and risk-difference scales;
+    the verdict from :func:`interaction_lr_test` (see the module docstring)."""
     y = np.asarray(y, dtype=float)
     t = np.asarray(treated, dtype=float)
     m = mx1_scale(mx1)
@@ -301,7 +370,8 @@ def interaction_test(y, treated, mx1) -> dict:
     out["interaction_or"] = {k: float(np.exp(log_or[k])) for k in ("estimate", "low", "high")}
     out["interaction_rd"] = _wald(beta[3], np.sqrt(cov_rd[3, 3]))
     out["prognostic_log_or"] = _wald(main.coef[2], np.sqrt(main.cov[2, 2]))
-    if log_or["p"] < ALPHA:
+    out["interaction_lr"] = interaction_lr_test(y, design, draws=draws, seed=seed)
+    if out["interaction_lr"]["p"] < ALPHA:
         verdict = "predictive"
     elif out["prognostic_log_or"]["p"] < ALPHA:
         verdict = "prognostic"
@@ -418,7 +488,7 @@ def validate_benefit(X: pd.DataFrame, treated, y, mx1=None, *, kind: str = PRIMA
         by_predicted=group_table(quartiles(benefit), t, yy, benefit),
         by_mx1=None if mx1 is None else group_table(quartiles(mx1_scale(mx1)), t, yy, benefit),
         by_risk=group_table(quartiles(risk), t, yy, benefit),
-        interaction=None if mx1 is None else interaction_test(yy, t, mx1),
+        interaction=None if mx1 is None else interaction_test(yy, t, mx1, seed=seed),
         predicted_benefit=benefit,
         pairs=pairs,
     )

@@ -170,7 +170,7 @@ def plan(spec: PlanSpec) -> list[dict]:
                 seed = spec.seed * 1_000_003 + 10_007 * k + 101 * n + r
                 t, y, mx1, truth = _trial(design, spec.mx1_role, n, seed, threshold)
                 primary.append(risk_difference(y[t == 1], y[t == 0]).low > 0)
-                inter.append(interaction_test(y, t, mx1)["verdict"] == "predictive")
+                inter.append(interaction_test(y, t, mx1, seed=seed)["verdict"] == "predictive")
                 ate.append(truth.mean())
             a = np.asarray(ate)
             mean_ate = float(a.mean())
