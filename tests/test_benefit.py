@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 from scipy.optimize import linear_sum_assignment
 from scipy.special import expit
 
@@ -95,6 +96,42 @@ def test_interaction_test_finds_a_true_interaction_and_not_a_prognostic_marker()
     assert out["n_needed_interaction_or"] > n or out["interaction_log_or"]["p"] >= bv.ALPHA
     y = (rng.random(n) < expit(-0.5 + 1.0 * t)).astype(int)
     assert bv.interaction_test(y, t, fraction)["verdict"] in ("not shown", "prognostic")
+
+
+def test_interaction_lr_statistic_is_the_g_statistic_of_a_two_by_two_table():
+    # testing the arm column of [1, T]: 8/10 responders on MSC, 3/10 on standard care;
+    # the likelihood ratio is G = 2 sum O log(O / E), E from the pooled rate 11/20
+    t = np.repeat([1, 0], 10)
+    y = np.array([1] * 8 + [0] * 2 + [1] * 3 + [0] * 7)
+    g = 2 * (8 * np.log(8 / 5.5) + 2 * np.log(2 / 4.5) + 3 * np.log(3 / 5.5) + 7 * np.log(7 / 4.5))
+    out = bv.interaction_lr_test(y, np.column_stack([np.ones(20), t]), draws=19, seed=1)
+    assert out["lr"] == pytest.approx(g, rel=1e-8)
+    assert out["p_chi2"] == pytest.approx(float(stats.chi2.sf(g, 1)), rel=1e-8)
+    # a Monte Carlo p-value: (1 + draws reaching lr) / (draws + 1), reproducible by seed
+    assert out["draws"] == 19 and out["p"] * 20 == pytest.approx(round(out["p"] * 20))
+    assert out == bv.interaction_lr_test(y, np.column_stack([np.ones(20), t]), draws=19, seed=1)
+    with pytest.raises(ValueError, match="draws"):
+        bv.interaction_lr_test(y, np.column_stack([np.ones(20), t]), draws=0)
+
+
+def test_interaction_lr_bootstrap_p_value_on_clear_cut_cases():
+    t = np.repeat([0, 1], 40)
+    m = np.tile(np.repeat([-1.0, 1.0], 20), 2)
+    design = np.column_stack([np.ones(80), t, m, t * m])
+    # every arm x MX1+ cell responds 10/20: the interaction's LR is 0, every draw reaches it
+    y = np.tile(np.repeat([1, 0], 10), 4)
+    out = bv.interaction_lr_test(y, design, draws=49)
+    assert out["lr"] == pytest.approx(0.0, abs=1e-9) and out["p"] == 1.0
+    # MX1+ reverses the effect (cells 3/20, 17/20 on control; 17/20, 3/20 on MSC): no draw
+    # from the no-interaction fit comes near, so p is its floor 1 / (draws + 1)
+    cells = [(3, 20), (17, 20), (17, 20), (3, 20)]
+    y = np.concatenate([np.repeat([1, 0], [k, n - k]) for k, n in cells])
+    out = bv.interaction_lr_test(y, design, draws=49)
+    assert out["p"] == pytest.approx(1 / 50) and out["p_chi2"] < 1e-6
+    # the verdict follows the bootstrap test
+    fraction = expit(-1.4 + 0.7 * m)
+    verdict = bv.interaction_test(y, t, fraction, draws=49)
+    assert verdict["verdict"] == "predictive" and verdict["interaction_lr"]["p"] == out["p"]
 
 
 def test_required_n_scales_with_the_inverse_square_of_the_z_statistic():
