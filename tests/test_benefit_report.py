@@ -28,9 +28,10 @@ def test_benefit_section_shows_effects_with_intervals_and_no_patient_ids(tmp_pat
     assert re.search(r"average treatment effect.*95% CI", html)
     assert "c-for-benefit" in html and "Eavg-for-benefit" in html
     assert html.count("<img") == 3  # calibration for benefit, MX1+ and risk forest plots
+    lr = v.interaction["interaction_lr"]
     assert (
-        f"Verdict (pre-specified: odds-ratio scale, two-sided 5%): {v.interaction['verdict']}"
-        in html
+        "parametric-bootstrap p-value): "
+        f"{v.interaction['verdict']} (p = {lr['p']:.3f}, {lr['draws']} draws)" in html
     )
     assert "SIM-" not in html  # aggregates only
 

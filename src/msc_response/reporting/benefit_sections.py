@@ -65,7 +65,7 @@ def interaction_lines(inter: dict) -> list[str]:
     """The MX1+ x treatment interaction in words, with intervals and the sample size."""
     if "interaction_or" not in inter:
         return [f"MX1+ x treatment interaction: not estimable ({inter.get('problem', 'no fit')})."]
-    o, rd = inter["interaction_or"], inter["interaction_rd"]
+    o, rd, lr = inter["interaction_or"], inter["interaction_rd"], inter["interaction_lr"]
 
     def n_text(n):
         return (
@@ -75,9 +75,12 @@ def interaction_lines(inter: dict) -> list[str]:
         )
 
     return [
-        f"Verdict (pre-specified: odds-ratio scale, two-sided 5%): {inter['verdict']}.",
+        f"Verdict (pre-specified: odds-ratio scale, two-sided 5%, likelihood-ratio test with a "
+        f"parametric-bootstrap p-value): {inter['verdict']} (p = {lr['p']:.3f}, "
+        f"{lr['draws']} draws).",
         f"Interaction odds ratio per SD of logit MX1+: {o['estimate']:.2f} (95% CI {o['low']:.2f} to "
-        f"{o['high']:.2f}; p = {inter['interaction_log_or']['p']:.3f}).",
+        f"{o['high']:.2f}; Wald p = {inter['interaction_log_or']['p']:.3f}, which at phase II sizes "
+        "is too small when MX1+ is only prognostic).",
         f"Interaction on the risk-difference scale per SD: {rd['estimate']:+.3f} ({rd['low']:+.3f} to "
         f"{rd['high']:+.3f}; p = {rd['p']:.3f}).",
         f"MX1+ as a prognostic marker (odds ratio per SD, both arms): "
