@@ -22,9 +22,10 @@ and size, each with its Monte Carlo standard error (MCSE):
 
 Run: ``python benchmarks/bench_benefit.py [--replicates 200] [--replicates-large 100]
 [--rounds 8] [--jobs 2] [--roles neither prognostic ...] [--sizes 140]``; a scenario or
-size left out keeps the seeds it has in a full run (the same trials); every cell advances each round and the result is rewritten
-after each (``benchmarks/results/benefit.json``, ``rounds_done``), so a run stopped early
-still reports even cells; a table goes to stderr. No MLflow store is used.
+size left out keeps the seeds it has in a full run (the same trials); every cell advances
+each round and the result is rewritten after each (``benchmarks/results/benefit.json``,
+``rounds_done``), so a run stopped early still reports even cells; a table goes to
+stderr. No MLflow store is used.
 """
 
 from __future__ import annotations
@@ -218,8 +219,8 @@ def main() -> None:
             )
     keys = ["ate_bias_vs_sample_ate", "ate_coverage_population_ate", "ate_coverage_sample_ate",
             "group_coverage_mx1_quartiles", "group_coverage_predicted_quarters", "c_for_benefit_reported",
-            "c_for_benefit_with_true_benefit", "mx1_called_predictive_or", "mx1_called_predictive_wald",
-            "mx1_called_predictive_rd"]  # fmt: skip
+            "c_for_benefit_with_true_benefit", "mx1_called_predictive_or",
+            "mx1_called_predictive_wald", "mx1_called_predictive_rd"]  # fmt: skip
     table = pd.DataFrame(
         {
             cell: {k: f"{r[k]['value']:.3f} ({r[k]['mcse']:.3f})" for k in keys}
