@@ -45,7 +45,7 @@ EXIT_BAD_INPUT = 2
 # The fixed choices of the options, as enums so that ``--help`` lists them. Their values
 # are the library's (tests/test_cli.py checks them against it): the command line imports
 # none of the heavy modules that hold them.
-Design = StrEnum("Design", ["trial", "screening"])
+Design = StrEnum("Design", ["trial", "screening", "rct"])
 TableFormat = StrEnum("TableFormat", ["csv", "parquet"])
 Engine = StrEnum("Engine", ["local", "spark"])
 SourceFormat = StrEnum("SourceFormat", ["sdtm", "fhir"])
@@ -200,6 +200,7 @@ OPTION_OF = {
     "regimens": "--regimens", "engine": "--engine", "patients_per_chunk": "--patients-per-chunk",
     "jobs": "--jobs", "model": "--model", "source_format": "--from", "table_format": "--format",
     "index_date": "--index-date", "index_dates": "--index-dates", "index_event": "--index-event", "mapping": "--mapping", "summary": "--summary", "encoding": "--encoding",
+    "mx1_role": "--mx1-role", "ratio": "--ratio", "regimen": "--regimen",
 }  # fmt: skip
 
 
@@ -359,7 +360,7 @@ def simulate(
         ..., "--out", help="Study directory to write: new, empty, or a previous simulator output."
     ),
     design: Design = typer.Option(
-        Design.trial, "--design", help="trial (the published arms) or screening."
+        Design.trial, "--design", help="trial (the published arms), screening, or rct (randomised)."
     ),
     n_patients: int | None = typer.Option(
         None, "--n-patients", help="Patients (trial: scales all arms)."
@@ -377,13 +378,27 @@ def simulate(
     force: bool = typer.Option(
         False, "--force", help="Write into a directory holding other files (never replaced)."
     ),
+    mx1_role: str | None = typer.Option(
+        None, "--mx1-role", help="rct: MX1+ predictive, prognostic, both (default) or neither."
+    ),
+    ratio: str | None = typer.Option(
+        None,
+        "--ratio",
+        help="rct: allocation, control first (default 1:1; 1:1:1 with two regimens).",
+    ),
+    regimen: list[str] | None = typer.Option(
+        None, "--regimen", help="rct: an MSC regimen DOSExN, e.g. 1.0e8x3 (repeat for several)."
+    ),
 ) -> None:
     """Write a SIMULATED study directory with known truth (truth.csv, simulation.json)."""
     # deferred: each verb imports only what it runs, so the CLI starts fast
     from .simulator import write_simulation
+    from .simulator.rct import design_from_options
 
+    rct_design = design_from_options(design.value, mx1_role, ratio, regimen)
     meta = write_simulation(out, design=design.value, n_patients=n_patients, seed=seed, fmt=fmt.value,
-                            baseline_only=baseline_only, h5ad_patients=h5ad_patients, force=force)  # fmt: skip
+                            baseline_only=baseline_only, h5ad_patients=h5ad_patients, force=force,
+                            rct_design=rct_design)  # fmt: skip
     console.print(
         f"SIMULATED {meta['design']} cohort: {meta['n_patients']} patients -> {out}",
         highlight=False,
@@ -398,6 +413,50 @@ def simulate(
         console.print(
             f"oracle AUROC (true probabilities on realised labels): {shown}", highlight=False
         )
+
+
+@app.command("score-benefit", epilog="Example: msc-response score-benefit --config experiments/benefit.yaml "
+                                         "--data data/rct-fresh --out outputs/benefit.csv")  # fmt: skip
+@_bad_input_exits
+def score_benefit(
+    config: Path = typer.Option(
+        ..., "--config", help="Experiment config with a 'benefit' section."
+    ),
+    train_data: Path | None = typer.Option(
+        None, "--train-data", help="The randomised study to fit on (default: the config's data)."
+    ),
+    data: Path = typer.Option(..., "--data", help="Study directory of the patients to score."),
+    out: Path = typer.Option(..., "--out", help="CSV or Parquet file of predicted benefits."),
+    bootstrap: int = typer.Option(100, "--bootstrap", help="Refits for the 95% intervals."),
+) -> None:
+    """Predicted benefit of MSC over standard care per patient (an effect: fitted on randomised data)."""
+    # deferred: each verb imports only what it runs, so the CLI starts fast
+    from .pipelines.benefit import score_benefit_job
+
+    table, train_dir, primary = score_benefit_job(config, train_data, data, out, n_boot=bootstrap)
+    console.print(f"predicted benefit of {len(table)} patients ({primary}, fitted on the randomised "
+                  f"study {train_dir}) -> {out}", highlight=False)  # fmt: skip
+
+
+@app.command(epilog="Example: msc-response plan --design designs/phase2.yaml --out outputs/plan")
+@_bad_input_exits
+def plan(
+    design: Path = typer.Option(..., "--design", help="Candidate designs (YAML; docs/benefit.md)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for plan.json and index.html (power curves)."
+    ),
+) -> None:
+    """Power of candidate randomised designs by Monte Carlo (SIMULATED): all-comers vs MX1+-enriched."""
+    # deferred: each verb imports only what it runs, so the CLI starts fast
+    from .pipelines.plan import plan_job
+
+    results, page = plan_job(design, out)
+    for r in results:
+        console.print(f"{r['design']}, {r['n_per_arm']} per arm: power {r['power_primary']['value']:.2f} "
+                      f"(MCSE {r['power_primary']['mcse']:.2f}); MX1+ interaction "
+                      f"{r['power_interaction']['value']:.2f} (MCSE {r['power_interaction']['mcse']:.2f})",
+                      highlight=False)  # fmt: skip
+    console.print(f"wrote {out / 'plan.json'} and {page}", highlight=False)
 
 
 @app.command(epilog="Example: msc-response train --config experiments/child_pugh_day28.yaml "
@@ -435,6 +494,10 @@ def train(
     console.print(_flow_box(result["patient_flow"]), highlight=False)
     console.print(_train_table(result))
     console.print(_primary_lines(result), highlight=False)
+    if "benefit" in result:  # randomised data: benefit over the control arm
+        console.print(f"benefit ({result['benefit']['benefit_model']}): ATE {_ci(result['ate'], result['ate_ci'])}; "
+                      f"c-for-benefit {_ci(result['c_for_benefit'], result['c_for_benefit_ci'])}; "
+                      f"MX1+: {result['mx1_verdict']}", highlight=False)  # fmt: skip
     console.print(
         f"registered {result['model_uri']} aliases={result['aliases']}: {result['champion_decision']}",
         highlight=False,

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from .domain import STANDARD_CARE
 from .errors import ConfigError
 from .scores import SCORES
 from .units import KNOWN_TESTS, PLAUSIBLE_RANGES
@@ -219,8 +220,57 @@ class ModelSettings:
         _set(self, "lightgbm", {**LIGHTGBM_DEFAULTS, **self.lightgbm})
 
 
+#: Benefit models (modeling/benefit.py holds what each is); the first is the PATH primary.
+BENEFIT_MODELS = ("risk_constant", "risk_interaction", "effect_penalised", "t_learner", "x_learner",
+                  "causal_forest")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BenefitSettings:
+    """Benefit over standard care, for randomised studies only (docs/benefit.md).
+
+    ``randomised`` may assert that the study was randomised when its metadata does not
+    say so; None leaves it to the study (``simulation.json``'s ``randomised``).
+    """
+
+    treatment_column: str = "arm"
+    control_value: str = STANDARD_CARE
+    primary: str = BENEFIT_MODELS[0]
+    randomised: bool | None = None
+    folds: int = 5
+    bootstrap: int = 200
+
+    def __post_init__(self):
+        for key in ("treatment_column", "control_value"):
+            value = getattr(self, key)
+            _require(
+                isinstance(value, str) and value != "",
+                f"benefit.{key}",
+                value,
+                "a non-empty string",
+            )
+        _require(
+            self.primary in BENEFIT_MODELS,
+            "benefit.primary",
+            self.primary,
+            f"one of {list(BENEFIT_MODELS)}",
+        )
+        _require(self.randomised in (None, True, False), "benefit.randomised", self.randomised,
+                 "true, false or null (the study's metadata decides)")  # fmt: skip
+        _require(
+            _is_int(self.folds) and self.folds >= 2,
+            "benefit.folds",
+            self.folds,
+            "a whole number >= 2",
+        )
+        _require(_is_int(self.bootstrap) and self.bootstrap >= 0, "benefit.bootstrap", self.bootstrap,
+                 "a whole number >= 0")  # fmt: skip
+
+
 #: The sections of an experiment config and their types.
 SECTIONS = {"endpoint": Endpoint, "singlecell": SingleCell, "model": ModelSettings}
+#: Optional sections: absent (None) unless the config has them.
+OPTIONAL_SECTIONS = {"benefit": BenefitSettings}
 
 
 @dataclass(frozen=True)
@@ -243,6 +293,7 @@ class ExperimentConfig:
     lab_features: str | tuple[str, ...] | None = None
     singlecell: SingleCell = field(default_factory=SingleCell)
     model: ModelSettings = field(default_factory=ModelSettings)
+    benefit: BenefitSettings | None = None
 
     def __post_init__(self):
         _require(isinstance(self.name, str) and NAME_PATTERN.fullmatch(self.name) is not None, "name", self.name,
@@ -258,6 +309,11 @@ class ExperimentConfig:
         for key, cls in SECTIONS.items():
             _require(
                 isinstance(getattr(self, key), cls), key, getattr(self, key), f"a {cls.__name__}"
+            )
+        for key, cls in OPTIONAL_SECTIONS.items():
+            value = getattr(self, key)
+            _require(
+                value is None or isinstance(value, cls), key, value, f"null or a {cls.__name__}"
             )
         ep, landmark = self.endpoint, self.landmark_day
         _require(landmark is None or (_is_int(landmark) and 0 < landmark < ep.followup_window[0]),
@@ -338,8 +394,13 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     _check_keys(raw, ExperimentConfig, "")
     if "name" not in raw:
         raise ConfigError("name: required key is missing")
+    optional = {
+        k: _section(raw[k], cls, k)
+        for k, cls in OPTIONAL_SECTIONS.items()
+        if raw.get(k) is not None
+    }
     return ExperimentConfig(
-        **{**raw, **{k: _section(raw.get(k), cls, k) for k, cls in SECTIONS.items()}}
+        **{**raw, **{k: _section(raw.get(k), cls, k) for k, cls in SECTIONS.items()}, **optional}
     )
 
 

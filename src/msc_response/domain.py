@@ -39,6 +39,10 @@ TRIAL_ARMS: tuple[Arm, ...] = (
     Arm("Ib 2.0e8 x3", 2.0e8, 3, 7, 6),
 )
 
+#: The control arm of a randomised design (conventional treatment without cells): its name
+#: in the simulator's ``arm`` column and the default ``benefit.control_value``.
+STANDARD_CARE = "standard care"
+
 #: The regimen features, in order.
 REGIMEN_FEATURES = ("dose_per_infusion_1e8", "n_infusions", "cumulative_dose_1e8", "interval_days")
 

@@ -259,7 +259,10 @@ def test_a_killed_run_leaves_a_temporary_directory_that_the_next_run_removes(tmp
 def test_bad_parameters_name_the_option_and_exit_2(tmp_path):
     out = str(tmp_path / "s")
     for args, message in (
-        (["--design", "cohort"], "'cohort' is not one of 'trial', 'screening'"),  # Click's choice
+        (
+            ["--design", "cohort"],
+            "'cohort' is not one of 'trial', 'screening', 'rct'",
+        ),  # Click's choice
         (["--design", "screening"], "--n-patients: required"),
         (["--n-patients", "0"], "--n-patients: expected a whole number >= 1, got 0"),
         (["--seed", "-1"], "--seed: expected a whole number >= 0, got -1"),

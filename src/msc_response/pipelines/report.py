@@ -25,19 +25,22 @@ from ..registry.load import load_model
 from ..registry.registration import features_dataset
 from ..reporting import model_sections
 from ..reporting import study_sections as sections
+from ..reporting.benefit_sections import add_benefit_section
 from ..reporting.page import Page
 from ..study import Study, load_study
+from .benefit import benefit_summary
 
 REPORTS = Path("reports")
 ARTIFACT_DIR = "report"
 
 
 def write_training_report(result, features, study: Study | str | Path, out_dir: str | Path, *,
-                          registered: dict | None = None) -> Path:  # fmt: skip
+                          registered: dict | None = None, benefit=None) -> Path:  # fmt: skip
     """Write the report of ``result`` (a TrainingResult) to ``out_dir/index.html``; returns its path.
 
     ``study`` is the study the features came from, or its directory; ``registered``
-    (model name, version, aliases, run) is shown in the model card when given.
+    (model name, version, aliases, run) is shown in the model card when given; ``benefit``
+    (a BenefitValidation, randomised studies) adds the benefit section.
     """
     data_dir = None
     if not isinstance(study, Study):
@@ -62,6 +65,8 @@ def write_training_report(result, features, study: Study | str | Path, out_dir: 
     )
     sections.add_sample_size(page, ctx, n_params)
     model_sections.add_model_sections(page, result, ctx)
+    if benefit is not None:
+        add_benefit_section(page, benefit)
     sections.add_paper_view(page, ctx)
     card = {"primary model": config.model.primary, "kind": result.fitted.kind,
             "predictors used": len(result.fitted.feature_columns)}  # fmt: skip
@@ -116,7 +121,7 @@ REPORT_TAG = "msc_response.report"
 
 
 def publish_training_report(
-    result, features, study, summary: dict, *, root: str | Path | None = None
+    result, features, study, summary: dict, *, root: str | Path | None = None, benefit=None
 ) -> Path:
     """Write the report of a logged training to ``reports/<experiment>/<run>/`` and log it to the run.
 
@@ -132,7 +137,9 @@ def publish_training_report(
     client = tracking.client(root)
     client.set_tag(summary["run_id"], REPORT_TAG, "pending (the report was not written: remake it "
                    "with msc-response report --run)")  # fmt: skip
-    path = write_training_report(result, features, study, out, registered=registered)
+    path = write_training_report(
+        result, features, study, out, registered=registered, benefit=benefit
+    )
     tracking.log_files([path], ARTIFACT_DIR, run_id=summary["run_id"], root=root)
     client.set_tag(summary["run_id"], REPORT_TAG, "logged")
     return path
@@ -198,8 +205,9 @@ def report_run(experiment: str, run_id: str | None = None, *, data: str | Path |
         result = fit(config, features)  # simulated as the study says (its simulation.json)
     summary = {"registered_model": mv.name, "version": mv.version, "aliases": list(mv.aliases or []),
                "champion_decision": run.data.tags.get(tracking.TAG_CHAMPION_DECISION, ""), "run_id": run_id}  # fmt: skip
+    benefit = benefit_summary(config, features, study.patients)[1] if config.benefit else None
     with progress.task("writing the report"):
-        return publish_training_report(result, features, study, summary, root=root)
+        return publish_training_report(result, features, study, summary, root=root, benefit=benefit)
 
 
 def _check_same_data(run, features, data_dir: Path) -> None:

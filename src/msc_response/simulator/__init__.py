@@ -30,7 +30,7 @@ from .output import SIMULATOR_FILES, write_simulation
 
 
 def simulate(design: str = "trial", n_patients: int | None = None, seed: int = 0, *,
-             baseline_only: bool = False):  # fmt: skip
+             baseline_only: bool = False, rct_design=None):  # fmt: skip
     """A SIMULATED cohort in memory, validated like a study read from disk.
 
     The :class:`~msc_response.study.Study` says ``simulated`` and carries the simulator's
@@ -43,7 +43,9 @@ def simulate(design: str = "trial", n_patients: int | None = None, seed: int = 0
         study_from_frames,  # deferred: pandera (via study) loads slowly; writing a study needs none
     )
 
-    t = simulate_tables(design, n_patients, seed, baseline_only=baseline_only)
+    t = simulate_tables(
+        design, n_patients, seed, baseline_only=baseline_only, rct_design=rct_design
+    )
     files = {name: Path(f"{name}.csv") for name in ("patients", "labs", "cells")}
     study = study_from_frames(t.patients, t.labs, t.cells, files, simulated=True)
     study.truth = t.truth

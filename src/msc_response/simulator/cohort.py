@@ -9,7 +9,7 @@ and ``screening`` (each patient's regimen drawn uniformly across them).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -19,9 +19,10 @@ from scipy.special import expit
 from .. import __version__
 from ..domain import TRIAL_ARMS, Arm, regimen_features
 from ..errors import ConfigError
-from . import followup, model
+from . import followup, model, rct
 
 CHUNK = 20_000
+DESIGNS = ("trial", "screening", "rct")
 
 #: Trial layout: the phase Ib split assumed by ``TRIAL_ARMS`` and why.
 IB_SPLIT_REASON = (
@@ -68,8 +69,13 @@ class SimulatedTables:
 
 
 def simulate_chunk(rng: np.random.Generator, arms: tuple[Arm, ...], arm_index: np.ndarray,
-                    first_id: int, *, baseline_only: bool = False) -> Chunk:  # fmt: skip
-    """Simulate one chunk of patients, patient ``i`` on ``arms[arm_index[i]]``."""
+                    first_id: int, *, baseline_only: bool = False,
+                    design: rct.RctDesign | None = None) -> Chunk:  # fmt: skip
+    """Simulate one chunk of patients, patient ``i`` on ``arms[arm_index[i]]``.
+
+    With a randomised ``design`` the arms are ``design.arms`` and the assignment is drawn
+    after the baseline (stratified randomisation): ``arm_index`` only gives the size.
+    """
     n = len(arm_index)
     base = model.eligible_baseline(rng, n)
     si = base["si"]
@@ -77,17 +83,25 @@ def simulate_chunk(rng: np.random.Generator, arms: tuple[Arm, ...], arm_index: n
     cholestatic = np.isin(etiology, list(model.CHOLESTATIC))
     sex_f = rng.random(n) < 0.25
     age = np.round(rng.normal(52, 10, n).clip(18, 75)).astype(int)
+    if design is not None:
+        arms = design.arms
+        arm_index = rct.assign(rng, model.child_pugh_of(base, cholestatic), design)
 
-    dose = np.array([a.dose_per_infusion for a in arms])[arm_index]
     n_inf = np.array([a.n_infusions for a in arms])[arm_index]
+    # standard care has no dose (missing, never 0 cells: the study reader's range)
+    dose = np.where(n_inf > 0, np.array([a.dose_per_infusion for a in arms])[arm_index], np.nan)
     interval = np.array([a.interval_days for a in arms])[arm_index]
     regimen = regimen_features(dose, n_inf, interval)
     log_dose = np.log(regimen["cumulative_dose_1e8"])
     s, u = base["severity"], base["responsiveness"]
     z = (base["inflammation"] - model.MX1_LOGIT["intercept"]) / model.MX1_LOGIT_SD
-    p_drawn = model.response_probabilities(log_dose, (n_inf > 1).astype(float), z, s, u)
-    drawn = {ep: (rng.random(n) < p_drawn[ep]).astype(float) for ep in model.ENDPOINTS}
     moves = followup.lab_moves(base, si, cholestatic)
+    if design is None:
+        p_drawn = model.response_probabilities(log_dose, (n_inf > 1).astype(float), z, s, u)
+        potential = {}
+    else:
+        p_drawn, potential = rct.potential_outcomes(design, arm_index, z, s, u, moves)
+    drawn = {ep: (rng.random(n) < p_drawn[ep]).astype(float) for ep in model.ENDPOINTS}
     p_true = followup.realised_probabilities(p_drawn, moves)
 
     ids = np.array([f"SIM-{first_id + i:07d}" for i in range(n)])
@@ -99,6 +113,8 @@ def simulate_chunk(rng: np.random.Generator, arms: tuple[Arm, ...], arm_index: n
     truth = pd.DataFrame({"patient_id": ids, "arm": arm_names})
     for ep in model.ENDPOINTS:
         truth[f"p_{ep}"] = np.round(p_true[ep], 6)
+    for col, v in potential.items():
+        truth[col] = np.round(v, 6)
 
     values: dict[int, dict[str, np.ndarray]] = {0: {t: base[t] for t in model.LAB_TESTS}}
     values[-7] = model.visit_labs(rng, base, base, si, np.zeros(n), np.ones(n))
@@ -110,7 +126,7 @@ def simulate_chunk(rng: np.random.Generator, arms: tuple[Arm, ...], arm_index: n
         threshold = rng.uniform(0.3, 0.7, n)
         for d in (3, 7, 14, 21):
             values[d] = model.visit_labs(
-                rng, base, fu, si, model.accrued_effect(d, n_inf, interval), threshold
+                rng, base, fu, si, model.course_fraction(d, n_inf, interval), threshold
             )
         for ep in model.ENDPOINTS:
             truth[f"y_{ep}"] = y[ep].astype(int)
@@ -125,7 +141,7 @@ def simulate_chunk(rng: np.random.Generator, arms: tuple[Arm, ...], arm_index: n
     d = model.MX1_DIP
     amp = (d["intercept"] + d["responsiveness"] * u + d["log_dose_per_infusion"]
            * np.log(regimen["dose_per_infusion_1e8"]) + d["noise_sd"] * rng.standard_normal(n))  # fmt: skip
-    amp = amp.clip(d["min"], d["max"])
+    amp = np.where(n_inf > 0, amp.clip(d["min"], d["max"]), 0.0)  # no cells, no dip
     course = model.mx1_course(rng, expit(base["inflammation"]), amp, n_inf, interval, cell_days)
     k = len(cell_days)
     cells = pd.DataFrame({
@@ -181,10 +197,14 @@ def is_whole(x) -> bool:
     return isinstance(x, int | np.integer) and not isinstance(x, bool)
 
 
+#: Patients of a randomised design when none is given (the planned phase 2, NCT05224960).
+RCT_DEFAULT_PATIENTS = 140
+
+
 def check_parameters(design, n_patients, seed) -> None:
     """Raise :class:`~msc_response.errors.ConfigError` naming a bad parameter."""
-    if design not in ("trial", "screening"):
-        raise ConfigError(f"design: expected 'trial' or 'screening', got {design!r}")
+    if design not in DESIGNS:
+        raise ConfigError(f"design: expected one of {list(DESIGNS)}, got {design!r}")
     if design == "screening" and n_patients is None:
         raise ConfigError("n_patients: required (a whole number >= 1) for the screening design")
     if n_patients is not None and not (is_whole(n_patients) and n_patients >= 1):
@@ -194,14 +214,17 @@ def check_parameters(design, n_patients, seed) -> None:
 
 
 def generate_chunks(design: str = "trial", n_patients: int | None = None, seed: int = 0, *,
-                    baseline_only: bool = False, arms: tuple[Arm, ...] = TRIAL_ARMS) -> Iterator[Chunk]:  # fmt: skip
+                    baseline_only: bool = False, arms: tuple[Arm, ...] = TRIAL_ARMS,
+                    rct_design: rct.RctDesign | None = None) -> Iterator[Chunk]:  # fmt: skip
     """Simulate a cohort chunk by chunk (at most :data:`CHUNK` patients each; bounded memory).
 
     Parameters
     ----------
-    design : {"trial", "screening"}
+    design : {"trial", "screening", "rct"}
         ``trial``: the trial's arms (``arms``; sizes scaled to ``n_patients``, default 33);
-        ``screening``: each patient's regimen drawn uniformly across ``arms``.
+        ``screening``: each patient's regimen drawn uniformly across ``arms``;
+        ``rct``: standard care versus MSC randomised by ``rct_design``
+        (:mod:`~msc_response.simulator.rct`; default 140 patients, 1:1, MX1+ ``both``).
     n_patients : int, optional
         Number of patients (required for ``screening``).
     seed : int
@@ -215,21 +238,31 @@ def generate_chunks(design: str = "trial", n_patients: int | None = None, seed: 
         A bad parameter (raised at the call, before any chunk), naming it.
     """
     check_parameters(design, n_patients, seed)
+    if rct_design is not None and design != "rct":
+        raise ConfigError(f"rct_design: only for design 'rct', got design {design!r}")
+    if design == "rct":
+        rct_design = rct_design or rct.RctDesign()
+        n_patients = RCT_DEFAULT_PATIENTS if n_patients is None else n_patients
     if design == "trial":
         sized = scaled_arms(arms, n_patients)
         layout = np.repeat(np.arange(len(sized)), [a.size for a in sized])
     else:
         layout = None
     total = len(layout) if layout is not None else int(n_patients)
-    return _chunks(tuple(arms), layout, total, seed, baseline_only)
+    return _chunks(tuple(arms), layout, total, seed, baseline_only, rct_design)
 
 
-def _chunks(arms, layout, total, seed, baseline_only) -> Iterator[Chunk]:
+def _chunks(arms, layout, total, seed, baseline_only, rct_design=None) -> Iterator[Chunk]:
     for k, lo in enumerate(range(0, total, CHUNK)):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0, k)))
         hi = min(total, lo + CHUNK)
-        index = layout[lo:hi] if layout is not None else rng.integers(0, len(arms), hi - lo)
-        yield simulate_chunk(rng, arms, index, lo + 1, baseline_only=baseline_only)
+        if rct_design is not None:  # assigned inside, after the baseline
+            index = np.zeros(hi - lo, dtype=int)
+        else:
+            index = layout[lo:hi] if layout is not None else rng.integers(0, len(arms), hi - lo)
+        yield simulate_chunk(
+            rng, arms, index, lo + 1, baseline_only=baseline_only, design=rct_design
+        )
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -243,17 +276,19 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def simulate_tables(design: str = "trial", n_patients: int | None = None, seed: int = 0, *,
-                    baseline_only: bool = False, arms: tuple[Arm, ...] = TRIAL_ARMS) -> SimulatedTables:  # fmt: skip
+                    baseline_only: bool = False, arms: tuple[Arm, ...] = TRIAL_ARMS,
+                    rct_design: rct.RctDesign | None = None) -> SimulatedTables:  # fmt: skip
     """A whole SIMULATED cohort in memory (see :func:`generate_chunks` for the parameters).
 
     The same seed gives the tables that
     :func:`~msc_response.simulator.output.write_simulation` writes; ``metadata``
     is the content of ``simulation.json`` without ``format``.
     """
-    chunks = list(generate_chunks(design, n_patients, seed, baseline_only=baseline_only, arms=arms))
+    chunks = list(generate_chunks(design, n_patients, seed, baseline_only=baseline_only, arms=arms,
+                                  rct_design=rct_design))  # fmt: skip
     patients = pd.concat([c.patients for c in chunks], ignore_index=True)
     truth = pd.concat([c.truth for c in chunks], ignore_index=True)
-    meta = metadata(design, seed, len(patients), baseline_only, arms, truth)
+    meta = metadata(design, seed, len(patients), baseline_only, arms, truth, rct_design)
     return SimulatedTables(patients, _concat([c.labs for c in chunks]),
                            _concat([c.cells for c in chunks]), truth, meta)  # fmt: skip
 
@@ -279,8 +314,12 @@ def calibration_rates(
     return out
 
 
-def metadata(design, seed, total, baseline_only, arms, truth) -> dict:
+def metadata(design, seed, total, baseline_only, arms, truth, rct_design=None) -> dict:
     """The content of ``simulation.json`` (without ``format``)."""
+    if design == "rct":
+        rct_design = rct_design or rct.RctDesign()
+        sizes = truth["arm"].value_counts()
+        arms = tuple(replace(a, size=int(sizes.get(a.name, 0))) for a in rct_design.arms)
     from sklearn.metrics import roc_auc_score
 
     repeated = {a.name: a.size for a in arms if a.n_infusions > 1}
@@ -316,6 +355,8 @@ def metadata(design, seed, total, baseline_only, arms, truth) -> dict:
                  "(traits, regimen, baseline labs); y_* = labels the project's scores give on the "
                  "written labs; drawn_* = the draws",
     }  # fmt: skip
+    if design == "rct":
+        meta.update(rct.metadata(rct_design, truth))
     if not baseline_only:
         oracle, rates, differ = {}, {}, {}
         for ep in model.ENDPOINTS:

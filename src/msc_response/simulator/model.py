@@ -196,6 +196,18 @@ def accrued_effect(day: float, n_infusions, interval_days) -> np.ndarray:
     return integral(day) / integral(FOLLOW_UP_DAY)
 
 
+def course_fraction(day: float, n_infusions, interval_days) -> np.ndarray:
+    """Fraction of the day-28 change reached by ``day``: :func:`accrued_effect` for treated
+    patients; without cells (standard care, ``n_infusions`` 0) the natural course moves
+    evenly in time."""
+    n_inf = np.asarray(n_infusions)
+    treated = n_inf > 0
+    out = np.full(len(n_inf), day / FOLLOW_UP_DAY, dtype=float)
+    if treated.any():
+        out[treated] = accrued_effect(day, n_inf[treated], np.asarray(interval_days)[treated])
+    return out
+
+
 def response_probabilities(
     log_dose, repeated, z, severity, responsiveness
 ) -> dict[str, np.ndarray]:

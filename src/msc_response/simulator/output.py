@@ -41,6 +41,7 @@ def write_simulation(
     h5ad_patients: int = 4,
     force: bool = False,
     arms: tuple[Arm, ...] = TRIAL_ARMS,
+    rct_design: cohort.rct.RctDesign | None = None,
 ) -> dict:
     """Write a SIMULATED study directory to ``out``; returns the ``simulation.json`` content.
 
@@ -53,7 +54,7 @@ def write_simulation(
         not write are never replaced or deleted. Built in a temporary directory beside
         ``out`` (removed on failure; one left by a killed run is removed by the next run)
         and moved into place at the end.
-    design, n_patients, seed, baseline_only, arms
+    design, n_patients, seed, baseline_only, arms, rct_design
         See :func:`~msc_response.simulator.cohort.generate_chunks`.
     fmt : {"csv", "parquet"}
         Format of the tables (Parquet for large cohorts; written chunk by chunk).
@@ -82,7 +83,7 @@ def write_simulation(
         }
         truth_parts, first_cells = [], None
         for chunk in cohort.generate_chunks(
-            design, n_patients, seed, baseline_only=baseline_only, arms=arms
+            design, n_patients, seed, baseline_only=baseline_only, arms=arms, rct_design=rct_design
         ):
             for name, w in writers.items():
                 w.write(getattr(chunk, name))
@@ -97,7 +98,7 @@ def write_simulation(
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
             write_h5ad(tmp / "cells.h5ad", first_cells, h5ad_patients, rng)
         meta = {
-            **cohort.metadata(design, seed, len(truth), baseline_only, arms, truth),
+            **cohort.metadata(design, seed, len(truth), baseline_only, arms, truth, rct_design),
             "format": fmt,
         }
         (tmp / "simulation.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

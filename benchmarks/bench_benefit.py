@@ -1,0 +1,235 @@
+"""Are the benefit claims true? Simulated RCTs per MX1+ scenario and size, against the truth.
+
+Each replicate simulates a randomised trial (``simulate --design rct``, 1:1, stratified
+permuted blocks) in which every patient's potential outcomes are known, builds the
+features with the product's feature builder, and runs the product's validation for
+benefit (:func:`msc_response.modeling.benefit_validation.validate_benefit`, primary model
+``risk_constant``, cross-fitted, no pair bootstrap to save time). Reported per scenario
+and size, each with its Monte Carlo standard error (MCSE):
+
+* ATE (difference of response proportions, Newcombe interval): bias and coverage against
+  the trial's own mean true benefit (sample ATE) and against the population ATE (the
+  mean true benefit over every patient the benchmark simulated for the scenario).
+* Group benefits: coverage of the Newcombe interval of the observed benefit in each MX1+
+  quartile and in each quarter of predicted benefit (cross-fitted), against the mean true
+  benefit of the group's patients; the mean predicted minus true benefit of the group.
+* c-for-benefit as reported (cross-fitted predictions) and as computed with the true
+  benefits (the best any model could report on the same outcomes).
+* The MX1+ verdict: how often the interaction is called ``predictive`` (odds-ratio scale,
+  the pre-specified parametric-bootstrap LR test; beside it the Wald test it replaced and
+  the risk-difference scale, on the same trials): a false promotion rate where
+  MX1+ is only prognostic or neither, the power where it is predictive or both.
+
+Run: ``python benchmarks/bench_benefit.py [--replicates 200] [--replicates-large 100]
+[--rounds 8] [--jobs 2] [--roles neither prognostic ...] [--sizes 140]``; a scenario or
+size left out keeps the seeds it has in a full run (the same trials); every cell advances
+each round and the result is rewritten after each (``benchmarks/results/benefit.json``,
+``rounds_done``), so a run stopped early still reports even cells; a table goes to
+stderr. No MLflow store is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+
+from _common import RESULTS
+from msc_response.config import load_config
+from msc_response.features import build_features
+from msc_response.modeling import benefit as bm
+from msc_response.modeling import benefit_validation as bv
+from msc_response.simulator import rct, simulate
+
+SIZES = (140, 1000)
+CONFIG = load_config({"name": "bench-benefit"})
+
+
+def replicate(role: str, n: int, seed: int) -> dict:
+    warnings.simplefilter("ignore")
+    study = simulate("rct", n, seed, rct_design=rct.RctDesign(mx1_role=role))
+    fs = build_features(CONFIG, study)
+    data = bm.benefit_data(fs, study.patients, "arm", rct.CONTROL_ARM.name)
+    truth = study.truth.set_index(study.truth["patient_id"].astype(str)).loc[data.patient_id]
+    true_benefit = truth["true_benefit"].to_numpy()
+    v = bv.validate_benefit(data.X, data.treated, data.y, data.mx1, seed=seed, n_boot=0)
+    t, y = data.treated, data.y
+    by_mx1 = bv.group_table(
+        bv.quartiles(bv.mx1_scale(data.mx1)), t, y, v.predicted_benefit, true_benefit
+    )
+    by_pred = bv.group_table(
+        bv.quartiles(v.predicted_benefit), t, y, v.predicted_benefit, true_benefit
+    )
+    oracle = bv.matched_pairs(true_benefit, t, y)
+    inter = v.interaction
+    return {
+        "role": role,
+        "n": n,
+        "seed": seed,
+        "ate": v.ate.estimate,
+        "ate_low": v.ate.low,
+        "ate_high": v.ate.high,
+        "sate": float(true_benefit.mean()),
+        "mx1_cover": float(
+            ((by_mx1["low"] <= by_mx1["true"]) & (by_mx1["true"] <= by_mx1["high"])).mean()
+        ),
+        "pred_cover": float(
+            ((by_pred["low"] <= by_pred["true"]) & (by_pred["true"] <= by_pred["high"])).mean()
+        ),
+        "pred_minus_true": float((by_pred["predicted"] - by_pred["true"]).mean()),
+        "pred_top_minus_bottom_true": float(by_pred["true"].iloc[-1] - by_pred["true"].iloc[0]),
+        "c_for_benefit": v.c_for_benefit.estimate,
+        "c_for_benefit_true": bv.concordance(oracle.predicted, oracle.observed),
+        "eavg_for_benefit": v.eavg_for_benefit.estimate,
+        "predictive_or": inter["verdict"] == "predictive",
+        # the rule before the bootstrap LR test (Wald, odds-ratio scale), on the same trial
+        "predictive_wald": bool(inter.get("interaction_log_or", {}).get("p", 1.0) < bv.ALPHA),
+        "predictive_rd": bool(inter.get("interaction_rd", {}).get("p", 1.0) < bv.ALPHA),
+        "prognostic_called": inter["verdict"] == "prognostic",
+    }
+
+
+def _rate(x) -> dict:
+    x = np.asarray(x, dtype=float)
+    p = float(x.mean())
+    return {"value": round(p, 4), "mcse": round(float(np.sqrt(p * (1 - p) / len(x))), 4)}
+
+
+def _mean(x) -> dict:
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    return {
+        "value": round(float(x.mean()), 4),
+        "mcse": round(float(x.std(ddof=1) / np.sqrt(len(x))), 4),
+        "n": len(x),
+    }
+
+
+def summarise(rows: pd.DataFrame, population_ate: float) -> dict:
+    cover_sate = (rows["ate_low"] <= rows["sate"]) & (rows["sate"] <= rows["ate_high"])
+    cover_pate = (rows["ate_low"] <= population_ate) & (population_ate <= rows["ate_high"])
+    return {
+        "replicates": len(rows),
+        "population_ate": round(population_ate, 4),
+        "ate_bias_vs_sample_ate": _mean(rows["ate"] - rows["sate"]),
+        "ate_bias_vs_population_ate": _mean(rows["ate"] - population_ate),
+        "ate_coverage_sample_ate": _rate(cover_sate),
+        "ate_coverage_population_ate": _rate(cover_pate),
+        "ate_ci_width": _mean(rows["ate_high"] - rows["ate_low"]),
+        "group_coverage_mx1_quartiles": _mean(rows["mx1_cover"]),
+        "group_coverage_predicted_quarters": _mean(rows["pred_cover"]),
+        "predicted_minus_true_group_benefit": _mean(rows["pred_minus_true"]),
+        "true_benefit_top_minus_bottom_predicted_quarter": _mean(
+            rows["pred_top_minus_bottom_true"]
+        ),
+        "c_for_benefit_reported": _mean(rows["c_for_benefit"]),
+        "c_for_benefit_with_true_benefit": _mean(rows["c_for_benefit_true"]),
+        "c_for_benefit_reported_minus_true": _mean(
+            rows["c_for_benefit"] - rows["c_for_benefit_true"]
+        ),
+        "eavg_for_benefit": _mean(rows["eavg_for_benefit"]),
+        "mx1_called_predictive_or": _rate(rows["predictive_or"]),
+        "mx1_called_predictive_wald": _rate(rows["predictive_wald"]),
+        "mx1_called_predictive_rd": _rate(rows["predictive_rd"]),
+        "mx1_called_prognostic": _rate(rows["prognostic_called"]),
+    }
+
+
+def write_results(rows: pd.DataFrame, args, start: float) -> dict:
+    """The JSON result of the replicates so far (written after every round)."""
+    # the population ATE of a scenario: the mean true benefit over every simulated patient
+    # of that scenario (both sizes; replicate trials are independent draws of it)
+    weights = rows["n"] * rows["sate"]
+    population = (
+        weights.groupby(rows["role"]).sum() / rows["n"].groupby(rows["role"]).sum()
+    ).to_dict()
+    results = {
+        f"{role}/{n}": summarise(group, population[role])
+        for (role, n), group in rows.groupby(["role", "n"])
+    }
+    out = {
+        "benchmark": "benefit",
+        "primary_model": bm.PRIMARY,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "jobs": args.jobs,
+        "rounds_done": int(rows["round"].max()) + 1,
+        "results": results,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "benefit.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--replicates", type=int, default=200, help="RCTs per scenario at 140 patients"
+    )
+    parser.add_argument(
+        "--replicates-large", type=int, default=100, help="RCTs per scenario at 1,000"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=8, help="rounds; results are written after each"
+    )
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--roles",
+        nargs="+",
+        choices=rct.MX1_ROLES,
+        default=list(rct.MX1_ROLES),
+        help="MX1+ scenarios to run (default: all)",
+    )
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        type=int,
+        choices=SIZES,
+        default=list(SIZES),
+        help="trial sizes to run (default: both)",
+    )
+    args = parser.parse_args()
+    start = time.perf_counter()
+    rows = []
+    reps = dict(zip(SIZES, (args.replicates, args.replicates_large), strict=True))
+    with Parallel(n_jobs=args.jobs) as parallel:
+        for r in range(
+            args.rounds
+        ):  # every cell advances each round: stop any time, cells stay even
+            tasks = [
+                (role, n, 1000 * i + k)
+                for n in SIZES
+                if n in args.sizes
+                for k, role in enumerate(rct.MX1_ROLES)  # seeds as in a full run
+                if role in args.roles
+                for i in range(r * reps[n] // args.rounds, (r + 1) * reps[n] // args.rounds)
+            ]
+            done = parallel(delayed(replicate)(*task) for task in tasks)
+            rows.extend({**d, "round": r} for d in done)
+            out = write_results(pd.DataFrame(rows), args, start)
+            print(
+                f"round {r + 1}/{args.rounds} done at {out['wall_s']} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    keys = ["ate_bias_vs_sample_ate", "ate_coverage_population_ate", "ate_coverage_sample_ate",
+            "group_coverage_mx1_quartiles", "group_coverage_predicted_quarters", "c_for_benefit_reported",
+            "c_for_benefit_with_true_benefit", "mx1_called_predictive_or",
+            "mx1_called_predictive_wald", "mx1_called_predictive_rd"]  # fmt: skip
+    table = pd.DataFrame(
+        {
+            cell: {k: f"{r[k]['value']:.3f} ({r[k]['mcse']:.3f})" for k in keys}
+            for cell, r in out["results"].items()
+        }
+    ).T
+    print(table.to_string(), file=sys.stderr)
+    print(f"wall {out['wall_s']} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Benefit at training time: refuse it without randomisation, validate it on an RCT.
+
+:func:`check_benefit_allowed` runs before anything is read into features or written: a
+config with a ``benefit`` section on a study that is not known to be randomised stops with
+exit code 2 and the reason (:func:`~.benefit.require_randomised`). :func:`benefit_summary`
+runs the pre-specified primary benefit model's validation
+(:mod:`~.benefit_validation`) and returns JSON-safe numbers for the training summary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from ..config import ExperimentConfig, load_config
+from ..errors import ConfigError
+from ..features import build_features
+from ..io import check_outputs, write_table
+from ..modeling.benefit import benefit_data, predict_benefit, require_randomised
+from ..modeling.benefit_validation import validate_benefit
+from ..study import load_study
+from ..study.files import input_paths
+
+#: The study metadata file that may say ``"randomised": true`` (the simulator writes it).
+METADATA_FILE = "simulation.json"
+
+
+def study_randomised(data_dir: str | Path) -> bool | None:
+    """``randomised`` from the study's metadata (None when it has none or does not say)."""
+    path = Path(data_dir) / METADATA_FILE
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the study metadata: {err}") from err
+    value = meta.get("randomised") if isinstance(meta, dict) else None
+    return value if isinstance(value, bool) else None
+
+
+def check_benefit_allowed(config: ExperimentConfig, data_dir: str | Path) -> None:
+    """Stop (ConfigError, exit 2) when ``config`` asks for benefit on non-randomised data."""
+    if config.benefit is None:
+        return
+    if config.benefit.randomised is not None:
+        require_randomised(config.benefit.randomised, "the config (benefit.randomised)")
+    else:
+        require_randomised(
+            study_randomised(data_dir), f"the study metadata ({Path(data_dir) / METADATA_FILE})"
+        )
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "item"):  # numpy scalars
+        return _json_safe(obj.item())
+    return obj
+
+
+def benefit_metrics(summary: dict) -> dict[str, float]:
+    """The benefit numbers of a training summary as MLflow metrics (finite values only)."""
+    pairs = {"benefit_ate": summary["ate"], "benefit_ate_ci_low": summary["ate_ci"][0],
+             "benefit_ate_ci_high": summary["ate_ci"][1], "c_for_benefit": summary["c_for_benefit"],
+             "c_for_benefit_ci_low": summary["c_for_benefit_ci"][0],
+             "c_for_benefit_ci_high": summary["c_for_benefit_ci"][1]}  # fmt: skip
+    return {k: float(v) for k, v in pairs.items() if v is not None and math.isfinite(v)}
+
+
+def benefit_summary(config: ExperimentConfig, features, patients) -> tuple[dict, object]:
+    """The primary benefit model's validation: summary keys and the validation itself."""
+    b = config.benefit
+    data = benefit_data(features, patients, b.treatment_column, b.control_value)
+    validation = validate_benefit(data.X, data.treated, data.y, data.mx1, kind=b.primary,
+                                  seed=config.model.seed, folds=b.folds, n_boot=b.bootstrap)  # fmt: skip
+    full = _json_safe(validation.summary())
+    flat = {k: full[k] for k in ("ate", "ate_ci", "c_for_benefit", "c_for_benefit_ci")}
+    flat["mx1_verdict"] = full.get("mx1_verdict", "not applicable (no baseline MX1+ feature)")
+    return {**flat, "benefit": full}, validation
+
+
+def score_benefit(
+    config: ExperimentConfig, train_dir: str | Path, new_dir: str | Path, *, n_boot: int = 100
+):
+    """Predicted benefit (with 95% refit intervals) of every patient of ``new_dir`` from the
+    primary benefit model fitted on the randomised study ``train_dir``; one row per patient,
+    ``patient_id`` first (ids as written)."""
+    check_benefit_allowed(config, train_dir)
+    b = config.benefit
+    train_study = load_study(train_dir, config.singlecell)
+    data = benefit_data(
+        build_features(config, train_study),
+        train_study.patients,
+        b.treatment_column,
+        b.control_value,
+    )
+    new = build_features(config, load_study(new_dir, config.singlecell), labels=False)
+    missing = [c for c in data.X.columns if c not in new.table.columns]
+    if missing:
+        raise ConfigError(
+            f"data: the new cohort lacks baseline features the benefit model uses: {missing}"
+        )
+    out = predict_benefit(data.X, data.treated, data.y, new.table[data.X.columns], kind=b.primary,
+                          seed=config.model.seed, n_boot=n_boot)  # fmt: skip
+    out.insert(0, "patient_id", new.table["patient_id"].astype(str).to_numpy())
+    return out
+
+
+def score_benefit_job(config_path, train_data, data, out, *, n_boot: int = 100):
+    """``score-benefit``: check the outputs first, predict, write ``out`` atomically.
+
+    Returns the table, the training study's directory and the primary model's name.
+    """
+    cfg = load_config(config_path)
+    if cfg.benefit is None:
+        raise ConfigError(
+            "benefit: the config has no 'benefit' section (treatment column, control value)"
+        )
+    train_dir = Path(cfg.data) if train_data is None else Path(train_data)
+    check_outputs(
+        [out], inputs=[*input_paths(train_dir), *input_paths(data), config_path], option="out"
+    )
+    table = score_benefit(cfg, train_dir, data, n_boot=n_boot)
+    write_table(table, out)
+    return table, train_dir, cfg.benefit.primary
