@@ -120,6 +120,7 @@ bench: $(STAMP) ## benchmarks; results in benchmarks/results/*.json (about two h
 	$(BIN)/python -m benchmarks.bench_score
 	$(BIN)/python -m benchmarks.bench_spark
 	$(BIN)/python -m benchmarks.bench_server
+	$(BIN)/python -m benchmarks.bench_benefit
 
 clean: ## remove generated outputs, the built site and the local MLflow store (keeps .venv)
 	rm -rf outputs data reports site benchmarks/results/*.json

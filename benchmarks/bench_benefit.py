@@ -40,12 +40,13 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from _common import RESULTS
 from msc_response.config import load_config
 from msc_response.features import build_features
 from msc_response.modeling import benefit as bm
 from msc_response.modeling import benefit_validation as bv
 from msc_response.simulator import rct, simulate
+
+from ._common import RESULTS
 
 SIZES = (140, 1000)
 CONFIG = load_config({"name": "bench-benefit"})
