@@ -87,7 +87,7 @@ screenshots: $(STAMP) ## screenshots of the training report, validation and expl
 	@test -d data/screening || $(MAKE) --no-print-directory data
 	@ls reports/$(SHOT_EXPERIMENT)/*/index.html 2>/dev/null | grep -qv /validation- || $(MAKE) --no-print-directory train
 	@alias=$$($(BIN)/python -c 'import sys; from msc_response.registry.registration import scoring_alias; print(scoring_alias(sys.argv[1]))' $(SHOT_EXPERIMENT)) || exit $$?; \
-	ls reports/$(SHOT_EXPERIMENT)/validation-*/index.html >/dev/null 2>&1 || \
+	ls reports/$(SHOT_EXPERIMENT)/validation/*/index.html >/dev/null 2>&1 || \
 	  $(CLI) validate --model models:/$(SHOT_EXPERIMENT)@$$alias --data data/screening || exit $$?; \
 	$(CLI) explain --model models:/$(SHOT_EXPERIMENT)@$$alias --data data/trial --patient SIM-0000001 --out $(SHOT_EXPLAIN)
 	$(BIN)/python docs/screenshots.py $(SHOT_EXPERIMENT) $(SHOT_EXPLAIN)

@@ -3,8 +3,8 @@
 Takes the newest training report and validation page of an experiment under ``reports/``
 and an explain page, opens each in headless Chromium (the tests' driver:
 ``tests/browser_helpers.py``), checks that every image loaded and the console has no
-error, and writes the top of each page to ``docs/images/`` (never committed: they are
-regenerated from the SIMULATED demo data):
+error, and writes the top of each page to ``docs/images/`` (palette-compressed, small enough
+to commit for the README; regenerated from the SIMULATED demo data):
 
 - ``docs/images/training_report.png``
 - ``docs/images/validation.png``
@@ -55,7 +55,8 @@ def shoot(page: Path, name: str) -> Path:
             OUT.mkdir(parents=True, exist_ok=True)
             target = OUT / f"{name}.png"
             partial = target.with_name(f".{target.name}.{os.getpid()}")
-            top.save(partial, format="PNG")
+            # 128 colours keep a page's text sharp at a fraction of the size
+            top.convert("RGB").quantize(colors=128).save(partial, format="PNG", optimize=True)
             os.replace(partial, target)  # a reader never sees half an image
     return target
 
@@ -69,7 +70,7 @@ def main(experiment: str, explain_page: str) -> None:
         )
     pages = {
         "training_report": max(training, key=lambda p: p.stat().st_mtime),
-        "validation": newest(f"{experiment}/validation-*/index.html"),
+        "validation": newest(f"{experiment}/validation/*/index.html"),
         "explain": Path(explain_page),
     }
     for name, page in pages.items():

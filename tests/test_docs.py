@@ -25,7 +25,7 @@ def test_relative_links_are_found_and_the_readme_links_resolve():
     ]
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     links = relative_links(readme)
-    assert "docs/images/report.png" in links and "docs/api.md" in links
+    assert "docs/images/training_report.png" in links and "docs/api.md" in links
     missing = [link for link in links if not (REPO / link).exists()]
     assert missing == [], f"README links to files that do not exist: {missing!r}"
 
