@@ -34,7 +34,7 @@ def test_every_verb_has_an_example(verb):
 
 
 @pytest.mark.parametrize(("verb", "choices"), [
-    ("simulate", "<trial|screening>"), ("simulate", "<csv|parquet>"), ("score", "<local|spark>"),
+    ("simulate", "<trial|screening|rct>"), ("simulate", "<csv|parquet>"), ("score", "<local|spark>"),
     ("score", "<all>"), ("import", "<sdtm|fhir>"), ("import", "<csv|parquet>"),
 ])  # fmt: skip
 def test_fixed_choices_are_listed(verb, choices):
@@ -44,9 +44,10 @@ def test_fixed_choices_are_listed(verb, choices):
 def test_the_choices_are_the_librarys():
     from msc_response.importers import FORMATS
     from msc_response.pipelines.score.job import ENGINES
+    from msc_response.simulator.cohort import DESIGNS
 
     assert tuple(Engine) == ENGINES and tuple(SourceFormat) == FORMATS
-    assert [*TableFormat] == ["csv", "parquet"] and [*Design] == ["trial", "screening"]
+    assert [*TableFormat] == ["csv", "parquet"] and tuple(Design) == DESIGNS
     assert [*Regimens] == ["all"]
 
 

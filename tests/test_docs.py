@@ -75,8 +75,21 @@ SRC = REPO / "src" / "msc_response"
 GENERATED = {"outputs", "data", "reports", "mlruns", "site"}
 
 
+def _tag_names() -> set[str]:
+    """The ``msc_response.*`` MLflow tag names the code writes (string literals)."""
+    found = set()
+    for source in SRC.rglob("*.py"):
+        found.update(
+            re.findall(r"[\"'](msc_response(?:\.\w+)+)[\"']", source.read_text(encoding="utf-8"))
+        )
+    return found
+
+
 def resolves(dotted: str) -> bool:
-    """A module of the package, or a name its module (or the lazy re-exports) defines."""
+    """A module of the package, a name its module (or the lazy re-exports) defines, or an
+    MLflow tag name the code writes."""
+    if dotted in _tag_names():
+        return True
     parts = dotted.split(".")[1:]
     base = SRC.joinpath(*parts)
     if base.with_suffix(".py").exists() or (base / "__init__.py").exists():
