@@ -72,6 +72,8 @@ class Server:
 
     def start(self) -> Server:
         done = self.run("start")
+        if done.returncode != 0:
+            self.stop()  # whatever it started, and its folder, go too
         assert done.returncode == 0, done.stderr
         return self
 
