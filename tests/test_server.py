@@ -105,6 +105,12 @@ def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return done
 
 
+def trained(cfg: Path, summary: Path, env: dict, cwd: Path) -> dict:
+    """``msc-response train`` of ``cfg``, which must succeed; its summary."""
+    ok(cli("train", "--config", str(cfg), "--summary", str(summary), env=env, cwd=cwd))
+    return json.loads(summary.read_text())
+
+
 def experiment(folder: Path, name: str, data: Path) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(
@@ -136,18 +142,7 @@ def cohorts(tmp_path_factory):
 def test_every_verb_against_the_server(server, cohorts, tmp_path):
     env = server.env()
     cfg = experiment(tmp_path, "srv-trial", cohorts / "trial")
-    ok(
-        cli(
-            "train",
-            "--config",
-            str(cfg),
-            "--summary",
-            str(tmp_path / "train.json"),
-            env=env,
-            cwd=tmp_path,
-        )
-    )
-    summary = json.loads((tmp_path / "train.json").read_text())
+    summary = trained(cfg, tmp_path / "train.json", env, tmp_path)
     assert summary["aliases"] == ["candidate", "exploratory"]  # the gate as on SQLite
     uri = "models:/srv-trial@exploratory"
 
@@ -216,31 +211,9 @@ def test_four_users_train_and_score_at_once(store, server, cohorts, tmp_path):
         env = {**server.env(), "MLFLOW_TRACKING_URI": uri}
     cfg = experiment(tmp_path, "srv-big", cohorts / "big")
     # one by one first: the champion the others are compared with, and the decision to expect
-    ok(
-        cli(
-            "train",
-            "--config",
-            str(cfg),
-            "--summary",
-            str(tmp_path / "t0.json"),
-            env=env,
-            cwd=tmp_path,
-        )
-    )
-    first = json.loads((tmp_path / "t0.json").read_text())
+    first = trained(cfg, tmp_path / "t0.json", env, tmp_path)
     assert first["champion_decision"] == "promoted to champion"
-    ok(
-        cli(
-            "train",
-            "--config",
-            str(cfg),
-            "--summary",
-            str(tmp_path / "t1.json"),
-            env=env,
-            cwd=tmp_path,
-        )
-    )
-    sequential = json.loads((tmp_path / "t1.json").read_text())["champion_decision"]
+    sequential = trained(cfg, tmp_path / "t1.json", env, tmp_path)["champion_decision"]
 
     def train(k):
         return cli("train", "--config", str(cfg), "--summary", str(tmp_path / f"c{k}.json"),
@@ -295,18 +268,7 @@ def test_basic_auth_server_refuses_strangers_and_serves_the_team(cohorts, tmp_pa
         creds = json.loads((s.data / "credentials.json").read_text())
         env = s.env(MLFLOW_TRACKING_USERNAME=tracking_server.ADMIN,
                     MLFLOW_TRACKING_PASSWORD=creds["admin_password"])  # fmt: skip
-        ok(
-            cli(
-                "train",
-                "--config",
-                str(cfg),
-                "--summary",
-                str(tmp_path / "t.json"),
-                env=env,
-                cwd=tmp_path,
-            )
-        )
-        assert json.loads((tmp_path / "t.json").read_text())["version"] == "1"
+        assert trained(cfg, tmp_path / "t.json", env, tmp_path)["version"] == "1"
     finally:
         s.stop()
 
@@ -321,18 +283,7 @@ def test_postgres_restarted_between_runs(server, cohorts, tmp_path):
         [str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"]
     )
     tracking_server.start_postgres(server.data, server.pg_port)
-    ok(
-        cli(
-            "train",
-            "--config",
-            str(cfg),
-            "--summary",
-            str(tmp_path / "t.json"),
-            env=env,
-            cwd=tmp_path,
-        )
-    )
-    assert json.loads((tmp_path / "t.json").read_text())["version"] == "2"
+    assert trained(cfg, tmp_path / "t.json", env, tmp_path)["version"] == "2"
 
 
 def test_stop_ends_exactly_what_start_started():
@@ -387,19 +338,8 @@ def test_server_stopped_mid_train_is_one_line_and_the_run_is_failed_when_it_is_b
         run_id = running[0].info.run_id
         assert client.get_run(run_id).info.status == "RUNNING"
         assert not client.search_model_versions("name = 'srv-fault'")  # nothing half-registered
-        ok(
-            cli(
-                "train",
-                "--config",
-                str(cfg),
-                "--summary",
-                str(tmp_path / "t.json"),
-                env=env,
-                cwd=tmp_path,
-            )
-        )
+        summary = trained(cfg, tmp_path / "t.json", env, tmp_path)
         assert client.get_run(run_id).info.status == "FAILED"
-        summary = json.loads((tmp_path / "t.json").read_text())
         assert run_id in summary["abandoned_runs_ended"]
     finally:
         s.stop()
