@@ -241,14 +241,17 @@ def test_four_users_train_and_score_at_once(store, server, cohorts, tmp_path):
     assert registered == {1, 2, *versions}
     champion = client.get_model_version_by_alias("srv-big", "champion")
     assert int(champion.version) in registered and champion.status == "READY"
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
-    try:
-        loaded = mlflow.pyfunc.load_model(f"models:/srv-big/{champion.version}")
-    finally:
-        mlflow.set_tracking_uri(None)
-    assert loaded is not None and loaded.metadata.run_id
+    # the champion loads with MLflow's own loader, in a process of its own: this process's
+    # MLflow settings (an earlier test's registry URI) must not decide where it looks
+    code = (
+        "import mlflow, sys; "
+        f"m = mlflow.pyfunc.load_model('models:/srv-big/{champion.version}'); "
+        "print(m.metadata.run_id)"
+    )
+    loaded = ok(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    )
+    assert loaded.stdout.strip().splitlines()[-1] == champion.run_id
     # every score read a whole registered model: same patients, same probabilities (the
     # versions are refits of the same data with the same seed)
     first_p = pd.read_csv(tmp_path / "p0.csv", dtype={"patient_id": str})

@@ -16,7 +16,7 @@ from msc_response.config import config_from_dict
 from msc_response.errors import ConfigError, DataError
 from msc_response.pipelines.score import job
 from msc_response.pipelines.train import train
-from msc_response.registry.load import load_model
+from msc_response.registry.load import load_model, record_decision
 from msc_response.simulator import write_simulation as simulate
 
 pytestmark = pytest.mark.slow
@@ -170,6 +170,8 @@ def test_model_of_another_experiment_is_refused(registered):
     src = client.get_model_version("score-test", version).source
     client.create_registered_model("other-experiment")
     mv = client.create_model_version("other-experiment", src)
+    # a finished registration (its gate decision recorded), so that only the experiment is wrong
+    record_decision(client, "other-experiment", mv.version, "registered by hand for this test")
     with pytest.raises(
         ConfigError, match="belongs to experiment 'score-test', not 'other-experiment'"
     ):
