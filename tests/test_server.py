@@ -82,7 +82,10 @@ class Server:
         shutil.rmtree(self.base, ignore_errors=True)
 
     def env(self, **extra) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+        # MLflow's set_registry_uri (an earlier test's tracking.configure) writes
+        # MLFLOW_REGISTRY_URI into the environment: a child must not inherit another store
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("MLFLOW_TRACKING_") and k != "MLFLOW_REGISTRY_URI"}  # fmt: skip
         return {**env, "MLFLOW_TRACKING_URI": self.url, **extra}
 
 
