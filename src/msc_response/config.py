@@ -57,6 +57,15 @@ def _require(cond: bool, key: str, value, expected: str) -> None:
         raise ConfigError(f"{key}: bad value {value!r}; expected {expected}")
 
 
+def _require_text(obj, section: str, keys) -> None:
+    """Each of ``keys`` of ``obj`` is a non-empty string (named ``section.key`` if not)."""
+    for key in keys:
+        value = getattr(obj, key)
+        _require(
+            isinstance(value, str) and value != "", f"{section}.{key}", value, "a non-empty string"
+        )
+
+
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -123,14 +132,7 @@ class SingleCell:
                  "singlecell.monocyte_types", types, "a non-empty list of cell-type labels")  # fmt: skip
         _set(self, "monocyte_types", tuple(types))
         _require(_is_num(self.threshold), "singlecell.threshold", self.threshold, "a number")
-        for key in ("gene", "patient_key", "day_key", "cell_type_key"):
-            value = getattr(self, key)
-            _require(
-                isinstance(value, str) and value != "",
-                f"singlecell.{key}",
-                value,
-                "a non-empty string",
-            )
+        _require_text(self, "singlecell", ("gene", "patient_key", "day_key", "cell_type_key"))
         _require(self.layer is None or isinstance(self.layer, str), "singlecell.layer", self.layer,
                  "null or a layer name")  # fmt: skip
 
@@ -241,14 +243,7 @@ class BenefitSettings:
     bootstrap: int = 200
 
     def __post_init__(self):
-        for key in ("treatment_column", "control_value"):
-            value = getattr(self, key)
-            _require(
-                isinstance(value, str) and value != "",
-                f"benefit.{key}",
-                value,
-                "a non-empty string",
-            )
+        _require_text(self, "benefit", ("treatment_column", "control_value"))
         _require(
             self.primary in BENEFIT_MODELS,
             "benefit.primary",
