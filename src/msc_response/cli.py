@@ -723,7 +723,8 @@ def import_cmd(
             )
     shown = report["problems"][:10]
     for p in shown:  # where and why, never the message: it may name the patient
-        where = ", ".join([p["file"], *([f"row {p['row']}"] if p.get("row") is not None else []),
+        where = ", ".join([_file_for_console(p["file"]),
+                           *([f"row {p['row']}"] if p.get("row") is not None else []),
                            *([f"column {p['column']!r}"] if p.get("column") else [])])  # fmt: skip
         err_console.print(
             f"[yellow]row problem:[/] {where}: {p['reason']}", highlight=False, soft_wrap=True
@@ -739,6 +740,15 @@ def import_cmd(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _file_for_console(name: str) -> str:
+    """A source file's name as the console may show it.
+
+    A FHIR ``.json`` Bundle is often one patient's record, named after them (Synthea writes
+    ``Given_Family_<Patient.id>.json``), so the console does not name it; the report does.
+    """
+    return "a .json Bundle (named in import_report.md)" if name.lower().endswith(".json") else name
 
 
 @app.command(epilog="Example: msc-response explain --model models:/child-pugh-day28@exploratory "
