@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from msc_response import load_config, load_study
 from msc_response.cli import app
+from msc_response.features import build_features
+from msc_response.reporting.page import Page
+from msc_response.reporting.study_sections import StudyContext, add_eligibility
 
 runner = CliRunner()
 EXPORT = Path(__file__).parent / "public" / "synthea_r4"
@@ -138,3 +143,16 @@ def test_the_console_never_names_a_patients_bundle(imported):
     for name, resources in bundles().items():
         assert name.split("_")[0] not in result.output
         assert patient_id(resources) not in result.output
+
+
+def test_the_eligibility_section_says_child_pugh_cannot_be_computed_without_inr(imported):
+    """Synthea writes no INR: the page said "Child-Pugh of the included patients: nan to nan"."""
+    out, _ = imported
+    config = load_config(CONFIG)
+    study = load_study(out)
+    ctx = StudyContext(config, study, build_features(config, study), labels={}, source={})
+    page = Page("eligibility", simulated=False)
+    add_eligibility(page, ctx)
+    text = page.html()
+    assert not re.search(r"\bnan\b", text)
+    assert "Baseline Child-Pugh: not computable for any included patient" in text

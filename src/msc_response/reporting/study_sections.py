@@ -125,14 +125,19 @@ def add_eligibility(page: Page, ctx: StudyContext) -> None:
         f"Included in the analysis: a baseline measurement in days {lo}..{hi}, the endpoint computable at "
         f"baseline and at follow-up (days {fu_lo}..{fu_hi}), "
         "and no bad row that matters (see the patient flow).",
-        "Day 0 is the first infusion; baseline is the latest measurement in the baseline window.",
+        "Day 0 is the first infusion (in an imported delivery: the rule its import report names); "
+        "baseline is the latest measurement in the baseline window.",
     ])  # fmt: skip
     t = ctx.features.table
     if "baseline_child_pugh" in t:
         cp = t["baseline_child_pugh"]
         outside = int(((cp < TRIAL_CHILD_PUGH[0]) | (cp > TRIAL_CHILD_PUGH[1])).sum())
-        s.paragraph(f"Baseline Child-Pugh of the included patients: {cp.min():g} to {cp.max():g}; "
-                    f"{outside} of {cp.notna().sum()} outside the trial's 7-12.")  # fmt: skip
+        if cp.notna().any():
+            s.paragraph(f"Baseline Child-Pugh of the included patients: {cp.min():g} to {cp.max():g}; "
+                        f"{outside} of {cp.notna().sum()} outside the trial's 7-12.")  # fmt: skip
+        else:  # an EHR export without INR: "nan to nan" said nothing
+            s.paragraph("Baseline Child-Pugh: not computable for any included patient (a component "
+                        "is never recorded), so the trial's 7-12 cannot be checked.")  # fmt: skip
     age = t["age_years"]
     outside = int(((age < TRIAL_AGE[0]) | (age > TRIAL_AGE[1])).sum())
     s.paragraph(f"Age: {age.min():g} to {age.max():g} years; {outside} outside the trial's 18-75.")
