@@ -8,11 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from msc_response import plausible
+from msc_response import plausible, units
 from msc_response.config import config_from_dict
 from msc_response.errors import ConfigError, DataError
+from msc_response.features.build import SCORE_TESTS
 from msc_response.modeling.splines import LOG_LABS
-from msc_response.study.visits import canonical_visits
+from msc_response.study.visits import VISIT_NUMERIC, canonical_visits
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -70,3 +71,10 @@ def test_the_spline_log_floors_are_the_plausible_lower_ends():
     # modeling/splines.py writes the floors as numbers (its docs say "the lower end of the
     # plausible range"); this keeps the two the same fact
     assert {t: plausible.RANGES[t][0] for t in LOG_LABS} == LOG_LABS
+
+
+def test_the_known_tests_are_one_list():
+    # the visit table keeps its own column order (its messages list them), not its own tests
+    assert set(VISIT_NUMERIC) == set(SCORE_TESTS) == units.KNOWN_TESTS == set(plausible.RANGES)
+    assert SCORE_TESTS == ("bilirubin", "albumin", "inr", "pt", "pt_control", "creatinine",
+                           "sodium", "ascites", "encephalopathy", "dialysis")  # fmt: skip
