@@ -17,10 +17,10 @@ from ..modeling.explain import global_importance
 from ..modeling.fit import refit
 from ..modeling.validation import METHOD
 from . import figures
-from .cohort import regimen_groups
 from .equation import logistic_equation
 from .operating_point import OperatingPoint, operating_point
 from .page import Page
+from .paper_view import regimen_groups
 from .stability import instability
 from .study_sections import StudyContext
 from .subgroups import MIN_PER_CLASS, for_display, subgroup_performance
