@@ -12,7 +12,7 @@ estimable).
    responders of each paper endpoint and :func:`.intervals.mean` (t) for the mean change
    of Child-Pugh, MELD and albumin. The population is one SIMULATED trial-design cohort of
    :data:`POOL_N` patients labelled by the product's feature builder
-   (:func:`.cohort.endpoint_labels`); a cohort is ``n`` patients drawn from it with
+   (:func:`.paper_view.endpoint_labels`); a cohort is ``n`` patients drawn from it with
    replacement, so the population value is exactly the pool's rate or mean. ``n`` = 5 and
    10 are drawn from one arm (the report's per-arm rows), 33 to 300 from all arms.
 2. ``auroc_delong`` - :func:`.intervals.auroc_delong`, and 3. ``recalibration_wald`` -
@@ -30,7 +30,7 @@ estimable).
    interval on the logit scale) and the AUROC of each sex; truth on :data:`FRESH_N` fresh
    patients.
 6. ``fractions`` - :func:`.intervals.mean` with ``within=UNIT_RANGE`` (t on the logit
-   scale), as :func:`.cohort.cell_course` gives the mean MX1+ monocyte fraction by arm and
+   scale), as :func:`.paper_view.cell_course` gives the mean MX1+ monocyte fraction by arm and
    day: a SIMULATED trial-design population of :data:`FRACTION_POOL_N`; cohorts of 5 and 10
    from one arm, 33 from all arms, at baseline (day 0) and day 7; truth the pool's mean.
 7. ``operating_point`` - :func:`.operating_point.operating_point` (exact intervals of
@@ -61,7 +61,7 @@ from scipy import special  # special.expit: joblib's workers cannot unpickle a b
 
 from msc_response.config import config_from_dict
 from msc_response.modeling import metrics
-from msc_response.reporting import cohort, external, intervals, subgroups
+from msc_response.reporting import external, intervals, paper_view, subgroups
 from msc_response.reporting.operating_point import operating_point
 from msc_response.simulator import simulate
 
@@ -138,7 +138,7 @@ def replicate(fn: Callable[[np.random.Generator], tuple], R: int, seed: tuple) -
 def descriptive_part(R: int, seed: int) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        labels = cohort.endpoint_labels(
+        labels = paper_view.endpoint_labels(
             config_from_dict({"name": "bench"}), simulate("trial", POOL_N, seed)
         )
     out = {}
@@ -303,7 +303,7 @@ def fraction_part(R: int, seed: int) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study = simulate("trial", FRACTION_POOL_N, seed)
-    arms = cohort.regimen_groups(study.patients)[["patient_id", "arm"]]
+    arms = paper_view.regimen_groups(study.patients)[["patient_id", "arm"]]
     cells = study.cells
     frame = pd.DataFrame({
         "patient_id": study.patients["patient_id"].to_numpy()[cells["pidx"].to_numpy()],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 import textwrap
 import warnings
@@ -100,6 +101,38 @@ def write_study(
     return directory
 
 
+def copy_study(
+    src: Path, dst: Path, ids: dict | None = None, fmt: str = "csv", labs_extra: str = ""
+) -> Path:
+    """A copy of a study (every cell read and written as text), with ids rewritten by ``ids``
+    and ``labs_extra`` (CSV lines ``patient_id,day,test,value,unit``) added to the labs."""
+    import pandas as pd
+
+    dst.mkdir(parents=True)
+    for name in ("patients", "labs", "cells"):
+        df = pd.read_csv(src / f"{name}.csv", dtype=str, keep_default_na=False)
+        if ids:
+            df["patient_id"] = df["patient_id"].replace(ids)
+        if name == "labs" and labs_extra:
+            extra = pd.read_csv(io.StringIO("patient_id,day,test,value,unit\n" + labs_extra),
+                                dtype=str, keep_default_na=False)  # fmt: skip
+            df = pd.concat([df, extra], ignore_index=True)
+        if fmt == "csv":
+            df.to_csv(dst / f"{name}.csv", index=False)
+        else:
+            df.to_parquet(dst / f"{name}.parquet", index=False)
+    return dst
+
+
+def run_cli(*args):
+    """``msc-response ARGS`` in this process (paths given as paths): Click's result."""
+    from typer.testing import CliRunner
+
+    from msc_response.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
 @pytest.fixture
 def study_dir(tmp_path) -> Path:
     return write_study(tmp_path / "study")
@@ -110,6 +143,15 @@ def trial_dir(tmp_path_factory) -> Path:
     """The default SIMULATED trial cohort (TRIAL_PATIENTS patients), written once per session."""
     out = tmp_path_factory.mktemp("sim") / "trial"
     simulate(out, design="trial", seed=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def exportable_trial(tmp_path_factory) -> Path:
+    """A SIMULATED trial without AnnData files (no importer carries them), for the SDTM and
+    FHIR round trips; written once per session."""
+    out = tmp_path_factory.mktemp("sim") / "exportable"
+    simulate(out, design="trial", seed=11, h5ad_patients=0)
     return out
 
 

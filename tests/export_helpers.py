@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from typer.testing import CliRunner
 
 from conftest import TRIAL_PATIENTS
+from msc_response.cli import app
 from msc_response.config import config_from_dict
 from msc_response.features import build_features
 
@@ -31,11 +33,17 @@ ASCITES_TEXT = {0: "NONE", 1: "MILD", 2: "MODERATE"}
 MSC_NAMES = ("UC-MSC", "UMBILICAL CORD STROMAL CELLS")  # the second only through the mapping file
 
 
-def simulate_study(out: Path, seed: int) -> Path:
-    from msc_response.simulator import write_simulation
+def run_import(*args) -> tuple[int, str]:
+    """``msc-response import ARGS`` in this process: the exit code and everything printed."""
+    result = CliRunner().invoke(app, ["import", *map(str, args)])
+    return result.exit_code, result.output + (
+        result.stderr if result.stderr_bytes is not None else ""
+    )
 
-    write_simulation(out, design="trial", seed=seed, h5ad_patients=0)
-    return out
+
+def import_report(study: Path) -> dict:
+    """The ``import_report.json`` an import wrote into ``study``."""
+    return json.loads((study / "import_report.json").read_text())
 
 
 def assert_same_features(original: Path, imported: Path) -> None:

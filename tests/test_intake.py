@@ -13,35 +13,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
-from conftest import LABS, PATIENTS, TRIAL_PATIENTS, write_study
-from msc_response.cli import app
+from conftest import LABS, PATIENTS, TRIAL_PATIENTS, copy_study, private_store, run_cli, write_study
 from msc_response.config import config_from_dict
 from msc_response.errors import DataError
 from msc_response.features import build_features
 from msc_response.study import load_study
 
-runner = CliRunner()
 IDS = {"SIM-0000001": "001", "SIM-0000002": "1", "SIM-0000003": "A-001"}
-
-
-def copy_study(src, dst, ids=None, fmt="csv", labs_extra: str = ""):
-    """A copy of a simulated study with some ids rewritten (every cell read and written as text)."""
-    dst.mkdir(parents=True)
-    for name in ("patients", "labs", "cells"):
-        df = pd.read_csv(src / f"{name}.csv", dtype=str, keep_default_na=False)
-        if ids:
-            df["patient_id"] = df["patient_id"].replace(ids)
-        if name == "labs" and labs_extra:
-            extra = pd.read_csv(pd.io.common.StringIO("patient_id,day,test,value,unit\n" + labs_extra),
-                                dtype=str, keep_default_na=False)  # fmt: skip
-            df = pd.concat([df, extra], ignore_index=True)
-        if fmt == "csv":
-            df.to_csv(dst / f"{name}.csv", index=False)
-        else:
-            df.to_parquet(dst / f"{name}.parquet", index=False)
-    return dst
 
 
 def config(**over):
@@ -221,9 +200,7 @@ def test_every_problem_is_kept_and_the_full_list_written_beside_the_output(trial
     cfg = tmp_path / "c.yaml"
     cfg.write_text("name: t\n")
     out = tmp_path / "out" / "features.parquet"
-    result = runner.invoke(
-        app, ["build-features", "--config", str(cfg), "--data", str(d), "--out", str(out)]
-    )
+    result = run_cli("build-features", "--config", cfg, "--data", d, "--out", out)
     assert result.exit_code == 2
     assert "60 problem(s) in the input" in result.output
     assert (
@@ -235,20 +212,18 @@ def test_every_problem_is_kept_and_the_full_list_written_beside_the_output(trial
         "implausible value": 30, "not a number": 30}  # fmt: skip
     assert sorted(p.name for p in out.parent.iterdir()) == ["features.problems.csv"]
     # excluding them instead: features written, the 30 patients excluded, every row listed
-    result = runner.invoke(app, ["build-features", "--config", str(cfg), "--data", str(d), "--out", str(out),
-                                 "--exclude-bad-patients"])  # fmt: skip
+    result = run_cli(
+        "build-features", "--config", cfg, "--data", d, "--out", out, "--exclude-bad-patients"
+    )
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(out.with_name("features.excluded.csv"))) >= 30
     assert len(pd.read_csv(out.with_name("features.problems.csv"))) == 60
 
 
 @pytest.mark.slow
-def test_train_stops_on_bad_rows_or_excludes_those_patients(trial_dir, tmp_path, monkeypatch):
+def test_train_stops_on_bad_rows_or_excludes_those_patients(trial_dir, tmp_path):
     import json
 
-    (tmp_path / "mlruns").mkdir()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     extra = "001,0,albumin,38,g/dL\nA-001,-7,inr,abc,ratio\nA-001,5000,sodium,9999,mmol/L\n"
     d = copy_study(trial_dir, tmp_path / "s", IDS, labs_extra=extra)
     cfg = tmp_path / "c.yaml"
@@ -256,25 +231,26 @@ def test_train_stops_on_bad_rows_or_excludes_those_patients(trial_dir, tmp_path,
         "name: intake-train\nmodel: {repeats: 2, bootstrap: 10, candidates: [logistic_l2]}\n"
     )
     summary = tmp_path / "summary.json"
-    result = runner.invoke(
-        app, ["train", "--config", str(cfg), "--data", str(d), "--summary", str(summary)]
-    )
-    assert result.exit_code == 2
-    assert "2 problem(s) in the input" in result.output  # the day-5000 row is outside every window
-    assert (
-        "column 'value': albumin value 38.0" in result.output
-        and "value 'abc' is not a number" in result.output
-    )
-    assert not summary.exists()
-    result = runner.invoke(app, ["train", "--config", str(cfg), "--data", str(d), "--summary", str(summary),
-                                 "--exclude-bad-patients"])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    flow = json.loads(summary.read_text())["patient_flow"]
-    assert flow["excluded"]["bad data: implausible value"] == 1
-    assert flow["excluded"]["bad data: not a number"] == 1
-    assert flow["rows_with_problems"] == {"implausible value": 2, "not a number": 1}
-    assert flow["rows_with_problems_outside_windows"] == 1
-    assert "excluded (bad data: implausible value): 1" in result.output
+    with private_store(tmp_path):
+        result = run_cli("train", "--config", cfg, "--data", d, "--summary", summary)
+        assert result.exit_code == 2
+        # the day-5000 row is outside every window
+        assert "2 problem(s) in the input" in result.output
+        assert (
+            "column 'value': albumin value 38.0" in result.output
+            and "value 'abc' is not a number" in result.output
+        )
+        assert not summary.exists()
+        result = run_cli(
+            "train", "--config", cfg, "--data", d, "--summary", summary, "--exclude-bad-patients"
+        )
+        assert result.exit_code == 0, result.output
+        flow = json.loads(summary.read_text())["patient_flow"]
+        assert flow["excluded"]["bad data: implausible value"] == 1
+        assert flow["excluded"]["bad data: not a number"] == 1
+        assert flow["rows_with_problems"] == {"implausible value": 2, "not a number": 1}
+        assert flow["rows_with_problems_outside_windows"] == 1
+        assert "excluded (bad data: implausible value): 1" in result.output
 
 
 def test_the_package_imports_light_and_the_api_reads_a_simulated_study():

@@ -21,6 +21,7 @@ LAYERS = [
         "msc_response",
         "errors",
         "units",
+        "plausible",
         "confidence",
         "domain",
         "scores",

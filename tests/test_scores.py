@@ -6,6 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from msc_response import scores
+from msc_response.config import ENDPOINT_SCORES
+from msc_response.feature_labels import SCORE_LABELS
+from msc_response.features.build import ENDPOINT_TESTS
 
 
 def one(x):
@@ -194,3 +197,9 @@ def test_child_pugh_never_improves_when_a_component_worsens(
         worse[which] = base[which] + step
     cp = lambda d: one(scores.child_pugh(d["bili"], d["alb"], d["inr"], d["asc"], d["enc"]))  # noqa: E731
     assert cp(worse) >= cp(base)
+
+
+def test_every_table_keyed_by_score_names_every_score():
+    # scores.SCORES names the scores once; the tables of per-score facts elsewhere must follow it
+    assert set(SCORE_LABELS) == set(scores.SCORES)
+    assert set(ENDPOINT_TESTS) == set(ENDPOINT_SCORES) == {*scores.SCORES, "albumin"}

@@ -42,8 +42,3 @@ def test_vectorised_factors_flag_unaccepted_units_and_pass_unknown_tests():
     assert f[1] == pytest.approx(0.1)
     assert np.isnan(f[2])  # albumin in mg/dL is not accepted
     assert f[3] == 1.0 and f[4] == 1.0  # unknown tests keep their unit
-
-
-def test_suggest_unit_spots_the_wrong_label():
-    assert units.suggest_unit("albumin", 38.0) == "g/L"
-    assert units.suggest_unit("albumin", 3.8) == "g/dL"

@@ -12,35 +12,20 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from conftest import private_store
-from msc_response.cli import app
+from conftest import copy_study, private_store, run_cli
 from msc_response.config import config_from_dict
 from msc_response.errors import ConfigError, DataError
 from msc_response.features import build_features, read_lab_tests
 
-runner = CliRunner()
 PATIENTS3 = ["SIM-0000001", "SIM-0000002", "SIM-0000003"]
 
 
-def with_rows(src, dst, rows: list[tuple]):
-    """A copy of a study with extra lab rows ``(patient_id, day, test, value, unit)``, as text."""
-    dst.mkdir(parents=True)
-    for name in ("patients", "labs", "cells"):
-        df = pd.read_csv(src / f"{name}.csv", dtype=str, keep_default_na=False)
-        if name == "labs":
-            extra = pd.DataFrame(rows, columns=["patient_id", "day", "test", "value", "unit"])
-            df = pd.concat([df, extra.astype(str)], ignore_index=True)
-        df.to_csv(dst / f"{name}.csv", index=False)
-    return dst
-
-
-def urinalysis(patients=PATIENTS3) -> list[tuple]:
-    """Per patient: SPGRAV and PH at baseline without a unit, KETONES 'NEGATIVE' at day 28."""
-    return [row for p in patients for row in (
-        (p, 0, "SPGRAV", "1.015", ""), (p, 0, "PH", "6.0", ""), (p, 28, "KETONES", "NEGATIVE", ""),
-    )]  # fmt: skip
+def urinalysis(patients=PATIENTS3) -> str:
+    """Per patient: SPGRAV and PH at baseline without a unit, KETONES 'NEGATIVE' at day 28 (CSV lines)."""
+    return "".join(
+        f"{p},0,SPGRAV,1.015,\n{p},0,PH,6.0,\n{p},28,KETONES,NEGATIVE,\n" for p in patients
+    )
 
 
 def config(**extra):
@@ -62,7 +47,7 @@ def test_tests_read_is_one_function_of_the_config():
 
 def test_problems_in_tests_nobody_reads_reject_nobody_and_are_counted(trial_dir, tmp_path):
     clean = build_features(config(), trial_dir)
-    d = with_rows(trial_dir, tmp_path / "s", urinalysis())
+    d = copy_study(trial_dir, tmp_path / "s", labs_extra=urinalysis())
     fs = build_features(config(), d)  # strict: no error, none of these rows is read
     pd.testing.assert_frame_equal(fs.table, clean.table)
     assert fs.feature_columns == clean.feature_columns
@@ -76,8 +61,9 @@ def test_problems_in_tests_nobody_reads_reject_nobody_and_are_counted(trial_dir,
 
 
 def test_the_same_problem_in_albumin_keeps_todays_rules(trial_dir, tmp_path):
-    rows = urinalysis() + [("SIM-0000004", 0, "albumin", "3.1", "")]
-    d = with_rows(trial_dir, tmp_path / "s", rows)
+    d = copy_study(
+        trial_dir, tmp_path / "s", labs_extra=urinalysis() + "SIM-0000004,0,albumin,3.1,\n"
+    )
     with pytest.raises(DataError, match="unit is missing") as info:
         build_features(config(), d)
     assert len(info.value.problems) == 1  # only the albumin row matters
@@ -90,11 +76,8 @@ def test_the_same_problem_in_albumin_keeps_todays_rules(trial_dir, tmp_path):
 
 
 def test_a_config_that_reads_every_test_keeps_todays_rules(trial_dir, tmp_path):
-    d = with_rows(
-        trial_dir,
-        tmp_path / "s",
-        urinalysis() + [("SIM-0000001", 0, "base_excess", "-2", "mmol/L")],
-    )
+    extra = urinalysis() + "SIM-0000001,0,base_excess,-2,mmol/L\n"
+    d = copy_study(trial_dir, tmp_path / "s", labs_extra=extra)
     assert "baseline_base_excess" not in build_features(config(), d).feature_columns
     with pytest.raises(DataError, match="unit is missing"):
         build_features(config(lab_features="all"), d)
@@ -106,15 +89,13 @@ def test_a_config_that_reads_every_test_keeps_todays_rules(trial_dir, tmp_path):
 
 
 def test_cli_build_features_and_train_exit_0_and_say_so(trial_dir, tmp_path):
-    d = with_rows(trial_dir, tmp_path / "s", urinalysis())
+    d = copy_study(trial_dir, tmp_path / "s", labs_extra=urinalysis())
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         "name: unread-cli\nmodel: {repeats: 2, bootstrap: 10, candidates: [logistic_l2]}\n"
     )
     out = tmp_path / "f.parquet"
-    result = runner.invoke(
-        app, ["build-features", "--config", str(cfg), "--data", str(d), "--out", str(out)]
-    )
+    result = run_cli("build-features", "--config", cfg, "--data", d, "--out", out)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "rows with problems (not used): 12, of which rejecting nobody: 0 outside every window, " \
@@ -125,6 +106,6 @@ def test_cli_build_features_and_train_exit_0_and_say_so(trial_dir, tmp_path):
     }
     (tmp_path / "store").mkdir()
     with private_store(tmp_path / "store"):
-        result = runner.invoke(app, ["train", "--config", str(cfg), "--data", str(d)])
+        result = run_cli("train", "--config", cfg, "--data", d)
     assert result.exit_code == 0, result.output
     assert "12 in tests the config does not read" in " ".join(result.output.split())

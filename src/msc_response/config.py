@@ -21,8 +21,9 @@ import yaml
 
 from .domain import STANDARD_CARE
 from .errors import ConfigError
+from .plausible import expected, is_plausible
 from .scores import SCORES
-from .units import KNOWN_TESTS, PLAUSIBLE_RANGES
+from .units import KNOWN_TESTS
 
 ENDPOINT_SCORES = (*SCORES, "albumin")
 DIRECTIONS = ("decrease", "increase")
@@ -328,12 +329,11 @@ class ExperimentConfig:
                 test,
                 f"a score component, one of {sorted(KNOWN_TESTS)}",
             )
-            low, high = PLAUSIBLE_RANGES[test]
             _require(
-                _is_num(value) and low <= value <= high,
+                _is_num(value) and is_plausible(test, value),
                 f"assume.{test}",
                 value,
-                f"a number in {low:g}-{high:g}",
+                expected(test),
             )
         _set(self, "assume", {k: float(v) for k, v in assume.items()})
 

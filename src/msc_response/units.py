@@ -41,23 +41,6 @@ _TO_CANONICAL: dict[str, dict[str, float]] = {
     "dialysis": {"flag": 1.0},
 }
 
-#: Physiologically plausible range of each known test, in canonical units (inclusive).
-PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
-    "bilirubin": (0.05, 80.0),
-    "albumin": (0.5, 7.0),
-    "inr": (0.5, 15.0),
-    "pt": (5.0, 200.0),
-    "pt_control": (8.0, 20.0),
-    "creatinine": (0.1, 25.0),
-    "sodium": (100.0, 180.0),
-    "ascites": (0, 2),
-    "encephalopathy": (0, 4),
-    "dialysis": (0, 1),
-}
-
-#: Tests whose values must be whole numbers (grades and flags).
-INTEGER_TESTS = frozenset({"ascites", "encephalopathy", "dialysis"})
-
 #: Known tests (the ones scores use).
 KNOWN_TESTS = frozenset(CANONICAL_UNITS)
 
@@ -144,15 +127,3 @@ def factors_for(tests: pd.Series, units: pd.Series) -> np.ndarray:
             table[i, j] = 1.0 if known is None else known.get(str(unit), np.nan)
     # code -1 (missing) indexes the last row/column, which stays NaN
     return table[tests.cat.codes.to_numpy(), units.cat.codes.to_numpy()]
-
-
-def suggest_unit(test: str, value: float) -> str | None:
-    """The accepted unit under which ``value`` of ``test`` would be plausible, if any.
-
-    Used to say "looks like g/L" when albumin 38 arrives labelled g/dL.
-    """
-    low, high = PLAUSIBLE_RANGES[test]
-    for unit, factor in _TO_CANONICAL[test].items():
-        if low <= value * factor <= high:
-            return unit
-    return None

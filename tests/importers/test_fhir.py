@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from export_helpers import (
     FHIR_MAPPING,
@@ -15,36 +14,22 @@ from export_helpers import (
     UCUM,
     assert_same_features,
     export_fhir,
-    simulate_study,
+    import_report,
+    run_import,
 )
-from msc_response.cli import app
-
-runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def simulated(tmp_path_factory) -> Path:
-    return simulate_study(tmp_path_factory.mktemp("sim") / "trial", seed=12)
-
-
-def run_import(*args) -> tuple[int, str]:
-    result = runner.invoke(app, ["import", "--from", "fhir", *map(str, args)])
-    return result.exit_code, result.output + (
-        result.stderr if result.stderr_bytes is not None else ""
-    )
-
-
-def report_of(out: Path) -> dict:
-    return json.loads((out / "import_report.json").read_text())
+def run_fhir(*args) -> tuple[int, str]:
+    return run_import("--from", "fhir", *args)
 
 
 @pytest.mark.parametrize("bundle", [False, True], ids=["ndjson", "bundle"])
-def test_round_trip_gives_the_same_features(simulated, tmp_path, bundle):
-    src = export_fhir(simulated, tmp_path / "fhir", bundle=bundle)
-    code, output = run_import(src, "--out", tmp_path / "study", "--mapping", FHIR_MAPPING)
+def test_round_trip_gives_the_same_features(exportable_trial, tmp_path, bundle):
+    src = export_fhir(exportable_trial, tmp_path / "fhir", bundle=bundle)
+    code, output = run_fhir(src, "--out", tmp_path / "study", "--mapping", FHIR_MAPPING)
     assert code == 0, output
-    assert_same_features(simulated, tmp_path / "study")
-    report = report_of(tmp_path / "study")
+    assert_same_features(exportable_trial, tmp_path / "study")
+    report = import_report(tmp_path / "study")
     assert report["problems"] == []
     assert report["rows_not_imported"]["left_out_by_rule"] == {
         "Observation 85354-9: not mapped and no numeric value": 1,
@@ -116,17 +101,17 @@ def test_days_count_from_the_first_msc_administration_or_the_index_date(tmp_path
         bilirubin("b1", date="2024-01-07T23:30:00+08:00", value=1.0),  # local date as written
         bilirubin("b2", date="2024-01-08", value=2.0), bilirubin("b3", date="2024-01-09", value=3.0),
     ])  # fmt: skip
-    assert run_import(src, "--out", tmp_path / "a")[0] == 0
+    assert run_fhir(src, "--out", tmp_path / "a")[0] == 0
     labs = labs_of(tmp_path / "a")
     assert dict(zip(labs["value"], labs["day"], strict=True)) == {1.0: -1, 2.0: 0, 3.0: 1}
     p = pd.read_csv(tmp_path / "a" / "patients.csv").iloc[0]
     assert (p["sex"], p["age_years"], p["n_infusions"], p["interval_days"]) == ("F", 53, 2, 7)
     assert p["dose_per_infusion"] == 1e8
 
-    assert run_import(src, "--out", tmp_path / "b", "--index-date", "2024-01-01")[0] == 0
+    assert run_fhir(src, "--out", tmp_path / "b", "--index-date", "2024-01-01")[0] == 0
     labs = labs_of(tmp_path / "b")
     assert dict(zip(labs["value"], labs["day"], strict=True)) == {1.0: 6, 2.0: 7, 3.0: 8}
-    days = report_of(tmp_path / "b")["days"]
+    days = import_report(tmp_path / "b")["days"]
     assert days["index_date"] == "2024-01-01" and days["patients_by_rule"]["--index-date"] == 1
     assert days["per_patient"] == [
         {"patient_id": "001", "day_0": "2024-01-01", "rule": "--index-date"}
@@ -141,7 +126,7 @@ def test_patient_id_from_an_identifier_system_kept_as_written(tmp_path):
     ])  # fmt: skip
     mapping = tmp_path / "map.yaml"
     mapping.write_text(f"format: fhir\npatient_id: {{identifier_system: '{system}'}}\n")
-    code, output = run_import(src, "--out", tmp_path / "study", "--mapping", mapping)
+    code, output = run_fhir(src, "--out", tmp_path / "study", "--mapping", mapping)
     assert code == 0, output
     assert labs_of(tmp_path / "study")["patient_id"].tolist() == ["007"]
     patients = pd.read_csv(tmp_path / "study" / "patients.csv", dtype={"patient_id": str})
@@ -162,10 +147,10 @@ def test_row_problems_name_the_resource_and_element(tmp_path):
         bilirubin("ok", date="2024-01-11", value=1.5),
         bilirubin("absent", date="2024-01-12", value=None, dataAbsentReason={"text": "not done"}),
     ])  # fmt: skip
-    code, output = run_import(src, "--out", tmp_path / "study")
+    code, output = run_fhir(src, "--out", tmp_path / "study")
     assert code == 0, output
     assert labs_of(tmp_path / "study")["value"].tolist() == [1.5]
-    report = report_of(tmp_path / "study")
+    report = import_report(tmp_path / "study")
     problems = [p["problem"] for p in report["problems"]]
     expected = [
         "export.ndjson: Observation/no-subject, element 'subject': no subject: the resource names no patient",
@@ -182,7 +167,7 @@ def test_row_problems_name_the_resource_and_element(tmp_path):
     assert report["rows_not_imported"]["left_out_by_rule"] == {
         "Observation with a dataAbsentReason instead of a value": 1
     }
-    code, output = run_import(src, "--out", tmp_path / "strict", "--strict")
+    code, output = run_fhir(src, "--out", tmp_path / "strict", "--strict")
     assert code == 2 and "Observation/no-subject" in output
     assert not (tmp_path / "strict").exists()
 
@@ -192,8 +177,8 @@ def test_a_patient_without_msc_administration_needs_an_index_date(tmp_path):
         patient(), infusion(), bilirubin("b1"),
         patient("002"), bilirubin("b2", pid="002"),
     ])  # fmt: skip
-    assert run_import(src, "--out", tmp_path / "study")[0] == 0
-    problems = [p["problem"] for p in report_of(tmp_path / "study")["problems"]]
+    assert run_fhir(src, "--out", tmp_path / "study")[0] == 0
+    problems = [p["problem"] for p in import_report(tmp_path / "study")["problems"]]
     assert (
         "export.ndjson: Patient/002: no day 0: no MSC MedicationAdministration for this patient; give "
         "--index-date DATE (one day 0 for everyone), --index-dates FILE.csv (patient_id,index_date) or "
@@ -207,7 +192,7 @@ def test_a_patient_without_msc_administration_needs_an_index_date(tmp_path):
         "patient_id"
     ].tolist() == ["001"]
 
-    assert run_import(src, "--out", tmp_path / "indexed", "--index-date", "2024-01-01")[0] == 0
+    assert run_fhir(src, "--out", tmp_path / "indexed", "--index-date", "2024-01-01")[0] == 0
     patients = pd.read_csv(
         tmp_path / "indexed" / "patients.csv", dtype={"patient_id": str}
     ).set_index("patient_id")
@@ -217,11 +202,11 @@ def test_a_patient_without_msc_administration_needs_an_index_date(tmp_path):
 def test_structural_problems_stop_the_run_and_write_nothing(tmp_path):
     out = tmp_path / "study"
     no_obs = write_ndjson(tmp_path / "a", [patient(), infusion()])
-    code, output = run_import(no_obs, "--out", out)
+    code, output = run_fhir(no_obs, "--out", out)
     assert code == 2 and "no Observation resource in the source (required)" in output
 
     no_admin = write_ndjson(tmp_path / "b", [patient(), bilirubin("b1")])
-    code, output = run_import(no_admin, "--out", out)
+    code, output = run_fhir(no_admin, "--out", out)
     assert (
         code == 2 and "give --index-date DATE" in output and "--index-event SYSTEM|CODE" in output
     )
@@ -229,19 +214,19 @@ def test_structural_problems_stop_the_run_and_write_nothing(tmp_path):
     broken = write_ndjson(tmp_path / "c", [patient(), infusion(), bilirubin("b1")])
     with (broken / "export.ndjson").open("a") as f:
         f.write('{"resourceType": "Observation", \n')
-    code, output = run_import(broken, "--out", out)
+    code, output = run_fhir(broken, "--out", out)
     assert code == 2 and "export.ndjson, row 4: not valid JSON" in output
 
     twice = write_ndjson(
         tmp_path / "d", [patient(), patient(gender="male"), infusion(), bilirubin("b1")]
     )
-    code, output = run_import(twice, "--out", out)
+    code, output = run_fhir(twice, "--out", out)
     assert code == 2 and "repeats the id of one in export.ndjson with different content" in output
     assert "001" not in output
 
-    code, output = run_import(tmp_path / "missing", "--out", out)
+    code, output = run_fhir(tmp_path / "missing", "--out", out)
     assert code == 2 and "FHIR source not found" in output
-    code, output = run_import(no_obs, "--out", out, "--index-date", "2024-02-30")
+    code, output = run_fhir(no_obs, "--out", out, "--index-date", "2024-02-30")
     assert code == 2 and "--index-date: expected a date YYYY-MM-DD, got '2024-02-30'" in output
     assert not out.exists()
 
@@ -270,12 +255,12 @@ def test_without_msc_administrations_day_0_comes_from_an_option(tmp_path, admini
     src = write_ndjson(
         tmp_path / "fhir", [patient(), bilirubin("b1", date="2024-01-09"), *administrations]
     )
-    code, output = run_import(src, "--out", tmp_path / "none")
+    code, output = run_fhir(src, "--out", tmp_path / "none")
     assert code == 2, output  # no traceback: the options are named
     for option in ("--index-date DATE", "--index-dates FILE.csv", "--index-event SYSTEM|CODE"):
         assert option in output
     assert not (tmp_path / "none").exists()
-    code, output = run_import(src, "--out", tmp_path / "study", "--index-date", "2024-01-01")
+    code, output = run_fhir(src, "--out", tmp_path / "study", "--index-date", "2024-01-01")
     assert code == 0, output
     assert labs_of(tmp_path / "study")["day"].tolist() == [8]
     assert "day 0 from --index-date: 1 patients" in output
@@ -289,13 +274,13 @@ def test_index_dates_file_sets_day_0_per_patient_with_ids_as_written(tmp_path):
         bilirubin("c", pid="7", date="2024-01-09"),
     ])  # fmt: skip
     (tmp_path / "index.csv").write_text("patient_id,index_date\n001,2024-01-01\n1,2024-01-08\n")
-    code, output = run_import(
+    code, output = run_fhir(
         src, "--out", tmp_path / "study", "--index-dates", tmp_path / "index.csv"
     )
     assert code == 0, output
     labs = labs_of(tmp_path / "study")
     assert dict(zip(labs["patient_id"], labs["day"], strict=True)) == {"001": 8, "1": 1}
-    report = report_of(tmp_path / "study")
+    report = import_report(tmp_path / "study")
     assert report["days"]["patients_by_rule"] == {
         "--index-dates file": 2,
         "first MSC administration": 0,
@@ -313,15 +298,13 @@ def test_index_dates_file_sets_day_0_per_patient_with_ids_as_written(tmp_path):
     (tmp_path / "bad.csv").write_text(
         "patient_id,index_date\n001,2024-13-01\n1,2024-01-01\n1,2024-01-02\n"
     )
-    code, output = run_import(src, "--out", tmp_path / "bad", "--index-dates", tmp_path / "bad.csv")
+    code, output = run_fhir(src, "--out", tmp_path / "bad", "--index-dates", tmp_path / "bad.csv")
     assert code == 2 and "bad.csv, row 1, column 'index_date': '2024-13-01' is not a date" in output
     assert "bad.csv, row 3, column 'patient_id': patient_id given twice" in output
     (tmp_path / "cols.csv").write_text("id,date\n001,2024-01-01\n")
-    code, output = run_import(
-        src, "--out", tmp_path / "bad", "--index-dates", tmp_path / "cols.csv"
-    )
+    code, output = run_fhir(src, "--out", tmp_path / "bad", "--index-dates", tmp_path / "cols.csv")
     assert code == 2 and "cols.csv, column 'patient_id': required column is missing" in output
-    code, output = run_import(
+    code, output = run_fhir(
         src, "--out", tmp_path / "bad", "--index-dates", tmp_path / "absent.csv"
     )
     assert code == 2 and "absent.csv: cannot read the file" in output
@@ -342,19 +325,17 @@ def test_index_event_is_the_first_resource_carrying_the_code(tmp_path):
         proc("p3", "001", "2024-01-01", code="other"), enc,
         bilirubin("a", pid="001", date="2024-01-09"), bilirubin("b", pid="1", date="2024-01-09"),
     ])  # fmt: skip
-    code, output = run_import(
-        src, "--out", tmp_path / "study", "--index-event", f"{snomed}|18286008"
-    )
+    code, output = run_fhir(src, "--out", tmp_path / "study", "--index-event", f"{snomed}|18286008")
     assert code == 0, output
     labs = labs_of(tmp_path / "study")
     assert dict(zip(labs["patient_id"], labs["day"], strict=True)) == {"001": 4, "1": 6}
-    days = report_of(tmp_path / "study")["days"]
+    days = import_report(tmp_path / "study")["days"]
     assert days["patients_by_rule"]["--index-event"] == 2
     assert (
         days["resources_carrying_the_code"]["Procedure"] == 1
         and days["resources_carrying_the_code"]["Encounter"] == 1
     )
-    code, output = run_import(src, "--out", tmp_path / "x", "--index-event", "|")
+    code, output = run_fhir(src, "--out", tmp_path / "x", "--index-event", "|")
     assert code == 2 and "--index-event: expected SYSTEM|CODE" in output
 
 
@@ -364,11 +345,11 @@ def test_age_at_day_0_from_birth_date_and_deceased_before_day_0_excluded(tmp_pat
         patient("002", birthDate="1930-01-01", deceasedDateTime="1999-05-01T00:00:00Z"),
         infusion("002", date="2024-01-08"), bilirubin("b", pid="002"),
     ])  # fmt: skip
-    code, output = run_import(src, "--out", tmp_path / "study")
+    code, output = run_fhir(src, "--out", tmp_path / "study")
     assert code == 0, output
     study = valid_study(tmp_path / "study")
     assert study.patients[["patient_id", "age_years"]].values.tolist() == [["001", 53.0]]
-    report = report_of(tmp_path / "study")
+    report = import_report(tmp_path / "study")
     assert report["patients"]["deceased_before_day_0 (deceasedDateTime, not imported)"] == 1
     assert (
         report["rows_not_imported"]["left_out_by_rule"]["rows of a patient deceased before day 0"]
@@ -390,13 +371,13 @@ def test_vital_signs_are_not_labs(tmp_path):
                  category=[{"coding": [{"code": "laboratory"}]}],
                  valueQuantity={"value": 1.1, "system": UCUM, "code": "mg/dL"}),
     ])  # fmt: skip
-    code, output = run_import(src, "--out", tmp_path / "study")
+    code, output = run_fhir(src, "--out", tmp_path / "study")
     assert code == 0, output
     assert set(labs_of(tmp_path / "study")["test"]) == {
         "bilirubin",
         "creatinine",
     }  # 38483-4 is a default
-    left_out = report_of(tmp_path / "study")["rows_not_imported"]["left_out_by_rule"]
+    left_out = import_report(tmp_path / "study")["rows_not_imported"]["left_out_by_rule"]
     assert left_out["Observation of category 'vital-signs', not mapped (not a lab)"] == 2
 
 
@@ -405,7 +386,7 @@ def test_unresolved_references_import_nothing_and_exit_2(tmp_path):
         patient(), infusion(pid="001"),
         *[bilirubin(f"b{i}", pid=None, subject={"reference": f"urn:uuid:{i}"}) for i in range(3)],
     ])  # fmt: skip
-    code, output = run_import(src, "--out", tmp_path / "study")
+    code, output = run_fhir(src, "--out", tmp_path / "study")
     assert code == 2, output
     assert (
         "nothing to import: 1 patients, 0 lab rows" in output and "patient not found: 3" in output
@@ -424,10 +405,10 @@ def test_an_absent_test_points_at_local_codes_whose_display_looks_like_it(tmp_pa
     src = write_ndjson(
         tmp_path / "fhir", [patient(), bilirubin("b1", date="2024-01-09"), local, request]
     )
-    code, output = run_import(src, "--out", tmp_path / "study", "--index-event", "urn:drug|D1")
+    code, output = run_fhir(src, "--out", tmp_path / "study", "--index-event", "urn:drug|D1")
     assert code == 0, output
     assert labs_of(tmp_path / "study")["day"].tolist() == [1, 1]  # day 0: the MedicationRequest
-    report = report_of(tmp_path / "study")
+    report = import_report(tmp_path / "study")
     assert report["absent_tests_look_alikes"]["creatinine"] == [{
         "source_code": "urn:site|CR-B", "display": "Creatinine [Mass/volume] in Blood", "rows": 1,
         "became": "urn:site|CR-B"}]  # fmt: skip

@@ -2,57 +2,40 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from conftest import TRIAL_PATIENTS
 from export_helpers import (
     SDTM_MAPPING,
     assert_same_features,
     export_sdtm,
+    import_report,
+    run_import,
     sdtm_study_day,
-    simulate_study,
     write_domains,
 )
-from msc_response.cli import app
 from msc_response.importers.sdtm import elapsed_since_reference
-
-runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def simulated(tmp_path_factory) -> Path:
-    return simulate_study(tmp_path_factory.mktemp("sim") / "trial", seed=11)
-
-
-def run_import(*args) -> tuple[int, str]:
-    result = runner.invoke(app, ["import", *map(str, args)])
-    return result.exit_code, result.output + (
-        result.stderr if result.stderr_bytes is not None else ""
-    )
-
 
 # ----------------------------------------------------------------------------------------
 # round trips
 
 
 @pytest.mark.parametrize("version", [5, 8])
-def test_xpt_round_trip_gives_the_same_features(simulated, tmp_path, version):
-    src = export_sdtm(simulated, tmp_path / "sdtm", version=version)
+def test_xpt_round_trip_gives_the_same_features(exportable_trial, tmp_path, version):
+    src = export_sdtm(exportable_trial, tmp_path / "sdtm", version=version)
     code, output = run_import(
         src, "--from", "sdtm", "--out", tmp_path / "study", "--mapping", SDTM_MAPPING
     )
     assert code == 0, output
-    assert_same_features(simulated, tmp_path / "study")
-    report = json.loads((tmp_path / "study" / "import_report.json").read_text())
+    assert_same_features(exportable_trial, tmp_path / "study")
+    report = import_report(tmp_path / "study")
     assert report["problems"] == [] and report["rows_not_imported"]["problems_by_reason"] == {}
-    assert report["written"]["cell_rows"] == len(pd.read_csv(simulated / "cells.csv"))
+    assert report["written"]["cell_rows"] == len(pd.read_csv(exportable_trial / "cells.csv"))
     # every code says what it became; unmapped ones are kept under their own code
     became = {c["source_code"]: c["became"] for c in report["codes"]}
     assert (
@@ -77,32 +60,32 @@ def test_xpt_round_trip_gives_the_same_features(simulated, tmp_path, version):
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_csv_and_parquet_domains_round_trip_with_a_reference_start_before_the_infusion(
-    simulated, tmp_path, fmt
+    exportable_trial, tmp_path, fmt
 ):
     # RFSTDTC 7 days before the first infusion (screening): LBDY 8 is the infusion day
-    src = export_sdtm(simulated, tmp_path / "sdtm", fmt=fmt, reference="screening")
+    src = export_sdtm(exportable_trial, tmp_path / "sdtm", fmt=fmt, reference="screening")
     code, output = run_import(
         src, "--from", "sdtm", "--out", tmp_path / "study", "--mapping", SDTM_MAPPING
     )
     assert code == 0, output
-    assert_same_features(simulated, tmp_path / "study")
-    report = json.loads((tmp_path / "study" / "import_report.json").read_text())
+    assert_same_features(exportable_trial, tmp_path / "study")
+    report = import_report(tmp_path / "study")
     assert (
         report["days"]["patients_whose_reference_start_is_not_the_first_infusion"] == TRIAL_PATIENTS
     )
 
 
 def test_without_a_mapping_file_ascites_encephalopathy_dialysis_are_absent_and_said_so(
-    simulated, tmp_path
+    exportable_trial, tmp_path
 ):
-    src = export_sdtm(simulated, tmp_path / "sdtm", version=8)
+    src = export_sdtm(exportable_trial, tmp_path / "sdtm", version=8)
     code, output = run_import(src, "--from", "sdtm", "--out", tmp_path / "study")
     assert code == 0, output
     labs = pd.read_csv(tmp_path / "study" / "labs.csv")
     assert not {"ascites", "encephalopathy", "dialysis"} & set(labs["test"])
     assert {"ALT", "MX1MONO"} <= set(labs["test"])  # kept under their own codes
     assert "platelets" in set(labs["test"]) and "PLAT" not in set(labs["test"])  # a default now
-    report = json.loads((tmp_path / "study" / "import_report.json").read_text())
+    report = import_report(tmp_path / "study")
     for test in ("ascites", "encephalopathy", "dialysis"):
         assert "no default" in report["absent_tests"][test]
     assert "absent: ascites" in output
@@ -190,7 +173,7 @@ def test_rfxstdtc_places_dates_when_ex_has_no_date(tmp_path):
     assert code == 0, output
     labs = pd.read_csv(tmp_path / "study" / "labs.csv")
     assert labs["day"].tolist() == [-1, 1]
-    report = json.loads((tmp_path / "study" / "import_report.json").read_text())
+    report = import_report(tmp_path / "study")
     assert (
         report["problems"][0]["reason"] == "infusion day unknown"
     )  # the EX record itself is listed
@@ -201,7 +184,7 @@ def test_study_day_0_is_a_row_problem(tmp_path):
     small_sdtm(tmp_path, [{"LBDY": 0.0}, {"LBDY": 1.0, "LBSTRESN": 3.0}])
     labs = imported_labs(tmp_path)
     assert labs["day"].tolist() == [0]
-    report = json.loads((tmp_path / "study" / "import_report.json").read_text())
+    report = import_report(tmp_path / "study")
     assert report["problems"] == [{"reason": "day unknown", "file": "lb.csv", "row": 1, "column": "LBDY",
                                    "problem": "lb.csv, row 1, column 'LBDY': study day 0 "
                                    "does not exist in SDTM (day 1 is the reference start date)"}]  # fmt: skip
@@ -238,10 +221,6 @@ def test_original_result_when_the_standard_one_is_missing_and_units_are_read(tmp
     assert labs.loc["GGT", ["value", "unit"]].tolist() == [80.0, "U/L"]
 
 
-def report_of(tmp_path) -> dict:
-    return json.loads((tmp_path / "study" / "import_report.json").read_text())
-
-
 def test_row_problems_are_listed_with_file_row_column_and_counted(tmp_path):
     rows = [
         {"LBDY": 1.0, "LBSTRESU": "mmol/L"},  # 1: unknown unit for bilirubin
@@ -264,7 +243,7 @@ def test_row_problems_are_listed_with_file_row_column_and_counted(tmp_path):
     assert code == 0, output
     labs = pd.read_csv(tmp_path / "study" / "labs.csv")
     assert labs["day"].tolist() == [2, 6]  # LBDY 3 (merged duplicates) and LBDY 7
-    report = report_of(tmp_path)
+    report = import_report(tmp_path / "study")
     problems = [p["problem"] for p in report["problems"]]
     assert (
         "lb.csv, row 1, column 'LBSTRESU': unknown unit 'mmol/L' for test 'bilirubin'"
@@ -320,7 +299,7 @@ def test_bad_dm_rows_leave_the_patient_out_with_its_rows_listed(tmp_path):
     code, output = run_import(tmp_path / "sdtm", "--from", "sdtm", "--out", tmp_path / "study")
     assert code == 0, output
     assert pd.read_csv(tmp_path / "study" / "patients.csv")["patient_id"].tolist() == [2]
-    problems = [p["problem"] for p in report_of(tmp_path)["problems"]]
+    problems = [p["problem"] for p in import_report(tmp_path / "study")["problems"]]
     assert (
         "dm.csv, row 1, column 'SEX': SEX 'U' is neither 'F' nor 'M' (the scores need one of them)"
         in problems
@@ -360,7 +339,7 @@ def test_regimen_from_msc_infusions_only(tmp_path):
     assert (
         patients.loc["1", ["dose_per_infusion", "n_infusions"]].isna().all()
     )  # doses differ: listed
-    problems = [p["problem"] for p in report_of(tmp_path)["problems"]]
+    problems = [p["problem"] for p in import_report(tmp_path / "study")["problems"]]
     assert problems == ["ex.csv, row 6, column 'EXDOSE': the MSC doses of this patient differ between infusions "
                         "(1e+08, 2e+08 cells); the contract has one dose per infusion"]  # fmt: skip
 
@@ -369,8 +348,8 @@ def test_regimen_from_msc_infusions_only(tmp_path):
 # structural problems: exit 2, file and column named, nothing written
 
 
-def test_missing_domain_stops_the_run(simulated, tmp_path):
-    src = export_sdtm(simulated, tmp_path / "sdtm")
+def test_missing_domain_stops_the_run(exportable_trial, tmp_path):
+    src = export_sdtm(exportable_trial, tmp_path / "sdtm")
     (src / "lb.xpt").unlink()
     code, output = run_import(
         src, "--from", "sdtm", "--out", tmp_path / "study", "--mapping", SDTM_MAPPING
@@ -378,7 +357,7 @@ def test_missing_domain_stops_the_run(simulated, tmp_path):
     assert code == 2
     assert "lb.xpt: required domain LB is missing" in output
     assert not (tmp_path / "study").exists()
-    src = export_sdtm(simulated, tmp_path / "sdtm2")
+    src = export_sdtm(exportable_trial, tmp_path / "sdtm2")
     (src / "fa.xpt").unlink()  # a domain the mapping file names
     code, output = run_import(
         src, "--from", "sdtm", "--out", tmp_path / "study", "--mapping", SDTM_MAPPING
@@ -483,7 +462,7 @@ def imported_study(tmp_path, *extra):
     assert code == 0, output
     study = load_study(tmp_path / "study")
     assert study.problems.empty, study.problems.to_dict("records")
-    return study, report_of(tmp_path), output
+    return study, import_report(tmp_path / "study"), output
 
 
 def test_urinalysis_and_specimens_give_a_valid_study_with_every_row_accounted_for(tmp_path):

@@ -15,7 +15,7 @@ from benchmarks import bench_report_intervals as bench
 
 from msc_response import simulate
 from msc_response.config import config_from_dict
-from msc_response.reporting import cohort, intervals
+from msc_response.reporting import intervals, paper_view
 
 R = 600
 NOMINAL_MCSE = float(np.sqrt(0.95 * 0.05 / R))
@@ -26,7 +26,7 @@ def child_pugh():
     """Child-Pugh labels of a SIMULATED trial-design cohort of 3,000, by the product's builder."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        labels = cohort.endpoint_labels(
+        labels = paper_view.endpoint_labels(
             config_from_dict({"name": "t"}), simulate("trial", 3000, seed=3)
         )
     return labels["child_pugh"]

@@ -16,7 +16,7 @@ from msc_response import load_study, simulate
 from msc_response.config import Endpoint, config_from_dict
 from msc_response.domain import TRIAL_ARMS
 from msc_response.features import build_features
-from msc_response.reporting import cohort, figures, tables
+from msc_response.reporting import figures, paper_view, study_tables
 from msc_response.reporting.build import write_study_report
 from msc_response.reporting.intervals import mean, proportion
 from msc_response.reporting.page import SIMULATED_BANNER, Page
@@ -27,7 +27,7 @@ def trial():
     """A SIMULATED trial of 66 patients (twice the trial's arms) with its config and paper labels."""
     study = simulate("trial", n_patients=66, seed=11)
     config = config_from_dict({"name": "cp-report"})
-    return config, study, cohort.endpoint_labels(config, study)
+    return config, study, paper_view.endpoint_labels(config, study)
 
 
 def test_proportion_is_scipy_exact_interval_and_the_trial_rates():
@@ -74,7 +74,7 @@ def test_responders_by_arm_equal_direct_counts_of_the_simulator_labels(trial):
     config, study, labels = trial
     truth = study.truth.set_index("patient_id")
     for key in ("child_pugh", "meld", "albumin"):
-        table = cohort.responders_by_arm(labels[key]).set_index("arm")
+        table = paper_view.responders_by_arm(labels[key]).set_index("arm")
         # the simulator's y_* are the labels its own scores give on the written labs
         direct = (
             truth.loc[labels[key]["patient_id"]].groupby("arm")[f"y_{key}"].agg(["sum", "size"])
@@ -90,11 +90,11 @@ def test_responders_by_arm_equal_direct_counts_of_the_simulator_labels(trial):
             )
             assert (row["ci_low"], row["ci_high"]) == (ci.low, ci.high)
         assert (
-            table.loc[cohort.ALL, "responders"]
+            table.loc[paper_view.ALL, "responders"]
             == truth.loc[labels[key]["patient_id"], f"y_{key}"].sum()
         )
         single = [a.name for a in TRIAL_ARMS if a.n_infusions == 1]
-        assert table.loc[cohort.SINGLE, "n"] == direct.loc[single, "size"].sum()
+        assert table.loc[paper_view.SINGLE, "n"] == direct.loc[single, "size"].sum()
         assert list(table.index[: len(TRIAL_ARMS)]) == [a.name for a in TRIAL_ARMS]
 
 
@@ -102,38 +102,38 @@ def test_labels_come_from_the_feature_builder_with_the_endpoint_swapped_in(trial
     config, study, labels = trial
     meld = build_features(dataclasses.replace(config, endpoint=Endpoint("meld")), study)
     assert labels["meld"]["response"].tolist() == meld.table["response"].astype(int).tolist()
-    change = cohort.change_by_arm(labels["meld"]).set_index("arm")
-    assert change.loc[cohort.ALL, "mean"] == pytest.approx(meld.table["endpoint_change"].mean())
-    assert change.loc[cohort.ALL, "n"] == len(meld.table)
+    change = paper_view.change_by_arm(labels["meld"]).set_index("arm")
+    assert change.loc[paper_view.ALL, "mean"] == pytest.approx(meld.table["endpoint_change"].mean())
+    assert change.loc[paper_view.ALL, "n"] == len(meld.table)
 
 
 def test_sensitivity_endpoint_two_points_or_a_better_class():
     ep = Endpoint("child_pugh", "decrease", 1.0)
     #           C->C -2   C->B -1   B->B -1  B->A -1   A->A 0   B->C +1
     base, fu = [12, 10, 9, 7, 6, 9], [10, 9, 8, 6, 6, 10]
-    assert cohort.sensitivity_response(ep, base, fu).tolist() == [1.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    assert paper_view.sensitivity_response(ep, base, fu).tolist() == [1.0, 1.0, 0.0, 1.0, 0.0, 0.0]
     meld = Endpoint("meld", "decrease", 1.0)
-    assert cohort.sensitivity_response(meld, [20, 20], [18, 19]).tolist() == [1.0, 0.0]
-    assert np.isnan(cohort.sensitivity_response(ep, [np.nan], [9])[0])
+    assert paper_view.sensitivity_response(meld, [20, 20], [18, 19]).tolist() == [1.0, 0.0]
+    assert np.isnan(paper_view.sensitivity_response(ep, [np.nan], [9])[0])
 
 
 def test_child_pugh_items_add_up_to_the_labelled_scores(trial):
     config, study, labels = trial
     cp = labels["child_pugh"].set_index("patient_id")
-    points = cohort.item_points(config, study)
+    points = paper_view.item_points(config, study)
     for visit, column in (("baseline", "baseline"), ("followup", "followup")):
-        total = points[visit].set_index("patient_id")[list(cohort.CHILD_PUGH_ITEMS)].sum(axis=1)
+        total = points[visit].set_index("patient_id")[list(paper_view.CHILD_PUGH_ITEMS)].sum(axis=1)
         assert (total.loc[cp.index] == cp[column]).all()
-    items = cohort.component_changes(config, study, labels["child_pugh"])
+    items = paper_view.component_changes(config, study, labels["child_pugh"])
     assert (items[["better", "same", "worse"]].sum(axis=1) == len(cp)).all()
 
 
 def test_class_shifts_count_every_labelled_patient(trial):
     _, _, labels = trial
     cp = labels["child_pugh"]
-    shifts = cohort.class_shifts(cp)
+    shifts = paper_view.class_shifts(cp)
     assert shifts.to_numpy().sum() == len(cp)
-    summary = cohort.class_shift_summary(cp).set_index("shift")
+    summary = paper_view.class_shift_summary(cp).set_index("shift")
     better = int(
         np.tril(shifts.to_numpy(), -1).sum()
     )  # rows = baseline A, B, C: below the diagonal is better
@@ -143,7 +143,7 @@ def test_class_shifts_count_every_labelled_patient(trial):
 
 def test_cell_course_means_equal_a_direct_groupby(trial):
     config, study, labels = trial
-    course = cohort.cell_course(study, labels["child_pugh"], last_day=28)
+    course = paper_view.cell_course(study, labels["child_pugh"], last_day=28)
     cells = study.cells.assign(
         patient_id=study.patients["patient_id"].to_numpy()[study.cells["pidx"]]
     )
@@ -163,16 +163,16 @@ def test_flow_table1_missing_and_sample_size_on_a_small_study(tmp_path):
     study = load_study(write_study(tmp_path / "s"))
     config = config_from_dict({"name": "cp-small"})
     fs = build_features(config, study, bad_rows="exclude")
-    flow = tables.flow_by_arm(study, fs)
+    flow = study_tables.flow_by_arm(study, fs)
     assert flow.loc["patients in input", "total"] == fs.flow["patients_in_input"] == 4
     assert flow.loc["included", "total"] == fs.flow["included"]
     assert flow.filter(like="excluded", axis=0)["total"].sum() == fs.flow["n_excluded"]
     assert flow.loc["patients in input", ["A", "B"]].tolist() == [2, 2]
-    t1 = tables.table1(study, fs).set_index("characteristic")
+    t1 = study_tables.table1(study, fs).set_index("characteristic")
     assert t1.loc["patients", "all"] == f"n = {len(fs.table)}"
-    miss = tables.missingness(fs).set_index("predictor")
+    miss = study_tables.missingness(fs).set_index("predictor")
     assert miss.loc["baseline_platelets", "missing"] == fs.table["baseline_platelets"].isna().sum()
-    ss = tables.sample_size(fs)
+    ss = study_tables.sample_size(fs)
     assert ss["n"] == len(fs.table) and ss["n_parameters"] == len(fs.feature_columns)
 
 
@@ -181,13 +181,13 @@ def test_plots_change_nothing_global(trial):
 
     config, study, labels = trial
     backend, open_figures = matplotlib.get_backend(), plt.get_fignums()
-    ax = figures.plot_proportions(cohort.responders_by_arm(labels["child_pugh"]), "cp")
+    ax = figures.plot_proportions(paper_view.responders_by_arm(labels["child_pugh"]), "cp")
     drawn = [
-        figures.plot_changes(cohort.change_by_arm(labels["meld"]), "meld", "points", ax=None),
+        figures.plot_changes(paper_view.change_by_arm(labels["meld"]), "meld", "points", ax=None),
         figures.plot_cell_course(
-            cohort.cell_course(study, labels["child_pugh"], last_day=28), "arm"
+            paper_view.cell_course(study, labels["child_pugh"], last_day=28), "arm"
         ),
-        figures.plot_patient_flow(tables.flow_by_arm(study, build_features(config, study))),
+        figures.plot_patient_flow(study_tables.flow_by_arm(study, build_features(config, study))),
     ]
     assert matplotlib.get_backend() == backend and plt.get_fignums() == open_figures
     assert len(ax.lines) > 0

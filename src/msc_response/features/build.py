@@ -47,8 +47,8 @@ ENDPOINT_TESTS: dict[str, tuple[str, ...]] = {
     "albumin": ("albumin",),
 }
 
-SCORE_TESTS = ("bilirubin", "albumin", "inr", "pt", "pt_control", "creatinine", "sodium",
-               "ascites", "encephalopathy", "dialysis")  # fmt: skip
+#: Every test a score reads: the known tests, in the unit table's order.
+SCORE_TESTS = tuple(units.CANONICAL_UNITS)
 
 #: Scores computed at baseline; each is the feature ``baseline_<score>``.
 BASELINE_SCORES = scores.SCORES

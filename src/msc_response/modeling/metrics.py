@@ -127,9 +127,20 @@ def net_benefit_name(threshold: float) -> str:
 
 
 def label(name: str) -> str:
-    """What a person reads for a metric name (``net_benefit_at_30`` -> "net benefit at 30%")."""
+    """What a person reads for a metric name, on every page, console line and warning.
+
+    The threshold is a probability as the config writes it, with two decimals at least
+    (the operating point says "at threshold 0.50" too).
+
+    Examples
+    --------
+    >>> label("net_benefit_at_30"), label("net_benefit_at_12.5"), label("brier")
+    ('net benefit at threshold 0.30', 'net benefit at threshold 0.125', 'Brier score')
+    """
     if name.startswith("net_benefit_at_"):
-        return f"net benefit at {name.removeprefix('net_benefit_at_')}%"
+        threshold = float(name.removeprefix("net_benefit_at_")) / 100
+        shown = f"{threshold:.2f}" if round(threshold, 2) == threshold else f"{threshold:g}"
+        return f"net benefit at threshold {shown}"
     return LABELS.get(name, name.replace("_", " "))
 
 

@@ -47,7 +47,7 @@ from ..features import features_from_study
 from ..io import check_output_folder, write_json
 from ..modeling.calibration import linear_predictor
 from ..modeling.fitted import FittedModel, write_spec
-from ..modeling.metrics import VALIDATED
+from ..modeling.metrics import VALIDATED, label
 from ..modeling.predict import missing_inputs
 from ..modeling.validation import riley_validation_n
 from ..registry.load import RECALIBRATION_DIGEST_TAG, load_model, record_decision, unusable
@@ -288,7 +288,7 @@ def validation_table(
     rows = []
     for name, value in ev.values.items():
         lo, hi = ev.intervals.get(name, (np.nan, np.nan))
-        row = {"metric": external.metric_label(name)}
+        row = {"metric": label(name)}
         if internal is not None:
             row.update({"internal": internal.get(name, np.nan), "internal 95% CI low": internal.get(f"{name}_ci_low", np.nan),
                         "internal 95% CI high": internal.get(f"{name}_ci_high", np.nan)})  # fmt: skip

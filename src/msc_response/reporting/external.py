@@ -49,13 +49,6 @@ NO_INTERVAL = dict.fromkeys(
 )
 
 
-def metric_label(name: str) -> str:
-    """What a reader sees for a metric name: ``"net benefit at threshold 0.30"``, ``"Brier score"``."""
-    if name.startswith("net_benefit_at_"):
-        return f"net benefit at threshold {float(name.removeprefix('net_benefit_at_')) / 100:.2f}"
-    return metrics.LABELS.get(name, name)
-
-
 def n_boot_for(n: int) -> int:
     """Bootstrap resamples: 1,000 at trial size, fewer for large cohorts (each costs more)."""
     return 1000 if n < 5000 else 200

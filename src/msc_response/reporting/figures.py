@@ -1,4 +1,4 @@
-"""Drawings of the report's numbers; each ``plot_*`` takes what :mod:`.cohort` and :mod:`.tables` return.
+"""Drawings of the report's numbers; each ``plot_*`` takes what :mod:`.paper_view` and :mod:`.study_tables` return.
 
 Every function draws on ``ax`` (or on a new figure made without pyplot when ``ax`` is
 None), returns the Axes, and changes nothing global: no backend switch, no pyplot figure
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..plotting import new_axes
-from .tables import TOTAL
+from .study_tables import TOTAL
 
 #: Colours of the groups in line plots (colour-blind safe, Okabe-Ito).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -40,7 +40,7 @@ def _by_arm_text(row: pd.Series, per_line: int = 3) -> str:
 
 
 def plot_patient_flow(flow: pd.DataFrame, ax=None):
-    """The patient flow (from :func:`~.tables.flow_by_arm`) as boxes with the count of each arm.
+    """The patient flow (from :func:`~.study_tables.flow_by_arm`) as boxes with the count of each arm.
 
     The input, the included patients and the two outcome classes run down the left;
     each exclusion reason branches off to the right, between the input and the included.
@@ -77,7 +77,7 @@ def plot_patient_flow(flow: pd.DataFrame, ax=None):
 
 
 def plot_proportions(table: pd.DataFrame, title: str, ax=None):
-    """Responders x/n with exact 95% intervals per arm, group and overall (:func:`~.cohort.responders_by_arm`)."""
+    """Responders x/n with exact 95% intervals per arm, group and overall (:func:`~.paper_view.responders_by_arm`)."""
     ax = new_axes(ax, figsize=(7, 0.42 * len(table) + 1.2))
     ypos = np.arange(len(table))[::-1]
     colours = np.where(
@@ -105,7 +105,7 @@ def plot_proportions(table: pd.DataFrame, title: str, ax=None):
 
 
 def plot_changes(table: pd.DataFrame, title: str, unit: str, ax=None):
-    """Mean change with its t 95% interval per arm, group and overall (:func:`~.cohort.change_by_arm`)."""
+    """Mean change with its t 95% interval per arm, group and overall (:func:`~.paper_view.change_by_arm`)."""
     ax = new_axes(ax, figsize=(7, 0.42 * len(table) + 1.2))
     ypos = np.arange(len(table))[::-1]
     for y, (_, row) in zip(ypos, table.iterrows(), strict=True):
@@ -131,7 +131,7 @@ def plot_changes(table: pd.DataFrame, title: str, unit: str, ax=None):
 
 
 def plot_cell_course(course: pd.DataFrame, by: str, ax=None, *, population: str | None = None):
-    """Mean cell fraction by day with t 95% intervals, one line per group (:func:`~.cohort.cell_course`)."""
+    """Mean cell fraction by day with t 95% intervals, one line per group (:func:`~.paper_view.cell_course`)."""
     ax = new_axes(ax, figsize=(7, 4))
     part = course[course["by"] == by]
     if population is not None:

@@ -17,11 +17,10 @@ from ..modeling.explain import global_importance
 from ..modeling.fit import refit
 from ..modeling.validation import METHOD
 from . import figures
-from .cohort import regimen_groups
 from .equation import logistic_equation
-from .external import metric_label
 from .operating_point import OperatingPoint, operating_point
 from .page import Page
+from .paper_view import regimen_groups
 from .stability import instability
 from .study_sections import StudyContext
 from .subgroups import MIN_PER_CLASS, for_display, subgroup_performance
@@ -49,7 +48,7 @@ def metrics_table(result, name: str) -> pd.DataFrame:
         if np.isfinite(value) and not (np.isfinite(lo) and np.isfinite(hi)) and not why:
             why = ("no interval: the estimate is at the end of its range" if value in metrics.RANGES.get(metric, ())
                    else "no interval: too few estimable bootstrap replicates")  # fmt: skip
-        rows.append({"metric": metric_label(metric), "estimate": value, "95% CI low": lo,
+        rows.append({"metric": metrics.label(metric), "estimate": value, "95% CI low": lo,
                      "95% CI high": hi, "note": why})  # fmt: skip
     opt = mv.optimism
     rows.append({"metric": "AUROC, Harrell optimism-corrected", "estimate": np.nan if opt is None else

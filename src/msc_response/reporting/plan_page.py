@@ -11,19 +11,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..confidence import Z
 from ..plotting import new_axes
 from .page import Page
 
 
 def plot_power_curves(results: list[dict], key: str = "power_primary", ax=None):
-    """Power against patients per arm, one line per design, +/- 1.96 MCSE."""
+    """Power against patients per arm, one line per design, +/- Z (1.96) MCSE."""
     ax = new_axes(ax, figsize=(5.5, 4))
     frame = pd.DataFrame(results)
     for name, rows in frame.groupby("design", sort=False):
         n = rows["n_per_arm"].to_numpy()
         p = np.array([r["value"] for r in rows[key]])
         se = np.array([r["mcse"] for r in rows[key]])
-        ax.errorbar(n, p, yerr=1.96 * se, marker="o", capsize=3, label=name)
+        ax.errorbar(n, p, yerr=Z * se, marker="o", capsize=3, label=name)
     ax.axhline(0.8, ls="--", color="grey", lw=1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("patients per arm")

@@ -20,7 +20,7 @@ from ..config import ExperimentConfig
 from ..domain import INTENDED_USE
 from ..features import FeatureSet
 from ..study import Study
-from . import cohort, figures, tables
+from . import figures, paper_view, study_tables
 from .intervals import proportion
 from .page import Page
 
@@ -60,7 +60,7 @@ class StudyContext:
     @classmethod
     def build(cls, config: ExperimentConfig, study: Study, features: FeatureSet,
               data_dir: str | Path | None = None) -> StudyContext:  # fmt: skip
-        return cls(config, study, features, cohort.endpoint_labels(config, study),
+        return cls(config, study, features, paper_view.endpoint_labels(config, study),
                    describe_source(study, data_dir))  # fmt: skip
 
 
@@ -147,7 +147,7 @@ def add_outcome(page: Page, ctx: StudyContext) -> None:
     s = page.section("Outcome: definition and timing")
     ep = ctx.config.endpoint
     s.paragraph(f"Response (the model's outcome): {_endpoint_words(ctx.config)}.")
-    s.paragraph(f"Sensitivity endpoint: {cohort.sensitivity_definition(ep)}. A change of the minimal size (a "
+    s.paragraph(f"Sensitivity endpoint: {paper_view.sensitivity_definition(ep)}. A change of the minimal size (a "
                 "1-point Child-Pugh change) is within measurement noise; the sensitivity endpoint asks for a "
                 "change that is not.")  # fmt: skip
     s.paragraph("What a response means here: the trial has no control arm, so a response mixes the effect "
@@ -161,7 +161,7 @@ def add_outcome(page: Page, ctx: StudyContext) -> None:
         )
     main = proportion(int(t["response"].sum()), len(t))
     s.paragraph(f"Responders: {main.text()} (exact 95% interval).")
-    sens = cohort.sensitivity_response(ep, t["endpoint_baseline"], t["endpoint_followup"])
+    sens = paper_view.sensitivity_response(ep, t["endpoint_baseline"], t["endpoint_followup"])
     known = ~np.isnan(sens)
     s.paragraph(
         f"Sensitivity endpoint responders: {proportion(int(sens[known].sum()), int(known.sum())).text()}."
@@ -207,7 +207,7 @@ def add_assumptions(page: Page, ctx: StudyContext) -> None:
 
 def add_flow(page: Page, ctx: StudyContext) -> None:
     s = page.section("Patient flow")
-    flow = tables.flow_by_arm(ctx.study, ctx.features)
+    flow = study_tables.flow_by_arm(ctx.study, ctx.features)
     s.figure(figures.plot_patient_flow(flow), "patient flow diagram with counts by arm",
              "From the input to the analysed patients; every excluded patient is counted with the reason.")  # fmt: skip
     s.table(flow, "Patients by arm at each step", index=True)
@@ -225,13 +225,13 @@ def add_flow(page: Page, ctx: StudyContext) -> None:
 
 def add_table1(page: Page, ctx: StudyContext) -> None:
     s = page.section("Table 1: baseline characteristics by outcome")
-    s.note(tables.TABLE1_NOTE)
-    s.table(tables.table1(ctx.study, ctx.features))
+    s.note(study_tables.TABLE1_NOTE)
+    s.table(study_tables.table1(ctx.study, ctx.features))
 
 
 def add_missing(page: Page, ctx: StudyContext, model_kinds=("lightgbm", "logistic")) -> None:
     s = page.section("Missing values")
-    m = tables.missingness(ctx.features, model_kinds)
+    m = study_tables.missingness(ctx.features, model_kinds)
     total = int(m["missing"].sum())
     if total == 0:  # a table of zeros says less than this sentence
         s.paragraph(
@@ -247,7 +247,7 @@ def add_missing(page: Page, ctx: StudyContext, model_kinds=("lightgbm", "logisti
 
 def add_sample_size(page: Page, ctx: StudyContext, n_parameters: int | None = None) -> None:
     s = page.section("Sample size")
-    ss = tables.sample_size(ctx.features, n_parameters)
+    ss = study_tables.sample_size(ctx.features, n_parameters)
     facts = {
         "patients": ss["n"], "responders": ss["outcome"].text(), "non-responders": ss["non_events"],
         "candidate predictor parameters": ss["n_parameters"],
@@ -274,14 +274,14 @@ def add_paper_view(page: Page, ctx: StudyContext) -> None:
     s.paragraph("For each endpoint the trial summary reported: responders x/n by arm (exact Clopper-Pearson "
                 "95% intervals), by regimen group (single dose, repeated doses) and overall; the mean change "
                 "by arm (t 95% intervals). Each endpoint is labelled by the same feature builder as the model.")  # fmt: skip
-    titles = {pe.key: pe for pe in cohort.paper_endpoints(ctx.config)}
+    titles = {pe.key: pe for pe in paper_view.paper_endpoints(ctx.config)}
     for key, labels in ctx.labels.items():
         pe = titles[key]
         s.subheading(pe.title)
         if isinstance(labels, str):
             s.paragraph(f"Not available in this study: {labels}")
             continue
-        table = cohort.responders_by_arm(labels)
+        table = paper_view.responders_by_arm(labels)
         s.figure(figures.plot_proportions(table, pe.title), f"responders by arm: {pe.title}")
         shown = table.assign(responders=[f"{x}/{n}" for x, n in zip(table["responders"], table["n"], strict=True)],
                              proportion=100 * table["proportion"], ci_low=100 * table["ci_low"],
@@ -294,7 +294,7 @@ def add_paper_view(page: Page, ctx: StudyContext) -> None:
         labels = ctx.labels.get(key)
         if not isinstance(labels, pd.DataFrame):
             continue
-        change = cohort.change_by_arm(labels)
+        change = paper_view.change_by_arm(labels)
         name = {"child_pugh": "Child-Pugh", "meld": "MELD", "albumin": "albumin"}[key]
         s.figure(figures.plot_changes(change, f"{name}: change from baseline to follow-up", unit),
                  f"mean change of {name} by arm")  # fmt: skip
@@ -303,12 +303,12 @@ def add_paper_view(page: Page, ctx: StudyContext) -> None:
     cp = ctx.labels.get("child_pugh")
     if isinstance(cp, pd.DataFrame):
         s.subheading("Child-Pugh class shifts")
-        s.table(cohort.class_shifts(cp), "Baseline class (rows) against follow-up class (columns): patients",
+        s.table(paper_view.class_shifts(cp), "Baseline class (rows) against follow-up class (columns): patients",
                 index=True)  # fmt: skip
-        s.table(cohort.class_shift_summary(cp).rename(columns={"ci_low": "95% CI low", "ci_high": "95% CI high"}),
+        s.table(paper_view.class_shift_summary(cp).rename(columns={"ci_low": "95% CI low", "ci_high": "95% CI high"}),
                 digits=3)  # fmt: skip
         s.subheading("Which Child-Pugh items changed")
-        items = cohort.component_changes(ctx.config, ctx.study, cp)
+        items = paper_view.component_changes(ctx.config, ctx.study, cp)
         s.table(items.rename(columns={"ci_low": "95% CI low", "ci_high": "95% CI high"}),
                 "Patients whose item points got better, stayed, got worse (coagulation: INR, or PT over "
                 "control where INR is missing)", digits=3)  # fmt: skip
@@ -319,7 +319,7 @@ def add_cell_course(s, ctx: StudyContext) -> None:
     ep = ctx.config.endpoint
     main = ctx.labels.get(ep.score) if ep.score in ctx.labels else None
     labels = main if isinstance(main, pd.DataFrame) else None
-    course = cohort.cell_course(ctx.study, labels, last_day=ep.followup_day)
+    course = paper_view.cell_course(ctx.study, labels, last_day=ep.followup_day)
     s.subheading(f"Cell fractions over days 0-{ep.followup_day}")
     if course.empty:
         s.paragraph("The study has no cell fractions.")
@@ -356,7 +356,7 @@ def model_card_limitations(ctx: StudyContext, n_parameters: int | None = None, *
     if validation_note is not None:
         out.append(validation_note)
     else:
-        ss = tables.sample_size(ctx.features, n_parameters)
+        ss = study_tables.sample_size(ctx.features, n_parameters)
         if ss["riley"] is not None and ss["shortfall"] > 0:
             out.append(f"{ss['n']} patients against Riley's minimum of {ss['riley']['min_n']}: estimates are "
                        "exploratory and individual predictions unstable.")  # fmt: skip

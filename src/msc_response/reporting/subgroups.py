@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .cohort import NO_ARM, arm_order
 from .intervals import UNIT_RANGE, Auroc, Mean, auroc_delong, mean, proportion
+from .paper_view import NO_ARM, arm_order
 
 #: Fewest patients of each outcome class for a subgroup AUROC.
 MIN_PER_CLASS = 5

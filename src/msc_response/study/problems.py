@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from .. import units
+from .. import plausible, units
 from ..errors import Problem
 
 #: Columns of a problem table.
@@ -132,7 +132,7 @@ def row_numbers(df: pd.DataFrame):
 
 def unit_hint(test: str, value: float, unit: str) -> str:
     """ ", looks like <unit>" when the value would be plausible in another accepted unit."""
-    suggestion = units.suggest_unit(test, value / units.factor_to_canonical(test, unit))
+    suggestion = plausible.suggest_unit(test, value / units.factor_to_canonical(test, unit))
     if suggestion is not None and suggestion != unit:
         return f"; a value of this size looks like {suggestion}, not {unit}"
     return ""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import units
+from .. import plausible, units
 from ..errors import DataError, Problem
 from .pandera_pandas import pa
 from .problems import ProblemLog, empty_problems, py, row_numbers, unit_hint
@@ -326,9 +326,9 @@ def _value_problems(value, value_raw, tc, cats, unit, bad, file, log, where) -> 
     log.add(file, "value", "not finite", not_finite,
             lambda i: f"value {py(value_raw[i])!r} is not a finite number", **where)  # fmt: skip
     out = not_finite
-    low = np.array([units.PLAUSIBLE_RANGES.get(c, (-np.inf, np.inf))[0] for c in cats] + [-np.inf])
-    high = np.array([units.PLAUSIBLE_RANGES.get(c, (-np.inf, np.inf))[1] for c in cats] + [np.inf])
-    whole = np.array([c in units.INTEGER_TESTS for c in cats] + [False])
+    low = np.array([plausible.RANGES.get(c, (-np.inf, np.inf))[0] for c in cats] + [-np.inf])
+    high = np.array([plausible.RANGES.get(c, (-np.inf, np.inf))[1] for c in cats] + [np.inf])
+    whole = np.array([c in plausible.WHOLE_NUMBER_TESTS for c in cats] + [False])
     with np.errstate(invalid="ignore"):
         implausible = (
             finite
@@ -337,19 +337,13 @@ def _value_problems(value, value_raw, tc, cats, unit, bad, file, log, where) -> 
         )
     for code in np.unique(tc[implausible]):
         t = cats[code]
-        lo, hi = units.PLAUSIBLE_RANGES[t]
-        canon = units.CANONICAL_UNITS[t]
-        expected = (
-            f"a whole {canon} {int(lo)}-{int(hi)}"
-            if t in units.INTEGER_TESTS
-            else f"within {lo:g}-{hi:g} {canon}"
-        )
+        expected = plausible.expected(t)
         log.add(file, "value", "implausible value", implausible & (tc == code), lambda i, t=t, expected=expected: (
             f"{t} value {py(value_raw[i])!r} {unit.iloc[i]} is not plausible (expected {expected})"
-            + (unit_hint(t, float(value_raw[i]), str(unit.iloc[i])) if t not in units.INTEGER_TESTS else "")
+            + (unit_hint(t, float(value_raw[i]), str(unit.iloc[i])) if t not in plausible.WHOLE_NUMBER_TESTS else "")
         ), **where)  # fmt: skip
     nonneg = np.array(
-        [units.cannot_be_negative(c) and c not in units.PLAUSIBLE_RANGES for c in cats] + [False]
+        [units.cannot_be_negative(c) and c not in plausible.RANGES for c in cats] + [False]
     )
     negative = finite & ~bad & nonneg[tc] & (value < 0)
     log.add(file, "value", "negative value", negative,

@@ -21,7 +21,7 @@ import pyarrow
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .. import units
+from .. import plausible, units
 from ..errors import ConfigError, DataError, Problem
 from ..io import table_format
 from .pandera_pandas import pa
@@ -40,14 +40,12 @@ _NULLABLE_INT = {
 
 
 def _range_check(test: str) -> pa.Check:
-    low, high = units.PLAUSIBLE_RANGES[test]
-    unit = units.CANONICAL_UNITS[test]
-    if test in units.INTEGER_TESTS:
-        allowed = list(range(int(low), int(high) + 1))
-        return pa.Check.isin(allowed, error=f"must be one of {allowed} ({unit})")
-    return pa.Check.in_range(
-        low, high, error=f"outside the plausible range {low:g}-{high:g} {unit}"
-    )
+    """The plausible values of ``test`` as a pandera check; its message says what was expected."""
+    low, high = plausible.RANGES[test]
+    message = f"is not plausible (expected {plausible.expected(test)})"
+    if test in plausible.WHOLE_NUMBER_TESTS:
+        return pa.Check.isin(list(range(int(low), int(high) + 1)), error=message)
+    return pa.Check.in_range(low, high, error=message)
 
 
 def schema_problems(

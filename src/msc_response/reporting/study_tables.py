@@ -15,8 +15,8 @@ import pandas as pd
 from ..features import FeatureSet
 from ..modeling.validation import riley_min_n
 from ..study import Study
-from .cohort import NO_ARM, arm_order, regimen_groups
 from .intervals import proportion
+from .paper_view import NO_ARM, arm_order, regimen_groups
 
 TOTAL = "total"
 
