@@ -149,28 +149,31 @@ _MLFLOW_BARS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 def _quiet_mlflow():
     """No MLflow bars, INFO lines or "Successfully registered" notes in the command's output.
 
-    MLflow writes its log records and those notes through one stream of its own; it is
-    turned off for the command, and MLflow's warnings and errors go to stderr through a
-    handler of this block. Everything is put back afterwards (the variable for the bars
-    too: a user's own setting is kept).
+    MLflow writes its log records and those notes through one stream of its own; that
+    stream's ``write`` is a no-op for the command, and MLflow's warnings and errors go to
+    stderr through a handler of this block. Not ``stream.enabled = False``: MLflow's own
+    silencing block (entered when it imports some modules lazily, e.g. while logging a
+    model) sets ``enabled = True`` on its way out, and the INFO lines came back (seen in
+    ``train``). Everything is put back afterwards (the variable for the bars too: a user's
+    own setting is kept).
     """
     from mlflow.utils import logging_utils
 
     previous_bars = os.environ.get(_MLFLOW_BARS)
     os.environ[_MLFLOW_BARS] = "false" if previous_bars is None else previous_bars
     stream = logging_utils.MLFLOW_LOGGING_STREAM
-    was_enabled = stream.enabled
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("mlflow")
-    stream.enabled = False
+    # an instance attribute shadows the class's method until it is deleted
+    stream.write = stream.flush = lambda *args: None
     logger.addHandler(handler)
     try:
         yield
     finally:
         logger.removeHandler(handler)
-        stream.enabled = was_enabled
+        del stream.write, stream.flush
         if previous_bars is None:
             os.environ.pop(_MLFLOW_BARS, None)
 
