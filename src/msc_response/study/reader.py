@@ -33,7 +33,7 @@ from ..errors import DataError, Problem
 from . import files as F
 from .problems import ProblemLog
 from .singlecell import mx1_monocyte_fractions
-from .tables import normalise
+from .tables import normalise, to_frame
 from .validate import Study, validate_cells, validate_labs, validate_patients
 
 
@@ -75,7 +75,7 @@ def materialise(part: pa.Table | RowRange | None) -> pa.Table | None:
 
 def _frame(table: str, part, file: str) -> pd.DataFrame | None:
     t = materialise(part)
-    return None if t is None else normalise(table, t, file).to_pandas()
+    return None if t is None else to_frame(normalise(table, t, file))
 
 
 def study_from_chunk(
