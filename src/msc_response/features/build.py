@@ -33,6 +33,7 @@ from ..io import (
     write_json,
     write_table,
 )
+from ..progress import timed
 from ..study import Study, load_study
 from ..study import policy as bad_rows_policy
 from ..study.files import input_paths
@@ -333,9 +334,18 @@ def build_features(
 
 
 def features_from_study(
-    study: Study, config: ExperimentConfig, *, labels: bool = True, bad_rows: str = "error"
+    study: Study,
+    config: ExperimentConfig,
+    *,
+    labels: bool = True,
+    bad_rows: str = "error",
+    seconds: dict[str, float] | None = None,
 ) -> FeatureSet:
-    """:func:`build_features` on an already loaded :class:`~msc_response.study.Study`."""
+    """:func:`build_features` on an already loaded :class:`~msc_response.study.Study`.
+
+    ``seconds``, when given, gets the time spent picking the lab values of the baseline
+    window (``window_s``) added to it.
+    """
     files = {k: (v.name + "/" if v.is_dir() else v.name) for k, v in study.files.items()}
     reads = windows(config, labels=labels)
     problems = bad_rows_policy.mark_in_use(study.problems, reads, files)
@@ -351,8 +361,9 @@ def features_from_study(
     codes = test.cat.codes.to_numpy()
     pidx, day, value = labs["pidx"].to_numpy(), labs["day"].to_numpy(), labs["value"].to_numpy()
     lo, hi = config.baseline_window
-    base_vals, _ = pick_values(pidx, day, codes, value, n, len(test_names), lo, hi)
-    has_baseline = _measured_in(pidx, day, n, lo, hi, read[codes])
+    with timed(seconds, "window_s"):
+        base_vals, _ = pick_values(pidx, day, codes, value, n, len(test_names), lo, hi)
+        has_baseline = _measured_in(pidx, day, n, lo, hi, read[codes])
 
     ids = patients["patient_id"].to_numpy()
     assumed = _Assumptions(ids)
