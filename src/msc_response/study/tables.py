@@ -136,9 +136,11 @@ def coded(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     values = col.dictionary.take(used.dictionary).to_numpy(zero_copy_only=False)
     # a dictionary may repeat a value or hold a null: one category per distinct string
     value_codes, categories = pd.factorize(values.astype(object))
-    rows = pc.fill_null(used.indices, -1).to_numpy().astype(np.int64)
-    codes = np.append(value_codes, -1)[rows]  # -1 (missing) picks the appended -1
-    return codes, np.asarray(categories, dtype=object)
+    rows = used.indices
+    rows = (rows if rows.null_count == 0 else pc.fill_null(rows, -1)).to_numpy().astype(np.int64)
+    if not np.array_equal(value_codes, np.arange(len(values))):  # a repeated or null value
+        rows = np.append(value_codes, -1)[rows]  # -1 (missing) picks the appended -1
+    return rows, np.asarray(categories, dtype=object)
 
 
 def categorical(col: pa.ChunkedArray | pa.Array) -> pd.Categorical:
