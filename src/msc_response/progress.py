@@ -11,6 +11,7 @@ none sees nothing and no other caller's setting changes.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Protocol
@@ -61,3 +62,17 @@ def reporting(reporter: Reporter | None) -> Iterator[None]:
         yield
     finally:
         _REPORTER.reset(token)
+
+
+@contextlib.contextmanager
+def timed(seconds: dict[str, float] | None, key: str) -> Iterator[None]:
+    """Add the wall time of the block to ``seconds[key]`` (nothing when ``seconds`` is None):
+    the scoring job's split of where its time goes."""
+    if seconds is None:
+        yield
+        return
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start

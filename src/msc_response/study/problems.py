@@ -29,6 +29,36 @@ PROBLEM_COLUMNS = ["file", "row", "column", "patient_id", "pidx", "day", "test",
 SHOWN_PER_RULE = 10
 
 
+class CodedText:
+    """A text column as codes into its categories (-1: missing), read as strings only where
+    asked: a problem's row, or a message's cell - never a million Python strings per chunk.
+
+    ``values[i]`` is the string at position ``i`` (NaN where missing, as a categorical's
+    ``astype(object)`` gives), ``values[positions]`` an object array of them.
+    """
+
+    def __init__(self, codes: np.ndarray, categories) -> None:
+        self.codes = np.asarray(codes)
+        self._lookup = np.append(np.asarray(categories, dtype=object), np.nan)  # -1: the NaN
+
+    @classmethod
+    def of(cls, values: pd.Series) -> CodedText:
+        """The strings of a categorical series."""
+        return cls(values.cat.codes.to_numpy(), values.cat.categories.to_numpy(dtype=object))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, at):
+        return self._lookup[self.codes[at]]
+
+    def subset(self, mask: np.ndarray) -> CodedText:
+        """The rows where ``mask`` is true."""
+        out = CodedText.__new__(CodedText)
+        out.codes, out._lookup = self.codes[mask], self._lookup
+        return out
+
+
 class ProblemLog:
     """Row problems of one study (or one chunk of it), collected in vectorised batches."""
 
@@ -63,7 +93,7 @@ class ProblemLog:
         def pick(values, fill):
             if values is None:
                 return np.full(len(at), fill, dtype=object if fill is None else None)
-            return np.asarray(values)[at]
+            return values[at] if isinstance(values, CodedText) else np.asarray(values)[at]
 
         self._parts.append(
             pd.DataFrame({

@@ -30,10 +30,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import DataError, Problem
+from ..progress import timed
 from . import files as F
 from .problems import ProblemLog
 from .singlecell import mx1_monocyte_fractions
-from .tables import normalise
+from .tables import normalise, to_frame
 from .validate import Study, validate_cells, validate_labs, validate_patients
 
 
@@ -73,9 +74,11 @@ def materialise(part: pa.Table | RowRange | None) -> pa.Table | None:
     return part.read() if isinstance(part, RowRange) else part
 
 
-def _frame(table: str, part, file: str) -> pd.DataFrame | None:
-    t = materialise(part)
-    return None if t is None else normalise(table, t, file).to_pandas()
+def _frame(table: str, part, file: str, seconds: dict | None) -> pd.DataFrame | None:
+    with timed(seconds, "read_s"):
+        t = materialise(part)
+    with timed(seconds, "type_s"):
+        return None if t is None else to_frame(normalise(table, t, file))
 
 
 def study_from_chunk(
@@ -85,24 +88,32 @@ def study_from_chunk(
     cells_derived: bool = False,
     reference_units: dict[str, str] | None = None,
     simulated: bool = False,
+    seconds: dict[str, float] | None = None,
 ) -> Study:
     """Validate the tables of a chunk (or a whole study) into a :class:`Study`.
 
     ``files`` name the source of each table in messages; ``reference_units`` are a model's
-    training units (see :func:`~msc_response.study.validate.validate_labs`).
+    training units (see :func:`~msc_response.study.validate.validate_labs`). ``seconds``,
+    when given, gets the time spent reading (``read_s``), typing (``type_s``) and
+    validating (``validate_s``) added to it. Tables are taken one after the other
+    (patients, labs, cells), so the first structural problem raised is the same whatever
+    is timed.
     """
     names = {k: F.display_name(Path(v)) for k, v in files.items()}
     log = ProblemLog()
-    patients = validate_patients(
-        _frame("patients", chunk.patients, names["patients"]), names["patients"], log
-    )
-    labs, lab_units = validate_labs(_frame("labs", chunk.labs, names["labs"]), patients, names["labs"],
-                                    log, reference_units)  # fmt: skip
-    cells = _frame("cells", chunk.cells, names.get("cells", "cells"))
-    if cells is not None:
-        cells = validate_cells(cells, patients, names["cells"], log)
+    patients = _frame("patients", chunk.patients, names["patients"], seconds)
+    with timed(seconds, "validate_s"):
+        patients = validate_patients(patients, names["patients"], log)
+    labs = _frame("labs", chunk.labs, names["labs"], seconds)
+    with timed(seconds, "validate_s"):
+        labs, lab_units = validate_labs(labs, patients, names["labs"], log, reference_units)
+    cells = _frame("cells", chunk.cells, names.get("cells", "cells"), seconds)
+    with timed(seconds, "validate_s"):
+        if cells is not None:
+            cells = validate_cells(cells, patients, names["cells"], log)
+        problems = log.frame()
     return Study(patients, labs, cells, lab_units, {k: Path(v) for k, v in files.items()},
-                 cells_derived, log.frame(), simulated)  # fmt: skip
+                 cells_derived, problems, simulated)  # fmt: skip
 
 
 def study_from_frames(

@@ -101,12 +101,67 @@ def normalise(table: str, t: pa.Table, file: str) -> pa.Table:
                 names.append(TEXT_PREFIX + name)
             continue
         if name in spec.text:
-            col = _as_text(col, name, file, is_id=name == "patient_id")
-            if spec.dictionary:
-                col = pc.dictionary_encode(col)
+            if spec.dictionary and _is_text_dictionary(col.type):
+                col = col.cast(pa.dictionary(col.type.index_type, pa.string()))  # codes kept
+            else:
+                col = _as_text(col, name, file, is_id=name == "patient_id")
+                if spec.dictionary:
+                    col = pc.dictionary_encode(col)
         columns.append(col)
         names.append(name)
     return pa.Table.from_arrays(columns, names=names)
+
+
+def _is_text_dictionary(kind: pa.DataType) -> bool:
+    """Dictionary-encoded text (as Parquet keeps repeated strings): used as it is, without
+    expanding every row's string (see :func:`coded` for the categories it means)."""
+    return pa.types.is_dictionary(kind) and (
+        pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type)
+    )
+
+
+def coded(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, categories)`` of a text column: int64 codes (-1 where missing) into the
+    distinct values in order of first appearance (each once; values no row uses are not
+    categories) - what ``pd.Categorical`` of the rows' strings would hold, found from the
+    dictionary's codes (hashing integers, not strings, when the column is a dictionary)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.unify_dictionaries() if pa.types.is_dictionary(col.type) else col
+        col = col.combine_chunks()
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col)
+    if len(col) == 0:
+        return np.zeros(0, dtype=np.int64), np.array([], dtype=object)
+    used = pc.dictionary_encode(col.indices)  # dictionary codes in order of first appearance
+    values = col.dictionary.take(used.dictionary).to_numpy(zero_copy_only=False)
+    # a dictionary may repeat a value or hold a null: one category per distinct string
+    value_codes, categories = pd.factorize(values.astype(object))
+    rows = used.indices
+    rows = (rows if rows.null_count == 0 else pc.fill_null(rows, -1)).to_numpy().astype(np.int64)
+    if not np.array_equal(value_codes, np.arange(len(values))):  # a repeated or null value
+        rows = np.append(value_codes, -1)[rows]  # -1 (missing) picks the appended -1
+    return rows, np.asarray(categories, dtype=object)
+
+
+def categorical(col: pa.ChunkedArray | pa.Array) -> pd.Categorical:
+    """A text column as ``pd.Categorical`` with the categories of :func:`coded`."""
+    codes, categories = coded(col)
+    return pd.Categorical.from_codes(
+        codes, categories=pd.Index(categories, dtype=object), validate=False
+    )
+
+
+def to_frame(t: pa.Table) -> pd.DataFrame:
+    """A normalised table as pandas: dictionary columns as :func:`categorical`, the rest as
+    ``Table.to_pandas`` gives them."""
+    dictionaries = [n for n, c in zip(t.column_names, t.columns, strict=True)
+                    if pa.types.is_dictionary(c.type)]  # fmt: skip
+    frame = t.drop_columns(dictionaries).to_pandas()
+    if len(frame) != t.num_rows:  # no column left to carry the length
+        frame = pd.DataFrame(index=pd.RangeIndex(t.num_rows))
+    for name in dictionaries:  # inserted in place: no copy of the other columns' blocks
+        frame.insert(t.column_names.index(name), name, categorical(t.column(name)))
+    return frame
 
 
 def _as_text(col: pa.ChunkedArray, name: str, file: str, *, is_id: bool) -> pa.ChunkedArray:

@@ -18,7 +18,7 @@ import pandas as pd
 from .. import plausible, units
 from ..errors import DataError, Problem
 from .pandera_pandas import pa
-from .problems import ProblemLog, empty_problems, py, row_numbers, unit_hint
+from .problems import CodedText, ProblemLog, empty_problems, py, row_numbers, unit_hint
 from .tables import TEXT_PREFIX
 
 #: Study days accepted: any whole number within 100 years either side of the first
@@ -101,15 +101,22 @@ def _text_problems(df: pd.DataFrame, columns, file: str, log: ProblemLog, **wher
     return bad
 
 
-def _id_text(ids: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(missing, has surrounding spaces, stripped id)`` of an id column (strings or categorical)."""
+def _stripped(texts) -> np.ndarray:
+    """``str.strip`` of every string (an object array): what ``.str.strip()`` gives for
+    strings, without pandas' per-element wrapper (a chunk strips 50,000 ids per column)."""
+    return np.array(list(map(str.strip, texts)), dtype=object)
+
+
+def _id_text(ids: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray | CodedText]:
+    """``(missing, has surrounding spaces, stripped id)`` of an id column (strings or categorical;
+    the stripped ids of a categorical are :class:`CodedText`, read where needed)."""
     if isinstance(ids.dtype, pd.CategoricalDtype):
         cats = pd.Index(ids.cat.categories.astype(str))
         codes = ids.cat.codes.to_numpy()
-        stripped_c = cats.str.strip()
+        stripped_c = pd.Index(_stripped(cats), dtype=object)
         empty_c = np.append(stripped_c == "", True)
         spaced_c = np.append(stripped_c != cats, False)
-        return empty_c[codes], spaced_c[codes], np.append(stripped_c.to_numpy(object), None)[codes]
+        return empty_c[codes], spaced_c[codes], CodedText(codes, stripped_c.to_numpy(object))
     raw = ids.to_numpy(dtype=object)
     present = pd.notna(raw)
     text = np.where(present, raw, "").astype(str)
@@ -136,7 +143,7 @@ def validate_patients(df: pd.DataFrame, file: str, log: ProblemLog) -> pd.DataFr
     for col in ("sex", "etiology", "arm"):  # an empty cell is a missing value
         if col in df.columns:
             text = df[col].astype(object)
-            df[col] = text.where(text.notna() & (text.astype(str).str.strip() != ""), None)
+            df[col] = text.where(text.notna() & (_stripped(text.astype(str)) != ""), None)
     checked = df[[c for c in PATIENTS_SCHEMA.columns if c in df.columns]]
     for pos, column, message in pandera_failures(PATIENTS_SCHEMA, checked):
         if pos is None:
@@ -214,9 +221,12 @@ def _patient_rows(pid: pd.Series, patients: pd.DataFrame, file: str, log: Proble
     """
     missing, spaced, stripped = _id_text(pid)
     pidx = patient_index(pid, patients["patient_id"])
-    if spaced.any():
-        pidx = np.where(spaced, pd.Index(patients["patient_id"]).get_indexer(stripped), pidx)
-    ids = pid.astype(object).to_numpy()
+    if spaced.any():  # only the spaced rows' stripped ids are looked up
+        at = np.flatnonzero(spaced)
+        pidx[at] = pd.Index(patients["patient_id"]).get_indexer(
+            np.asarray(stripped[at], dtype=object)
+        )
+    ids = CodedText.of(pid)
     where = {"rows": rows, "patient_ids": ids, "pidx": pidx, "days": day, "tests": tests}
     log.add(file, "patient_id", "missing value", missing, "patient_id is missing", **where)
     log.add(file, "patient_id", "id with spaces", spaced,
@@ -245,7 +255,7 @@ def validate_labs(
     pid = _as_category(raw["patient_id"])
     test, unit = _as_category(raw["test"]), _as_category(raw["unit"])
     # every problem carries its test: the policy lets a test the config never reads reject nobody
-    tests = test.astype(object).to_numpy()
+    tests = CodedText.of(test)
     pidx, bad, where = _patient_rows(pid, patients, file, log, rows, day, tests)
     bad |= _text_problems(raw, ("day", "value"), file, log, **where)
     value_raw = raw["value"].to_numpy(dtype=float)
@@ -282,8 +292,8 @@ def validate_labs(
     labs = pd.DataFrame({"pidx": pidx[keep], "day": day[keep].astype(np.int32),
                          "test": test.array[keep], "value": value[keep]})  # fmt: skip
     labs = _drop_duplicates(labs, file, log, None if rows is None else rows[keep],
-                            pid.astype(object).to_numpy()[keep], what="test", value_col="value",
-                            tests=tests[keep])  # fmt: skip
+                            where["patient_ids"].subset(keep), what="test", value_col="value",
+                            tests=tests.subset(keep))  # fmt: skip
     return labs, lab_units
 
 
@@ -416,7 +426,7 @@ def validate_cells(
                           "population": population.array[keep], "parent": parent.array[keep],
                           "fraction": fraction[keep]})  # fmt: skip
     cells = _drop_duplicates(cells, file, log, None if rows is None else rows[keep],
-                             pid.astype(object).to_numpy()[keep], what="population", value_col="fraction")  # fmt: skip
+                             where["patient_ids"].subset(keep), what="population", value_col="fraction")  # fmt: skip
     cells["population"] = cells["population"].astype(str)
     cells["parent"] = cells["parent"].astype(str)
     return cells

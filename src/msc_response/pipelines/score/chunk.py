@@ -73,12 +73,15 @@ def score_chunk(task: Task, chunk: StudyChunk, *, predict: bool = True) -> Chunk
     """
     t = time.perf_counter()
     model = task.model
+    seconds: dict[str, float] = {}  # read_s + type_s + validate_s = read_validate_s
     study = study_from_chunk(chunk, {k: Path(v) for k, v in task.paths.items()},
                              cells_derived=task.cells_derived,
-                             reference_units=model.spec.lab_units)  # fmt: skip
-    seconds = {"read_validate_s": time.perf_counter() - t}
+                             reference_units=model.spec.lab_units, seconds=seconds)  # fmt: skip
+    seconds["read_validate_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    fs = features_from_study(study, model.spec.config, labels=False, bad_rows="exclude")
+    fs = features_from_study(
+        study, model.spec.config, labels=False, bad_rows="exclude", seconds=seconds
+    )  # window_s: of features_s
     X = fs.table.reindex(columns=model.feature_columns).astype(float)  # absent test: NaN
     ids = fs.table["patient_id"].to_numpy()
     seconds["features_s"] = time.perf_counter() - t

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import collections
 import os
+import queue
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -142,6 +144,30 @@ def _run_chunks_reported(chunks, task: Task, writer: ChunkWriter, pool, workers:
         for f in pending:
             f.cancel()
     return tally
+
+
+def _planned_ahead(chunks, planner: ThreadPoolExecutor, stop: threading.Event):
+    """The chunks as a thread plans them: scoring starts with the first chunk planned, not
+    once every chunk is (the plan reads every table's ids: seconds per million patients).
+    What the planning raises (:class:`NotGrouped` at the end) is raised here, in turn."""
+    planned: queue.Queue = queue.Queue()
+    end = object()
+
+    def plan() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():  # the job failed or ended: no more planning
+                    return
+                planned.put(chunk)
+            planned.put(end)
+        except BaseException as err:  # handed to the consumer, raised there
+            planned.put(err)
+
+    planner.submit(plan)
+    while (item := planned.get()) is not end:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def check_options(out: Path, *, explain, regimens, engine, patients_per_chunk, jobs) -> str:
@@ -300,7 +326,8 @@ def _run_local_job(model_uri: str, data_dir, out: Path, options: JobOptions) -> 
     source = StudySource(data_dir)
     n_chunks = -(-source.n_patients // options.patients_per_chunk)
     workers = 0 if options.jobs == 1 or n_chunks == 1 else min(options.jobs, n_chunks)
-    pool = planner = planned = None
+    pool = planner = None
+    stop_planning = threading.Event()
     grouped, not_grouped = True, None
     with atomic_path(out) as tmp_out:
         try:
@@ -311,11 +338,9 @@ def _run_local_job(model_uri: str, data_dir, out: Path, options: JobOptions) -> 
                 for _ in range(workers):
                     pool.submit(_warm_up)
             chunks = source.grouped_chunks(options.patients_per_chunk)
-            if (
-                workers and source.parquet_only
-            ):  # the plan is row ranges: made while the model loads
-                planner = ThreadPoolExecutor(1)
-                planned = planner.submit(list, chunks)
+            if workers and source.parquet_only:  # row ranges, planned while the model loads
+                planner = ThreadPoolExecutor(1)  # and the first chunks are scored
+                chunks = _planned_ahead(chunks, planner, stop_planning)
             model = load_model(model_uri)
             if options.regimens:
                 check_regimens(model)
@@ -325,12 +350,13 @@ def _run_local_job(model_uri: str, data_dir, out: Path, options: JobOptions) -> 
                          options.explain, options.regimens, options.fmt)  # fmt: skip
             try:
                 writer = ChunkWriter(tmp_out, options.fmt)
-                if planned is not None:
-                    chunks = planned.result()
                 tally = _run_chunks(chunks, task, writer, pool, workers, n_chunks)
             except NotGrouped as why:
                 grouped, not_grouped = False, str(why)
-                writer = ChunkWriter(tmp_out, options.fmt)  # starts the file again
+                # closed before the file starts again: an abandoned Parquet writer, closed
+                # later by the garbage collector, wrote its footer into the new file
+                writer.close()
+                writer = ChunkWriter(tmp_out, options.fmt)
                 partitions = (
                     tmp_out.parent / "partitions"
                 )  # patient rows: gone with the work directory
@@ -342,6 +368,7 @@ def _run_local_job(model_uri: str, data_dir, out: Path, options: JobOptions) -> 
             )
         finally:  # before the work directory (and any partition a worker reads) goes
             if planner is not None:
+                stop_planning.set()
                 planner.shutdown()
             if pool is not None:
                 pool.shutdown(cancel_futures=True)

@@ -1,0 +1,144 @@
+"""The intake reads dictionary-coded text without expanding it: checked against the plain path.
+
+The vectorised intake keeps Parquet's dictionary-encoded text as codes
+(:func:`~msc_response.study.tables.coded`) and reads a problem row's id and test only where
+a problem is. The reference is the straightforward path: every cell a Python string
+(``pd.factorize`` of the strings; a CSV read as text). Every kind of bad row must give the
+same study, problems, row numbers and messages whatever the layout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import CELLS, LABS, PATIENTS, write_study
+from msc_response.study import StudySource, load_study, study_from_chunk
+from msc_response.study.reader import NotGrouped
+from msc_response.study.tables import coded
+
+BAD_PATIENTS = PATIENTS + "P5,X,200,HBV,A,1e8,1.5,0\nP6,F,abc,HBV,A,1e8,1,0\n P7,F,50,,A,1e8,1,x\n"
+BAD_LABS = LABS + "".join(
+    f"{row}\n"
+    for row in (
+        "P1,1,albumin,38,g/dL",  # implausible (looks like g/L)
+        "P1,2,bilirubin,1.0,mg/L",  # unknown unit
+        "P1,3,bilirubin,abc,mg/dL",  # not a number
+        "P9,0,bilirubin,1.0,mg/dL",  # unknown patient
+        " P2,0,albumin,3.1,g/dL",  # id with spaces
+        ",0,albumin,3.1,g/dL",  # missing id
+        "P1,4,ascites,3,grade",  # implausible grade
+        "P1,5,platelets,0.08,10^12/L",  # unknown test changes unit
+        "P1,0,bilirubin,3.3,mg/dL",  # conflicting duplicate
+        "P1,0,albumin,2.9,g/dL",  # another conflicting duplicate
+        "P1,2.5,inr,1.1,ratio",  # day not whole
+        "P1,40000,inr,1.1,ratio",  # day out of range
+        "P1,x,inr,1.1,ratio",  # day not a number
+        "P1,6,,1.1,ratio",  # missing test
+        "P1,6,inr,1.1,",  # missing unit
+        "P1,6,inr,,ratio",  # missing value
+        "P1,6,inr,inf,ratio",  # not finite
+        "P2,-1,ferritin,-5,ng/mL",  # negative where it cannot be
+    )
+)
+BAD_CELLS = CELLS + "P1,1,MX1+ monocytes,monocytes,30\nP8,0,MX1+ monocytes,monocytes,0.2\n"
+
+
+def _as_text(directory, name) -> pd.DataFrame:
+    return pd.read_csv(directory / f"{name}.csv", dtype=str, keep_default_na=False)
+
+
+def _layouts(tmp_path):
+    """The bad study as CSV (the reference), Parquet text, and Parquet dictionaries whose
+    categories are sorted backwards with unused ones, in row groups of 7 rows."""
+    csv = write_study(tmp_path / "csv", BAD_PATIENTS, BAD_LABS, BAD_CELLS)
+    out = {"csv": csv}
+    for layout in ("text", "dictionary"):
+        d = tmp_path / layout
+        d.mkdir()
+        for name in ("patients", "labs", "cells"):
+            df = _as_text(csv, name)
+            if layout == "dictionary" and name != "patients":
+                for col in df.columns:
+                    cats = sorted({*df[col], "never-used"}, reverse=True)
+                    df[col] = pd.Categorical(df[col], categories=cats)
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            pq.write_table(table, d / f"{name}.parquet", row_group_size=7)
+        out[layout] = d
+    return out
+
+
+def test_every_layout_gives_the_references_study_and_problems(tmp_path):
+    layouts = _layouts(tmp_path)
+    reference = load_study(layouts["csv"])
+    rules = set(reference.problems["rule"])
+    assert rules >= {"implausible value", "unknown unit", "not a number", "unknown patient",
+                     "id with spaces", "missing value", "unit differs", "conflicting duplicate",
+                     "day not whole", "day out of range", "not finite", "negative value",
+                     "invalid value"}  # fmt: skip
+    for layout in ("text", "dictionary"):
+        study = load_study(layouts[layout])
+        pd.testing.assert_frame_equal(study.patients, reference.patients)
+        pd.testing.assert_frame_equal(study.labs, reference.labs)  # categories in the same order
+        pd.testing.assert_frame_equal(study.cells, reference.cells)
+        assert study.lab_units == reference.lab_units
+        problems = study.problems.assign(
+            file=study.problems["file"].str.replace(".parquet", ".csv")
+        )
+        pd.testing.assert_frame_equal(problems, reference.problems)
+
+
+@pytest.mark.parametrize("layout", ["csv", "dictionary"])
+def test_chunks_find_the_same_problems_as_the_whole_study(tmp_path, layout):
+    directory = _layouts(tmp_path)[layout]
+    whole = load_study(directory).problems.drop(columns="pidx")
+    source = StudySource(directory)
+    parts = []
+    with pytest.raises(NotGrouped):  # the unknown patients' rows follow no patient
+        for chunk in source.grouped_chunks(2):
+            parts.append(study_from_chunk(chunk, source.paths).problems)
+    found = pd.concat(parts, ignore_index=True).drop(columns="pidx")
+    keys = ["file", "row", "column", "rule", "message"]
+    inside = whole.merge(found[keys], on=keys)  # every problem a chunk found, said as a whole
+    assert len(inside) == len(found)
+
+
+def _factorized(strings: list) -> tuple[np.ndarray, list]:
+    codes, uniques = pd.factorize(pd.Series(strings, dtype=object))
+    return codes.astype(np.int64), list(uniques)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda s: pa.chunked_array([pa.array(s[:9]), pa.array(s[9:])]),
+        lambda s: pa.chunked_array(
+            [pa.array(s[:9]).dictionary_encode(), pa.array(s[9:]).dictionary_encode()]
+        ),  # fmt: skip
+        # a dictionary sorted backwards, with unused and repeated values and a null entry
+        lambda s: pa.DictionaryArray.from_arrays(
+            pa.array(
+                [
+                    [*sorted(set(filter(None, s)), reverse=True), "x", None, "x"].index(v)
+                    if v is not None
+                    else None
+                    for v in s
+                ],
+                pa.int32(),
+            ),
+            pa.array([*sorted(set(filter(None, s)), reverse=True), "x", None, "x"]),
+        ),  # fmt: skip
+    ],
+    ids=["text", "dictionaries per chunk", "odd dictionary"],
+)
+def test_codes_are_the_factorized_strings(build):
+    rng = np.random.default_rng(3)
+    strings = [None if k == 0 else f"id-{k}" for k in rng.integers(0, 6, 40)]
+    strings[0] = "x"
+    codes, categories = coded(build(strings))
+    expected_codes, expected_categories = _factorized(strings)
+    assert list(categories) == expected_categories
+    np.testing.assert_array_equal(codes, expected_codes)
