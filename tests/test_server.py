@@ -8,6 +8,7 @@ the reason shown by ``make test``, where PostgreSQL is not installed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -348,6 +349,66 @@ def test_server_stopped_mid_train_is_one_line_and_the_run_is_failed_when_it_is_b
         assert client.get_run(run_id).info.status == "FAILED"
         assert run_id in summary["abandoned_runs_ended"]
     finally:
+        s.stop()
+
+
+def _files(folder: Path) -> dict[str, str]:
+    return {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(folder.rglob("*")) if f.is_file()}  # fmt: skip
+
+
+def test_artifact_folder_not_writable_is_one_line_and_nothing_is_lost(cohorts, tmp_path):
+    """As root, permission bits do not stop a write: a read-only bind mount of the server's
+    artifact folder over itself does (the database stays writable)."""
+    from mlflow import MlflowClient
+
+    s = Server().start()
+    artifacts = s.data / "artifacts"
+    mounted = False
+    try:
+        # MLflow retries a server error for minutes by default; a short retry keeps it short
+        env = s.env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="1", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="0")
+        cfg = experiment(tmp_path, "srv-readonly", cohorts / "trial")
+        first = trained(cfg, tmp_path / "t1.json", env, tmp_path)  # version 1, before the fault
+        before = _files(artifacts)
+        for cmd in (["mount", "--bind", artifacts, artifacts],
+                    ["mount", "-o", "remount,ro,bind", artifacts]):  # fmt: skip
+            done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+            if done.returncode != 0:
+                pytest.skip(f"a read-only bind mount is not permitted here: {done.stderr.strip()}")
+            mounted = True
+        probe = artifacts / ".probe"
+        with pytest.raises(OSError):  # the fault is real: nothing can be written there
+            probe.write_text("x")
+
+        done = cli("train", "--config", str(cfg), "--summary", str(tmp_path / "t2.json"),
+                   env=env, cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert "Traceback" not in done.stderr
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "answers but could not store an artifact" in errors[0], errors
+        assert not (tmp_path / "t2.json").exists()
+
+        client = MlflowClient(tracking_uri=s.url, registry_uri=s.url)
+        exp = client.get_experiment_by_name("srv-readonly")
+        runs = client.search_runs([exp.experiment_id])
+        first_runs = {r.info.run_id for r in runs
+                      if r.data.tags.get("mlflow.parentRunId") == first["run_id"]} | {first["run_id"]}  # fmt: skip
+        later = [r for r in runs if r.info.run_id not in first_runs]
+        assert later and {r.info.status for r in later} == {"FAILED"}  # none left RUNNING
+        assert {r.info.status for r in runs if r.info.run_id in first_runs} == {"FINISHED"}
+        # nothing half-registered: version 1 only, its aliases where they were
+        assert [v.version for v in client.search_model_versions("name = 'srv-readonly'")] == ["1"]
+        assert set(client.get_registered_model("srv-readonly").aliases) == set(first["aliases"])
+        # earlier artifacts intact, and version 1 still loads (reading needs no write)
+        assert _files(artifacts) == before
+        code = "import mlflow; print(mlflow.pyfunc.load_model('models:/srv-readonly/1').metadata.run_id)"
+        loaded = ok(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                   env=env))  # fmt: skip
+        assert loaded.stdout.strip().splitlines()[-1] == first["run_id"]
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(artifacts)], check=True)
         s.stop()
 
 
