@@ -504,58 +504,55 @@ REPO = Path(__file__).resolve().parents[1]
 EXECUTOR_REQUIREMENTS = REPO / "requirements-executor.txt"
 
 
-def _executor_env_key() -> str:
-    """What the packed environment is made of: the pins, the executors' requirements, the
-    package's sources and this Python; a change to any of them builds a new one."""
-    digest = hashlib.sha256(sys.version.encode())
-    sources = sorted((REPO / "src").rglob("*.py"))
-    for f in [REPO / "constraints.txt", EXECUTOR_REQUIREMENTS, REPO / "pyproject.toml", *sources]:
-        digest.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def _run(cmd: list) -> None:
     done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, f"{cmd}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
 
 
-@pytest.fixture(scope="session")
-def packed_executor_env() -> Path:
-    """The scoring-only environment (``requirements-executor.txt`` with the pins, and the
-    package without its other dependencies), packed by ``venv-pack``: built once per change
-    of :func:`_executor_env_key` into a cache folder (about 600 MB unpacked, 200 MB packed,
-    against 2 GB for the development one) and reused by later sessions."""
+def _executor_libraries() -> Path:
+    """A virtual environment of ``requirements-executor.txt`` with the pins, built once per
+    change of the pins, the requirements or this Python into a cache folder and reused (the
+    slow part: minutes of pip on a busy machine)."""
+    digest = hashlib.sha256(sys.version.encode())
+    for f in (REPO / "constraints.txt", EXECUTOR_REQUIREMENTS):
+        digest.update(f.read_bytes())
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     cache = cache / "msc-response" / "executor-env"
-    key = _executor_env_key()
-    archive = cache / f"{key}.tar.gz"
-    if archive.exists():
-        return archive
+    built = cache / f"libraries-{digest.hexdigest()[:16]}"
+    if (built / "pyvenv.cfg").exists():  # renamed into place only once complete
+        return built
     cache.mkdir(parents=True, exist_ok=True)
+    for old in cache.glob("libraries-*"):  # of older pins: not used again
+        shutil.rmtree(old, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        work, timings = Path(tmp), {}
-        started = time.perf_counter()
-        _run([sys.executable, "-m", "venv", work / "env"])
-        pip = [work / "env" / "bin" / "pip", "install", "--quiet", "-c", REPO / "constraints.txt"]
-        _run([*pip, "-r", EXECUTOR_REQUIREMENTS])
-        # the package from a copy of its sources: a build never writes into the work tree
-        package = work / "package"
-        shutil.copytree(REPO / "src", package / "src",
-                        ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))  # fmt: skip
-        for name in ("pyproject.toml", "README.md", "LICENSE"):
-            shutil.copy2(REPO / name, package / name)
-        _run([*pip, "--no-deps", package])
-        timings["build_s"] = round(time.perf_counter() - started, 1)
-        started = time.perf_counter()
-        packed = work / archive.name
-        _run([sys.executable, "-m", "venv_pack", "--prefix", work / "env", "--output", packed,
-              "--compress-level", "1", "--quiet"])  # fmt: skip
-        timings["pack_s"] = round(time.perf_counter() - started, 1)
-        timings["archive_mb"] = round(packed.stat().st_size / 2**20, 1)
-        for old in [*cache.glob("*.tar.gz"), *cache.glob("*.json")]:  # not used again
-            old.unlink()
-        os.replace(packed, archive)
-        (cache / f"{key}.json").write_text(json.dumps(timings))  # what building it cost
+        _run([sys.executable, "-m", "venv", Path(tmp) / "env"])
+        _run([Path(tmp) / "env" / "bin" / "python", "-m", "pip", "install", "--quiet", "-c",
+              REPO / "constraints.txt", "-r", EXECUTOR_REQUIREMENTS])  # fmt: skip
+        os.replace(Path(tmp) / "env", built)
+    return built
+
+
+@pytest.fixture(scope="session")
+def packed_executor_env(tmp_path_factory) -> Path:
+    """The scoring-only environment packed by ``venv-pack``: a copy of
+    :func:`_executor_libraries` plus this package's sources (``--no-deps``), about 600 MB
+    unpacked and 200 MB packed against 2 GB for the development one. Copying, installing
+    the package and packing take about a minute per session."""
+    work = tmp_path_factory.mktemp("executor-env")
+    env = work / "env"
+    shutil.copytree(_executor_libraries(), env, symlinks=True)
+    # the package from a copy of its sources: a build never writes into the work tree
+    package = work / "package"
+    shutil.copytree(REPO / "src", package / "src",
+                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))  # fmt: skip
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, package / name)
+    _run([env / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall",
+          package])  # fmt: skip
+    archive = work / "env.tar.gz"
+    _run([sys.executable, "-m", "venv_pack", "--prefix", env, "--output", archive,
+          "--compress-level", "1", "--quiet"])  # fmt: skip
+    shutil.rmtree(env)  # the archive is what the cluster gets
     return archive
 
 
