@@ -8,6 +8,7 @@ the reason shown by ``make test``, where PostgreSQL is not installed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -313,8 +315,6 @@ def test_stop_ends_exactly_what_start_started():
 def test_server_stopped_mid_train_is_one_line_and_the_run_is_failed_when_it_is_back(
     cohorts, tmp_path
 ):
-    import time
-
     from mlflow import MlflowClient
 
     s = Server().start()
@@ -351,6 +351,66 @@ def test_server_stopped_mid_train_is_one_line_and_the_run_is_failed_when_it_is_b
         s.stop()
 
 
+def _files(folder: Path) -> dict[str, str]:
+    return {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(folder.rglob("*")) if f.is_file()}  # fmt: skip
+
+
+def test_artifact_folder_not_writable_is_one_line_and_nothing_is_lost(cohorts, tmp_path):
+    """As root, permission bits do not stop a write: a read-only bind mount of the server's
+    artifact folder over itself does (the database stays writable)."""
+    from mlflow import MlflowClient
+
+    s = Server().start()
+    artifacts = s.data / "artifacts"
+    mounted = False
+    try:
+        # MLflow retries a server error for minutes by default; a short retry keeps it short
+        env = s.env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="1", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="0")
+        cfg = experiment(tmp_path, "srv-readonly", cohorts / "trial")
+        first = trained(cfg, tmp_path / "t1.json", env, tmp_path)  # version 1, before the fault
+        before = _files(artifacts)
+        for cmd in (["mount", "--bind", artifacts, artifacts],
+                    ["mount", "-o", "remount,ro,bind", artifacts]):  # fmt: skip
+            done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+            if done.returncode != 0:
+                pytest.skip(f"a read-only bind mount is not permitted here: {done.stderr.strip()}")
+            mounted = True
+        probe = artifacts / ".probe"
+        with pytest.raises(OSError):  # the fault is real: nothing can be written there
+            probe.write_text("x")
+
+        done = cli("train", "--config", str(cfg), "--summary", str(tmp_path / "t2.json"),
+                   env=env, cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert "Traceback" not in done.stderr
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "answers but could not store an artifact" in errors[0], errors
+        assert not (tmp_path / "t2.json").exists()
+
+        client = MlflowClient(tracking_uri=s.url, registry_uri=s.url)
+        exp = client.get_experiment_by_name("srv-readonly")
+        runs = client.search_runs([exp.experiment_id])
+        first_runs = {r.info.run_id for r in runs
+                      if r.data.tags.get("mlflow.parentRunId") == first["run_id"]} | {first["run_id"]}  # fmt: skip
+        later = [r for r in runs if r.info.run_id not in first_runs]
+        assert later and {r.info.status for r in later} == {"FAILED"}  # none left RUNNING
+        assert {r.info.status for r in runs if r.info.run_id in first_runs} == {"FINISHED"}
+        # nothing half-registered: version 1 only, its aliases where they were
+        assert [v.version for v in client.search_model_versions("name = 'srv-readonly'")] == ["1"]
+        assert set(client.get_registered_model("srv-readonly").aliases) == set(first["aliases"])
+        # earlier artifacts intact, and version 1 still loads (reading needs no write)
+        assert _files(artifacts) == before
+        code = "import mlflow; print(mlflow.pyfunc.load_model('models:/srv-readonly/1').metadata.run_id)"
+        loaded = ok(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                   env=env))  # fmt: skip
+        assert loaded.stdout.strip().splitlines()[-1] == first["run_id"]
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(artifacts)], check=True)
+        s.stop()
+
+
 # ------------------------------------------------------------------------------------------
 # A real Spark cluster: a standalone master and two workers, each its own process
 
@@ -367,8 +427,9 @@ class StandaloneCluster:
         self.port, self.ui = free_port(), free_port()
         self.master = f"spark://127.0.0.1:{self.port}"
         self.procs: dict[str, subprocess.Popen] = {}
-        self.env = {**os.environ, "SPARK_HOME": str(self.home), "SPARK_LOCAL_IP": "127.0.0.1",
-                    "PYSPARK_PYTHON": sys.executable}  # fmt: skip
+        # no PYSPARK_PYTHON: the Python the executors run is the job's (its packed environment)
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYSPARK_")},
+                    "SPARK_HOME": str(self.home), "SPARK_LOCAL_IP": "127.0.0.1"}  # fmt: skip
         try:  # a cluster that fails to come up is stopped, not left running
             self._start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                         "--port", str(self.port), "--webui-port", str(self.ui))  # fmt: skip
@@ -392,8 +453,6 @@ class StandaloneCluster:
             )  # fmt: skip
 
     def _wait_port(self, port: int) -> None:
-        import time
-
         for _ in range(240):
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -404,7 +463,6 @@ class StandaloneCluster:
         )
 
     def _wait_workers(self, n: int) -> None:
-        import time
         import urllib.request
 
         for _ in range(240):
@@ -438,24 +496,110 @@ class StandaloneCluster:
                 p.wait()
 
 
-def spark_submit(cluster: StandaloneCluster, *args: str, env: dict) -> subprocess.Popen:
+#: Where the executors find the environment: ``--archives ENV.tar.gz#environment`` unpacks it
+#: into each executor's working directory (as on YARN).
+EXECUTOR_PYTHON = "./environment/bin/python"
+PYTHON = f"python{sys.version_info.major}.{sys.version_info.minor}"  # its lib/ folder
+REPO = Path(__file__).resolve().parents[1]
+EXECUTOR_REQUIREMENTS = REPO / "requirements-executor.txt"
+
+
+def _run(cmd: list) -> None:
+    done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, f"{cmd}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+
+
+def _executor_libraries() -> Path:
+    """A virtual environment of ``requirements-executor.txt`` with the pins, built once per
+    change of the pins, the requirements or this Python into a cache folder and reused (the
+    slow part: minutes of pip on a busy machine)."""
+    digest = hashlib.sha256(sys.version.encode())
+    for f in (REPO / "constraints.txt", EXECUTOR_REQUIREMENTS):
+        digest.update(f.read_bytes())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = cache / "msc-response" / "executor-env"
+    built = cache / f"libraries-{digest.hexdigest()[:16]}"
+    if (built / "pyvenv.cfg").exists():  # renamed into place only once complete
+        return built
+    cache.mkdir(parents=True, exist_ok=True)
+    for old in cache.glob("libraries-*"):  # of older pins: not used again
+        shutil.rmtree(old, ignore_errors=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        _run([sys.executable, "-m", "venv", Path(tmp) / "env"])
+        _run([Path(tmp) / "env" / "bin" / "python", "-m", "pip", "install", "--quiet", "-c",
+              REPO / "constraints.txt", "-r", EXECUTOR_REQUIREMENTS])  # fmt: skip
+        os.replace(Path(tmp) / "env", built)
+    return built
+
+
+@pytest.fixture(scope="session")
+def packed_executor_env(tmp_path_factory) -> Path:
+    """The scoring-only environment packed by ``venv-pack``: a copy of
+    :func:`_executor_libraries` plus this package's sources (``--no-deps``), about 600 MB
+    unpacked and 200 MB packed against 2 GB for the development one. Copying, installing
+    the package and packing take about a minute per session."""
+    work = tmp_path_factory.mktemp("executor-env")
+    env = work / "env"
+    shutil.copytree(_executor_libraries(), env, symlinks=True)
+    # the package from a copy of its sources: a build never writes into the work tree
+    package = work / "package"
+    shutil.copytree(REPO / "src", package / "src",
+                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))  # fmt: skip
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, package / name)
+    _run([env / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall",
+          package])  # fmt: skip
+    archive = work / "env.tar.gz"
+    _run([sys.executable, "-m", "venv_pack", "--prefix", env, "--output", archive,
+          "--compress-level", "1", "--quiet"])  # fmt: skip
+    shutil.rmtree(env)  # the archive is what the cluster gets
+    return archive
+
+
+def watch_python_workers(folder: Path, seen: dict[int, dict]) -> None:
+    """Add to ``seen`` the PySpark Python workers running under ``folder``: their command line,
+    folder, and the site-packages folders their loaded libraries came from
+    (``/proc/PID/maps``; a worker maps more as it imports, so each look adds to the last)."""
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        cmd, cwd = proc.info["cmdline"] or [], proc.info["cwd"] or ""
+        daemon = "msc_response.pipelines.score.spark_daemon" in cmd
+        if not daemon or not cwd.startswith(str(folder)):
+            continue
+        try:
+            maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        except OSError:  # it ended meanwhile
+            continue
+        libraries = {line.split()[-1].split("/site-packages/")[0]
+                     for line in maps.splitlines() if "/site-packages/" in line}  # fmt: skip
+        worker = seen.setdefault(proc.pid, {"cmdline": cmd, "cwd": cwd, "site_packages_of": set()})
+        worker["site_packages_of"] |= libraries
+
+
+def spark_submit(
+    cluster: StandaloneCluster, archive: Path, *args: str, env: dict, log: Path
+) -> subprocess.Popen:
+    """The scoring job as docs/operations/deployment.md submits it to YARN: the driver here
+    (client mode, this Python), the executors in the packed environment ``archive``."""
     script = subprocess.run([sys.executable, "-m", "msc_response.pipelines.score.spark_submit"],
                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     cmd = [str(cluster.home / "bin" / "spark-submit"), "--master", cluster.master,
+           "--archives", f"{archive}#environment",
            "--conf", "spark.executor.memory=768m", "--conf", "spark.task.maxFailures=4",
            script, *args]  # fmt: skip
-    env = {**env, "SPARK_HOME": str(cluster.home), "PYSPARK_PYTHON": sys.executable,
+    env = {**env, "SPARK_HOME": str(cluster.home), "PYSPARK_PYTHON": EXECUTOR_PYTHON,
            "PYSPARK_DRIVER_PYTHON": sys.executable}  # fmt: skip
     env.pop("MSC_RESPONSE_SPARK_MASTER", None)  # spark-submit's --master decides
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    with open(log, "wb") as out:  # a file, not a pipe: nobody reads it while the job runs
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
 
 
 @pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java 17")
 def test_a_standalone_spark_cluster_scores_as_the_local_engine_even_when_a_worker_dies(
-    server, cohorts, tmp_path
+    server, cohorts, tmp_path, packed_executor_env
 ):
     import signal
-    import time
 
     env = server.env()
     cfg = experiment(tmp_path, "srv-spark", cohorts / "trial")
@@ -469,27 +613,41 @@ def test_a_standalone_spark_cluster_scores_as_the_local_engine_even_when_a_worke
 
     cluster = StandaloneCluster(tmp_path / "cluster")
     try:
-        job = spark_submit(cluster, "score", "--engine", "spark", "--model", uri, "--data", str(data),
-                           "--out", str(tmp_path / "spark.parquet"), "--explain", "2",
-                           "--patients-per-chunk", "250", env=env)  # fmt: skip
-        # once the job's executors run, one worker dies with its executor: Spark must re-run
-        # that executor's tasks on the other worker and give the same output
-        victim = cluster.procs["worker1"]
-        for _ in range(600):
-            apps = cluster.state().get("activeapps", [])
-            if apps and job.poll() is None:
-                break
+        log = tmp_path / "spark-submit.log"
+        job = spark_submit(cluster, packed_executor_env, "score", "--engine", "spark", "--model",
+                           uri, "--data", str(data), "--out", str(tmp_path / "spark.parquet"),
+                           "--explain", "2", "--patients-per-chunk", "250", env=env, log=log)  # fmt: skip
+        # once a Python worker of the job on worker1 has loaded its libraries (its executor
+        # unpacked the environment and took a task), that worker dies with its executor: Spark
+        # must re-run its tasks on the other worker and give the same output
+        victim, on_victim = cluster.procs["worker1"], str(cluster.root / "worker1")
+        workers: dict[int, dict] = {}
+        deadline = time.monotonic() + 1500
+        while job.poll() is None and time.monotonic() < deadline:
+            watch_python_workers(cluster.root, workers)
+            if victim.poll() is None and any(
+                w["cwd"].startswith(on_victim) and w["site_packages_of"] for w in workers.values()
+            ):
+                assert job.poll() is None, "the job ended before the worker could be killed"
+                os.killpg(victim.pid, signal.SIGKILL)
+                victim.wait()
             time.sleep(0.5)
-        assert apps, "the job never reached the cluster"
-        time.sleep(8)  # the executors have started and taken tasks
-        assert job.poll() is None, "the job ended before the worker could be killed"
-        os.killpg(victim.pid, signal.SIGKILL)
-        out, err = job.communicate(timeout=1500)
-        assert job.returncode == 0, err[-4000:]
+        if job.poll() is None:
+            job.kill()
+        assert victim.poll() is not None, f"no Python worker of the job ran on worker1: {workers}"
+        assert job.wait() == 0, log.read_text()[-4000:]
     finally:
         cluster.stop()
     # everything it started is stopped
     assert all(p.poll() is not None for p in cluster.procs.values())
+    # the executors ran the packed environment's Python, and every library they loaded came
+    # from the unpacked archive, none from this venv
+    assert {w["cmdline"][0] for w in workers.values()} == {EXECUTOR_PYTHON}, workers
+    loaded_from = set().union(*(w["site_packages_of"] for w in workers.values()))
+    assert loaded_from and all(
+        p.startswith(str(cluster.root)) and p.endswith(f"/environment/lib/{PYTHON}")
+        for p in loaded_from
+    ), loaded_from
 
     local = pd.read_parquet(tmp_path / "local.parquet").sort_values("patient_id", ignore_index=True)
     spark = pd.read_parquet(tmp_path / "spark.parquet").sort_values("patient_id", ignore_index=True)

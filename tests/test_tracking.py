@@ -178,6 +178,46 @@ def test_a_server_that_answers_is_accepted_whatever_its_status(monkeypatch):
         server.shutdown()
 
 
+def test_an_artifact_the_server_cannot_store_is_one_line_and_a_server_gone_is_lost(
+    monkeypatch, tmp_path
+):
+    """MLflow's own artifact client against a server that answers /health but every upload
+    with HTTP 500 (its artifact folder read-only); once it is gone, the same error is a lost
+    server (tests/test_server.py makes the folder read-only on a real server)."""
+    from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
+
+    class RefusesUploads(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+
+        def do_PUT(self):
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), RefusesUploads)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    (tmp_path / "figure.png").write_bytes(b"png")
+    repo = HttpArtifactRepository(f"{uri}/api/2.0/mlflow-artifacts/artifacts/1/r/artifacts")
+    try:
+        with pytest.raises(mlflow.exceptions.MlflowException) as caught:
+            repo.log_artifact(str(tmp_path / "figure.png"), "figures")
+        line = tracking.refused_artifact(caught.value)
+        assert line is not None and "answers but could not store an artifact (HTTP 500" in line
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert tracking.refused_artifact(caught.value) is None
+    assert "stopped answering" in tracking.lost_server(caught.value)
+    assert tracking.refused_artifact(ValueError("not MLflow's")) is None
+
+
 def test_using_gives_back_the_users_tracking_uri(store):
     with tracking.using() as uri:
         assert uri == store

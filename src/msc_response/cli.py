@@ -242,7 +242,7 @@ def _bad_input_exits(func):
         except Exception as err:
             if "mlflow" not in sys.modules:  # nothing tracked: not a server's failure
                 raise
-            lost = tracking.lost_server(err)
+            lost = tracking.refused_artifact(err) or tracking.lost_server(err)
             if lost is None:
                 raise
             err_console.print(f"[bold red]error:[/] {lost}", markup=True, highlight=False)

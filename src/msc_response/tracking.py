@@ -171,29 +171,41 @@ def registry_lock(uri: str):
         yield True
 
 
-@functools.cache  # a server that answered once is not asked again (errors are not cached)
-def _check_server(uri: str, source: str | None) -> None:
+def _tls_context():
     import ssl
+
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() in ("true", "1"):
+        return ssl._create_unverified_context()  # what MLflow itself does with this setting
+    return None
+
+
+def _unanswered(uri: str, context) -> str | None:
+    """Why the server at ``uri`` did not answer ``/health`` within :data:`SERVER_TIMEOUT_S`;
+    None when it answered (an error status too: that is MLflow's to report)."""
     import urllib.error
     import urllib.request
 
-    context = None
-    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() in ("true", "1"):
-        context = ssl._create_unverified_context()  # what MLflow itself does with this setting
     try:
         with urllib.request.urlopen(
             uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_S, context=context
         ):
-            pass
+            return None
     except urllib.error.HTTPError:
-        return  # it answered (an error status is MLflow's to report)
+        return None
     except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
+        return str(getattr(err, "reason", err))
+
+
+@functools.cache  # a server that answered once is not asked again (errors are not cached)
+def _check_server(uri: str, source: str | None) -> None:
+    context = _tls_context()
+    reason = _unanswered(uri, context)
+    if reason is not None:
         raise ConfigError(
             f"{source or 'tracking URI'}: the tracking server {_shown(uri)!r} did not answer within "
             f"{SERVER_TIMEOUT_S:g} s ({reason}); check the URI and that the server runs "
             "(nothing was written)"
-        ) from None
+        )
     _check_credentials(uri, source, context)
 
 
@@ -251,6 +263,42 @@ def lost_server(err: BaseException) -> str | None:
         f"the tracking server {_shown(uri)!r} stopped answering ({type(cause).__name__}); "
         "nothing more was registered. A run left RUNNING is ended as FAILED by the next run "
         "of its experiment on this host once the server is back"
+    )
+
+
+def refused_artifact(err: BaseException) -> str | None:
+    """One line for a tracking server that still answers but failed to store an artifact
+    (its artifact folder read-only, full or gone), else None.
+
+    MLflow raises an ``MlflowException`` while handling ``requests``' error: a
+    ``RetryError`` after every retry of a 5xx answer (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``),
+    or a ``ConnectionError`` when the server answers a large upload and closes the
+    connection before reading it. The server's own reason is only in its log. The run was
+    still ended (FAILED) through the tracking API, and a model is registered only after its
+    files are stored.
+    """
+    import re
+
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    cause = err.__cause__ or err.__context__
+    uri = os.environ.get(_ENV)
+    if not (
+        isinstance(err, MlflowException)
+        and isinstance(cause, requests.RequestException)
+        and "/mlflow-artifacts/" in str(err)
+        and uri
+        and _unanswered(uri, _tls_context()) is None  # gone altogether: lost_server's case
+    ):
+        return None
+    status = re.search(r"too many (\d{3}) error responses", str(cause))
+    how = f"HTTP {status.group(1)} on every try" if status else type(cause).__name__
+    return (
+        f"the tracking server {_shown(uri)!r} answers but could not store an artifact ({how}): "
+        "its artifact folder is read-only, full or gone (the server's log says which). The run "
+        "is marked FAILED and nothing of it was registered; earlier runs and versions are "
+        "unchanged"
     )
 
 
