@@ -148,6 +148,8 @@ def main(argv=None) -> None:
     out = {"endpoint": args.endpoint, "followup_day": args.followup_day, "flow": features.flow, "n_train": int(in_train.sum()), "n_test": int((~in_train).sum()),
            "responders_train": int(result.y.sum()), "responders_test": int(y_test.sum()),
            "features": result.X.columns.tolist(), "models": models,
+           "primary_minus_best_baseline": (None if result.baseline_comparison is None
+                                           else result.baseline_comparison.to_dict()),
            "warnings": sorted({str(w.message) for w in caught}),
            "settings": {"bootstrap": args.bootstrap, "repeats": args.repeats, "seed": SEED}}  # fmt: skip
     day = "" if args.followup_day == 365 else f"_day{args.followup_day}"
@@ -157,6 +159,8 @@ def main(argv=None) -> None:
         v, h = m["validated_ci"], m["held_out_ci"]
         print(f"{name:<18}{m['validated_auroc_632plus']:>8.3f} ({v[0]:.3f}-{v[1]:.3f})    "
               f"{m['held_out_auroc']:>8.3f} ({h[0]:.3f}-{h[1]:.3f})", file=sys.stderr)  # fmt: skip
+    if result.baseline_comparison is not None:
+        print(result.baseline_comparison.describe(), file=sys.stderr)
 
 
 if __name__ == "__main__":
