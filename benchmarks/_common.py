@@ -103,3 +103,20 @@ def write_result(name: str, result: dict) -> Path:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return path
+
+
+def append_row(path: str | None, row: dict) -> None:
+    """Append one trial's row to a JSON-lines file (nothing when ``path`` is None).
+
+    A benchmark stopped early on a shared machine still leaves the trials it finished;
+    :func:`read_rows` gives them back for the summary.
+    """
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_rows(path: str) -> list[dict]:
+    """The rows :func:`append_row` wrote to ``path``."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -18,7 +18,9 @@ no model can truly beat the baseline-score model.
 Only the primary model and the baselines are validated (``candidates: [<primary>]``):
 the other candidates play no part in the gate.
 Run: ``python -m benchmarks.bench_gate [--trials 200] [--bootstrap 100] [--repeats 5]
-[--primary logistic_rcs]``.
+[--primary logistic_rcs] [--rows-file rows.jsonl]``. With ``--rows-file`` each null trial's
+row is appended as it finishes; ``--summarise-rows rows.jsonl`` makes the null-trial part of
+the result from the trials of one or more (stopped) runs.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from msc_response.modeling import gate, metrics, validation
 from msc_response.modeling.fit import fit, refit
 from msc_response.simulator import write_simulation as simulate
 
-from ._common import write_result
+from ._common import append_row, read_rows, write_result
 
 SCORE = "child_pugh"
 
@@ -133,6 +135,18 @@ def rate(flags) -> dict:
             "upper_95_if_zero": round(3 / n, 4)}  # fmt: skip
 
 
+def null_part(df: pd.DataFrame, seconds: float) -> dict:
+    """False promotion over the null trials in ``df`` (one row per trial)."""
+    return {"paired_rule": rate(df["promoted"]),
+            "fixed_oof_paired_bootstrap": rate(df["fixed_oof_promoted"]),
+            "mean_difference": round(float(df["difference"].mean()), 4),
+            "seconds": round(seconds, 1)}  # fmt: skip
+
+
+def result_name(primary: str | None) -> str:
+    return "gate" if primary is None else f"gate_{primary}"
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=200)
@@ -141,16 +155,29 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--primary", default=None, help="the primary model (default: the config's)")
+    ap.add_argument("--rows-file", help="append each null trial's row (JSON lines) as it finishes")
+    ap.add_argument("--summarise-rows", help="no trials: the null-trial result of these rows")
     args = ap.parse_args(argv)
     PRIMARY[0] = args.primary
+    if args.summarise_rows:
+        part = null_part(pd.DataFrame(read_rows(args.summarise_rows)), 0.0)
+        write_result(result_name(args.primary), {"null_trials": part, "rows_file": args.summarise_rows,
+                                                 "primary": make_config(1, 1, 0).model.primary})  # fmt: skip
+        fpr = part["paired_rule"]
+        print(f"false promotion {fpr['rate']:.3f} (MCSE {fpr['mcse']:.3f}) over {fpr['trials']} "
+              f"null trials", file=sys.stderr)  # fmt: skip
+        return
     work = Path(tempfile.mkdtemp(prefix="bench_gate_"))
     t0 = time.perf_counter()
     try:
-        rows = Parallel(n_jobs=args.jobs)(
+        rows = []
+        for row in Parallel(n_jobs=args.jobs, return_as="generator_unordered")(
             delayed(null_trial)(5000 + k, work, args.repeats, args.bootstrap, args.primary)
             for k in range(args.trials)
-        )
-        df = pd.DataFrame(rows)
+        ):
+            rows.append(row)
+            append_row(args.rows_file, row)
+        df = pd.DataFrame(rows).sort_values("seed")
         trial_s = time.perf_counter() - t0
         big = [
             big_cohort(7000 + k, work, 2, args.bootstrap, null=True) for k in range(args.big_null)
@@ -159,10 +186,7 @@ def main(argv=None) -> None:
         fresh = build_features(make_config(2, 10, 0), work / "fresh").table
         alt = big_cohort(9000, work, 2, args.bootstrap, null=False, fresh=fresh)
         result = {
-            "null_trials": {"paired_rule": rate(df["promoted"]),
-                            "fixed_oof_paired_bootstrap": rate(df["fixed_oof_promoted"]),
-                            "mean_difference": round(float(df["difference"].mean()), 4),
-                            "seconds": round(trial_s, 1)},
+            "null_trials": null_part(df, trial_s),
             "null_cohorts_3000": {"promoted": int(sum(b["promoted"] for b in big)), "cohorts": big},
             "signal_cohort_3000": alt,
             "settings": {"bootstrap": args.bootstrap, "repeats": args.repeats,
@@ -175,7 +199,7 @@ def main(argv=None) -> None:
             "no_null_3000_promoted": result["null_cohorts_3000"]["promoted"] == 0,
             "signal_3000_promoted": alt["promoted"],
         }
-        write_result("gate" if args.primary is None else f"gate_{args.primary}", result)
+        write_result(result_name(args.primary), result)
         print(f"\nfalse promotion {fpr['rate']:.3f} (MCSE {fpr['mcse']:.3f}) over {fpr['trials']} null trials; "
               f"null 3,000: {result['null_cohorts_3000']['promoted']} of {args.big_null} promoted; "
               f"signal 3,000 promoted: {alt['promoted']}", file=sys.stderr)  # fmt: skip

@@ -28,7 +28,6 @@ they set the Monte Carlo precision of each trial's numbers, not their expectatio
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -48,7 +47,7 @@ from msc_response.modeling.fit import fit, refit
 from msc_response.reporting.operating_point import operating_point
 from msc_response.simulator import write_simulation as simulate
 
-from ._common import write_result
+from ._common import append_row, read_rows, write_result
 
 ENDPOINT = {"score": "child_pugh"}
 FRESH_N = 20_000
@@ -247,8 +246,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     PRIMARY[0] = args.primary
     if args.summarise_rows:
-        with open(args.summarise_rows) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
+        rows = read_rows(args.summarise_rows)
         part1 = trials_part(pd.DataFrame(rows).sort_values("seed"), args, 0.0)
         write_result(
             "honest_validation",
@@ -271,9 +269,7 @@ def main(argv=None) -> None:
             for k in range(args.trials)
         ):
             rows.append(row)
-            if args.rows_file:
-                with open(args.rows_file, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+            append_row(args.rows_file, row)
         rows.sort(key=lambda r: r["seed"])
         trial_seconds = time.perf_counter() - t0
         part1 = trials_part(pd.DataFrame(rows), args, trial_seconds)

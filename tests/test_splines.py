@@ -15,6 +15,12 @@ from msc_response.config import config_from_dict
 from msc_response.features import build_features
 from msc_response.modeling.fit import fit
 from msc_response.modeling.fitted import FittedModel
+from msc_response.modeling.models import (
+    ModelSpec,
+    endpoint_baseline_feature,
+    make_estimator,
+    unpenalised_columns,
+)
 from msc_response.modeling.splines import SplineExpansion, knots, n_knots, rcs_basis
 
 
@@ -76,6 +82,33 @@ def test_patsys_basis_would_change_the_penalised_model():
     assert np.linalg.matrix_rank(b_splines) == 6
 
 
+def rcspline_eval(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """``rms::rcspline.eval(x, knots, inclx=FALSE, norm=2)``, transcribed line by line from R.
+
+    An independent reference: R divides by ``kd = (t_k - t_1)^(2/3)`` inside the cube, the
+    project divides the cubes by ``(t_k - t_1)^2`` after.
+    """
+    nk = len(knots)
+    knot1, knot_nk, knot_nk1 = knots[0], knots[nk - 1], knots[nk - 2]
+    kd = (knot_nk - knot1) ** (2 / 3)
+    xx = np.empty((len(x), nk - 2))
+    for j in range(nk - 2):
+        xx[:, j] = np.maximum((x - knots[j]) / kd, 0) ** 3 + (
+            (knot_nk1 - knots[j]) * np.maximum((x - knot_nk) / kd, 0) ** 3
+            - (knot_nk - knots[j]) * np.maximum((x - knot_nk1) / kd, 0) ** 3
+        ) / (knot_nk - knot_nk1)
+    return xx
+
+
+@pytest.mark.parametrize("k", [3, 4, 5])
+def test_the_basis_equals_rms_rcspline_eval(k):
+    z = np.random.default_rng(k).lognormal(0, 1, 150)
+    t = knots(z, k)
+    assert len(t) == k
+    x = np.r_[z, t, t[0] - 1.0, t[-1] + 5.0]  # at and beyond the knots too
+    np.testing.assert_allclose(rcs_basis(x, t), rcspline_eval(x, t), rtol=0, atol=1e-9)
+
+
 def test_knots_follow_harrells_rule():
     assert [n_knots(n) for n in (29, 30, 99, 100)] == [3, 4, 4, 5]
     x = np.arange(1.0, 51.0)  # below 100 values: outer knots at the 5th smallest and largest
@@ -95,7 +128,10 @@ def test_skewed_labs_are_logged_and_flags_stay_linear():
     np.testing.assert_allclose(out[:, 0], np.log(X[:, 0]), rtol=1e-12)  # bilirubin: log
     assert out[0, exp.source_ == 3][0] == pytest.approx(np.log(0.1))  # creatinine 0: floored
     assert [len(t) for t in exp.knots_] == [4, 4, 0, 4]  # 60 patients: 4 knots; a flag linear
-    assert list(exp.source_) == [0, 0, 0, 1, 1, 1, 2, 3, 3, 3]
+    # the linear terms first, in feature order, then the nonlinear terms feature by feature
+    assert list(exp.source_) == [0, 1, 2, 3, 0, 0, 1, 1, 3, 3]
+    np.testing.assert_allclose(out[:, :4], np.column_stack([np.log(X[:, 0]), X[:, 1], X[:, 2],
+                                                            np.log(np.maximum(X[:, 3], 0.1))]))  # fmt: skip
     np.testing.assert_allclose(exp.per_feature(np.ones((2, out.shape[1]))), [[3, 3, 1, 3]] * 2)
 
 
@@ -119,3 +155,29 @@ def test_logistic_rcs_is_fitted_validated_stored_and_explained(trial_dir, tmp_pa
     spec = {"kind": "logistic", "feature_columns": result.fitted.feature_columns}
     again = FittedModel.load(spec, path)
     np.testing.assert_allclose(again.predict_proba(pd.DataFrame(X)), p, rtol=1e-12)
+
+
+def test_logistic_rcs_leaves_the_endpoints_baseline_value_unpenalised(trial_dir):
+    # the penalised fit's optimality conditions: the score equation of an unpenalised column
+    # is zero; a penalised column's is its coefficient over C (the penalty's pull)
+    config = config_from_dict(
+        {"name": "rcs", "model": {"candidates": ["logistic_rcs", "logistic_l2"]}}
+    )
+    features = build_features(config, trial_dir)
+    X, y = features.table[list(features.feature_columns)], features.table["response"].to_numpy()
+    anchor = endpoint_baseline_feature(config)
+    for name, free in (("logistic_rcs", [list(X.columns).index(anchor)]), ("logistic_l2", [])):
+        spec = ModelSpec(name, "logistic", "candidate", tuple(X.columns))
+        assert list(unpenalised_columns(spec, config)) == free
+        pipe = make_estimator(spec, config, seed=0, n_minority=int(min(y.sum(), len(y) - y.sum())))
+        pipe.fit(X.to_numpy(dtype=float), y)
+        lr = pipe[-1].model_
+        Z = pipe[:-1].transform(X.to_numpy(dtype=float))
+        score = Z.T @ (y - lr.predict_proba(Z)[:, 1])  # d log-likelihood / d coefficient
+        penalised = np.setdiff1d(np.arange(Z.shape[1]), free)
+        np.testing.assert_allclose(
+            pipe[-1].C_ * score[penalised], lr.coef_[0, penalised], atol=1e-3
+        )
+        np.testing.assert_allclose(score[free], 0, atol=1e-3)
+        if free:  # the anchor has a real coefficient, whose score a penalty would pull off zero
+            assert abs(lr.coef_[0, free[0]]) / pipe[-1].C_ > 0.1

@@ -29,7 +29,10 @@ ENDPOINT_SCORES = (*SCORES, "albumin")
 DIRECTIONS = ("decrease", "increase")
 #: Every model that may be a candidate, and the default candidates (see modeling/models.py).
 CANDIDATES = ("lightgbm", "logistic_l2", "logistic_rcs")
-DEFAULT_CANDIDATES = ("lightgbm", "logistic_l2")
+DEFAULT_CANDIDATES = ("lightgbm", "logistic_rcs")
+#: The primary when the config names none: the first of these that is a candidate, else the
+#: first candidate (docs/default-model.md: why ``logistic_rcs``, and its proof).
+DEFAULT_PRIMARIES = ("logistic_rcs", "logistic_l2")
 
 #: Names allowed for an experiment: the name is the MLflow experiment, the registered model
 #: and a folder of the artifact store, so it must be a path segment that needs no quoting:
@@ -149,7 +152,7 @@ class ModelSettings:
     bootstrap: int | None = None  # None: 200 below 500 patients, 100 below 5,000, else 50
     #: the pre-specified model whose validation is the headline and which is registered; the
     #: other candidates are validated and reported as exploratory (no choice made on the same
-    #: data, so no winner's curse). None: ``logistic_l2`` if it is a candidate, else the first.
+    #: data, so no winner's curse). None: see :data:`DEFAULT_PRIMARIES`.
     primary: str | None = None
     #: the decision threshold: a patient whose predicted probability is at least this is a
     #: predicted responder (``score``'s ``predicted_response``; the sensitivity, specificity,
@@ -181,11 +184,8 @@ class ModelSettings:
                  "model.candidates", cands, f"a non-empty list drawn from {list(CANDIDATES)}")  # fmt: skip
         _set(self, "candidates", tuple(cands))
         if self.primary is None:
-            _set(
-                self,
-                "primary",
-                "logistic_l2" if "logistic_l2" in self.candidates else self.candidates[0],
-            )
+            preferred = [m for m in DEFAULT_PRIMARIES if m in self.candidates]
+            _set(self, "primary", (preferred or self.candidates)[0])
         _require(self.primary in self.candidates, "model.primary", self.primary,
                  f"one of model.candidates {list(self.candidates)}")  # fmt: skip
         nb = self.net_benefit_thresholds

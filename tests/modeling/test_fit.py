@@ -25,15 +25,15 @@ def result(trial_dir):
 
 
 def test_fit_validates_every_model_and_refits_the_primary(result):
-    assert set(result.models) == {"lightgbm", "logistic_l2", "baseline_score", "baseline_regimen"}
-    assert result.primary.name == "logistic_l2" and result.fitted.kind == "logistic"
+    assert set(result.models) == {"lightgbm", "logistic_rcs", "baseline_score", "baseline_regimen"}
+    assert result.primary.name == "logistic_rcs" and result.fitted.kind == "logistic"
     # constant and duplicate columns are dropped, recorded, and not Riley parameters
     assert set(result.dropped_columns) == {"baseline_dialysis", "interval_days"}
     assert not set(result.dropped_columns) & set(result.fitted.feature_columns)
     s = result.summary()
     assert s["riley_parameters"] == len(result.feature_columns) == len(s["feature_columns"])
     assert s["dropped_columns"] == result.dropped_columns
-    assert s["exploratory"] is True and s["primary_model"] == "logistic_l2"
+    assert s["exploratory"] is True and s["primary_model"] == "logistic_rcs"
     assert s["exploratory_models"] == ["lightgbm"]
     assert s["models"]["lightgbm"]["status"] == "exploratory"
 
@@ -55,7 +55,7 @@ def test_every_metric_in_the_summary_has_an_interval(result):
 def test_harrell_is_not_applicable_to_trees(result):
     s = result.summary()
     assert s["models"]["lightgbm"]["optimism_corrected_roc_auc"] == NOT_APPLICABLE
-    assert isinstance(s["models"]["logistic_l2"]["optimism_corrected_roc_auc"], float)
+    assert isinstance(s["models"]["logistic_rcs"]["optimism_corrected_roc_auc"], float)
 
 
 def test_plot_numbers_are_the_reported_numbers_and_nothing_global_changes(result):

@@ -43,7 +43,7 @@ def test_train_writes_the_report_and_logs_it_to_the_run(trained):
     page = root / "reports" / "cp-report" / summary["run_id"] / "index.html"
     assert summary["report"] == str(page) or page.is_file()
     text = page.read_text()
-    for title in ("Models and their internal validation", "Model: logistic_l2 (primary)",
+    for title in ("Models and their internal validation", "Model: logistic_rcs (primary)",
                   "Model: lightgbm (exploratory)", "Model: baseline_score (baseline)",
                   "Stability of individual predictions", "SHAP: what the primary model uses",
                   "Performance by subgroup", "The cohort as the trial reported it", "Model card",

@@ -69,14 +69,14 @@ def test_train_tracks_registers_exploratory_and_serves_probabilities(trial_dir, 
     assert m["n_dropped_columns"] == 2
     assert (
         run.data.params["endpoint.score"] == "child_pugh"
-        and run.data.params["model.primary"] == "logistic_l2"
+        and run.data.params["model.primary"] == "logistic_rcs"
     )
     assert run.data.tags["data.simulated"] == "true" and run.data.tags["exploratory"] == "true"
     # MLflow shows the experiment in its classic machine-learning view, the run is named by
     # model, endpoint and time, and the run and the version describe themselves
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    assert run.info.run_name.startswith("logistic_l2 child_pugh day 28 20")
+    assert run.info.run_name.startswith("logistic_rcs child_pugh day 28 20")
     card = run.data.tags["mlflow.note.content"]
     version = client.get_model_version("cp-test", summary["version"])
     assert version.description == card

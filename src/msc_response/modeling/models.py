@@ -5,9 +5,11 @@ Candidates
     leaves, small leaves allowed; the defaults cannot split a few dozen patients).
     ``logistic_l2``: L2-penalised logistic regression on standardised features, its
     penalty chosen by inner cross-validation (so outer validation around it is nested).
-    ``logistic_rcs``: the same penalised logistic regression on restricted cubic splines of
-    the continuous features, skewed labs logged (:mod:`msc_response.modeling.splines`:
-    the field's default, and why).
+    ``logistic_rcs`` (the default primary): the same penalised logistic regression on
+    restricted cubic splines of the continuous features, skewed labs logged
+    (:mod:`msc_response.modeling.splines`: the field's default, and why), with the linear
+    term of the endpoint's own baseline score left unpenalised, so that it contains the
+    baseline-score model (:func:`make_estimator` says why).
 Baselines
     ``baseline_score``: logistic regression on the endpoint's baseline score alone.
     ``baseline_regimen``: logistic regression on the dosing regimen alone.
@@ -37,6 +39,11 @@ from .splines import SplineExpansion
 
 #: Inverse penalties searched by the inner cross-validation of ``logistic_l2`` and ``logistic_rcs``.
 C_GRID = np.logspace(-3, 1, 9)
+
+#: An unpenalised column is multiplied by this after standardisation, which divides its share
+#: of the L2 penalty by its square (1e-6: nothing, at any ``C`` of :data:`C_GRID`), so the
+#: fits stay scikit-learn's ``LogisticRegression``; its coefficient is scaled back after.
+UNPENALISED_SCALE = 1e3
 
 
 @dataclass(frozen=True)
@@ -121,13 +128,38 @@ def make_estimator(spec: ModelSpec, config: ExperimentConfig, seed: int, n_minor
         )
     impute = SimpleImputer(strategy="median", keep_empty_features=True)
     if spec.role == "candidate":
-        lr = PenalisedLogisticCV(inner_folds=max(2, min(3, n_minority)), seed=seed)
+        unpenalised = unpenalised_columns(spec, config)
+        lr = PenalisedLogisticCV(
+            inner_folds=max(2, min(3, n_minority)), seed=seed, unpenalised=unpenalised
+        )
     else:
         lr = LogisticRegression(C=1.0, solver="newton-cholesky", max_iter=1000)
     steps = [("impute", impute), ("scale", StandardScaler()), ("model", lr)]
     if spec.name == "logistic_rcs":
         steps.insert(1, ("expand", SplineExpansion(spec.features)))
     return Pipeline(steps)
+
+
+def unpenalised_columns(spec: ModelSpec, config: ExperimentConfig) -> tuple[int, ...]:
+    """Columns of ``spec``'s design matrix left out of the penalty: ``logistic_rcs`` only.
+
+    ``logistic_rcs`` does not penalise the linear term of the endpoint's own baseline value
+    (its spline terms are penalised with the rest). The rule is fixed by the design, not by
+    any data: the label is a change from that value, which therefore predicts it in every
+    study (regression to the mean, and the floor and ceiling of the score), and the
+    baseline-score model - logistic regression on that value alone - is the comparator the
+    promotion gate must beat. One shared penalty shrinks the strongest known predictor as
+    hard as every noise column; left unpenalised, the model at its largest penalty is the
+    baseline-score model (on the log scale for a skewed lab), and inner cross-validation
+    adds the other features only as far as they predict held-out patients. (``rms::lrm``
+    likewise takes separate penalties by kind of term, ``penalty=list(simple=,
+    nonlinear=, ...)``.) The spline expansion puts every feature's linear term first, in
+    feature order, so the position is known before the knots are.
+    """
+    anchor = endpoint_baseline_feature(config)
+    if spec.name != "logistic_rcs" or anchor not in spec.features:
+        return ()
+    return (spec.features.index(anchor),)
 
 
 def storable(estimator):
@@ -155,14 +187,21 @@ class PenalisedLogisticCV(ClassifierMixin, BaseEstimator):
     inner fits are a few Newton steps in NumPy: at 30 patients scikit-learn's per-call
     checks cost 20 times the arithmetic, and validation refits this model thousands of
     times. The final fit with the chosen ``C`` is scikit-learn's ``LogisticRegression``.
+
+    Columns in ``unpenalised`` (positions) are multiplied by :data:`UNPENALISED_SCALE` in
+    every fit, inner and final, which takes them out of the penalty; the final model's
+    coefficients are scaled back, so it predicts from the columns as given.
     """
 
-    def __init__(self, inner_folds: int = 3, seed: int = 0):
+    def __init__(self, inner_folds: int = 3, seed: int = 0, unpenalised: tuple[int, ...] = ()):
         self.inner_folds = inner_folds
         self.seed = seed
+        self.unpenalised = unpenalised
 
     def fit(self, X, y):
-        X = np.asarray(X, dtype=float)
+        weight = np.ones(np.shape(X)[1])
+        weight[list(self.unpenalised)] = UNPENALISED_SCALE
+        X = np.asarray(X, dtype=float) * weight
         y = np.asarray(y, dtype=int)
         inner = StratifiedKFold(n_splits=self.inner_folds, shuffle=True, random_state=self.seed)
         loss = np.zeros(len(C_GRID))
@@ -175,6 +214,7 @@ class PenalisedLogisticCV(ClassifierMixin, BaseEstimator):
         self.C_ = float(C_GRID[int(np.argmin(loss))])
         self.model_ = LogisticRegression(C=self.C_, solver="newton-cholesky", max_iter=1000)
         self.model_.fit(X, y)
+        self.model_.coef_ = self.model_.coef_ * weight  # the same predictions from unscaled X
         self.classes_ = self.model_.classes_
         return self
 

@@ -103,6 +103,10 @@ class SplineExpansion(TransformerMixin, BaseEstimator):
         Per input column, its knots on the (logged) scale (empty: linear).
     source_ : ndarray of int
         Per output column, the input column it comes from (contributions add up by it).
+
+    The output is every input column's linear term first, in input order (output column
+    ``j`` is input column ``j``, logged or not: a later step can name a linear term by its
+    input's position before the knots are known), then the nonlinear terms, input by input.
     """
 
     def __init__(self, feature_names: tuple[str, ...] = ()):
@@ -129,18 +133,15 @@ class SplineExpansion(TransformerMixin, BaseEstimator):
             t = knots(Z[:, j], k)
             self.knots_.append(t if len(t) >= 3 else np.empty(0))
         self.source_ = np.concatenate(
-            [np.full(1 + max(len(t) - 2, 0), j) for j, t in enumerate(self.knots_)]
+            [np.arange(X.shape[1])]
+            + [np.full(max(len(t) - 2, 0), j) for j, t in enumerate(self.knots_)]
         ).astype(int)
         self.n_features_in_ = X.shape[1]
         return self
 
     def transform(self, X):
         Z = self._scaled(np.asarray(X, dtype=float))
-        parts = []
-        for j, t in enumerate(self.knots_):
-            parts.append(Z[:, [j]])
-            parts.append(rcs_basis(Z[:, j], t))
-        return np.hstack(parts)
+        return np.hstack([Z] + [rcs_basis(Z[:, j], t) for j, t in enumerate(self.knots_)])
 
     def per_feature(self, contributions: np.ndarray) -> np.ndarray:
         """Column contributions of the expanded matrix added up per input column."""
