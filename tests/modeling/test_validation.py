@@ -206,6 +206,22 @@ def test_penalised_logistic_chooses_the_penalty_scikit_learn_chooses():
         np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-3)
 
 
+def test_penalised_logistic_with_too_few_of_a_class_for_its_inner_folds():
+    """The inner folds are set from the rows of each fit: a resample or outer fold with fewer
+    members of a class than folds (it ended `train` in a traceback on 5 patients) takes as
+    many folds as it can, and with a single member the strongest penalty."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(12, 3))
+    two = np.r_[np.ones(2, int), np.zeros(10, int)]
+    fitted = PenalisedLogisticCV(inner_folds=3, seed=0).fit(X, two)
+    assert fitted.C_ in C_GRID and np.isfinite(fitted.predict_proba(X)).all()
+    one = np.r_[1, np.zeros(11, int)]
+    assert PenalisedLogisticCV(inner_folds=3, seed=0).fit(X, one).C_ == C_GRID.min()
+    # every class below the folds: scikit-learn refuses the split (the traceback seen)
+    one_each = PenalisedLogisticCV(inner_folds=3, seed=0).fit(X[:2], np.array([1, 0]))
+    assert one_each.C_ == C_GRID.min()
+
+
 def test_screen_columns_drops_constant_and_affine_copies():
     X = pd.DataFrame(
         {

@@ -203,9 +203,19 @@ class PenalisedLogisticCV(ClassifierMixin, BaseEstimator):
         weight[list(self.unpenalised)] = UNPENALISED_SCALE
         X = np.asarray(X, dtype=float) * weight
         y = np.asarray(y, dtype=int)
-        inner = StratifiedKFold(n_splits=self.inner_folds, shuffle=True, random_state=self.seed)
+        # folds from the rows of this fit, not the whole cohort's: a bootstrap resample or an
+        # outer fold can hold a single member of the smaller class (a traceback on a cohort of
+        # 5, found on a public Synthea extract); with no class to hold out, no inner split can
+        # choose the penalty, and the strongest one is taken (the most conservative choice)
+        n_splits = min(self.inner_folds, int(np.bincount(y, minlength=2).min()))
         loss = np.zeros(len(C_GRID))
-        for train, test in inner.split(X, y):
+        splits = ()
+        if n_splits < 2:
+            loss[1:] = np.inf
+        else:
+            inner = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.seed)
+            splits = inner.split(X, y)
+        for train, test in splits:
             coef = np.zeros(X.shape[1] + 1)
             for j, C in enumerate(C_GRID):  # small to large C: each fit starts from the last
                 coef = _ridge_logistic(X[train], y[train], C, coef)
