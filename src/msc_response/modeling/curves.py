@@ -51,10 +51,8 @@ def mean_roc_curve(pairs, weights=None) -> pd.DataFrame:
     (Mann-Whitney, ties counted half). With the .632+ weights (apparent curve ``1 - w``,
     each out-of-bag curve ``w / B``) its area is the .632+ AUROC.
     """
-    from sklearn.metrics import roc_curve as sk_roc
-
     weights = np.full(len(pairs), 1 / len(pairs)) if weights is None else np.asarray(weights, float)
-    curves = [sk_roc(np.asarray(y, int), p, drop_intermediate=False)[:2] for y, p in pairs]
+    curves = [roc_points(y, p) for y, p in pairs]
     grid = np.unique(np.concatenate([fpr for fpr, _ in curves]))
     before = np.zeros_like(grid)
     after = np.zeros_like(grid)
@@ -66,6 +64,23 @@ def mean_roc_curve(pairs, weights=None) -> pd.DataFrame:
     return pd.DataFrame(
         {"fpr": np.repeat(grid, 2), "tpr": np.column_stack([before, after]).ravel() / total}
     )
+
+
+def roc_points(y, p) -> tuple[np.ndarray, np.ndarray]:
+    """``(fpr, tpr)`` of the ROC curve of ``(y, p)`` at every distinct ``p``, from (0, 0).
+
+    The same numbers as scikit-learn's ``roc_curve(y, p, drop_intermediate=False)[:2]``
+    (counts of true and false positives above each distinct score, over the totals), without
+    its input checks, which cost a hundred times the arithmetic on a few dozen patients and
+    ran thousands of times per training. Both classes must be present.
+    """
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    order = np.argsort(-p, kind="stable")
+    last = np.r_[np.flatnonzero(np.diff(p[order])), len(p) - 1]  # the end of each distinct score
+    tps = np.r_[0.0, np.cumsum(y[order])[last]]
+    fps = np.r_[0.0, 1.0 + last - tps[1:]]
+    return fps / fps[-1], tps / tps[-1]
 
 
 def _one_sided_values(grid: np.ndarray, fpr: np.ndarray, tpr: np.ndarray):
@@ -134,9 +149,7 @@ def decision_curve(y, oof, thresholds=None) -> pd.DataFrame:
 def roc_at(y, p, fpr) -> np.ndarray:
     """Sensitivity of the ROC curve of ``(y, p)`` at the false positive rates ``fpr`` (the
     highest at a rate where the curve rises vertically)."""
-    from sklearn.metrics import roc_curve as sk_roc
-
-    f, t, _ = sk_roc(np.asarray(y, int), np.asarray(p, float), drop_intermediate=False)
+    f, t = roc_points(y, p)
     return np.interp(np.asarray(fpr, float), f, t)
 
 
