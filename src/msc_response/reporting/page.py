@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import io
 import re
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -32,7 +31,7 @@ from .. import processes, provenance
 from ..config import config_digest
 from ..feature_labels import feature_labels
 from ..io import atomic_path
-from ..plotting import SIMULATED_LABEL
+from ..plotting import png_bytes
 
 SIMULATED_BANNER = (
     "SIMULATED DATA. Every number and figure on this page comes from simulated patients "
@@ -125,15 +124,11 @@ class Provenance:
                 f"{self.config_digest}; written {self.written}")  # fmt: skip
 
 
-def png_data_uri(ax_or_figure, *, simulated: bool, dpi: int = 110) -> str:
-    """The figure of ``ax_or_figure`` as a PNG data URI (labelled SIMULATED when it is)."""
-    fig = getattr(ax_or_figure, "figure", ax_or_figure)
-    if simulated:
-        fig.suptitle(SIMULATED_LABEL, color="#b3261e", fontsize=9, fontweight="bold")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+def png_data_uri(figure, *, simulated: bool) -> str:
+    """``figure`` as a PNG data URI: PNG bytes as they are (:func:`~msc_response.plotting.png_bytes`,
+    the same a run logs), or Axes or a Figure, rendered (labelled SIMULATED when it is)."""
+    data = figure if isinstance(figure, bytes) else png_bytes(figure, simulated=simulated)
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
 @dataclass
@@ -202,9 +197,10 @@ class Section:
         )
         return self
 
-    def figure(self, ax_or_figure, alt: str, caption: str | None = None) -> Section:
-        """A matplotlib figure, inlined as PNG (``alt`` describes it for screen readers)."""
-        uri = png_data_uri(ax_or_figure, simulated=self.simulated)
+    def figure(self, figure, alt: str, caption: str | None = None) -> Section:
+        """A matplotlib figure (Axes, Figure, or PNG bytes already rendered), inlined as PNG
+        (``alt`` describes it for screen readers)."""
+        uri = png_data_uri(figure, simulated=self.simulated)
         cap = f"<figcaption>{_esc(caption)}</figcaption>" if caption else ""
         self.blocks.append(f'<figure><img src="{uri}" alt="{_esc(alt)}">{cap}</figure>')
         return self
