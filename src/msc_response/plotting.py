@@ -16,6 +16,8 @@ import io
 import numpy as np
 import pandas as pd
 
+from . import processes
+
 SIMULATED_LABEL = "SIMULATED data - not patients"
 #: How the SIMULATED label is drawn on every figure (pages and runs alike).
 SIMULATED_STYLE = {"color": "#b3261e", "fontsize": 9, "fontweight": "bold"}
@@ -100,6 +102,18 @@ def png_bytes(ax_or_figure, *, simulated: bool, dpi: int = DPI) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
+
+
+def render_pngs(figures, *, simulated: bool, n_jobs: int = 1) -> list[bytes]:
+    """:func:`png_bytes` of each of ``figures``, by ``n_jobs`` worker processes (the same bytes
+    as one by one here: a figure travels to its worker whole, drawn; only laying out and
+    rasterising, most of a figure's cost, happen there)."""
+    from joblib import delayed
+
+    figures = [getattr(f, "figure", f) for f in figures]
+    if n_jobs == 1 or len(figures) < 2:
+        return [png_bytes(f, simulated=simulated) for f in figures]
+    return processes.parallel(n_jobs)(delayed(png_bytes)(f, simulated=simulated) for f in figures)
 
 
 def save_figure(figure, path, *, simulated: bool = False) -> None:

@@ -308,12 +308,25 @@ class TrainingResult:
     def figure_png(self, kind: str, model: str | None = None) -> bytes:
         """A figure of one model (``kind``, see :data:`FIGURES`; the SHAP ones are of the primary)
         as PNG bytes, rendered once: the training run logs and the report shows the same bytes."""
+        key, draw = self._figure(kind, model)
+        return self._once(key, lambda: plotting.png_bytes(draw(), simulated=self.simulated))
+
+    def _figure(self, kind: str, model: str | None):
         method, kwargs = self.FIGURES[kind]
         if method != "plot_shap":
             kwargs = {**kwargs, "model": self._model(model).name}
-        key = ("png", kind, kwargs.get("model"))
-        return self._once(key, lambda: plotting.png_bytes(getattr(self, method)(**kwargs),
-                                                          simulated=self.simulated))  # fmt: skip
+        return ("png", kind, kwargs.get("model")), lambda: getattr(self, method)(**kwargs)
+
+    def render_figures(self) -> None:
+        """Every figure of :meth:`figure_png` (each model's and the SHAP ones), drawn here and
+        rendered by ``model.n_jobs`` processes at once (the same bytes as one by one)."""
+        wanted = [self._figure(kind, name) for name in self.models
+                  for kind in self.FIGURES if not kind.startswith("shap")]  # fmt: skip
+        wanted += [self._figure(kind, None) for kind in ("shap_beeswarm", "shap_bar")]
+        wanted = [(key, draw) for key, draw in wanted if key not in self._memo]
+        pngs = plotting.render_pngs([draw() for _, draw in wanted], simulated=self.simulated,
+                                    n_jobs=self.plan.n_jobs)  # fmt: skip
+        self._memo.update({key: png for (key, _), png in zip(wanted, pngs, strict=True)})
 
 
 def _oob_net_benefit_sd(y, boot: validation.Bootstrap, thresholds) -> np.ndarray:

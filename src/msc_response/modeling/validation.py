@@ -87,14 +87,9 @@ def effective_folds(folds: int, y: np.ndarray) -> int:
 
 
 def _parallel(n_jobs: int):
-    from joblib import Parallel
-
     # results come back in submission order and every task carries its own seed, so the
-    # numbers do not depend on n_jobs; the workers (loky's, reused between calls) end with
-    # this process however it ends, SIGKILL included, instead of idling on for minutes
-    # holding its stdout and stderr
-    return Parallel(n_jobs=n_jobs, prefer="processes", initializer=processes.exit_with,
-                    initargs=processes.identity())  # fmt: skip
+    # numbers do not depend on n_jobs
+    return processes.parallel(n_jobs)
 
 
 def _fit_predict(make: MakeEstimator, seed: int, X_train, y_train, X_tests) -> list[np.ndarray]:

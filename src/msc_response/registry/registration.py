@@ -117,6 +117,7 @@ def _log_and_register(
     import mlflow
 
     config = result.config
+    result.render_figures()  # in parallel, before the run logs them and the report shows them
     _log_parent(result, summary)
     for mv in result.models.values():
         _log_model_run(result, mv, exp_id, tmp)

@@ -31,7 +31,7 @@ from .. import processes, provenance
 from ..config import config_digest
 from ..feature_labels import feature_labels
 from ..io import atomic_path
-from ..plotting import png_bytes
+from ..plotting import png_bytes, render_pngs
 
 SIMULATED_BANNER = (
     "SIMULATED DATA. Every number and figure on this page comes from simulated patients "
@@ -132,13 +132,28 @@ def png_data_uri(figure, *, simulated: bool) -> str:
 
 
 @dataclass
+class _Figure:
+    """A figure of a section, rendered when the page is (all of a page's at once: :meth:`Page.html`)."""
+
+    figure: object  # Axes, a Figure, or PNG bytes already rendered
+    alt: str
+    caption: str | None
+    png: bytes | None = None
+
+    def html(self, simulated: bool) -> str:
+        uri = png_data_uri(self.figure if self.png is None else self.png, simulated=simulated)
+        cap = f"<figcaption>{_esc(self.caption)}</figcaption>" if self.caption else ""
+        return f'<figure><img src="{uri}" alt="{_esc(self.alt)}">{cap}</figure>'
+
+
+@dataclass
 class Section:
     """One titled part of the page; ``add_*`` methods append blocks in order."""
 
     title: str
     anchor: str
     simulated: bool
-    blocks: list[str | Section] = field(default_factory=list)
+    blocks: list[str | Section | _Figure] = field(default_factory=list)
     level: int = 2
     #: feature code name -> label (the page's feature spec); such cells show the label
     labels: dict[str, str] = field(default_factory=dict)
@@ -199,11 +214,17 @@ class Section:
 
     def figure(self, figure, alt: str, caption: str | None = None) -> Section:
         """A matplotlib figure (Axes, Figure, or PNG bytes already rendered), inlined as PNG
-        (``alt`` describes it for screen readers)."""
-        uri = png_data_uri(figure, simulated=self.simulated)
-        cap = f"<figcaption>{_esc(caption)}</figcaption>" if caption else ""
-        self.blocks.append(f'<figure><img src="{uri}" alt="{_esc(alt)}">{cap}</figure>')
+        (``alt`` describes it for screen readers). Rendered with the page: draw nothing more
+        on a figure once it is added."""
+        self.blocks.append(_Figure(figure, alt, caption))
         return self
+
+    def figures(self) -> list[_Figure]:
+        """The figures of this section and of its folded parts, in order."""
+        out = []
+        for b in self.blocks:
+            out += [b] if isinstance(b, _Figure) else b.figures() if isinstance(b, Section) else []
+        return out
 
     def details(self, summary: str) -> Section:
         """A folded part of this section (HTML ``<details>``, closed until the reader opens it):
@@ -213,7 +234,8 @@ class Section:
         return part
 
     def _body(self) -> str:
-        return "".join(b if isinstance(b, str) else b.folded_html() for b in self.blocks)
+        return "".join(b if isinstance(b, str) else b.folded_html() if isinstance(b, Section)
+                       else b.html(self.simulated) for b in self.blocks)  # fmt: skip
 
     def folded_html(self) -> str:
         return f"<details><summary>{_esc(self.title)}</summary>{self._body()}</details>"
@@ -231,8 +253,10 @@ class Page:
     """
 
     def __init__(self, title: str, *, simulated: bool, subtitle: str = "", config: dict | None = None,
-                 feature_spec: list[dict] | None = None, warning: str | None = None):  # fmt: skip
+                 feature_spec: list[dict] | None = None, warning: str | None = None,
+                 n_jobs: int = 1):  # fmt: skip
         self.title, self.simulated, self.subtitle = title, simulated, subtitle
+        self.n_jobs = n_jobs  # processes that render the figures (the same bytes with any number)
         self.config, self.warning = config, warning
         self.labels = feature_labels(feature_spec or [])
         self.sections: list[Section] = []
@@ -265,6 +289,17 @@ class Page:
             else ""
         )
         sections = [*self.sections, *filter(None, [self._glossary()])]
+        pending = [
+            f
+            for s in sections
+            for f in s.figures()
+            if f.png is None and not isinstance(f.figure, bytes)
+        ]
+        pngs = render_pngs(
+            [f.figure for f in pending], simulated=self.simulated, n_jobs=self.n_jobs
+        )
+        for f, png in zip(pending, pngs, strict=True):
+            f.png = png
         toc = "".join(f'<li><a href="#{s.anchor}">{_esc(s.title)}</a></li>' for s in sections)
         sub = f'<p class="subtitle">{_esc(self.subtitle)}</p>' if self.subtitle else ""
         sub += f'<p class="provenance">{_esc(Provenance.now(self.config).text())}</p>'
