@@ -90,9 +90,10 @@ def _one_sided_values(grid: np.ndarray, fpr: np.ndarray, tpr: np.ndarray):
     to the highest sensitivity there); in between two of them it is a straight line from
     the top of the earlier to the bottom of the later.
     """
-    xs = np.unique(fpr)
-    low = np.array([tpr[fpr == x].min() for x in xs])
-    high = np.array([tpr[fpr == x].max() for x in xs])
+    order = np.argsort(fpr, kind="stable")  # one pass, not one per rate (quadratic at 100,000)
+    xs, starts = np.unique(fpr[order], return_index=True)
+    low = np.minimum.reduceat(tpr[order], starts)
+    high = np.maximum.reduceat(tpr[order], starts)
     j = np.searchsorted(xs, grid)  # xs[j - 1] < g <= xs[j]
     exact = np.isin(grid, xs)
     before = np.empty_like(grid)
