@@ -108,3 +108,20 @@ def test_progress_lines_without_a_terminal_only_when_asked(tmp_path):
             advance(3)
     lines = buffer.getvalue().splitlines()
     assert lines[0] == "scoring chunks ..." and lines[1].startswith("scoring chunks: done (3/3, ")
+
+
+def test_mlflow_stays_quiet_when_the_command_first_imports_its_pyfunc_module():
+    """Importing ``mlflow.pyfunc`` (its ``mlflow.types.responses``) turns MLflow's event logs
+    back on; in a fresh process a command that first imports it while quiet must stay quiet
+    (a training printed MLflow's INFO lines once the import happened later than before)."""
+    import subprocess
+    import sys
+
+    code = ("from msc_response.cli import _quiet_mlflow\n"
+            "from mlflow.utils import logging_utils\n"
+            "with _quiet_mlflow():\n"
+            "    import mlflow.pyfunc\n"
+            "    assert not logging_utils.MLFLOW_LOGGING_STREAM.enabled\n"
+            "assert logging_utils.MLFLOW_LOGGING_STREAM.enabled\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

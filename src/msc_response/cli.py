@@ -154,6 +154,7 @@ def _quiet_mlflow():
     handler of this block. Everything is put back afterwards (the variable for the bars
     too: a user's own setting is kept).
     """
+    import mlflow.types.responses  # noqa: F401 - importing it turns MLflow's event logs back on: done first
     from mlflow.utils import logging_utils
 
     previous_bars = os.environ.get(_MLFLOW_BARS)
