@@ -132,3 +132,22 @@ def test_a_fresh_train_process_prints_nothing_of_mlflows_own(trial_dir, tmp_path
     assert done.returncode == 0, done.stderr
     for noise in (" INFO ", "Successfully registered", "Created version", "Validating input"):
         assert noise not in done.stdout + done.stderr, noise
+
+
+def test_mlflow_stays_quiet_when_the_command_first_imports_its_pyfunc_module():
+    """Importing ``mlflow.pyfunc`` (its ``mlflow.types.responses``) turns MLflow's event logs
+    back on; in a fresh process a command that first imports it while quiet must stay quiet
+    (a training printed MLflow's INFO lines once the import happened later than before)."""
+    import subprocess
+    import sys
+
+    code = ("from msc_response.cli import _quiet_mlflow\n"
+            "from mlflow.utils import logging_utils\n"
+            "with _quiet_mlflow():\n"
+            "    import mlflow.pyfunc\n"
+            "    logging_utils.eprint('NOISE INSIDE')\n"
+            "assert 'write' not in vars(logging_utils.MLFLOW_LOGGING_STREAM)\n"
+            "logging_utils.eprint('AFTER')\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "NOISE INSIDE" not in done.stderr and "AFTER" in done.stderr

@@ -425,6 +425,23 @@ def test_a_train_killed_before_its_gate_decision_leaves_no_usable_version(setup,
 
 
 @pytest.mark.slow
+def test_the_workers_of_a_killed_train_end_with_it_and_release_its_pipes(setup, tmp_path):
+    """Killed after validation (its two workers are alive then, idle), the training leaves no
+    process holding its stdout and stderr: a caller reading them sees their end at once, not
+    after the workers' idle timeout of 5 minutes (before the fix they lived that long)."""
+    root = setup["root"]
+    config = write_config(tmp_path / "c.yaml", NAME, root / "trial")
+    environ = {**os.environ, "PYTHONPATH": str(SRC), "MSC_RESPONSE_KILL_AT": "train:registered"}
+    proc = subprocess.Popen([sys.executable, "-m", "msc_response.cli", "train", "--config", str(config)],
+                            cwd=root, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert proc.wait(timeout=900) == -9
+        proc.communicate(timeout=60)  # end of both pipes: every process holding them has ended
+    finally:
+        proc.kill()
+
+
+@pytest.mark.slow
 def test_a_train_killed_while_writing_its_report_is_marked_and_its_leftovers_removed(
     setup, tmp_path
 ):

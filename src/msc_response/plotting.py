@@ -3,15 +3,26 @@
 Each ``plot_*`` function draws numbers computed elsewhere (the curves of
 :mod:`msc_response.modeling.curves`) on ``ax`` (a new :class:`matplotlib.figure.Figure`
 when ``ax`` is None, made without pyplot, so nothing global changes: no backend switch,
-no open-figure registry, no ``show()``). Figures are written with :func:`save_figure`.
+no open-figure registry, no ``show()``). A figure becomes PNG bytes once
+(:func:`png_bytes`): the same bytes go into a page and, written by :func:`save_figure`,
+to a run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 import pandas as pd
 
+from . import processes
+
 SIMULATED_LABEL = "SIMULATED data - not patients"
+#: How the SIMULATED label is drawn on every figure (pages and runs alike).
+SIMULATED_STYLE = {"color": "#b3261e", "fontsize": 9, "fontweight": "bold"}
+#: Resolution of every PNG the product writes.
+DPI = 110
 
 
 def new_axes(ax=None, figsize=(5, 4.5)):
@@ -82,10 +93,46 @@ def plot_decision(curve: pd.DataFrame, label: str, ax=None, *, title: str = "Dec
     return ax
 
 
-def save_figure(ax, path, *, simulated: bool = False) -> None:
-    """Write the figure of ``ax`` to ``path`` (labelled when the data are simulated)."""
-    fig = ax.figure
+def png_bytes(ax_or_figure, *, simulated: bool, dpi: int = DPI) -> bytes:
+    """The figure of ``ax_or_figure`` as PNG (labelled when the data are simulated)."""
+    fig = getattr(ax_or_figure, "figure", ax_or_figure)
     if simulated:
-        fig.suptitle(SIMULATED_LABEL, color="firebrick", fontsize=9)
+        fig.suptitle(SIMULATED_LABEL, **SIMULATED_STYLE)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def render_pngs(figures, *, simulated: bool, n_jobs: int = 1) -> list[bytes]:
+    """:func:`png_bytes` of each of ``figures``, by ``n_jobs`` worker processes (the same bytes
+    as one by one here: a figure travels to its worker whole, drawn; only laying out and
+    rasterising, most of a figure's cost, happen there)."""
+    from joblib import delayed
+
+    figures = [getattr(f, "figure", f) for f in figures]
+    if n_jobs == 1 or len(figures) < 2:
+        return [png_bytes(f, simulated=simulated) for f in figures]
+    return processes.parallel(n_jobs)(delayed(png_bytes)(f, simulated=simulated) for f in figures)
+
+
+def save_figure(figure, path, *, simulated: bool = False) -> None:
+    """Write ``figure`` (PNG bytes from :func:`png_bytes`, or Axes) to ``path``."""
+    data = figure if isinstance(figure, bytes) else png_bytes(figure, simulated=simulated)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def fixed_global_random(seed: int = 0):
+    """NumPy's global generator seeded inside the block, the caller's state given back after it.
+
+    shap's beeswarm jitters its dots with the global generator and takes no seed: without
+    this, the same data would give a different picture each time.
+    """
+    state = np.random.get_state()  # noqa: NPY002 - the legacy global generator is what shap draws from
+    np.random.seed(seed)  # noqa: NPY002
+    try:
+        yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002

@@ -88,6 +88,18 @@ def exit_with(pid: int, start: int) -> None:
     threading.Thread(target=watch, name="msc-response-exit-with-job", daemon=True).start()
 
 
+def parallel(n_jobs: int):
+    """joblib's ``Parallel`` over worker processes that end with this one (:func:`exit_with`).
+
+    Results come back in submission order. The workers (loky's) are reused between calls;
+    without the initializer they idled on for minutes after a SIGKILL, holding this
+    process's stdout and stderr.
+    """
+    from joblib import Parallel
+
+    return Parallel(n_jobs=n_jobs, prefer="processes", initializer=exit_with, initargs=identity())
+
+
 def _set_parent_death_signal(signum: int) -> None:
     """``prctl(PR_SET_PDEATHSIG, signum)`` on Linux; nothing elsewhere."""
     if not sys.platform.startswith("linux"):

@@ -365,10 +365,11 @@ def start_run(**kwargs):
     import mlflow
 
     with processes.signals_raise():
-        run = mlflow.start_run(**kwargs)
+        # the process tags with the run's creation: one write to the store, not two
+        tags = {**(kwargs.pop("tags", None) or {}), **process_tags()}
+        run = mlflow.start_run(**kwargs, tags=tags)
         status = "FAILED"
         try:
-            mlflow.set_tags(process_tags())
             yield run
             status = "FINISHED"
         except (KeyboardInterrupt, processes.Terminated):
@@ -408,6 +409,26 @@ def log_files(paths, artifact_path: str, run_id: str | None = None, root=None) -
             mlflow.log_artifact(str(path), artifact_path)
         else:
             client(root).log_artifact(run_id, str(path), artifact_path)
+
+
+def log_batch(*, metrics: dict | None = None, params: dict | None = None, tags: dict | None = None,
+              run_id: str | None = None) -> None:  # fmt: skip
+    """Metrics, parameters and tags of a run (the active one by default) in one write to the
+    store (MLflow's ``log_batch``), where ``log_metrics``, ``log_params`` and ``set_tags``
+    would make one each."""
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric, Param, RunTag
+
+    run_id = run_id or mlflow.active_run().info.run_id
+    now = int(time.time() * 1000)
+    mlflow.MlflowClient().log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )
 
 
 def _end_run(run_id: str, status: str) -> None:

@@ -35,6 +35,21 @@ def test_roc_curve_area_is_the_mean_per_repeat_auroc_even_with_ties():
     assert curves.area(curves.mean_roc_curve(pairs, w)) == pytest.approx(expected, abs=1e-12)
 
 
+def test_roc_points_are_scikit_learns_roc_curve_exactly():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):  # ties (scores rounded to 1-3 decimals), tiny and uneven classes
+        n = int(rng.integers(2, 60))
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        p = np.round(rng.random(n), int(rng.integers(1, 4)))
+        fpr, tpr, _ = roc_curve(y, p, drop_intermediate=False)
+        ours = curves.roc_points(y, p)
+        np.testing.assert_array_equal(ours[0], fpr)
+        np.testing.assert_array_equal(ours[1], tpr)
+
+
 def test_calibration_curve_is_the_mean_of_the_repeats_smoothed_curves():
     rng = np.random.default_rng(2)
     p = rng.uniform(0.1, 0.9, (3, 60))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import matplotlib
 import numpy as np
 import pytest
@@ -36,6 +38,37 @@ def test_fit_validates_every_model_and_refits_the_primary(result):
     assert s["exploratory"] is True and s["primary_model"] == "logistic_rcs"
     assert s["exploratory_models"] == ["lightgbm"]
     assert s["models"]["lightgbm"]["status"] == "exploratory"
+
+
+def test_the_numbers_and_figures_do_not_depend_on_the_number_of_workers(trial_dir):
+    config = config_from_dict({"name": "fit-test", "model": FAST})
+    features = build_features(config, trial_dir)
+    with statistical_warnings("below Riley's minimum sample size"):
+        one = fit(config, features, simulated=True)
+        two = fit(config_from_dict({"name": "fit-test", "model": {**FAST, "n_jobs": 2}}), features,
+                  simulated=True)  # fmt: skip
+    assert json.dumps(one.summary()) == json.dumps(two.summary())  # every number, to the bit
+    for name, a in one.models.items():
+        b = two.models[name]
+        np.testing.assert_array_equal(a.oof, b.oof)
+        np.testing.assert_array_equal(a.bootstrap.predictions, b.bootstrap.predictions)
+        exact = lambda v: json.dumps(v, default=vars)  # noqa: E731 - repr of floats, NaN included
+        assert exact(a.bootstrap.oob) == exact(b.bootstrap.oob)
+        assert exact(a.bootstrap.apparent) == exact(b.bootstrap.apparent)
+        assert exact(a.optimism) == exact(b.optimism)
+    assert one.figure_png("roc") == two.figure_png("roc")  # the same picture, byte for byte
+    assert one.figure_png("shap_beeswarm") == two.figure_png("shap_beeswarm")  # seeded jitter
+
+
+def test_curves_and_figures_are_made_once_and_handed_out_as_copies(result):
+    curve = result.roc_curve("lightgbm")
+    curve["tpr"] = 0.0  # a caller's change does not reach the next caller
+    assert result.roc_curve("lightgbm")["tpr"].max() == pytest.approx(1.0)
+    assert result.figure_png("calibration", "lightgbm") is result.figure_png(
+        "calibration", "lightgbm"
+    )
+    assert result.figure_png("roc", "lightgbm").startswith(b"\x89PNG")
+    assert result.figure_png("roc", "lightgbm") != result.figure_png("roc", "logistic_l2")
 
 
 def test_every_metric_in_the_summary_has_an_interval(result):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -95,6 +96,14 @@ def test_train_tracks_registers_exploratory_and_serves_probabilities(trial_dir, 
     assert {"validation/roc_curve.png", "validation/calibration.png", "validation/decision_curve.png",
             "validation/decision_curve.csv"} <= arts  # fmt: skip
     assert "validation/oof_predictions.csv" not in arts  # patient-level: only when opted in
+    # the run's figures are the report's, byte for byte (each rendered once)
+    png = Path(
+        client.download_artifacts(
+            children[0].info.run_id, "validation/roc_curve.png", str(tmp_path)
+        )
+    )
+    page = Path(summary["report"]).read_text()
+    assert base64.b64encode(png.read_bytes()).decode() in page
 
     # the registered model serves probabilities from the feature table
     model = mlflow.pyfunc.load_model(f"models:/cp-test/{summary['version']}")

@@ -162,6 +162,14 @@ class TrainingResult:
     riley: dict
     simulated: bool
     warnings: list[str] = field(default_factory=list)
+    #: curves and rendered figures, each computed once (the run and the page show the same)
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _once(self, key: tuple, make):
+        if key not in self._memo:
+            self._memo[key] = make()
+        value = self._memo[key]
+        return value.copy() if isinstance(value, pd.DataFrame) else value
 
     @property
     def primary(self) -> ModelValidation:
@@ -195,6 +203,9 @@ class TrainingResult:
 
     def roc_curve(self, model: str | None = None) -> pd.DataFrame:
         """The .632+ ROC curve: its area is the validated AUROC (see :func:`curves.mean_roc_curve`)."""
+        return self._once(("roc", self._model(model).name), lambda: self._roc_curve(model))
+
+    def _roc_curve(self, model: str | None) -> pd.DataFrame:
         boot = self._model(model).bootstrap
         y = self.y
         pairs = [(y, boot.apparent_predictions)]
@@ -208,6 +219,9 @@ class TrainingResult:
     def roc_band(self, model: str | None = None) -> pd.DataFrame:
         """Pointwise 95% band of the ROC curve: percentiles over the bootstrap replicates of
         each replicate's out-of-bag ROC curve (the spread the AUROC's interval comes from)."""
+        return self._once(("roc_band", self._model(model).name), lambda: self._roc_band(model))
+
+    def _roc_band(self, model: str | None) -> pd.DataFrame:
         boot = self._model(model).bootstrap
         tprs = []
         for b, p in enumerate(boot.predictions):
@@ -235,12 +249,19 @@ class TrainingResult:
         est = mv.cv.values
         label = (f"{mv.name}: intercept {est[metrics.CALIBRATION_INTERCEPT]:.2f}, slope "
                  f"{est[metrics.CALIBRATION_SLOPE]:.2f}, ICI {est[metrics.ICI]:.3f}")  # fmt: skip
-        curve = curves.calibration_curve(self.y, mv.oof)
+        curve = self.calibration_curve(model)
         rug = (
             np.nanmean(mv.oof, axis=0) if band else None
         )  # one rug per figure is readable, several are not
         return plotting.plot_calibration(
             curve, label, ax=ax, y=self.y, p=rug, band=band, reference=reference
+        )
+
+    def calibration_curve(self, model: str | None = None) -> pd.DataFrame:
+        """The smoothed cross-validated calibration curve with its 95% band (:func:`curves.calibration_curve`)."""
+        mv = self._model(model)
+        return self._once(
+            ("calibration", mv.name), lambda: curves.calibration_curve(self.y, mv.oof)
         )
 
     def plot_decision_curve(self, ax=None, *, model: str | None = None, band: bool = True,
@@ -253,16 +274,59 @@ class TrainingResult:
 
     def decision_curve(self, model: str | None = None) -> pd.DataFrame:
         """Net benefit by threshold (cross-validated) with its 95% band (+/- 1.96 SD out of bag)."""
+        return self._once(
+            ("decision", self._model(model).name), lambda: self._decision_curve(model)
+        )
+
+    def _decision_curve(self, model: str | None) -> pd.DataFrame:
         mv = self._model(model)
         curve = curves.decision_curve(self.y, mv.oof)
         se = _oob_net_benefit_sd(self.y, mv.bootstrap, curve["threshold"].to_numpy())
         return curve.assign(lower=curve["model"] - Z * se, upper=curve["model"] + Z * se)
 
     def plot_shap(self, ax=None, *, kind: str = "beeswarm", max_display: int = 15):
-        """SHAP beeswarm (or ``kind="bar"``) of the refit primary model on the training patients."""
-        contrib, base = self.fitted.contributions(self.X)
-        return explain.plot_shap(contrib, base, self.X[self.fitted.feature_columns], ax=ax, kind=kind,
-                         max_display=max_display)  # fmt: skip
+        """SHAP beeswarm (or ``kind="bar"``) of the refit primary model on the training patients;
+        the beeswarm's jitter is seeded by the config's seed (the same picture every time)."""
+        contrib, base = self.shap_values()
+        with plotting.fixed_global_random(self.config.model.seed):
+            return explain.plot_shap(contrib, base, self.X[self.fitted.feature_columns], ax=ax, kind=kind,
+                                     max_display=max_display)  # fmt: skip
+
+    def shap_values(self) -> tuple[np.ndarray, np.ndarray]:
+        """Contributions (log-odds) of the refit primary model for the training patients, and the base."""
+        return self._once(("shap",), lambda: self.fitted.contributions(self.X))
+
+    #: What :meth:`figure_png` draws: the method and its keyword arguments.
+    FIGURES = {
+        "roc": ("plot_roc", {}),
+        "calibration": ("plot_calibration", {}),
+        "decision_curve": ("plot_decision_curve", {}),
+        "shap_beeswarm": ("plot_shap", {"kind": "beeswarm"}),
+        "shap_bar": ("plot_shap", {"kind": "bar"}),
+    }
+
+    def figure_png(self, kind: str, model: str | None = None) -> bytes:
+        """A figure of one model (``kind``, see :data:`FIGURES`; the SHAP ones are of the primary)
+        as PNG bytes, rendered once: the training run logs and the report shows the same bytes."""
+        key, draw = self._figure(kind, model)
+        return self._once(key, lambda: plotting.png_bytes(draw(), simulated=self.simulated))
+
+    def _figure(self, kind: str, model: str | None):
+        method, kwargs = self.FIGURES[kind]
+        if method != "plot_shap":
+            kwargs = {**kwargs, "model": self._model(model).name}
+        return ("png", kind, kwargs.get("model")), lambda: getattr(self, method)(**kwargs)
+
+    def render_figures(self) -> None:
+        """Every figure of :meth:`figure_png` (each model's and the SHAP ones), drawn here and
+        rendered by ``model.n_jobs`` processes at once (the same bytes as one by one)."""
+        wanted = [self._figure(kind, name) for name in self.models
+                  for kind in self.FIGURES if not kind.startswith("shap")]  # fmt: skip
+        wanted += [self._figure(kind, None) for kind in ("shap_beeswarm", "shap_bar")]
+        wanted = [(key, draw) for key, draw in wanted if key not in self._memo]
+        pngs = plotting.render_pngs([draw() for _, draw in wanted], simulated=self.simulated,
+                                    n_jobs=self.plan.n_jobs)  # fmt: skip
+        self._memo.update({key: png for (key, _), png in zip(wanted, pngs, strict=True)})
 
 
 def _oob_net_benefit_sd(y, boot: validation.Bootstrap, thresholds) -> np.ndarray:

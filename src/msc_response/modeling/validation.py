@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.model_selection import RepeatedStratifiedKFold
 
+from .. import processes
 from ..confidence import Z
 from . import metrics
 
@@ -86,10 +87,9 @@ def effective_folds(folds: int, y: np.ndarray) -> int:
 
 
 def _parallel(n_jobs: int):
-    from joblib import Parallel
-
-    # results come back in submission order, so parallel runs give the same numbers
-    return Parallel(n_jobs=n_jobs, prefer="processes")
+    # results come back in submission order and every task carries its own seed, so the
+    # numbers do not depend on n_jobs
+    return processes.parallel(n_jobs)
 
 
 def _fit_predict(make: MakeEstimator, seed: int, X_train, y_train, X_tests) -> list[np.ndarray]:
@@ -450,22 +450,33 @@ def bootstrap(
     (p_full,) = _fit_predict(make, seed, X, y, [X])
     apparent, _ = metrics.performance(y, p_full, thresholds)
     samples = bootstrap_samples(y, n_boot, seed + 1)
-    preds = _parallel(n_jobs)(
-        delayed(_fit_predict)(make, seed + 1000 + b, X[idx], y[idx], [X])
+    harrell = kind in OPTIMISM_VALID_KINDS
+    # each replicate's seed is its own (seed + 1000 + b), whichever worker runs it
+    done = _parallel(n_jobs)(
+        delayed(_replicate)(make, seed + 1000 + b, X, y, idx, thresholds, harrell)
         for b, idx in enumerate(samples)
     )
-    predictions = np.vstack([p for (p,) in preds])
-    oob = []
-    for idx, p in zip(samples, predictions, strict=True):
-        left_out = left_out_of(len(y), idx)
-        oob.append(metrics.performance(y[left_out], p[left_out], thresholds)[0])
+    predictions = np.vstack([p for p, _, _ in done])
+    oob = [metrics_ for _, metrics_, _ in done]
     oob_auc = np.array([r[metrics.ROC_AUC] for r in oob])
     estimate, weight = auc_632plus(apparent[metrics.ROC_AUC], float(np.mean(oob_auc)))
-    optimism = None
-    if kind in OPTIMISM_VALID_KINDS:
-        optimism = _harrell(y, p_full, samples, predictions)
+    optimism = _harrell(y, p_full, [d for _, _, d in done]) if harrell else None
     return Bootstrap(apparent, oob, samples, predictions, p_full, estimate,
                      float(np.std(oob_auc, ddof=1)), weight, optimism)  # fmt: skip
+
+
+def _replicate(make: MakeEstimator, seed: int, X, y, idx, thresholds, harrell: bool):
+    """One bootstrap replicate, all of it in the worker that fits it: the model refit on the
+    sample ``idx``, its predictions for every patient, its metrics out of bag and (``harrell``)
+    its optimism in the headline metrics."""
+    (p,) = _fit_predict(make, seed, X[idx], y[idx], [X])
+    left_out = left_out_of(len(y), idx)
+    oob = metrics.performance(y[left_out], p[left_out], thresholds)[0]
+    diff = None
+    if harrell:
+        on_boot, on_orig = _headline_metrics(y[idx], p[idx]), _headline_metrics(y, p)
+        diff = {k: on_boot[k] - on_orig[k] for k in on_boot}
+    return p, oob, diff
 
 
 def auc_632plus(apparent: float, oob: float) -> tuple[float, float]:
@@ -493,15 +504,13 @@ def auc_632plus(apparent: float, oob: float) -> tuple[float, float]:
     return (1 - w) * apparent + w * oob, w
 
 
-def _harrell(y, p_full, samples, predictions) -> Optimism:
+def _harrell(y, p_full, diffs: list[dict[str, float]]) -> Optimism:
+    """Harrell's optimism from each replicate's ``diffs`` (its headline metrics on its own
+    sample minus on the original data, :func:`_replicate`)."""
     apparent = _headline_metrics(y, p_full)
-    diffs = []
-    for idx, p in zip(samples, predictions, strict=True):
-        on_boot, on_orig = _headline_metrics(y[idx], p[idx]), _headline_metrics(y, p)
-        diffs.append({k: on_boot[k] - on_orig[k] for k in on_boot})
     optimism = {k: _finite_mean([d[k] for d in diffs]) for k in apparent}
     corrected = {k: apparent[k] - optimism[k] for k in apparent}
-    return Optimism(apparent, optimism, corrected, len(samples))
+    return Optimism(apparent, optimism, corrected, len(diffs))
 
 
 def _finite_mean(values) -> float:

@@ -56,7 +56,7 @@ def write_training_report(result, features, study: Study | str | Path, out_dir: 
     page = Page(f"Training report: {config.name}", simulated=result.simulated or study.simulated,
                 subtitle=f"{len(result.y)} patients, {int(result.y.sum())} responders; primary model "
                          f"{config.model.primary}",
-                config=config.to_dict(), feature_spec=features.feature_spec)  # fmt: skip
+                config=config.to_dict(), feature_spec=features.feature_spec, n_jobs=config.model.n_jobs)  # fmt: skip
     for add in (sections.add_data_source, sections.add_eligibility, sections.add_outcome,
                 sections.add_predictors, sections.add_assumptions, sections.add_flow, sections.add_table1):  # fmt: skip
         add(page, ctx)

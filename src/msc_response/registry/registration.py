@@ -117,6 +117,7 @@ def _log_and_register(
     import mlflow
 
     config = result.config
+    result.render_figures()  # in parallel, before the run logs them and the report shows them
     _log_parent(result, summary)
     for mv in result.models.values():
         _log_model_run(result, mv, exp_id, tmp)
@@ -239,14 +240,11 @@ def _log_parent(result: TrainingResult, summary: dict) -> None:
 
     config = result.config
     commit = provenance.git_commit()
-    mlflow.set_tags({tracking.TAG_STAGE: "train", "data.simulated": str(result.simulated).lower(),
-                     "git_commit": commit})  # fmt: skip
     params = tracking.flatten(config.to_dict())
     params.update({f"version.{k}": v for k, v in provenance.package_versions().items()})
     params.update({"git_commit": commit, "validation.repeats": result.plan.repeats,
                    "validation.bootstrap": result.plan.n_boot, "validation.folds": result.plan.folds,
                    "validation.method": summary["validation"]["method"][:500]})  # fmt: skip
-    mlflow.log_params(params)
     log_features(features_dataset(result.X, result.y, f"{config.name}-features"), "training")
     fs = result.features
     mlflow.log_dict({"flow": fs.flow, "feature_columns": result.feature_columns,
@@ -261,24 +259,18 @@ def _log_parent(result: TrainingResult, summary: dict) -> None:
             result.baseline_comparison.reference
         ].roc_auc
         numbers.update(_flat("gate_baseline", result.baseline_comparison.to_dict()))
-    mlflow.log_metrics(numbers)
-    if tags:
-        mlflow.set_tags(tags)
+    tags.update({tracking.TAG_STAGE: "train", "data.simulated": str(result.simulated).lower(),
+                 "git_commit": commit})  # fmt: skip
+    tracking.log_batch(metrics=numbers, params=params, tags=tags)
 
 
 def _log_model_run(result: TrainingResult, mv: ModelValidation, exp_id: str, tmp: Path) -> None:
-    import mlflow
-
-    status = result.status(mv.name)
+    numbers, tags = run_metrics(model_numbers(mv))
+    tags.update({f"problem.{k}": v[:250] for k, v in mv.problems.items()})
+    tags.update({"role": mv.spec.role, "kind": mv.spec.kind, "status": result.status(mv.name)})
     with tracking.start_run(experiment_id=exp_id, run_name=mv.name, nested=True):
-        mlflow.set_tags({"role": mv.spec.role, "kind": mv.spec.kind, "status": status})
-        mlflow.log_params({"model": mv.name, "n_features": len(mv.spec.features),
-                           "seed": result.plan.seed})  # fmt: skip
-        numbers, tags = run_metrics(model_numbers(mv))
-        mlflow.log_metrics(numbers)
-        tags.update({f"problem.{k}": v[:250] for k, v in mv.problems.items()})
-        if tags:
-            mlflow.set_tags(tags)
+        tracking.log_batch(metrics=numbers, tags=tags, params={
+            "model": mv.name, "n_features": len(mv.spec.features), "seed": result.plan.seed})  # fmt: skip
         out = tmp / mv.name
         out.mkdir()
         written = [out / "decision_curve.csv"]
@@ -289,13 +281,10 @@ def _log_model_run(result: TrainingResult, mv: ModelValidation, exp_id: str, tmp
                 oof[f"oof_probability_repeat_{r + 1}"] = np.round(mv.oof[r], 6)
             written.append(out / "oof_predictions.csv")
             oof.to_csv(written[-1], index=False)
-        for name, ax in (
-            ("roc_curve.png", result.plot_roc(model=mv.name)),
-            ("calibration.png", result.plot_calibration(model=mv.name)),
-            ("decision_curve.png", result.plot_decision_curve(model=mv.name)),
-        ):
-            written.append(out / name)
-            plotting.save_figure(ax, written[-1], simulated=result.simulated)
+        for name, kind in (("roc_curve.png", "roc"), ("calibration.png", "calibration"),
+                           ("decision_curve.png", "decision_curve")):  # fmt: skip
+            written.append(out / name)  # the same picture as the report's (rendered once)
+            plotting.save_figure(result.figure_png(kind, mv.name), written[-1])
         tracking.log_files(written, "validation")
 
 
@@ -304,8 +293,8 @@ def _log_shap(result: TrainingResult, tmp: Path) -> None:
     shap_dir.mkdir()
     written = [shap_dir / f"shap_{kind}.png" for kind in ("beeswarm", "bar")]
     for kind, path in zip(("beeswarm", "bar"), written, strict=True):
-        plotting.save_figure(result.plot_shap(kind=kind), path, simulated=result.simulated)
-    contrib, _ = result.fitted.contributions(result.X)
+        plotting.save_figure(result.figure_png(f"shap_{kind}"), path)
+    contrib, _ = result.shap_values()
     written.append(shap_dir / "shap_importance.csv")
     global_importance(contrib, result.fitted.feature_columns).to_csv(written[-1], index=False)
     tracking.log_files(written, "shap")
@@ -355,15 +344,35 @@ def log_pyfunc(fitted, model_file: Path, spec_path: Path, X: pd.DataFrame, *, na
     )
     versions = provenance.package_versions()
     requirements = [f"{k}=={v}" for k, v in versions.items() if k != "msc-response"]
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=str(PYFUNC_FILE),
-        artifacts={"model": str(model_file), "model_spec": str(spec_path)},
-        signature=signature,
-        input_example=example,
-        pip_requirements=requirements,
-        registered_model_name=registered_model_name,
-    )
+    with _requirements_read_from_this_environment():
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(PYFUNC_FILE),
+            artifacts={"model": str(model_file), "model_spec": str(spec_path)},
+            signature=signature,
+            input_example=example,
+            pip_requirements=requirements,
+            registered_model_name=registered_model_name,
+        )
+
+
+@contextlib.contextmanager
+def _requirements_read_from_this_environment():
+    """MLflow's check of the model's requirements against the installed packages left out.
+
+    The requirements are the installed versions (:func:`~msc_response.provenance.package_versions`),
+    so the check cannot find a mismatch; it maps every module of the environment to its
+    package first (``packages_distributions``: every installed package's file list read),
+    which was 5 s of a 20 s training on the shared machine.
+    """
+    from mlflow.utils import environment
+
+    check = environment.warn_dependency_requirement_mismatches
+    environment.warn_dependency_requirement_mismatches = lambda requirements: None
+    try:
+        yield
+    finally:
+        environment.warn_dependency_requirement_mismatches = check
 
 
 def current_champion(name: str):

@@ -7,8 +7,6 @@ registry, no ``show()``.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pandas as pd
 
@@ -17,21 +15,6 @@ from .study_tables import TOTAL
 
 #: Colours of the groups in line plots (colour-blind safe, Okabe-Ito).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
-
-
-@contextlib.contextmanager
-def fixed_global_random(seed: int = 0):
-    """NumPy's global generator seeded inside the block, the caller's state given back after it.
-
-    shap's beeswarm jitters its dots with the global generator and takes no seed: without
-    this, the same data would give a different picture each time.
-    """
-    state = np.random.get_state()  # noqa: NPY002 - the legacy global generator is what shap draws from
-    np.random.seed(seed)  # noqa: NPY002
-    try:
-        yield
-    finally:
-        np.random.set_state(state)  # noqa: NPY002
 
 
 def _by_arm_text(row: pd.Series, per_line: int = 3) -> str:

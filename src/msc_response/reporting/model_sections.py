@@ -177,12 +177,13 @@ def add_model_section(page: Page, result, name: str) -> None:
     section.table(metrics_table(result, name), f"{name}: validated metrics with 95% intervals")
     s = section.details(f"Details of {name}: curves with their bands, net benefit, operating point"
                         + (", equation" if mv.spec.kind == "logistic" else ""))  # fmt: skip
-    s.figure(result.plot_roc(model=name), f".632+ ROC curve of {name} with its 95% band")
-    s.figure(result.plot_calibration(model=name), f"smoothed calibration curve of {name} with its 95% band",
+    # the training run logs the same pictures (rendered once: TrainingResult.figure_png)
+    s.figure(result.figure_png("roc", name), f".632+ ROC curve of {name} with its 95% band")
+    s.figure(result.figure_png("calibration", name), f"smoothed calibration curve of {name} with its 95% band",
              "Smoothed (restricted cubic spline) calibration of the cross-validated predictions, pointwise "
              "95% band; ticks: predictions of responders (top) and non-responders (bottom).")  # fmt: skip
     dc = result.decision_curve(name)
-    s.figure(result.plot_decision_curve(model=name), f"decision curve of {name}",
+    s.figure(result.figure_png("decision_curve", name), f"decision curve of {name}",
              "Net benefit of the cross-validated predictions, with a bootstrap 95% band, against treating "
              "all and treating none.")  # fmt: skip
     shown = dc[dc["threshold"].round(2).isin([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])]
@@ -230,9 +231,8 @@ def add_shap(page: Page, result) -> None:
                 "(LightGBM: TreeSHAP; logistic: coefficient x centred, standardised value). They describe "
                 "the model, not causes.")  # fmt: skip
     X = result.X[result.fitted.feature_columns]
-    contrib, _ = result.fitted.contributions(X)
-    with figures.fixed_global_random(result.config.model.seed):  # the same page for the same run
-        s.figure(result.plot_shap(kind="beeswarm"), "SHAP beeswarm of the primary model")
+    contrib, _ = result.shap_values()
+    s.figure(result.figure_png("shap_beeswarm"), "SHAP beeswarm of the primary model")
     imp = global_importance(contrib, result.fitted.feature_columns)
     s.table(imp.head(20), "Mean |SHAP| (log-odds), the 20 largest", digits=4)
     if DEPENDENCE_FEATURE in X.columns:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import io
 import re
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -39,7 +38,7 @@ from .. import processes, provenance
 from ..config import config_digest
 from ..feature_labels import feature_labels
 from ..io import atomic_path
-from ..plotting import SIMULATED_LABEL
+from ..plotting import png_bytes, render_pngs
 
 SIMULATED_BANNER = (
     "SIMULATED DATA. Every number and figure on this page comes from simulated patients "
@@ -132,15 +131,26 @@ class Provenance:
                 f"{self.config_digest}; written {self.written}")  # fmt: skip
 
 
-def png_data_uri(ax_or_figure, *, simulated: bool, dpi: int = 110) -> str:
-    """The figure of ``ax_or_figure`` as a PNG data URI (labelled SIMULATED when it is)."""
-    fig = getattr(ax_or_figure, "figure", ax_or_figure)
-    if simulated:
-        fig.suptitle(SIMULATED_LABEL, color="#b3261e", fontsize=9, fontweight="bold")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+def png_data_uri(figure, *, simulated: bool) -> str:
+    """``figure`` as a PNG data URI: PNG bytes as they are (:func:`~msc_response.plotting.png_bytes`,
+    the same a run logs), or Axes or a Figure, rendered (labelled SIMULATED when it is)."""
+    data = figure if isinstance(figure, bytes) else png_bytes(figure, simulated=simulated)
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+@dataclass
+class _Figure:
+    """A figure of a section, rendered when the page is (all of a page's at once: :meth:`Page.html`)."""
+
+    figure: object  # Axes, a Figure, or PNG bytes already rendered
+    alt: str
+    caption: str | None
+    png: bytes | None = None
+
+    def html(self, simulated: bool) -> str:
+        uri = png_data_uri(self.figure if self.png is None else self.png, simulated=simulated)
+        cap = f"<figcaption>{_esc(self.caption)}</figcaption>" if self.caption else ""
+        return f'<figure><img src="{uri}" alt="{_esc(self.alt)}">{cap}</figure>'
 
 
 @dataclass
@@ -150,7 +160,7 @@ class Section:
     title: str
     anchor: str
     simulated: bool
-    blocks: list[str | Section] = field(default_factory=list)
+    blocks: list[str | Section | _Figure] = field(default_factory=list)
     level: int = 2
     #: feature code name -> label (the page's feature spec); such cells show the label
     labels: dict[str, str] = field(default_factory=dict)
@@ -209,12 +219,19 @@ class Section:
         )
         return self
 
-    def figure(self, ax_or_figure, alt: str, caption: str | None = None) -> Section:
-        """A matplotlib figure, inlined as PNG (``alt`` describes it for screen readers)."""
-        uri = png_data_uri(ax_or_figure, simulated=self.simulated)
-        cap = f"<figcaption>{_esc(caption)}</figcaption>" if caption else ""
-        self.blocks.append(f'<figure><img src="{uri}" alt="{_esc(alt)}">{cap}</figure>')
+    def figure(self, figure, alt: str, caption: str | None = None) -> Section:
+        """A matplotlib figure (Axes, Figure, or PNG bytes already rendered), inlined as PNG
+        (``alt`` describes it for screen readers). Rendered with the page: draw nothing more
+        on a figure once it is added."""
+        self.blocks.append(_Figure(figure, alt, caption))
         return self
+
+    def figures(self) -> list[_Figure]:
+        """The figures of this section and of its folded parts, in order."""
+        out = []
+        for b in self.blocks:
+            out += [b] if isinstance(b, _Figure) else b.figures() if isinstance(b, Section) else []
+        return out
 
     def details(self, summary: str) -> Section:
         """A folded part of this section (HTML ``<details>``, closed until the reader opens it):
@@ -224,7 +241,8 @@ class Section:
         return part
 
     def _body(self) -> str:
-        return "".join(b if isinstance(b, str) else b.folded_html() for b in self.blocks)
+        return "".join(b if isinstance(b, str) else b.folded_html() if isinstance(b, Section)
+                       else b.html(self.simulated) for b in self.blocks)  # fmt: skip
 
     def folded_html(self) -> str:
         return f"<details><summary>{_esc(self.title)}</summary>{self._body()}</details>"
@@ -242,8 +260,10 @@ class Page:
     """
 
     def __init__(self, title: str, *, simulated: bool, subtitle: str = "", config: dict | None = None,
-                 feature_spec: list[dict] | None = None, warning: str | None = None):  # fmt: skip
+                 feature_spec: list[dict] | None = None, warning: str | None = None,
+                 n_jobs: int = 1):  # fmt: skip
         self.title, self.simulated, self.subtitle = title, simulated, subtitle
+        self.n_jobs = n_jobs  # processes that render the figures (the same bytes with any number)
         self.config, self.warning = config, warning
         self.labels = feature_labels(feature_spec or [])
         self.sections: list[Section] = []
@@ -276,6 +296,17 @@ class Page:
             else ""
         )
         sections = [*self.sections, *filter(None, [self._glossary()])]
+        pending = [
+            f
+            for s in sections
+            for f in s.figures()
+            if f.png is None and not isinstance(f.figure, bytes)
+        ]
+        pngs = render_pngs(
+            [f.figure for f in pending], simulated=self.simulated, n_jobs=self.n_jobs
+        )
+        for f, png in zip(pending, pngs, strict=True):
+            f.png = png
         toc = "".join(f'<li><a href="#{s.anchor}">{_esc(s.title)}</a></li>' for s in sections)
         sub = f'<p class="subtitle">{_esc(self.subtitle)}</p>' if self.subtitle else ""
         sub += f'<p class="provenance">{_esc(Provenance.now(self.config).text())}</p>'
