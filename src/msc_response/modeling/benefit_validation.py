@@ -18,8 +18,9 @@ and the MX1+ x treatment interaction. Numbers only (drawing lives in reporting).
   benefit the mean of the two patients' predictions; c is the concordance of predicted
   with observed pair benefit over pairs of pairs with unequal observed benefit (ties in
   prediction count one half, as ``Hmisc::rcorr.cens``). Interval: percentile bootstrap of
-  the matched pairs (as ``HTEPredictionMetrics::C.for.Benefit``); it holds the
-  predictions fixed, so it ignores refitting.
+  the whole procedure (:func:`bootstrap_refit`: resampled within arms, cross-fitted and
+  matched afresh in each draw), not of the matched pairs with the predictions held fixed
+  (``HTEPredictionMetrics::C.for.Benefit``), which leaves out the model's variability.
 * **E-for-benefit** (Maas CCHM et al., 2022; ``HTEPredictionMetrics::E.for.Benefit``):
   the observed pair benefit smoothed on the predicted (local quadratic regression with
   tricube weights, span 0.75: R's ``loess`` defaults, computed directly), and the mean

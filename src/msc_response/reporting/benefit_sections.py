@@ -109,8 +109,11 @@ def add_benefit_section(page, validation) -> None:
         "Eavg-for-benefit": f"{v.eavg_for_benefit.estimate:.3f} (95% CI {v.eavg_for_benefit.low:.3f} to "
                             f"{v.eavg_for_benefit.high:.3f}); E50 {v.e_for_benefit.e50:.3f}, E90 {v.e_for_benefit.e90:.3f}",
     })  # fmt: skip
-    sec.note("The c-for-benefit and E-for-benefit intervals resample the matched pairs with the predictions "
-             "held fixed: they do not include the models' refitting, so they are too narrow.", warning=True)  # fmt: skip
+    sec.note("c-for-benefit and Eavg-for-benefit intervals: percentiles over bootstrap repeats of the whole "
+             "procedure (patients resampled within each arm, the model cross-fitted afresh, pairs matched "
+             "afresh). Their coverage against simulated truth is in docs/benefit.md; Eavg, an average of "
+             "absolute errors, is biased upwards in small trials and its interval need not hold its estimate.",
+             warning=True)  # fmt: skip
     if v.interaction is not None:
         sec.subheading("Is MX1+ a predictive biomarker?")
         sec.items(interaction_lines(v.interaction))
