@@ -26,6 +26,17 @@ size left out keeps the seeds it has in a full run (the same trials); every cell
 each round and the result is rewritten after each (``benchmarks/results/benefit.json``,
 ``rounds_done``), so a run stopped early still reports even cells; a table goes to
 stderr. No MLflow store is used.
+
+Two lighter modes, each over the same seeds as a full run (its first trials are the full run's):
+
+* ``--verdict N``: the MX1+ verdict only (no benefit model) on N RCTs per scenario at the
+  first ``--sizes``: the pre-specified bootstrap LR rule beside the Wald and chi-square LR
+  tests; ``benchmarks/results/benefit_verdict.json``.
+* ``--intervals N [--interval-boot B]``: the c-for-benefit and Eavg-for-benefit intervals
+  (B refits each, as the product computes them) against the true c- and Eavg-for-benefit
+  of the model fitted on the whole trial, computed from the true probabilities of 4,000
+  simulated patients of the scenario; beside it the pair-bootstrap interval the product
+  reported before, on the same trials; ``benchmarks/results/benefit_intervals.json``.
 """
 
 from __future__ import annotations
