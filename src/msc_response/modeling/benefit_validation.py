@@ -51,10 +51,11 @@ and the MX1+ x treatment interaction. Numbers only (drawing lives in reporting).
   no-interaction model (0.046, MCSE 0.009, on the same 500 trials with 99 draws). The
   benchmark (600 RCTs of 140 patients per scenario, docs/benefit.md): 0.048 (0.009) under
   ``prognostic``, 0.065 (0.010) under ``neither`` (Wald 0.052 and 0.073 on the same
-  trials); power 0.355 (0.019) under ``predictive`` (Wald 0.388). The ``neither`` excess
-  was Monte Carlo noise: on 30,000 patients the four-term model is right (interaction 0,
-  model-based and sandwich SEs equal, no curvature in MX1+), and over more trials of the
-  same seeds the rate returns to about 5% (docs/benefit.md, run C).
+  trials); power 0.355 (0.019) under ``predictive`` (Wald 0.388). Over 2,400 trials per
+  scenario (docs/benefit.md, run C): 0.039 (0.004) under ``prognostic``, 0.053 (0.005) under
+  ``neither``; on 30,000 patients the four-term model is right (interaction 0, model-based
+  and sandwich SEs equal, no curvature in MX1+), so why ``neither`` runs higher at 140
+  patients is not known.
 """
 
 from __future__ import annotations
