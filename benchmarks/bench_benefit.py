@@ -26,11 +26,23 @@ size left out keeps the seeds it has in a full run (the same trials); every cell
 each round and the result is rewritten after each (``benchmarks/results/benefit.json``,
 ``rounds_done``), so a run stopped early still reports even cells; a table goes to
 stderr. No MLflow store is used.
+
+Two lighter modes, each over the same seeds as a full run (its first trials are the full run's):
+
+* ``--verdict N``: the MX1+ verdict only (no benefit model) on N RCTs per scenario at the
+  first ``--sizes``: the pre-specified bootstrap LR rule beside the Wald and chi-square LR
+  tests; ``benchmarks/results/benefit_verdict.json``.
+* ``--intervals N [--interval-boot B]``: the c-for-benefit and Eavg-for-benefit intervals
+  (B refits each, as the product computes them) against the true c- and Eavg-for-benefit
+  of the model fitted on the whole trial, computed from the true probabilities of 4,000
+  simulated patients of the scenario; beside it the pair-bootstrap interval the product
+  reported before, on the same trials; ``benchmarks/results/benefit_intervals.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -94,6 +106,81 @@ def replicate(role: str, n: int, seed: int) -> dict:
         "predictive_rd": bool(inter.get("interaction_rd", {}).get("p", 1.0) < bv.ALPHA),
         "prognostic_called": inter["verdict"] == "prognostic",
     }
+
+
+def verdict_replicate(role: str, n: int, seed: int) -> dict:
+    """The MX1+ verdict only (it needs outcome, arm and MX1+, not the benefit model): the
+    pre-specified rule beside the Wald and chi-square LR tests, on the same trial and seed
+    as :func:`replicate`."""
+    warnings.simplefilter("ignore")
+    study = simulate("rct", n, seed, rct_design=rct.RctDesign(mx1_role=role))
+    data = bm.benefit_data(
+        build_features(CONFIG, study), study.patients, "arm", rct.CONTROL_ARM.name
+    )
+    inter = bv.interaction_test(data.y, data.treated, data.mx1, seed=seed)
+    lr = inter.get("interaction_lr", {})
+    return {
+        "role": role,
+        "n": n,
+        "seed": seed,
+        "predictive_or": inter["verdict"] == "predictive",
+        "predictive_wald": bool(inter.get("interaction_log_or", {}).get("p", 1.0) < bv.ALPHA),
+        "predictive_lr_chi2": bool(lr.get("p_chi2", 1.0) < bv.ALPHA),
+        "p_bootstrap": lr.get("p", float("nan")),
+    }
+
+
+POPULATION = 4000  # patients whose true probabilities give a fitted model's true metrics
+
+
+@functools.cache
+def population(role: str):
+    """A large simulated cohort of the scenario (1:1 randomised; fixed seed apart from the
+    trials'): its baseline covariates, arms and true response probabilities."""
+    study = simulate("rct", POPULATION, 999_983, rct_design=rct.RctDesign(mx1_role=role))
+    data = bm.benefit_data(
+        build_features(CONFIG, study), study.patients, "arm", rct.CONTROL_ARM.name
+    )
+    truth = study.truth.set_index(study.truth["patient_id"].astype(str)).loc[data.patient_id]
+    return data, truth["p_response_treated"].to_numpy(), truth["p_response_control"].to_numpy()
+
+
+def pair_bootstrap_c(pairs, seed: int, n_boot: int = 200) -> tuple[float, float]:
+    """The interval the product reported before (matched pairs resampled, predictions held
+    fixed), for comparison on the same trial."""
+    rng = np.random.default_rng(seed)
+    m = len(pairs.observed)
+    draws = [bv.concordance(pairs.predicted[i], pairs.observed[i])
+             for i in (rng.integers(0, m, m) for _ in range(n_boot))]  # fmt: skip
+    low, high = np.nanquantile(draws, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def interval_replicate(role: str, n: int, seed: int, n_boot: int) -> dict:
+    """c- and Eavg-for-benefit intervals (refitting bootstrap, as reported) against the true
+    c- and Eavg-for-benefit of the model fitted on the whole trial, computed on
+    :func:`population` from the true probabilities (no outcome noise)."""
+    warnings.simplefilter("ignore")
+    study = simulate("rct", n, seed, rct_design=rct.RctDesign(mx1_role=role))
+    data = bm.benefit_data(
+        build_features(CONFIG, study), study.patients, "arm", rct.CONTROL_ARM.name
+    )
+    v = bv.validate_benefit(data.X, data.treated, data.y, seed=seed, n_boot=n_boot)
+    model = bm.fit_benefit_model(bm.PRIMARY, data.X, data.treated, data.y, seed)
+    pop, p1, p0 = population(role)
+    benefit = model.benefit(pop.X)
+    ti, ci = bv.match_on_benefit(benefit, pop.treated)
+    pred = (benefit[ti] + benefit[ci]) / 2
+    true_pair = p1[ti] - p0[ci]
+    c_true = bv.expected_c_for_benefit(benefit, pop.treated, p1, p0)
+    e_true = float(np.mean(np.abs(bv.loess(pred, true_pair) - pred)))
+    old_low, old_high = pair_bootstrap_c(v.pairs, seed)
+    c, e = v.c_for_benefit, v.eavg_for_benefit
+    return {"role": role, "n": n, "seed": seed, "c": c.estimate, "c_true": c_true,
+            "c_cover": c.low <= c_true <= c.high, "c_width": c.high - c.low,
+            "c_cover_pairs": old_low <= c_true <= old_high, "c_width_pairs": old_high - old_low,
+            "eavg": e.estimate, "eavg_true": e_true, "eavg_cover": e.low <= e_true <= e.high,
+            "eavg_width": e.high - e.low}  # fmt: skip
 
 
 def _rate(x) -> dict:
@@ -167,6 +254,77 @@ def write_results(rows: pd.DataFrame, args, start: float) -> dict:
     return out
 
 
+def verdict_study(args) -> None:
+    """How often MX1+ is called predictive, on ``args.verdict`` RCTs per scenario (seeds as
+    in a full run: the first ``--replicates`` are the full run's trials);
+    ``benchmarks/results/benefit_verdict.json`` is rewritten after every round."""
+    start = time.perf_counter()
+    n, rows = args.sizes[0], []
+    with Parallel(n_jobs=args.jobs) as parallel:
+        for r in range(args.rounds):
+            tasks = [(role, n, 1000 * i + k)
+                     for k, role in enumerate(rct.MX1_ROLES) if role in args.roles
+                     for i in range(r * args.verdict // args.rounds,
+                                    (r + 1) * args.verdict // args.rounds)]  # fmt: skip
+            rows.extend(parallel(delayed(verdict_replicate)(*task) for task in tasks))
+            table = pd.DataFrame(rows)
+            out = {
+                "benchmark": "benefit_verdict",
+                "n_patients": n,
+                "interaction_draws": bv.INTERACTION_DRAWS,
+                "wall_s": round(time.perf_counter() - start, 1),
+                "jobs": args.jobs,
+                "rounds_done": r + 1,
+                "results": {
+                    role: {"replicates": len(g)}
+                    | {k: _rate(g[k]) for k in ("predictive_or", "predictive_wald", "predictive_lr_chi2")}
+                    for role, g in table.groupby("role")
+                },
+            }  # fmt: skip
+            RESULTS.mkdir(exist_ok=True)
+            (RESULTS / "benefit_verdict.json").write_text(json.dumps(out, indent=2) + "\n")
+            print(f"round {r + 1}/{args.rounds} at {out['wall_s']} s: "
+                  + json.dumps(out["results"]), file=sys.stderr, flush=True)  # fmt: skip
+
+
+def interval_study(args) -> None:
+    """Coverage of the c-/Eavg-for-benefit intervals on ``args.intervals`` RCTs per scenario
+    at the first size (seeds as in a full run); ``benefit_intervals.json`` after each round."""
+    start = time.perf_counter()
+    n, rows = args.sizes[0], []
+    with Parallel(n_jobs=args.jobs) as parallel:
+        for r in range(args.rounds):
+            tasks = [(role, n, 1000 * i + k, args.interval_boot)
+                     for k, role in enumerate(rct.MX1_ROLES) if role in args.roles
+                     for i in range(r * args.intervals // args.rounds,
+                                    (r + 1) * args.intervals // args.rounds)]  # fmt: skip
+            # by reference to the importable module (not __main__): its cached population stays
+            # in each worker
+            from benchmarks import bench_benefit as module
+
+            rows.extend(parallel(delayed(module.interval_replicate)(*task) for task in tasks))
+            table = pd.DataFrame(rows)
+            out = {
+                "benchmark": "benefit_intervals",
+                "n_patients": n,
+                "interval_boot": args.interval_boot,
+                "wall_s": round(time.perf_counter() - start, 1),
+                "jobs": args.jobs,
+                "rounds_done": r + 1,
+                "results": {
+                    role: {"replicates": len(g)}
+                    | {k: _rate(g[k]) for k in ("c_cover", "c_cover_pairs", "eavg_cover")}
+                    | {k: _mean(g[k]) for k in ("c", "c_true", "c_width", "c_width_pairs", "eavg",
+                                                "eavg_true", "eavg_width")}
+                    for role, g in table.groupby("role")
+                },
+            }  # fmt: skip
+            RESULTS.mkdir(exist_ok=True)
+            (RESULTS / "benefit_intervals.json").write_text(json.dumps(out, indent=2) + "\n")
+            print(f"round {r + 1}/{args.rounds} at {out['wall_s']} s: "
+                  + json.dumps(out["results"]), file=sys.stderr, flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -194,7 +352,28 @@ def main() -> None:
         default=list(SIZES),
         help="trial sizes to run (default: both)",
     )
+    parser.add_argument(
+        "--verdict",
+        type=int,
+        default=0,
+        help="instead: the MX1+ verdict only, on this many RCTs per scenario at the first size",
+    )
+    parser.add_argument(
+        "--intervals",
+        type=int,
+        default=0,
+        help="instead: c-/E-for-benefit interval coverage on this many RCTs per scenario",
+    )
+    parser.add_argument(
+        "--interval-boot", type=int, default=50, help="refits per interval (with --intervals)"
+    )
     args = parser.parse_args()
+    if args.intervals:
+        interval_study(args)
+        return
+    if args.verdict:
+        verdict_study(args)
+        return
     start = time.perf_counter()
     rows = []
     reps = dict(zip(SIZES, (args.replicates, args.replicates_large), strict=True))

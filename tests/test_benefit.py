@@ -193,12 +193,14 @@ def test_risk_model_is_blind_to_treatment(predictive_rct):
     assert model.benefit(data.X).mean() == pytest.approx(-flipped.benefit(data.X).mean(), abs=0.02)
 
 
+@pytest.mark.slow  # 150 refits of 1,500 patients for the c-for-benefit interval
 def test_validation_reports_intervals_that_hold_the_truth(predictive_rct):
     data, truth = predictive_rct
     v = bv.validate_benefit(
-        data.X, data.treated, data.y, data.mx1, kind="risk_interaction", n_boot=100
+        data.X, data.treated, data.y, data.mx1, kind="risk_interaction", n_boot=30
     )
     s = v.summary()
+    assert s["eavg_for_benefit_ci"] is None and "not applicable" in s["eavg_for_benefit_ci_note"]
     assert s["ate_ci"][0] < truth.mean() < s["ate_ci"][1]
     assert s["c_for_benefit_ci"][0] < s["c_for_benefit"] < s["c_for_benefit_ci"][1]
     assert s["c_for_benefit"] > 0.5  # benefit truly varies and the model follows it
@@ -207,3 +209,59 @@ def test_validation_reports_intervals_that_hold_the_truth(predictive_rct):
     # observed benefit rises across quarters of MX1+ under a predictive marker
     assert v.by_mx1["observed"].iloc[-1] > v.by_mx1["observed"].iloc[0]
     assert len(v.pairs.observed) == min(data.treated.sum(), (1 - data.treated).sum())
+
+
+# ----------------------------------------------------------------------------------------
+# the interaction test's batched bootstrap, the exported model, the expected c-for-benefit
+
+
+def test_batched_logistic_fits_equal_one_at_a_time_fits_and_flag_separation():
+    from msc_response.modeling.calibration import logistic_glm
+
+    rng = np.random.default_rng(3)
+    n = 120
+    design = np.column_stack([np.ones(n), rng.integers(0, 2, n), rng.normal(size=n)])
+    Y = (rng.random((n, 5)) < expit(design @ np.array([-0.3, 0.8, 0.5]))[:, None]).astype(float)
+    Y[:, 4] = design[:, 2] > 0  # separated by the third column: no maximum
+    coef, failed = bv.logistic_fits(design, Y)
+    assert failed.tolist() == [False] * 4 + [True]
+    for j in range(4):
+        np.testing.assert_allclose(coef[:, j], logistic_glm(design, Y[:, j]).coef, atol=1e-8)
+    assert logistic_glm(design, Y[:, 4]).problem  # the one-at-a-time fit agrees
+
+
+def test_exported_benefit_model_predicts_as_the_fitted_one(predictive_rct):
+    data, _ = predictive_rct
+    X = data.X.copy()
+    X.iloc[:5, 0] = np.nan  # missing values: the training medians, as in the pipeline
+    for kind in bm.EXPORTABLE:
+        doc = bm.export_benefit_model(X, data.treated, data.y, kind=kind, seed=2, n_boot=20)
+        table = bm.apply_exported({**doc, "provenance": {}}, X)
+        model = bm.fit_benefit_model(kind, X, data.treated, data.y, seed=2)
+        np.testing.assert_allclose(table["predicted_benefit"], model.benefit(X), atol=1e-9)
+        reference = bm.predict_benefit(
+            X, data.treated, data.y, X.iloc[:40], kind=kind, seed=2, n_boot=20
+        )
+        np.testing.assert_allclose(table.iloc[:40].to_numpy(), reference.to_numpy(), atol=1e-9)
+    with pytest.raises(ConfigError, match="no pickle"):
+        bm.export_benefit_model(X, data.treated, data.y, kind="t_learner")
+    with pytest.raises(ConfigError, match="lack baseline features"):
+        bm.apply_exported(doc, X.drop(columns=X.columns[0]))
+
+
+def test_expected_c_for_benefit_is_the_mean_of_simulated_c_for_benefit():
+    rng = np.random.default_rng(5)
+    n = 400
+    treated = rng.permutation(np.repeat([0, 1], n // 2))
+    p0 = rng.uniform(0.2, 0.5, n)
+    p1 = np.clip(p0 + rng.uniform(0, 0.4, n), 0, 1)
+    benefit = (p1 - p0) + rng.normal(0, 0.05, n)  # a model that ranks the benefit well
+    expected = bv.expected_c_for_benefit(benefit, treated, p1, p0)
+    draws = []
+    for _ in range(300):
+        y = np.where(treated == 1, rng.random(n) < p1, rng.random(n) < p0).astype(int)
+        pairs = bv.matched_pairs(benefit, treated, y)
+        draws.append(bv.concordance(pairs.predicted, pairs.observed))
+    assert expected == pytest.approx(np.mean(draws), abs=3 * np.std(draws) / np.sqrt(300) + 0.002)
+    assert expected > 0.52  # the ranking is informative
+    assert bv.expected_c_for_benefit(-benefit, treated, p1, p0) < 0.48

@@ -27,6 +27,7 @@ def test_benefit_section_shows_effects_with_intervals_and_no_patient_ids(tmp_pat
     assert "Benefit over standard care" in html and "Is MX1+ a predictive biomarker?" in html
     assert re.search(r"average treatment effect.*95% CI", html)
     assert "c-for-benefit" in html and "Eavg-for-benefit" in html
+    assert "not applicable: Eavg-for-benefit" in html  # no interval that failed its coverage
     assert html.count("<img") == 3  # calibration for benefit, MX1+ and risk forest plots
     lr = v.interaction["interaction_lr"]
     assert (

@@ -149,3 +149,47 @@ def test_score_benefit_refuses_a_single_arm_training_study(trial_dir, tmp_path):
     )
     assert result.exit_code == 2 and "randomised" in result.output
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_score_writes_predicted_benefit_from_a_fitted_benefit_model(tmp_path):
+    from msc_response.pipelines.score import job
+
+    write_simulation(tmp_path / "rct", design="rct", n_patients=160, seed=1, h5ad_patients=0)
+    write_simulation(tmp_path / "new", design="rct", n_patients=30, seed=2, h5ad_patients=0)
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "rct", bootstrap=0)
+    saved = tmp_path / "benefit.json"
+    fitted = runner.invoke(
+        app, ["fit-benefit", "--config", str(cfg), "--out", str(saved), "--bootstrap", "30"]
+    )
+    assert fitted.exit_code == 0, fitted.output
+    assert "SIM-" not in saved.read_text()  # coefficients and aggregates, no patient ids
+    doc = json.loads(saved.read_text())
+    assert doc["provenance"]["randomised"] is True and len(doc["refits"]) >= 20
+    out, reference = tmp_path / "pred.csv", tmp_path / "reference.csv"
+    with private_store(tmp_path):
+        trained = runner.invoke(
+            app, ["train", "--config", str(cfg), "--summary", str(tmp_path / "s.json")]
+        )
+        assert trained.exit_code == 0, trained.output
+        uri = f"models:/benefit-test/{json.loads((tmp_path / 's.json').read_text())['version']}"
+        args = ["score", "--model", uri, "--data", str(tmp_path / "new"), "--out", str(out)]
+        scored = runner.invoke(app, [*args, "--benefit-model", str(saved), "--jobs", "1"])
+        assert scored.exit_code == 0, scored.output
+        assert "an effect, not an association" in scored.output
+        with pytest.raises(ConfigError, match="Spark engine"):
+            job.score(
+                uri, tmp_path / "new", tmp_path / "spark.csv", engine="spark", benefit_model=saved
+            )
+    # the same model as score-benefit's (same study, seed and refits): the same numbers
+    again = runner.invoke(app, ["score-benefit", "--config", str(cfg), "--data", str(tmp_path / "new"),
+                                "--out", str(reference), "--bootstrap", "30"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    table = pd.read_csv(out, dtype={"patient_id": str}).set_index("patient_id")
+    ref = pd.read_csv(reference, dtype={"patient_id": str}).set_index("patient_id")
+    assert len(table) > 0 and set(table.index) <= set(ref.index)
+    columns = ["p_response_standard_care", "p_response_msc", "predicted_benefit",
+               "predicted_benefit_low", "predicted_benefit_high"]  # fmt: skip
+    np.testing.assert_allclose(table[columns], ref.loc[table.index, columns], atol=1e-9)
+    summary = json.loads(out.with_name("pred.summary.json").read_text())
+    assert summary["benefit_model"]["kind"] == "risk_constant"

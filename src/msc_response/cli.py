@@ -441,6 +441,29 @@ def score_benefit(
                   f"study {train_dir}) -> {out}", highlight=False)  # fmt: skip
 
 
+@app.command("fit-benefit", epilog="Example: msc-response fit-benefit --config experiments/benefit.yaml "
+                                       "--out models/benefit.json")  # fmt: skip
+@_bad_input_exits
+def fit_benefit(
+    config: Path = typer.Option(
+        ..., "--config", help="Experiment config with a 'benefit' section."
+    ),
+    train_data: Path | None = typer.Option(
+        None, "--train-data", help="The randomised study to fit on (default: the config's data)."
+    ),
+    out: Path = typer.Option(..., "--out", help="JSON file of the fitted benefit model."),
+    bootstrap: int = typer.Option(100, "--bootstrap", help="Refits kept for the 95% intervals."),
+) -> None:
+    """Fit the primary benefit model on a randomised study, for 'score --benefit-model'."""
+    # deferred: each verb imports only what it runs, so the CLI starts fast
+    from .pipelines.benefit import fit_benefit_job
+
+    doc = fit_benefit_job(config, train_data, out, n_boot=bootstrap)
+    p = doc["provenance"]
+    console.print(f"benefit model {doc['kind']} fitted on the randomised study {p['training_study']} "
+                  f"({p['n_patients']} patients, {len(doc['refits'])} refits) -> {out}", highlight=False)  # fmt: skip
+
+
 @app.command(epilog="Example: msc-response plan --design designs/phase2.yaml --out outputs/plan")
 @_bad_input_exits
 def plan(
@@ -621,6 +644,11 @@ def score(
     strict: bool = typer.Option(
         False, "--strict", help="Any bad row is an error (default: its patient is rejected)."
     ),
+    benefit_model: Path | None = typer.Option(
+        None,
+        "--benefit-model",
+        help="fit-benefit's JSON: also predicted_benefit per patient with its interval (local engine).",
+    ),
 ) -> None:
     """Score every patient of a study directory with a registered model, with explanations."""
     # deferred: each verb imports only what it runs, so the CLI starts fast
@@ -630,7 +658,8 @@ def score(
     with _problem_list_beside(Path(out)):
         summary = run(model, data, out, explain=explain, regimens=regimens and regimens.value,
                       engine=engine.value,
-                      patients_per_chunk=chunk, jobs=jobs or None, strict=strict)  # fmt: skip
+                      patients_per_chunk=chunk, jobs=jobs or None, strict=strict,
+                      benefit_model=benefit_model)  # fmt: skip
     c = summary["counts"]
     console.print(
         f"{summary['registered_model']} v{summary['version']}: scored {c['scored']} of {c['patients_in_input']} "
@@ -647,6 +676,8 @@ def score(
                       highlight=False)  # fmt: skip
     if "note" in summary:
         console.print(f"[yellow]note:[/] {summary['note']}")
+    if "benefit_model" in summary:
+        console.print(f"[yellow]note:[/] {summary['benefit_model']['note']}")
     name = Path(out.rstrip("/")).name  # ``out`` may be an hdfs:// or s3a:// URI: kept as written
     where = out.rstrip("/")[: -len(name)] + sidecar_name(name, SUMMARY)
     console.print(f"run summary -> {where}", highlight=False)

@@ -248,27 +248,26 @@ def benefit_data(feature_set, patients: pd.DataFrame, treatment_column: str, con
     return BenefitData(ids, X, (values != str(control_value)).astype(int), y, mx1)
 
 
-def predict_benefit(X: pd.DataFrame, treated, y, X_new: pd.DataFrame, *, kind: str = PRIMARY, seed: int = 0,
-                    n_boot: int = 100) -> pd.DataFrame:  # fmt: skip
-    """Predicted benefit of new patients from a model fitted on randomised ``X``, with a 95%
-    percentile interval from ``n_boot`` refits on bootstrap samples drawn within each arm.
-
-    The interval is for the model's prediction (refitting variability), not for the
-    patient's own benefit, which no model of baseline covariates observes.
-    """
-    t, yy = check_inputs(X, treated, y)
-    model = fit_benefit_model(kind, X, t, yy, seed)
-    p0, p1 = model.predict(X_new)
+def refits(X: pd.DataFrame, t: np.ndarray, y: np.ndarray, *, kind: str, seed: int,
+           n_boot: int) -> list[BenefitModel]:  # fmt: skip
+    """The benefit model refitted on ``n_boot`` bootstrap samples drawn within each arm (a
+    sample without both outcomes in an arm is skipped)."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(25,)))
-    draws = []
+    models = []
     arms = [np.flatnonzero(t == a) for a in (0, 1)]
     for b in range(n_boot):
         rows = np.concatenate([rng.choice(a, len(a)) for a in arms])
         try:
-            refit = fit_benefit_model(kind, X.iloc[rows], t[rows], yy[rows], seed + b + 1)
-        except ConfigError:  # a resample without both outcomes in an arm: drawn again below
+            models.append(fit_benefit_model(kind, X.iloc[rows], t[rows], y[rows], seed + b + 1))
+        except ConfigError:  # a resample without both outcomes in an arm
             continue
-        draws.append(refit.benefit(X_new))
+    return models
+
+
+def benefit_table(p0, p1, draws: list[np.ndarray], n_boot: int) -> pd.DataFrame:
+    """``p_response_standard_care``, ``p_response_msc``, ``predicted_benefit`` and its 95%
+    percentile interval over the refits' benefits ``draws`` (NaN when fewer than
+    ``max(20, n_boot / 2)`` refits succeeded)."""
     out = pd.DataFrame(
         {"p_response_standard_care": p0, "p_response_msc": p1, "predicted_benefit": p1 - p0}
     )
@@ -279,3 +278,104 @@ def predict_benefit(X: pd.DataFrame, treated, y, X_new: pd.DataFrame, *, kind: s
     else:
         out["predicted_benefit_low"] = out["predicted_benefit_high"] = np.nan
     return out
+
+
+def predict_benefit(X: pd.DataFrame, treated, y, X_new: pd.DataFrame, *, kind: str = PRIMARY, seed: int = 0,
+                    n_boot: int = 100) -> pd.DataFrame:  # fmt: skip
+    """Predicted benefit of new patients from a model fitted on randomised ``X``, with a 95%
+    percentile interval from ``n_boot`` refits on bootstrap samples drawn within each arm.
+
+    The interval is for the model's prediction (refitting variability), not for the
+    patient's own benefit, which no model of baseline covariates observes.
+    """
+    t, yy = check_inputs(X, treated, y)
+    p0, p1 = fit_benefit_model(kind, X, t, yy, seed).predict(X_new)
+    draws = [m.benefit(X_new) for m in refits(X, t, yy, kind=kind, seed=seed, n_boot=n_boot)]
+    return benefit_table(p0, p1, draws, n_boot)
+
+
+# ----------------------------------------------------------------------------------------
+# a fitted risk model as plain numbers (JSON, no pickle), for the scoring job
+
+#: The ``format`` of an exported benefit model (``fit-benefit``'s JSON).
+EXPORT_FORMAT = "msc-response benefit model 1"
+#: The models that export: a risk model is a handful of numbers; the others are not.
+EXPORTABLE = ("risk_constant", "risk_interaction")
+
+
+def _risk_numbers(model: BenefitModel) -> dict:
+    """``lp = offset + sum_j weight_j x_j`` (x_j missing: ``median_j``) and the effect
+    coefficients on ``lp``: the risk pipeline (median imputation, standardisation,
+    logistic regression) folded into one linear predictor."""
+    pipe = model.parts["risk"]
+    medians = pipe.named_steps["impute"].statistics_
+    scaler = pipe.named_steps["scale"]
+    logistic = pipe.named_steps["model"].model_
+    w = logistic.coef_[0] / scaler.scale_
+    return {"median": medians.tolist(), "weight": w.tolist(),
+            "offset": float(logistic.intercept_[0] - w @ scaler.mean_),
+            "effect": [float(c) for c in model.parts["coef"]]}  # fmt: skip
+
+
+def export_benefit_model(X: pd.DataFrame, treated, y, *, kind: str = PRIMARY, seed: int = 0,
+                         n_boot: int = 100) -> dict:  # fmt: skip
+    """The risk model ``kind`` fitted on randomised data and its ``n_boot`` within-arm refits,
+    as JSON-safe numbers (:func:`apply_exported` predicts from them)."""
+    if kind not in EXPORTABLE:
+        raise ConfigError(f"benefit.primary: only {list(EXPORTABLE)} can be saved for the scoring job "
+                          f"(plain numbers, no pickle), got {kind!r}; use score-benefit instead")  # fmt: skip
+    t, yy = check_inputs(X, treated, y)
+    model = fit_benefit_model(kind, X, t, yy, seed)
+    return {"format": EXPORT_FORMAT, "kind": kind, "columns": list(X.columns), "n_boot": n_boot,
+            "model": _risk_numbers(model),
+            "refits": [_risk_numbers(m) for m in refits(X, t, yy, kind=kind, seed=seed, n_boot=n_boot)]}  # fmt: skip
+
+
+def _apply_numbers(
+    numbers: dict, x: np.ndarray, interaction: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    x = np.where(np.isnan(x), np.asarray(numbers["median"]), x)
+    lp = numbers["offset"] + x @ np.asarray(numbers["weight"])
+    b = numbers["effect"]
+    p0 = expit(b[0] + b[1] * lp)
+    return p0, expit(b[0] + b[1] * lp + b[2] + (b[3] * lp if interaction else 0.0))
+
+
+def apply_exported(doc: dict, X: pd.DataFrame) -> pd.DataFrame:
+    """:func:`benefit_table` of the patients ``X`` from an exported benefit model; raises
+    ConfigError when ``X`` lacks a column the model uses."""
+    missing = [c for c in doc["columns"] if c not in X.columns]
+    if missing:
+        raise ConfigError(
+            f"benefit model: the scored patients lack baseline features it uses: {missing}"
+        )
+    x = X[doc["columns"]].to_numpy(dtype=float)
+    interaction = doc["kind"] == "risk_interaction"
+    p0, p1 = _apply_numbers(doc["model"], x, interaction)
+    draws = []
+    for refit in doc["refits"]:
+        q0, q1 = _apply_numbers(refit, x, interaction)
+        draws.append(q1 - q0)
+    return benefit_table(p0, p1, draws, doc["n_boot"])
+
+
+def check_exported(doc, source: str) -> dict:
+    """``doc`` if it is an exported benefit model; else ConfigError naming ``source``."""
+    ok = (isinstance(doc, dict) and doc.get("format") == EXPORT_FORMAT and doc.get("kind") in EXPORTABLE
+          and all(k in doc for k in ("columns", "model", "refits", "n_boot", "provenance")))  # fmt: skip
+    if not ok:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ConfigError(f"{source}: not a benefit model written by 'msc-response fit-benefit' "
+                          f"(format {EXPORT_FORMAT!r} expected, got {found!r})")  # fmt: skip
+    return doc
+
+
+def with_predicted_benefit(table: pd.DataFrame, features: pd.DataFrame, doc: dict) -> pd.DataFrame:
+    """``table`` (scored patients, ``patient_id`` column) with the exported benefit model's
+    columns (:func:`apply_exported` of each patient's row of ``features``) appended."""
+    ids = features["patient_id"].astype(str).to_numpy()
+    benefit = apply_exported(doc, features).set_axis(ids)
+    return pd.concat(
+        [table.reset_index(drop=True),
+         benefit.loc[table["patient_id"].astype(str).to_numpy()].reset_index(drop=True)], axis=1,
+    )  # fmt: skip

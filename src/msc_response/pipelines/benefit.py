@@ -16,10 +16,16 @@ from pathlib import Path
 from ..config import ExperimentConfig, load_config
 from ..errors import ConfigError
 from ..features import build_features
-from ..io import check_outputs, write_table
-from ..modeling.benefit import benefit_data, predict_benefit, require_randomised
+from ..io import check_outputs, write_json, write_table
+from ..modeling.benefit import (
+    benefit_data,
+    check_exported,
+    export_benefit_model,
+    predict_benefit,
+    require_randomised,
+)
 from ..modeling.benefit_validation import validate_benefit
-from ..study import load_study
+from ..study import StudySource, load_study
 from ..study.files import input_paths
 
 #: The study metadata file that may say ``"randomised": true`` (the simulator writes it).
@@ -84,31 +90,42 @@ def benefit_summary(config: ExperimentConfig, features, patients) -> tuple[dict,
     return {**flat, "benefit": full}, validation
 
 
+def _training_data(config: ExperimentConfig, train_dir: str | Path):
+    """The benefit data of the randomised study ``train_dir`` (refused unless randomised)."""
+    check_benefit_allowed(config, train_dir)
+    b = config.benefit
+    study = load_study(train_dir, config.singlecell)
+    return benefit_data(
+        build_features(config, study), study.patients, b.treatment_column, b.control_value
+    )
+
+
 def score_benefit(
     config: ExperimentConfig, train_dir: str | Path, new_dir: str | Path, *, n_boot: int = 100
 ):
     """Predicted benefit (with 95% refit intervals) of every patient of ``new_dir`` from the
     primary benefit model fitted on the randomised study ``train_dir``; one row per patient,
     ``patient_id`` first (ids as written)."""
-    check_benefit_allowed(config, train_dir)
-    b = config.benefit
-    train_study = load_study(train_dir, config.singlecell)
-    data = benefit_data(
-        build_features(config, train_study),
-        train_study.patients,
-        b.treatment_column,
-        b.control_value,
-    )
+    data = _training_data(config, train_dir)
     new = build_features(config, load_study(new_dir, config.singlecell), labels=False)
     missing = [c for c in data.X.columns if c not in new.table.columns]
     if missing:
         raise ConfigError(
             f"data: the new cohort lacks baseline features the benefit model uses: {missing}"
         )
-    out = predict_benefit(data.X, data.treated, data.y, new.table[data.X.columns], kind=b.primary,
+    out = predict_benefit(data.X, data.treated, data.y, new.table[data.X.columns], kind=config.benefit.primary,
                           seed=config.model.seed, n_boot=n_boot)  # fmt: skip
     out.insert(0, "patient_id", new.table["patient_id"].astype(str).to_numpy())
     return out
+
+
+def _benefit_config(config_path):
+    cfg = load_config(config_path)
+    if cfg.benefit is None:
+        raise ConfigError(
+            "benefit: the config has no 'benefit' section (treatment column, control value)"
+        )
+    return cfg
 
 
 def score_benefit_job(config_path, train_data, data, out, *, n_boot: int = 100):
@@ -116,11 +133,7 @@ def score_benefit_job(config_path, train_data, data, out, *, n_boot: int = 100):
 
     Returns the table, the training study's directory and the primary model's name.
     """
-    cfg = load_config(config_path)
-    if cfg.benefit is None:
-        raise ConfigError(
-            "benefit: the config has no 'benefit' section (treatment column, control value)"
-        )
+    cfg = _benefit_config(config_path)
     train_dir = Path(cfg.data) if train_data is None else Path(train_data)
     check_outputs(
         [out], inputs=[*input_paths(train_dir), *input_paths(data), config_path], option="out"
@@ -128,3 +141,39 @@ def score_benefit_job(config_path, train_data, data, out, *, n_boot: int = 100):
     table = score_benefit(cfg, train_dir, data, n_boot=n_boot)
     write_table(table, out)
     return table, train_dir, cfg.benefit.primary
+
+
+#: What the scoring job says of ``predicted_benefit`` (beside ASSOCIATION_NOTE's opposite).
+EFFECT_NOTE = ("predicted_benefit = P(response | MSC) - P(response | standard care) from a benefit model fitted "
+               "on a randomised study: an effect, not an association; its interval is the model's (refits "
+               "within arms), not the patient's own benefit")  # fmt: skip
+
+
+def fit_benefit_job(config_path, train_data, out, *, n_boot: int = 100) -> dict:
+    """``fit-benefit``: the primary benefit model fitted on the randomised study and its
+    refits, written as JSON for ``score --benefit-model`` (aggregates and coefficients
+    only: no patient rows)."""
+    cfg = _benefit_config(config_path)
+    train_dir = Path(cfg.data) if train_data is None else Path(train_data)
+    check_outputs([out], inputs=[*input_paths(train_dir), config_path], option="out")
+    data = _training_data(cfg, train_dir)
+    doc = export_benefit_model(data.X, data.treated, data.y, kind=cfg.benefit.primary,
+                               seed=cfg.model.seed, n_boot=n_boot)  # fmt: skip
+    doc["provenance"] = {
+        "config": str(config_path), "experiment": cfg.name, "training_study": str(train_dir),
+        "randomised": True, "n_patients": int(len(data.y)), "n_treated": int(data.treated.sum()),
+        "seed": cfg.model.seed, "note": EFFECT_NOTE,
+        "input_sha256": StudySource(train_dir).sha256,
+    }  # fmt: skip
+    write_json(doc, out)
+    return doc
+
+
+def read_benefit_model(path) -> dict:
+    """An exported benefit model (``fit-benefit``'s JSON); ConfigError naming the file."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"--benefit-model {path}: cannot read it: {err}") from err
+    return check_exported(doc, f"--benefit-model {path}")

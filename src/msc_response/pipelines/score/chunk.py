@@ -16,6 +16,7 @@ import pandas as pd
 
 from ...features import features_from_study
 from ...io import encode_chunk
+from ...modeling.benefit import with_predicted_benefit
 from ...modeling.fitted import LoadedModel
 from ...modeling.predict import predict_features
 from ...study import StudyChunk, study_from_chunk
@@ -34,6 +35,7 @@ class Task:
     explain: int
     regimens: bool
     fmt: str
+    benefit: dict | None = None  # an exported benefit model (``score --benefit-model``)
 
 
 @dataclass
@@ -97,6 +99,8 @@ def score_chunk(task: Task, chunk: StudyChunk, *, predict: bool = True) -> Chunk
         table = predict_features(
             model.fitted, X, ids, model.threshold, explain=task.explain, regimens=task.regimens
         )
+        if task.benefit is not None:  # an effect, from a model fitted on a randomised study
+            table = with_predicted_benefit(table, fs.table, task.benefit)
         seconds["predict_s"] = time.perf_counter() - t
         t = time.perf_counter()
         result.encoded = encode_chunk(with_model_columns(table, model), task.fmt)

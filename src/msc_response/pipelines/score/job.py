@@ -50,6 +50,7 @@ from ...study import NotGrouped, StudySource, is_simulated
 from ...study import policy as bad_rows_policy
 from ...study.files import input_paths
 from ...study.problems import empty_problems
+from ..benefit import read_benefit_model
 from .chunk import ChunkResult, JobRun, Task, score_chunk
 from .spark import run_spark_job
 
@@ -212,6 +213,7 @@ class JobOptions:
     jobs: int
     strict: bool
     fmt: str
+    benefit: dict | None = None  # an exported benefit model (``--benefit-model``)
 
 
 def score(
@@ -226,6 +228,7 @@ def score(
     jobs: int | None = None,
     strict: bool = False,
     log_to_mlflow: bool = True,
+    benefit_model: str | Path | None = None,
 ) -> dict:
     """Score every patient of ``data_dir``; returns the run summary (also written beside ``out``).
 
@@ -246,6 +249,8 @@ def score(
         Patients per chunk (default :data:`DEFAULT_PATIENTS_PER_CHUNK`).
     jobs : int, optional
         Worker processes (default: the machine's cores). 1 scores in this process.
+    benefit_model : path, optional
+        ``fit-benefit``'s JSON: also ``predicted_benefit`` with its interval (local engine).
     """
     t0 = time.perf_counter()
     target, out = out, Path(out)  # the Spark engine also writes to hdfs:// or s3a:// URIs
@@ -256,7 +261,13 @@ def score(
     fmt = check_options(out, explain=explain, regimens=regimens, engine=engine,
                         patients_per_chunk=patients_per_chunk, jobs=jobs)  # fmt: skip
     check_out(out, data_dir)
-    options = JobOptions(explain, regimens == "all", patients_per_chunk, jobs, strict, fmt)
+    benefit = None
+    if benefit_model is not None:
+        if engine == "spark":
+            raise ConfigError("--benefit-model: the Spark engine does not write predicted_benefit yet; "
+                              "use --engine local")  # fmt: skip
+        benefit = read_benefit_model(benefit_model)
+    options = JobOptions(explain, regimens == "all", patients_per_chunk, jobs, strict, fmt, benefit)
     if engine == "spark":
         run = run_spark_job(model_uri, data_dir, target, options)
     else:
@@ -282,6 +293,12 @@ def score(
     }  # fmt: skip
     if regimens == "all":
         summary["note"] = ASSOCIATION_NOTE
+    if benefit is not None:
+        summary["benefit_model"] = {
+            "file": str(benefit_model),
+            "kind": benefit["kind"],
+            **benefit["provenance"],
+        }
     if run.write_summary is None:
         write_json(summary, sidecar(out, SUMMARY))
     else:
@@ -347,7 +364,7 @@ def _run_local_job(model_uri: str, data_dir, out: Path, options: JobOptions) -> 
             timings: dict[str, float] = {"load_model_s": round(time.perf_counter() - t0, 3)}
             source.derive_h5ad_cells(model.spec.config.singlecell)
             task = Task(model, {k: str(v) for k, v in source.paths.items()}, source.h5ad_cells is not None,
-                         options.explain, options.regimens, options.fmt)  # fmt: skip
+                         options.explain, options.regimens, options.fmt, options.benefit)  # fmt: skip
             try:
                 writer = ChunkWriter(tmp_out, options.fmt)
                 tally = _run_chunks(chunks, task, writer, pool, workers, n_chunks)
