@@ -68,7 +68,7 @@ def test_curves_and_figures_are_made_once_and_handed_out_as_copies(result):
         "calibration", "lightgbm"
     )
     assert result.figure_png("roc", "lightgbm").startswith(b"\x89PNG")
-    assert result.figure_png("roc", "lightgbm") != result.figure_png("roc", "logistic_l2")
+    assert result.figure_png("roc", "lightgbm") != result.figure_png("roc", "logistic_rcs")
 
 
 def test_every_metric_in_the_summary_has_an_interval(result):
