@@ -45,7 +45,12 @@ pytestmark = [
         _postgres_missing() is not None, reason=f"server tests: {_postgres_missing()}"
     ),
 ]
-FAST = {"primary": "logistic_l2", "repeats": 2, "bootstrap": 20}
+FAST = {
+    "candidates": ["lightgbm", "logistic_l2"],
+    "primary": "logistic_l2",
+    "repeats": 2,
+    "bootstrap": 20,
+}
 
 
 def free_port() -> int:
