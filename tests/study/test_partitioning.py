@@ -60,7 +60,12 @@ def test_parts_hold_the_same_study_as_single_files(tmp_path):
 def test_the_hash_strips_ids_as_the_reader_does_and_is_stable():
     ids = pa.array(["SIM-0000013", " SIM-0000013", "SIM-0000013\u00a0", None, ""])
     h = partitioning.patient_hash(ids)
-    assert h[0] == h[1] == h[2] and h[3] == h[4]
+    assert h[0] == h[1] == h[2] and h[3] == h[4] and h[0] != h[4]
+    # the same from a dictionary column, chunked (as Parquet files are read)
+    as_read = pa.chunked_array([ids[:2].dictionary_encode(), ids[2:].dictionary_encode()])
+    assert np.array_equal(partitioning.patient_hash(as_read), h)
+    assert np.array_equal(partitioning.patient_hash(pa.array([7, None])),
+                          partitioning.patient_hash(pa.array(["7", ""])))  # fmt: skip
     # fixed by the scheme: a change of hash would move every patient to another part
     assert partitioning.patient_hash(pa.array(["SIM-0000001"]))[0] == np.uint64(
         pd.util.hash_array(np.array(["SIM-0000001"], dtype=object), hash_key="0123456789123456")[0]

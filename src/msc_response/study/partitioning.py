@@ -42,13 +42,17 @@ def patient_hash(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A stable 64-bit hash of each ``patient_id`` as ``str.strip`` leaves it (a padded id
     goes with its patient, as the reader matches it); a missing id hashes as ``""``.
 
-    Hashed once per distinct id (SipHash-2-4 of the UTF-8 text, with a fixed key).
+    Hashed once per distinct id (SipHash-2-4 of the UTF-8 text, with a fixed key); a
+    dictionary column (as the simulator and importers write ids) once per dictionary entry.
     """
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    encoded = pc.dictionary_encode(ids.cast(pa.string()))
-    distinct = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
-    stripped = np.array([s.strip() for s in distinct] + [""], dtype=object)
+    if isinstance(ids, pa.ChunkedArray):  # chunk by chunk: their dictionaries may differ
+        found = [patient_hash(chunk) for chunk in ids.chunks]
+        return np.concatenate(found) if found else np.empty(0, dtype=np.uint64)
+    encoded = (
+        ids if pa.types.is_dictionary(ids.type) else pc.dictionary_encode(ids.cast(pa.string()))
+    )
+    distinct = encoded.dictionary.cast(pa.string()).to_pylist()
+    stripped = np.array([("" if s is None else s.strip()) for s in distinct] + [""], dtype=object)
     hashed = pd.util.hash_array(stripped, encoding="utf8", hash_key=_HASH_KEY, categorize=False)
     codes = pc.fill_null(encoded.indices, len(distinct)).to_numpy(zero_copy_only=False)
     return hashed[codes]
