@@ -203,7 +203,7 @@ OPTION_OF = {
     "regimens": "--regimens", "engine": "--engine", "patients_per_chunk": "--patients-per-chunk",
     "jobs": "--jobs", "model": "--model", "source_format": "--from", "table_format": "--format",
     "index_date": "--index-date", "index_dates": "--index-dates", "index_event": "--index-event", "mapping": "--mapping", "summary": "--summary", "encoding": "--encoding",
-    "mx1_role": "--mx1-role", "ratio": "--ratio", "regimen": "--regimen",
+    "parts": "--parts", "mx1_role": "--mx1-role", "ratio": "--ratio", "regimen": "--regimen",
 }  # fmt: skip
 
 
@@ -381,6 +381,11 @@ def simulate(
     force: bool = typer.Option(
         False, "--force", help="Write into a directory holding other files (never replaced)."
     ),
+    parts: int = typer.Option(
+        0,
+        "--parts",
+        help="Parquet: each table as N part files by a hash of patient_id (Spark then scores without a shuffle); 0: one file.",
+    ),
     mx1_role: str | None = typer.Option(
         None, "--mx1-role", help="rct: MX1+ predictive, prognostic, both (default) or neither."
     ),
@@ -401,7 +406,7 @@ def simulate(
     rct_design = design_from_options(design.value, mx1_role, ratio, regimen)
     meta = write_simulation(out, design=design.value, n_patients=n_patients, seed=seed, fmt=fmt.value,
                             baseline_only=baseline_only, h5ad_patients=h5ad_patients, force=force,
-                            rct_design=rct_design)  # fmt: skip
+                            parts=parts, rct_design=rct_design)  # fmt: skip
     console.print(
         f"SIMULATED {meta['design']} cohort: {meta['n_patients']} patients -> {out}",
         highlight=False,
@@ -652,7 +657,7 @@ def score(
 ) -> None:
     """Score every patient of a study directory with a registered model, with explanations."""
     # deferred: each verb imports only what it runs, so the CLI starts fast
-    from .io import SUMMARY, sidecar_name
+    from .io import SUMMARY, sidecar_as_written
     from .pipelines.score.job import score as run
 
     with _problem_list_beside(Path(out)):
@@ -678,8 +683,7 @@ def score(
         console.print(f"[yellow]note:[/] {summary['note']}")
     if "benefit_model" in summary:
         console.print(f"[yellow]note:[/] {summary['benefit_model']['note']}")
-    name = Path(out.rstrip("/")).name  # ``out`` may be an hdfs:// or s3a:// URI: kept as written
-    where = out.rstrip("/")[: -len(name)] + sidecar_name(name, SUMMARY)
+    where = sidecar_as_written(out, SUMMARY)  # ``out`` may be an hdfs:// or s3a:// URI
     console.print(f"run summary -> {where}", highlight=False)
     _print_warning(summary["warning"])  # last: what a user reads
 
@@ -722,6 +726,11 @@ def import_cmd(
     fmt: TableFormat = typer.Option(
         TableFormat.csv, "--format", help="Format of the tables written."
     ),
+    parts: int = typer.Option(
+        0,
+        "--parts",
+        help="Parquet: each table as N part files by a hash of patient_id (Spark then scores without a shuffle); 0: one file.",
+    ),
 ) -> None:
     """Import a site's CDISC SDTM or FHIR R4 data into a study directory, with a mapping report."""
     # deferred: each verb imports only what it runs, so the CLI starts fast
@@ -729,7 +738,7 @@ def import_cmd(
 
     report = import_study(source, out, source_format=from_.value, mapping=mapping, index_date=index_date,
                           index_dates=index_dates, index_event=index_event, encoding=encoding,
-                          strict=strict, table_format=fmt.value)  # fmt: skip
+                          strict=strict, table_format=fmt.value, parts=parts)  # fmt: skip
     w = report["written"]
     console.print(
         f"imported {w['patients']} patients, {w['lab_rows']} lab rows, {w['cell_rows']} cell rows -> {out}",

@@ -45,14 +45,33 @@ CELLS_FROM_H5AD = ".cells_from_h5ad.csv"  # features: the cell fractions derived
 
 
 def sidecar_name(name: str, suffix: str) -> str:
-    """The name of what a job writes beside output ``name``: ``features.parquet`` -> ``features<suffix>``."""
-    return PurePosixPath(name).stem + suffix
+    """The name of what a job writes beside output ``name``, the one rule for every engine.
+
+    A file drops its extension: ``features.parquet`` -> ``features<suffix>``. A folder
+    (a name without a file extension of :data:`FILE_SUFFIXES`: the Spark engine's dataset
+    directory) keeps its whole name: ``preds.v2`` -> ``preds.v2<suffix>``.
+    """
+    path = PurePosixPath(name.rstrip("/"))
+    return (path.stem if path.suffix.lower() in FILE_SUFFIXES else path.name) + suffix
 
 
 def sidecar(out: str | os.PathLike, suffix: str) -> Path:
     """:func:`sidecar_name` in the output's folder."""
     out = Path(out)
     return out.with_name(sidecar_name(out.name, suffix))
+
+
+def sidecar_as_written(out: str, suffix: str) -> str:
+    """:func:`sidecar` of an output given as a path or URI (``hdfs://``, ``s3a://``), kept
+    as written (no resolving, no re-encoding)."""
+    stripped = out.rstrip("/")
+    parent, sep, name = stripped.rpartition("/")
+    return parent + sep + sidecar_name(name, suffix)
+
+
+def names_a_folder(out: str | os.PathLike) -> bool:
+    """Whether output ``out`` names a folder by :func:`sidecar_name`'s rule (no file extension)."""
+    return PurePosixPath(str(out).rstrip("/")).suffix.lower() not in FILE_SUFFIXES
 
 
 def table_format(path: str | os.PathLike) -> str:

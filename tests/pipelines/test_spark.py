@@ -210,6 +210,63 @@ def test_a_directory_of_parts_scores_as_the_single_file(spark, registered, study
     assert sum_p["input_sha256"] == sum_l["input_sha256"]
 
 
+def _as_hash_parts(study, out, n_parts):
+    """The study's tables (bad rows included) rewritten as hash parts by patient."""
+    from msc_response.study.partitioning import PartWriter
+
+    out.mkdir()
+    for table in ("patients", "labs", "cells"):
+        frame = pd.read_parquet(study / f"{table}.parquet")
+        writer = PartWriter(out / table, n_parts)
+        for k in range(0, len(frame), 7000):  # several chunks: parts appended to
+            writer.write(frame.iloc[k : k + 7000])
+        writer.close()
+    shutil.copy(study / "simulation.json", out)
+    return out
+
+
+def test_hash_parts_are_scored_without_a_shuffle_as_the_local_engine(
+    spark, registered, study, tmp_path
+):
+    """Parts read by the executors, cut into chunks by the same hash: the local engine's
+    scores, rejected patients, problems and row numbers."""
+    parts = _as_hash_parts(study, tmp_path / "parts", 3)
+    kw = {"explain": 3, "regimens": "all", "log_to_mlflow": False}
+    summary = job.score(registered["uri"], parts, tmp_path / "spark.parquet", engine="spark",
+                        patients_per_chunk=1500, **kw)  # fmt: skip
+    job.score(registered["uri"], parts, tmp_path / "local.csv", **kw)
+    assert summary["grouping"] == "hash parts by patient, read by the executors"
+    assert summary["partitions"] == 3
+    spark_, rej_s, prob_s, sum_s = _outputs(tmp_path / "spark.parquet")
+    local, rej_l, prob_l, sum_l = _outputs(tmp_path / "local.csv")
+    _assert_same_scores(local, spark_)
+    pd.testing.assert_frame_equal(rej_l, rej_s)
+    assert rej_s["reason"].str.startswith("labs/, row ").sum() >= 4
+    _same_rows(prob_l, prob_s)
+    for key in ("counts", "rejected_by_reason", "rows_with_problems",
+                "rows_with_problems_outside_windows", "rows_with_problems_in_tests_not_read",
+                "input_sha256"):  # fmt: skip
+        assert sum_s[key] == sum_l[key], key
+
+
+def test_a_wrong_hash_part_declaration_exits_2_naming_the_file(spark, registered, study, tmp_path):
+    """Part 0 of the labs holding part 1's rows (its footer still says part 0): nothing written."""
+    import pyarrow.parquet as pq
+
+    parts = _as_hash_parts(study, tmp_path / "parts", 3)
+    first, second = parts / "labs" / "part-00000.parquet", parts / "labs" / "part-00001.parquet"
+    declared = pq.read_schema(first).metadata
+    rows = pq.read_table(second)
+    pq.write_table(rows.replace_schema_metadata(declared), first)
+    out = tmp_path / "out" / "p.parquet"
+    result = runner.invoke(app, ["score", "--model", registered["uri"], "--data", str(parts),
+                                 "--out", str(out), "--engine", "spark"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "labs/, row " in result.output and "column 'patient_id'" in result.output
+    assert "part-00000.parquetdeclareshashpart0of3" in "".join(result.output.split())
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
 def test_csv_rows_are_numbered_across_splits(spark, registered, tmp_path):
     """A CSV read in many splits: problems name the same rows as the local engine's."""
     d = tmp_path / "csv"
@@ -288,9 +345,12 @@ def test_strict_stops_and_keeps_the_previous_output(spark, registered, study, tm
     assert sorted((p.name, p.read_bytes()) for p in tmp_path.iterdir()) == before
 
 
-def test_a_directory_out_is_a_parquet_dataset(spark, registered, study, tmp_path):
-    out = tmp_path / "preds"
-    killed = tmp_path / f".preds.{io.WORK_MARK}-{DEAD_PID}-123-abc"  # the stage of a killed job
+@pytest.mark.parametrize("name", ["preds", "preds.v2"])
+def test_a_directory_out_is_a_parquet_dataset(spark, registered, study, tmp_path, name):
+    """A name without a file extension is a dataset directory; its sidecars keep the whole
+    name (``preds.v2.summary.json``), and the command line says so."""
+    out = tmp_path / name
+    killed = tmp_path / f".{name}.{io.WORK_MARK}-{DEAD_PID}-123-abc"  # the stage of a killed job
     (killed / "0").mkdir(parents=True)
     args = ["score", "--model", registered["uri"], "--data", str(study), "--out", str(out),
             "--engine", "spark", "--explain", "2"]  # fmt: skip
@@ -298,17 +358,21 @@ def test_a_directory_out_is_a_parquet_dataset(spark, registered, study, tmp_path
     assert result.exit_code == 0, result.output
     assert not killed.exists()
     assert out.is_dir() and len(list(out.glob("part-*.parquet"))) > 1
+    printed = "".join(result.output.split())  # the console folds a long path anywhere
+    assert f"runsummary->{tmp_path / name}.summary.json" in printed
     pred = pd.read_parquet(out)
     rejected = pd.concat(
-        pd.read_csv(p) for p in (tmp_path / "preds.rejected.csv").glob("part-*.csv")
+        pd.read_csv(p) for p in (tmp_path / f"{name}.rejected.csv").glob("part-*.csv")
     )
-    summary = json.loads((tmp_path / "preds.summary.json").read_text())
-    assert summary["output_layout"] == "dataset" and summary["output"] == "preds"
+    summary = json.loads((tmp_path / f"{name}.summary.json").read_text())
+    assert summary["output_layout"] == "dataset" and summary["output"] == name
+    assert summary["rejected_file"] == f"{name}.rejected.csv"
+    assert summary["problems_file"] == f"{name}.problems.csv"
     assert (
         len(pred) == summary["counts"]["scored"] and len(rejected) == summary["counts"]["rejected"]
     )
     assert len(pred) + len(rejected) == 10_000
-    assert (tmp_path / "preds.problems.csv").is_dir()
+    assert (tmp_path / f"{name}.problems.csv").is_dir()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     before = sorted(p.name for p in out.iterdir())
     again = runner.invoke(app, args)  # a dataset directory is never replaced
@@ -319,6 +383,14 @@ def test_a_directory_out_is_a_parquet_dataset(spark, registered, study, tmp_path
 def test_only_spark_writes_a_dataset_directory(tmp_path):
     kw = {"explain": 0, "regimens": None, "patients_per_chunk": 10, "jobs": 1}
     assert job.check_options(tmp_path / "preds", engine="spark", **kw) == "dataset"
+    assert job.check_options(tmp_path / "preds.v2", engine="spark", **kw) == "dataset"
+    # one rule for the names beside an output, whatever the engine (issue 23)
+    assert io.sidecar_name("preds.v2", io.SUMMARY) == "preds.v2.summary.json"
+    assert io.sidecar_name("preds.parquet", io.SUMMARY) == "preds.summary.json"
+    assert io.sidecar_name("preds.CSV", io.REJECTED) == "preds.rejected.csv"
+    assert io.sidecar_as_written("hdfs://nn/x/preds.v2/", io.SUMMARY) == (
+        "hdfs://nn/x/preds.v2.summary.json"
+    )
     with pytest.raises(
         ConfigError,
         match=r"out: unsupported table extension .*\(or, with --engine spark, a directory\)",

@@ -25,7 +25,7 @@ from .import_report import build_report, report_markdown
 from .index import index_rules
 from .mapping import load_mapping
 from .sdtm import import_sdtm
-from .writer import check_out, write_study
+from .writer import check_out, check_parts, write_study
 
 FORMATS = ("sdtm", "fhir")
 
@@ -42,6 +42,7 @@ def import_study(
     encoding: str | None = None,
     strict: bool = False,
     table_format: str = "csv",
+    parts: int = 0,
 ) -> dict:
     """Import ``source`` (SDTM domains or FHIR resources) into the study directory ``out``.
 
@@ -69,6 +70,9 @@ def import_study(
     strict : bool
         Any row problem is an error (nothing written).
     table_format : {"csv", "parquet"}
+    parts : int
+        With Parquet: each table as a directory of this many part files by a hash of
+        ``patient_id`` (:mod:`~msc_response.study.partitioning`); 0: one file each.
 
     Returns
     -------
@@ -86,6 +90,7 @@ def import_study(
         raise ConfigError(f"source_format: expected one of {list(FORMATS)}, got {fmt!r}")
     if table_format not in ("csv", "parquet"):
         raise ConfigError(f"table_format: expected 'csv' or 'parquet', got {table_format!r}")
+    check_parts(parts, table_format)
     for name, value in (
         ("index_date", index_date),
         ("index_dates", index_dates),
@@ -117,7 +122,8 @@ def import_study(
     nothing_imported(imported, Path(source).name)
     report = build_report(imported, maps, source=Path(source).name, strict=strict)
     tables = {"patients": imported.patients, "labs": imported.labs, "cells": imported.cells}
-    report["files_written"] = [f"{n}.{table_format}" for n, df in tables.items() if df is not None]
+    report["files_written"] = [f"{n}/" if parts else f"{n}.{table_format}"
+                               for n, df in tables.items() if df is not None]  # fmt: skip
     with progress.task(f"writing the study to {out}"):
-        write_study(tables, report, report_markdown(report), out, table_format)
+        write_study(tables, report, report_markdown(report), out, table_format, parts)
     return report

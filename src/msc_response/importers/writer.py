@@ -15,7 +15,9 @@ import os
 import shutil
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..io import check_output_folder, work_dir, write_table
+from ..study.partitioning import PartWriter
 
 REPORT_JSON = "import_report.json"
 REPORT_MD = "import_report.md"
@@ -23,6 +25,8 @@ WRITTEN_BY = "msc-response import"
 #: Every file an import may write; an earlier output holds nothing else.
 IMPORT_FILES = frozenset({f"{t}.{ext}" for t in ("patients", "labs", "cells") for ext in ("csv", "parquet")}
                          | {REPORT_JSON, REPORT_MD})  # fmt: skip
+#: Part directories an import may write (``parts``), each holding only part files.
+IMPORT_DIRS = frozenset({"patients", "labs", "cells"})
 
 
 def _is_earlier_import(out: Path) -> bool:
@@ -30,12 +34,21 @@ def _is_earlier_import(out: Path) -> bool:
         report = json.loads((out / REPORT_JSON).read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    names = {p.name for p in out.iterdir()}
+    names = {p.name for p in out.iterdir() if not (p.name in IMPORT_DIRS and p.is_dir())}
     return (
         isinstance(report, dict)
         and report.get("written_by") == WRITTEN_BY
         and names <= IMPORT_FILES
     )
+
+
+def check_parts(parts: int, table_format: str) -> None:
+    """``parts`` is a whole number >= 0, and only with Parquet."""
+    if type(parts) is not int or parts < 0:
+        raise ConfigError(f"parts: expected a whole number >= 0, got {parts!r}")
+    if parts and table_format != "parquet":
+        raise ConfigError(f"parts: part files are Parquet; give table_format='parquet' "
+                          f"(--format parquet), got {table_format!r}")  # fmt: skip
 
 
 def check_out(out: Path, source: Path | None = None) -> None:
@@ -45,15 +58,28 @@ def check_out(out: Path, source: Path | None = None) -> None:
                         previous=_is_earlier_import, kind="an earlier import's output")  # fmt: skip
 
 
-def write_study(tables: dict, report: dict, markdown: str, out: Path, fmt: str) -> list[Path]:
-    """Write ``tables`` (name -> DataFrame or None), the report and its table into ``out``, atomically."""
+def write_study(
+    tables: dict, report: dict, markdown: str, out: Path, fmt: str, parts: int = 0
+) -> list[Path]:
+    """Write ``tables`` (name -> DataFrame or None), the report and its table into ``out``, atomically.
+
+    ``parts``: each table as that many Parquet part files by a hash of ``patient_id``
+    (:class:`~msc_response.study.partitioning.PartWriter`).
+    """
     check_out(out)
     with work_dir(out, option="out") as work:
         tmp = work / "new"
         tmp.mkdir()
         names = []
         for name, df in tables.items():
-            if df is not None:
+            if df is None:
+                continue
+            if parts:
+                writer = PartWriter(tmp / name, parts)
+                writer.write(df)
+                writer.close()
+                names.append(name)
+            else:
                 write_table(df, tmp / f"{name}.{fmt}")
                 names.append(f"{name}.{fmt}")
         (tmp / REPORT_JSON).write_text(

@@ -22,12 +22,15 @@ import pandas as pd
 from ..domain import TRIAL_ARMS, Arm
 from ..errors import ConfigError
 from ..io import ChunkWriter, work_dir
+from ..study.partitioning import PartWriter
 from . import cohort
 from .model import SIMULATED_NOTE
 
 #: Files the simulator writes; nothing else in an output directory is its own.
 SIMULATOR_FILES = frozenset({*(f"{t}.{x}" for t in ("patients", "labs", "cells") for x in ("csv", "parquet")),
                              "truth.csv", "simulation.json", "README.txt", "cells.h5ad"})  # fmt: skip
+#: Directories the simulator writes (``parts``: each table as hash parts by patient).
+SIMULATOR_DIRS = frozenset({"patients", "labs", "cells"})
 
 
 def write_simulation(
@@ -40,6 +43,7 @@ def write_simulation(
     baseline_only: bool = False,
     h5ad_patients: int = 4,
     force: bool = False,
+    parts: int = 0,
     arms: tuple[Arm, ...] = TRIAL_ARMS,
     rct_design: cohort.rct.RctDesign | None = None,
 ) -> dict:
@@ -62,6 +66,11 @@ def write_simulation(
         Also write ``cells.h5ad`` with single cells for this many patients (0: none).
     force : bool
         Write into a directory that holds files the simulator did not write.
+    parts : int
+        With ``fmt="parquet"``: each table as a directory of this many part files, a
+        patient's rows in the same part of every table
+        (:mod:`~msc_response.study.partitioning`; the Spark engine then scores without
+        a shuffle). 0: one file per table.
 
     Raises
     ------
@@ -71,6 +80,12 @@ def write_simulation(
     cohort.check_parameters(design, n_patients, seed)
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"fmt: expected 'csv' or 'parquet', got {fmt!r}")
+    if not (cohort.is_whole(parts) and parts >= 0):
+        raise ConfigError(f"parts: expected a whole number >= 0, got {parts!r}")
+    if parts and fmt != "parquet":
+        raise ConfigError(
+            f"parts: part files are Parquet; give fmt='parquet' (--format parquet), got {fmt!r}"
+        )
     if not (cohort.is_whole(h5ad_patients) and h5ad_patients >= 0):
         raise ConfigError(f"h5ad_patients: expected a whole number >= 0, got {h5ad_patients!r}")
     out = Path(os.path.abspath(out))
@@ -79,7 +94,10 @@ def write_simulation(
         tmp = work / "new"
         tmp.mkdir()
         writers = {
-            name: ChunkWriter(tmp / f"{name}.{fmt}") for name in ("patients", "labs", "cells")
+            name: PartWriter(tmp / name, int(parts))
+            if parts
+            else ChunkWriter(tmp / f"{name}.{fmt}")
+            for name in ("patients", "labs", "cells")
         }
         truth_parts, first_cells = [], None
         for chunk in cohort.generate_chunks(
@@ -100,6 +118,7 @@ def write_simulation(
         meta = {
             **cohort.metadata(design, seed, len(truth), baseline_only, arms, truth, rct_design),
             "format": fmt,
+            **({"parts": int(parts)} if parts else {}),
         }
         (tmp / "simulation.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         (tmp / "README.txt").write_text(SIMULATED_NOTE + "\n")
@@ -130,11 +149,7 @@ def _install_mode(out: Path, force: bool) -> str:
     if not entries:
         return "new"
     ours = _is_simulator_output(out)
-    own = {
-        e.name
-        for e in entries
-        if ours and e.name in SIMULATOR_FILES and e.is_file() and not e.is_symlink()
-    }
+    own = {e.name for e in entries if ours and _is_own_kind(e)}
     foreign = [e.name for e in entries if e.name not in own]
     if not foreign:
         return "replace"
@@ -146,7 +161,7 @@ def _install_mode(out: Path, force: bool) -> str:
             "the simulator's files beside the others (files the simulator did not write are never "
             "replaced or deleted)"
         )
-    clashes = [f for f in foreign if f in SIMULATOR_FILES]
+    clashes = [f for f in foreign if f in SIMULATOR_FILES | SIMULATOR_DIRS]
     if clashes:
         raise ConfigError(
             f"out: {str(out)!r} holds {', '.join(map(repr, clashes))}, which the simulator did not "
@@ -154,6 +169,15 @@ def _install_mode(out: Path, force: bool) -> str:
             "replaced: give another directory"
         )
     return "merge"
+
+
+def _is_own_kind(entry: Path) -> bool:
+    """A file or part directory with a name the simulator writes (not yet: that it wrote it)."""
+    if entry.is_symlink():
+        return False
+    return (entry.name in SIMULATOR_FILES and entry.is_file()) or (
+        entry.name in SIMULATOR_DIRS and entry.is_dir()
+    )
 
 
 def _install(tmp: Path, out: Path, how: str, old: Path) -> None:
@@ -167,15 +191,17 @@ def _install(tmp: Path, out: Path, how: str, old: Path) -> None:
     else:  # merge: replace the simulator's own files only, simulation.json last
         # (every simulator-named file here is the simulator's own: _install_mode checked it)
         ours = _is_simulator_output(out)
-        stale = [p for p in out.iterdir() if p.name in SIMULATOR_FILES] if ours else []
+        stale = [p for p in out.iterdir() if _is_own_kind(p)] if ours else []
         if ours:  # first: until the end, the directory no longer claims to be a simulation
             (out / "simulation.json").unlink()
         new = {p.name for p in tmp.iterdir()}
         for name in sorted(new - {"simulation.json"}):
+            if (out / name).is_dir():  # an earlier run's part directory (checked: its own)
+                shutil.rmtree(out / name)
             os.replace(tmp / name, out / name)
         for p in stale:
             if p.name not in new:
-                p.unlink()
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
         os.replace(tmp / "simulation.json", out / "simulation.json")
 
 

@@ -38,6 +38,7 @@ from ...io import (
     ChunkWriter,
     atomic_path,
     check_outputs,
+    names_a_folder,
     sidecar,
     table_format,
     write_json,
@@ -175,17 +176,17 @@ def check_options(out: Path, *, explain, regimens, engine, patients_per_chunk, j
     """Validate the options before any work; returns the output format.
 
     ``"dataset"``: the Spark engine writes a Parquet dataset directory (``out`` without
-    a ``.csv``/``.parquet`` suffix).
+    a ``.csv``/``.parquet`` suffix, and none of another file type: ``preds``, ``preds.v2``).
     """
     if engine not in ENGINES:
         raise ConfigError(f"engine: expected one of {list(ENGINES)}, got {engine!r}")
     try:
         fmt = table_format(out)
     except ValueError as err:
-        if engine == "spark" and not Path(out).suffix:
+        if engine == "spark" and names_a_folder(out):
             fmt = "dataset"
         else:
-            hint = "" if Path(out).suffix else " (or, with --engine spark, a directory)"
+            hint = " (or, with --engine spark, a directory)" if names_a_folder(out) else ""
             raise ConfigError(f"out: {err}{hint}") from None
     if regimens not in (None, "all"):
         raise ConfigError(f"regimens: expected 'all', got {regimens!r}")

@@ -12,19 +12,26 @@ What runs where
   columns): every Arrow batch is cut by a hash of ``patient_id`` (stripped of surrounding
   whitespace, so a padded id meets its patient, as in the local reader) into LZ4 Arrow IPC
   blobs, one per partition; the shuffle moves the blobs. Reduce side: each partition is
-  one chunk in a Python worker (``mapInArrow``): its rows, in file order, go through the
+  one chunk in a Python worker (``mapInArrow``). A study already grouped by patient
+  (hash parts declared in the footers: :mod:`msc_response.study.partitioning`) skips
+  the map side and the shuffle: task ``k`` reads part ``k`` of every table itself,
+  checks that every row belongs there, and cuts it into chunks by the same hash.
+  A chunk's rows, in file order, go through the
   local engine's own per-chunk work, :func:`~msc_response.pipelines.score.chunk.score_chunk`
   (``study_from_chunk``, ``features_from_study``, ``predict_features`` with explanations
   and what-if regimens). The model file is written and loaded once per Python worker. A
-  partition returns its predictions, rejected patients, row problems, structural problems
-  and facts (patients, tests reported, seconds spent), each row tagged with its kind.
-* **Driver again**: the tagged result is persisted; Spark aggregations give the counts,
+  partition returns its predictions, rejected patients, row problems, structural problems,
+  facts (patients, tests reported, seconds spent) and its counts by kind and reason, each
+  row tagged with its kind.
+* **Driver again**: the tagged result is persisted; one small collect of the facts and
+  counts (the first action) gives the patient flow and the timings, and
   the problems that stop the job (structural; any row problem with ``strict``; inputs the
-  model needs that the study never reports) and the timings. Then Spark writes the
+  model needs that the study never reports). Then Spark writes the
   outputs into a temporary directory beside ``--out`` and they are renamed into place.
 
 Outputs: ``--out`` naming a ``.parquet`` or ``.csv`` file gives one file (written by
-one task); any other name is a Parquet dataset directory, with the rejected patients and
+one task); a name without a file extension is a Parquet dataset directory (its
+sidecars keep the whole name: :func:`msc_response.io.sidecar_name`), with the rejected patients and
 the row problems as directories of CSV parts (``NAME.rejected.csv/``,
 ``NAME.problems.csv/``). Output rows are grouped by partition (a hash of the patient
 id), in the patients file's order within one.
@@ -32,11 +39,13 @@ id), in the patients file's order within one.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import math
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,7 +54,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ...errors import DataError
 from ...features import flow_of_counts
@@ -54,13 +63,13 @@ from ...io import REJECTED as REJECTED_FILE
 from ...modeling.fitted import LoadedModel
 from ...modeling.predict import check_regimens, missing_inputs, predict_features
 from ...registry.load import load_model
-from ...study import StudyChunk
+from ...study import StudyChunk, partitioning
 from ...study.problems import SHOWN_PER_RULE, as_problems
 from . import spark_io as sio
 from .chunk import JobRun, Task, score_chunk, with_model_columns
 
 # Kinds of the rows a partition returns (column ``_kind``)
-SCORED, REJECTED, PROBLEM, STRUCTURAL, FACTS = range(5)
+SCORED, REJECTED, PROBLEM, STRUCTURAL, FACTS, TALLY = range(6)
 
 #: The row problems' columns in the ``.problems.csv`` output (as the local engine writes them).
 PROBLEM_OUTPUT = ["file", "row", "column", "patient_id", "test", "rule", "message", "test_read",
@@ -124,6 +133,17 @@ class _Plan:
     out_schema: pa.Schema
 
 
+@dataclass(frozen=True)
+class _PartFiles:
+    """Hash parts by patient, read by the executors themselves (no shuffle): for each
+    table, the local path and first row (0-based, across the parts) of part ``k``."""
+
+    n_parts: int
+    files: dict  # table -> [(path, first_row)] by part
+    columns: dict  # table -> the declared columns to read
+    patients_per_chunk: int
+
+
 #: The scoring task of this Python worker (its model loaded once), by model and options.
 _WORKER_TASK: dict = {}
 
@@ -160,20 +180,6 @@ def _worker_task(plan: _Plan):
     return task
 
 
-def _buckets(ids: pa.Array, n_parts: int) -> np.ndarray:
-    """The partition of each row: a stable hash of its ``patient_id`` stripped as
-    ``str.strip`` strips it (a padded id meets its patient, as in the local reader).
-
-    Hashed once per distinct id; a missing id goes with ``""``.
-    """
-    encoded = pc.dictionary_encode(ids.cast(pa.string()))
-    distinct = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
-    stripped = np.array([s.strip() for s in distinct] + [""], dtype=object)
-    bucket = (pd.util.hash_array(stripped) % np.uint64(n_parts)).astype(np.int64)
-    codes = pc.fill_null(encoded.indices, len(distinct)).to_numpy()
-    return bucket[codes]
-
-
 #: LZ4 inside the blobs: the shuffle, Spark's copies and the socket to the Python workers
 #: then carry about a quarter of the bytes (measured: a third less JVM time).
 _BLOB_COMPRESSION = "lz4"
@@ -190,7 +196,7 @@ def _bucketize(batches, table: int, n_parts: int, keys: list[int]):
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        bucket = _buckets(batch.column("patient_id"), n_parts)
+        bucket = partitioning.part_of(batch.column("patient_id"), n_parts)
         order = np.argsort(bucket, kind="stable")
         counts = np.bincount(bucket, minlength=n_parts)
         batch = batch.take(pa.array(order))
@@ -257,15 +263,117 @@ def _struct(df_or_table, struct_type: pa.StructType) -> pa.StructArray:
 
 
 def _score_partition(batches, plan: _Plan):
-    """One partition, scored as the local engine scores a chunk (runs in a Python worker)."""
+    """One shuffled partition, scored as the local engine scores a chunk (in a Python worker)."""
     started, t = time.time(), time.perf_counter()
     chunk = _chunk_of(batches, plan.schemas)
+    seconds = {"receive_s": time.perf_counter() - t}
+    yield from _with_tally(_scored_chunk(chunk, plan, started, seconds), plan.out_schema)
+
+
+def _with_tally(tagged, schema: pa.Schema):
+    """The tagged batches (each of one kind), then :data:`TALLY` rows counting them by
+    ``(kind, label, in_window, test_read)``: the driver's counts without a pass over the
+    result (the label: a rejected patient's category, a problem's rule)."""
+    counts: collections.Counter = collections.Counter()
+    for batch in tagged:
+        yield batch
+        if batch.num_rows == 0:
+            continue
+        kind = batch.column("_kind")[0].as_py()
+        if kind == SCORED:
+            counts[(SCORED, None, None, None)] += batch.num_rows
+        elif kind == REJECTED:
+            labels = batch.column("rejected").field("category").to_pylist()
+            counts.update((REJECTED, label, None, None) for label in labels)
+        elif kind == STRUCTURAL:
+            labels = batch.column("problem").field("rule").to_pylist()
+            counts.update((STRUCTURAL, label, None, None) for label in labels)
+        elif kind == PROBLEM:
+            found = batch.column("problem")
+            counts.update((PROBLEM, *key) for key in zip(
+                found.field("rule").to_pylist(), found.field("in_window").to_pylist(),
+                found.field("test_read").to_pylist(), strict=True))  # fmt: skip
+    if counts:
+        keys = list(counts)
+        tally = pa.StructArray.from_arrays(
+            [pa.array([k[0] for k in keys], pa.int8()), pa.array([k[1] for k in keys], pa.string()),
+             pa.array([k[2] for k in keys], pa.bool_()), pa.array([k[3] for k in keys], pa.bool_()),
+             pa.array([counts[k] for k in keys], pa.int64())],
+            fields=list(schema.field("tally").type),
+        )  # fmt: skip
+        yield _tagged(TALLY, tally, "tally", len(keys), schema)
+
+
+def _read_part(path: str, first_row: int, columns: list[str]) -> pa.Table:
+    """A part file's declared columns with ``_row`` (as the local reader numbers the rows)."""
+    table = pq.ParquetFile(path).read(columns=columns).replace_schema_metadata(None)
+    rows = np.arange(first_row + 1, first_row + table.num_rows + 1, dtype=np.int64)
+    return table.append_column("_row", pa.array(rows))
+
+
+def _score_hash_parts(batches, plan: _Plan, parts: _PartFiles):
+    """The parts whose numbers arrive in ``batches`` (one per task), scored and counted."""
+    yield from _with_tally(_hash_parts_tagged(batches, plan, parts), plan.out_schema)
+
+
+def _hash_parts_tagged(batches, plan: _Plan, parts: _PartFiles):
+    """Parts ``k`` of every table, read here and scored in chunks of at most
+    ``patients_per_chunk`` patients (cut by the same hash), with no shuffle.
+
+    Every row is checked to belong to its part first: a wrong declaration is a structural
+    problem naming the part file (the job stops; nothing is written).
+    """
+    for batch in batches:
+        for k in batch.column("id").to_pylist():
+            started, t = time.time(), time.perf_counter()
+            tables, hashes = {}, {}
+            for table, files in parts.files.items():
+                path, first_row = files[k]
+                tables[table] = _read_part(path, first_row, parts.columns[table])
+                hashes[table] = partitioning.patient_hash(tables[table].column("patient_id"))
+                wrong = np.flatnonzero(hashes[table] % np.uint64(parts.n_parts) != k)
+                if len(wrong):
+                    yield _misplaced(plan, table, path, tables[table], wrong, k, parts.n_parts)
+                    return
+            read_s = time.perf_counter() - t
+            n_chunks = max(1, math.ceil(tables["patients"].num_rows / parts.patients_per_chunk))
+            for c in range(n_chunks):  # the rest of the hash cuts a part into chunks
+                t = time.perf_counter()
+                pieces = {}
+                for table, rows in tables.items():
+                    within = (hashes[table] // np.uint64(parts.n_parts)) % np.uint64(n_chunks)
+                    pieces[table] = rows if n_chunks == 1 else rows.filter(pa.array(within == c))
+                seconds = {"receive_s": read_s + time.perf_counter() - t}
+                chunk = StudyChunk(pieces["patients"], pieces["labs"], pieces.get("cells"))
+                yield from _scored_chunk(chunk, plan, started, seconds)
+                started, read_s = time.time(), 0.0
+
+
+def _misplaced(plan: _Plan, table: str, path: str, rows: pa.Table, wrong, k: int, n: int):
+    """The structural problem of a part holding another part's patients."""
+    display = plan.tables[table][0]
+    first = int(wrong[0])
+    pid = rows.column("patient_id")[first].as_py()
+    belongs = int(partitioning.part_of(pa.array([pid], pa.string()), n)[0])
+    message = (f"{Path(path).name} declares hash part {k} of {n} ({partitioning.KEY} in its "
+               f"footer), but holds patient_id {pid!r} of part {belongs} ({len(wrong)} such rows): "
+               "the declaration is wrong; write the study again with --parts, or drop the footer "
+               "key")  # fmt: skip
+    found = pd.DataFrame({"file": [display], "row": [int(rows.column("_row")[first].as_py())],
+                          "column": ["patient_id"], "patient_id": None, "rule": "structural",
+                          "message": [message], "test": None, "test_read": True,
+                          "in_window": True})  # fmt: skip
+    struct_type = plan.out_schema.field("problem").type
+    return _tagged(STRUCTURAL, _struct(found, struct_type), "problem", 1, plan.out_schema)
+
+
+def _scored_chunk(chunk: StudyChunk, plan: _Plan, started: float, seconds: dict):
+    """One chunk, scored as the local engine scores it: the tagged result rows."""
     schema = plan.out_schema
     if not any(
         part is not None and part.num_rows for part in (chunk.patients, chunk.labs, chunk.cells)
     ):
         return
-    seconds = {"receive_s": time.perf_counter() - t}
     task = _worker_task(plan)
     try:
         result = score_chunk(task, chunk)
@@ -331,6 +439,8 @@ def _output_schema(model: LoadedModel, explain: int, regimens: bool) -> pa.Schem
         pa.field("facts", pa.struct([("n_patients", pa.int64()), ("tests", pa.list_(text)),
                                      ("has_cells", pa.bool_()), ("started", pa.float64()),
                                      ("seconds", pa.map_(text, pa.float64()))])),
+        pa.field("tally", pa.struct([("_kind", pa.int8()), ("label", text), ("in_window", pa.bool_()),
+                                     ("test_read", pa.bool_()), ("count", pa.int64())])),
     ])  # fmt: skip
 
 
@@ -352,23 +462,32 @@ def _problem_order(study):
     return [order, F.col("row")]
 
 
-def _tally(scored) -> list:
-    """``(kind, label, in_window, test_read, count)`` rows: one Spark aggregation over the result.
-
-    The label is the category of a rejected patient and the rule of a row problem.
-    """
+def _tally_and_facts(scored) -> tuple[list[dict], dict]:
+    """The counts (``_kind, label, in_window, test_read, count``: see :func:`_with_tally`)
+    and the partitions' facts summed: one small collect, the job's first action (it runs
+    the whole job and fills the cache)."""
     from pyspark.sql import functions as F
 
-    kind = F.col("_kind")
-    label = F.when(kind == REJECTED, F.col("rejected.category")).when(
-        kind.isin(PROBLEM, STRUCTURAL), F.col("problem.rule")
+    rows = (
+        scored.where(F.col("_kind").isin(FACTS, TALLY)).select("_kind", "facts", "tally").collect()
     )
-    in_window = F.when(kind == PROBLEM, F.col("problem.in_window"))
-    test_read = F.when(kind == PROBLEM, F.col("problem.test_read"))
-    return (
-        scored.groupBy(kind, label.alias("label"), in_window.alias("in_window"),
-                       test_read.alias("test_read")).count().collect()
-    )  # fmt: skip
+    counts: collections.Counter = collections.Counter()
+    total = {"n": 0, "has_cells": False, "tests": set(), "first_partition": None,
+             "seconds": collections.Counter()}  # fmt: skip
+    for row in rows:
+        if row["_kind"] == TALLY:
+            t = row["tally"]
+            counts[(t["_kind"], t["label"], t["in_window"], t["test_read"])] += t["count"]
+            continue
+        f = row["facts"]
+        total["n"] += f["n_patients"]
+        total["has_cells"] |= bool(f["has_cells"])
+        total["tests"] |= set(f["tests"] or [])
+        first = total["first_partition"]
+        total["first_partition"] = f["started"] if first is None else min(first, f["started"])
+        total["seconds"].update(dict(f["seconds"] or {}))
+    keys = ("_kind", "label", "in_window", "test_read")
+    return [{**dict(zip(keys, k, strict=True)), "count": n} for k, n in counts.items()], total
 
 
 def _stop_on_problems(scored, study, strict: bool, tally, hadoop, target: sio.Target) -> None:
@@ -418,6 +537,7 @@ def run_spark_job(model_uri: str, data_dir, out, options):
         loading = loader.submit(_timed, load_model, model_uri)
         spark, created = spark_session()
     timings = {"start_spark_s": time.perf_counter() - t0}
+    warming = _warm_python_workers(spark)  # while the driver plans
     hadoop = sio.Hadoop(spark)
     broadcast = scored = None
     stop = created  # a session this job started stops with it (after a remote summary)
@@ -433,51 +553,46 @@ def run_spark_job(model_uri: str, data_dir, out, options):
         out_schema = _output_schema(model, options.explain, options.regimens)
         spark_schema = from_arrow_schema(out_schema)
         broadcast = spark.sparkContext.broadcast(_model_payload(model))
+        layout = sio.hash_parts(study)
         plan = _Plan(broadcast, {k: (v.display, v.is_dir) for k, v in study.tables.items()},
+                     {} if isinstance(layout, sio.HashParts) else
                      {k: to_arrow_schema(v.frame.schema) for k, v in study.tables.items()},
                      study.cells_derived, options.explain, options.regimens,
                      to_arrow_schema(spark_schema))  # fmt: skip
-        n_parts = max(spark.sparkContext.defaultParallelism,
-                      math.ceil(study.n_patients / options.patients_per_chunk))  # fmt: skip
-        keys = _partition_keys(spark, n_parts)
-        cut = None
-        for code, table in enumerate(sio.TABLE_ORDER):
-            if table in study.tables:
-                part = study.tables[table].frame.mapInArrow(
-                    functools.partial(_bucketize, table=code, n_parts=n_parts, keys=keys),
-                    "_key long, _table byte, _rows binary",
-                )
-                cut = part if cut is None else cut.union(part)
-        scored = (
-            cut.repartition(n_parts, "_key")
-            .mapInArrow(functools.partial(_score_partition, plan=plan), spark_schema)
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
+        if isinstance(layout, sio.HashParts):  # grouped by patient already: no shuffle
+            n_parts, grouping = layout.n_parts, "hash parts by patient, read by the executors"
+            parts = _PartFiles(n_parts, {t: [(str(sio.local_path(p.uri)), p.first_row) for p in ps]
+                                         for t, ps in layout.files.items()},
+                               {t: study.tables[t].columns for t in layout.files},
+                               options.patients_per_chunk)  # fmt: skip
+            one_each = spark.range(0, n_parts, 1, numPartitions=n_parts)
+            result = one_each.mapInArrow(
+                functools.partial(_score_hash_parts, plan=plan, parts=parts), spark_schema
+            )
+        else:
+            n_parts = max(spark.sparkContext.defaultParallelism,
+                          math.ceil(study.n_patients / options.patients_per_chunk))  # fmt: skip
+            grouping = f"shuffled by a hash of patient_id ({layout})"
+            result = _shuffled(study, n_parts, _partition_keys(spark, n_parts)).mapInArrow(
+                functools.partial(_score_partition, plan=plan), spark_schema
+            )
+        scored = result.persist(StorageLevel.MEMORY_AND_DISK)
         timings["plan_s"] = time.perf_counter() - t
 
         t, started = time.perf_counter(), time.time()
-        tally = _tally(scored)  # the first action: runs the whole job
+        tally, total = _tally_and_facts(scored)  # the first action: runs the whole job
         _stop_on_problems(scored, study, options.strict, tally, hadoop, target)
-        facts = scored.where(F.col("_kind") == FACTS).select("facts.*")
-        total = facts.agg(
-            F.sum("n_patients").alias("n"),
-            F.max("has_cells").alias("has_cells"),
-            F.array_sort(F.array_distinct(F.flatten(F.collect_list("tests")))).alias("tests"),
-            F.min("started").alias("first_partition"),
-        ).first()
         if total["first_partition"] is not None:  # reading and shuffling end when partitions start
             timings["read_shuffle_s"] = max(0.0, total["first_partition"] - started)
-        seconds = dict(
-            facts.select(F.explode("seconds")).groupBy("key").agg(F.sum("value")).collect()
-        )
-        missing = missing_inputs(model.feature_spec, set(total["tests"] or []),
-                                 bool(total["has_cells"]), study.tables["labs"].display)  # fmt: skip
+        seconds = dict(total["seconds"])
+        missing = missing_inputs(model.feature_spec, total["tests"], total["has_cells"],
+                                 study.tables["labs"].display)  # fmt: skip
         if missing:
             raise DataError(missing)
         timings["score_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        counts = {"patients_in_input": int(total["n"] or 0),
+        counts = {"patients_in_input": int(total["n"]),
                   "scored": sum(r["count"] for r in tally if r["_kind"] == SCORED),
                   "rejected": sum(r["count"] for r in tally if r["_kind"] == REJECTED)}  # fmt: skip
         flow = _flow(counts, tally)
@@ -501,6 +616,7 @@ def run_spark_job(model_uri: str, data_dir, out, options):
                                               spark if created else None)  # fmt: skip
             stop = False
     finally:
+        warming.join()
         if scored is not None:
             scored.unpersist()
         if broadcast is not None:
@@ -512,11 +628,46 @@ def run_spark_job(model_uri: str, data_dir, out, options):
     details = {
         "spark_master": study.master,
         "partitions": n_parts,
+        "grouping": grouping,
         "output_layout": "file" if target.single_file else "dataset",
         "row_numbers": study.row_numbers,
     }
     return JobRun(model, counts, flow, has_problems, study.sha256, timings, details,
                       data_simulated=study.simulated, write_summary=write_summary)  # fmt: skip
+
+
+def _worker_ready(_) -> None:
+    """Nothing: a task that makes an executor start its Python daemon (which imports the
+    scoring code, :mod:`.spark_daemon`) and fork its workers."""
+
+
+def _warm_python_workers(spark) -> threading.Thread:
+    """Start the executors' Python workers in the background (a few seconds each: the
+    imports), so they are ready when the job's tasks arrive.
+
+    A failure here is printed by the thread (and shows again in the job itself).
+    """
+    slots = spark.sparkContext.defaultParallelism
+
+    def warm():
+        spark.sparkContext.parallelize(range(slots), slots).foreach(_worker_ready)
+
+    thread = threading.Thread(target=warm, name="msc-response-warm-workers", daemon=True)
+    thread.start()
+    return thread
+
+
+def _shuffled(study, n_parts: int, keys: list[int]):
+    """Every table's rows cut into blobs by partition on the map side and moved there."""
+    cut = None
+    for code, table in enumerate(sio.TABLE_ORDER):
+        if table in study.tables:
+            part = study.tables[table].frame.mapInArrow(
+                functools.partial(_bucketize, table=code, n_parts=n_parts, keys=keys),
+                "_key long, _table byte, _rows binary",
+            )
+            cut = part if cut is None else cut.union(part)
+    return cut.repartition(n_parts, "_key")
 
 
 def _partition_keys(spark, n_parts: int) -> list[int]:

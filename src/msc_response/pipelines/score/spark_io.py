@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import re
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 from ...errors import ConfigError, DataError, Problem
-from ...io import sidecar_name, work_dir
+from ...io import sidecar_as_written, work_dir
 from ...study import files as F
+from ...study import partitioning
 from ...study.reader import file_sha256
 from ...study.singlecell import mx1_monocyte_fractions
 from ...study.tables import TABLES, check_columns, normalise
@@ -91,16 +94,32 @@ class Hadoop:
                 found.append((rel.parts, p.toString()))
         return [p for _, p in sorted(found)]
 
-    def parquet_footer(self, uri: str) -> tuple[list[str], int]:
-        """``(column names, rows)`` of a Parquet file, from its footer."""
+    def parquet_footer(self, uri: str) -> tuple[list[str], int, tuple[int, int] | None]:
+        """``(column names, rows, declared hash part)`` of a Parquet file, from its footer
+        (the part: :func:`~msc_response.study.partitioning.declared`)."""
+        path = local_path(uri)
+        if path is not None:  # pyarrow: a millisecond; through py4j, a round trip per field
+            import pyarrow.parquet as pq
+
+            try:
+                meta = pq.read_metadata(path)
+            except (OSError, ValueError) as err:  # ArrowInvalid is a ValueError
+                raise DataError(
+                    [Problem(path.name, None, None, f"cannot read it: {err}")]
+                ) from None
+            names = meta.schema.to_arrow_schema().names
+            return names, meta.num_rows, partitioning.declared(meta.metadata)
         jvm = self._jvm
         source = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(
             self.path(uri), self._conf
         )
         reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(source)
         try:
-            names = [f.getName() for f in reader.getFileMetaData().getSchema().getFields()]
-            return names, int(reader.getRecordCount())
+            meta = reader.getFileMetaData()
+            names = [f.getName() for f in meta.getSchema().getFields()]
+            found = meta.getKeyValueMetaData().get(partitioning.KEY)  # a Java map: one key read
+            declared = partitioning.declared({partitioning.KEY: found} if found else None)
+            return names, int(reader.getRecordCount()), declared
         finally:
             reader.close()
 
@@ -184,16 +203,33 @@ class Location:
         return s is not None and s.isDirectory()
 
 
+@dataclass(frozen=True)
+class Part:
+    """A Parquet part file of a table: its URI, rows before it in the table, and the hash
+    part its footer declares (None: none)."""
+
+    uri: str
+    first_row: int
+    declared: tuple[int, int] | None
+
+
 @dataclass
 class SparkTable:
-    """One table of the study as a DataFrame: ``_row`` and the declared columns."""
+    """One table of the study as a DataFrame (built when first used): ``_row`` and the
+    declared columns."""
 
     name: str
     display: str  # how messages name it (a part directory with a slash)
     is_dir: bool
-    frame: object  # pyspark DataFrame
+    make_frame: object  # () -> pyspark DataFrame
     n_rows: int
     row_numbers: str  # where ``_row`` comes from
+    columns: list[str] = field(default_factory=list)  # the declared columns read
+    parts: list[Part] = field(default_factory=list)  # Parquet only
+
+    @cached_property
+    def frame(self):
+        return self.make_frame()
 
 
 @dataclass
@@ -229,37 +265,58 @@ def read_parquet(spark, hadoop: Hadoop, table: str, loc: Location) -> SparkTable
     footers = [hadoop.parquet_footer(p) for p in parts]
     names = footers[0][0]
     check_columns(names, table, display)
-    for p, (other, _) in zip(parts[1:], footers[1:], strict=True):
+    for p, (other, _, _) in zip(parts[1:], footers[1:], strict=True):
         if other != names:
             raise DataError([Problem(display, None, None, (
                 f"part {p.rsplit('/', 1)[-1]} has other columns than {parts[0].rsplit('/', 1)[-1]}"))])  # fmt: skip
-    columns = [Fn.col(f"`{c}`") for c in _declared(names, table)]
-    frame = spark.read.parquet(*parts).select(
-        *columns,
-        Fn.col("_metadata.row_index").alias("_index"),
-        Fn.col("_metadata.file_path").alias("_file"),
-    )
-    normalise(table, to_arrow_schema(frame.select(*columns).schema).empty_table(), display)  # types
-    row = Fn.col("_index") + 1
-    if len(parts) > 1:  # + the rows of the earlier parts, keyed by Spark's own name of each file
-        counts = dict(frame.groupBy("_file").count().collect())
-        by_path = {unquote(urlparse(k).path): k for k in counts}
-        offsets, before = [], 0
-        for p, (_, n) in zip(parts, footers, strict=True):
-            key = by_path.get(unquote(urlparse(p).path))
-            if key is not None:
-                offsets.append((key, before))
-            before += n
-        if len(offsets) != len(counts):
-            raise RuntimeError(
-                f"{display}: Spark read other part files than listed: {sorted(counts)!r}"
-            )
-        lookup = spark.createDataFrame(offsets, "_file string, _offset long")
-        frame = frame.join(Fn.broadcast(lookup), "_file")
-        row = row + Fn.col("_offset")
-    frame = frame.select(row.alias("_row"), *columns)
+    declared = _declared(names, table)
+    columns = [Fn.col(f"`{c}`") for c in declared]
+
+    def read():
+        return spark.read.parquet(*parts).select(
+            *columns,
+            Fn.col("_metadata.row_index").alias("_index"),
+            Fn.col("_metadata.file_path").alias("_file"),
+        )
+
+    first_local = local_path(parts[0])
+    if (
+        first_local is not None
+    ):  # the types as the executors' pyarrow (and the local engine) see them
+        import pyarrow.parquet as pq
+
+        types = pq.read_schema(first_local).remove_metadata()
+    else:  # Spark reads the schema (a few seconds: not for local files)
+        types = to_arrow_schema(read().select(*columns).schema)
+    normalise(table, types.empty_table().select(declared), display)
+    firsts = [0, *itertools.accumulate(n for _, n, _ in footers)]
+    listed = [
+        Part(p, first, d) for p, first, (_, _, d) in zip(parts, firsts, footers, strict=False)
+    ]
+
+    def make_frame():
+        frame, row = read(), Fn.col("_index") + 1
+        if (
+            len(parts) > 1
+        ):  # + the rows of the earlier parts, keyed by Spark's own name of each file
+            counts = dict(frame.groupBy("_file").count().collect())
+            by_path = {unquote(urlparse(k).path): k for k in counts}
+            offsets = []
+            for part in listed:
+                key = by_path.get(unquote(urlparse(part.uri).path))
+                if key is not None:
+                    offsets.append((key, part.first_row))
+            if len(offsets) != len(counts):
+                raise RuntimeError(
+                    f"{display}: Spark read other part files than listed: {sorted(counts)!r}"
+                )
+            lookup = spark.createDataFrame(offsets, "_file string, _offset long")
+            frame = frame.join(Fn.broadcast(lookup), "_file")
+            row = row + Fn.col("_offset")
+        return frame.select(row.alias("_row"), *columns)
+
     how = "Parquet _metadata.row_index" + (" + rows of the earlier parts" if len(parts) > 1 else "")
-    return SparkTable(table, display, loc.is_dir(), frame, sum(n for _, n in footers), how)
+    return SparkTable(table, display, loc.is_dir(), make_frame, firsts[-1], how, declared, listed)
 
 
 def read_csv(spark, hadoop: Hadoop, table: str, loc: Location) -> SparkTable:
@@ -304,7 +361,7 @@ def read_csv(spark, hadoop: Hadoop, table: str, loc: Location) -> SparkTable:
         table,
         display,
         False,
-        frame,
+        lambda: frame,
         before,
         "CSV: position in its split + rows of the earlier splits",
     )
@@ -338,7 +395,7 @@ def read_h5ad_cells(spark, loc: Location, singlecell) -> SparkTable:
     cells["_row"] = np.arange(1, len(cells) + 1, dtype=np.int64)
     frame = spark.createDataFrame(cells).select("_row", *columns)
     return SparkTable(
-        "cells", loc.name, False, frame, len(cells), "derived in the driver, in table order"
+        "cells", loc.name, False, lambda: frame, len(cells), "derived in the driver, in table order"
     )
 
 
@@ -368,6 +425,39 @@ def read_study(spark, hadoop: Hadoop, data: str, singlecell) -> SparkStudy:
     rows = {t.display: t.row_numbers for t in tables.values()}
     return SparkStudy(tables, tables["patients"].n_rows, cells_derived, simulated, sha,
                       spark.sparkContext.master, rows)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class HashParts:
+    """A study whose tables are all hash parts by patient (:mod:`~msc_response.study.partitioning`):
+    ``files[table][k]`` is part ``k`` of ``n_parts`` of each table."""
+
+    n_parts: int
+    files: dict[str, list[Part]]
+
+
+def hash_parts(study: SparkStudy) -> HashParts | str:
+    """The study's hash parts, or why it has none (then its rows are shuffled).
+
+    Only the footers' declarations are read here; the rows are checked against them when
+    the executors read each part (:func:`~msc_response.study.partitioning.misplaced`).
+    """
+    found, sizes = {}, set()
+    for name, table in study.tables.items():
+        if not table.parts or not table.is_dir:
+            return f"{table.display} is not a directory of Parquet parts"
+        if any(p.declared is None for p in table.parts):
+            return f"{table.display} has part files that declare no hash part by patient"
+        if any(local_path(p.uri) is None for p in table.parts):  # executors read with pyarrow
+            return f"{table.display} is not on a local filesystem"
+        n = table.parts[0].declared[1]
+        by_part = {p.declared[0]: p for p in table.parts if p.declared[1] == n}
+        if len(by_part) != len(table.parts) or sorted(by_part) != list(range(n)):
+            return f"{table.display}: the part files do not declare parts 0 to {n - 1} once each"
+        found[name], sizes = [by_part[k] for k in range(n)], sizes | {n}
+    if len(sizes) != 1:
+        return f"the tables declare different numbers of hash parts: {sorted(sizes)}"
+    return HashParts(sizes.pop(), found)
 
 
 def _remote_is_simulated(hadoop: Hadoop, root: str) -> bool:
@@ -403,8 +493,7 @@ class Target:
 
     def sibling(self, suffix: str) -> str:
         """:func:`~msc_response.io.sidecar` on the output's filesystem (a directory keeps its whole name)."""
-        name = sidecar_name(self.name, suffix) if self.single_file else self.name + suffix
-        return f"{self.parent}/{name}"
+        return sidecar_as_written(self.uri, suffix)
 
     @contextlib.contextmanager
     def staging(self, hadoop: Hadoop):
