@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from export_helpers import SDTM_MAPPING, export_sdtm, simulate_study
+from export_helpers import SDTM_MAPPING, export_sdtm
 from msc_response.cli import app
 from msc_response.errors import ConfigError
 from msc_response.simulator import write_simulation as simulate
@@ -105,9 +105,8 @@ def test_a_previous_output_with_parts_is_replaced_by_single_files_and_back(tmp_p
     assert (out / "labs").is_dir() and not (out / "labs.parquet").exists()
 
 
-def test_import_writes_parts_and_replaces_its_earlier_output(tmp_path):
-    study = simulate_study(tmp_path / "trial", seed=11)
-    src = export_sdtm(study, tmp_path / "sdtm")
+def test_import_writes_parts_and_replaces_its_earlier_output(exportable_trial, tmp_path):
+    src = export_sdtm(exportable_trial, tmp_path / "sdtm")
     out = tmp_path / "imported"
     args = ["import", str(src), "--from", "sdtm", "--out", str(out), "--mapping", str(SDTM_MAPPING),
             "--format", "parquet", "--parts", "2"]  # fmt: skip
