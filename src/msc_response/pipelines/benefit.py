@@ -26,10 +26,11 @@ from ..modeling.benefit import (
 )
 from ..modeling.benefit_validation import validate_benefit
 from ..study import StudySource, load_study
-from ..study.files import input_paths
+from ..study.files import SIMULATION_FILE, input_paths
 
-#: The study metadata file that may say ``"randomised": true`` (the simulator writes it).
-METADATA_FILE = "simulation.json"
+#: The study metadata file that may say ``"randomised": true`` (the simulator writes it;
+#: its name is the study reader's).
+METADATA_FILE = SIMULATION_FILE
 
 
 def study_randomised(data_dir: str | Path) -> bool | None:
