@@ -184,10 +184,14 @@ def test_a_patient_without_msc_administration_needs_an_index_date(tmp_path):
         "--index-date DATE (one day 0 for everyone), --index-dates FILE.csv (patient_id,index_date) or "
         "--index-event SYSTEM|CODE (the first resource carrying that code)" in problems
     )
-    assert (
-        "export.ndjson: Observation/b2, element 'subject': the patient is not imported (no day 0)"
-        in problems
-    )
+    # the patient's rows: one decision about the patient, counted per file and reason
+    report = import_report(tmp_path / "study")
+    assert not any("Observation/b2" in p for p in problems)
+    assert report["rows_not_imported"]["of_patients_not_imported"] == [
+        {"file": "export.ndjson", "why": "no day 0", "rows": 1}
+    ]
+    assert report["rows_not_imported"]["problems_by_reason"]["patient not imported"] == 1
+    assert "| export.ndjson | no day 0 | 1 |" in (tmp_path / "study" / "import_report.md").read_text()
     assert pd.read_csv(tmp_path / "study" / "patients.csv", dtype={"patient_id": str})[
         "patient_id"
     ].tolist() == ["001"]

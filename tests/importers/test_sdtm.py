@@ -308,7 +308,9 @@ def test_bad_dm_rows_leave_the_patient_out_with_its_rows_listed(tmp_path):
         "dm.csv, row 2, column 'AGE': AGE 'sixty' is neither a number nor an ISO 8601 duration (P45Y)"
         in problems
     )
-    assert "lb.csv, row 1, column 'USUBJID': the patient is not imported (see DM row 1)" in problems
+    assert import_report(tmp_path / "study")["rows_not_imported"]["of_patients_not_imported"] == [
+        {"file": "lb.csv", "why": "see DM row 1", "rows": 1}
+    ]
 
 
 def test_regimen_from_msc_infusions_only(tmp_path):

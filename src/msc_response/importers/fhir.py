@@ -264,8 +264,7 @@ class _Fhir:
             self.add("patient not found", file, ref, element,
                      f"subject {target!r} is not among the Patient resources")  # fmt: skip
         elif pid in self.not_imported:
-            self.add("patient not imported", file, ref, element,
-                     f"the patient is not imported ({self.not_imported[pid]})")  # fmt: skip
+            self.log.add_row_of_patient_not_imported(file, self.not_imported[pid])
             return None
         return pid
 

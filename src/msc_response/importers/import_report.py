@@ -3,7 +3,8 @@
 It says, for each source code, what it became and how many rows were imported; which
 codes were kept under their own name (unmapped); how unit strings were read; which
 contract tests are absent and why; and every row that was not imported, with its file,
-row and column (FHIR: resource and element) and the reason, counted by reason.
+row and column (FHIR: resource and element) and the reason, counted by reason. The rows of a
+patient who was not imported are one decision about the patient: counted per file and reason.
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ def build_report(imp: Imported, mapping: Mapping, *, source: str, strict: bool) 
         "rows_not_imported": {
             "problems_by_reason": imp.log.by_reason(),
             "left_out_by_rule": {k: int(v) for k, v in sorted(imp.log.skipped.items()) if v},
+            "of_patients_not_imported": [
+                {"file": file, "why": why, "rows": int(n)}
+                for (file, why), n in sorted(imp.log.of_patients_not_imported.items())
+            ],
         },
         "problems": [
             {"reason": reason, "file": p.file, "row": p.row, "column": p.column, "problem": str(p)}
@@ -160,6 +165,12 @@ def report_markdown(report: dict) -> str:
     if rule:
         out += ["", "Left out by a stated rule (not problems):", "",
                 _table(["rule", "rows"], [[k, v] for k, v in rule.items()])]  # fmt: skip
+    of_excluded = report["rows_not_imported"]["of_patients_not_imported"]
+    if of_excluded:
+        out += ["", "Rows of patients not imported (the patient's reason is in the problems or the "
+                "day-0 table; one line per file and reason):", "",
+                _table(["file", "why the patient is not imported", "rows"],
+                       [[r["file"], r["why"], r["rows"]] for r in of_excluded])]  # fmt: skip
     if report["problems"]:
         out += ["", "### Every problem", ""]
         out += [f"- {p['problem']}" for p in report["problems"]]

@@ -51,6 +51,7 @@ ROW_COLUMNS = [
 ]
 
 OK = ""
+PATIENT_NOT_IMPORTED = "patient not imported"
 
 
 @dataclass
@@ -59,16 +60,26 @@ class RowLog:
 
     problems: list[tuple[str, Problem]] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
+    # Rows of a patient the import left out, counted by (file, why the patient was left out):
+    # one decision about the patient, not one problem per row (a hospital export has thousands
+    # of rows per patient, and listing each made a 13 MB report of one sentence repeated).
+    of_patients_not_imported: Counter = field(default_factory=Counter)
 
     def add(self, reason: str, problem: Problem) -> None:
         self.problems.append((reason, problem))
+
+    def add_row_of_patient_not_imported(self, file: str, why: str) -> None:
+        self.of_patients_not_imported[(file, why)] += 1
 
     def sort(self) -> None:
         """Problems in file and row order (FHIR problems, without rows, in the order found)."""
         self.problems.sort(key=lambda rp: (rp[1].file, rp[1].row or 0))
 
     def by_reason(self) -> dict[str, int]:
-        return dict(sorted(Counter(reason for reason, _ in self.problems).items()))
+        counts = Counter(reason for reason, _ in self.problems)
+        if self.of_patients_not_imported:
+            counts[PATIENT_NOT_IMPORTED] += sum(self.of_patients_not_imported.values())
+        return dict(sorted(counts.items()))
 
 
 def fhir_problem(file: str, ref: str, element: str | None, message: str) -> Problem:

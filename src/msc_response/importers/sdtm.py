@@ -373,8 +373,7 @@ class _Sdtm:
             if pid is None:
                 self.problem("patient id missing", file, rows[i], "USUBJID", "USUBJID is missing")
             elif pid in self.not_imported:
-                self.problem("patient not imported", file, rows[i], "USUBJID",
-                             f"the patient is not imported (see {self.not_imported[pid]})")  # fmt: skip
+                self.log.add_row_of_patient_not_imported(file, f"see {self.not_imported[pid]}")
             else:
                 self.problem("patient not in DM", file, rows[i], "USUBJID",
                              f"USUBJID is not in DM ({domain} row of an unknown subject)")  # fmt: skip
