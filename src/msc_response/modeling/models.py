@@ -75,7 +75,11 @@ def screen_columns(X: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
         x = X[col].to_numpy(dtype=float)
         if pd.Series(x).nunique(dropna=False) <= 1:
             value = float(x[0]) if len(x) else None
-            dropped[col] = f"constant ({value!r} in every patient)"
+            dropped[col] = (
+                "missing in every patient"
+                if value is not None and np.isnan(value)
+                else f"constant ({value!r} in every patient)"
+            )
             continue
         copy_of = next((k for k in kept if _affine_copy(x, X[k].to_numpy(dtype=float))), None)
         if copy_of is not None:
