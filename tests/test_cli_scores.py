@@ -202,3 +202,14 @@ def test_duplicated_columns_empty_and_header_only_files_exit_2_naming_the_file(t
         assert result.exit_code == 2 and message in result.output, (name, result.output)
         assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(cases)
+
+
+def test_an_implausible_si_value_is_shown_as_written_with_its_conversion(tmp_path):
+    bad = tmp_path / "si.csv"
+    bad.write_text("bilirubin_umol_L,albumin,inr,creatinine,sodium\n2000,3.5,1.2,1.0,140\n")
+    result = runner.invoke(app, ["scores", str(bad), str(tmp_path / "o.csv")])
+    assert result.exit_code == 2
+    assert (
+        "si.csv, row 1, column 'bilirubin_umol_L': value 2000.0 umol/L (= 117 mg/dL) is not "
+        "plausible (expected within 0.05-80 mg/dL)" in " ".join(result.output.split())
+    )

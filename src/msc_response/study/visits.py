@@ -54,12 +54,15 @@ def schema_problems(
     file: str,
     rename: dict[str, str] | None = None,
     hint=None,
+    written=None,
 ) -> list[Problem]:
     """Run ``schema`` lazily on ``df`` and turn its failure cases into problems.
 
     ``rename`` maps a validated column back to the column name the user wrote
     (e.g. ``bilirubin`` -> ``bilirubin_umol_L``) so messages name what is in the file.
-    ``hint(column, row_index)`` may return extra text for a failing cell.
+    ``hint(column, row_index)`` may return extra text for a failing cell;
+    ``written(written_column, row_index)`` the value of a renamed column as written, with
+    its unit (the check saw it converted).
     """
     rename = rename or {}
     try:
@@ -76,9 +79,11 @@ def schema_problems(
             else:
                 column = rename.get(str(case.column), str(case.column))
                 value = case.failure_case
-                message = (
-                    f"value {py(value)!r} {case.check}" if row is not None else str(case.check)
-                )
+                shown = f"{py(value)!r}"
+                if written is not None and row is not None and column != str(case.column):
+                    # the value as the user wrote it, then what the check compared
+                    shown = f"{written(column, int(index))} (= {value:.4g} {units.CANONICAL_UNITS[str(case.column)]})"  # fmt: skip
+                message = f"value {shown} {case.check}" if row is not None else str(case.check)
                 if hint is not None and row is not None:
                     message += hint(str(case.column), int(index))
             problems.append(Problem(file, row, column, message))
@@ -339,7 +344,10 @@ def canonical_visits(df: pd.DataFrame, file: str) -> pd.DataFrame:
         unit = SI_HEADERS[original][1] if original in SI_HEADERS else units.CANONICAL_UNITS[column]
         return unit_hint(column, float(numeric[original].loc[index]), unit)
 
-    problems += schema_problems(VISIT_SCHEMA, work, file, rename, hint)
+    def as_written(original: str, index: int) -> str:
+        return f"{py(numeric[original].loc[index])!r} {SI_HEADERS[original][1]}"
+
+    problems += schema_problems(VISIT_SCHEMA, work, file, rename, hint, as_written)
     problems.sort(key=lambda p: (p.row or 0, p.column or ""))
     if problems:
         raise DataError(problems)
