@@ -191,7 +191,9 @@ def test_a_patient_without_msc_administration_needs_an_index_date(tmp_path):
         {"file": "export.ndjson", "why": "no day 0", "rows": 1}
     ]
     assert report["rows_not_imported"]["problems_by_reason"]["patient not imported"] == 1
-    assert "| export.ndjson | no day 0 | 1 |" in (tmp_path / "study" / "import_report.md").read_text()
+    assert (
+        "| export.ndjson | no day 0 | 1 |" in (tmp_path / "study" / "import_report.md").read_text()
+    )
     assert pd.read_csv(tmp_path / "study" / "patients.csv", dtype={"patient_id": str})[
         "patient_id"
     ].tolist() == ["001"]
