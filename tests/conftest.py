@@ -178,6 +178,9 @@ def private_store(root: Path, *, chdir: bool = False):
     mp = pytest.MonkeyPatch()
     (root / "mlruns").mkdir()  # an explicit store's folder is never created
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+    # configure() also sets MLFLOW_REGISTRY_URI (mlflow.set_registry_uri does); setting it here
+    # first makes undo() give the environment back as it was, so later tests do not inherit it
+    mp.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
     mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if chdir:
         mp.chdir(root)
