@@ -95,6 +95,15 @@ def test_regimens_whose_column_names_clash_are_refused(three_arms):
         bm.predict_benefit_by_regimen(clash, data.X.iloc[:5], n_boot=0)
 
 
+def test_a_patient_without_an_arm_is_refused_not_counted_as_treated():
+    study = simulate("rct", 60, 3, rct_design=rct.RctDesign(mx1_role="neither"))
+    fs = build_features(load_config({"name": "b"}), study)
+    patients = study.patients.copy()
+    patients.loc[patients.index[4], "arm"] = None
+    with pytest.raises(ConfigError, match="'arm' is empty for 1 patient"):
+        bm.benefit_data(fs, patients, "arm", rct.CONTROL_ARM.name)
+
+
 def test_ate_by_regimen_holds_the_true_ate_of_each_regimen(three_arms):
     data, truth = three_arms
     found = ate_by_regimen(data)

@@ -258,6 +258,10 @@ def benefit_data(feature_set, patients: pd.DataFrame, treatment_column: str, con
     if treatment_column not in patients.columns:
         raise ConfigError(f"benefit.treatment_column: {treatment_column!r} is not a column of the patients "
                           f"table (columns: {sorted(patients.columns)})")  # fmt: skip
+    empty = patients[treatment_column].isna()
+    if empty.any():  # else "nan" would be a regimen of its own, or counted as treated
+        raise ConfigError(f"benefit.treatment_column: {treatment_column!r} is empty for {int(empty.sum())} "
+                          "patient(s); every randomised patient needs an arm")  # fmt: skip
     arm = patients.set_index(patients["patient_id"].astype(str))[treatment_column].astype(str)
     ids = feature_set.table["patient_id"].astype(str).to_numpy()
     values = arm.reindex(ids).to_numpy()
