@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from msc_response.config import load_config
+from msc_response.config import config_from_dict, load_config
 from msc_response.errors import ConfigError, DataError
 from msc_response.features import build_features
 from msc_response.modeling import benefit as bm
-from msc_response.pipelines.benefit import ate_by_regimen, study_randomised
+from msc_response.pipelines.benefit import ate_by_regimen, benefit_summary, study_randomised
 from msc_response.simulator import rct, simulate
 from msc_response.study.files import is_simulated
 
@@ -113,6 +113,18 @@ def test_ate_by_regimen_holds_the_true_ate_of_each_regimen(three_arms):
         lo, hi = a["ate_ci"]
         assert lo < a["ate"] < hi and lo < true_ate < hi, r
         assert a["n_control"] == int((data.treated == 0).sum())
+
+
+def test_the_training_summary_gives_each_regimens_ate_beside_the_pooled_validation():
+    design = rct.RctDesign(regimens=tuple(rct.parse_regimen(r) for r in REGIMENS), ratio=(1, 1, 1))
+    study = simulate("rct", 300, 9, rct_design=design)
+    config = config_from_dict({"name": "b", "benefit": {"bootstrap": 0}})
+    flat, _ = benefit_summary(config, build_features(config, study), study.patients)
+    assert list(flat["ate_by_regimen"]) == ["MSC 2.0e8 x3", "MSC 5.0e7 x1"]
+    pooled = flat["ate"]  # any MSC vs standard care: between the two regimens' ATEs
+    ates = [a["ate"] for a in flat["ate_by_regimen"].values()]
+    assert min(ates) < pooled < max(ates)
+    json.dumps(flat, allow_nan=False)  # JSON-safe, as the summary file needs
 
 
 def test_one_reader_of_simulation_json_names_file_and_key(tmp_path):
