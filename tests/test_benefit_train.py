@@ -153,8 +153,6 @@ def test_score_benefit_refuses_a_single_arm_training_study(trial_dir, tmp_path):
 
 @pytest.mark.slow
 def test_score_writes_predicted_benefit_from_a_fitted_benefit_model(tmp_path):
-    from msc_response.pipelines.score import job
-
     write_simulation(tmp_path / "rct", design="rct", n_patients=160, seed=1, h5ad_patients=0)
     write_simulation(tmp_path / "new", design="rct", n_patients=30, seed=2, h5ad_patients=0)
     cfg = write_config(tmp_path / "c.yaml", tmp_path / "rct", bootstrap=0)
@@ -177,10 +175,6 @@ def test_score_writes_predicted_benefit_from_a_fitted_benefit_model(tmp_path):
         scored = runner.invoke(app, [*args, "--benefit-model", str(saved), "--jobs", "1"])
         assert scored.exit_code == 0, scored.output
         assert "an effect, not an association" in scored.output
-        with pytest.raises(ConfigError, match="Spark engine"):
-            job.score(
-                uri, tmp_path / "new", tmp_path / "spark.csv", engine="spark", benefit_model=saved
-            )
     # the same model as score-benefit's (same study, seed and refits): the same numbers
     again = runner.invoke(app, ["score-benefit", "--config", str(cfg), "--data", str(tmp_path / "new"),
                                 "--out", str(reference), "--bootstrap", "30"])  # fmt: skip

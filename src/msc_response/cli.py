@@ -461,12 +461,17 @@ def fit_benefit(
 ) -> None:
     """Fit the primary benefit model on a randomised study, for 'score --benefit-model'."""
     # deferred: each verb imports only what it runs, so the CLI starts fast
-    from .pipelines.benefit import fit_benefit_job
+    from .pipelines.benefit import fit_benefit_job, n_refits
 
     doc = fit_benefit_job(config, train_data, out, n_boot=bootstrap)
     p = doc["provenance"]
+    per = (
+        f", one per regimen: {', '.join(r['name'] for r in doc['regimens'])}"
+        if "regimens" in doc
+        else ""
+    )
     console.print(f"benefit model {doc['kind']} fitted on the randomised study {p['training_study']} "
-                  f"({p['n_patients']} patients, {len(doc['refits'])} refits) -> {out}", highlight=False)  # fmt: skip
+                  f"({p['n_patients']} patients, {n_refits(doc)} refits{per}) -> {out}", highlight=False)  # fmt: skip
 
 
 @app.command(epilog="Example: msc-response plan --design designs/phase2.yaml --out outputs/plan")
@@ -529,6 +534,10 @@ def train(
         console.print(f"benefit ({result['benefit']['benefit_model']}): ATE {_ci(result['ate'], result['ate_ci'])}; "
                       f"c-for-benefit {_ci(result['c_for_benefit'], result['c_for_benefit_ci'])}; "
                       f"MX1+: {result['mx1_verdict']}", highlight=False)  # fmt: skip
+        for regimen, r in result.get("ate_by_regimen", {}).items():  # several randomised regimens
+            console.print(
+                f"  {regimen} vs control: ATE {_ci(r['ate'], r['ate_ci'])}", highlight=False
+            )
     console.print(
         f"registered {result['model_uri']} aliases={result['aliases']}: {result['champion_decision']}",
         highlight=False,
@@ -652,7 +661,7 @@ def score(
     benefit_model: Path | None = typer.Option(
         None,
         "--benefit-model",
-        help="fit-benefit's JSON: also predicted_benefit per patient with its interval (local engine).",
+        help="fit-benefit's JSON: also predicted_benefit per patient (per regimen) with its interval.",
     ),
 ) -> None:
     """Score every patient of a study directory with a registered model, with explanations."""

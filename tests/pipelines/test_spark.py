@@ -185,6 +185,54 @@ def test_spark_scores_as_the_local_engine(spark, registered, study, tmp_path):
     assert summary["timings"]["predict_s"] > 0
 
 
+def test_spark_writes_the_local_engines_benefit_columns_per_regimen(spark, registered, tmp_path):
+    """``--benefit-model`` of a three-arm RCT: the executors add the same per-regimen
+    predicted benefits and intervals as the local engine, to 1e-9."""
+    from msc_response.simulator.rct import RctDesign, parse_regimen
+
+    design = RctDesign(
+        regimens=(parse_regimen("1.0e8x3"), parse_regimen("2.0e8x3")), ratio=(1, 1, 1)
+    )
+    simulate(
+        tmp_path / "rct", design="rct", n_patients=240, seed=5, h5ad_patients=0, rct_design=design
+    )
+    config = tmp_path / "benefit.yaml"
+    config.write_text(json.dumps({"name": "b", "data": str(tmp_path / "rct"), "benefit": {}}))
+    saved = tmp_path / "benefit.json"
+    fitted = runner.invoke(app, ["fit-benefit", "--config", str(config), "--out", str(saved),
+                                 "--bootstrap", "20"])  # fmt: skip
+    assert fitted.exit_code == 0, fitted.output
+    assert "one per regimen: MSC 1.0e8 x3, MSC 2.0e8 x3" in " ".join(fitted.output.split())
+    new = tmp_path / "new"
+    simulate(new, design="rct", n_patients=300, seed=6, fmt="parquet", h5ad_patients=0,
+             baseline_only=True)  # fmt: skip
+    args = [
+        "score",
+        "--model",
+        registered["uri"],
+        "--data",
+        str(new),
+        "--benefit-model",
+        str(saved),
+    ]
+    scored = runner.invoke(app, [*args, "--out", str(tmp_path / "local.csv"), "--jobs", "1"])
+    assert scored.exit_code == 0, scored.output
+    assert "an effect, not an association" in " ".join(scored.output.split())
+    summary = job.score(registered["uri"], new, tmp_path / "spark.parquet", engine="spark",
+                        patients_per_chunk=100, log_to_mlflow=False, benefit_model=saved)  # fmt: skip
+    local, _, _, sum_l = _outputs(tmp_path / "local.csv")
+    spark_, _, _, _ = _outputs(tmp_path / "spark.parquet")
+    _assert_same_scores(local, spark_)
+    assert len(spark_) > 250 and summary["partitions"] >= 3
+    for s in ("msc_1_0e8_x3", "msc_2_0e8_x3"):
+        assert {f"p_response_standard_care_vs_{s}", f"p_response_{s}", f"predicted_benefit_{s}",
+                f"predicted_benefit_{s}_low", f"predicted_benefit_{s}_high"} <= set(spark_)  # fmt: skip
+        assert spark_[f"predicted_benefit_{s}_high"].gt(spark_[f"predicted_benefit_{s}_low"]).all()
+    assert "predicted_benefit" not in spark_  # the two-arm name only for a two-arm trial
+    assert summary["benefit_model"] == sum_l["benefit_model"]
+    assert summary["benefit_model"]["regimens"] == ["MSC 1.0e8 x3", "MSC 2.0e8 x3"]
+
+
 def test_a_directory_of_parts_scores_as_the_single_file(spark, registered, study, tmp_path):
     """Parquet parts written by Spark: same scores as the single file; row numbers as local's."""
     parts = tmp_path / "parts"

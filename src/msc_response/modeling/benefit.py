@@ -40,6 +40,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..config import BENEFIT_MODELS, LIGHTGBM_DEFAULTS
 from ..errors import ConfigError
+from ..features import slug
 from .calibration import logistic_glm
 from .models import PenalisedLogisticCV
 
@@ -214,13 +215,36 @@ MX1_FEATURE = "baseline_mx1_monocytes_fraction"
 
 @dataclass
 class BenefitData:
-    """What a benefit model needs from a randomised study, row-aligned."""
+    """What a benefit model needs from a randomised study, row-aligned.
+
+    ``treated`` is 1 for every patient not in the control arm; ``arm`` keeps each patient's
+    own arm (the treatment column as written), so that a study that randomised several
+    regimens can be compared one regimen at a time (:meth:`versus_control`).
+    """
 
     patient_id: np.ndarray
     X: pd.DataFrame
     treated: np.ndarray
     y: np.ndarray | None
     mx1: np.ndarray | None
+    arm: np.ndarray | None = None
+
+    @property
+    def regimens(self) -> list[str]:
+        """The treated arms' names, sorted (one for a two-arm trial)."""
+        if self.arm is None:
+            return []
+        return sorted({str(a) for a in self.arm[self.treated == 1]})
+
+    def versus_control(self, regimen: str) -> BenefitData:
+        """The control arm and the patients randomised to ``regimen``: a two-arm comparison
+        (concurrent controls, the same randomisation)."""
+        rows = (self.treated == 0) | (self.arm == regimen)
+        return BenefitData(
+            self.patient_id[rows], self.X[rows].reset_index(drop=True), self.treated[rows],
+            None if self.y is None else self.y[rows], None if self.mx1 is None else self.mx1[rows],
+            self.arm[rows],
+        )  # fmt: skip
 
 
 def benefit_data(feature_set, patients: pd.DataFrame, treatment_column: str, control_value: str,
@@ -234,6 +258,10 @@ def benefit_data(feature_set, patients: pd.DataFrame, treatment_column: str, con
     if treatment_column not in patients.columns:
         raise ConfigError(f"benefit.treatment_column: {treatment_column!r} is not a column of the patients "
                           f"table (columns: {sorted(patients.columns)})")  # fmt: skip
+    empty = patients[treatment_column].isna()
+    if empty.any():  # else "nan" would be a regimen of its own, or counted as treated
+        raise ConfigError(f"benefit.treatment_column: {treatment_column!r} is empty for {int(empty.sum())} "
+                          "patient(s); every randomised patient needs an arm")  # fmt: skip
     arm = patients.set_index(patients["patient_id"].astype(str))[treatment_column].astype(str)
     ids = feature_set.table["patient_id"].astype(str).to_numpy()
     values = arm.reindex(ids).to_numpy()
@@ -245,7 +273,8 @@ def benefit_data(feature_set, patients: pd.DataFrame, treatment_column: str, con
     X = feature_set.table[columns].reset_index(drop=True)
     y = feature_set.table["response"].to_numpy(dtype=int) if labels else None
     mx1 = X[MX1_FEATURE].to_numpy(dtype=float) if MX1_FEATURE in X.columns else None
-    return BenefitData(ids, X, (values != str(control_value)).astype(int), y, mx1)
+    values = np.asarray(values, dtype=object)
+    return BenefitData(ids, X, (values != str(control_value)).astype(int), y, mx1, values)
 
 
 def refits(X: pd.DataFrame, t: np.ndarray, y: np.ndarray, *, kind: str, seed: int,
@@ -264,24 +293,47 @@ def refits(X: pd.DataFrame, t: np.ndarray, y: np.ndarray, *, kind: str, seed: in
     return models
 
 
-def benefit_table(p0, p1, draws: list[np.ndarray], n_boot: int) -> pd.DataFrame:
-    """``p_response_standard_care``, ``p_response_msc``, ``predicted_benefit`` and its 95%
-    percentile interval over the refits' benefits ``draws`` (NaN when fewer than
-    ``max(20, n_boot / 2)`` refits succeeded)."""
-    out = pd.DataFrame(
-        {"p_response_standard_care": p0, "p_response_msc": p1, "predicted_benefit": p1 - p0}
-    )
+def benefit_columns(regimen: str | None = None) -> tuple[str, str, str]:
+    """The columns of one comparison: ``p0``, ``p1`` and the benefit (its interval adds
+    ``_low``/``_high``). A two-arm trial: ``p_response_standard_care``, ``p_response_msc``,
+    ``predicted_benefit``. A trial that randomised several regimens: one comparison per
+    regimen against the shared control arm, each named by the regimen's slug
+    (``p_response_standard_care_vs_msc_2_0e8_x3``, ``p_response_msc_2_0e8_x3``,
+    ``predicted_benefit_msc_2_0e8_x3``), the slug of ``probability_under_*`` and of the
+    simulator's ``true_benefit__*``."""
+    if regimen is None:
+        return "p_response_standard_care", "p_response_msc", "predicted_benefit"
+    s = slug(regimen)
+    return f"p_response_standard_care_vs_{s}", f"p_response_{s}", f"predicted_benefit_{s}"
+
+
+def benefit_table(
+    p0, p1, draws: list[np.ndarray], n_boot: int, regimen: str | None = None
+) -> pd.DataFrame:
+    """``p0``, ``p1``, the predicted benefit and its 95% percentile interval over the refits'
+    benefits ``draws`` (NaN when fewer than ``max(20, n_boot / 2)`` refits succeeded), named
+    by :func:`benefit_columns` of ``regimen``."""
+    c0, c1, cb = benefit_columns(regimen)
+    out = pd.DataFrame({c0: p0, c1: p1, cb: p1 - p0})
     if len(draws) >= max(20, n_boot // 2):
-        out["predicted_benefit_low"], out["predicted_benefit_high"] = np.quantile(
-            np.vstack(draws), [0.025, 0.975], axis=0
-        )
+        out[f"{cb}_low"], out[f"{cb}_high"] = np.quantile(np.vstack(draws), [0.025, 0.975], axis=0)
     else:
-        out["predicted_benefit_low"] = out["predicted_benefit_high"] = np.nan
+        out[f"{cb}_low"] = out[f"{cb}_high"] = np.nan
     return out
 
 
+def check_regimens(regimens: list[str]) -> None:
+    """Several regimens need distinct column names; ConfigError naming the two that clash."""
+    seen: dict[str, str] = {}
+    for r in regimens:
+        if slug(r) in seen:
+            raise ConfigError(f"benefit.treatment_column: regimens {seen[slug(r)]!r} and {r!r} give the same "
+                              f"column name {benefit_columns(r)[2]!r}; name each regimen distinctly")  # fmt: skip
+        seen[slug(r)] = r
+
+
 def predict_benefit(X: pd.DataFrame, treated, y, X_new: pd.DataFrame, *, kind: str = PRIMARY, seed: int = 0,
-                    n_boot: int = 100) -> pd.DataFrame:  # fmt: skip
+                    n_boot: int = 100, regimen: str | None = None) -> pd.DataFrame:  # fmt: skip
     """Predicted benefit of new patients from a model fitted on randomised ``X``, with a 95%
     percentile interval from ``n_boot`` refits on bootstrap samples drawn within each arm.
 
@@ -291,7 +343,26 @@ def predict_benefit(X: pd.DataFrame, treated, y, X_new: pd.DataFrame, *, kind: s
     t, yy = check_inputs(X, treated, y)
     p0, p1 = fit_benefit_model(kind, X, t, yy, seed).predict(X_new)
     draws = [m.benefit(X_new) for m in refits(X, t, yy, kind=kind, seed=seed, n_boot=n_boot)]
-    return benefit_table(p0, p1, draws, n_boot)
+    return benefit_table(p0, p1, draws, n_boot, regimen)
+
+
+def predict_benefit_by_regimen(data: BenefitData, X_new: pd.DataFrame, *, kind: str = PRIMARY,
+                               seed: int = 0, n_boot: int = 100) -> pd.DataFrame:  # fmt: skip
+    """:func:`predict_benefit` of each randomised regimen against the control arm (fitted on
+    the control arm and that regimen's patients), side by side; a two-arm trial gives the
+    two-arm columns (:func:`benefit_columns`)."""
+    regimens = data.regimens
+    if len(regimens) <= 1:
+        return predict_benefit(
+            data.X, data.treated, data.y, X_new, kind=kind, seed=seed, n_boot=n_boot
+        )
+    check_regimens(regimens)
+    parts = []
+    for r in regimens:
+        d = data.versus_control(r)
+        parts.append(predict_benefit(d.X, d.treated, d.y, X_new, kind=kind, seed=seed, n_boot=n_boot,
+                                     regimen=r))  # fmt: skip
+    return pd.concat(parts, axis=1)
 
 
 # ----------------------------------------------------------------------------------------
@@ -331,6 +402,36 @@ def export_benefit_model(X: pd.DataFrame, treated, y, *, kind: str = PRIMARY, se
             "refits": [_risk_numbers(m) for m in refits(X, t, yy, kind=kind, seed=seed, n_boot=n_boot)]}  # fmt: skip
 
 
+def export_by_regimen(
+    data: BenefitData, *, kind: str = PRIMARY, seed: int = 0, n_boot: int = 100
+) -> dict:
+    """:func:`export_benefit_model` of a randomised study: the two-arm document, or with
+    several regimens one model and its refits per regimen against the control arm
+    (``regimens``: name, patients, model, refits), all on the same baseline columns."""
+    regimens = data.regimens
+    if len(regimens) <= 1:
+        return export_benefit_model(
+            data.X, data.treated, data.y, kind=kind, seed=seed, n_boot=n_boot
+        )
+    check_regimens(regimens)
+    doc = None
+    comparisons = []
+    for r in regimens:
+        d = data.versus_control(r)
+        doc = export_benefit_model(d.X, d.treated, d.y, kind=kind, seed=seed, n_boot=n_boot)
+        comparisons.append({"name": r, "n_patients": int(len(d.y)), "n_treated": int(d.treated.sum()),
+                            "model": doc.pop("model"), "refits": doc.pop("refits")})  # fmt: skip
+    return {**doc, "regimens": comparisons}
+
+
+def comparisons(doc: dict) -> list[tuple[str | None, dict, list[dict]]]:
+    """``(regimen, model, refits)`` of each comparison in an exported benefit model (regimen
+    None: the two-arm document)."""
+    if "regimens" in doc:
+        return [(c["name"], c["model"], c["refits"]) for c in doc["regimens"]]
+    return [(None, doc["model"], doc["refits"])]
+
+
 def _apply_numbers(
     numbers: dict, x: np.ndarray, interaction: bool
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -351,18 +452,33 @@ def apply_exported(doc: dict, X: pd.DataFrame) -> pd.DataFrame:
         )
     x = X[doc["columns"]].to_numpy(dtype=float)
     interaction = doc["kind"] == "risk_interaction"
-    p0, p1 = _apply_numbers(doc["model"], x, interaction)
-    draws = []
-    for refit in doc["refits"]:
-        q0, q1 = _apply_numbers(refit, x, interaction)
-        draws.append(q1 - q0)
-    return benefit_table(p0, p1, draws, doc["n_boot"])
+    parts = []
+    for regimen, numbers, refit_numbers in comparisons(doc):
+        p0, p1 = _apply_numbers(numbers, x, interaction)
+        draws = []
+        for refit in refit_numbers:
+            q0, q1 = _apply_numbers(refit, x, interaction)
+            draws.append(q1 - q0)
+        parts.append(benefit_table(p0, p1, draws, doc["n_boot"], regimen))
+    return pd.concat(parts, axis=1)
+
+
+def _several_ok(regimens) -> bool:
+    return (
+        isinstance(regimens, list)
+        and len(regimens) > 1
+        and all(
+            isinstance(c, dict) and all(k in c for k in ("name", "model", "refits"))
+            for c in regimens
+        )
+    )
 
 
 def check_exported(doc, source: str) -> dict:
     """``doc`` if it is an exported benefit model; else ConfigError naming ``source``."""
     ok = (isinstance(doc, dict) and doc.get("format") == EXPORT_FORMAT and doc.get("kind") in EXPORTABLE
-          and all(k in doc for k in ("columns", "model", "refits", "n_boot", "provenance")))  # fmt: skip
+          and all(k in doc for k in ("columns", "n_boot", "provenance"))
+          and (all(k in doc for k in ("model", "refits")) or _several_ok(doc.get("regimens"))))  # fmt: skip
     if not ok:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise ConfigError(f"{source}: not a benefit model written by 'msc-response fit-benefit' "

@@ -9,6 +9,7 @@ runs the pre-specified primary benefit model's validation
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -20,13 +21,14 @@ from ..io import check_outputs, write_json, write_table
 from ..modeling.benefit import (
     benefit_data,
     check_exported,
-    export_benefit_model,
-    predict_benefit,
+    comparisons,
+    export_by_regimen,
+    predict_benefit_by_regimen,
     require_randomised,
 )
-from ..modeling.benefit_validation import validate_benefit
+from ..modeling.benefit_validation import risk_difference, validate_benefit
 from ..study import StudySource, load_study
-from ..study.files import SIMULATION_FILE, input_paths
+from ..study.files import SIMULATION_FILE, input_paths, simulation_flag
 
 #: The study metadata file that may say ``"randomised": true`` (the simulator writes it;
 #: its name is the study reader's).
@@ -34,16 +36,9 @@ METADATA_FILE = SIMULATION_FILE
 
 
 def study_randomised(data_dir: str | Path) -> bool | None:
-    """``randomised`` from the study's metadata (None when it has none or does not say)."""
-    path = Path(data_dir) / METADATA_FILE
-    if not path.is_file():
-        return None
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the study metadata: {err}") from err
-    value = meta.get("randomised") if isinstance(meta, dict) else None
-    return value if isinstance(value, bool) else None
+    """``randomised`` from the study's metadata (None when it has none or does not say; a
+    value other than true/false is a DataError naming the file and the key)."""
+    return simulation_flag(data_dir, "randomised")
 
 
 def check_benefit_allowed(config: ExperimentConfig, data_dir: str | Path) -> None:
@@ -88,7 +83,25 @@ def benefit_summary(config: ExperimentConfig, features, patients) -> tuple[dict,
     full = _json_safe(validation.summary())
     flat = {k: full[k] for k in ("ate", "ate_ci", "c_for_benefit", "c_for_benefit_ci")}
     flat["mx1_verdict"] = full.get("mx1_verdict", "not applicable (no baseline MX1+ feature)")
+    if len(data.regimens) > 1:  # the validation above pools the regimens: any MSC vs control
+        flat["ate_by_regimen"] = ate_by_regimen(data)
     return {**flat, "benefit": full}, validation
+
+
+def ate_by_regimen(data) -> dict[str, dict]:
+    """Each randomised regimen's ATE against the control arm (difference of response
+    proportions, Newcombe 95% interval), for a study that randomised several."""
+    control = data.y[data.treated == 0]
+    out = {}
+    for r in data.regimens:
+        rd = risk_difference(data.y[data.arm == r], control)
+        out[r] = {
+            "ate": rd.estimate,
+            "ate_ci": [rd.low, rd.high],
+            "n_treated": rd.n1,
+            "n_control": rd.n0,
+        }
+    return _json_safe(out)
 
 
 def _training_data(config: ExperimentConfig, train_dir: str | Path):
@@ -114,8 +127,8 @@ def score_benefit(
         raise ConfigError(
             f"data: the new cohort lacks baseline features the benefit model uses: {missing}"
         )
-    out = predict_benefit(data.X, data.treated, data.y, new.table[data.X.columns], kind=config.benefit.primary,
-                          seed=config.model.seed, n_boot=n_boot)  # fmt: skip
+    out = predict_benefit_by_regimen(data, new.table[data.X.columns], kind=config.benefit.primary,
+                                     seed=config.model.seed, n_boot=n_boot)  # fmt: skip
     out.insert(0, "patient_id", new.table["patient_id"].astype(str).to_numpy())
     return out
 
@@ -152,14 +165,14 @@ EFFECT_NOTE = ("predicted_benefit = P(response | MSC) - P(response | standard ca
 
 def fit_benefit_job(config_path, train_data, out, *, n_boot: int = 100) -> dict:
     """``fit-benefit``: the primary benefit model fitted on the randomised study and its
-    refits, written as JSON for ``score --benefit-model`` (aggregates and coefficients
+    refits (one model per regimen against the control arm when the study randomised
+    several), written as JSON for ``score --benefit-model`` (aggregates and coefficients
     only: no patient rows)."""
     cfg = _benefit_config(config_path)
     train_dir = Path(cfg.data) if train_data is None else Path(train_data)
     check_outputs([out], inputs=[*input_paths(train_dir), config_path], option="out")
     data = _training_data(cfg, train_dir)
-    doc = export_benefit_model(data.X, data.treated, data.y, kind=cfg.benefit.primary,
-                               seed=cfg.model.seed, n_boot=n_boot)  # fmt: skip
+    doc = export_by_regimen(data, kind=cfg.benefit.primary, seed=cfg.model.seed, n_boot=n_boot)
     doc["provenance"] = {
         "config": str(config_path), "experiment": cfg.name, "training_study": str(train_dir),
         "randomised": True, "n_patients": int(len(data.y)), "n_treated": int(data.treated.sum()),
@@ -170,11 +183,21 @@ def fit_benefit_job(config_path, train_data, out, *, n_boot: int = 100) -> dict:
     return doc
 
 
+def n_refits(doc: dict) -> int:
+    """The fewest refits kept by any comparison of an exported benefit model."""
+    return min(len(refits) for _, _, refits in comparisons(doc))
+
+
 def read_benefit_model(path) -> dict:
     """An exported benefit model (``fit-benefit``'s JSON); ConfigError naming the file."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        data = path.read_bytes()
+        doc = json.loads(data)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ConfigError(f"--benefit-model {path}: cannot read it: {err}") from err
-    return check_exported(doc, f"--benefit-model {path}")
+    doc = check_exported(doc, f"--benefit-model {path}")
+    doc["file_sha256"] = hashlib.sha256(
+        data
+    ).hexdigest()  # provenance, and the executors' cache key
+    return doc

@@ -82,25 +82,36 @@ def input_paths(directory: str | Path) -> list[Path]:
     return [*paths, directory / "cells.h5ad", directory / SIMULATION_FILE]
 
 
-def is_simulated(directory: str | Path) -> bool:
-    """True when the simulator wrote the study (its ``simulation.json`` says so).
-
-    A ``simulation.json`` that cannot be read is an error, not real data: the file exists
-    to mark simulated data, and losing that mark would let simulated results pass as real.
+def simulation_flag(directory: str | Path, key: str, *, required: bool = False) -> bool | None:
+    """The true/false ``key`` of the study's ``simulation.json`` (None: no such file, or the
+    key absent and not ``required``); the one reader of that file. Anything else is a
+    DataError naming the file and the key.
     """
     meta = Path(directory) / SIMULATION_FILE
     if not meta.exists():
-        return False
+        return None
     try:
         content = json.loads(meta.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError([Problem(SIMULATION_FILE, None, None, (
             f"cannot be read ({err}); it marks a study as SIMULATED, so it must be valid JSON "
             "(or be removed from a study of real patients)"))]) from None  # fmt: skip
-    if not isinstance(content, dict) or not isinstance(content.get("simulated"), bool):
-        raise DataError([Problem(SIMULATION_FILE, None, "simulated",
-                                 "must be a JSON object with \"simulated\": true or false")])  # fmt: skip
-    return content["simulated"]
+    value = content.get(key) if isinstance(content, dict) else None
+    if not isinstance(content, dict) or not (
+        isinstance(value, bool) or (value is None and not required)
+    ):
+        raise DataError([Problem(SIMULATION_FILE, None, key,
+                                 f"must be a JSON object with \"{key}\": true or false, got {value!r}")])  # fmt: skip
+    return value
+
+
+def is_simulated(directory: str | Path) -> bool:
+    """True when the simulator wrote the study (its ``simulation.json`` says so).
+
+    A ``simulation.json`` that cannot be read is an error, not real data: the file exists
+    to mark simulated data, and losing that mark would let simulated results pass as real.
+    """
+    return simulation_flag(directory, "simulated", required=True) is True
 
 
 def display_name(path: Path) -> str:

@@ -251,7 +251,8 @@ def score(
     jobs : int, optional
         Worker processes (default: the machine's cores). 1 scores in this process.
     benefit_model : path, optional
-        ``fit-benefit``'s JSON: also ``predicted_benefit`` with its interval (local engine).
+        ``fit-benefit``'s JSON: also ``predicted_benefit`` with its interval (per regimen
+        when the randomised study had several), on either engine.
     """
     t0 = time.perf_counter()
     target, out = out, Path(out)  # the Spark engine also writes to hdfs:// or s3a:// URIs
@@ -262,12 +263,7 @@ def score(
     fmt = check_options(out, explain=explain, regimens=regimens, engine=engine,
                         patients_per_chunk=patients_per_chunk, jobs=jobs)  # fmt: skip
     check_out(out, data_dir)
-    benefit = None
-    if benefit_model is not None:
-        if engine == "spark":
-            raise ConfigError("--benefit-model: the Spark engine does not write predicted_benefit yet; "
-                              "use --engine local")  # fmt: skip
-        benefit = read_benefit_model(benefit_model)
+    benefit = None if benefit_model is None else read_benefit_model(benefit_model)
     options = JobOptions(explain, regimens == "all", patients_per_chunk, jobs, strict, fmt, benefit)
     if engine == "spark":
         run = run_spark_job(model_uri, data_dir, target, options)
@@ -297,7 +293,9 @@ def score(
     if benefit is not None:
         summary["benefit_model"] = {
             "file": str(benefit_model),
+            "sha256": benefit["file_sha256"],
             "kind": benefit["kind"],
+            "regimens": [r["name"] for r in benefit.get("regimens", [])] or None,
             **benefit["provenance"],
         }
     if run.write_summary is None:

@@ -60,6 +60,7 @@ from ...errors import DataError
 from ...features import flow_of_counts
 from ...io import PROBLEMS, SUMMARY, encode_chunk, sidecar_name, write_json
 from ...io import REJECTED as REJECTED_FILE
+from ...modeling.benefit import with_predicted_benefit
 from ...modeling.fitted import LoadedModel
 from ...modeling.predict import check_regimens, missing_inputs, predict_features
 from ...registry.load import load_model
@@ -131,6 +132,8 @@ class _Plan:
     explain: int
     regimens: bool
     out_schema: pa.Schema
+    #: an exported benefit model (``--benefit-model``): plain numbers, small, sent as is
+    benefit: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,9 @@ def _worker_task(plan: _Plan):
     from pyspark import SparkFiles
 
     payload = plan.model.value
-    key = (payload["sha256"], plan.explain, plan.regimens, tuple(sorted(plan.tables.items())))
+    benefit = None if plan.benefit is None else plan.benefit["file_sha256"]
+    key = (payload["sha256"], plan.explain, plan.regimens, tuple(sorted(plan.tables.items())),
+           benefit)  # fmt: skip
     task = _WORKER_TASK.get(key)
     if task is not None:
         return task
@@ -174,7 +179,9 @@ def _worker_task(plan: _Plan):
         stand_ins[table] = str(root / "tables" / display.rstrip("/"))
         if is_dir:
             Path(stand_ins[table]).mkdir(parents=True, exist_ok=True)
-    task = Task(model, stand_ins, plan.cells_derived, plan.explain, plan.regimens, "parquet")
+    task = Task(
+        model, stand_ins, plan.cells_derived, plan.explain, plan.regimens, "parquet", plan.benefit
+    )
     _WORKER_TASK.clear()
     _WORKER_TASK[key] = task
     return task
@@ -417,13 +424,18 @@ def _scored_chunk(chunk: StudyChunk, plan: _Plan, started: float, seconds: dict)
 # driver
 
 
-def _output_schema(model: LoadedModel, explain: int, regimens: bool) -> pa.Schema:
+def _output_schema(
+    model: LoadedModel, explain: int, regimens: bool, benefit: dict | None = None
+) -> pa.Schema:
     """The tagged rows a partition returns; the predictions' columns from a one-row dry run."""
     X = pd.DataFrame(
         np.full((1, len(model.feature_columns)), np.nan), columns=model.feature_columns
     )
     table = predict_features(model.fitted, X, np.array(["-"], dtype=object), model.threshold,
                              explain=explain, regimens=regimens)  # fmt: skip
+    if benefit is not None:  # the benefit columns, from a patient with every feature missing
+        table = with_predicted_benefit(table, pd.DataFrame({"patient_id": ["-"]}).reindex(
+            columns=["patient_id", *benefit["columns"]]), benefit)  # fmt: skip
     encoded = encode_chunk(with_model_columns(table, model), "parquet")
     scored = [pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
               for f in encoded.schema]  # fmt: skip
@@ -550,7 +562,7 @@ def run_spark_job(model_uri: str, data_dir, out, options):
         target.check(hadoop)
         study = sio.read_study(spark, hadoop, str(data_dir),
                                model.spec.config.singlecell)  # fmt: skip
-        out_schema = _output_schema(model, options.explain, options.regimens)
+        out_schema = _output_schema(model, options.explain, options.regimens, options.benefit)
         spark_schema = from_arrow_schema(out_schema)
         broadcast = spark.sparkContext.broadcast(_model_payload(model))
         layout = sio.hash_parts(study)
@@ -558,7 +570,7 @@ def run_spark_job(model_uri: str, data_dir, out, options):
                      {} if isinstance(layout, sio.HashParts) else
                      {k: to_arrow_schema(v.frame.schema) for k, v in study.tables.items()},
                      study.cells_derived, options.explain, options.regimens,
-                     to_arrow_schema(spark_schema))  # fmt: skip
+                     to_arrow_schema(spark_schema), options.benefit)  # fmt: skip
         if isinstance(layout, sio.HashParts):  # grouped by patient already: no shuffle
             n_parts, grouping = layout.n_parts, "hash parts by patient, read by the executors"
             parts = _PartFiles(n_parts, {t: [(str(sio.local_path(p.uri)), p.first_row) for p in ps]
