@@ -8,6 +8,7 @@ sets each arm's regimen with :func:`arm_regimens`: one formula for all three.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,3 +77,15 @@ INTENDED_USE = (
     "follow-up day, from data available at the start of treatment; for trial teams and their statisticians, "
     "to plan and stratify studies and to generate hypotheses."
 )
+
+
+def slug(name: str) -> str:
+    """A column-safe name of a regimen, a test or a cell population: one rule, because the
+    simulator's truth columns, the features and the score columns must agree.
+
+    Examples
+    --------
+    >>> slug("MX1+ monocytes"), slug("2.0e8 x3")
+    ('mx1_monocytes', '2_0e8_x3')
+    """
+    return re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")

@@ -10,7 +10,6 @@ Training, scoring, validation and the API all build features through
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pandas as pd
 from .. import labels as labels_mod
 from .. import scores, units
 from ..config import ExperimentConfig
-from ..domain import REGIMEN_FEATURES, regimen_features
+from ..domain import REGIMEN_FEATURES, regimen_features, slug
 from ..errors import DataError, Problem
 from ..io import (
     ASSUMPTIONS,
@@ -111,11 +110,6 @@ class FeatureSet:
         label = "SIMULATED " if self.simulated else ""
         return (f"<{label}FeatureSet: {len(self.table)} patients x {len(self.feature_columns)} features, "
                 f"{len(self.exclusions)} excluded>")  # fmt: skip
-
-
-def slug(name: str) -> str:
-    """A column-safe name: ``"MX1+ monocytes"`` -> ``"mx1_monocytes"``."""
-    return re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")
 
 
 def used_categories(values: pd.Series) -> pd.Series:

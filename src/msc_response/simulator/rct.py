@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from ..domain import STANDARD_CARE, Arm, regimen_features
+from ..domain import STANDARD_CARE, Arm, regimen_features, slug
 from ..errors import ConfigError
 from . import followup, model
 
@@ -174,11 +174,6 @@ def design_from_options(design: str, mx1_role=None, ratio=None, regimens=None) -
     arms = tuple(parse_regimen(r) for r in regimens) if regimens else (DEFAULT_REGIMEN,)
     weights = parse_ratio(ratio) if ratio is not None else (1,) * (len(arms) + 1)
     return RctDesign(regimens=arms, ratio=weights, mx1_role=mx1_role or "both")
-
-
-def slug(name: str) -> str:
-    """A column-safe name of a regimen."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
 def assign(rng: np.random.Generator, cp_score: np.ndarray, design: RctDesign) -> np.ndarray:
