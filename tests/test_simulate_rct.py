@@ -155,6 +155,20 @@ def test_several_regimens_have_their_own_potential_outcomes():
     assert truth.loc[~control, "true_benefit"].notna().all()
 
 
+def test_a_regimen_below_the_reference_does_at_worst_nothing():
+    """One infusion: the single-arm coefficients extrapolated would make the cells harm."""
+    z = np.linspace(-2, 2, 9)
+    zeros = np.zeros_like(z)
+    for role in rct.MX1_ROLES:
+        d = rct.RctDesign(mx1_role=role)
+        for text in ("0.5e8x1", "2.0e8x1"):
+            once = rct.arm_logits(d, rct.parse_regimen(text), z, zeros, zeros)
+            control = rct.arm_logits(d, None, z, zeros, zeros)
+            assert np.array_equal(once["child_pugh"], control["child_pugh"]), (role, text)
+        more = rct.arm_logits(d, rct.parse_regimen("2.0e8x3"), z, zeros, zeros)
+        assert more["child_pugh"][4] > control["child_pugh"][4]  # at the mean MX1+ (z = 0)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

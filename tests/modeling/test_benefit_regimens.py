@@ -59,7 +59,7 @@ def test_predicted_benefit_per_regimen_tracks_the_true_benefit(three_arms, kind)
         )
         assert pred.mean() == pytest.approx(true.mean(), abs=0.066), r
         means[r] = (pred.mean(), true.mean())
-        if kind == "effect_penalised":
+        if kind == "effect_penalised" and true.std() > 0:  # one infusion: no effect at all
             assert np.corrcoef(pred, true)[0, 1] > 0.3, r
     (a_pred, a_true), (b_pred, b_true) = means.values()
     assert np.sign(a_pred - b_pred) == np.sign(a_true - b_true)

@@ -22,7 +22,10 @@ Response model (logit of each endpoint's *drawn* label, per patient)
   response share it), so it is prognostic, never an unmeasured effect modifier.
 * The effect ``d_e`` is at the reference regimen (:data:`DEFAULT_REGIMEN`); other regimens
   shift it with the single-arm simulator's dose and repetition coefficients ``b_e``,
-  ``r_e`` (:data:`~msc_response.simulator.model.RESPONSE_COEF`).
+  ``r_e`` (:data:`~msc_response.simulator.model.RESPONSE_COEF`). A regimen whose effect
+  would fall below 0 (every single infusion, for Child-Pugh) has none, and no MX1+
+  interaction: ASSUMED, the cells do not harm; the single-arm coefficients include the
+  natural course and cannot be extrapolated into harm.
 * The scale: prognostic and predictive are defined on the **logit** scale, the model's own.
   On the risk-difference scale a prognostic marker still changes the absolute benefit
   through the baseline risk (a constant odds ratio gives larger differences near 50%):
@@ -217,7 +220,13 @@ def arm_logits(
             shift = b * (
                 np.log(reg["cumulative_dose_1e8"]) - np.log(ref["cumulative_dose_1e8"])
             ) + r * (float(arm.n_infusions > 1) - float(DEFAULT_REGIMEN.n_infusions > 1))
-            eta = eta + c["d"] + float(shift) + design.predictive * c["h"] * z
+            effect = c["d"] + float(shift)
+            # The shift borrows the single-arm model's dose and repetition coefficients, whose
+            # responses include the natural course; extrapolated below the reference they would
+            # make one infusion *harm* (-1.5 on the logit for 0.5e8 x1). Assumed instead: a
+            # regimen below the reference does at worst nothing (no effect, no MX1+ interaction).
+            if effect > 0:
+                eta = eta + effect + design.predictive * c["h"] * z
         out[ep] = eta
     return out
 
