@@ -142,3 +142,23 @@ def test_codes_are_the_factorized_strings(build):
     expected_codes, expected_categories = _factorized(strings)
     assert list(categories) == expected_categories
     np.testing.assert_array_equal(codes, expected_codes)
+
+
+@pytest.mark.parametrize(
+    ("rows", "start", "stop"),
+    [
+        (["a", "a", "b", "c", "b", "d", "d", "e"], 0, 8),  # the whole array: in order
+        (["a", "a", "b", "c", "d", "c", "e"], 2, 7),  # a slice from inside: still in order
+        (["a", "b", "c", "a", "d", "b", "e", "f"], 3, 8),  # a value first seen before the slice
+        (["t1", "t2", "t3", "t1", "t2", "t3", "t2"], 0, 7),  # repeating tests
+        (["t1", "t2", "t3", "t1", "t2", "t3", "t2"], 1, 7),  # ... from the 2nd row (t1 seen late)
+    ],
+)
+def test_codes_of_a_slice_of_a_dictionary_are_the_factorized_strings(rows, start, stop):
+    # what a chunk's row range of a Parquet row group looks like: the row group's dictionary,
+    # a slice of its rows (the quick path when their codes are in order of first appearance)
+    sliced = pa.array(rows).dictionary_encode().slice(start, stop - start)
+    codes, categories = coded(sliced)
+    expected_codes, expected_categories = _factorized(rows[start:stop])
+    assert list(categories) == expected_categories
+    np.testing.assert_array_equal(codes, expected_codes)
