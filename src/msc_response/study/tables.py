@@ -140,8 +140,8 @@ def coded(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     else:  # dictionary codes in order of first appearance, by hashing them
         used = pc.dictionary_encode(col.indices)
         values = col.dictionary.take(used.dictionary)
-        rows = used.indices
-        rows = (rows if rows.null_count == 0 else pc.fill_null(rows, -1)).to_numpy().astype(np.int64)
+        rows = used.indices if used.indices.null_count == 0 else pc.fill_null(used.indices, -1)
+        rows = rows.to_numpy().astype(np.int64)
     values = values.to_numpy(zero_copy_only=False)
     # a dictionary may repeat a value or hold a null: one category per distinct string
     value_codes, categories = pd.factorize(values.astype(object))
