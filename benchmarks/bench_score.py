@@ -174,14 +174,12 @@ def main(argv: list[str] | None = None) -> None:
         }  # fmt: skip
         result["marginal_cpu_us_per_patient"] = {k: round(v, 3) for k, v in cpu_added.items()}
         workers = result[f"without_explain_{big}"]["workers"]
-        result["cpu_ratios"] = {
-            "marginal_without_explain_vs_one_thread_predict": round(
-                workers * bare_cpu["predict"] / cpu_added["without_explain"], 3
-            ),
-            "marginal_with_explain_vs_one_thread_pred_contrib": round(
-                workers * bare_cpu["pred_contrib"] / cpu_added["with_explain"], 3
-            ),
-        }
+        result["cpu_ratios"] = {  # None: the CLI measured reports no CPU (an older version)
+            f"marginal_{label}_vs_one_thread_{call}": round(
+                workers * bare_cpu[call] / cpu_added[label], 3
+            ) if cpu_added[label] > 0 else None
+            for label, call in (("without_explain", "predict"), ("with_explain", "pred_contrib"))
+        }  # fmt: skip
         result["ratios"] = {
             "with_explain_vs_pred_contrib": round(
                 w["patients_per_second"] / bare["pred_contrib"], 3
