@@ -23,6 +23,14 @@ contract's rules), window (values picked in the baseline window), features (the 
 the feature builder), predict (LightGBM, explanations), encode + write (the output) - and
 the 4M-1M difference of each (``marginal_profile_s``), with the machine's load average
 before and after each job. ``--sizes 200000,800000 --repeats 1`` is a quick run.
+
+CPU (``cpu_s``: the workers' process time summed over chunks; ``main_cpu_s``: the job's
+own process - planning, the model, writing): wall times on a shared machine are upper
+bounds, CPU seconds much less so. ``marginal_cpu_us_per_patient`` is the CPU the 1M-4M
+patients added, per patient, next to the bare calls' CPU per patient on one thread;
+``cpu_ratios`` are what the wall ratios would be with that CPU spread over the job's
+workers' cores and nothing else running (an upper bound of the quiet machine's ratio,
+not a replacement for it): workers x bare CPU per patient / job CPU per patient.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ REPEATS = 2
 #: Stage timings of the job's summary (summed over workers), in the order the work is done;
 #: read_validate_s = read_s + type_s + validate_s and window_s is part of features_s.
 STAGES = ("read_s", "type_s", "validate_s", "window_s", "features_s", "predict_s", "encode_s",
-          "write_s")  # fmt: skip
+          "write_s", "cpu_s", "main_cpu_s")  # fmt: skip
 
 
 def _label(n: int) -> str:
@@ -126,15 +134,18 @@ def main(argv: list[str] | None = None) -> None:
         fs = build_features(model.spec.config, work / small, labels=False)
         X = fs.table[model.feature_columns].astype(float).to_numpy()
         booster = model.fitted.estimator
-        bare, bare_1 = {}, {}
+        bare, bare_1, bare_cpu = {}, {}, {}
         for key, kwargs in (("predict", {}), ("pred_contrib", {"pred_contrib": True})):
             for store, threads in ((bare, 0), (bare_1, 1)):  # 0: LightGBM's default, all cores
-                best = float("inf")
+                best = best_cpu = float("inf")
                 for _ in range(repeats):
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), time.process_time()
                     booster.predict(X, num_threads=threads, **kwargs)
                     best = min(best, time.perf_counter() - start)
+                    best_cpu = min(best_cpu, time.process_time() - cpu)
                 store[key] = round(n_small / best)
+                if threads == 1:
+                    bare_cpu[key] = round(1e6 * best_cpu / n_small, 3)
         result["bare_patients_per_second"] = bare
         result["bare_patients_per_second_one_thread"] = bare_1
         w, wo = result[f"with_explain_{small}"], result[f"without_explain_{small}"]
@@ -152,6 +163,22 @@ def main(argv: list[str] | None = None) -> None:
                 for k in STAGES
             }
             for label in ("with_explain", "without_explain")
+        }  # fmt: skip
+        result["bare_cpu_us_per_patient_one_thread"] = bare_cpu
+        cpu_added = {  # CPU of the patients added, workers and the job's own process
+            label: (result[f"{label}_{big}"]["profile_s"]["cpu_s"]
+                    + result[f"{label}_{big}"]["profile_s"]["main_cpu_s"]
+                    - result[f"{label}_{small}"]["profile_s"]["cpu_s"]
+                    - result[f"{label}_{small}"]["profile_s"]["main_cpu_s"]) * 1e6 / (n_big - n_small)
+            for label in ("with_explain", "without_explain")
+        }  # fmt: skip
+        result["marginal_cpu_us_per_patient"] = {k: round(v, 3) for k, v in cpu_added.items()}
+        workers = result[f"without_explain_{big}"]["workers"]
+        result["cpu_ratios"] = {  # None: the CLI measured reports no CPU (an older version)
+            f"marginal_{label}_vs_one_thread_{call}": round(
+                workers * bare_cpu[call] / cpu_added[label], 3
+            ) if cpu_added[label] > 0 else None
+            for label, call in (("without_explain", "predict"), ("with_explain", "pred_contrib"))
         }  # fmt: skip
         result["ratios"] = {
             "with_explain_vs_pred_contrib": round(

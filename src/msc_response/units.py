@@ -104,6 +104,17 @@ def convert(values, test: str, from_unit: str, to_unit: str | None = None):
     return values * factor if factor != 1.0 else values
 
 
+def factor_table(test_names, unit_names) -> np.ndarray:
+    """The factors of :func:`factors_for` as a small (tests x units) table, indexed by category
+    codes: code -1 (missing) indexes the last row or column, which is NaN."""
+    table = np.full((len(test_names) + 1, len(unit_names) + 1), np.nan)
+    for i, test in enumerate(test_names):
+        known = _TO_CANONICAL.get(str(test))
+        for j, unit in enumerate(unit_names):
+            table[i, j] = 1.0 if known is None else known.get(str(unit), np.nan)
+    return table
+
+
 def factors_for(tests: pd.Series, units: pd.Series) -> np.ndarray:
     """Vectorised conversion factors for known tests.
 
@@ -117,13 +128,5 @@ def factors_for(tests: pd.Series, units: pd.Series) -> np.ndarray:
     """
     tests = tests.astype("category")
     units = units.astype("category")
-    test_cats = list(tests.cat.categories)
-    unit_cats = list(units.cat.categories)
-    # A small (tests x units) table, indexed by the category codes: no per-row Python.
-    table = np.full((len(test_cats) + 1, len(unit_cats) + 1), np.nan)
-    for i, test in enumerate(test_cats):
-        known = _TO_CANONICAL.get(str(test))
-        for j, unit in enumerate(unit_cats):
-            table[i, j] = 1.0 if known is None else known.get(str(unit), np.nan)
-    # code -1 (missing) indexes the last row/column, which stays NaN
+    table = factor_table(list(tests.cat.categories), list(units.cat.categories))
     return table[tests.cat.codes.to_numpy(), units.cat.codes.to_numpy()]

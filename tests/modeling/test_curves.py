@@ -119,3 +119,21 @@ def test_top_contributions_order_and_global_importance():
     assert imp["feature"].tolist() == ["b", "a", "c"]
     with pytest.raises(ValueError, match="k: expected >= 1"):
         top_contributions(contrib, X, 0)
+
+
+def test_top_contributions_are_the_first_of_a_stable_sort_with_ties():
+    # the k row-wise argmax passes must pick what a stable descending sort of |contribution|
+    # picks, ties (equal sizes, +x and -x, zeros) going to the earlier feature
+    rng = np.random.default_rng(7)
+    contrib = np.round(rng.normal(size=(400, 9)), 1)
+    contrib[rng.random(contrib.shape) < 0.3] = 0.0
+    X = pd.DataFrame(rng.normal(size=(400, 9)), columns=[f"f{i}" for i in range(9)])
+    reference = np.argsort(-np.abs(contrib), axis=1, kind="stable")
+    for k in (1, 3, 9):
+        top = top_contributions(contrib, X, k)
+        for i in range(k):
+            picked = top[f"feature_{i + 1}"].cat.codes.to_numpy()
+            np.testing.assert_array_equal(picked, reference[:, i])
+            np.testing.assert_array_equal(
+                top[f"contribution_{i + 1}"], np.round(contrib[np.arange(400), reference[:, i]], 6)
+            )

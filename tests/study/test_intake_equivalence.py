@@ -9,6 +9,8 @@ same study, problems, row numbers and messages whatever the layout.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -142,3 +144,104 @@ def test_codes_are_the_factorized_strings(build):
     expected_codes, expected_categories = _factorized(strings)
     assert list(categories) == expected_categories
     np.testing.assert_array_equal(codes, expected_codes)
+
+
+@pytest.mark.parametrize(
+    ("rows", "start", "stop"),
+    [
+        (["a", "a", "b", "c", "b", "d", "d", "e"], 0, 8),  # the whole array: in order
+        (["a", "a", "b", "c", "d", "c", "e"], 2, 7),  # a slice from inside: still in order
+        (["a", "b", "c", "a", "d", "b", "e", "f"], 3, 8),  # a value first seen before the slice
+        (["t1", "t2", "t3", "t1", "t2", "t3", "t2"], 0, 7),  # repeating tests
+        (["t1", "t2", "t3", "t1", "t2", "t3", "t2"], 1, 7),  # ... from the 2nd row (t1 seen late)
+    ],
+)
+def test_codes_of_a_slice_of_a_dictionary_are_the_factorized_strings(rows, start, stop):
+    # what a chunk's row range of a Parquet row group looks like: the row group's dictionary,
+    # a slice of its rows (the quick path when their codes are in order of first appearance)
+    sliced = pa.array(rows).dictionary_encode().slice(start, stop - start)
+    codes, categories = coded(sliced)
+    expected_codes, expected_categories = _factorized(rows[start:stop])
+    assert list(categories) == expected_categories
+    np.testing.assert_array_equal(codes, expected_codes)
+
+
+#: The bad study's problems as main gave them (bc5f0d3) before the validators were rewritten
+#: per category and per (test, unit) pair (issue 25): file, row, column, patient, rule, message.
+PINNED_PROBLEMS = [
+    ('patients.csv', 5, 'sex', 'P5', 'invalid value',
+     "value 'X' must be 'F' or 'M'"),
+    ('patients.csv', 5, 'age_years', 'P5', 'invalid value',
+     'value 200.0 outside 0-120 years'),
+    ('patients.csv', 5, 'n_infusions', 'P5', 'invalid value',
+     'value 1.5 must be a whole number 0-20'),
+    ('patients.csv', 6, 'age_years', 'P6', 'not a number',
+     "value 'abc' is not a number"),
+    ('patients.csv', 7, 'patient_id', ' P7', 'id with spaces',
+     "patient_id ' P7' has leading or trailing spaces"),
+    ('patients.csv', 7, 'interval_days', ' P7', 'not a number',
+     "value 'x' is not a number"),
+    ('labs.csv', 2, 'value', 'P1', 'conflicting duplicate',
+     "conflicting duplicate of test 'bilirubin' on day 0 for the same patient (values differ)"),
+    ('labs.csv', 3, 'value', 'P1', 'conflicting duplicate',
+     "conflicting duplicate of test 'albumin' on day 0 for the same patient (values differ)"),
+    ('labs.csv', 48, 'value', 'P1', 'implausible value',
+     'albumin value 38.0 g/dL is not plausible (expected within 0.5-7 g/dL); a value of this size looks like g/L, not g/dL'),
+    ('labs.csv', 49, 'unit', 'P1', 'unknown unit',
+     "unknown unit 'mg/L' for test 'bilirubin'; accepted: ['mg/dL', 'umol/L']"),
+    ('labs.csv', 50, 'value', 'P1', 'not a number',
+     "value 'abc' is not a number"),
+    ('labs.csv', 51, 'patient_id', 'P9', 'unknown patient',
+     "patient_id 'P9' is not in the patients table"),
+    ('labs.csv', 52, 'patient_id', ' P2', 'id with spaces',
+     "patient_id ' P2' has leading or trailing spaces"),
+    ('labs.csv', 53, 'patient_id', '', 'missing value',
+     'patient_id is missing'),
+    ('labs.csv', 54, 'value', 'P1', 'implausible value',
+     'ascites value 3.0 grade is not plausible (expected a whole grade 0-2)'),
+    ('labs.csv', 55, 'unit', 'P1', 'unit differs',
+     "test 'platelets' is in '10^12/L' here, but in '10^9/L' in its first row; use one unit per test"),
+    ('labs.csv', 56, 'value', 'P1', 'conflicting duplicate',
+     "conflicting duplicate of test 'bilirubin' on day 0 for the same patient (values differ)"),
+    ('labs.csv', 57, 'value', 'P1', 'conflicting duplicate',
+     "conflicting duplicate of test 'albumin' on day 0 for the same patient (values differ)"),
+    ('labs.csv', 58, 'day', 'P1', 'day not whole',
+     'day 2.5 is not a whole number of days'),
+    ('labs.csv', 59, 'day', 'P1', 'day out of range',
+     'day 40000.0 is outside -36525..36525 (100 years either side of the first infusion)'),
+    ('labs.csv', 60, 'day', 'P1', 'not a number',
+     "value 'x' is not a number"),
+    ('labs.csv', 61, 'test', 'P1', 'missing value',
+     'test is missing'),
+    ('labs.csv', 62, 'unit', 'P1', 'missing value',
+     'unit is missing'),
+    ('labs.csv', 63, 'value', 'P1', 'missing value',
+     'value is missing'),
+    ('labs.csv', 64, 'value', 'P1', 'not finite',
+     'value inf is not a finite number'),
+    ('labs.csv', 65, 'value', 'P2', 'negative value',
+     'ferritin value -5.0 is negative; a ferritin value cannot be'),
+    ('cells.csv', 5, 'fraction', 'P1', 'implausible value',
+     'fraction 30.0 is outside 0-1; looks like a percentage'),
+    ('cells.csv', 6, 'patient_id', 'P8', 'unknown patient',
+     "patient_id 'P8' is not in the patients table"),
+]  # fmt: skip
+#: SHA-256 of the bad study's usable tables (``DataFrame.to_csv(index=False)``), from the same run.
+PINNED_TABLES = {
+    "patients": "4d3013e8c9fc57b8266cd5f4a46aa3815816656451b1a2e946675602af1f95bc",
+    "labs": "0ec6bc38f050ba935da61673b9ca54ea802c4cbd3de97c76178bde5003fafdb6",
+    "cells": "b7b1e1b07c73f383d2e49434798f971050589cc1b49ca9d063528a3433c2a595",
+}
+
+
+@pytest.mark.parametrize("layout", ["csv", "text", "dictionary"])
+def test_the_bad_study_gives_the_problems_and_rows_it_gave_before(tmp_path, layout):
+    study = load_study(_layouts(tmp_path)[layout])
+    suffix = ".csv" if layout == "csv" else ".parquet"
+    expected = [(f.replace(".csv", suffix), *rest) for f, *rest in PINNED_PROBLEMS]
+    got = [tuple(r) for r in study.problems[["file", "row", "column", "patient_id", "rule",
+                                             "message"]].itertuples(index=False)]  # fmt: skip
+    assert got == expected
+    for name, digest in PINNED_TABLES.items():
+        table = getattr(study, name).to_csv(index=False).encode()
+        assert hashlib.sha256(table).hexdigest() == digest, name

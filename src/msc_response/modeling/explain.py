@@ -21,7 +21,7 @@ def top_contributions(contrib: np.ndarray, X: pd.DataFrame, k: int) -> pd.DataFr
     if k < 1:
         raise ValueError(f"k: expected >= 1, got {k!r}")
     k = min(k, contrib.shape[1])
-    order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :k]
+    order = _largest_first(np.abs(contrib), k)
     names = np.asarray(X.columns)
     values = X.to_numpy(dtype=float)
     rows = np.arange(len(X))[:, None]
@@ -31,6 +31,20 @@ def top_contributions(contrib: np.ndarray, X: pd.DataFrame, k: int) -> pd.DataFr
         out[f"value_{i + 1}"] = values[rows[:, 0], order[:, i]]
         out[f"contribution_{i + 1}"] = np.round(contrib[rows[:, 0], order[:, i]], 6)
     return pd.DataFrame(out, index=X.index)
+
+
+def _largest_first(size: np.ndarray, k: int) -> np.ndarray:
+    """Columns of the ``k`` largest ``size`` of each row, largest first, ties in column order:
+    the first ``k`` of a stable descending sort, found by ``k`` row-wise ``argmax`` (the first
+    of equal values) instead of sorting every row. NaN (never a contribution) sorts last."""
+    if k == size.shape[1] or np.isnan(size).any():
+        return np.argsort(-size, axis=1, kind="stable")[:, :k]
+    order = np.empty((len(size), k), dtype=np.intp)
+    rows = np.arange(len(size))
+    for i in range(k):
+        order[:, i] = size.argmax(axis=1)
+        size[rows, order[:, i]] = -1.0  # below every size: taken
+    return order
 
 
 def global_importance(contrib: np.ndarray, columns) -> pd.DataFrame:

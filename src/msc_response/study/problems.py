@@ -85,9 +85,10 @@ class ProblemLog:
         positions (``rows``: the 1-based row of the file; default position + 1).
         ``message(i)`` gives the text for position ``i``.
         """
-        at = np.flatnonzero(np.asarray(mask))
-        if len(at) == 0:
+        mask = np.asarray(mask)
+        if not mask.any():  # the usual case: one quick scan, no index array
             return
+        at = np.flatnonzero(mask)
         text = [message(int(i)) for i in at] if callable(message) else [message] * len(at)
 
         def pick(values, fill):

@@ -132,15 +132,36 @@ def coded(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
         col = pc.dictionary_encode(col)
     if len(col) == 0:
         return np.zeros(0, dtype=np.int64), np.array([], dtype=object)
-    used = pc.dictionary_encode(col.indices)  # dictionary codes in order of first appearance
-    values = col.dictionary.take(used.dictionary).to_numpy(zero_copy_only=False)
+    start = _in_order_of_first_appearance(col.indices)
+    if start is not None:  # the rows use a run of the dictionary, each new value the next
+        indices = col.indices.to_numpy()
+        rows = indices.astype(np.int64) - start
+        values = col.dictionary.slice(start, int(indices.max()) + 1 - start)
+    else:  # dictionary codes in order of first appearance, by hashing them
+        used = pc.dictionary_encode(col.indices)
+        values = col.dictionary.take(used.dictionary)
+        rows = used.indices if used.indices.null_count == 0 else pc.fill_null(used.indices, -1)
+        rows = rows.to_numpy().astype(np.int64)
+    values = values.to_numpy(zero_copy_only=False)
     # a dictionary may repeat a value or hold a null: one category per distinct string
     value_codes, categories = pd.factorize(values.astype(object))
-    rows = used.indices
-    rows = (rows if rows.null_count == 0 else pc.fill_null(rows, -1)).to_numpy().astype(np.int64)
     if not np.array_equal(value_codes, np.arange(len(values))):  # a repeated or null value
         rows = np.append(value_codes, -1)[rows]  # -1 (missing) picks the appended -1
     return rows, np.asarray(categories, dtype=object)
+
+
+def _in_order_of_first_appearance(indices: pa.Array) -> int | None:
+    """The first dictionary index when every row's index is at most one above the largest
+    before it (so the rows use indices ``start..max`` in order of first appearance, as Arrow
+    and Parquet build dictionaries, also in a slice of a row group); None otherwise."""
+    if indices.null_count or len(indices) == 0:
+        return None
+    codes = indices.to_numpy()
+    start = int(codes[0])
+    largest = np.maximum.accumulate(codes)
+    if int(codes.min()) < start or bool((codes[1:] > largest[:-1] + 1).any()):
+        return None
+    return start
 
 
 def categorical(col: pa.ChunkedArray | pa.Array) -> pd.Categorical:

@@ -109,19 +109,28 @@ def _stripped(texts) -> np.ndarray:
 
 def _id_text(ids: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray | CodedText]:
     """``(missing, has surrounding spaces, stripped id)`` of an id column (strings or categorical;
-    the stripped ids of a categorical are :class:`CodedText`, read where needed)."""
+    the stripped ids of a categorical are :class:`CodedText`, read where needed).
+
+    A categorical is checked once per category; its rows get the answer through their codes,
+    and only when some category is blank or spaced (the usual case costs one comparison).
+    """
     if isinstance(ids.dtype, pd.CategoricalDtype):
-        cats = pd.Index(ids.cat.categories.astype(str))
+        cats = ids.cat.categories.to_numpy(dtype=object)  # strings (see _as_category)
         codes = ids.cat.codes.to_numpy()
-        stripped_c = pd.Index(_stripped(cats), dtype=object)
-        empty_c = np.append(stripped_c == "", True)
-        spaced_c = np.append(stripped_c != cats, False)
-        return empty_c[codes], spaced_c[codes], CodedText(codes, stripped_c.to_numpy(object))
+        stripped_c = _stripped(cats)
+        empty_c, spaced_c = stripped_c == "", stripped_c != cats
+        missing = codes < 0
+        if empty_c.any():
+            missing |= np.append(empty_c, True)[codes]
+        spaced = np.append(spaced_c, False)[codes] if spaced_c.any() else np.zeros(len(codes), bool)
+        return missing, spaced, CodedText(codes, stripped_c)
     raw = ids.to_numpy(dtype=object)
     present = pd.notna(raw)
-    text = np.where(present, raw, "").astype(str)
-    stripped = np.char.strip(text) if len(text) else text
-    return (stripped == "") , present & (stripped != text), np.where(stripped == "", None, stripped).astype(object)  # fmt: skip
+    text = raw if present.all() else np.where(present, raw, "")
+    stripped = _stripped(text)
+    empty = stripped == ""
+    spaced = present & (stripped != text)
+    return empty, spaced, np.where(empty, None, stripped).astype(object)
 
 
 def validate_patients(df: pd.DataFrame, file: str, log: ProblemLog) -> pd.DataFrame:
@@ -142,8 +151,10 @@ def validate_patients(df: pd.DataFrame, file: str, log: ProblemLog) -> pd.DataFr
         _text_problems(df, (col,), file, log, **where)
     for col in ("sex", "etiology", "arm"):  # an empty cell is a missing value
         if col in df.columns:
-            text = df[col].astype(object)
-            df[col] = text.where(text.notna() & (_stripped(text.astype(str)) != ""), None)
+            text = df[col].to_numpy(dtype=object)
+            blank = ~pd.notna(text)
+            blank[~blank] = _stripped(text[~blank]) == ""
+            df[col] = np.where(blank, None, text)
     checked = df[[c for c in PATIENTS_SCHEMA.columns if c in df.columns]]
     for pos, column, message in pandera_failures(PATIENTS_SCHEMA, checked):
         if pos is None:
@@ -194,8 +205,12 @@ def _as_category(s: pd.Series) -> pd.Series:
 def patient_index(ids: pd.Series, patient_ids) -> np.ndarray:
     """Row of ``patient_ids`` for each id (-1 where unknown), through the categories only."""
     ids = _as_category(ids)
-    lookup = pd.Index(patient_ids).get_indexer(ids.cat.categories)
+    cats = ids.cat.categories
     codes = ids.cat.codes.to_numpy()
+    known = np.asarray(patient_ids, dtype=object)
+    if len(cats) == len(known) and np.array_equal(cats.to_numpy(dtype=object), known):
+        return codes.astype(np.int64)  # a chunk's labs name its patients in the patients' order
+    lookup = pd.Index(patient_ids).get_indexer(cats)
     return np.where(codes >= 0, lookup[codes], -1).astype(np.int64)
 
 
@@ -269,16 +284,25 @@ def validate_labs(
         bad |= miss
     bad |= _day_problems(day, file, log, where)
 
-    tc = test.cat.codes.to_numpy()
+    # codes as intp: a table read through them costs a third of reading through int8 codes
+    tc, uc = test.cat.codes.to_numpy().astype(np.intp), unit.cat.codes.to_numpy().astype(np.intp)
     cats = [str(c) for c in test.cat.categories]
-    factors = units.factors_for(test, unit)
-    known = np.append(np.isin(cats, list(units.KNOWN_TESTS)), False)[tc]
-    bad_unit = known & np.isnan(factors) & ~bad
+    unit_names = [str(u) for u in unit.cat.categories]
+    # every unit rule is a small (test x unit) table, read through one index per row
+    # (code -1, missing, picks the last row or column)
+    pair = np.where(tc < 0, len(cats), tc) * (len(unit_names) + 1) + np.where(
+        uc < 0, len(unit_names), uc
+    )
+    factor_t = units.factor_table(cats, unit_names)
+    known_t = np.append(np.isin(cats, list(units.KNOWN_TESTS)), False)
+    bad_unit = (known_t[:, None] & np.isnan(factor_t)).ravel()[pair] & ~bad
     log.add(file, "unit", "unknown unit", bad_unit, lambda i: (
         f"unknown unit {py(unit.iloc[i])!r} for test {py(test.iloc[i])!r}; accepted: {units.accepted_units(test.iloc[i])}"
     ), **where)  # fmt: skip
     bad |= bad_unit
-    lab_units, other_unit = _units_of_other_tests(test, unit, ~known & ~bad, reference_units)
+    lab_units, other_t = _units_of_other_tests(cats, unit_names, tc, uc, bad, known_t,
+                                               reference_units)  # fmt: skip
+    other_unit = other_t.ravel()[pair] & ~bad if other_t.any() else np.zeros(len(tc), bool)
     log.add(file, "unit", "unit differs", other_unit, lambda i: (
         f"test {py(test.iloc[i])!r} is in {py(unit.iloc[i])!r} here, but in {lab_units[str(test.iloc[i])]!r} "
         + ("in the model's training data" if reference_units and str(test.iloc[i]) in reference_units
@@ -286,35 +310,42 @@ def validate_labs(
     ), **where)  # fmt: skip
     bad |= other_unit
 
-    value = value_raw * np.where(np.isnan(factors), 1.0, factors)
+    factor = np.where(np.isnan(factor_t), 1.0, factor_t).ravel()
+    value = value_raw * factor[pair] if (factor != 1.0).any() else value_raw  # x 1.0: the same
     bad |= _value_problems(value, value_raw, tc, cats, unit, bad, file, log, where)
-    keep = ~bad
-    labs = pd.DataFrame({"pidx": pidx[keep], "day": day[keep].astype(np.int32),
-                         "test": test.array[keep], "value": value[keep]})  # fmt: skip
-    labs = _drop_duplicates(labs, file, log, None if rows is None else rows[keep],
-                            where["patient_ids"].subset(keep), what="test", value_col="value",
-                            tests=tests.subset(keep))  # fmt: skip
+    keep = None if not bad.any() else ~bad  # None: every row (no copies)
+
+    def kept(values):
+        return values if keep is None else values[keep]
+
+    labs = pd.DataFrame({"pidx": kept(pidx), "day": kept(day).astype(np.int32),
+                         "test": test.array if keep is None else test.array[keep],
+                         "value": kept(value) if value is not value_raw or keep is not None
+                         else value.copy()}, copy=False)  # fresh arrays: not copied again  # fmt: skip
+    labs = _drop_duplicates(labs, file, log, None if rows is None else kept(rows),
+                            where["patient_ids"] if keep is None else where["patient_ids"].subset(keep),
+                            what="test", value_col="value",
+                            tests=tests if keep is None else tests.subset(keep))  # fmt: skip
     return labs, lab_units
 
 
-def _units_of_other_tests(test, unit, usable, reference_units):
-    """The unit of each test the project cannot convert, and the usable rows in another unit.
+def _units_of_other_tests(test_names, unit_names, tc, uc, bad, known_t, reference_units):
+    """The unit of each test the project cannot convert, and the (test x unit) pairs in another unit.
 
     The unit is the reference's (a model's training units) where one is given, else the
     unit of the test's first usable row. With a reference (scoring), tests the model does
-    not use are not checked: they are not used either.
+    not use are not checked: they are not used either. The second result, indexed
+    ``[test code, unit code]`` (code -1 the last), marks the pairs whose usable rows differ.
     """
     lab_units: dict[str, str] = dict(units.CANONICAL_UNITS)
-    tc, uc = test.cat.codes.to_numpy(), unit.cat.codes.to_numpy()
-    test_names = [str(t) for t in test.cat.categories]
-    unit_names = [str(u) for u in unit.cat.categories]
     expected = np.full(len(test_names) + 1, -1)  # unit code; -1: none seen, -2: not in this table
-    rows = np.flatnonzero(usable)
-    first = rows[np.unique(tc[rows], return_index=True)[1]]
-    expected[tc[first]] = uc[first]
-    checked = np.append(np.ones(len(test_names), dtype=bool), False)
+    checked = np.append(~known_t[:-1], False)  # known tests are converted, not checked here
+    if reference_units is None and checked.any():  # the first usable row's unit, per test
+        rows = np.flatnonzero(~known_t[tc] & ~bad)  # the usable rows of tests not converted
+        first = rows[np.unique(tc[rows], return_index=True)[1]]
+        expected[tc[first]] = uc[first]
     for code, name in enumerate(test_names):
-        if name in units.KNOWN_TESTS:
+        if not checked[code]:
             continue
         if reference_units is not None:
             if name not in reference_units:
@@ -325,7 +356,8 @@ def _units_of_other_tests(test, unit, usable, reference_units):
             lab_units[name] = ref
         elif expected[code] >= 0:
             lab_units[name] = unit_names[expected[code]]
-    differs = usable & checked[tc] & (expected[tc] != -1) & (uc != expected[tc])
+    unit_codes = np.append(np.arange(len(unit_names)), -1)
+    differs = (checked & (expected != -1))[:, None] & (unit_codes[None, :] != expected[:, None])
     return lab_units, differs
 
 
@@ -336,15 +368,14 @@ def _value_problems(value, value_raw, tc, cats, unit, bad, file, log, where) -> 
     log.add(file, "value", "not finite", not_finite,
             lambda i: f"value {py(value_raw[i])!r} is not a finite number", **where)  # fmt: skip
     out = not_finite
+    checked = finite & ~bad
     low = np.array([plausible.RANGES.get(c, (-np.inf, np.inf))[0] for c in cats] + [-np.inf])
     high = np.array([plausible.RANGES.get(c, (-np.inf, np.inf))[1] for c in cats] + [np.inf])
     whole = np.array([c in plausible.WHOLE_NUMBER_TESTS for c in cats] + [False])
     with np.errstate(invalid="ignore"):
-        implausible = (
-            finite
-            & ~bad
-            & ((value < low[tc]) | (value > high[tc]) | (whole[tc] & (value != np.floor(value))))
-        )
+        implausible = checked & ((value < low[tc]) | (value > high[tc]))
+        if whole.any():  # a whole-number test's grade with a fraction
+            implausible |= checked & whole[tc] & (value != np.floor(value))
     for code in np.unique(tc[implausible]):
         t = cats[code]
         expected = plausible.expected(t)
@@ -355,7 +386,9 @@ def _value_problems(value, value_raw, tc, cats, unit, bad, file, log, where) -> 
     nonneg = np.array(
         [units.cannot_be_negative(c) and c not in plausible.RANGES for c in cats] + [False]
     )
-    negative = finite & ~bad & nonneg[tc] & (value < 0)
+    if not nonneg.any():  # no test here that only this rule checks
+        return out | implausible
+    negative = checked & nonneg[tc] & (value < 0)
     log.add(file, "value", "negative value", negative,
             lambda i: f"{cats[tc[i]]} value {py(value_raw[i])!r} is negative; a {cats[tc[i]]} value cannot be",
             **where)  # fmt: skip
@@ -367,15 +400,19 @@ def _drop_duplicates(
 ) -> pd.DataFrame:
     """Identical repeats of (patient, day, ``what``) are dropped; conflicting ones are row problems."""
     lo, hi = DAY_RANGE
-    codes = df[what].cat.codes.to_numpy().astype(np.int64)
-    # one int64 key per (patient, day, what): days lie in DAY_RANGE
-    key = (df["pidx"].to_numpy().astype(np.int64) * (hi - lo + 1) + (df["day"].to_numpy() - lo)) * (
-        int(codes.max(initial=0)) + 1
-    ) + codes
-    order = None if np.all(key[1:] >= key[:-1]) else np.argsort(key, kind="stable")
+    codes = df[what].cat.codes.to_numpy()
+    # one int64 key per (patient, day, what): days lie in DAY_RANGE (built in place)
+    key = df["pidx"].to_numpy().astype(np.int64)
+    key *= hi - lo + 1
+    key += df["day"].to_numpy()
+    key -= lo
+    key *= int(codes.max(initial=0)) + 1
+    key += codes
+    step = np.diff(key)
+    order = None if (step >= 0).all() else np.argsort(key, kind="stable")
     k = key if order is None else key[order]
     v = df[value_col].to_numpy() if order is None else df[value_col].to_numpy()[order]
-    same = k[1:] == k[:-1]
+    same = step == 0 if order is None else k[1:] == k[:-1]
     if not same.any():
         return df
     differ = same & ~np.isclose(v[1:], v[:-1], rtol=1e-9, atol=1e-12)

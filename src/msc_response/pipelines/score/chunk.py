@@ -73,7 +73,7 @@ def score_chunk(task: Task, chunk: StudyChunk, *, predict: bool = True) -> Chunk
     Bad rows exclude their patient here; ``strict`` turns any of them into an error at
     the end of the job, once every chunk's problems are known.
     """
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     model = task.model
     seconds: dict[str, float] = {}  # read_s + type_s + validate_s = read_validate_s
     study = study_from_chunk(chunk, {k: Path(v) for k, v in task.paths.items()},
@@ -107,6 +107,7 @@ def score_chunk(task: Task, chunk: StudyChunk, *, predict: bool = True) -> Chunk
         result.n_scored = len(table)
         result.n_predicted_responders = int(table["predicted_response"].sum())
         seconds["encode_s"] = time.perf_counter() - t
+    seconds["cpu_s"] = time.process_time() - cpu  # this process's CPU: what load does not inflate
     return result
 
 
