@@ -141,3 +141,12 @@ def test_problems_in_several_files_come_together(tmp_path):
     labs = LABS + "P1,1,albumin,38,g/dL\n"
     text = "\n".join(problems_of(write_study(tmp_path / "s", labs=labs, cells=cells)))
     assert "labs.csv" in text and "cells.csv" in text
+
+
+def test_two_patients_without_an_id_are_row_problems_not_a_crash(tmp_path):
+    """Two missing ids made the patients' id index non-unique (pandas raised InvalidIndexError)."""
+    patients = PATIENTS.replace("P1,M,50", ",M,50").replace("P3,M,44", ",M,44")
+    problems = problems_of(write_study(tmp_path / "s", patients=patients))
+    assert "patients.csv, row 1, column 'patient_id': patient_id is missing" in problems
+    assert "patients.csv, row 3, column 'patient_id': patient_id is missing" in problems
+    assert any("'P1' is not in the patients table" in p for p in problems)

@@ -210,7 +210,13 @@ def patient_index(ids: pd.Series, patient_ids) -> np.ndarray:
     known = np.asarray(patient_ids, dtype=object)
     if len(cats) == len(known) and np.array_equal(cats.to_numpy(dtype=object), known):
         return codes.astype(np.int64)  # a chunk's labs name its patients in the patients' order
-    lookup = pd.Index(patient_ids).get_indexer(cats)
+    index = pd.Index(patient_ids)
+    first = np.arange(len(index))
+    if not index.is_unique:  # two missing or equal ids: problems of the patients table, which
+        keep = ~index.duplicated()  # quarantines them; here each id finds its first row
+        index, first = index[keep], first[keep]
+    lookup = index.get_indexer(cats)
+    lookup = np.where(lookup >= 0, first[lookup], -1)
     return np.where(codes >= 0, lookup[codes], -1).astype(np.int64)
 
 
