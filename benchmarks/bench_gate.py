@@ -23,7 +23,7 @@ each null trial's row (and each cohort of 3,000's) is appended as it finishes;
 ``--summarise-rows rows.jsonl`` makes the null-trial part of the result from the trials of one
 or more (stopped) runs. ``--first-seed`` continues a stopped run (trial k has seed
 first-seed + k, so the rows of two runs are the trials of one); ``--trials 0`` runs only the
-cohorts of 3,000.
+cohorts of 3,000 (``--first-big-seed``, ``--skip-signal`` to continue those).
 """
 
 from __future__ import annotations
@@ -167,6 +167,8 @@ def main(argv=None) -> None:
     ap.add_argument("--rows-file", help="append each null trial's row (JSON lines) as it finishes")
     ap.add_argument("--summarise-rows", help="no trials: the null-trial result of these rows")
     ap.add_argument("--first-seed", type=int, default=5000, help="seed of the first null trial")
+    ap.add_argument("--first-big-seed", type=int, default=7000, help="seed of the first null 3,000")
+    ap.add_argument("--skip-signal", action="store_true", help="no signal cohort of 3,000")
     args = ap.parse_args(argv)
     PRIMARY[0] = args.primary
     if args.summarise_rows:
@@ -193,12 +195,14 @@ def main(argv=None) -> None:
         trial_s = time.perf_counter() - t0
         big = []
         for k in range(args.big_null):
-            big.append(big_cohort(7000 + k, work, 2, args.bootstrap, null=True))
+            big.append(big_cohort(args.first_big_seed + k, work, 2, args.bootstrap, null=True))
             append_row(args.rows_file, plain(big[-1]))
-        simulate(work / "fresh", design="trial", n_patients=20_000, seed=303, fmt="parquet", h5ad_patients=0)  # fmt: skip
-        fresh = build_features(make_config(2, 10, 0), work / "fresh").table
-        alt = big_cohort(9000, work, 2, args.bootstrap, null=False, fresh=fresh)
-        append_row(args.rows_file, plain(alt))
+        alt = {"promoted": None}
+        if not args.skip_signal:
+            simulate(work / "fresh", design="trial", n_patients=20_000, seed=303, fmt="parquet", h5ad_patients=0)  # fmt: skip
+            fresh = build_features(make_config(2, 10, 0), work / "fresh").table
+            alt = big_cohort(9000, work, 2, args.bootstrap, null=False, fresh=fresh)
+            append_row(args.rows_file, plain(alt))
         result = {
             "null_trials": null_part(pd.DataFrame(rows).sort_values("seed"), trial_s) if rows else None,
             "null_cohorts_3000": {"promoted": int(sum(b["promoted"] for b in big)), "cohorts": big},
