@@ -18,14 +18,18 @@ no model can truly beat the baseline-score model.
 Only the primary model and the baselines are validated (``candidates: [<primary>]``):
 the other candidates play no part in the gate.
 Run: ``python -m benchmarks.bench_gate [--trials 200] [--bootstrap 100] [--repeats 5]
-[--primary logistic_rcs] [--rows-file rows.jsonl]``. With ``--rows-file`` each null trial's
-row is appended as it finishes; ``--summarise-rows rows.jsonl`` makes the null-trial part of
-the result from the trials of one or more (stopped) runs.
+[--primary logistic_rcs] [--rows-file rows.jsonl] [--first-seed 5000]``. With ``--rows-file``
+each null trial's row (and each cohort of 3,000's) is appended as it finishes;
+``--summarise-rows rows.jsonl`` makes the null-trial part of the result from the trials of one
+or more (stopped) runs. ``--first-seed`` continues a stopped run (trial k has seed
+first-seed + k, so the rows of two runs are the trials of one); ``--trials 0`` runs only the
+cohorts of 3,000 (``--first-big-seed``, ``--skip-signal`` to continue those).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -128,6 +132,11 @@ def big_cohort(seed: int, work: Path, repeats: int, n_boot: int, null: bool, fre
     return out
 
 
+def plain(row: dict) -> dict:
+    """``row`` with NumPy scalars as Python numbers (a JSON line)."""
+    return json.loads(json.dumps(row, default=lambda v: v.item()))
+
+
 def rate(flags) -> dict:
     flags = np.asarray(flags, dtype=float)
     p, n = float(flags.mean()), len(flags)
@@ -157,10 +166,14 @@ def main(argv=None) -> None:
     ap.add_argument("--primary", default=None, help="the primary model (default: the config's)")
     ap.add_argument("--rows-file", help="append each null trial's row (JSON lines) as it finishes")
     ap.add_argument("--summarise-rows", help="no trials: the null-trial result of these rows")
+    ap.add_argument("--first-seed", type=int, default=5000, help="seed of the first null trial")
+    ap.add_argument("--first-big-seed", type=int, default=7000, help="seed of the first null 3,000")
+    ap.add_argument("--skip-signal", action="store_true", help="no signal cohort of 3,000")
     args = ap.parse_args(argv)
     PRIMARY[0] = args.primary
     if args.summarise_rows:
-        part = null_part(pd.DataFrame(read_rows(args.summarise_rows)), 0.0)
+        rows = [r for r in read_rows(args.summarise_rows) if "n" not in r]  # not the 3,000s
+        part = null_part(pd.DataFrame(rows).drop_duplicates("seed"), 0.0)
         write_result(result_name(args.primary), {"null_trials": part, "rows_file": args.summarise_rows,
                                                  "primary": make_config(1, 1, 0).model.primary})  # fmt: skip
         fpr = part["paired_rule"]
@@ -172,30 +185,35 @@ def main(argv=None) -> None:
     try:
         rows = []
         for row in Parallel(n_jobs=args.jobs, return_as="generator_unordered")(
-            delayed(null_trial)(5000 + k, work, args.repeats, args.bootstrap, args.primary)
+            delayed(null_trial)(
+                args.first_seed + k, work, args.repeats, args.bootstrap, args.primary
+            )
             for k in range(args.trials)
         ):
             rows.append(row)
             append_row(args.rows_file, row)
-        df = pd.DataFrame(rows).sort_values("seed")
         trial_s = time.perf_counter() - t0
-        big = [
-            big_cohort(7000 + k, work, 2, args.bootstrap, null=True) for k in range(args.big_null)
-        ]
-        simulate(work / "fresh", design="trial", n_patients=20_000, seed=303, fmt="parquet", h5ad_patients=0)  # fmt: skip
-        fresh = build_features(make_config(2, 10, 0), work / "fresh").table
-        alt = big_cohort(9000, work, 2, args.bootstrap, null=False, fresh=fresh)
+        big = []
+        for k in range(args.big_null):
+            big.append(big_cohort(args.first_big_seed + k, work, 2, args.bootstrap, null=True))
+            append_row(args.rows_file, plain(big[-1]))
+        alt = {"promoted": None}
+        if not args.skip_signal:
+            simulate(work / "fresh", design="trial", n_patients=20_000, seed=303, fmt="parquet", h5ad_patients=0)  # fmt: skip
+            fresh = build_features(make_config(2, 10, 0), work / "fresh").table
+            alt = big_cohort(9000, work, 2, args.bootstrap, null=False, fresh=fresh)
+            append_row(args.rows_file, plain(alt))
         result = {
-            "null_trials": null_part(df, trial_s),
+            "null_trials": null_part(pd.DataFrame(rows).sort_values("seed"), trial_s) if rows else None,
             "null_cohorts_3000": {"promoted": int(sum(b["promoted"] for b in big)), "cohorts": big},
             "signal_cohort_3000": alt,
             "settings": {"bootstrap": args.bootstrap, "repeats": args.repeats,
                          "primary": make_config(1, 1, 0).model.primary},
             "seconds": round(time.perf_counter() - t0, 1),
         }  # fmt: skip
-        fpr = result["null_trials"]["paired_rule"]
+        fpr = result["null_trials"]["paired_rule"] if rows else {"rate": float("nan"), "mcse": float("nan"), "trials": 0}  # fmt: skip
         result["acceptance"] = {
-            "null_trial_promotion_at_most_0.05": fpr["rate"] <= 0.05,
+            "null_trial_promotion_at_most_0.05": fpr["rate"] <= 0.05 if rows else None,
             "no_null_3000_promoted": result["null_cohorts_3000"]["promoted"] == 0,
             "signal_3000_promoted": alt["promoted"],
         }

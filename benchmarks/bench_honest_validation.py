@@ -235,6 +235,9 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--first-seed", type=int, default=1000)
+    ap.add_argument(
+        "--seeds", help="comma-separated trial seeds instead of --trials from --first-seed"
+    )
     ap.add_argument("--skip-screening", action="store_true")
     ap.add_argument(
         "--rows-file", help="append each trial's row (JSON lines) to this file as it finishes"
@@ -262,11 +265,14 @@ def main(argv=None) -> None:
         rows = []
         # each trial's row is appended as it finishes, so that a run stopped early (a shared
         # machine) still leaves its trials: --summarise-rows makes the result from them
+        seeds = (
+            [int(s) for s in args.seeds.split(",")]
+            if args.seeds
+            else [args.first_seed + k for k in range(args.trials)]
+        )
         for row in Parallel(n_jobs=args.jobs, verbose=0, return_as="generator_unordered")(
-            delayed(one_trial)(
-                k, args.first_seed + k, work, fresh, args.repeats, args.bootstrap, args.primary
-            )
-            for k in range(args.trials)
+            delayed(one_trial)(k, seed, work, fresh, args.repeats, args.bootstrap, args.primary)
+            for k, seed in enumerate(seeds)
         ):
             rows.append(row)
             append_row(args.rows_file, row)
@@ -279,7 +285,7 @@ def main(argv=None) -> None:
         result["seconds"] = round(time.perf_counter() - t0, 1)
         name = "honest_validation" if args.primary is None else f"honest_validation_{args.primary}"
         write_result(name, result)
-        print_primary(part1, args.trials)
+        print_primary(part1, len(rows))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

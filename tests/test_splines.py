@@ -16,12 +16,23 @@ from msc_response.features import build_features
 from msc_response.modeling.fit import fit
 from msc_response.modeling.fitted import FittedModel
 from msc_response.modeling.models import (
+    FLEXIBLE_MIN_MINORITY,
     ModelSpec,
     endpoint_baseline_feature,
     make_estimator,
     unpenalised_columns,
 )
 from msc_response.modeling.splines import SplineExpansion, knots, n_knots, rcs_basis
+from msc_response.simulator import write_simulation as simulate
+
+
+@pytest.fixture(scope="module")
+def larger_trial(tmp_path_factory):
+    """A SIMULATED trial of 80 patients (58 responders: 22 in the smaller class, enough for
+    ``logistic_rcs``'s own form; the default 33-patient trial has 9)."""
+    out = tmp_path_factory.mktemp("sim") / "trial80"
+    simulate(out, design="trial", seed=1, n_patients=80, h5ad_patients=0)
+    return out
 
 
 def test_the_basis_by_hand():
@@ -135,14 +146,16 @@ def test_skewed_labs_are_logged_and_flags_stay_linear():
     np.testing.assert_allclose(exp.per_feature(np.ones((2, out.shape[1]))), [[3, 3, 1, 3]] * 2)
 
 
-def test_logistic_rcs_is_fitted_validated_stored_and_explained(trial_dir, tmp_path):
+def test_logistic_rcs_is_fitted_validated_stored_and_explained(larger_trial, tmp_path):
     config = config_from_dict({"name": "rcs", "model": {
         "candidates": ["logistic_rcs"], "repeats": 2, "bootstrap": 20, "n_jobs": 1}})  # fmt: skip
-    features = build_features(config, trial_dir)
+    features = build_features(config, larger_trial)
     with statistical_warnings("below Riley's minimum sample size"):
         result = fit(config, features, simulated=True)
     s = result.summary()
     assert s["primary_model"] == "logistic_rcs" and result.fitted.kind == "logistic"
+    assert "expand" in result.fitted.estimator.named_steps  # the splines, not the fallback
+    assert not any("fitted as logistic_l2" in w for w in result.warnings)
     lo, hi = s["validated_roc_auc_ci"]
     assert 0 <= lo < s["validated_roc_auc"] < hi <= 1
     assert isinstance(s["models"]["logistic_rcs"]["optimism_corrected_roc_auc"], float)
@@ -157,14 +170,15 @@ def test_logistic_rcs_is_fitted_validated_stored_and_explained(trial_dir, tmp_pa
     np.testing.assert_allclose(again.predict_proba(pd.DataFrame(X)), p, rtol=1e-12)
 
 
-def test_logistic_rcs_leaves_the_endpoints_baseline_value_unpenalised(trial_dir):
+def test_logistic_rcs_leaves_the_endpoints_baseline_value_unpenalised(larger_trial):
     # the penalised fit's optimality conditions: the score equation of an unpenalised column
     # is zero; a penalised column's is its coefficient over C (the penalty's pull)
     config = config_from_dict(
         {"name": "rcs", "model": {"candidates": ["logistic_rcs", "logistic_l2"]}}
     )
-    features = build_features(config, trial_dir)
+    features = build_features(config, larger_trial)
     X, y = features.table[list(features.feature_columns)], features.table["response"].to_numpy()
+    assert min(y.sum(), len(y) - y.sum()) >= FLEXIBLE_MIN_MINORITY
     anchor = endpoint_baseline_feature(config)
     for name, free in (("logistic_rcs", [list(X.columns).index(anchor)]), ("logistic_l2", [])):
         spec = ModelSpec(name, "logistic", "candidate", tuple(X.columns))
@@ -181,3 +195,44 @@ def test_logistic_rcs_leaves_the_endpoints_baseline_value_unpenalised(trial_dir)
         np.testing.assert_allclose(score[free], 0, atol=1e-3)
         if free:  # the anchor has a real coefficient, whose score a penalty would pull off zero
             assert abs(lr.coef_[0, free[0]]) / pipe[-1].C_ > 0.1
+
+
+def test_logistic_rcs_below_fifteen_in_the_smaller_class_is_logistic_l2(trial_dir):
+    # Harrell's m/15: the default trial (9 in the smaller class) cannot carry one parameter
+    # beyond a penalised linear model, so logistic_rcs is logistic_l2 there, fit for fit
+    config = config_from_dict(
+        {
+            "name": "rcs",
+            "model": {
+                "candidates": ["logistic_rcs", "logistic_l2"],
+                "repeats": 2,
+                "bootstrap": 10,
+                "n_jobs": 1,
+            },
+        }  # fmt: skip
+    )
+    features = build_features(config, trial_dir)
+    X = features.table[list(features.feature_columns)].to_numpy(dtype=float)
+    y = features.table["response"].to_numpy(dtype=int)
+    m = int(min(y.sum(), len(y) - y.sum()))
+    assert m < FLEXIBLE_MIN_MINORITY
+
+    def predictions(name, n_minority):
+        spec = ModelSpec(name, "logistic", "candidate", tuple(features.feature_columns))
+        pipe = make_estimator(spec, config, seed=3, n_minority=n_minority)
+        return pipe, pipe.fit(X, y).predict_proba(X)[:, 1]
+
+    rcs, p_rcs = predictions("logistic_rcs", FLEXIBLE_MIN_MINORITY - 1)
+    _, p_l2 = predictions("logistic_l2", FLEXIBLE_MIN_MINORITY - 1)
+    assert "expand" not in rcs.named_steps and rcs[-1].unpenalised == ()
+    np.testing.assert_array_equal(p_rcs, p_l2)
+    flexible, p_flexible = predictions("logistic_rcs", FLEXIBLE_MIN_MINORITY)
+    assert "expand" in flexible.named_steps and len(flexible[-1].unpenalised) == 1
+    assert np.abs(p_flexible - p_l2).max() > 0.01
+    with statistical_warnings(
+        f"logistic_rcs is fitted as logistic_l2 .* has {m} patients, below the 15"
+    ):
+        result = fit(config, features, simulated=True)
+    rcs_fit, l2_fit = result.models["logistic_rcs"], result.models["logistic_l2"]
+    np.testing.assert_array_equal(rcs_fit.oof, l2_fit.oof)  # same splits, same model
+    assert rcs_fit.bootstrap.roc_auc_632plus == l2_fit.bootstrap.roc_auc_632plus

@@ -34,7 +34,15 @@ from ..config import ExperimentConfig
 from ..errors import DataError, MscResponseWarning, Problem
 from . import curves, explain, gate, metrics, validation
 from .fitted import FittedModel
-from .models import ModelSpec, make_estimator, model_specs, screen_columns, storable
+from .models import (
+    FLEXIBLE_MIN_MINORITY,
+    ModelSpec,
+    flexible,
+    make_estimator,
+    model_specs,
+    screen_columns,
+    storable,
+)
 from .summary import training_summary
 
 
@@ -402,6 +410,13 @@ def fit(config: ExperimentConfig, features, *, simulated: bool | None = None) ->
         ))  # fmt: skip
     models = {}
     specs = model_specs(config, kept)
+    m = min(events, n - events)
+    if any(s.name == "logistic_rcs" and not flexible(s, m) for s in specs):
+        notes.append(warn(
+            f"logistic_rcs is fitted as logistic_l2 (linear, every term penalised): the smaller "
+            f"outcome class has {m} patients, below the {FLEXIBLE_MIN_MINORITY} that one "
+            "parameter beyond a penalised linear model needs (Harrell's m/15)"
+        ))  # fmt: skip
     with progress.task(f"validating {len(specs)} models ({plan.repeats} x {plan.folds}-fold CV, "
                        f"{plan.n_boot} bootstrap samples)", len(specs)) as advance:  # fmt: skip
         for spec in specs:

@@ -15,6 +15,7 @@ import pandas as pd
 from ..modeling import metrics
 from ..modeling.explain import global_importance
 from ..modeling.fit import refit
+from ..modeling.models import flexible
 from ..modeling.validation import METHOD
 from . import figures
 from .equation import logistic_equation
@@ -191,7 +192,9 @@ def add_model_section(page: Page, result, name: str) -> None:
     s.table(shown.rename(columns={"lower": "95% band low", "upper": "95% band high"}),
             "Net benefit at selected thresholds", digits=3)  # fmt: skip
     add_operating_point(s, model_operating_point(result, name), name, "cross-validated")
-    if mv.spec.kind == "logistic" and name == "logistic_rcs":
+    if name == "logistic_rcs" and flexible(
+        mv.spec, int(min(result.y.sum(), len(result.y) - result.y.sum()))
+    ):
         s.subheading("The full equation")
         s.paragraph("Not applicable: the model is a penalised logistic regression on restricted cubic splines "
                     "of the continuous features (skewed labs logged), so a feature has no single coefficient; "
