@@ -20,12 +20,16 @@ and size, each with its Monte Carlo standard error (MCSE):
   the risk-difference scale, on the same trials): a false promotion rate where
   MX1+ is only prognostic or neither, the power where it is predictive or both.
 
-Run: ``python benchmarks/bench_benefit.py [--replicates 200] [--replicates-large 100]
-[--rounds 8] [--jobs 2] [--roles neither prognostic ...] [--sizes 140]``; a scenario or
-size left out keeps the seeds it has in a full run (the same trials); every cell advances
-each round and the result is rewritten after each (``benchmarks/results/benefit.json``,
-``rounds_done``), so a run stopped early still reports even cells; a table goes to
-stderr. No MLflow store is used.
+Run: ``python -m benchmarks.bench_benefit [--replicates 200] [--replicates-large 100]
+[--rounds 8] [--jobs 2] [--roles neither prognostic ...] [--sizes 140] [--first I]
+[--rows-file rows.jsonl]``; a scenario or size left out keeps the seeds it has in a full run
+(the same trials), and ``--first I`` starts each cell at its trial ``I`` (to extend an
+earlier run with new trials); every cell advances each round and the result is rewritten
+after each (``benchmarks/results/benefit.json``, ``rounds_done``), so a run stopped early
+still reports even cells; with ``--rows-file`` each trial's row is appended as it finishes,
+and ``--summarise-rows FILE ...`` makes the result (and the table) from such files alone,
+for a stopped run or runs over complementary seeds. A table goes to stderr. No MLflow
+store is used.
 
 Two lighter modes, each over the same seeds as a full run (its first trials are the full run's):
 
@@ -58,7 +62,7 @@ from msc_response.modeling import benefit as bm
 from msc_response.modeling import benefit_validation as bv
 from msc_response.simulator import rct, simulate
 
-from ._common import RESULTS
+from ._common import RESULTS, append_row, read_rows
 
 SIZES = (140, 1000)
 CONFIG = load_config({"name": "bench-benefit"})
@@ -229,100 +233,118 @@ def summarise(rows: pd.DataFrame, population_ate: float) -> dict:
     }
 
 
-def write_results(rows: pd.DataFrame, args, start: float) -> dict:
-    """The JSON result of the replicates so far (written after every round)."""
+def full_results(rows: pd.DataFrame) -> dict:
+    """The summary per scenario and size of :func:`replicate` rows."""
     # the population ATE of a scenario: the mean true benefit over every simulated patient
     # of that scenario (both sizes; replicate trials are independent draws of it)
     weights = rows["n"] * rows["sate"]
     population = (
         weights.groupby(rows["role"]).sum() / rows["n"].groupby(rows["role"]).sum()
     ).to_dict()
-    results = {
+    return {
         f"{role}/{n}": summarise(group, population[role])
         for (role, n), group in rows.groupby(["role", "n"])
     }
-    out = {
-        "benchmark": "benefit",
-        "primary_model": bm.PRIMARY,
-        "wall_s": round(time.perf_counter() - start, 1),
-        "jobs": args.jobs,
-        "rounds_done": int(rows["round"].max()) + 1,
-        "results": results,
+
+
+def verdict_results(rows: pd.DataFrame) -> dict:
+    """The summary per scenario of :func:`verdict_replicate` rows."""
+    return {
+        f"{role}/{n}": {"replicates": len(g)}
+        | {k: _rate(g[k]) for k in ("predictive_or", "predictive_wald", "predictive_lr_chi2")}
+        for (role, n), g in rows.groupby(["role", "n"])
     }
+
+
+def interval_results(rows: pd.DataFrame) -> dict:
+    """The summary per scenario of :func:`interval_replicate` rows."""
+    return {
+        f"{role}/{n}": {"replicates": len(g)}
+        | {k: _rate(g[k]) for k in ("c_cover", "c_cover_pairs", "eavg_cover")}
+        | {k: _mean(g[k]) for k in ("c", "c_true", "c_width", "c_width_pairs", "eavg",
+                                    "eavg_true", "eavg_width")}
+        for (role, n), g in rows.groupby(["role", "n"])
+    }  # fmt: skip
+
+
+#: mode -> (the replicate function's name, the summary of its rows, the result file's name)
+MODES = {
+    "full": ("replicate", full_results, "benefit"),
+    "verdict": ("verdict_replicate", verdict_results, "benefit_verdict"),
+    "intervals": ("interval_replicate", interval_results, "benefit_intervals"),
+}
+
+#: the columns of the table printed at the end of a full run
+TABLE_KEYS = ["ate_bias_vs_sample_ate", "ate_coverage_population_ate", "ate_coverage_sample_ate",
+              "group_coverage_mx1_quartiles", "group_coverage_predicted_quarters",
+              "c_for_benefit_reported", "c_for_benefit_with_true_benefit",
+              "mx1_called_predictive_or", "mx1_called_predictive_wald", "mx1_called_predictive_rd",
+              "predictive_or", "predictive_wald", "predictive_lr_chi2", "c_cover", "c_cover_pairs",
+              "c", "c_true", "c_width", "c_width_pairs"]  # fmt: skip
+
+
+def write_results(mode: str, rows: list[dict], meta: dict) -> dict:
+    """``benchmarks/results/<mode's name>.json`` from the rows so far (rewritten after every
+    round)."""
+    _, results_of, name = MODES[mode]
+    table = pd.DataFrame(rows)
+    out = {"benchmark": name, "primary_model": bm.PRIMARY, **meta,
+           "rounds_done": int(table["round"].max()) + 1 if "round" in table else None,
+           "results": results_of(table)}  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "benefit.json").write_text(json.dumps(out, indent=2) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
     return out
 
 
-def verdict_study(args) -> None:
-    """How often MX1+ is called predictive, on ``args.verdict`` RCTs per scenario (seeds as
-    in a full run: the first ``--replicates`` are the full run's trials);
-    ``benchmarks/results/benefit_verdict.json`` is rewritten after every round."""
-    start = time.perf_counter()
-    n, rows = args.sizes[0], []
-    with Parallel(n_jobs=args.jobs) as parallel:
+def print_table(out: dict) -> None:
+    """Value (MCSE) of the main figures per cell, to stderr."""
+    table = pd.DataFrame(
+        {
+            cell: {k: f"{r[k]['value']:.3f} ({r[k]['mcse']:.3f})" for k in TABLE_KEYS if k in r}
+            | {"replicates": r["replicates"]}
+            for cell, r in out["results"].items()
+        }
+    ).T
+    print(table.to_string(), file=sys.stderr)
+    if "wall_s" in out:
+        print(f"wall {out['wall_s']} s", file=sys.stderr)
+
+
+def tasks_of_round(args, counts: dict[int, int], r: int) -> list[tuple]:
+    """The trials of round ``r``: every cell advances each round (stop any time, cells stay
+    even). Trial ``i`` of a scenario has seed ``1000 i + k`` (``k`` the scenario's place in
+    ``rct.MX1_ROLES``) whatever scenarios, sizes or mode are run, so runs over the same
+    seeds analyse the same trials; ``--first`` starts at trial ``i = first``."""
+    extra = (args.interval_boot,) if args.mode == "intervals" else ()
+    return [(role, n, 1000 * i + k, *extra)
+            for n in SIZES if n in args.sizes and counts.get(n)
+            for k, role in enumerate(rct.MX1_ROLES) if role in args.roles
+            for i in range(args.first + r * counts[n] // args.rounds,
+                           args.first + (r + 1) * counts[n] // args.rounds)]  # fmt: skip
+
+
+def run(args, counts: dict[int, int]) -> dict:
+    """Run the rounds of ``args.mode``: each trial's row is appended to ``--rows-file`` as it
+    finishes and the result file is rewritten after every round."""
+    # by reference to the importable module (not __main__): a cached population stays in
+    # each worker
+    from benchmarks import bench_benefit as module
+
+    function = getattr(module, MODES[args.mode][0])
+    start, rows, out = time.perf_counter(), [], None
+    with Parallel(n_jobs=args.jobs, return_as="generator_unordered") as parallel:
         for r in range(args.rounds):
-            tasks = [(role, n, 1000 * i + k)
-                     for k, role in enumerate(rct.MX1_ROLES) if role in args.roles
-                     for i in range(r * args.verdict // args.rounds,
-                                    (r + 1) * args.verdict // args.rounds)]  # fmt: skip
-            rows.extend(parallel(delayed(verdict_replicate)(*task) for task in tasks))
-            table = pd.DataFrame(rows)
-            out = {
-                "benchmark": "benefit_verdict",
-                "n_patients": n,
-                "interaction_draws": bv.INTERACTION_DRAWS,
-                "wall_s": round(time.perf_counter() - start, 1),
-                "jobs": args.jobs,
-                "rounds_done": r + 1,
-                "results": {
-                    role: {"replicates": len(g)}
-                    | {k: _rate(g[k]) for k in ("predictive_or", "predictive_wald", "predictive_lr_chi2")}
-                    for role, g in table.groupby("role")
-                },
-            }  # fmt: skip
-            RESULTS.mkdir(exist_ok=True)
-            (RESULTS / "benefit_verdict.json").write_text(json.dumps(out, indent=2) + "\n")
-            print(f"round {r + 1}/{args.rounds} at {out['wall_s']} s: "
-                  + json.dumps(out["results"]), file=sys.stderr, flush=True)  # fmt: skip
-
-
-def interval_study(args) -> None:
-    """Coverage of the c-/Eavg-for-benefit intervals on ``args.intervals`` RCTs per scenario
-    at the first size (seeds as in a full run); ``benefit_intervals.json`` after each round."""
-    start = time.perf_counter()
-    n, rows = args.sizes[0], []
-    with Parallel(n_jobs=args.jobs) as parallel:
-        for r in range(args.rounds):
-            tasks = [(role, n, 1000 * i + k, args.interval_boot)
-                     for k, role in enumerate(rct.MX1_ROLES) if role in args.roles
-                     for i in range(r * args.intervals // args.rounds,
-                                    (r + 1) * args.intervals // args.rounds)]  # fmt: skip
-            # by reference to the importable module (not __main__): its cached population stays
-            # in each worker
-            from benchmarks import bench_benefit as module
-
-            rows.extend(parallel(delayed(module.interval_replicate)(*task) for task in tasks))
-            table = pd.DataFrame(rows)
-            out = {
-                "benchmark": "benefit_intervals",
-                "n_patients": n,
-                "interval_boot": args.interval_boot,
-                "wall_s": round(time.perf_counter() - start, 1),
-                "jobs": args.jobs,
-                "rounds_done": r + 1,
-                "results": {
-                    role: {"replicates": len(g)}
-                    | {k: _rate(g[k]) for k in ("c_cover", "c_cover_pairs", "eavg_cover")}
-                    | {k: _mean(g[k]) for k in ("c", "c_true", "c_width", "c_width_pairs", "eavg",
-                                                "eavg_true", "eavg_width")}
-                    for role, g in table.groupby("role")
-                },
-            }  # fmt: skip
-            RESULTS.mkdir(exist_ok=True)
-            (RESULTS / "benefit_intervals.json").write_text(json.dumps(out, indent=2) + "\n")
-            print(f"round {r + 1}/{args.rounds} at {out['wall_s']} s: "
-                  + json.dumps(out["results"]), file=sys.stderr, flush=True)  # fmt: skip
+            tasks = tasks_of_round(args, counts, r)
+            for row in parallel(delayed(function)(*task) for task in tasks):
+                row = {**row, "round": r, "mode": args.mode}
+                rows.append(row)
+                append_row(args.rows_file, row)
+            meta = {"wall_s": round(time.perf_counter() - start, 1), "jobs": args.jobs,
+                    "first": args.first, "rows_file": args.rows_file}  # fmt: skip
+            out = write_results(args.mode, rows, meta)
+            print(f"round {r + 1}/{args.rounds} done at {out['wall_s']} s",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    return out
 
 
 def main() -> None:
@@ -367,48 +389,34 @@ def main() -> None:
     parser.add_argument(
         "--interval-boot", type=int, default=50, help="refits per interval (with --intervals)"
     )
+    parser.add_argument(
+        "--first",
+        type=int,
+        default=0,
+        help="start at trial i = FIRST of each cell (to extend an earlier run over new seeds)",
+    )
+    parser.add_argument(
+        "--rows-file", help="append each trial's row (JSON lines) to this file as it finishes"
+    )
+    parser.add_argument(
+        "--summarise-rows",
+        nargs="+",
+        metavar="FILE",
+        help="no trials: the result of the rows in these JSON-lines files (one mode)",
+    )
     args = parser.parse_args()
-    if args.intervals:
-        interval_study(args)
-        return
-    if args.verdict:
-        verdict_study(args)
-        return
-    start = time.perf_counter()
-    rows = []
-    reps = dict(zip(SIZES, (args.replicates, args.replicates_large), strict=True))
-    with Parallel(n_jobs=args.jobs) as parallel:
-        for r in range(
-            args.rounds
-        ):  # every cell advances each round: stop any time, cells stay even
-            tasks = [
-                (role, n, 1000 * i + k)
-                for n in SIZES
-                if n in args.sizes
-                for k, role in enumerate(rct.MX1_ROLES)  # seeds as in a full run
-                if role in args.roles
-                for i in range(r * reps[n] // args.rounds, (r + 1) * reps[n] // args.rounds)
-            ]
-            done = parallel(delayed(replicate)(*task) for task in tasks)
-            rows.extend({**d, "round": r} for d in done)
-            out = write_results(pd.DataFrame(rows), args, start)
-            print(
-                f"round {r + 1}/{args.rounds} done at {out['wall_s']} s",
-                file=sys.stderr,
-                flush=True,
-            )
-    keys = ["ate_bias_vs_sample_ate", "ate_coverage_population_ate", "ate_coverage_sample_ate",
-            "group_coverage_mx1_quartiles", "group_coverage_predicted_quarters", "c_for_benefit_reported",
-            "c_for_benefit_with_true_benefit", "mx1_called_predictive_or",
-            "mx1_called_predictive_wald", "mx1_called_predictive_rd"]  # fmt: skip
-    table = pd.DataFrame(
-        {
-            cell: {k: f"{r[k]['value']:.3f} ({r[k]['mcse']:.3f})" for k in keys}
-            for cell, r in out["results"].items()
-        }
-    ).T
-    print(table.to_string(), file=sys.stderr)
-    print(f"wall {out['wall_s']} s", file=sys.stderr)
+    args.mode = "intervals" if args.intervals else "verdict" if args.verdict else "full"
+    if args.summarise_rows:
+        rows = [row for path in args.summarise_rows for row in read_rows(path)]
+        modes = {row["mode"] for row in rows}
+        if len(modes) != 1:
+            parser.error(f"--summarise-rows: rows of one mode expected, got {sorted(modes)!r}")
+        out = write_results(modes.pop(), rows, {"rows_files": args.summarise_rows})
+    elif args.mode == "full":
+        out = run(args, dict(zip(SIZES, (args.replicates, args.replicates_large), strict=True)))
+    else:  # the lighter modes run at the first size only
+        out = run(args, {args.sizes[0]: args.intervals or args.verdict})
+    print_table(out)
 
 
 if __name__ == "__main__":
