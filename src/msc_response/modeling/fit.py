@@ -22,13 +22,14 @@ data (choosing the best of several on the same folds is optimistic).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .. import plotting, progress
+from .. import plotting, processes, progress
 from ..confidence import Z
 from ..config import ExperimentConfig
 from ..errors import DataError, MscResponseWarning, Problem
@@ -164,8 +165,12 @@ class TrainingResult:
     warnings: list[str] = field(default_factory=list)
     #: curves and rendered figures, each computed once (the run and the page show the same)
     _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    #: figures being drawn by worker processes (:meth:`render_figures`): their keys and results
+    _pending: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def _once(self, key: tuple, make):
+        if key not in self._memo and self._pending is not None:
+            self._collect_figures()  # the workers may be making it (and the curves it needs)
         if key not in self._memo:
             self._memo[key] = make()
         value = self._memo[key]
@@ -317,16 +322,49 @@ class TrainingResult:
             kwargs = {**kwargs, "model": self._model(model).name}
         return ("png", kind, kwargs.get("model")), lambda: getattr(self, method)(**kwargs)
 
-    def render_figures(self) -> None:
-        """Every figure of :meth:`figure_png` (each model's and the SHAP ones), drawn here and
-        rendered by ``model.n_jobs`` processes at once (the same bytes as one by one)."""
-        wanted = [self._figure(kind, name) for name in self.models
+    def render_figures(self, *, wait: bool = True) -> None:
+        """Every figure of :meth:`figure_png` (each model's and the SHAP ones), drawn and
+        rendered by ``model.n_jobs`` worker processes (the same bytes as one by one here).
+
+        With ``wait=False`` the workers go on while the caller does other work (the training
+        run's MLflow calls); the first figure or curve asked for then waits for them all, and
+        the curves the workers computed for their figures are kept too (made once). With one
+        job everything is made here, now.
+        """
+        wanted = [(kind, name) for name in self.models
                   for kind in self.FIGURES if not kind.startswith("shap")]  # fmt: skip
-        wanted += [self._figure(kind, None) for kind in ("shap_beeswarm", "shap_bar")]
-        wanted = [(key, draw) for key, draw in wanted if key not in self._memo]
-        pngs = plotting.render_pngs([draw() for _, draw in wanted], simulated=self.simulated,
-                                    n_jobs=self.plan.n_jobs)  # fmt: skip
-        self._memo.update({key: png for (key, _), png in zip(wanted, pngs, strict=True)})
+        wanted += [(kind, None) for kind in ("shap_beeswarm", "shap_bar")]
+        wanted = [(kind, model) for kind, model in wanted
+                  if self._figure(kind, model)[0] not in self._memo]  # fmt: skip
+        if self.plan.n_jobs == 1 or len(wanted) < 2:
+            for kind, model in wanted:
+                self.figure_png(kind, model)
+            return
+        from joblib import delayed
+
+        # a copy travels to the workers: the workers' pickling thread never sees this memo change
+        sent = dataclasses.replace(self)
+        sent._memo = dict(self._memo)
+        results = processes.parallel(self.plan.n_jobs, return_as="generator", pre_dispatch="all")(
+            delayed(_figure_in_worker)(sent, kind, model) for kind, model in wanted
+        )
+        self._pending = (wanted, results)
+        if wait:
+            self._collect_figures()
+
+    def _collect_figures(self) -> None:
+        wanted, results = self._pending
+        self._pending = None
+        for (kind, model), (png, made) in zip(wanted, results, strict=True):
+            self._memo.setdefault(self._figure(kind, model)[0], png)
+            for key, value in made.items():
+                self._memo.setdefault(key, value)
+
+
+def _figure_in_worker(result: TrainingResult, kind: str, model: str | None) -> tuple[bytes, dict]:
+    """In a worker: the PNG of one figure, and the curves (and SHAP values) made for it."""
+    png = result.figure_png(kind, model)
+    return png, {key: value for key, value in result._memo.items() if key[0] != "png"}
 
 
 def _oob_net_benefit_sd(y, boot: validation.Bootstrap, thresholds) -> np.ndarray:
