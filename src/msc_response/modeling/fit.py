@@ -165,8 +165,8 @@ class TrainingResult:
     warnings: list[str] = field(default_factory=list)
     #: curves and rendered figures, each computed once (the run and the page show the same)
     _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-    #: figures being drawn by worker processes (:meth:`render_figures`): their keys and results
-    _pending: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    #: figures being drawn by worker processes (:meth:`render_figures`): their results to come
+    _pending: object | None = field(default=None, init=False, repr=False, compare=False)
 
     def _once(self, key: tuple, make):
         if key not in self._memo and self._pending is not None:
@@ -331,13 +331,15 @@ class TrainingResult:
         the curves the workers computed for their figures are kept too (made once). With one
         job everything is made here, now.
         """
-        wanted = [(kind, name) for name in self.models
-                  for kind in self.FIGURES if not kind.startswith("shap")]  # fmt: skip
-        wanted += [(kind, None) for kind in ("shap_beeswarm", "shap_bar")]
-        wanted = [(kind, model) for kind, model in wanted
-                  if self._figure(kind, model)[0] not in self._memo]  # fmt: skip
-        if self.plan.n_jobs == 1 or len(wanted) < 2:
-            for kind, model in wanted:
+        # one task per model, and one for both SHAP figures (first: it imports shap)
+        groups = [[(kind, None) for kind in ("shap_beeswarm", "shap_bar")]]
+        groups += [[(kind, name) for kind in self.FIGURES if not kind.startswith("shap")]
+                   for name in self.models]  # fmt: skip
+        groups = [[(kind, model) for kind, model in group if self._figure(kind, model)[0] not in self._memo]
+                  for group in groups]  # fmt: skip
+        groups = [group for group in groups if group]
+        if self.plan.n_jobs == 1 or len(groups) < 2:
+            for kind, model in (figure for group in groups for figure in group):
                 self.figure_png(kind, model)
             return
         from joblib import delayed
@@ -346,25 +348,25 @@ class TrainingResult:
         sent = dataclasses.replace(self)
         sent._memo = dict(self._memo)
         results = processes.parallel(self.plan.n_jobs, return_as="generator", pre_dispatch="all")(
-            delayed(_figure_in_worker)(sent, kind, model) for kind, model in wanted
+            delayed(_figures_in_worker)(sent, group) for group in groups
         )
-        self._pending = (wanted, results)
+        self._pending = results
         if wait:
             self._collect_figures()
 
     def _collect_figures(self) -> None:
-        wanted, results = self._pending
-        self._pending = None
-        for (kind, model), (png, made) in zip(wanted, results, strict=True):
-            self._memo.setdefault(self._figure(kind, model)[0], png)
+        results, self._pending = self._pending, None
+        for made in results:
             for key, value in made.items():
                 self._memo.setdefault(key, value)
 
 
-def _figure_in_worker(result: TrainingResult, kind: str, model: str | None) -> tuple[bytes, dict]:
-    """In a worker: the PNG of one figure, and the curves (and SHAP values) made for it."""
-    png = result.figure_png(kind, model)
-    return png, {key: value for key, value in result._memo.items() if key[0] != "png"}
+def _figures_in_worker(result: TrainingResult, figures: list[tuple]) -> dict:
+    """In a worker: the PNGs of ``figures`` ((kind, model) pairs) and the curves (and SHAP
+    values) made for them, keyed as in the memo of :class:`TrainingResult`."""
+    for kind, model in figures:
+        result.figure_png(kind, model)
+    return result._memo
 
 
 def _oob_net_benefit_sd(y, boot: validation.Bootstrap, thresholds) -> np.ndarray:
