@@ -516,11 +516,16 @@ def train(
 
     # deferred: each verb imports only what it runs, so the CLI starts fast
     from .config import load_config
+
+    cfg = load_config(config).with_data(data)
+    workers = _workers_started(cfg.model.n_jobs)
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .io import PROBLEMS, check_outputs, sidecar
     from .pipelines.train import train as run
     from .study.files import input_paths
 
-    cfg = load_config(config).with_data(data)
+    for _ in workers:  # they have imported what they fit with
+        pass
     if summary is not None:
         check_outputs([summary, sidecar(summary, PROBLEMS)],
                       inputs=[*input_paths(cfg.data), config], option="summary")  # fmt: skip
@@ -550,6 +555,35 @@ def train(
     if summary is not None:
         console.print(f"summary -> {summary}", highlight=False)
     console.print(f"report -> {result['report']}", highlight=False, soft_wrap=True)
+
+
+#: What the training's worker processes import before their first fit (the validation's
+#: modules and LightGBM, which :func:`msc_response.modeling.models.make_estimator` defers).
+_WORKER_MODULES = ("msc_response.modeling.fit", "lightgbm")
+
+
+def _workers_started(n_jobs: int):
+    """The training's ``n_jobs`` worker processes started now, each importing
+    :data:`_WORKER_MODULES` while this process imports the pipeline, so that their start-up
+    overlaps this one's instead of following it (on two free cores). The validation reuses
+    them (``processes.parallel``: loky's reusable workers). Iterate over the result to wait
+    for them; nothing to wait for with one job (the validation then runs in this process)."""
+    if n_jobs == 1:
+        return []
+    import pkgutil
+
+    from joblib import delayed
+
+    from .processes import parallel  # deferred: the CLI starts without joblib
+
+    # each task imports a module and returns its name (a module cannot travel back)
+    tasks = [
+        delayed(pkgutil.resolve_name)(f"{m}:__name__")
+        for _ in range(n_jobs)
+        for m in _WORKER_MODULES
+    ]
+    # "generator": the tasks are sent now and this process goes on
+    return parallel(n_jobs, return_as="generator", pre_dispatch="all")(tasks)
 
 
 def _ci(value, ci, digits: int = 3) -> str:

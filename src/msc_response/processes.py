@@ -88,16 +88,17 @@ def exit_with(pid: int, start: int) -> None:
     threading.Thread(target=watch, name="msc-response-exit-with-job", daemon=True).start()
 
 
-def parallel(n_jobs: int):
+def parallel(n_jobs: int, **options):
     """joblib's ``Parallel`` over worker processes that end with this one (:func:`exit_with`).
 
     Results come back in submission order. The workers (loky's) are reused between calls;
     without the initializer they idled on for minutes after a SIGKILL, holding this
-    process's stdout and stderr.
+    process's stdout and stderr. ``options`` go to ``Parallel`` (e.g. ``return_as``).
     """
     from joblib import Parallel
 
-    return Parallel(n_jobs=n_jobs, prefer="processes", initializer=exit_with, initargs=identity())
+    return Parallel(n_jobs=n_jobs, prefer="processes", initializer=exit_with, initargs=identity(),
+                    **options)  # fmt: skip
 
 
 def _set_parent_death_signal(signum: int) -> None:

@@ -6,6 +6,7 @@ import json
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import statistical_warnings
@@ -58,6 +59,28 @@ def test_the_numbers_and_figures_do_not_depend_on_the_number_of_workers(trial_di
         assert exact(a.optimism) == exact(b.optimism)
     assert one.figure_png("roc") == two.figure_png("roc")  # the same picture, byte for byte
     assert one.figure_png("shap_beeswarm") == two.figure_png("shap_beeswarm")  # seeded jitter
+
+
+def test_figures_drawn_by_the_workers_meanwhile_equal_those_drawn_here(trial_dir):
+    config = config_from_dict({"name": "fit-test", "model": FAST})
+    features = build_features(config, trial_dir)
+    with statistical_warnings("below Riley's minimum sample size"):
+        here = fit(config, features, simulated=True)
+        workers = fit(config_from_dict({"name": "fit-test", "model": {**FAST, "n_jobs": 2}}), features,
+                      simulated=True)  # fmt: skip
+    workers.render_figures(wait=False)  # the workers draw while this process goes on
+    assert workers._pending is not None
+    curve = workers.roc_curve("lightgbm")  # waits for them, and keeps the curves they made
+    assert workers._pending is None
+    pd.testing.assert_frame_equal(curve, here.roc_curve("lightgbm"))
+    made_by_workers = {("roc_band", "lightgbm"), ("calibration", "logistic_rcs"),
+                       ("decision", "lightgbm"), ("shap",)}  # fmt: skip
+    assert made_by_workers <= set(workers._memo)  # not asked for here yet: the workers' own
+    for name in here.models:  # every figure, byte for byte
+        for kind in ("roc", "calibration", "decision_curve"):
+            assert workers.figure_png(kind, name) == here.figure_png(kind, name), (kind, name)
+    for kind in ("shap_beeswarm", "shap_bar"):
+        assert workers.figure_png(kind) == here.figure_png(kind), kind
 
 
 def test_curves_and_figures_are_made_once_and_handed_out_as_copies(result):

@@ -22,13 +22,14 @@ data (choosing the best of several on the same folds is optimistic).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .. import plotting, progress
+from .. import plotting, processes, progress
 from ..confidence import Z
 from ..config import ExperimentConfig
 from ..errors import DataError, MscResponseWarning, Problem
@@ -172,8 +173,12 @@ class TrainingResult:
     warnings: list[str] = field(default_factory=list)
     #: curves and rendered figures, each computed once (the run and the page show the same)
     _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    #: figures being drawn by worker processes (:meth:`render_figures`): their results to come
+    _pending: object | None = field(default=None, init=False, repr=False, compare=False)
 
     def _once(self, key: tuple, make):
+        if key not in self._memo and self._pending is not None:
+            self._collect_figures()  # the workers may be making it (and the curves it needs)
         if key not in self._memo:
             self._memo[key] = make()
         value = self._memo[key]
@@ -325,16 +330,51 @@ class TrainingResult:
             kwargs = {**kwargs, "model": self._model(model).name}
         return ("png", kind, kwargs.get("model")), lambda: getattr(self, method)(**kwargs)
 
-    def render_figures(self) -> None:
-        """Every figure of :meth:`figure_png` (each model's and the SHAP ones), drawn here and
-        rendered by ``model.n_jobs`` processes at once (the same bytes as one by one)."""
-        wanted = [self._figure(kind, name) for name in self.models
-                  for kind in self.FIGURES if not kind.startswith("shap")]  # fmt: skip
-        wanted += [self._figure(kind, None) for kind in ("shap_beeswarm", "shap_bar")]
-        wanted = [(key, draw) for key, draw in wanted if key not in self._memo]
-        pngs = plotting.render_pngs([draw() for _, draw in wanted], simulated=self.simulated,
-                                    n_jobs=self.plan.n_jobs)  # fmt: skip
-        self._memo.update({key: png for (key, _), png in zip(wanted, pngs, strict=True)})
+    def render_figures(self, *, wait: bool = True) -> None:
+        """Every figure of :meth:`figure_png` (each model's and the SHAP ones), drawn and
+        rendered by ``model.n_jobs`` worker processes (the same bytes as one by one here).
+
+        With ``wait=False`` the workers go on while the caller does other work (the training
+        run's MLflow calls); the first figure or curve asked for then waits for them all, and
+        the curves the workers computed for their figures are kept too (made once). With one
+        job everything is made here, now.
+        """
+        # one task per model, and one for both SHAP figures (first: it imports shap)
+        groups = [[(kind, None) for kind in ("shap_beeswarm", "shap_bar")]]
+        groups += [[(kind, name) for kind in self.FIGURES if not kind.startswith("shap")]
+                   for name in self.models]  # fmt: skip
+        groups = [[(kind, model) for kind, model in group if self._figure(kind, model)[0] not in self._memo]
+                  for group in groups]  # fmt: skip
+        groups = [group for group in groups if group]
+        if self.plan.n_jobs == 1 or len(groups) < 2:
+            for kind, model in (figure for group in groups for figure in group):
+                self.figure_png(kind, model)
+            return
+        from joblib import delayed
+
+        # a copy travels to the workers: the workers' pickling thread never sees this memo change
+        sent = dataclasses.replace(self)
+        sent._memo = dict(self._memo)
+        results = processes.parallel(self.plan.n_jobs, return_as="generator", pre_dispatch="all")(
+            delayed(_figures_in_worker)(sent, group) for group in groups
+        )
+        self._pending = results
+        if wait:
+            self._collect_figures()
+
+    def _collect_figures(self) -> None:
+        results, self._pending = self._pending, None
+        for made in results:
+            for key, value in made.items():
+                self._memo.setdefault(key, value)
+
+
+def _figures_in_worker(result: TrainingResult, figures: list[tuple]) -> dict:
+    """In a worker: the PNGs of ``figures`` ((kind, model) pairs) and the curves (and SHAP
+    values) made for them, keyed as in the memo of :class:`TrainingResult`."""
+    for kind, model in figures:
+        result.figure_png(kind, model)
+    return result._memo
 
 
 def _oob_net_benefit_sd(y, boot: validation.Bootstrap, thresholds) -> np.ndarray:

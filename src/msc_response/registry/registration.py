@@ -117,13 +117,14 @@ def _log_and_register(
     import mlflow
 
     config = result.config
-    result.render_figures()  # in parallel, before the run logs them and the report shows them
+    # the workers draw the figures while this process logs the run and the model
+    result.render_figures(wait=False)
     _log_parent(result, summary)
-    for mv in result.models.values():
-        _log_model_run(result, mv, exp_id, tmp)
-    _log_shap(result, tmp)
     model_info = _log_model(result, tmp)
     version = str(model_info.registered_model_version)
+    for mv in result.models.values():  # the figures: the same bytes as the report's
+        _log_model_run(result, mv, exp_id, tmp)
+    _log_shap(result, tmp)
     processes.checkpoint("train:registered")
     with tracking.registry_lock(mlflow.get_tracking_uri()) as locked:
         while True:  # compare-and-set: the champion compared with is the one replaced
@@ -344,7 +345,7 @@ def log_pyfunc(fitted, model_file: Path, spec_path: Path, X: pd.DataFrame, *, na
     )
     versions = provenance.package_versions()
     requirements = [f"{k}=={v}" for k, v in versions.items() if k != "msc-response"]
-    with _requirements_read_from_this_environment():
+    with _checks_this_project_makes_itself():
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(PYFUNC_FILE),
@@ -357,22 +358,34 @@ def log_pyfunc(fitted, model_file: Path, spec_path: Path, X: pd.DataFrame, *, na
 
 
 @contextlib.contextmanager
-def _requirements_read_from_this_environment():
-    """MLflow's check of the model's requirements against the installed packages left out.
+def _checks_this_project_makes_itself():
+    """Two of MLflow's checks while it logs the model left out (the same files are logged).
 
-    The requirements are the installed versions (:func:`~msc_response.provenance.package_versions`),
-    so the check cannot find a mismatch; it maps every module of the environment to its
-    package first (``packages_distributions``: every installed package's file list read),
-    which was 5 s of a 20 s training on the shared machine.
+    - The model's requirements against the installed packages: the requirements *are* the
+      installed versions (:func:`~msc_response.provenance.package_versions`), so the check
+      cannot find a mismatch; it maps every module of the environment to its package first
+      (``packages_distributions``: every installed package's file list read), which was 5 s
+      of a 20 s training on the shared machine.
+    - Serving the input example: MLflow loads the logged pyfunc back (which runs that
+      requirements check again, 2.6 s of CPU of a training on the shared machine) and
+      predicts the synthetic example, and on failure only logs a warning. The pyfunc is
+      this package's own fixed file; that a registered version loads through
+      ``mlflow.pyfunc.load_model`` and predicts is tested (``tests/pipelines/test_train.py``).
     """
+    from mlflow.models import utils as model_utils
     from mlflow.utils import environment
 
-    check = environment.warn_dependency_requirement_mismatches
-    environment.warn_dependency_requirement_mismatches = lambda requirements: None
+    patched = [(environment, "warn_dependency_requirement_mismatches"),
+               (model_utils, "_validate_serving_input")]  # fmt: skip
+    # an AttributeError here: MLflow renamed one (a pinned version is upgraded)
+    saved = [getattr(module, attr) for module, attr in patched]
+    for module, attr in patched:
+        setattr(module, attr, lambda *args, **kwargs: None)
     try:
         yield
     finally:
-        environment.warn_dependency_requirement_mismatches = check
+        for (module, attr), original in zip(patched, saved, strict=True):
+            setattr(module, attr, original)
 
 
 def current_champion(name: str):
