@@ -194,6 +194,10 @@ class PenalisedLogisticCV(ClassifierMixin, BaseEstimator):
     Columns in ``unpenalised`` (positions) are multiplied by :data:`UNPENALISED_SCALE` in
     every fit, inner and final, which takes them out of the penalty; the final model's
     coefficients are scaled back, so it predicts from the columns as given.
+
+    After ``fit``: ``C_`` (the chosen penalty), ``cv_loss_`` (the held-out mean log loss at
+    each ``C`` of :data:`C_GRID`, summed over the inner folds: what ``C_`` minimises) and
+    ``model_``.
     """
 
     def __init__(self, inner_folds: int = 3, seed: int = 0, unpenalised: tuple[int, ...] = ()):
