@@ -22,10 +22,13 @@ screened out before any model sees them (:func:`screen_columns`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit, log_expit
+from numpy.linalg import LinAlgError
+from scipy.linalg import cho_factor, cho_solve
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -218,6 +221,10 @@ class PenalisedLogisticCV(ClassifierMixin, BaseEstimator):
     Columns in ``unpenalised`` (positions) are multiplied by :data:`UNPENALISED_SCALE` in
     every fit, inner and final, which takes them out of the penalty; the final model's
     coefficients are scaled back, so it predicts from the columns as given.
+
+    After ``fit``: ``C_`` (the chosen penalty), ``cv_loss_`` (the held-out mean log loss at
+    each ``C`` of :data:`C_GRID`, summed over the inner folds: what ``C_`` minimises) and
+    ``model_``.
     """
 
     def __init__(self, inner_folds: int = 3, seed: int = 0, unpenalised: tuple[int, ...] = ()):
@@ -243,11 +250,8 @@ class PenalisedLogisticCV(ClassifierMixin, BaseEstimator):
             inner = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.seed)
             splits = inner.split(X, y)
         for train, test in splits:
-            coef = np.zeros(X.shape[1] + 1)
-            for j, C in enumerate(C_GRID):  # small to large C: each fit starts from the last
-                coef = _ridge_logistic(X[train], y[train], C, coef)
-                eta = coef[0] + X[test] @ coef[1:]
-                loss[j] -= np.mean(y[test] * log_expit(eta) + (1 - y[test]) * log_expit(-eta))
+            loss += _held_out_losses(X[train], y[train], X[test], y[test])
+        self.cv_loss_ = loss
         self.C_ = float(C_GRID[int(np.argmin(loss))])
         self.model_ = LogisticRegression(C=self.C_, solver="newton-cholesky", max_iter=1000)
         self.model_.fit(X, y)
@@ -262,36 +266,106 @@ class PenalisedLogisticCV(ClassifierMixin, BaseEstimator):
         return self.model_.decision_function(np.asarray(X, dtype=float))
 
 
-def _ridge_logistic(X: np.ndarray, y: np.ndarray, C: float, start: np.ndarray) -> np.ndarray:
+#: From this many rows of an inner fit on, a Newton step may reuse the Hessian of an earlier
+#: point (see :func:`_ridge_logistic`); below it every step computes its own, which costs less
+#: than the extra steps would (at trial size the steps' fixed costs dominate).
+REUSE_HESSIAN_ROWS = 2000
+
+#: A reused Hessian is kept while each step cuts the objective by at most this fraction of the
+#: previous step's cut (fast linear convergence); otherwise the next step gets a fresh one.
+REUSE_RATE = 0.05
+
+
+def _held_out_losses(X, y, X_test, y_test) -> np.ndarray:
+    """Mean held-out log loss of the fit at each ``C`` of :data:`C_GRID` (small to large ``C``,
+    each fit starting from the last, with the Hessian carried along the path)."""
+    design = np.column_stack([np.ones(len(X)), X])  # built once per fold, not once per C
+    held_out = np.column_stack([np.ones(len(X_test)), X_test])
+    y, y_test = np.asarray(y, dtype=float), np.asarray(y_test, dtype=float)
+    coef, gram = np.zeros(design.shape[1]), None
+    losses = np.empty(len(C_GRID))
+    for j, C in enumerate(C_GRID):
+        coef, gram = _ridge_logistic(design, y, C, coef, gram)
+        eta = held_out @ coef
+        losses[j] = np.mean(np.logaddexp(0.0, eta) - y_test * eta)
+    return losses
+
+
+def _log_loss_sum(eta: np.ndarray, y: np.ndarray) -> float:
+    """``-sum(y log p + (1 - y) log(1 - p))`` for ``p = expit(eta)``: ``log(1 + e^eta) - y eta``."""
+    return float(np.sum(np.logaddexp(0.0, eta) - y * eta))
+
+
+def _gram(design: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    """``design' W design`` with ``W = p (1 - p)``, as ``Z' Z`` for ``Z = sqrt(W) design`` (one
+    symmetric product, BLAS ``syrk``: a third less time than ``design' (W design)``)."""
+    p = expit(eta)
+    z = design * np.sqrt(p * (1 - p))[:, None]
+    return z.T @ z
+
+
+def _ridge_logistic(
+    design: np.ndarray, y: np.ndarray, C: float, start: np.ndarray, gram: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Minimise ``C * sum(log loss) + ||w||^2 / 2`` by Newton steps with step halving.
 
-    Returns ``[intercept, w...]``. The penalty makes the problem strictly convex, so the
-    minimum exists even under separation.
+    ``design`` holds a column of ones first (the intercept, unpenalised). Returns
+    ``[intercept, w...]`` and the last ``design' W design`` computed, which the next fit
+    along the penalty path may start from (``gram``). The penalty makes the problem
+    strictly convex, so the minimum exists even under separation.
+
+    The fit ends as a Newton fit does: when a step computed from the Hessian *at the point
+    it starts from* lowers the objective by less than ``1e-10 (1 + |objective|)`` (a
+    Newton step that small leaves an error of its square). Before that, on a design of
+    :data:`REUSE_HESSIAN_ROWS` rows or more, a step may reuse the last Hessian (the
+    gradient is always exact, so every step still heads for the same minimum) while the
+    objective's cuts shrink at least :data:`REUSE_RATE` fold per step: at 100,000
+    patients computing the Hessian is most of a step's cost and consecutive points of the
+    penalty path differ little (measured: 36 Hessians instead of ~100 per penalty search,
+    held-out losses equal to 1.4e-11).
     """
-    design = np.column_stack([np.ones(len(X)), X])
     ridge = np.full(design.shape[1], 1.0 / C)
     ridge[0] = 0.0
+    jitter = 1e-10  # the same at every step
 
-    def objective(b):
-        eta = design @ b
-        return -np.sum(y * log_expit(eta) + (1 - y) * log_expit(-eta)) + 0.5 * np.sum(ridge * b * b)
+    def objective(b, eta):
+        return _log_loss_sum(eta, y) + 0.5 * np.sum(ridge * b * b)
 
-    penalty, jitter = np.diag(ridge), 1e-10 * np.eye(len(ridge))  # the same at every step
-    beta, value = start.copy(), objective(start)
-    for _ in range(50):
-        mu = expit(design @ beta)
-        grad = design.T @ (mu - y) + ridge * beta
-        hess = design.T @ (design * (mu * (1 - mu))[:, None]) + penalty + jitter
-        step = np.linalg.solve(hess, grad)
+    reuse = len(design) >= REUSE_HESSIAN_ROWS
+
+    def factor(g):  # a solver for the Hessian: factorised once where it is reused
+        matrix = g + np.diag(ridge + jitter)
+        if reuse:
+            try:
+                return partial(cho_solve, cho_factor(matrix, check_finite=False))
+            except LinAlgError:  # not numerically positive definite (near separation)
+                pass
+        return partial(np.linalg.solve, matrix)
+
+    beta = start.copy()
+    eta = design @ beta
+    value = objective(beta, eta)
+    fresh = gram is None or not reuse
+    if fresh:
+        gram = _gram(design, eta)
+    hessian, cut = factor(gram), np.inf
+    for _ in range(50 if not reuse else 200):
+        step = hessian(design.T @ (expit(eta) - y) + ridge * beta)
         t = 1.0
         while True:
             trial = beta - t * step
-            new = objective(trial)
+            eta_trial = design @ trial
+            new = objective(trial, eta_trial)
             if new <= value + 1e-12 or t < 1e-8:
                 break
             t /= 2
-        beta, done = trial, value - new < 1e-10 * (1 + abs(new))
-        value = new
-        if done:
+        last_cut, small = value - new, value - new < 1e-10 * (1 + abs(new))
+        beta, eta, value = trial, eta_trial, new
+        if small and fresh:
             break
-    return beta
+        fresh = not reuse or small or t < 1.0 or last_cut > REUSE_RATE * cut
+        if fresh:
+            gram = _gram(design, eta)
+            hessian = factor(gram)
+        cut = last_cut
+    return beta, gram

@@ -63,9 +63,11 @@ def knots(x: np.ndarray, k: int) -> np.ndarray:
     Below 100 values the outer knots are the 5th smallest and 5th largest values. Ties
     may merge knots: fewer than ``k`` may come back.
     """
-    x = np.sort(np.asarray(x, dtype=float)[~np.isnan(x)])
-    t = np.quantile(x, KNOT_QUANTILES[k])
+    x = np.asarray(x, dtype=float)
+    x = x[~np.isnan(x)]
+    t = np.quantile(x, KNOT_QUANTILES[k])  # order statistics: the same numbers sorted or not
     if len(x) < 100 and len(x) >= 10:
+        x = np.sort(x)  # only here: a sort of every column cost ~0.1 s per fit at 100,000
         t[0], t[-1] = x[4], x[-5]
     return np.unique(t)
 

@@ -447,15 +447,18 @@ def bootstrap(
 
     y = np.asarray(y, dtype=int)
     X = np.asarray(X, dtype=float)
-    (p_full,) = _fit_predict(make, seed, X, y, [X])
-    apparent, _ = metrics.performance(y, p_full, thresholds)
     samples = bootstrap_samples(y, n_boot, seed + 1)
     harrell = kind in OPTIMISM_VALID_KINDS
-    # each replicate's seed is its own (seed + 1000 + b), whichever worker runs it
+    # each replicate's seed is its own (seed + 1000 + b), whichever worker runs it; the model on
+    # all patients is one more task of the same pool (fitted here first, it kept the workers
+    # idle for one fit per model: seconds at 100,000 patients)
     done = _parallel(n_jobs)(
-        delayed(_replicate)(make, seed + 1000 + b, X, y, idx, thresholds, harrell)
-        for b, idx in enumerate(samples)
-    )
+        [delayed(_fit_predict)(make, seed, X, y, [X])]
+        + [delayed(_replicate)(make, seed + 1000 + b, X, y, idx, thresholds, harrell)
+           for b, idx in enumerate(samples)]
+    )  # fmt: skip
+    (p_full,), done = done[0], done[1:]
+    apparent, _ = metrics.performance(y, p_full, thresholds)
     predictions = np.vstack([p for p, _, _ in done])
     oob = [metrics_ for _, metrics_, _ in done]
     oob_auc = np.array([r[metrics.ROC_AUC] for r in oob])
