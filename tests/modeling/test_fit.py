@@ -41,13 +41,19 @@ def test_fit_validates_every_model_and_refits_the_primary(result):
     assert s["models"]["lightgbm"]["status"] == "exploratory"
 
 
-def test_the_numbers_and_figures_do_not_depend_on_the_number_of_workers(trial_dir):
+def fit_in_one_and_in_two_workers(trial_dir):
+    """The same experiment fitted in this process and by two workers (fresh fits each call)."""
     config = config_from_dict({"name": "fit-test", "model": FAST})
     features = build_features(config, trial_dir)
     with statistical_warnings("below Riley's minimum sample size"):
         one = fit(config, features, simulated=True)
         two = fit(config_from_dict({"name": "fit-test", "model": {**FAST, "n_jobs": 2}}), features,
                   simulated=True)  # fmt: skip
+    return one, two
+
+
+def test_the_numbers_and_figures_do_not_depend_on_the_number_of_workers(trial_dir):
+    one, two = fit_in_one_and_in_two_workers(trial_dir)
     assert json.dumps(one.summary()) == json.dumps(two.summary())  # every number, to the bit
     for name, a in one.models.items():
         b = two.models[name]
@@ -62,12 +68,7 @@ def test_the_numbers_and_figures_do_not_depend_on_the_number_of_workers(trial_di
 
 
 def test_figures_drawn_by_the_workers_meanwhile_equal_those_drawn_here(trial_dir):
-    config = config_from_dict({"name": "fit-test", "model": FAST})
-    features = build_features(config, trial_dir)
-    with statistical_warnings("below Riley's minimum sample size"):
-        here = fit(config, features, simulated=True)
-        workers = fit(config_from_dict({"name": "fit-test", "model": {**FAST, "n_jobs": 2}}), features,
-                      simulated=True)  # fmt: skip
+    here, workers = fit_in_one_and_in_two_workers(trial_dir)
     workers.render_figures(wait=False)  # the workers draw while this process goes on
     assert workers._pending is not None
     curve = workers.roc_curve("lightgbm")  # waits for them, and keeps the curves they made
