@@ -151,3 +151,17 @@ def test_mlflow_stays_quiet_when_the_command_first_imports_its_pyfunc_module():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "NOISE INSIDE" not in done.stderr and "AFTER" in done.stderr
+
+
+def test_a_data_error_on_the_console_names_file_row_and_column_but_no_patient_id(tmp_path):
+    """The problem files keep the ids (the site's own files); a console line can reach a log."""
+    from conftest import LABS, write_study
+
+    study = write_study(tmp_path / "s", labs=LABS + "P9,0,bilirubin,1.0,mg/dL\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: t\n")
+    result = runner.invoke(app, ["build-features", "--config", str(cfg), "--data", str(study),
+                                 "--out", str(tmp_path / "f.parquet")])  # fmt: skip
+    assert result.exit_code == 2
+    assert "column 'patient_id': patient_id is not in the patients table" in result.output
+    assert "P9" not in result.output

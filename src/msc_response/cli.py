@@ -228,7 +228,7 @@ def _bad_input_exits(func):
             with signals_raise(), progress.reporting(_reporter()):
                 return func(*args, **kwargs)
         except (DataError, ConfigError) as err:
-            text = _as_option(str(err)) if isinstance(err, ConfigError) else str(err)
+            text = _as_option(str(err)) if isinstance(err, ConfigError) else err.console_text()
             err_console.print(f"[bold red]error:[/] {text}", markup=True, highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except OSError as err:  # a full disk, a read-only folder: the place, not a traceback

@@ -7,7 +7,12 @@ them and exits with status 2.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+#: A patient id quoted in a problem's message (``patient_id 'P9' is not in ...``), as ``!r``
+#: writes it: in single quotes, or in double quotes when the id holds a single quote.
+_QUOTED_PATIENT_ID = re.compile(r"""(patient_id) (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
 
 
 class MscResponseWarning(UserWarning):
@@ -61,6 +66,12 @@ class DataError(Exception):
         if more:
             shown += f"\n  ... and {more} more"
         super().__init__(f"{self.n_problems} problem(s) in the input:\n{shown}")
+
+    def console_text(self) -> str:
+        """The error for a console line: each problem by file, row and column, with the
+        patient ids its messages quote left out (they stay in the problem files the verbs
+        write, which the site owns; a console line can end up in a shared log)."""
+        return "\n".join(_QUOTED_PATIENT_ID.sub(r"\1", line) for line in str(self).split("\n"))
 
     @property
     def n_problems(self) -> int:
