@@ -46,3 +46,24 @@ def test_forest_plot_draws_one_row_per_group_with_its_interval():
     marker = ax.containers[0].lines[0]  # the observed values, top row first
     np.testing.assert_allclose(marker.get_xdata(), [0.1, 0.3])
     np.testing.assert_allclose(marker.get_ydata(), [1, 0])
+
+
+def test_several_regimens_get_their_own_effects_beside_the_pooled_section(tmp_path):
+    from msc_response.config import config_from_dict
+    from msc_response.pipelines.benefit import benefit_summary
+
+    design = rct.RctDesign(regimens=(rct.parse_regimen("1.0e8x3"), rct.parse_regimen("2.0e8x3")),
+                           ratio=(1, 1, 1))  # fmt: skip
+    study = simulate("rct", 300, 9, rct_design=design)
+    config = config_from_dict({"name": "b", "benefit": {"bootstrap": 0}})
+    flat, v = benefit_summary(config, build_features(config, study), study.patients)
+    page = Page("benefit", simulated=True)
+    add_benefit_section(page, v)
+    html = (page.write(tmp_path)).read_text()
+    assert "Average treatment effect of each randomised regimen" in html
+    for regimen, a in flat["ate_by_regimen"].items():
+        rd = v.by_regimen[regimen]
+        row = re.search(rf"<td>{re.escape(regimen)}</td><td>([^<]*)</td><td>(\d+)/(\d+)</td>", html)
+        assert row is not None, regimen
+        assert int(row.group(3)) == a["n_treated"] == rd.n1 and int(row.group(2)) == rd.x1
+        assert f"{100 * a['ate']:.1f}" in row.group(1)

@@ -11,7 +11,12 @@ from msc_response.config import config_from_dict, load_config
 from msc_response.errors import ConfigError, DataError
 from msc_response.features import build_features
 from msc_response.modeling import benefit as bm
-from msc_response.pipelines.benefit import ate_by_regimen, benefit_summary, study_randomised
+from msc_response.pipelines.benefit import (
+    ate_by_regimen,
+    benefit_summary,
+    regimen_effects,
+    study_randomised,
+)
 from msc_response.simulator import rct, simulate
 from msc_response.study.files import is_simulated
 
@@ -106,7 +111,7 @@ def test_a_patient_without_an_arm_is_refused_not_counted_as_treated():
 
 def test_ate_by_regimen_holds_the_true_ate_of_each_regimen(three_arms):
     data, truth = three_arms
-    found = ate_by_regimen(data)
+    found = ate_by_regimen(regimen_effects(data))
     assert list(found) == data.regimens
     for r, a in found.items():
         true_ate = truth.loc[data.arm == r, f"true_benefit__{rct.slug(r)}"].mean()

@@ -553,6 +553,9 @@ class BenefitValidation:
     interaction: dict | None
     predicted_benefit: np.ndarray = field(repr=False)
     pairs: MatchedPairs = field(repr=False)
+    #: each randomised regimen against the control arm, when the study randomised several
+    #: (everything above pools them: any MSC versus standard care)
+    by_regimen: dict[str, RiskDifference] | None = None
 
     def summary(self) -> dict:
         """JSON-safe numbers (no patient-level rows)."""

@@ -26,7 +26,7 @@ from ..modeling.benefit import (
     predict_benefit_by_regimen,
     require_randomised,
 )
-from ..modeling.benefit_validation import risk_difference, validate_benefit
+from ..modeling.benefit_validation import RiskDifference, risk_difference, validate_benefit
 from ..study import StudySource, load_study
 from ..study.files import SIMULATION_FILE, input_paths, simulation_flag
 
@@ -84,24 +84,24 @@ def benefit_summary(config: ExperimentConfig, features, patients) -> tuple[dict,
     flat = {k: full[k] for k in ("ate", "ate_ci", "c_for_benefit", "c_for_benefit_ci")}
     flat["mx1_verdict"] = full.get("mx1_verdict", "not applicable (no baseline MX1+ feature)")
     if len(data.regimens) > 1:  # the validation above pools the regimens: any MSC vs control
-        flat["ate_by_regimen"] = ate_by_regimen(data)
+        validation.by_regimen = regimen_effects(data)
+        flat["ate_by_regimen"] = ate_by_regimen(validation.by_regimen)
     return {**flat, "benefit": full}, validation
 
 
-def ate_by_regimen(data) -> dict[str, dict]:
+def regimen_effects(data) -> dict[str, RiskDifference]:
     """Each randomised regimen's ATE against the control arm (difference of response
     proportions, Newcombe 95% interval), for a study that randomised several."""
     control = data.y[data.treated == 0]
-    out = {}
-    for r in data.regimens:
-        rd = risk_difference(data.y[data.arm == r], control)
-        out[r] = {
-            "ate": rd.estimate,
-            "ate_ci": [rd.low, rd.high],
-            "n_treated": rd.n1,
-            "n_control": rd.n0,
-        }
-    return _json_safe(out)
+    return {r: risk_difference(data.y[data.arm == r], control) for r in data.regimens}
+
+
+def ate_by_regimen(effects: dict[str, RiskDifference]) -> dict[str, dict]:
+    """:func:`regimen_effects` as JSON-safe summary entries."""
+    return _json_safe({
+        r: {"ate": rd.estimate, "ate_ci": [rd.low, rd.high], "n_treated": rd.n1, "n_control": rd.n0}
+        for r, rd in effects.items()
+    })  # fmt: skip
 
 
 def _training_data(config: ExperimentConfig, train_dir: str | Path):
