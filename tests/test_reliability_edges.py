@@ -566,3 +566,44 @@ def test_two_trainings_at_once_each_compare_with_the_champion_they_replace(tmp_p
     assert second["gate_against_champion"]["reference"].startswith(f"champion v{first['version']} ")
     client = MlflowClient(tracking_uri=store, registry_uri=store)
     assert str(client.get_registered_model("race").aliases["champion"]) == second["version"]
+
+
+DATASET_RACE = """
+import os, sys, time
+import numpy as np, pandas as pd
+import mlflow
+from msc_response.registry.registration import features_dataset, log_features
+barrier, me, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+mlflow.set_experiment("dataset-race")
+for k in range(rounds):
+    dataset = features_dataset(pd.DataFrame({"a": np.arange(50.0) + k}), np.zeros(50, int), f"d{k}")
+    with mlflow.start_run():
+        open(os.path.join(barrier, f"{me}-{k}"), "w").close()
+        deadline = time.monotonic() + 60  # the other process may have died: do not wait forever
+        while sum(f.endswith(f"-{k}") for f in os.listdir(barrier)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        log_features(dataset, "training")
+print("logged", rounds)
+"""
+
+
+@pytest.mark.slow
+def test_two_runs_logging_the_same_features_at_once_both_succeed(tmp_path):
+    """MLflow looks a dataset up, then inserts it: two runs of one experiment logging the same
+    data at the same moment made one fail (UNIQUE constraint failed: datasets...), which ended a
+    training in a traceback. Lined up at a barrier, the collision comes in the first round."""
+    (tmp_path / "mlruns").mkdir()
+    (tmp_path / "barrier").mkdir()
+    store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    subprocess.run([sys.executable, "-c", "import mlflow; mlflow.set_experiment('dataset-race')"],
+                   env={**os.environ, "MLFLOW_TRACKING_URI": store}, check=True, timeout=120)  # fmt: skip
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store, "PYTHONPATH": str(SRC)}
+    procs = [subprocess.Popen([sys.executable, "-c", DATASET_RACE, str(tmp_path / "barrier"), str(i), "10"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in (1, 2)]  # fmt: skip
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0 and "logged 10" in out, out[-2000:]
+    client = MlflowClient(tracking_uri=store)
+    runs = client.search_runs([client.get_experiment_by_name("dataset-race").experiment_id])
+    assert len(runs) == 20 and all(len(r.inputs.dataset_inputs) == 1 for r in runs)
