@@ -287,7 +287,7 @@ def _held_out_losses(X, y, X_test, y_test) -> np.ndarray:
     for j, C in enumerate(C_GRID):
         coef, gram = _ridge_logistic(design, y, C, coef, gram)
         eta = held_out @ coef
-        losses[j] = np.mean(np.logaddexp(0.0, eta) - y_test * eta)
+        losses[j] = _log_loss_sum(eta, y_test) / len(y_test)
     return losses
 
 

@@ -30,10 +30,6 @@ from ..modeling.benefit_validation import RiskDifference, risk_difference, valid
 from ..study import StudySource, load_study
 from ..study.files import SIMULATION_FILE, input_paths, simulation_flag
 
-#: The study metadata file that may say ``"randomised": true`` (the simulator writes it;
-#: its name is the study reader's).
-METADATA_FILE = SIMULATION_FILE
-
 
 def study_randomised(data_dir: str | Path) -> bool | None:
     """``randomised`` from the study's metadata (None when it has none or does not say; a
@@ -49,7 +45,7 @@ def check_benefit_allowed(config: ExperimentConfig, data_dir: str | Path) -> Non
         require_randomised(config.benefit.randomised, "the config (benefit.randomised)")
     else:
         require_randomised(
-            study_randomised(data_dir), f"the study metadata ({Path(data_dir) / METADATA_FILE})"
+            study_randomised(data_dir), f"the study metadata ({Path(data_dir) / SIMULATION_FILE})"
         )
 
 
