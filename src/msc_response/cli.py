@@ -518,7 +518,8 @@ def train(
     from .config import load_config
 
     cfg = load_config(config).with_data(data)
-    workers = _workers_started(cfg.model.n_jobs)  # they import while this process does
+    workers = _workers_started(cfg.model.n_jobs)
+    # deferred: each verb imports only what it runs, so the CLI starts fast
     from .io import PROBLEMS, check_outputs, sidecar
     from .pipelines.train import train as run
     from .study.files import input_paths
