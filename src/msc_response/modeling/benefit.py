@@ -39,8 +39,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..config import BENEFIT_MODELS, LIGHTGBM_DEFAULTS
+from ..domain import slug
 from ..errors import ConfigError
-from ..features import slug
 from .calibration import logistic_glm
 from .models import PenalisedLogisticCV
 
@@ -236,6 +236,16 @@ class BenefitData:
             return []
         return sorted({str(a) for a in self.arm[self.treated == 1]})
 
+    def comparisons(self) -> list[tuple[str | None, BenefitData]]:
+        """What is compared: ``[(None, self)]`` for a two-arm trial, else each regimen
+        against the control arm (:meth:`versus_control`; regimens whose column names would
+        clash refused by :func:`check_regimens`)."""
+        regimens = self.regimens
+        if len(regimens) <= 1:
+            return [(None, self)]
+        check_regimens(regimens)
+        return [(r, self.versus_control(r)) for r in regimens]
+
     def versus_control(self, regimen: str) -> BenefitData:
         """The control arm and the patients randomised to ``regimen``: a two-arm comparison
         (concurrent controls, the same randomisation)."""
@@ -351,18 +361,9 @@ def predict_benefit_by_regimen(data: BenefitData, X_new: pd.DataFrame, *, kind: 
     """:func:`predict_benefit` of each randomised regimen against the control arm (fitted on
     the control arm and that regimen's patients), side by side; a two-arm trial gives the
     two-arm columns (:func:`benefit_columns`)."""
-    regimens = data.regimens
-    if len(regimens) <= 1:
-        return predict_benefit(
-            data.X, data.treated, data.y, X_new, kind=kind, seed=seed, n_boot=n_boot
-        )
-    check_regimens(regimens)
-    parts = []
-    for r in regimens:
-        d = data.versus_control(r)
-        parts.append(predict_benefit(d.X, d.treated, d.y, X_new, kind=kind, seed=seed, n_boot=n_boot,
-                                     regimen=r))  # fmt: skip
-    return pd.concat(parts, axis=1)
+    parts = [predict_benefit(d.X, d.treated, d.y, X_new, kind=kind, seed=seed, n_boot=n_boot, regimen=r)
+             for r, d in data.comparisons()]  # fmt: skip
+    return parts[0] if len(parts) == 1 else pd.concat(parts, axis=1)
 
 
 # ----------------------------------------------------------------------------------------
@@ -408,20 +409,18 @@ def export_by_regimen(
     """:func:`export_benefit_model` of a randomised study: the two-arm document, or with
     several regimens one model and its refits per regimen against the control arm
     (``regimens``: name, patients, model, refits), all on the same baseline columns."""
-    regimens = data.regimens
-    if len(regimens) <= 1:
+    pairs = data.comparisons()
+    if pairs[0][0] is None:
         return export_benefit_model(
             data.X, data.treated, data.y, kind=kind, seed=seed, n_boot=n_boot
         )
-    check_regimens(regimens)
     doc = None
-    comparisons = []
-    for r in regimens:
-        d = data.versus_control(r)
+    per_regimen = []
+    for r, d in pairs:
         doc = export_benefit_model(d.X, d.treated, d.y, kind=kind, seed=seed, n_boot=n_boot)
-        comparisons.append({"name": r, "n_patients": int(len(d.y)), "n_treated": int(d.treated.sum()),
+        per_regimen.append({"name": r, "n_patients": int(len(d.y)), "n_treated": int(d.treated.sum()),
                             "model": doc.pop("model"), "refits": doc.pop("refits")})  # fmt: skip
-    return {**doc, "regimens": comparisons}
+    return {**doc, "regimens": per_regimen}
 
 
 def comparisons(doc: dict) -> list[tuple[str | None, dict, list[dict]]]:
