@@ -165,3 +165,45 @@ def test_a_data_error_on_the_console_names_file_row_and_column_but_no_patient_id
     assert result.exit_code == 2
     assert "column 'patient_id': patient_id is not in the patients table" in result.output
     assert "P9" not in result.output
+
+
+@pytest.mark.slow
+def test_no_verb_prints_a_patient_id_on_the_console(trial_dir, tmp_path):
+    """Console lines end up in CI logs and schedulers' mail: every verb a site runs on its data,
+    with row problems to report (two patients' bad rows), says where without saying who."""
+    import re
+
+    import pandas as pd
+
+    from conftest import copy_study, private_store, run_cli
+
+    bad = "SIM-0000003,0,albumin,38,g/dL\nSIM-0000007,-7,inr,abc,ratio\n"
+    data = copy_study(trial_dir, tmp_path / "s", labs_extra=bad)
+    ids = pd.read_csv(data / "patients.csv", dtype=str)["patient_id"].tolist()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: console-ids\nmodel: {repeats: 2, bootstrap: 10, "
+                   "candidates: [logistic_l2, lightgbm]}\n")  # fmt: skip
+    out = tmp_path / "out"
+    outputs = []
+    with private_store(tmp_path):
+        for args in (
+            ["build-features", "--config", cfg, "--data", data, "--out", out / "f.parquet"],
+            ["build-features", "--config", cfg, "--data", data, "--out", out / "f.parquet",
+             "--exclude-bad-patients"],
+            ["train", "--config", cfg, "--data", data, "--exclude-bad-patients"],
+            ["score", "--model", "models:/console-ids/1", "--data", data, "--out",
+             out / "p.csv", "--explain", "3", "--jobs", "1"],
+            ["explain", "--model", "models:/console-ids/1", "--data", data,
+             "--patient", ids[0], "--out", out / "w.png"],
+            ["explain", "--model", "models:/console-ids/1", "--data", data,
+             "--patient", "SIM-9999999", "--out", out / "x.png"],
+            ["validate", "--model", "models:/console-ids/1", "--data", data, "--out", out / "v"],
+            ["report", "--experiment", "console-ids"],
+        ):  # fmt: skip
+            result = run_cli(*args)
+            assert result.exit_code in (0, 2), (args, result.output)
+            outputs.append(result.output)
+    console = "\n".join(outputs)
+    assert "problem(s) in the input" in console  # the bad rows were reported
+    leaked = sorted(set(re.findall(r"SIM-\d{7}", console)))
+    assert leaked == [], leaked

@@ -170,12 +170,12 @@ def test_cli_explain_bad_input_exits_2_and_writes_nothing(registered, tmp_path):
     cases = [
         (
             ["--patient", "SIM-9999999", "--out", str(tmp_path / "a.png")],
-            "no patient 'SIM-9999999'",
+            "patient_id (--patient) is not in the study",
         ),
         (
             ["--patient", "1", "--out", str(tmp_path / "b.png")],
-            "no patient '1'",
-        ),  # ids are text as written
+            "patient_id (--patient) is not in the study",
+        ),  # ids are text as written; the console names no id, not even the one typed
         (
             ["--patient", "SIM-0000001", "--out", str(tmp_path / "c.pdf")],
             "--out: expected a .png or .html",

@@ -49,8 +49,8 @@ def explain_study_patient(
     ids = study.patients["patient_id"].astype(str)
     if not (ids == patient_id).any():
         raise DataError([Problem(Path(study.files["patients"]).name, None, "patient_id",
-                                 f"no patient {patient_id!r} in the study ({len(ids)} patients; ids are "
-                                 "matched exactly as written)")])  # fmt: skip
+                                 f"patient_id {patient_id!r} (--patient) is not in the study ({len(ids)} "
+                                 "patients; ids are matched exactly as written)")])  # fmt: skip
     features = predict(model, study).features
     written = site_lab_units(
         _raw_labs(Path(study.files["labs"])), patient_id, config.baseline_window

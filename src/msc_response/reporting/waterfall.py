@@ -131,8 +131,8 @@ def explain_patient(
     hit = np.flatnonzero(table["patient_id"].astype(str).to_numpy() == patient_id)
     if len(hit) == 0:
         excluded = features.exclusions[features.exclusions["patient_id"].astype(str) == patient_id]
-        why = (f"patient {patient_id!r} cannot be explained: {excluded['reason'].iloc[0]}" if len(excluded)
-               else f"patient {patient_id!r} is not in the study")  # fmt: skip
+        why = (f"patient_id {patient_id!r} cannot be explained: {excluded['reason'].iloc[0]}"
+               if len(excluded) else f"patient_id {patient_id!r} is not in the study")  # fmt: skip
         raise DataError([Problem("patients", None, "patient_id", why)])
     X = table.iloc[hit[:1]].reindex(columns=model.feature_columns).astype(float)
     contrib, base = model.fitted.contributions(X)
