@@ -283,6 +283,25 @@ def test_empty_or_broken_study_files_exit_2_naming_the_file(tmp_path, name, cont
 CELLS_TEXT = "patient_id,day,population,parent,fraction\nP1,0,MX1+ monocytes,monocytes,0.3\n"
 
 
+def test_a_row_with_a_field_too_many_is_named_by_its_line_not_quoted(tmp_path):
+    """pyarrow quotes the whole bad row in its message (an id and a patient's values): the
+    console gets the line number instead."""
+    study = write_study(tmp_path / "study", cells=CELLS_TEXT)
+    with open(study / "labs.csv", "a") as f:
+        f.write("\nSECRET-ID-42,0,albumin,3.1,g/dL,surplus\n")
+    line = len((study / "labs.csv").read_text().splitlines())
+    out = tmp_path / "o" / "p.csv"
+    result = runner.invoke(app, ["score", "--model", "models:/none@champion", "--data", str(study),
+                                 "--out", str(out), "--jobs", "1"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert (
+        f"labs.csv: cannot read the file: CSV parse error: line {line} has 6 fields where the header has 5"
+        in result.output
+    )
+    assert "SECRET-ID-42" not in result.output and "surplus" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_repeated_column_in_an_sdtm_csv_domain_is_named_not_renamed(tmp_path):
     """pandas renames a repeated header (USUBJID, USUBJID.1): the importer reads it as written."""
     src = tmp_path / "sdtm"

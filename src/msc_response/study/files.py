@@ -8,8 +8,10 @@ Cell fractions may instead come from single-cell data, ``cells.h5ad``.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -196,7 +198,11 @@ def schema(path: Path, table: str) -> pa.Schema:
             names = pacsv.open_csv(path, convert_options=csv_convert_options(table)).schema
         except (pa.ArrowInvalid, OSError) as err:
             raise DataError(
-                [Problem(path.name, None, None, f"cannot read the file: {_first_line(err)}")]
+                [
+                    Problem(
+                        path.name, None, None, f"cannot read the file: {csv_error_text(err, path)}"
+                    )
+                ]
             ) from None
     check_columns(names.names, table, display_name(path))
     return names
@@ -213,7 +219,7 @@ def batches(path: Path, table: str, batch_rows: int = BATCH_ROWS) -> Iterator[pa
         yield from reader
     except pa.ArrowInvalid as err:
         raise DataError(
-            [Problem(path.name, None, None, f"cannot parse: {_first_line(err)}")]
+            [Problem(path.name, None, None, f"cannot parse: {csv_error_text(err, path)}")]
         ) from None
 
 
@@ -226,7 +232,7 @@ def read_whole(path: Path, table: str) -> pa.Table:
             t = pacsv.read_csv(path, convert_options=csv_convert_options(table))
         except (pa.ArrowInvalid, OSError) as err:
             raise DataError(
-                [Problem(path.name, None, None, f"cannot parse: {_first_line(err)}")]
+                [Problem(path.name, None, None, f"cannot parse: {csv_error_text(err, path)}")]
             ) from None
     return t.append_column("_row", pa.array(np.arange(1, t.num_rows + 1, dtype=np.int64)))
 
@@ -240,3 +246,26 @@ def count_rows(path: Path, table: str) -> int:
 def _first_line(err: Exception) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+#: pyarrow's "a row has the wrong number of fields", which goes on to quote the whole row
+_FIELD_COUNT = re.compile(r"Expected (\d+) columns, got (\d+)")
+
+
+def csv_error_text(err: Exception, path: Path) -> str:
+    """pyarrow's first error line for a CSV it cannot read, for a console line: when a row has
+    the wrong number of fields pyarrow quotes that row (a patient's id and values), so the
+    quote is replaced by the row's line number, found by reading the file again."""
+    message = _first_line(err)
+    found = _FIELD_COUNT.search(message)
+    if found is None:
+        return message
+    expected, got = int(found[1]), int(found[2])
+    where = "a line"
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        # pyarrow's defaults: one row per line, blank lines skipped, fields split as csv splits them
+        for number, fields in enumerate(csv.reader(f), start=1):
+            if number > 1 and fields and len(fields) == got:
+                where = f"line {number}"
+                break
+    return f"{message[: found.start()]}{where} has {got} fields where the header has {expected}"

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from .. import plausible, units
 from ..errors import ConfigError, DataError, Problem
 from ..io import table_format
+from .files import csv_error_text
 from .pandera_pandas import pa
 from .problems import py, unit_hint
 from .tables import MISSING_TEXTS
@@ -153,7 +154,7 @@ def _csv_problem(path: Path, encoding: str | None, err: Exception) -> str:
                 f"not UTF-8 text: byte 0x{data[bad.start]:02x} at byte offset {bad.start} "
                 f"(line {line}); give the file's encoding with --encoding (e.g. latin-1, cp1252)"
             )
-    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    message = csv_error_text(err, path)
     header = data.split(b"\n", 1)[0]
     delimiter = next((d for d in (";", "\t", "|") if d.encode() in header), None)
     if delimiter and b"," not in header:
