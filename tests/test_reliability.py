@@ -302,6 +302,30 @@ def test_a_row_with_a_field_too_many_is_named_by_its_line_not_quoted(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("row", ["S,DM,002,F,50", "S,DM,002,F,50,YEARS,2024-01-01,surplus"])
+def test_an_sdtm_csv_row_with_a_field_too_few_or_too_many_stops_the_import(tmp_path, row):
+    """pandas pads a short row with empty cells and, reading the used columns only, drops a long
+    row's surplus: a shifted or cut row would be imported as if it were whole."""
+    src = tmp_path / "sdtm"
+    src.mkdir()
+    (src / "dm.csv").write_text("STUDYID,DOMAIN,USUBJID,SEX,AGE,AGEU,RFSTDTC\n"
+                                f"S,DM,001,F,50,YEARS,2024-01-01\n\n{row}\n")  # fmt: skip
+    (src / "lb.csv").write_text("STUDYID,DOMAIN,USUBJID,LBTESTCD,LBSTRESN,LBSTRESU,LBDY\n"
+                                "S,LB,001,ALB,3.0,g/dL,1\n")  # fmt: skip
+    (src / "ex.csv").write_text("STUDYID,DOMAIN,USUBJID,EXTRT,EXDOSE,EXDOSU,EXSTDY\n"
+                                "S,EX,001,UC-MSC,1,10^8 cells,1\n")  # fmt: skip
+    result = runner.invoke(
+        app, ["import", str(src), "--from", "sdtm", "--out", str(tmp_path / "study")]
+    )
+    assert result.exit_code == 2, result.output
+    fields = row.count(",") + 1
+    assert (
+        f"dm.csv: cannot read the file: line 4 has {fields} fields where the header has 7"
+        in result.output
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sdtm"]
+
+
 def test_a_repeated_column_in_an_sdtm_csv_domain_is_named_not_renamed(tmp_path):
     """pandas renames a repeated header (USUBJID, USUBJID.1): the importer reads it as written."""
     src = tmp_path / "sdtm"

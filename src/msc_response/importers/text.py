@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..study.files import misshapen_csv_line
+
 FALLBACK_ENCODING = "latin1"
 
 
@@ -63,6 +65,9 @@ def read_csv_text(path: Path, encoding: str | None, needed: set[str] | None = No
         df = pd.read_csv(
             path, dtype=str, keep_default_na=False, encoding=enc or "utf-8", usecols=keep
         )
+        misshapen = misshapen_csv_line(path, enc)
+        if misshapen is not None:
+            raise ValueError(misshapen)
         return df[[n for n in names if keep is None or n in keep]]
 
     return with_fallback(read, encoding)

@@ -248,24 +248,31 @@ def _first_line(err: Exception) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def misshapen_csv_line(path: Path, encoding: str | None = None) -> str | None:
+    """Where a CSV's first row with another number of fields than its header is ("line 7 has
+    6 fields where the header has 5"), or None. pandas pads a short row with empty cells and,
+    reading some columns only, drops a long row's surplus: both without a word."""
+    with open(path, newline="", encoding=encoding or "utf-8", errors="replace") as f:
+        rows = csv.reader(f)
+        header = next(rows, None)
+        for fields in rows:
+            if fields and header is not None and len(fields) != len(header):  # blank lines skipped
+                return f"line {rows.line_num} has {len(fields)} fields where the header has {len(header)}"
+    return None
+
+
 #: pyarrow's "a row has the wrong number of fields", which goes on to quote the whole row
-_FIELD_COUNT = re.compile(r"Expected (\d+) columns, got (\d+)")
+_FIELD_COUNT = re.compile(r"Expected \d+ columns, got \d+")
 
 
 def csv_error_text(err: Exception, path: Path) -> str:
     """pyarrow's first error line for a CSV it cannot read, for a console line: when a row has
     the wrong number of fields pyarrow quotes that row (a patient's id and values), so the
-    quote is replaced by the row's line number, found by reading the file again."""
+    quote is replaced by where the row is (:func:`misshapen_csv_line`)."""
     message = _first_line(err)
     found = _FIELD_COUNT.search(message)
     if found is None:
         return message
-    expected, got = int(found[1]), int(found[2])
-    where = "a line"
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        # pyarrow's defaults: one row per line, blank lines skipped, fields split as csv splits them
-        for number, fields in enumerate(csv.reader(f), start=1):
-            if number > 1 and fields and len(fields) == got:
-                where = f"line {number}"
-                break
-    return f"{message[: found.start()]}{where} has {got} fields where the header has {expected}"
+    return message[: found.start()] + (
+        misshapen_csv_line(path) or "a row has another number of fields than the header"
+    )
