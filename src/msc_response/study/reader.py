@@ -399,7 +399,9 @@ class StudySource:
         hashes = []
         while not patients.exhausted():
             ids, rows = patients.take_rows(patients_per_chunk)
-            hashes.append(pd.util.hash_array(ids.to_numpy(zero_copy_only=False).astype(object)))
+            # categorize=False: the same hashes without factorising ids that are all distinct
+            strings = ids.to_numpy(zero_copy_only=False).astype(object)
+            hashes.append(pd.util.hash_array(strings, categorize=False))
             value_set = ids.drop_null()
             tables = {t: c.take_patients(value_set) for t, c in cursors.items()}
             yield StudyChunk(rows, tables["labs"], tables.get("cells"))
