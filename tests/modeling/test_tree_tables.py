@@ -156,6 +156,22 @@ def test_every_missing_value_rule_and_deeper_trees(params):
     _assert_equal_to_lightgbm(booster, _adversarial(booster, fresh, 2))
 
 
+def test_a_booster_with_a_best_iteration_is_tabulated_as_lightgbm_predicts_with_it():
+    """Early stopping leaves trees past the best iteration, which ``predict`` (and so
+    ``pred_contrib``) leaves out by default: the tables leave them out too."""
+    import lightgbm as lgb
+
+    X, y = _missing_type_data(10)
+    params = {"objective": "binary", "learning_rate": 0.3, "num_leaves": 4, "max_depth": 2,
+              "seed": 3, "num_threads": 1, "verbose": -1}  # fmt: skip
+    train, valid = lgb.Dataset(X[:2000], y[:2000]), lgb.Dataset(X[2000:], y[2000:])
+    booster = lgb.train(params, train, 300, valid_sets=[valid], keep_training_booster=True,
+                        callbacks=[lgb.early_stopping(5, verbose=False)])  # fmt: skip
+    assert 0 < booster.best_iteration < booster.num_trees()
+    tables = _assert_equal_to_lightgbm(booster, X)
+    assert len(tables.trees) == booster.best_iteration
+
+
 def test_a_model_the_tables_do_not_cover_falls_back_to_pred_contrib():
     X, y = _missing_type_data(9)
     X[:, 2] = np.digitize(X[:, 2], [-1.0, 0.0, 1.0])  # categories 0-3, still the signal

@@ -17,8 +17,11 @@ equals ``pred_contrib`` to about 1e-15 in log-odds, not bit for bit. The expecte
 column is LightGBM's own number, taken from one call.
 
 Not covered (the caller falls back to ``pred_contrib``): categorical splits, linear
-trees, more than one tree per iteration (multiclass), infinite thresholds, or a tree
-with more than :data:`MAX_NODES` internal nodes or :data:`MAX_PATTERNS` patterns.
+trees, more than one tree per iteration (multiclass), a tree with more than
+:data:`MAX_NODES` internal nodes or :data:`MAX_PATTERNS` patterns, or deep trees whose
+pattern maps would pass :data:`MAX_MAP_ENTRIES`. The tables follow the trees LightGBM
+predicts with by default (``best_iteration`` when the booster has one: its model text,
+its ``predict``).
 """
 
 from __future__ import annotations
