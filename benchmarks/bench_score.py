@@ -31,6 +31,11 @@ patients added, per patient, next to the bare calls' CPU per patient on one thre
 ``cpu_ratios`` are what the wall ratios would be with that CPU spread over the job's
 workers' cores and nothing else running (an upper bound of the quiet machine's ratio,
 not a replacement for it): workers x bare CPU per patient / job CPU per patient.
+
+``explain_chunk``: the CPU per patient (one thread, best of at least 5) of explaining one
+chunk of the job's default size with LightGBM's ``pred_contrib`` and with the per-tree
+tables the job uses (the same values, looked up), their largest difference, and the
+tables' one-off build time.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ import json
 import os
 import shutil
 import time
+
+import numpy as np
+import pandas as pd
 
 from ._common import CLI, private_store, run_measured, write_result
 
@@ -63,6 +71,30 @@ def _profile(timings: dict) -> dict:
     return out
 
 
+def _explain_chunk(fitted, X, repeats: int) -> dict:
+    """CPU per patient (one thread, best of ``repeats``) of explaining one chunk of the
+    job's size: LightGBM's ``pred_contrib`` against the per-tree tables the job looks the
+    same values up in (:mod:`msc_response.modeling.tree_tables`), and the largest
+    difference between the two (log-odds)."""
+    from msc_response.modeling import tree_tables
+
+    frame = pd.DataFrame(X, columns=fitted.feature_columns)
+    start = time.perf_counter()
+    covered = tree_tables.tables_for(fitted.estimator) is not None  # built once per worker
+    out = {"patients": len(X), "tables_covered": covered,
+           "tables_build_s": round(time.perf_counter() - start, 4)}  # fmt: skip
+    results = {}
+    for key, tables in (("pred_contrib", False), ("tables", True)):
+        best = float("inf")
+        for _ in range(repeats):
+            cpu = time.process_time()
+            results[key] = fitted.contributions(frame, tables=tables)[0]
+            best = min(best, time.process_time() - cpu)
+        out[f"{key}_cpu_us_per_patient"] = round(1e6 * best / len(X), 3)
+    out["max_abs_difference"] = float(np.abs(results["tables"] - results["pred_contrib"]).max())
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=f"{N},{N_BIG}",
@@ -79,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     from msc_response import tracking
     from msc_response.config import config_from_dict
     from msc_response.features import build_features
+    from msc_response.pipelines.score.job import DEFAULT_PATIENTS_PER_CHUNK
     from msc_response.pipelines.train import train
     from msc_response.registry.load import load_model
     from msc_response.simulator import write_simulation as simulate
@@ -146,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
                 store[key] = round(n_small / best)
                 if threads == 1:
                     bare_cpu[key] = round(1e6 * best_cpu / n_small, 3)
+        chunk = X[:DEFAULT_PATIENTS_PER_CHUNK]  # one chunk of the job's default size
+        result["explain_chunk"] = _explain_chunk(model.fitted, chunk, max(repeats, 5))
         result["bare_patients_per_second"] = bare
         result["bare_patients_per_second_one_thread"] = bare_1
         w, wo = result[f"with_explain_{small}"], result[f"without_explain_{small}"]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import ExperimentConfig, config_from_dict
-from . import gate
+from . import gate, tree_tables
 
 MODEL_FILES = {"lightgbm": "model.lgb.txt", "logistic": "model.skops"}
 
@@ -68,19 +68,26 @@ class FittedModel:
         a, b = self.recalibration["intercept"], self.recalibration["slope"]
         return expit(a + b * logit(p))
 
-    def contributions(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def contributions(
+        self, X: pd.DataFrame, *, tables: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature contributions to the log-odds and the base value of each row.
 
-        LightGBM: the booster's native TreeSHAP values (``pred_contrib``). Logistic
+        LightGBM: the booster's native TreeSHAP values (``pred_contrib``); with ``tables``,
+        the same values looked up per tree (:mod:`.tree_tables`: equal to ``pred_contrib``
+        to about 1e-15, several times faster) when the model's trees allow it. Logistic
         regression: coefficient x centred (imputed, standardised) value; the base is the
         intercept. Either way base + sum of contributions = logit(probability). With a
         recalibration, contributions are multiplied by its slope and the base becomes
         intercept + slope x base, so the sum is still the (recalibrated) log-odds.
         """
         if self.kind == "lightgbm":
-            out = self.estimator.predict(
-                self.matrix(X).to_numpy(), pred_contrib=True, num_threads=1
-            )
+            lookup = tree_tables.tables_for(self.estimator) if tables else None
+            matrix = self.matrix(X).to_numpy()
+            if lookup is None:  # not asked for, or a tree the tables do not cover
+                out = self.estimator.predict(matrix, pred_contrib=True, num_threads=1)
+            else:
+                out = lookup.contributions(matrix)
             contrib, base = out[:, :-1], out[:, -1]
         else:
             pipe = self.estimator

@@ -122,7 +122,7 @@ def predict_features(
     elif explain:  # one pass gives both: probability = sigmoid(base + sum of contributions)
         from scipy.special import expit
 
-        contrib, base = fitted.contributions(X)
+        contrib, base = fitted.contributions(X, tables=True)  # LightGBM's values, looked up
         p = expit(base + contrib.sum(axis=1))
     else:
         p = fitted.predict_matrix(X.to_numpy())

@@ -232,10 +232,19 @@ def _with_row_field(schema: pa.Schema) -> pa.Schema:
     return schema.remove_metadata().append(pa.field("_row", pa.int64()))
 
 
-def _inside(ids: pa.Array, value_set: pa.Array) -> np.ndarray:
-    """True where the id is in ``value_set`` (a hash lookup per distinct id for dictionaries)."""
+def _inside(ids: pa.Array, value_set: pa.Array, last: list | None = None) -> np.ndarray:
+    """True where the id is in ``value_set`` (a hash lookup per distinct id for dictionaries).
+
+    ``last`` (a list kept by the caller for one ``value_set``) holds the last dictionary and
+    its lookup: the batches of one Parquet row group each carry a copy of the row group's
+    whole dictionary, so consecutive batches mostly look the same ids up."""
     if pa.types.is_dictionary(ids.type):
-        found = _inside(ids.dictionary, value_set)
+        if last and last[0].equals(ids.dictionary):
+            found = last[1]
+        else:
+            found = _inside(ids.dictionary, value_set)
+            if last is not None:
+                last[:] = [ids.dictionary, found]
         codes = pc.fill_null(ids.indices, -1).to_numpy()
         return np.where(codes >= 0, found[np.maximum(codes, 0)], False)
     if not pa.types.is_string(ids.type):
@@ -294,8 +303,10 @@ class _Cursor:
     def take_patients(self, value_set: pa.Array) -> pa.Table | RowRange:
         """The leading rows whose patient is in ``value_set`` (up to the first that is not)."""
 
+        last: list = []
+
         def count(batch):
-            inside = _inside(batch.column("patient_id"), value_set)
+            inside = _inside(batch.column("patient_id"), value_set, last)
             return batch.num_rows if inside.all() else int(np.argmin(inside))
 
         return self._take(count)[1]
@@ -399,7 +410,9 @@ class StudySource:
         hashes = []
         while not patients.exhausted():
             ids, rows = patients.take_rows(patients_per_chunk)
-            hashes.append(pd.util.hash_array(ids.to_numpy(zero_copy_only=False).astype(object)))
+            # categorize=False: the same hashes without factorising ids that are all distinct
+            strings = ids.to_numpy(zero_copy_only=False).astype(object)
+            hashes.append(pd.util.hash_array(strings, categorize=False))
             value_set = ids.drop_null()
             tables = {t: c.take_patients(value_set) for t, c in cursors.items()}
             yield StudyChunk(rows, tables["labs"], tables.get("cells"))
