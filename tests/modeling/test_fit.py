@@ -149,6 +149,69 @@ def test_plot_numbers_are_the_reported_numbers_and_nothing_global_changes(result
     assert matplotlib.get_backend() == backend and plt.get_fignums() == figures
 
 
+def test_the_beeswarm_draws_every_patient_up_to_the_cap_and_a_seeded_sample_beyond(
+    result, monkeypatch
+):
+    from msc_response import plotting
+    from msc_response.modeling import explain
+
+    n, seed = len(result.y), result.config.model.seed
+    contrib, base = result.shap_values()
+    X = result.X[result.fitted.feature_columns]
+
+    def png(ax):
+        return plotting.png_bytes(ax, simulated=True)
+
+    def every_patient():  # what the beeswarm drew before the cap: every patient, seeded jitter
+        with plotting.fixed_global_random(seed):
+            return explain.plot_shap(contrib, base, X, kind="beeswarm")
+
+    assert n <= plotting.MAX_PATIENT_DOTS and result.shap_sample() is None
+    assert png(result.plot_shap()) == png(every_patient())  # below the cap: byte for byte as before
+    monkeypatch.setattr(plotting, "MAX_PATIENT_DOTS", 20)
+    rows = result.shap_sample()
+    assert len(rows) == 20 == len(set(rows)) and list(rows) == sorted(rows)
+    assert np.array_equal(rows, result.shap_sample())  # seeded: the same patients every time
+    ax = result.plot_shap()
+    dots = sum(len(c.get_offsets()) for c in ax.collections)
+    assert dots == 20 * min(15, X.shape[1])  # one dot per sampled patient and feature shown
+    assert ax.get_title() == f"Each dot a patient: a random 20 of the {n} patients (seed {seed})"
+    assert png(ax) != png(every_patient())
+    assert (
+        result.plot_shap(kind="bar").get_title() == ""
+    )  # the bar chart: mean |SHAP| over everyone
+
+
+def test_the_pages_patient_scatters_say_when_they_show_a_sample(result, monkeypatch):
+    from msc_response import plotting
+    from msc_response.reporting import model_sections
+    from msc_response.reporting.page import Page
+
+    def captions(section):
+        return {f.alt: f.caption for f in section.figures()}
+
+    def shap_and_stability():
+        page = Page("t", simulated=True)
+        model_sections.add_stability(page, result)
+        model_sections.add_shap(page, result)
+        return {**captions(page.sections[0]), **captions(page.sections[1])}, page
+
+    n, seed = len(result.y), result.config.model.seed
+    every, _ = shap_and_stability()
+    assert set(every.values()) == {None}  # below the cap: no word about a sample
+    monkeypatch.setattr(plotting, "MAX_PATIENT_DOTS", 20)
+    result._memo.pop(("png", "shap_beeswarm", None), None)  # drawn again under the smaller cap
+    sampled, page = shap_and_stability()
+    words = f"a random 20 of the {n} patients (seed {seed})"
+    assert words in sampled["SHAP beeswarm of the primary model"]
+    assert words in sampled[next(k for k in sampled if k.startswith("SHAP dependence"))]
+    assert words in sampled[f"prediction instability plot of {result.primary.name}"]
+    instability = page.sections[0].figures()[0].figure  # dots of the sample, lines of everyone
+    assert len(instability.collections[0].get_offsets()) == 20 * result.plan.n_boot
+    assert len(instability.lines[0].get_xdata()) == n
+    result._memo.pop(("png", "shap_beeswarm", None), None)
+
+
 def test_the_gate_compares_on_the_same_bootstrap_samples(result):
     cmp = result.baseline_comparison
     assert (

@@ -299,11 +299,26 @@ class TrainingResult:
 
     def plot_shap(self, ax=None, *, kind: str = "beeswarm", max_display: int = 15):
         """SHAP beeswarm (or ``kind="bar"``) of the refit primary model on the training patients;
-        the beeswarm's jitter is seeded by the config's seed (the same picture every time)."""
+        the beeswarm's jitter is seeded by the config's seed (the same picture every time).
+
+        The beeswarm draws at most :data:`~msc_response.plotting.MAX_PATIENT_DOTS` patients:
+        beyond, a random sample of them seeded by the config's seed (:meth:`shap_sample`),
+        said in its title; the bar chart's mean |SHAP| is over every patient."""
         contrib, base = self.shap_values()
+        X = self.X[self.fitted.feature_columns]
+        rows = self.shap_sample() if kind == "beeswarm" else None
+        if rows is not None:
+            contrib, base, X = contrib[rows], base[rows], X.iloc[rows]
         with plotting.fixed_global_random(self.config.model.seed):
-            return explain.plot_shap(contrib, base, self.X[self.fitted.feature_columns], ax=ax, kind=kind,
-                                     max_display=max_display)  # fmt: skip
+            ax = explain.plot_shap(contrib, base, X, ax=ax, kind=kind, max_display=max_display)
+        if rows is not None:
+            ax.set_title(f"Each dot a patient: {plotting.sample_words(len(self.y), self.config.model.seed)}",
+                         fontsize=9)  # fmt: skip
+        return ax
+
+    def shap_sample(self) -> np.ndarray | None:
+        """The patients (rows) the SHAP beeswarm draws; None: every one (see :meth:`plot_shap`)."""
+        return plotting.patient_sample(len(self.y), self.config.model.seed)
 
     def shap_values(self) -> tuple[np.ndarray, np.ndarray]:
         """Contributions (log-odds) of the refit primary model for the training patients, and the base."""
