@@ -67,6 +67,33 @@ def test_the_numbers_and_figures_do_not_depend_on_the_number_of_workers(trial_di
     assert one.figure_png("shap_beeswarm") == two.figure_png("shap_beeswarm")  # seeded jitter
 
 
+def test_every_models_fits_in_one_queue_give_each_models_own_numbers(trial_dir):
+    # fit() sends every model's fits to one queue of workers, slowest model first, and refits
+    # the primary meanwhile: the numbers are those of validating each model alone
+    from msc_response.modeling.fit import ValidationPlan, refit, validate_model, validate_models
+    from msc_response.modeling.models import model_specs, screen_columns
+
+    config = config_from_dict({"name": "fit-test", "model": {**FAST, "n_jobs": 2}})
+    features = build_features(config, trial_dir)
+    kept, _ = screen_columns(features.table[features.feature_columns].astype(float))
+    X, y = features.table[kept].astype(float), features.table["response"].to_numpy(dtype=int)
+    specs = model_specs(config, kept)[::-1]  # baselines first: the queue reorders, the result not
+    plan = ValidationPlan.for_data(config, len(y))
+    done = []
+    together, fitted = validate_models(specs, X, y, config=config, plan=plan, refit_spec=specs[-1],
+                                       advance=lambda: done.append(1))  # fmt: skip
+    assert list(together) == [s.name for s in specs] and len(done) == len(specs)
+    exact = lambda v: json.dumps(v, default=vars)  # noqa: E731 - repr of floats, NaN included
+    for spec in specs:
+        alone, mine = validate_model(spec, X, y, config=config, plan=plan), together[spec.name]
+        np.testing.assert_array_equal(alone.oof, mine.oof)
+        np.testing.assert_array_equal(alone.bootstrap.predictions, mine.bootstrap.predictions)
+        assert exact(alone.cv.values) == exact(mine.cv.values)
+        assert exact(alone.bootstrap.oob) == exact(mine.bootstrap.oob)
+    alone = refit(specs[-1], X, y, config=config)
+    np.testing.assert_array_equal(alone.predict_proba(X), fitted.predict_proba(X))
+
+
 def test_figures_drawn_by_the_workers_meanwhile_equal_those_drawn_here(trial_dir):
     here, workers = fit_in_one_and_in_two_workers(trial_dir)
     workers.render_figures(wait=False)  # the workers draw while this process goes on
