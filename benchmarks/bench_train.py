@@ -286,9 +286,9 @@ def big_part(work: Path) -> dict:
     return {**big, "cpu_s_process_tree": cpu, "split_s": json.loads(split.read_text()),
             "target_s": TARGET_BIG_S, "meets_target": big["wall_s"] <= TARGET_BIG_S,
             "load_before": before, "load_after": load(),
-            "note": "split_s: wall seconds of each phase of train (nested: fit holds validate_models, "
-                    "every model's cross-validation and bootstrap fits and the primary's refit in one "
-                    "queue of the workers)"}  # fmt: skip
+            "note": "split_s: wall seconds of each phase of train (nested: fit holds validate_models: "
+                    "every model's cross-validation and bootstrap fits in one queue of the workers, then "
+                    "the primary's refit in this process)"}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
