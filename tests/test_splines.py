@@ -146,6 +146,20 @@ def test_skewed_labs_are_logged_and_flags_stay_linear():
     np.testing.assert_allclose(exp.per_feature(np.ones((2, out.shape[1]))), [[3, 3, 1, 3]] * 2)
 
 
+def test_the_expansion_is_the_logged_columns_and_each_basis_stacked_to_the_bit():
+    # the transform writes its columns into one array as it makes them (speed, issue 25): the
+    # numbers must stay those of stacking them, bit for bit, missing values included
+    rng = np.random.default_rng(4)
+    n = 500
+    X = np.column_stack([rng.lognormal(0.5, 1, n), rng.normal(3.2, 0.5, n), rng.integers(0, 2, n),
+                         rng.normal(0, 1, n)])  # fmt: skip
+    X[rng.random(n) < 0.05, 1] = np.nan
+    exp = SplineExpansion(("baseline_bilirubin", "baseline_albumin", "female", "age_years")).fit(X)
+    Z = np.column_stack([np.log(np.maximum(X[:, 0], 0.05)), X[:, 1:]])
+    stacked = np.hstack([Z] + [rcs_basis(Z[:, j], t) for j, t in enumerate(exp.knots_)])
+    assert np.array_equal(exp.transform(X), stacked, equal_nan=True)
+
+
 def test_logistic_rcs_is_fitted_validated_stored_and_explained(larger_trial, tmp_path):
     config = config_from_dict({"name": "rcs", "model": {
         "candidates": ["logistic_rcs"], "repeats": 2, "bootstrap": 20, "n_jobs": 1}})  # fmt: skip

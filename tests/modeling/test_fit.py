@@ -67,6 +67,33 @@ def test_the_numbers_and_figures_do_not_depend_on_the_number_of_workers(trial_di
     assert one.figure_png("shap_beeswarm") == two.figure_png("shap_beeswarm")  # seeded jitter
 
 
+def test_every_models_fits_in_one_queue_give_each_models_own_numbers(trial_dir):
+    # fit() sends every model's fits to one queue of workers, slowest model first, and refits
+    # the primary meanwhile: the numbers are those of validating each model alone
+    from msc_response.modeling.fit import ValidationPlan, refit, validate_model, validate_models
+    from msc_response.modeling.models import model_specs, screen_columns
+
+    config = config_from_dict({"name": "fit-test", "model": {**FAST, "n_jobs": 2}})
+    features = build_features(config, trial_dir)
+    kept, _ = screen_columns(features.table[features.feature_columns].astype(float))
+    X, y = features.table[kept].astype(float), features.table["response"].to_numpy(dtype=int)
+    specs = model_specs(config, kept)[::-1]  # baselines first: the queue reorders, the result not
+    plan = ValidationPlan.for_data(config, len(y))
+    done = []
+    together, fitted = validate_models(specs, X, y, config=config, plan=plan, refit_spec=specs[-1],
+                                       advance=lambda: done.append(1))  # fmt: skip
+    assert list(together) == [s.name for s in specs] and len(done) == len(specs)
+    exact = lambda v: json.dumps(v, default=vars)  # noqa: E731 - repr of floats, NaN included
+    for spec in specs:
+        alone, mine = validate_model(spec, X, y, config=config, plan=plan), together[spec.name]
+        np.testing.assert_array_equal(alone.oof, mine.oof)
+        np.testing.assert_array_equal(alone.bootstrap.predictions, mine.bootstrap.predictions)
+        assert exact(alone.cv.values) == exact(mine.cv.values)
+        assert exact(alone.bootstrap.oob) == exact(mine.bootstrap.oob)
+    alone = refit(specs[-1], X, y, config=config)
+    np.testing.assert_array_equal(alone.predict_proba(X), fitted.predict_proba(X))
+
+
 def test_figures_drawn_by_the_workers_meanwhile_equal_those_drawn_here(trial_dir):
     here, workers = fit_in_one_and_in_two_workers(trial_dir)
     workers.render_figures(wait=False)  # the workers draw while this process goes on
@@ -147,6 +174,69 @@ def test_plot_numbers_are_the_reported_numbers_and_nothing_global_changes(result
     assert at_half["model"] == pytest.approx(result.primary.cv.values["net_benefit_at_50"])
     assert (dc["lower"] <= dc["model"]).all() and (dc["model"] <= dc["upper"]).all()
     assert matplotlib.get_backend() == backend and plt.get_fignums() == figures
+
+
+def test_the_beeswarm_draws_every_patient_up_to_the_cap_and_a_seeded_sample_beyond(
+    result, monkeypatch
+):
+    from msc_response import plotting
+    from msc_response.modeling import explain
+
+    n, seed = len(result.y), result.config.model.seed
+    contrib, base = result.shap_values()
+    X = result.X[result.fitted.feature_columns]
+
+    def png(ax):
+        return plotting.png_bytes(ax, simulated=True)
+
+    def every_patient():  # what the beeswarm drew before the cap: every patient, seeded jitter
+        with plotting.fixed_global_random(seed):
+            return explain.plot_shap(contrib, base, X, kind="beeswarm")
+
+    assert n <= plotting.MAX_PATIENT_DOTS and result.shap_sample() is None
+    assert png(result.plot_shap()) == png(every_patient())  # below the cap: byte for byte as before
+    monkeypatch.setattr(plotting, "MAX_PATIENT_DOTS", 20)
+    rows = result.shap_sample()
+    assert len(rows) == 20 == len(set(rows)) and list(rows) == sorted(rows)
+    assert np.array_equal(rows, result.shap_sample())  # seeded: the same patients every time
+    ax = result.plot_shap()
+    dots = sum(len(c.get_offsets()) for c in ax.collections)
+    assert dots == 20 * min(15, X.shape[1])  # one dot per sampled patient and feature shown
+    assert ax.get_title() == f"Each dot a patient: a random 20 of the {n} patients (seed {seed})"
+    assert png(ax) != png(every_patient())
+    assert (
+        result.plot_shap(kind="bar").get_title() == ""
+    )  # the bar chart: mean |SHAP| over everyone
+
+
+def test_the_pages_patient_scatters_say_when_they_show_a_sample(result, monkeypatch):
+    from msc_response import plotting
+    from msc_response.reporting import model_sections
+    from msc_response.reporting.page import Page
+
+    def captions(section):
+        return {f.alt: f.caption for f in section.figures()}
+
+    def shap_and_stability():
+        page = Page("t", simulated=True)
+        model_sections.add_stability(page, result)
+        model_sections.add_shap(page, result)
+        return {**captions(page.sections[0]), **captions(page.sections[1])}, page
+
+    n, seed = len(result.y), result.config.model.seed
+    every, _ = shap_and_stability()
+    assert set(every.values()) == {None}  # below the cap: no word about a sample
+    monkeypatch.setattr(plotting, "MAX_PATIENT_DOTS", 20)
+    result._memo.pop(("png", "shap_beeswarm", None), None)  # drawn again under the smaller cap
+    sampled, page = shap_and_stability()
+    words = f"a random 20 of the {n} patients (seed {seed})"
+    assert words in sampled["SHAP beeswarm of the primary model"]
+    assert words in sampled[next(k for k in sampled if k.startswith("SHAP dependence"))]
+    assert words in sampled[f"prediction instability plot of {result.primary.name}"]
+    instability = page.sections[0].figures()[0].figure  # dots of the sample, lines of everyone
+    assert len(instability.collections[0].get_offsets()) == 20 * result.plan.n_boot
+    assert len(instability.lines[0].get_xdata()) == n
+    result._memo.pop(("png", "shap_beeswarm", None), None)
 
 
 def test_the_gate_compares_on_the_same_bootstrap_samples(result):

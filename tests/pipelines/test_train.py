@@ -205,6 +205,24 @@ def test_cli_train_bad_config_key(tmp_path, store):
     assert result.exit_code == 2 and "unknown key 'model.lightgbm_params'" in result.output
 
 
+def test_the_logged_features_have_mlflows_own_schema_missing_values_included():
+    # features_dataset gives MLflow the schema it would infer (its own loop over every value
+    # took 2.3 s at 100,000 patients): the same column types and "required" flags
+    from mlflow.types.utils import _infer_schema
+
+    from msc_response.registry.registration import features_dataset
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200), "c": np.arange(200.0)})
+    X.loc[[3, 150], "b"] = np.nan
+    y = (rng.random(200) < 0.4).astype(int)
+    dataset = features_dataset(X, y, "schema-test")
+    mlflows = _infer_schema(X.assign(response=y))
+    assert dataset.schema.to_dict() == mlflows.to_dict()
+    assert [c["required"] for c in dataset.schema.to_dict()] == [True, False, True, True]
+    assert json.loads(dataset.to_dict()["schema"]) == {"mlflow_colspec": mlflows.to_dict()}
+
+
 def test_shipped_experiments_are_valid_configs_with_a_prespecified_primary():
     from msc_response.config import load_config
 

@@ -86,10 +86,18 @@ def effective_folds(folds: int, y: np.ndarray) -> int:
     return k
 
 
-def _parallel(n_jobs: int):
+def _parallel(n_jobs: int, **options):
     # results come back in submission order and every task carries its own seed, so the
     # numbers do not depend on n_jobs
-    return processes.parallel(n_jobs)
+    return processes.parallel(n_jobs, **options)
+
+
+def run_fits(fits: list, n_jobs: int = 1):
+    """The results of ``fits`` (joblib ``delayed`` calls), in their order, as they come back
+    from ``n_jobs`` worker processes (a generator: the caller may use the first while the
+    workers make the rest). Every fit carries its own seed, so the numbers do not depend on
+    which worker makes it, nor on ``n_jobs``."""
+    return _parallel(n_jobs, return_as="generator")(fits)
 
 
 def _fit_predict(make: MakeEstimator, seed: int, X_train, y_train, X_tests) -> list[np.ndarray]:
@@ -98,8 +106,22 @@ def _fit_predict(make: MakeEstimator, seed: int, X_train, y_train, X_tests) -> l
     return [est.predict_proba(Xt)[:, 1] for Xt in X_tests]
 
 
+def _fit_predict_rows(make: MakeEstimator, seed: int, X, y, train, test) -> np.ndarray:
+    """:func:`_fit_predict` on rows ``train``, for rows ``test``: the rows are taken in the worker
+    (one copy of ``X`` travels to the workers, not one per fold)."""
+    (p,) = _fit_predict(make, seed, X[train], y[train], [X[test]])
+    return p
+
+
 def out_of_fold(make: MakeEstimator, X, y, splits: Splits, *, n_jobs: int = 1) -> np.ndarray:
     """Out-of-fold probabilities, one row per repeat (``repeats x n``)."""
+    fits, finish = out_of_fold_fits(make, X, y, splits)
+    return finish(list(run_fits(fits, n_jobs)))
+
+
+def out_of_fold_fits(make: MakeEstimator, X, y, splits: Splits):
+    """The fits of :func:`out_of_fold` (``delayed`` calls, for :func:`run_fits`) and the function
+    that makes their results, in order, the out-of-fold probabilities."""
     from joblib import delayed
 
     X = np.asarray(
@@ -108,14 +130,16 @@ def out_of_fold(make: MakeEstimator, X, y, splits: Splits, *, n_jobs: int = 1) -
     y = np.asarray(y, dtype=int)
     pairs = splits.indices(y)
     folds = len(pairs) // splits.repeats
-    preds = _parallel(n_jobs)(
-        delayed(_fit_predict)(make, splits.seed + i, X[train], y[train], [X[test]])
-        for i, (train, test) in enumerate(pairs)
-    )
-    oof = np.full((splits.repeats, len(y)), np.nan)
-    for i, ((_, test), (p,)) in enumerate(zip(pairs, preds, strict=True)):
-        oof[i // folds, test] = p
-    return oof
+    fits = [delayed(_fit_predict_rows)(make, splits.seed + i, X, y, train, test)
+            for i, (train, test) in enumerate(pairs)]  # fmt: skip
+
+    def finish(preds: list[np.ndarray]) -> np.ndarray:
+        oof = np.full((splits.repeats, len(y)), np.nan)
+        for i, ((_, test), p) in enumerate(zip(pairs, preds, strict=True)):
+            oof[i // folds, test] = p
+        return oof
+
+    return fits, finish
 
 
 @dataclass
@@ -443,6 +467,15 @@ def bootstrap(
 
     Harrell's optimism is computed only for kinds in :data:`OPTIMISM_VALID_KINDS`.
     """
+    fits, finish = bootstrap_fits(
+        make, X, y, n_boot=n_boot, seed=seed, kind=kind, thresholds=thresholds
+    )
+    return finish(list(run_fits(fits, n_jobs)))
+
+
+def bootstrap_fits(make: MakeEstimator, X, y, *, n_boot: int, seed: int, kind: str, thresholds=()):
+    """The fits of :func:`bootstrap` (``delayed`` calls, for :func:`run_fits`) and the function that
+    makes their results, in order, its :class:`Bootstrap`."""
     from joblib import delayed
 
     y = np.asarray(y, dtype=int)
@@ -450,22 +483,25 @@ def bootstrap(
     samples = bootstrap_samples(y, n_boot, seed + 1)
     harrell = kind in OPTIMISM_VALID_KINDS
     # each replicate's seed is its own (seed + 1000 + b), whichever worker runs it; the model on
-    # all patients is one more task of the same pool (fitted here first, it kept the workers
-    # idle for one fit per model: seconds at 100,000 patients)
-    done = _parallel(n_jobs)(
-        [delayed(_fit_predict)(make, seed, X, y, [X])]
-        + [delayed(_replicate)(make, seed + 1000 + b, X, y, idx, thresholds, harrell)
-           for b, idx in enumerate(samples)]
-    )  # fmt: skip
-    (p_full,), done = done[0], done[1:]
-    apparent, _ = metrics.performance(y, p_full, thresholds)
-    predictions = np.vstack([p for p, _, _ in done])
-    oob = [metrics_ for _, metrics_, _ in done]
-    oob_auc = np.array([r[metrics.ROC_AUC] for r in oob])
-    estimate, weight = auc_632plus(apparent[metrics.ROC_AUC], float(np.mean(oob_auc)))
-    optimism = _harrell(y, p_full, [d for _, _, d in done]) if harrell else None
-    return Bootstrap(apparent, oob, samples, predictions, p_full, estimate,
-                     float(np.std(oob_auc, ddof=1)), weight, optimism)  # fmt: skip
+    # all patients is one more fit among them (fitted here first, it kept the workers idle for
+    # one fit per model: seconds at 100,000 patients)
+    fits = [delayed(_fit_predict)(make, seed, X, y, [X])] + [
+        delayed(_replicate)(make, seed + 1000 + b, X, y, idx, thresholds, harrell)
+        for b, idx in enumerate(samples)
+    ]
+
+    def finish(done: list) -> Bootstrap:
+        (p_full,), done = done[0], done[1:]
+        apparent, _ = metrics.performance(y, p_full, thresholds)
+        predictions = np.vstack([p for p, _, _ in done])
+        oob = [metrics_ for _, metrics_, _ in done]
+        oob_auc = np.array([r[metrics.ROC_AUC] for r in oob])
+        estimate, weight = auc_632plus(apparent[metrics.ROC_AUC], float(np.mean(oob_auc)))
+        optimism = _harrell(y, p_full, [d for _, _, d in done]) if harrell else None
+        return Bootstrap(apparent, oob, samples, predictions, p_full, estimate,
+                         float(np.std(oob_auc, ddof=1)), weight, optimism)  # fmt: skip
+
+    return fits, finish
 
 
 def _replicate(make: MakeEstimator, seed: int, X, y, idx, thresholds, harrell: bool):

@@ -35,21 +35,25 @@ ARTIFACT_DIR = "report"
 
 
 def write_training_report(result, features, study: Study | str | Path, out_dir: str | Path, *,
-                          registered: dict | None = None, benefit=None) -> Path:  # fmt: skip
+                          registered: dict | None = None, benefit=None,
+                          data_dir: str | Path | None = None) -> Path:  # fmt: skip
     """Write the report of ``result`` (a TrainingResult) to ``out_dir/index.html``; returns its path.
 
-    ``study`` is the study the features came from, or its directory; ``registered``
-    (model name, version, aliases, run) is shown in the model card when given; ``benefit``
-    (a BenefitValidation, randomised studies) adds the benefit section.
+    ``study`` is the study the features came from, or its directory; ``data_dir``, the
+    directory a given Study was read from (by default its patients file's folder);
+    ``registered`` (model name, version, aliases, run) is shown in the model card when given;
+    ``benefit`` (a BenefitValidation, randomised studies) adds the benefit section.
     """
-    data_dir = None
-    if not isinstance(study, Study):
+    if data_dir is not None:
+        data_dir = Path(data_dir)
+    elif not isinstance(study, Study):
         data_dir = Path(study)
-        study = load_study(data_dir, result.config.singlecell)
     elif study.files.get("patients") is not None and Path(study.files["patients"]).parent != Path(
         "."
     ):
         data_dir = Path(study.files["patients"]).parent
+    if not isinstance(study, Study):
+        study = load_study(data_dir, result.config.singlecell)
     config = result.config
     ctx = sections.StudyContext.build(config, study, features, data_dir)
     n_params = len(result.feature_columns)
@@ -121,13 +125,21 @@ REPORT_TAG = "msc_response.report"
 
 
 def publish_training_report(
-    result, features, study, summary: dict, *, root: str | Path | None = None, benefit=None
+    result,
+    features,
+    study,
+    summary: dict,
+    *,
+    root: str | Path | None = None,
+    benefit=None,
+    data_dir: str | Path | None = None,
 ) -> Path:
     """Write the report of a logged training to ``reports/<experiment>/<run>/`` and log it to the run.
 
     The run is tagged :data:`REPORT_TAG` ``pending`` first and ``logged`` once the page is
     in the store: a run whose report a kill cut short says so (``report --run`` remakes
     it). Leftovers of killed writes in the experiment's report folders are removed first.
+    ``study`` and ``data_dir`` as in :func:`write_training_report`.
     """
     registered = {"registered model": f"{summary['registered_model']} version {summary['version']}",
                   "aliases": ", ".join(summary.get("aliases", [])),
@@ -138,7 +150,7 @@ def publish_training_report(
     client.set_tag(summary["run_id"], REPORT_TAG, "pending (the report was not written: remake it "
                    "with msc-response report --run)")  # fmt: skip
     path = write_training_report(
-        result, features, study, out, registered=registered, benefit=benefit
+        result, features, study, out, registered=registered, benefit=benefit, data_dir=data_dir
     )
     tracking.log_files([path], ARTIFACT_DIR, run_id=summary["run_id"], root=root)
     client.set_tag(summary["run_id"], REPORT_TAG, "logged")

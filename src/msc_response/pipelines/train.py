@@ -61,9 +61,9 @@ def train(config: ExperimentConfig, data_dir: str | Path | None = None, *, summa
             client.log_metric(summary["run_id"], key, value)
         client.set_tag(summary["run_id"], "mx1_verdict", benefit["mx1_verdict"])
     with progress.task("writing the report"):
-        report = publish_training_report(
-            result, features, data_dir, summary, root=root, benefit=validation
-        )
+        # the study read above (reading it again took seconds at 100,000 patients)
+        report = publish_training_report(result, features, study, summary, root=root,
+                                         benefit=validation, data_dir=data_dir)  # fmt: skip
     summary["report"] = str(report)
     if summary_path is not None:  # once the report exists, so the summary names it
         write_json(summary, summary_path)

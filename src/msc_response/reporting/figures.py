@@ -142,15 +142,18 @@ def plot_cell_course(course: pd.DataFrame, by: str, ax=None, *, population: str 
     return ax
 
 
-def plot_instability(original, bootstrap, ax=None, *, mape: float | None = None):
+def plot_instability(original, bootstrap, ax=None, *, mape: float | None = None, rows=None):
     """Riley & Collins' prediction instability plot: each patient's bootstrap-model predictions
     (``bootstrap``, B x n) against the original model's (``original``), with the 2.5th and
-    97.5th percentiles of each patient's predictions."""
+    97.5th percentiles of each patient's predictions. ``rows``: the patients whose dots are
+    drawn (:func:`~msc_response.plotting.patient_sample`; all when None); the percentile
+    lines are over every patient."""
     ax = new_axes(ax, figsize=(5.5, 5))
     p = np.asarray(original, dtype=float)
     boot = np.atleast_2d(np.asarray(bootstrap, dtype=float))
-    ax.scatter(np.broadcast_to(p, boot.shape).ravel(), boot.ravel(), s=4, alpha=0.15, color=PALETTE[0],
-               lw=0, label="bootstrap models")  # fmt: skip
+    p_dots, boot_dots = (p, boot) if rows is None else (p[rows], boot[:, rows])
+    ax.scatter(np.broadcast_to(p_dots, boot_dots.shape).ravel(), boot_dots.ravel(), s=4, alpha=0.15,
+               color=PALETTE[0], lw=0, label="bootstrap models")  # fmt: skip
     order = np.argsort(p)
     lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
     ax.plot(

@@ -17,6 +17,7 @@ from ..modeling.explain import global_importance
 from ..modeling.fit import refit
 from ..modeling.models import flexible
 from ..modeling.validation import METHOD
+from ..plotting import patient_sample, sample_words
 from . import figures
 from .equation import logistic_equation
 from .operating_point import OperatingPoint, operating_point
@@ -224,8 +225,12 @@ def add_stability(page: Page, result) -> None:
                      "range low": inst.mape_range[0], "range high": inst.mape_range[1],
                      "largest patient MAPE": inst.max_patient_mape, "replicates": inst.n_models})  # fmt: skip
         if name == result.config.model.primary:
-            s.figure(figures.plot_instability(b.apparent_predictions, b.predictions, mape=inst.mape),
-                     f"prediction instability plot of {name}")  # fmt: skip
+            n, seed = len(result.y), result.config.model.seed
+            dots = patient_sample(n, seed)
+            s.figure(figures.plot_instability(b.apparent_predictions, b.predictions, mape=inst.mape, rows=dots),
+                     f"prediction instability plot of {name}",
+                     None if dots is None else f"The dots show {sample_words(n, seed)}; the percentile "
+                     "lines are over every patient.")  # fmt: skip
     s.table(pd.DataFrame(rows), "Mean absolute prediction error of every model", digits=3)
 
 
@@ -236,16 +241,21 @@ def add_shap(page: Page, result) -> None:
                 "the model, not causes.")  # fmt: skip
     X = result.X[result.fitted.feature_columns]
     contrib, _ = result.shap_values()
-    s.figure(result.figure_png("shap_beeswarm"), "SHAP beeswarm of the primary model")
+    rows, seed = result.shap_sample(), result.config.model.seed
+    sampled = None if rows is None else f"Each dot is a patient: {sample_words(len(X), seed)}."
+    s.figure(result.figure_png("shap_beeswarm"), "SHAP beeswarm of the primary model", sampled)
     imp = global_importance(contrib, result.fitted.feature_columns)
     s.table(imp.head(20), "Mean |SHAP| (log-odds), the 20 largest", digits=4)
     if DEPENDENCE_FEATURE in X.columns:
         colour = next((c for c in DEPENDENCE_COLOUR if c in result.features.table), None)
         j = list(X.columns).index(DEPENDENCE_FEATURE)
-        c = result.features.table[colour] if colour else np.zeros(len(X))
-        s.figure(figures.plot_dependence(X[DEPENDENCE_FEATURE], contrib[:, j], c, feature=DEPENDENCE_FEATURE,
+        c = result.features.table[colour].to_numpy() if colour else np.zeros(len(X))
+        x, shown = X[DEPENDENCE_FEATURE].to_numpy(), contrib[:, j]
+        if rows is not None:
+            x, shown, c = x[rows], shown[rows], c[rows]
+        s.figure(figures.plot_dependence(x, shown, c, feature=DEPENDENCE_FEATURE,
                                          colour_label=colour or "(no dose recorded)"),
-                 f"SHAP dependence on {DEPENDENCE_FEATURE}, coloured by {colour}")  # fmt: skip
+                 f"SHAP dependence on {DEPENDENCE_FEATURE}, coloured by {colour}", sampled)  # fmt: skip
     else:
         s.paragraph(f"The model does not use {DEPENDENCE_FEATURE}: no dependence plot.")
 
