@@ -44,6 +44,9 @@ def _assert_equal_to_lightgbm(booster, X):
     assert got.shape == want.shape and not np.isnan(got).any()
     np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE)
     assert (got[:, -1] == want[:, -1]).all()  # the expected value is LightGBM's own number
+    # probabilities: LightGBM's own sum in its own order, so equal bit for bit
+    probability = booster.predict(np.asarray(X, dtype=float), num_threads=1)
+    assert np.array_equal(tables.probabilities(np.asarray(X, dtype=float)), probability)
     return tables
 
 
@@ -216,6 +219,12 @@ def test_predictions_and_top_explanations_equal_those_from_pred_contrib(product)
     pd.testing.assert_frame_equal(
         table[top.columns].reset_index(drop=True), top.reset_index(drop=True)
     )
+    # without explanations (and under each trial regimen): LightGBM's predict, bit for bit
+    plain = predict_features(fitted, X, ids, 0.5, regimens=True)
+    p = fitted.estimator.predict(X.to_numpy(), num_threads=1)
+    np.testing.assert_array_equal(plain["probability"], np.round(p, 6))
+    np.testing.assert_array_equal(plain["predicted_response"], predicted_responder(p, 0.5))
+    assert np.array_equal(fitted.predict_matrix(X.to_numpy(), tables=True), p)
 
 
 def test_goes_left_is_lightgbms_decision_rule():

@@ -50,12 +50,19 @@ class FittedModel:
         """Probability of response for each row of ``X``."""
         return self.predict_matrix(self.matrix(X).to_numpy())
 
-    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+    def predict_matrix(self, matrix: np.ndarray, *, tables: bool = False) -> np.ndarray:
         """Probability of response for a float matrix whose columns are ``feature_columns``.
 
         LightGBM runs on one thread: batch scoring puts one worker process on each core.
+        With ``tables``, LightGBM's probabilities bit for bit from its trees' outputs looked
+        up per tree (:mod:`.tree_tables`, when the model's trees allow it).
         """
-        if self.kind == "lightgbm":
+        lookup = (
+            tree_tables.tables_for(self.estimator) if tables and self.kind == "lightgbm" else None
+        )
+        if lookup is not None:
+            p = lookup.probabilities(matrix)
+        elif self.kind == "lightgbm":
             p = self.estimator.predict(matrix, num_threads=1)
         else:
             p = self.estimator.predict_proba(pd.DataFrame(matrix, columns=self.feature_columns))[

@@ -125,7 +125,7 @@ def predict_features(
         contrib, base = fitted.contributions(X, tables=True)  # LightGBM's values, looked up
         p = expit(base + contrib.sum(axis=1))
     else:
-        p = fitted.predict_matrix(X.to_numpy())
+        p = fitted.predict_matrix(X.to_numpy(), tables=True)  # LightGBM's, looked up
     table = pd.DataFrame({
         "patient_id": ids,
         "probability": np.round(p, 6),
@@ -137,7 +137,7 @@ def predict_features(
             for k, v in values.items():
                 if k in Xr:
                     Xr[k] = v
-            under = fitted.predict_matrix(Xr.to_numpy()) if len(Xr) else np.zeros(0)
+            under = fitted.predict_matrix(Xr.to_numpy(), tables=True) if len(Xr) else np.zeros(0)
             table[f"probability_under_{slug(arm)}"] = np.round(under, 6)
     if explain and contrib is not None:
         table = pd.concat(

@@ -16,6 +16,11 @@ each leaf's share into the running row, we add each tree's total), so the result
 equals ``pred_contrib`` to about 1e-15 in log-odds, not bit for bit. The expected value
 column is LightGBM's own number, taken from one call.
 
+The same patterns give each tree's output (its leaf's value, asked of LightGBM with
+``raw_score``), so the probability without explanations is looked up too: LightGBM adds
+the trees' outputs in tree order from 0.0, as :meth:`ContributionTables.probabilities`
+does, so that one is equal to ``booster.predict`` bit for bit (tested).
+
 Not covered (the caller falls back to ``pred_contrib``): categorical splits, linear
 trees, more than one tree per iteration (multiclass), a tree with more than
 :data:`MAX_NODES` internal nodes or :data:`MAX_PATTERNS` patterns, or deep trees whose
@@ -67,6 +72,7 @@ class _Tree:
     features: tuple[int, ...]  # the features the tree splits on, ascending
     table: np.ndarray  # (len(features), rows): contribution per pattern (NaN: no input has it)
     rows: np.ndarray | None  # the table's row of each pattern; None: the pattern is the row
+    output: np.ndarray  # (rows,): the tree's output (its leaf's value) per pattern
 
 
 class NotCovered(ValueError):
@@ -144,28 +150,53 @@ class ContributionTables:
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """``(n, n_features + 1)``: each feature's contribution, then the expected value."""
-        matrix = np.asarray(matrix, dtype=float)
-        if matrix.ndim != 2 or matrix.shape[1] != self.n_features:
-            raise ValueError(
-                f"matrix: expected {self.n_features} columns, got shape {matrix.shape!r}"
-            )
+        matrix = self._checked(matrix)
         n = len(matrix)
         total = np.zeros((self.n_features, n))  # one contiguous row per feature: fast adds
-        columns = _Columns(matrix)
-        pattern = np.empty(n, dtype=np.intp)
-        for tree in self.trees:
-            if not tree.nodes:
-                continue
-            pattern[:] = columns.bit(tree.nodes[0])
-            for j, node in enumerate(tree.nodes[1:], start=1):
-                pattern += columns.bit(node) << j
-            row = pattern if tree.rows is None else tree.rows[pattern]
+        for tree, row in self._rows(matrix):
             for f, table in zip(tree.features, tree.table, strict=True):
                 total[f] += table[row]
         out = np.empty((n, self.n_features + 1))
         out[:, :-1] = total.T
         out[:, -1] = self.expected_value
         return out
+
+    def probabilities(self, matrix: np.ndarray) -> np.ndarray:
+        """What ``booster.predict(matrix)`` gives, bit for bit: LightGBM adds its trees'
+        outputs in tree order from 0.0 (``GBDT::PredictRaw``), as here, and its binary
+        objective's ``ConvertOutput`` is ``1 / (1 + exp(-raw))`` with the C library's
+        ``exp``, which scipy's ``expit`` also calls (NumPy's own vectorised ``exp`` differs
+        in the last bit now and then); tested for equality."""
+        from scipy.special import expit
+
+        matrix = self._checked(matrix)
+        raw = np.zeros(len(matrix))
+        for tree, row in self._rows(matrix):
+            raw += tree.output[row]
+        return expit(raw)
+
+    def _checked(self, matrix) -> np.ndarray:
+        matrix = np.asarray(matrix, dtype=float)
+        if matrix.ndim != 2 or matrix.shape[1] != self.n_features:
+            raise ValueError(
+                f"matrix: expected {self.n_features} columns, got shape {matrix.shape!r}"
+            )
+        return matrix
+
+    def _rows(self, matrix: np.ndarray):
+        """Each tree, in order, with the table row of every row of ``matrix`` (its pattern:
+        bit j set where the row goes left at internal node j)."""
+        columns = _Columns(matrix)
+        pattern = np.empty(len(matrix), dtype=np.intp)
+        for tree in self.trees:
+            if not tree.nodes:  # one leaf: the same output for every row
+                pattern[:] = 0
+                yield tree, pattern
+                continue
+            pattern[:] = columns.bit(tree.nodes[0])
+            for j, node in enumerate(tree.nodes[1:], start=1):
+                pattern += columns.bit(node) << j
+            yield tree, (pattern if tree.rows is None else tree.rows[pattern])
 
 
 def _parse(text: str) -> tuple[dict[str, str], list[dict[str, str]]]:
@@ -237,10 +268,14 @@ def _tabulate(booster, t: int, nodes: tuple[_Node, ...], n_features: int) -> _Tr
     dense = 2 ** len(nodes) <= DENSE_PATTERNS
     table = np.full((len(features), 2 ** len(nodes) if dense else n_patterns + 1), np.nan)
     rows = None if dense else np.full(2 ** len(nodes), n_patterns, dtype=np.int16)  # NaN row
-    if nodes:
-        reps = np.zeros((n_patterns, n_features))  # other features: any value does
-        for k, combo in enumerate(itertools.product(*per_feature)):
-            reps[k, list(features)] = combo
+    output = np.full(table.shape[1], np.nan)
+    reps = np.zeros((n_patterns, n_features))  # other features: any value does
+    for k, combo in enumerate(itertools.product(*per_feature)):
+        reps[k, list(features)] = combo
+    leaf = booster.predict(reps, raw_score=True, start_iteration=t, num_iteration=1, num_threads=1)
+    if not nodes:
+        output[0] = leaf[0]
+    else:
         contrib = booster.predict(
             reps, pred_contrib=True, start_iteration=t, num_iteration=1, num_threads=1
         )
@@ -249,7 +284,8 @@ def _tabulate(booster, t: int, nodes: tuple[_Node, ...], n_features: int) -> _Tr
         if rows is not None:
             rows[codes], codes = np.arange(n_patterns), np.arange(n_patterns)
         table[:, codes] = contrib[:, list(features)].T
-    return _Tree(nodes, features, table, rows)
+        output[codes] = leaf
+    return _Tree(nodes, features, table, rows, output)
 
 
 _CACHE: collections.OrderedDict[str, ContributionTables | None] = collections.OrderedDict()
