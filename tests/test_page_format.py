@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from importlib.metadata import version
 
@@ -102,3 +103,24 @@ def test_git_commit_is_unknown_outside_a_checkout(tmp_path, monkeypatch):
                          "PATH": "/usr/bin:/bin"}, check=True)  # fmt: skip
     assert out.stdout.strip() == "unknown"
     assert re.fullmatch(r"[0-9a-f]{40}", provenance.git_commit())  # this checkout
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_figure_given_as_a_drawing_function_is_drawn_where_the_page_renders(n_jobs):
+    """The training page hands its workers functions that draw (plain data travels, not
+    drawn figures): the picture is byte for byte the one drawn here first."""
+    from functools import partial
+
+    from msc_response.plotting import png_bytes
+    from msc_response.reporting import figures
+
+    change = pd.DataFrame({"level": ["arm", "all"], "arm": ["a", "all"], "n": [10, 12], "mean": [-1.0, -2.5],
+                           "ci_low": [-2.0, -3.5], "ci_high": [0.0, -1.5]})  # fmt: skip
+    drawn_here = png_bytes(figures.plot_changes(change, "t", "points"), simulated=True)
+    page = Page("p", simulated=True, n_jobs=n_jobs)
+    section = page.section("s")
+    section.figure(partial(figures.plot_changes, change, "t", "points"), "change")
+    section.figure(partial(figures.plot_changes, change, "t", "points"), "again")  # two: workers
+    html = page.html()
+    uri = "data:image/png;base64," + base64.b64encode(drawn_here).decode("ascii")
+    assert html.count(uri) == 2

@@ -115,7 +115,13 @@ def plot_decision(curve: pd.DataFrame, label: str, ax=None, *, title: str = "Dec
 
 
 def png_bytes(ax_or_figure, *, simulated: bool, dpi: int = DPI) -> bytes:
-    """The figure of ``ax_or_figure`` as PNG (labelled when the data are simulated)."""
+    """The figure of ``ax_or_figure`` as PNG (labelled when the data are simulated).
+
+    ``ax_or_figure`` may also be a function of no arguments that draws it (e.g.
+    ``functools.partial(plot_x, data)``): it is called here, so a page whose figures are
+    rendered by worker processes has them drawn there too, not in the process writing it."""
+    if callable(ax_or_figure):
+        ax_or_figure = ax_or_figure()
     fig = getattr(ax_or_figure, "figure", ax_or_figure)
     if simulated:
         fig.suptitle(SIMULATED_LABEL, **SIMULATED_STYLE)

@@ -9,6 +9,8 @@ equation), each with its interval or the reason it has none.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 
@@ -227,7 +229,7 @@ def add_stability(page: Page, result) -> None:
         if name == result.config.model.primary:
             n, seed = len(result.y), result.config.model.seed
             dots = patient_sample(n, seed)
-            s.figure(figures.plot_instability(b.apparent_predictions, b.predictions, mape=inst.mape, rows=dots),
+            s.figure(partial(figures.plot_instability, b.apparent_predictions, b.predictions, mape=inst.mape, rows=dots),
                      f"prediction instability plot of {name}",
                      None if dots is None else f"The dots show {sample_words(n, seed)}; the percentile "
                      "lines are over every patient.")  # fmt: skip
@@ -253,7 +255,7 @@ def add_shap(page: Page, result) -> None:
         x, shown = X[DEPENDENCE_FEATURE].to_numpy(), contrib[:, j]
         if rows is not None:
             x, shown, c = x[rows], shown[rows], c[rows]
-        s.figure(figures.plot_dependence(x, shown, c, feature=DEPENDENCE_FEATURE,
+        s.figure(partial(figures.plot_dependence, x, shown, c, feature=DEPENDENCE_FEATURE,
                                          colour_label=colour or "(no dose recorded)"),
                  f"SHAP dependence on {DEPENDENCE_FEATURE}, coloured by {colour}", sampled)  # fmt: skip
     else:
@@ -274,7 +276,7 @@ def add_subgroups(page: Page, result, ctx: StudyContext) -> None:
     s.paragraph(f"Cross-validated predictions of {name} (mean over repeats) within each group: responders "
                 "(exact interval), mean predicted probability (t interval on the logit scale), AUROC (DeLong interval); 'too few' "
                 f"where a group has fewer than {MIN_PER_CLASS} responders or non-responders.")  # fmt: skip
-    s.figure(figures.plot_subgroups(sub), "subgroup AUROCs")
+    s.figure(partial(figures.plot_subgroups, sub), "subgroup AUROCs")
     s.table(for_display(sub), digits=3)
 
 

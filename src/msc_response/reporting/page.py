@@ -142,7 +142,7 @@ def png_data_uri(figure, *, simulated: bool) -> str:
 class _Figure:
     """A figure of a section, rendered when the page is (all of a page's at once: :meth:`Page.html`)."""
 
-    figure: object  # Axes, a Figure, or PNG bytes already rendered
+    figure: object  # Axes, a Figure, PNG bytes already rendered, or a function that draws it
     alt: str
     caption: str | None
     png: bytes | None = None
@@ -220,9 +220,10 @@ class Section:
         return self
 
     def figure(self, figure, alt: str, caption: str | None = None) -> Section:
-        """A matplotlib figure (Axes, Figure, or PNG bytes already rendered), inlined as PNG
-        (``alt`` describes it for screen readers). Rendered with the page: draw nothing more
-        on a figure once it is added."""
+        """A matplotlib figure (Axes, Figure, PNG bytes already rendered, or a function of no
+        arguments that draws it, called where the page's figures are rendered: in its worker
+        processes), inlined as PNG (``alt`` describes it for screen readers). Rendered with
+        the page: draw nothing more on a figure once it is added."""
         self.blocks.append(_Figure(figure, alt, caption))
         return self
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +210,7 @@ def add_assumptions(page: Page, ctx: StudyContext) -> None:
 def add_flow(page: Page, ctx: StudyContext) -> None:
     s = page.section("Patient flow")
     flow = study_tables.flow_by_arm(ctx.study, ctx.features)
-    s.figure(figures.plot_patient_flow(flow), "patient flow diagram with counts by arm",
+    s.figure(partial(figures.plot_patient_flow, flow), "patient flow diagram with counts by arm",
              "From the input to the analysed patients; every excluded patient is counted with the reason.")  # fmt: skip
     s.table(flow, "Patients by arm at each step", index=True)
     bad = ctx.features.flow.get("rows_with_problems")
@@ -283,7 +284,9 @@ def add_paper_view(page: Page, ctx: StudyContext) -> None:
             s.paragraph(f"Not available in this study: {labels}")
             continue
         table = paper_view.responders_by_arm(labels)
-        s.figure(figures.plot_proportions(table, pe.title), f"responders by arm: {pe.title}")
+        s.figure(
+            partial(figures.plot_proportions, table, pe.title), f"responders by arm: {pe.title}"
+        )
         shown = table.assign(responders=[f"{x}/{n}" for x, n in zip(table["responders"], table["n"], strict=True)],
                              proportion=100 * table["proportion"], ci_low=100 * table["ci_low"],
                              ci_high=100 * table["ci_high"]).drop(columns="n")  # fmt: skip
@@ -297,7 +300,7 @@ def add_paper_view(page: Page, ctx: StudyContext) -> None:
             continue
         change = paper_view.change_by_arm(labels)
         name = {"child_pugh": "Child-Pugh", "meld": "MELD", "albumin": "albumin"}[key]
-        s.figure(figures.plot_changes(change, f"{name}: change from baseline to follow-up", unit),
+        s.figure(partial(figures.plot_changes, change, f"{name}: change from baseline to follow-up", unit),
                  f"mean change of {name} by arm")  # fmt: skip
         s.table(change.rename(columns={"mean": f"mean change ({unit})", "ci_low": "95% CI low",
                                        "ci_high": "95% CI high"}), digits=2)  # fmt: skip
@@ -328,7 +331,7 @@ def add_cell_course(s, ctx: StudyContext) -> None:
     for pop in course["population"].unique():
         for by in ("arm", "response"):
             if (course[(course["population"] == pop)]["by"] == by).any():
-                s.figure(figures.plot_cell_course(course, by, population=pop),
+                s.figure(partial(figures.plot_cell_course, course, by, population=pop),
                          f"{pop} fraction by day, by {by}")  # fmt: skip
         s.table(course[course["population"] == pop].drop(columns="population")
                 .rename(columns={"ci_low": "95% CI low", "ci_high": "95% CI high"}), digits=3)  # fmt: skip
