@@ -233,7 +233,8 @@ def test_the_pages_patient_scatters_say_when_they_show_a_sample(result, monkeypa
     assert words in sampled["SHAP beeswarm of the primary model"]
     assert words in sampled[next(k for k in sampled if k.startswith("SHAP dependence"))]
     assert words in sampled[f"prediction instability plot of {result.primary.name}"]
-    instability = page.sections[0].figures()[0].figure  # dots of the sample, lines of everyone
+    draw = page.sections[0].figures()[0].figure  # drawn where the page renders: draw it here
+    instability = draw()  # dots of the sample, lines of everyone
     assert len(instability.collections[0].get_offsets()) == 20 * result.plan.n_boot
     assert len(instability.lines[0].get_xdata()) == n
     result._memo.pop(("png", "shap_beeswarm", None), None)
