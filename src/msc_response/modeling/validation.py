@@ -86,18 +86,12 @@ def effective_folds(folds: int, y: np.ndarray) -> int:
     return k
 
 
-def _parallel(n_jobs: int, **options):
-    # results come back in submission order and every task carries its own seed, so the
-    # numbers do not depend on n_jobs
-    return processes.parallel(n_jobs, **options)
-
-
 def run_fits(fits: list, n_jobs: int = 1):
     """The results of ``fits`` (joblib ``delayed`` calls), in their order, as they come back
     from ``n_jobs`` worker processes (a generator: the caller may use the first while the
     workers make the rest). Every fit carries its own seed, so the numbers do not depend on
     which worker makes it, nor on ``n_jobs``."""
-    return _parallel(n_jobs, return_as="generator")(fits)
+    return processes.parallel(n_jobs, return_as="generator")(fits)
 
 
 def _fit_predict(make: MakeEstimator, seed: int, X_train, y_train, X_tests) -> list[np.ndarray]:

@@ -197,13 +197,8 @@ def schema(path: Path, table: str) -> pa.Schema:
         try:
             names = pacsv.open_csv(path, convert_options=csv_convert_options(table)).schema
         except (pa.ArrowInvalid, OSError) as err:
-            raise DataError(
-                [
-                    Problem(
-                        path.name, None, None, f"cannot read the file: {csv_error_text(err, path)}"
-                    )
-                ]
-            ) from None
+            why = f"cannot read the file: {csv_error_text(err, path)}"
+            raise DataError([Problem(path.name, None, None, why)]) from None
     check_columns(names.names, table, display_name(path))
     return names
 
